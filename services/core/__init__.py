@@ -1,0 +1,1 @@
+"""What every service shares: states, Redis key names, redaction. No I/O lives here."""

@@ -1,0 +1,1 @@
+"""The inference engine: video sources -> detector -> sinks, as plain threads with bounded queues."""
