@@ -1,0 +1,42 @@
+# The project's one task runner. `make run` and `make test` do all of their own setup.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+MODEL_ID ?= yolov3-tiny/coco-416
+VIDEO ?= data/media/vtest.avi
+PYTEST_ARGS ?=
+
+.PHONY: setup run test bench lint clean
+
+setup: $(STAMP) data/media/vtest.avi data/models/$(MODEL_ID)/model.onnx
+
+$(STAMP): pyproject.toml tools/install_system_deps.sh
+	tools/install_system_deps.sh
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[worker,convert,manager,api,flower,dev]'
+	touch $(STAMP)
+
+data/media/vtest.avi: | $(STAMP)
+	$(PY) -m tools.fetch_media --dest data/media
+
+data/models/$(MODEL_ID)/model.onnx: | $(STAMP)
+	$(PY) -m services.worker.models build-default --repository data/models
+
+run: setup
+	$(PY) -m services.worker.engine $(VIDEO) --model $(MODEL_ID)
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m tests.benchmarks.engine --output docs/benchmarks.md
+
+lint: setup
+	$(VENV)/bin/ruff check services tests tools
+	$(VENV)/bin/mypy services
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

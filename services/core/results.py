@@ -1,0 +1,38 @@
+"""The entry format of a pipeline's results stream: one entry per inference round.
+
+An entry has two fields, each a compact JSON list aligned with the pipeline's sources
+(``null`` where a source contributed no frame to the round):
+
+- ``outputs``: the reference prediction dict per source
+  (``{"image": {...}, "predictions": [...]}``);
+- ``frames_metadata``: ``{"frame_timestamp": ISO-8601, "frame_id": int, "source_id": int}`` per source.
+
+Written by the worker, read by CONSUME_RESULT and by any other stream consumer.
+"""
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+OUTPUTS = "outputs"
+FRAMES_METADATA = "frames_metadata"
+
+Output = dict[str, Any] | None
+
+
+def encode_entry(outputs: list[Output], frames_metadata: list[Output]) -> dict[str, str]:
+    if len(outputs) != len(frames_metadata):
+        raise ValueError("outputs and frames_metadata must be aligned with the sources")
+    return {
+        OUTPUTS: json.dumps(outputs, separators=(",", ":")),
+        FRAMES_METADATA: json.dumps(frames_metadata, separators=(",", ":")),
+    }
+
+
+def decode_entry(fields: Mapping[bytes, bytes] | Mapping[str, str]) -> tuple[list[Output], list[Output]]:
+    """The (outputs, frames_metadata) of a raw stream entry, as redis-py returns it."""
+    normalised = {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in fields.items()
+    }
+    return json.loads(normalised[OUTPUTS]), json.loads(normalised[FRAMES_METADATA])

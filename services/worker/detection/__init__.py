@@ -1,0 +1,1 @@
+"""Object detection on frames: letterbox pre-processing, output layouts, NMS, the onnxruntime detector."""

@@ -1,0 +1,146 @@
+"""Opening a video reference with OpenCV: what kind it is, how it is opened, what it reports.
+
+A reference is a local camera (an ``int``), a network stream (a URL with a streaming scheme) or a
+file path. Streams and files go through the FFMPEG backend with open/read timeouts, so an
+unreachable camera fails within seconds instead of blocking its thread.
+"""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import cv2
+import numpy as np
+
+from services.core.redaction import redact_reference
+
+STREAM_SCHEMES = frozenset({"rtsp", "rtsps", "http", "https", "rtmp", "udp", "tcp"})
+
+# video_source_properties names -> cv2.CAP_PROP_* ids, e.g. "frame_width" -> CAP_PROP_FRAME_WIDTH.
+# Only the generic properties (ids 0-99); backend-specific ones (XI_, OPENNI_, ...) are left out.
+CAPTURE_PROPERTIES: Mapping[str, int] = {
+    name.removeprefix("CAP_PROP_").lower(): value
+    for name in dir(cv2)
+    if name.startswith("CAP_PROP_")
+    and not name.startswith("CAP_PROP_DC1394")
+    and isinstance(value := getattr(cv2, name), int)
+    and 0 <= value < 100
+}
+
+
+class SourceKind(StrEnum):
+    CAMERA = "camera"
+    STREAM = "stream"
+    FILE = "file"
+
+    @property
+    def is_live(self) -> bool:
+        return self is not SourceKind.FILE
+
+
+class SourceConnectionError(Exception):
+    """A reference could not be opened. Its message carries only the redacted reference."""
+
+
+class SourceReadError(Exception):
+    """An opened live source stopped delivering frames."""
+
+
+class Capture(Protocol):
+    """The part of ``cv2.VideoCapture`` a source uses; tests substitute fakes."""
+
+    def isOpened(self) -> bool: ...  # noqa: N802 - OpenCV's spelling
+    def grab(self) -> bool: ...
+    def retrieve(self) -> tuple[bool, np.ndarray | None]: ...
+    def read(self) -> tuple[bool, np.ndarray | None]: ...
+    def get(self, prop_id: int) -> float: ...
+    def release(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureOptions:
+    open_timeout: float = 5.0
+    read_timeout: float = 5.0
+    properties: Mapping[str, float] = field(default_factory=dict)
+
+
+Opener = Callable[[str | int, CaptureOptions], Capture]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceProperties:
+    width: int
+    height: int
+    total_frames: int | None
+    fps: float
+    is_file: bool
+    is_reconnectable: bool
+    timestamp_created: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "width": self.width,
+            "height": self.height,
+            "total_frames": self.total_frames,
+            "is_file": self.is_file,
+            "fps": self.fps,
+            "is_reconnectable": self.is_reconnectable,
+            "timestamp_created": self.timestamp_created.isoformat(),
+        }
+
+
+def classify(reference: str | int) -> SourceKind:
+    if isinstance(reference, int):
+        return SourceKind.CAMERA
+    try:
+        scheme = urlsplit(reference).scheme.lower()
+    except ValueError:
+        return SourceKind.FILE
+    return SourceKind.STREAM if scheme in STREAM_SCHEMES else SourceKind.FILE
+
+
+def property_ids(properties: Mapping[str, float]) -> dict[int, float]:
+    """``{"frame_width": 1280}`` -> ``{cv2.CAP_PROP_FRAME_WIDTH: 1280.0}``; unknown names raise."""
+    unknown = sorted(name for name in properties if name.lower() not in CAPTURE_PROPERTIES)
+    if unknown:
+        raise ValueError(
+            f"unknown video_source_properties {unknown}; known: {', '.join(sorted(CAPTURE_PROPERTIES))}"
+        )
+    return {CAPTURE_PROPERTIES[name.lower()]: float(value) for name, value in properties.items()}
+
+
+def open_capture(reference: str | int, options: CaptureOptions) -> Capture:
+    """An opened capture with ``options.properties`` applied, or :class:`SourceConnectionError`."""
+    props = property_ids(options.properties)
+    if classify(reference) is SourceKind.CAMERA:
+        capture = cv2.VideoCapture(reference)
+    else:
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            int(options.open_timeout * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            int(options.read_timeout * 1000),
+        ]
+        capture = cv2.VideoCapture(str(reference), cv2.CAP_FFMPEG, params)
+    if not capture.isOpened():
+        capture.release()
+        raise SourceConnectionError(f"cannot open video source {redact_reference(reference)}")
+    for prop_id, value in props.items():
+        capture.set(prop_id, value)  # unsupported properties are ignored, as the reference does
+    return capture
+
+
+def read_properties(capture: Capture, kind: SourceKind) -> SourceProperties:
+    is_file = kind is SourceKind.FILE
+    frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    return SourceProperties(
+        width=int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+        height=int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+        total_frames=frames if is_file and frames > 0 else None,
+        fps=float(capture.get(cv2.CAP_PROP_FPS)),
+        is_file=is_file,
+        is_reconnectable=not is_file,
+    )

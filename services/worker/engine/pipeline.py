@@ -1,0 +1,383 @@
+"""One pipeline: its video sources, the detector and the sinks, wired with threads and bounded queues.
+
+Theory of operation::
+
+    source-0 ─┐                 prepared (2)          inferred (2)
+    source-1 ─┼─> collector ──────────────> inference ──────────────> post ──> BufferedSink(redis)
+    source-N ─┘   (one frame per source,   (session.run    (decode + NMS,  └─> BufferedSink(udp)
+                   letterbox, stack)        only)           predictions)
+
+Each source decodes on its own thread into its bounded buffer (strategies applied there). The
+collector takes one frame per source per round and pre-processes it; the inference thread does
+nothing but ``session.run`` (which releases the GIL), so decoding, pre- and post-processing of
+neighbouring rounds overlap with it. Every queue is bounded: with WAIT/LAZY sources a slow model
+back-pressures all the way to the decoder and no frame is lost; the sinks are the one place that
+drops instead of blocking (counted), so a broken sink never stalls inference.
+
+A pipeline ends by itself when every source has finished (files ended) and the queues are drained;
+``terminate`` ends it from any state within its timeout. ``mute`` keeps sources decoding but
+discards their frames, so no new results appear until ``resume``.
+"""
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from services.core.states import StreamState
+from services.worker.detection.detector import DetectionParams, Detections
+from services.worker.detection.letterbox import LetterboxTransform
+from services.worker.detection.predictions import to_prediction
+from services.worker.engine import events
+from services.worker.engine.events import StatusUpdate
+from services.worker.engine.frames import VideoFrame
+from services.worker.engine.results import RoundResult, SourceResult
+from services.worker.engine.sinks import ResultSink
+from services.worker.engine.sinks.buffered import BufferedSink
+from services.worker.engine.source import SourceConfig, VideoSource
+from services.worker.engine.watchdog import FrameLatency, Watchdog
+
+log = logging.getLogger(__name__)
+
+POLL = 0.05  # how often blocked threads look at the stop flag (seconds)
+
+
+class FrameDetector(Protocol):
+    """The part of ``Detector`` the pipeline uses (tests may substitute a fake)."""
+
+    @property
+    def class_names(self) -> Sequence[str]: ...
+
+    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, LetterboxTransform]: ...
+
+    def infer(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def postprocess(self, raw: np.ndarray, transform: LetterboxTransform, params: DetectionParams) -> Detections: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineConfig:
+    video_references: tuple[str | int, ...]
+    source: SourceConfig = field(default_factory=SourceConfig)
+    params: DetectionParams = field(default_factory=DetectionParams)
+    # Once a round has its first frame, how long to wait for the other sources (None: wait for
+    # every running source).
+    batch_collection_timeout: float | None = None
+    sink_queue_size: int = 256
+
+
+@dataclass(slots=True)
+class _Round:
+    frames: list[VideoFrame]
+    batch: np.ndarray
+    transforms: list[LetterboxTransform]
+    started: float = 0.0
+    finished: float = 0.0
+    raw: np.ndarray | None = None
+
+
+_END = object()  # sentinel travelling down the queues when every source has finished
+
+
+class InferencePipeline:
+    def __init__(
+        self,
+        config: PipelineConfig,
+        detector: FrameDetector,
+        sinks: Sequence[ResultSink],
+        on_update: Callable[[StatusUpdate], None] | None = None,
+        source_factory: Callable[..., VideoSource] = VideoSource,
+    ) -> None:
+        if not config.video_references:
+            raise ValueError("a pipeline needs at least one video reference")
+        self._config = config
+        self._detector = detector
+        self._extra_handler = on_update
+        self.watchdog = Watchdog(len(config.video_references))
+        self._sources = [
+            source_factory(reference, source_id, config.source, self._on_update)
+            for source_id, reference in enumerate(config.video_references)
+        ]
+        self._sinks = [BufferedSink(sink, self._on_update, capacity=config.sink_queue_size) for sink in sinks]
+        self._prepared: queue.Queue[_Round | object] = queue.Queue(maxsize=2)
+        self._inferred: queue.Queue[_Round | object] = queue.Queue(maxsize=2)
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._state = StreamState.NOT_STARTED
+        self._threads = [
+            threading.Thread(target=self._guard(self._collect), name="collector", daemon=True),
+            threading.Thread(target=self._guard(self._infer), name="inference", daemon=True),
+            threading.Thread(target=self._guard(self._post), name="post", daemon=True),
+        ]
+
+    # ----------------------------------------------------------------- control (any thread)
+
+    @property
+    def state(self) -> StreamState:
+        return self._state
+
+    @property
+    def sources(self) -> Sequence[VideoSource]:
+        return tuple(self._sources)
+
+    def start(self) -> None:
+        self._set_state(StreamState.INITIALISING)
+        for source in self._sources:
+            source.start()
+        for thread in self._threads:
+            thread.start()
+        self._set_state(StreamState.RUNNING)
+        self._on_update(StatusUpdate(events.INFERENCE_THREAD_STARTED, events.CONTEXT_PIPELINE))
+
+    def mute(self) -> None:
+        with self._lock:
+            if self._state is not StreamState.RUNNING:
+                return
+            for source in self._sources:
+                source.mute()
+        self._set_state(StreamState.MUTED)
+
+    def resume(self) -> None:
+        with self._lock:
+            if self._state is not StreamState.MUTED:
+                return
+            for source in self._sources:
+                source.resume()
+        self._set_state(StreamState.RUNNING)
+
+    def terminate(self, timeout: float = 2.0) -> None:
+        """Stop everything; returns within about ``timeout`` seconds from any state. Idempotent."""
+        deadline = time.monotonic() + timeout
+        if self._state.is_final:
+            return
+        self._set_state(StreamState.TERMINATING)
+        self._stop.set()
+        self._terminate_sources(timeout * 0.5)
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(max(0.0, deadline - time.monotonic() - 0.2))
+        self._close_sinks(max(0.1, deadline - time.monotonic()))
+        self._finish(StreamState.ENDED)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the pipeline has ended (by itself or terminated); False on timeout."""
+        return self._done.wait(timeout)
+
+    def status_report(self) -> dict[str, Any]:
+        """The reference's status report, plus a few fields of ours (state, counters, sinks)."""
+        return {
+            "video_source_status_updates": self.watchdog.status_updates(),
+            "latency_reports": self.watchdog.latency_reports(),
+            "inference_throughput": self.watchdog.throughput(),
+            "sources_metadata": [source.metadata() for source in self._sources],
+            "state": self._state.value,
+            "frames_processed": self.watchdog.frames_processed,
+            "inference_errors": self.watchdog.inference_errors,
+            "sinks": [_sink_report(sink) for sink in self._sinks],
+        }
+
+    # ----------------------------------------------------------------- stages
+
+    def _collect(self) -> None:
+        while not self._stop.is_set():
+            frames = self._collect_round()
+            if frames is None:
+                self._put(self._prepared, _END)
+                return
+            if frames:
+                self._put(self._prepared, self._prepare(frames))
+
+    def _collect_round(self) -> list[VideoFrame] | None:
+        """One frame per source that has one; [] when nothing came yet; None when all finished."""
+        live = [source for source in self._sources if not source.finished]
+        if not live:
+            return None
+        first = self._first_frame(live)
+        if first is None:
+            return []
+        frames = [first]
+        timeout = self._config.batch_collection_timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for source in live:
+            if source.source_id == first.source_id:
+                continue
+            frame = self._frame_from(source, deadline)
+            if frame is not None:
+                frames.append(frame)
+        return frames
+
+    def _first_frame(self, live: list[VideoSource]) -> VideoFrame | None:
+        if len(live) == 1:
+            return live[0].read(timeout=POLL)
+        for source in live:
+            frame = source.read(timeout=0)
+            if frame is not None:
+                return frame
+        time.sleep(POLL / 5)
+        return None
+
+    def _frame_from(self, source: VideoSource, deadline: float | None) -> VideoFrame | None:
+        """Wait for the source's frame until the deadline, or while it is running (no deadline)."""
+        while not self._stop.is_set() and not source.finished:
+            remaining = POLL if deadline is None else min(POLL, deadline - time.monotonic())
+            if remaining <= 0:
+                return source.read(timeout=0)
+            frame = source.read(timeout=remaining)
+            if frame is not None:
+                return frame
+            if deadline is None and source.state is not StreamState.RUNNING:
+                return None  # offline or muted: don't hold the other sources hostage
+        return None
+
+    def _prepare(self, frames: list[VideoFrame]) -> _Round:
+        tensors, transforms = zip(*(self._detector.preprocess(frame.image) for frame in frames), strict=True)
+        batch = tensors[0] if len(tensors) == 1 else np.concatenate(tensors)
+        return _Round(frames=frames, batch=batch, transforms=list(transforms))
+
+    def _infer(self) -> None:
+        while (item := self._get(self._prepared)) is not None:
+            if item is _END:
+                self._put(self._inferred, _END)
+                return
+            assert isinstance(item, _Round)
+            item.started = time.monotonic()
+            try:
+                item.raw = self._detector.infer(item.batch)
+            except Exception as exc:  # a bad frame or model error loses this round, not the pipeline
+                self._inference_failed(exc)
+                continue
+            item.finished = time.monotonic()
+            self._put(self._inferred, item)
+
+    def _post(self) -> None:
+        while (item := self._get(self._inferred)) is not None:
+            if item is _END:
+                self._on_all_sources_finished()
+                return
+            assert isinstance(item, _Round)
+            try:
+                result = self._round_result(item)
+            except Exception as exc:
+                self._inference_failed(exc)
+                continue
+            for sink in self._sinks:
+                sink.submit(result)
+            self._record(item)
+
+    def _round_result(self, item: _Round) -> RoundResult:
+        assert item.raw is not None
+        slots: list[SourceResult | None] = [None] * len(self._sources)
+        for index, (frame, transform) in enumerate(zip(item.frames, item.transforms, strict=True)):
+            detections = self._detector.postprocess(item.raw[index : index + 1], transform, self._config.params)
+            height, width = frame.image.shape[:2]
+            prediction = to_prediction(detections, self._detector.class_names, width, height)
+            slots[frame.source_id] = SourceResult(
+                frame.source_id, frame.frame_id, frame.frame_timestamp, frame.decoded_at, prediction
+            )
+        item.finished = time.monotonic()
+        return RoundResult(tuple(slots))
+
+    def _record(self, item: _Round) -> None:
+        handed = time.monotonic()
+        for frame in item.frames:
+            latency = FrameLatency(
+                decoding=item.started - frame.decoded_at,
+                inference=item.finished - item.started,
+                e2e=handed - frame.decoded_at,
+            )
+            self.watchdog.on_frame(frame.source_id, latency)
+        self.watchdog.on_round(len(item.frames), handed)
+
+    # ----------------------------------------------------------------- plumbing
+
+    def _on_update(self, update: StatusUpdate) -> None:
+        self.watchdog.on_update(update)
+        if self._extra_handler is not None:
+            self._extra_handler(update)
+
+    def _set_state(self, state: StreamState) -> None:
+        with self._lock:
+            previous, self._state = self._state, state
+        if previous is not state:
+            log.info("pipeline state %s -> %s", previous.value, state.value)
+
+    def _inference_failed(self, exc: Exception) -> None:
+        self.watchdog.on_inference_error()
+        log.warning("inference round failed: %s: %s", type(exc).__name__, exc)
+        self._on_update(StatusUpdate(
+            events.INFERENCE_ERROR, events.CONTEXT_PIPELINE, severity=logging.ERROR,
+            payload={"error_type": type(exc).__name__, "error_message": str(exc)},
+        ))
+
+    def _on_all_sources_finished(self) -> None:
+        self._close_sinks(timeout=5.0)
+        errors = [source for source in self._sources if source.state is StreamState.ERROR]
+        self._finish(StreamState.ERROR if len(errors) == len(self._sources) else StreamState.ENDED)
+
+    def _finish(self, state: StreamState) -> None:
+        with self._lock:
+            if self._done.is_set():
+                return
+            self._state = state
+            self._done.set()
+        self._on_update(StatusUpdate(events.INFERENCE_THREAD_FINISHED, events.CONTEXT_PIPELINE))
+        log.info("pipeline finished: %s", state.value)
+
+    def _terminate_sources(self, timeout: float) -> None:
+        stoppers = [threading.Thread(target=source.terminate, args=(timeout,), daemon=True)
+                    for source in self._sources]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join(timeout + 0.1)
+
+    def _close_sinks(self, timeout: float) -> None:
+        for sink in self._sinks:
+            sink.close(timeout / max(1, len(self._sinks)))
+
+    def _put(self, target: "queue.Queue[_Round | object]", item: object) -> None:
+        while not self._stop.is_set():
+            try:
+                target.put(item, timeout=POLL)
+                return
+            except queue.Full:
+                continue
+
+    def _get(self, source: "queue.Queue[_Round | object]") -> object | None:
+        while not self._stop.is_set():
+            try:
+                return source.get(timeout=POLL)
+            except queue.Empty:
+                continue
+        return None
+
+    def _guard(self, stage: Callable[[], None]) -> Callable[[], None]:
+        """Run a stage; a crash is reported and ends the pipeline in ERROR instead of hanging it."""
+
+        def run() -> None:
+            try:
+                stage()
+            except Exception as exc:
+                log.exception("pipeline stage %s crashed", threading.current_thread().name)
+                self._inference_failed(exc)
+                self._stop.set()
+                self._finish(StreamState.ERROR)
+
+        return run
+
+
+def _sink_report(sink: BufferedSink) -> dict[str, Any]:
+    stats = sink.stats()
+    return {
+        "name": stats.name,
+        "delivered": stats.delivered,
+        "dropped": stats.dropped_queue_full + stats.dropped_sink_error,
+        "queued": stats.queued,
+        "healthy": stats.healthy,
+    }

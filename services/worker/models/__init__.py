@@ -1,0 +1,1 @@
+"""Detection models: the on-disk repository, the Darknet -> ONNX converter, the default model build."""

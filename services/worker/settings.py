@@ -1,0 +1,24 @@
+"""The worker's settings, read once from the environment (prefix ``WORKER_``) in ``__main__``."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Device = Literal["cpu", "gpu", "jetson"]
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WORKER_", extra="ignore")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    model_repository: Path = Path("data/models")
+    default_model_id: str = "yolov3-tiny/coco-416"
+    device: Device = "cpu"
+    # onnxruntime intra-op threads per pipeline; 0 = one per core. With several pipelines on one
+    # host, cores / pipelines avoids sessions fighting each other (docs/benchmarks.md).
+    intra_op_threads: int = Field(default=0, ge=0)
+    # Reconnect backoff of live sources (seconds).
+    reconnect_initial_delay: float = Field(default=0.5, gt=0)
+    reconnect_max_delay: float = Field(default=30.0, gt=0)
