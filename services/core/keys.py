@@ -1,24 +1,128 @@
 """Every Redis key and channel name of the project, built here and nowhere else.
 
-Each function documents who writes the key, who reads it, and how long it lives.
+Each function documents who writes the key, who reads it, and how long it lives. All keys share
+one prefix so a deployment can share a Redis with other applications.
 """
 
 PREFIX = "vsim"
 
 
-def results_stream(pipeline_id: str) -> str:
-    """Redis Stream of a pipeline's results.
+def pipelines_index() -> str:
+    """SET of the ids of live pipelines (not yet ended or terminated).
 
-    Written by the pipeline's task (``XADD ... MAXLEN ~ results_buffer_size``, one entry per
-    inference round); read by CONSUME_RESULT and by any consumer group. Lives until the pipeline
-    record is removed.
+    Written by the manager (SADD at init, SREM when a pipeline ends, fails or is terminated); read by
+    list_pipelines and the manager's reaper. No TTL.
+    """
+    return f"{PREFIX}:pipelines"
+
+
+def pipeline_record(pipeline_id: str) -> str:
+    """HASH describing one pipeline (fields in ``services.core.records``).
+
+    The manager writes the desired state, epoch, device and timestamps; the task that owns the
+    current epoch writes the actual state, owner and last error. No TTL while live; once the
+    pipeline is over the manager gives it ``Settings.finished_ttl`` so its last status stays readable.
+    """
+    return f"{PREFIX}:pipeline:{pipeline_id}"
+
+
+def pipeline_spec(pipeline_id: str) -> str:
+    """STRING: the compiled PipelineSpec JSON with its secrets (api_key), used to (re)dispatch.
+
+    Written by the manager at init; read by the manager when it dispatches. Never returned to a
+    client. Same lifetime as the record.
+    """
+    return f"{PREFIX}:pipeline:{pipeline_id}:spec"
+
+
+def pipeline_report(pipeline_id: str) -> str:
+    """STRING: the latest status report JSON of the pipeline, credentials already redacted.
+
+    Written by the owning task on every heartbeat (and a last time when it ends); read by status
+    when the task cannot answer (ended, or between owners). Same lifetime as the record.
+    """
+    return f"{PREFIX}:pipeline:{pipeline_id}:report"
+
+
+def pipeline_heartbeat(pipeline_id: str) -> str:
+    """STRING (owner hostname and epoch) with a short TTL, refreshed by the owning task every second.
+
+    Its absence tells the manager's reaper that no task runs the pipeline any more.
+    """
+    return f"{PREFIX}:pipeline:{pipeline_id}:heartbeat"
+
+
+def pipeline_control_channel(pipeline_id: str) -> str:
+    """Pub/sub CHANNEL for control commands to the pipeline's task.
+
+    Published by the manager after it wrote the desired state; subscribed by the owning task.
+    Fire-and-forget: the task reconciles with the record's desired state anyway.
+    """
+    return f"{PREFIX}:pipeline:{pipeline_id}:control"
+
+
+def pipeline_consumed(pipeline_id: str) -> str:
+    """HASH: CONSUME_RESULT's cursor on the results stream: ``last_id`` (last entry returned),
+    ``consumed`` (entries returned so far), ``last_non_empty`` (unix time of the last non-empty consume,
+    read by the task for ``consumption_timeout``).
+
+    Written by the manager's consume script. Same lifetime as the record.
+    """
+    return f"{PREFIX}:pipeline:{pipeline_id}:consumed"
+
+
+def results_stream(pipeline_id: str) -> str:
+    """Redis Stream of a pipeline's results (entry format in ``services.core.results``).
+
+    Written by the owning task (``XADD ... MAXLEN ~ results_buffer_size``, one entry per inference
+    round); read by CONSUME_RESULT (through its cursor, without deleting) and by any consumer group.
+    Same lifetime as the record.
     """
     return f"{PREFIX}:pipeline:{pipeline_id}:results"
 
 
 def results_dropped(pipeline_id: str) -> str:
-    """Counter of result entries the pipeline could not hand to Redis (sink queue full or Redis down).
+    """Counter of result rounds the task could not hand to Redis (sink queue full or Redis down).
 
-    Incremented by the pipeline's task; read by status and CONSUME_RESULT. Same lifetime as the stream.
+    Incremented by the owning task; read by status and CONSUME_RESULT. Same lifetime as the record.
     """
     return f"{PREFIX}:pipeline:{pipeline_id}:results:dropped"
+
+
+def reply_list(request_id: str) -> str:
+    """LIST where a task pushes its reply to one control request (or to its dispatch, for init).
+
+    Pushed by the task (RPUSH + EXPIRE ``REPLY_TTL``); popped by the manager (BLPOP with the
+    command's timeout). Expires by itself if the manager gave up waiting.
+    """
+    return f"{PREFIX}:reply:{request_id}"
+
+
+REPLY_TTL = 60  # seconds
+
+
+def worker_registration(hostname: str) -> str:
+    """STRING (JSON: hostname, queues, slots, free slots, RAM) with a short TTL.
+
+    Refreshed every second by each worker process; read by the manager to know which device queues
+    have a live worker before it dispatches.
+    """
+    return f"{PREFIX}:worker:{hostname}"
+
+
+def worker_registration_pattern() -> str:
+    """SCAN pattern matching every worker registration key."""
+    return f"{PREFIX}:worker:*"
+
+
+def pipeline_keys(pipeline_id: str) -> tuple[str, ...]:
+    """Every key that belongs to one pipeline, for removal."""
+    return (
+        pipeline_record(pipeline_id),
+        pipeline_spec(pipeline_id),
+        pipeline_report(pipeline_id),
+        pipeline_heartbeat(pipeline_id),
+        pipeline_consumed(pipeline_id),
+        results_stream(pipeline_id),
+        results_dropped(pipeline_id),
+    )

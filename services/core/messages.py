@@ -1,0 +1,175 @@
+"""The TCP requests as one closed union keyed by ``type``, their one parser, and the reply envelope.
+
+Shapes follow the wire contract (protocol.md §2-3): lower-case ``type`` values, unknown extra
+keys ignored, replies keyed ``request_id``, ``response``, ``pipeline_id`` in that order. ``init``
+and ``webrtc`` keep their raw payload; ``services.core.plan`` compiles it.
+"""
+
+import json
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+
+from services.core.errors import InvalidPayloadError, failure_response, invalid_payload_from
+
+PipelineId = Annotated[str, StringConstraints(min_length=1)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+
+    type: str
+    token: str | None = Field(default=None, repr=False)  # shared-token auth, checked by the manager
+
+    def to_wire(self) -> dict[str, Any]:
+        """The request as the reference client sends it (``type`` first, absent options left out)."""
+        return {"type": self.type, **self.model_dump(exclude_none=True, exclude={"type"})}
+
+
+class ListPipelinesRequest(_Request):
+    type: Literal["list_pipelines"] = "list_pipelines"
+
+
+class _PipelineRequest(_Request):
+    pipeline_id: PipelineId
+
+
+class MuteRequest(_PipelineRequest):
+    type: Literal["mute"] = "mute"
+
+
+class ResumeRequest(_PipelineRequest):
+    type: Literal["resume"] = "resume"
+
+
+class StatusRequest(_PipelineRequest):
+    type: Literal["status"] = "status"
+
+
+class TerminateRequest(_PipelineRequest):
+    type: Literal["terminate"] = "terminate"
+
+
+class ConsumeResultRequest(_PipelineRequest):
+    type: Literal["consume_result"] = "consume_result"
+    excluded_fields: list[str] = []
+    max_entries: int = Field(default=1, ge=1, le=1000)  # our extension; the reference pops one
+
+    def to_wire(self) -> dict[str, Any]:
+        wire = super().to_wire()
+        if self.max_entries == 1:
+            del wire["max_entries"]  # what the reference client sends, byte for byte
+        return wire
+
+
+class _PayloadRequest(_Request):
+    """A request whose every other key is its payload, kept raw (it holds secrets: no repr)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    def to_wire(self) -> dict[str, Any]:
+        wire = {**self.payload, **({"token": self.token} if self.token is not None else {})}
+        wire["type"] = self.type  # the reference client appends it as the last key
+        return wire
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        yield "type", self.type
+        yield "payload_keys", sorted(self.payload)
+
+
+class InitRequest(_PayloadRequest):
+    type: Literal["init"] = "init"
+
+
+class WebRTCRequest(_PayloadRequest):
+    type: Literal["webrtc"] = "webrtc"
+
+
+Request = Annotated[
+    ListPipelinesRequest
+    | InitRequest
+    | WebRTCRequest
+    | MuteRequest
+    | ResumeRequest
+    | StatusRequest
+    | TerminateRequest
+    | ConsumeResultRequest,
+    Field(discriminator="type"),
+]
+REQUEST_ADAPTER: TypeAdapter[Request] = TypeAdapter(Request)
+REQUEST_TYPES: tuple[str, ...] = tuple(
+    get_args(model.model_fields["type"].annotation)[0] for model in get_args(get_args(Request)[0])
+)
+
+
+def parse_request(body: bytes) -> Request:
+    """The typed request in a frame body; :class:`InvalidPayloadError` says precisely what is wrong."""
+    data = _json_object(body)
+    request_type = _request_type(data)
+    try:
+        return REQUEST_ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        raise invalid_payload_from(exc, f"'{request_type}' request", skip=1) from exc
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    if not body:
+        raise InvalidPayloadError("empty request: the frame has no body")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidPayloadError(f"request is not valid UTF-8: {exc.reason} at byte {exc.start}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidPayloadError(f"request is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise InvalidPayloadError("request is not valid JSON: nested too deeply") from exc
+    if not isinstance(data, dict):
+        raise InvalidPayloadError(f"request must be a JSON object, got {_json_kind(data)}")
+    return data
+
+
+def _request_type(data: Mapping[str, Any]) -> str:
+    known = ", ".join(REQUEST_TYPES)
+    if "type" not in data:
+        raise InvalidPayloadError(f"request has no 'type' field; expected one of: {known}")
+    request_type = data["type"]
+    if not isinstance(request_type, str):
+        raise InvalidPayloadError(f"field 'type' must be a string, got {_json_kind(request_type)}")
+    if request_type not in REQUEST_TYPES:
+        raise InvalidPayloadError(f"unknown request type {request_type!r}; expected one of: {known}")
+    return request_type
+
+
+def _json_kind(value: object) -> str:
+    kinds = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
+
+
+def new_request_id() -> str:
+    """A request id as the reference makes them (a uuid4 string)."""
+    return str(uuid.uuid4())
+
+
+def success_envelope(request_id: str, response: Mapping[str, Any], pipeline_id: str | None) -> dict[str, Any]:
+    """A success reply; ``response`` gains ``"status": "success"`` as its first key."""
+    body = {"status": "success", **{k: v for k, v in response.items() if k != "status"}}
+    return _envelope(request_id, body, pipeline_id)
+
+
+def failure_envelope(
+    request_id: str, exc: BaseException, pipeline_id: str | None, secrets: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """A failure reply for ``exc`` (see :func:`services.core.errors.failure_response`)."""
+    return _envelope(request_id, failure_response(exc, secrets), pipeline_id)
+
+
+def _envelope(request_id: str, response: dict[str, Any], pipeline_id: str | None) -> dict[str, Any]:
+    return {"request_id": request_id, "response": response, "pipeline_id": pipeline_id}

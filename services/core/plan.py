@@ -1,0 +1,342 @@
+"""Compiles both init payload generations into one ``PipelineSpec``, the payload of a pipeline task.
+
+The older flat payload and the newer workflow payload (shared protocol.md §4) are first mapped, key by
+key, onto the spec's fields (remembering where each value came from), then validated once by
+``PipelineSpec``, so every error names the offending path of the payload the client sent.
+"""
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    SecretStr,
+    StrictStr,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+
+from services.core.errors import InvalidPayloadError, NotFoundError, invalid_payload_from
+from services.core.redaction import REDACTED, redact_reference
+from services.core.states import BufferConsumptionStrategy, BufferFillingStrategy
+
+WorkflowResolver = Callable[[str, str], dict[str, Any]]
+
+
+def _video_reference(value: Any) -> str | int:
+    if (isinstance(value, str) and value) or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise ValueError("a video reference must be a non-empty string or a camera index (integer)")
+
+
+def _number(value: Any) -> float | int:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    raise ValueError("must be a number")
+
+
+# Plain validators instead of unions: one clear error per bad value, ints stay ints.
+VideoReference = Annotated[str | int, PlainValidator(_video_reference, json_schema_input_type=str | int)]
+Number = Annotated[float | int, PlainValidator(_number, json_schema_input_type=float)]
+
+DETECTION_BLOCKS = (
+    "roboflow_core/roboflow_object_detection_model@v1",
+    "roboflow_core/roboflow_object_detection_model@v2",
+    "ObjectDetectionModel",
+    "RoboflowObjectDetectionModel",
+)
+DETECTION_PARAMS = ("confidence", "iou_threshold", "class_agnostic_nms", "max_candidates", "max_detections")
+_MODEL_ID = re.compile(r"[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+")
+_INPUT_SELECTOR = re.compile(r"\$inputs\.(?P<name>[A-Za-z0-9_\-]+)")
+
+
+class UdpSink(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: Annotated[StrictStr, StringConstraints(min_length=1)]
+    port: int = Field(ge=1, le=65535)
+
+
+class PipelineSpec(BaseModel):
+    """Everything a task needs to run one pipeline; ``None`` lets the engine choose."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    video_references: list[VideoReference] = Field(min_length=1)
+    model_id: str
+    confidence: float = Field(default=0.5, ge=0.0, le=1.0)
+    iou_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    class_agnostic_nms: bool = False
+    max_candidates: int = Field(default=3000, ge=1)
+    max_detections: int = Field(default=300, ge=1)
+    max_fps: float | None = Field(default=None, gt=0)
+    source_buffer_filling_strategy: BufferFillingStrategy | None = None
+    source_buffer_consumption_strategy: BufferConsumptionStrategy | None = None
+    decoding_buffer_size: int = Field(default=64, ge=1)
+    video_source_properties: dict[str, Number] | None = None
+    batch_collection_timeout: float | None = Field(default=None, ge=0)
+    udp_sink: UdpSink | None = None
+    results_buffer_size: int = Field(default=64, ge=1, le=100_000)
+    predictions_queue_size: int = Field(default=512, ge=1)
+    consumption_timeout: float | None = Field(default=None, gt=0)
+    api_key: SecretStr | None = None
+    device: str = Field(default="", pattern=r"^[A-Za-z0-9_.\-]{0,64}$")
+
+    @field_validator("video_references", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return value if isinstance(value, list) else [value]
+
+    @field_validator("source_buffer_filling_strategy", "source_buffer_consumption_strategy", mode="before")
+    @classmethod
+    def _upper_case(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("model_id")
+    @classmethod
+    def _project_version(cls, value: str) -> str:
+        if not _MODEL_ID.fullmatch(value) or ".." in value or "." in value.split("/"):
+            raise ValueError(
+                f"model_id must be 'project/version' (two segments of letters, digits, '_', '.', '-'), "
+                f"got {value!r}"
+            )
+        return value
+
+    def task_payload(self) -> dict[str, Any]:
+        """JSON-ready dump WITH the api_key revealed: only for the Celery task and the spec key."""
+        dumped = self.model_dump(mode="json")
+        dumped["api_key"] = self.api_key.get_secret_value() if self.api_key is not None else None
+        return dumped
+
+    def redacted(self) -> dict[str, Any]:
+        """JSON-ready dump for status and logs: api_key and URL credentials replaced by ``***``."""
+        dumped = self.model_dump(mode="json")
+        dumped["api_key"] = REDACTED if self.api_key is not None else None
+        dumped["video_references"] = [redact_reference(ref) for ref in self.video_references]
+        return dumped
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            if name == "video_references":
+                value = [redact_reference(ref) for ref in self.video_references]
+            yield name, value
+
+
+@dataclass
+class _Draft:
+    """Spec field values gathered from a payload, with the payload path each came from."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    origins: dict[str, str] = field(default_factory=dict)
+
+    def put(self, name: str, value: Any, origin: str) -> None:
+        self.origins[name] = origin
+        if value is not None:  # null means "not given": the spec's default applies
+            self.values[name] = value
+
+    def build(self) -> PipelineSpec:
+        try:
+            return PipelineSpec.model_validate(self.values)
+        except ValidationError as exc:
+            raise invalid_payload_from(exc, "init payload", rename=self.origins) from exc
+
+
+def compile_init(
+    payload: Mapping[str, Any], resolve_workflow: WorkflowResolver | None = None
+) -> PipelineSpec:
+    """The one plan for an init payload of either generation.
+
+    ``resolve_workflow(workspace_name, workflow_id)`` returns a stored workflow specification
+    or raises :class:`NotFoundError`. Raises :class:`InvalidPayloadError` naming the bad field.
+    """
+    if "video_configuration" in payload or "processing_configuration" in payload:
+        return _compile_workflow_payload(payload, resolve_workflow).build()
+    sink = payload.get("sink_configuration")
+    if "model_id" in payload or "video_reference" in payload or _type_of(sink) == "udp_sink":
+        return _compile_flat_payload(payload).build()
+    raise InvalidPayloadError(
+        "init payload matches neither generation: expected either the flat form (model_id, "
+        "video_reference, sink_configuration {type: 'udp_sink', host, port}) or the workflow form "
+        "(video_configuration, processing_configuration, sink_configuration)"
+    )
+
+
+def _compile_flat_payload(payload: Mapping[str, Any]) -> _Draft:
+    draft = _Draft()
+    draft.put("model_id", payload.get("model_id"), "model_id")
+    draft.put("video_references", payload.get("video_reference"), "video_reference")
+    sink = _section(payload, "sink_configuration", "udp_sink", required=True)
+    draft.put("udp_sink", {k: sink[k] for k in ("host", "port") if k in sink}, "sink_configuration")
+    model = _section(payload, "model_configuration", "object-detection", required=False)
+    for name in DETECTION_PARAMS:
+        draft.put(name, model.get(name), f"model_configuration.{name}")
+    for name in (
+        "api_key",
+        "max_fps",
+        "source_buffer_filling_strategy",
+        "source_buffer_consumption_strategy",
+        "video_source_properties",
+        "batch_collection_timeout",
+        "device",
+    ):
+        draft.put(name, payload.get(name), name)
+    return draft
+
+
+def _compile_workflow_payload(payload: Mapping[str, Any], resolve: WorkflowResolver | None) -> _Draft:
+    draft = _Draft()
+    _put_video_configuration(draft, _section(payload, "video_configuration", "VideoConfiguration", True))
+    sink = _section(payload, "sink_configuration", "MemorySinkConfiguration", required=False)
+    draft.put(
+        "results_buffer_size", sink.get("results_buffer_size"), "sink_configuration.results_buffer_size"
+    )
+    for name in (
+        "api_key",
+        "consumption_timeout",
+        "predictions_queue_size",
+        "decoding_buffer_size",
+        "device",
+    ):
+        draft.put(name, payload.get(name), name)
+    processing = _section(payload, "processing_configuration", "WorkflowConfiguration", required=True)
+    workflow, where = _workflow_of(processing, resolve)
+    parameters = _object_at(
+        processing.get("workflows_parameters") or {}, "processing_configuration.workflows_parameters"
+    )
+    _put_detection_step(draft, workflow, where, parameters)
+    return draft
+
+
+def _put_video_configuration(draft: _Draft, video: Mapping[str, Any]) -> None:
+    where = "video_configuration"
+    draft.put("video_references", video.get("video_reference"), f"{where}.video_reference")
+    # Unlike the reference (DROP_OLDEST/EAGER always, which skips most frames of a file), an unset
+    # strategy is left to the engine: files get WAIT/LAZY, live streams DROP_OLDEST/EAGER.
+    filling = video.get("source_buffer_filling_strategy")
+    consumption = video.get("source_buffer_consumption_strategy")
+    draft.put("source_buffer_filling_strategy", filling, f"{where}.source_buffer_filling_strategy")
+    draft.put(
+        "source_buffer_consumption_strategy", consumption, f"{where}.source_buffer_consumption_strategy"
+    )
+    for name in ("max_fps", "video_source_properties", "batch_collection_timeout"):
+        draft.put(name, video.get(name), f"{where}.{name}")
+
+
+def _workflow_of(
+    processing: Mapping[str, Any], resolve: WorkflowResolver | None
+) -> tuple[Mapping[str, Any], str]:
+    """The workflow specification (inline, else resolved by name) and the path to name in errors."""
+    inline = processing.get("workflow_specification")
+    if inline is not None:
+        where = "processing_configuration.workflow_specification"
+        return _object_at(inline, where), where
+    workspace, workflow_id = processing.get("workspace_name"), processing.get("workflow_id")
+    if not (isinstance(workspace, str) and workspace and isinstance(workflow_id, str) and workflow_id):
+        raise InvalidPayloadError(
+            "processing_configuration needs either 'workflow_specification' or both "
+            "'workspace_name' and 'workflow_id' (non-empty strings)"
+        )
+    if resolve is None:
+        raise NotFoundError(
+            f"workflow '{workspace}/{workflow_id}' not found: no workflow registry is configured",
+            f"Workflow '{workspace}/{workflow_id}' was not found.",
+        )
+    where = f"workflow({workspace}/{workflow_id})"
+    return _object_at(resolve(workspace, workflow_id), where), where
+
+
+def _put_detection_step(
+    draft: _Draft, workflow: Mapping[str, Any], where: str, parameters: Mapping[str, Any]
+) -> None:
+    step, step_where = _detection_step(workflow, where)
+    _check_outputs(workflow, where)
+    inputs = _declared_inputs(workflow, where)
+    for name in ("model_id", *DETECTION_PARAMS):
+        path = f"{step_where}.{name}"
+        draft.put(name, _resolve_value(step.get(name), parameters, inputs, path), path)
+
+
+def _detection_step(workflow: Mapping[str, Any], where: str) -> tuple[Mapping[str, Any], str]:
+    steps = _list_at(workflow.get("steps"), f"{where}.steps")
+    for index, step in enumerate(steps):
+        kind = _type_of(step)
+        if kind not in DETECTION_BLOCKS:
+            raise InvalidPayloadError(
+                f"unsupported workflow block type {kind!r} at '{where}.steps[{index}]'; "
+                f"supported: one object-detection step of type {', '.join(DETECTION_BLOCKS)}"
+            )
+    if len(steps) != 1:
+        raise InvalidPayloadError(
+            f"workflow at '{where}' must have exactly one step (an object-detection model), got {len(steps)}"
+        )
+    return steps[0], f"{where}.steps[0]"
+
+
+def _check_outputs(workflow: Mapping[str, Any], where: str) -> None:
+    for index, output in enumerate(_list_at(workflow.get("outputs", []), f"{where}.outputs")):
+        kind = _type_of(output)
+        if kind != "JsonField":
+            raise InvalidPayloadError(
+                f"unsupported workflow output type {kind!r} at '{where}.outputs[{index}]'; "
+                "only 'JsonField' outputs are supported"
+            )
+
+
+def _declared_inputs(workflow: Mapping[str, Any], where: str) -> dict[str, Mapping[str, Any]]:
+    declared = _list_at(workflow.get("inputs", []), f"{where}.inputs")
+    return {str(item.get("name")): item for item in declared if isinstance(item, Mapping)}
+
+
+def _resolve_value(
+    value: Any, parameters: Mapping[str, Any], inputs: Mapping[str, Mapping[str, Any]], path: str
+) -> Any:
+    """A step parameter: a literal, or ``$inputs.x`` from workflows_parameters / the input default."""
+    if not (isinstance(value, str) and value.startswith("$")):
+        return value
+    match = _INPUT_SELECTOR.fullmatch(value)
+    if match is None:
+        raise InvalidPayloadError(
+            f"field '{path}': selector {value!r} is not supported; use a literal or '$inputs.<name>'"
+        )
+    name = match["name"]
+    if name not in inputs:
+        raise InvalidPayloadError(f"field '{path}': selector {value!r} names no declared workflow input")
+    return parameters.get(name, inputs[name].get("default_value"))
+
+
+def _section(payload: Mapping[str, Any], key: str, expected_type: str, required: bool) -> Mapping[str, Any]:
+    """A nested configuration object; its ``type``, when given, must be ``expected_type``."""
+    value = payload.get(key)
+    if value is None:
+        if required:
+            raise InvalidPayloadError(f"field '{key}' is required (an object of type {expected_type!r})")
+        return {}
+    section = _object_at(value, key)
+    kind = section.get("type", expected_type)
+    if kind != expected_type:
+        raise InvalidPayloadError(
+            f"field '{key}.type': {kind!r} is not supported; expected {expected_type!r}"
+        )
+    return section
+
+
+def _object_at(value: Any, path: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise InvalidPayloadError(f"field '{path}' must be an object, got {type(value).__name__}")
+    return value
+
+
+def _list_at(value: Any, path: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise InvalidPayloadError(f"field '{path}' must be a list, got {type(value).__name__}")
+    return value
+
+
+def _type_of(value: Any) -> Any:
+    return value.get("type") if isinstance(value, Mapping) else None

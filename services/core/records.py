@@ -1,0 +1,67 @@
+"""The pipeline record kept in Redis (a HASH at ``keys.pipeline_record``), as typed values.
+
+Field ownership: the manager writes ``desired_state``, ``epoch``, ``device``, ``created_at``,
+``restarts``; the task holding the current epoch writes ``state``, ``owner``, ``updated_at``,
+``last_error``. A task only writes while the record's epoch is its own (the claim script checks).
+"""
+
+from dataclasses import dataclass, fields
+from enum import StrEnum
+
+
+class DesiredState(StrEnum):
+    """What the user last asked for; the task reconciles its pipeline with it."""
+
+    RUNNING = "RUNNING"
+    MUTED = "MUTED"
+    TERMINATED = "TERMINATED"
+
+
+class PipelineState(StrEnum):
+    """The actual state of a pipeline as a whole (sources keep the reference's StreamState)."""
+
+    PENDING = "PENDING"  # dispatched, no task has claimed it yet
+    INITIALISING = "INITIALISING"  # claimed; sources opening, model loading
+    RUNNING = "RUNNING"
+    MUTED = "MUTED"
+    ENDED = "ENDED"  # every source finished (files)
+    TERMINATED = "TERMINATED"  # ended on request
+    FAILED = "FAILED"  # could not start or crashed; see last_error
+
+    @property
+    def is_final(self) -> bool:
+        return self in (PipelineState.ENDED, PipelineState.TERMINATED, PipelineState.FAILED)
+
+
+@dataclass(slots=True)
+class PipelineRecord:
+    pipeline_id: str
+    desired_state: DesiredState = DesiredState.RUNNING
+    state: PipelineState = PipelineState.PENDING
+    epoch: int = 1
+    device: str = "cpu"
+    owner: str = ""
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    restarts: int = 0
+    last_error: str = ""
+
+    def to_hash(self) -> dict[str, str]:
+        return {f.name: str(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_hash(cls, raw: dict[bytes, bytes] | dict[str, str]) -> "PipelineRecord":
+        data = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+                for k, v in raw.items()}
+        return cls(
+            pipeline_id=data["pipeline_id"],
+            desired_state=DesiredState(data.get("desired_state", DesiredState.RUNNING)),
+            state=PipelineState(data.get("state", PipelineState.PENDING)),
+            epoch=int(data.get("epoch", 1)),
+            device=data.get("device", "cpu"),
+            owner=data.get("owner", ""),
+            created_at=float(data.get("created_at", 0.0)),
+            updated_at=float(data.get("updated_at", 0.0)),
+            restarts=int(data.get("restarts", 0)),
+            last_error=data.get("last_error", ""),
+        )

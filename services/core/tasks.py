@@ -1,0 +1,39 @@
+"""Celery task and queue names and the Celery configuration shared by the manager and the workers.
+
+The manager dispatches by name (``send_task``) with JSON, so it never imports worker code.
+Configuration follows docs/design: early ack, no prefetch, one task per child process, no time
+limits — a pipeline task runs for days and must never be redelivered while it runs.
+"""
+
+from typing import Any
+
+RUN_PIPELINE = "vsim.run_pipeline"
+DEFAULT_DEVICES = ("cpu", "gpu", "jetson")
+
+
+def queue_for(device: str) -> str:
+    return f"pipelines.{device}"
+
+
+def celery_config(broker_url: str) -> dict[str, Any]:
+    return {
+        "broker_url": broker_url,
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        "task_acks_late": False,  # early ack: a redelivered long task would run twice
+        "task_reject_on_worker_lost": False,
+        "worker_prefetch_multiplier": 1,
+        "worker_disable_prefetch": True,
+        "worker_max_tasks_per_child": 1,  # every pipeline gets a fresh process
+        "task_time_limit": None,
+        "task_soft_time_limit": None,
+        "task_create_missing_queues": True,
+        "task_default_queue": queue_for("cpu"),
+        "broker_connection_retry_on_startup": True,
+        "worker_send_task_events": True,  # Flower shows tasks
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": False,
+    }
