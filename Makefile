@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 MODEL_ID ?= yolov3-tiny/coco-416
 VIDEO ?= data/media/vtest.avi
 PYTEST_ARGS ?=
+SOAK ?= 600
 
 .PHONY: setup run test bench lint clean
 
@@ -32,7 +33,7 @@ test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup
-	$(PY) -m tests.benchmarks.engine --output docs/benchmarks.md
+	$(PY) -m tests.benchmarks.engine --output docs/benchmarks.md --soak-seconds $(SOAK)
 
 lint: setup
 	$(VENV)/bin/ruff check services tests tools

@@ -274,7 +274,7 @@ class InferencePipeline:
         assert item.raw is not None
         slots: list[SourceResult | None] = [None] * len(self._sources)
         for index, (frame, transform) in enumerate(zip(item.frames, item.transforms, strict=True)):
-            detections = self._detector.postprocess(item.raw[index : index + 1], transform, self._config.params)
+            detections = self._detector.postprocess(item.raw[index], transform, self._config.params)
             height, width = frame.image.shape[:2]
             prediction = to_prediction(detections, self._detector.class_names, width, height)
             slots[frame.source_id] = SourceResult(

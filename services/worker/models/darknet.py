@@ -250,4 +250,6 @@ def _read_conv(data: bytes, offset: int, layer: Convolutional, in_channels: int)
         factor = scales / (np.sqrt(variance) + np.float32(_BN_EPSILON))
         kernel = kernel * factor[:, None, None, None]
         bias = bias - mean * factor
-    return ConvWeights(np.ascontiguousarray(kernel, np.float32), np.ascontiguousarray(bias, np.float32)), offset
+    return ConvWeights(
+        np.ascontiguousarray(kernel, np.float32), np.ascontiguousarray(bias, np.float32)
+    ), offset

@@ -9,6 +9,7 @@ initializer order are fixed, so the same inputs always serialise to the same byt
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import onnx
@@ -45,7 +46,7 @@ class _GraphBuilder:
         self.initializers.append(numpy_helper.from_array(value, name))
         return name
 
-    def node(self, op: str, inputs: list[str], name: str, **attributes: object) -> str:
+    def node(self, op: str, inputs: list[str], name: str, **attributes: Any) -> str:
         self.nodes.append(helper.make_node(op, inputs, [name], name=name, **attributes))
         return name
 
@@ -139,22 +140,32 @@ def _yolo(
     builder.nodes.append(helper.make_node("Split", [rows, split], names, name=f"yolo_{index}.split", axis=2))
     grid, stride = _grid(layer, shape, network)
     xy = builder.node("Sigmoid", [names[0]], f"yolo_{index}.xy_sigmoid")
-    xy = builder.node("Mul", [xy, builder.constant(f"yolo_{index}.stride", stride)], f"yolo_{index}.xy_scaled")
+    xy = builder.node(
+        "Mul", [xy, builder.constant(f"yolo_{index}.stride", stride)], f"yolo_{index}.xy_scaled"
+    )
     xy = builder.node("Add", [xy, builder.constant(f"yolo_{index}.grid", grid)], f"yolo_{index}.xy_out")
     wh = builder.node("Exp", [names[1]], f"yolo_{index}.wh_exp")
     anchor_grid = np.repeat(np.array(layer.anchors, np.float32), shape.height * shape.width, axis=0)[None]
-    wh = builder.node("Mul", [wh, builder.constant(f"yolo_{index}.anchors", anchor_grid)], f"yolo_{index}.wh_out")
+    wh = builder.node(
+        "Mul", [wh, builder.constant(f"yolo_{index}.anchors", anchor_grid)], f"yolo_{index}.wh_out"
+    )
     scores = builder.node("Sigmoid", [names[2]], f"yolo_{index}.scores_out")
     return builder.node("Concat", [xy, wh, scores], f"yolo_{index}", axis=2)
 
 
-def _head_rows(builder: _GraphBuilder, index: int, anchors: int, attrs: int, shape: Shape, source: str) -> str:
+def _head_rows(
+    builder: _GraphBuilder, index: int, anchors: int, attrs: int, shape: Shape, source: str
+) -> str:
     # [B, A*attrs, H, W] -> [B, A, attrs, H, W] -> [B, A, H, W, attrs] -> [B, A*H*W, attrs]
     split_shape = np.array([0, anchors, attrs, shape.height, shape.width], np.int64)
-    out = builder.node("Reshape", [source, builder.constant(f"yolo_{index}.shape5", split_shape)], f"yolo_{index}.r5")
+    out = builder.node(
+        "Reshape", [source, builder.constant(f"yolo_{index}.shape5", split_shape)], f"yolo_{index}.r5"
+    )
     out = builder.node("Transpose", [out], f"yolo_{index}.t", perm=[0, 1, 3, 4, 2])
     rows_shape = np.array([0, anchors * shape.height * shape.width, attrs], np.int64)
-    return builder.node("Reshape", [out, builder.constant(f"yolo_{index}.shape3", rows_shape)], f"yolo_{index}.rows")
+    return builder.node(
+        "Reshape", [out, builder.constant(f"yolo_{index}.shape3", rows_shape)], f"yolo_{index}.rows"
+    )
 
 
 def _grid(layer: Yolo, shape: Shape, network: DarknetNetwork) -> tuple[np.ndarray, np.ndarray]:
@@ -165,7 +176,9 @@ def _grid(layer: Yolo, shape: Shape, network: DarknetNetwork) -> tuple[np.ndarra
     cells = np.tile(cells, (len(layer.anchors), 1))
     # scale_x_y lets centres reach cell borders: (sigmoid * s - (s - 1) / 2 + cell) * stride.
     offset = cells - (layer.scale_x_y - 1) / 2
-    return (offset * stride)[None].astype(np.float32), (stride * layer.scale_x_y)[None, None].astype(np.float32)
+    return (offset * stride)[None].astype(np.float32), (stride * layer.scale_x_y)[None, None].astype(
+        np.float32
+    )
 
 
 def _model(
@@ -186,7 +199,11 @@ def _model(
     graph = helper.make_graph(
         builder.nodes,
         "darknet_yolo",
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", network.channels, network.height, network.width])],
+        [
+            helper.make_tensor_value_info(
+                INPUT_NAME, TensorProto.FLOAT, ["batch", network.channels, network.height, network.width]
+            )
+        ],
         [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", rows, 5 + classes.pop()])],
         builder.initializers,
     )

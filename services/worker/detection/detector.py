@@ -1,0 +1,142 @@
+"""The detector: one onnxruntime session for one registered model, plus pre- and post-processing.
+
+``detect`` = ``preprocess`` (letterbox) -> ``infer`` (session.run on a batch) -> ``postprocess``
+(decode, NMS, undo the letterbox). The three steps are public so a pipeline can batch frames of
+several sources into one ``infer`` call.
+"""
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import onnxruntime as ort
+
+from services.worker.detection.detections import Detections
+from services.worker.detection.layouts import decode, detect_layout
+from services.worker.detection.letterbox import LetterboxTransform, letterbox
+from services.worker.detection.nms import suppress
+from services.worker.models.errors import InferenceDeviceError, InvalidModelError
+from services.worker.models.repository import ModelSpec
+
+__all__ = ["DEVICES", "DetectionParams", "Detections", "Detector", "select_providers"]
+
+log = logging.getLogger(__name__)
+
+_ACCELERATED = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+_CPU = "CPUExecutionProvider"
+DEVICES = ("cpu", "gpu", "jetson")
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionParams:
+    """Thresholds applied after inference (the reference's defaults)."""
+
+    confidence: float = 0.5
+    iou_threshold: float = 0.5
+    class_agnostic_nms: bool = False
+    max_candidates: int = 3000
+    max_detections: int = 300
+
+
+def select_providers(device: str, available: list[str]) -> list[str]:
+    """onnxruntime providers for ``device``, best first; InferenceDeviceError if it cannot run there."""
+    if device == "cpu":
+        return [_CPU]
+    if device not in DEVICES:
+        raise InferenceDeviceError(f"unknown device {device!r}; expected one of {', '.join(DEVICES)}")
+    accelerated = [p for p in _ACCELERATED if p in available]
+    if not accelerated:
+        raise InferenceDeviceError(
+            f"device {device!r} needs onnxruntime with CUDA or TensorRT; available providers: {available}"
+        )
+    return [*accelerated, _CPU]
+
+
+class Detector:
+    """Runs one model; not thread-safe for concurrent ``infer`` calls with different threads settings."""
+
+    def __init__(
+        self,
+        model: ModelSpec,
+        *,
+        device: str = "cpu",
+        intra_op_threads: int = 0,
+        allow_spinning: bool = False,
+    ) -> None:
+        self.model = model
+        providers = select_providers(device, ort.get_available_providers())
+        try:
+            self._session = ort.InferenceSession(
+                str(model.onnx_path), _session_options(intra_op_threads, allow_spinning), providers=providers
+            )
+        except Exception as exc:  # onnxruntime raises untyped errors for unreadable graphs
+            raise InvalidModelError(f"onnxruntime cannot load {model.model_id}: {exc}") from exc
+        self._check_graph()
+        log.info("loaded model %s on %s with %s", model.model_id, device, self._session.get_providers())
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.model.class_names
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self._session.get_providers())
+
+    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, LetterboxTransform]:
+        """Letterbox a BGR uint8 frame into a [1, 3, H, W] input tensor."""
+        return letterbox(image, self.model.input_width, self.model.input_height)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Run the model on a [B, 3, H, W] float32 batch; the raw output has B first."""
+        (raw,) = self._session.run(None, {self.model.input_name: batch})
+        return np.asarray(raw)
+
+    def postprocess(
+        self, raw: np.ndarray, transform: LetterboxTransform, params: DetectionParams
+    ) -> Detections:
+        """Decode one image's raw output (batch dimension removed), apply NMS, map to source pixels."""
+        candidates = decode(raw, self.model.layout)
+        keep = suppress(
+            candidates.xyxy(),
+            candidates.score,
+            candidates.class_id,
+            confidence=params.confidence,
+            iou_threshold=params.iou_threshold,
+            class_agnostic=params.class_agnostic_nms,
+            max_candidates=params.max_candidates,
+            max_detections=params.max_detections,
+        )
+        if not len(keep):
+            return Detections.empty()
+        xyxy = transform.to_source(candidates.xyxy()[keep])
+        return Detections(xyxy, candidates.score[keep], candidates.class_id[keep])
+
+    def detect(self, image: np.ndarray, params: DetectionParams) -> Detections:
+        """Detections on one BGR frame, in its pixels."""
+        tensor, transform = self.preprocess(image)
+        return self.postprocess(self.infer(tensor)[0], transform, params)
+
+    def _check_graph(self) -> None:
+        (model_input,) = self._session.get_inputs()
+        outputs = self._session.get_outputs()
+        expected = (self.model.input_height, self.model.input_width)
+        fixed = all(
+            dim == want
+            for dim, want in zip(model_input.shape[2:], expected, strict=True)
+            if isinstance(dim, int)
+        )
+        if model_input.name != self.model.input_name or not fixed:
+            raise InvalidModelError(f"{self.model.model_id}: the ONNX input does not match its metadata")
+        if len(outputs) != 1 or detect_layout(outputs[0].shape, self.model.num_classes) != self.model.layout:
+            raise InvalidModelError(f"{self.model.model_id}: the ONNX output does not match its metadata")
+
+
+def _session_options(intra_op_threads: int, allow_spinning: bool) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    if intra_op_threads > 0:
+        options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Spinning threads burn CPU between frames; with many pipelines per host that costs more than it saves.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
+    return options

@@ -1,0 +1,414 @@
+"""A video source: one decode thread per reference feeding a bounded frame buffer.
+
+Theory of operation
+-------------------
+``start()`` moves the source to INITIALISING and spawns a daemon thread ``source-<id>``; it never
+touches the network itself. The thread opens the capture (with OpenCV open/read timeouts), goes
+RUNNING (or MUTED), then loops ``grab`` -> decide -> ``retrieve`` -> ``FrameBuffer.put``. Frames
+skipped for ``max_fps`` (live sources) or while muted are grabbed but never retrieved, which keeps
+a live connection current at little cost; files are paced instead, so no frame is lost.
+
+The consumer calls ``read(timeout)``; the buffer applies the filling strategy on the producer
+side and the consumption strategy on the consumer side, and counts every dropped frame.
+
+States (the reference's): NOT_STARTED -> INITIALISING -> RUNNING <-> MUTED. A live source whose
+open or read fails goes RESTARTING and retries forever with jittered exponential backoff, until
+terminated. A file that ends goes ENDED; a file that cannot be opened or decodes no frame goes
+ERROR. ``terminate()`` works from every state: it sets the stop event (every sleep is an
+``Event.wait``), closes the buffer (unblocking a producer waiting for room) and joins the thread
+for at most ``timeout``; TERMINATING -> ENDED. A thread still inside a blocking OpenCV call
+releases its capture when that call returns (bounded by the read timeout).
+
+Only the redacted reference ever reaches an event, a log line or the metadata.
+"""
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+from urllib.parse import urlsplit
+
+from services.core.redaction import redact_reference, redact_text
+from services.core.states import BufferConsumptionStrategy, BufferFillingStrategy, StreamState
+from services.worker.engine.capture import (
+    Capture,
+    CaptureOptions,
+    Opener,
+    SourceConnectionError,
+    SourceKind,
+    SourceProperties,
+    SourceReadError,
+    classify,
+    open_capture,
+    property_ids,
+    read_properties,
+)
+from services.worker.engine.events import (
+    CONTEXT_CONSUMER,
+    CONTEXT_SOURCE,
+    SOURCE_ERROR,
+    SOURCE_RECONNECT_SCHEDULED,
+    SOURCE_STATE_UPDATE,
+    VIDEO_CONSUMPTION_FINISHED,
+    VIDEO_CONSUMPTION_STARTED,
+    StatusHandler,
+    StatusUpdate,
+)
+from services.worker.engine.frame_buffer import FrameBuffer
+from services.worker.engine.frames import VideoFrame
+from services.worker.engine.reconnect import Backoff, BackoffPolicy
+
+logger = logging.getLogger(__name__)
+
+DROP_MAX_FPS = "max_fps"
+DROP_MUTED = "muted"
+DROP_DECODE_ERROR = "decode_error"
+DROP_TERMINATED = "terminated"
+ERROR_CONTEXT = "stream_consumer_thread"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    buffer_size: int = 64  # the reference's decoding_buffer_size
+    filling: BufferFillingStrategy | None = None  # None: WAIT for files, DROP_OLDEST for live
+    consumption: BufferConsumptionStrategy | None = None  # None: LAZY for files, EAGER for live
+    max_fps: float | None = None
+    properties: Mapping[str, float] = field(default_factory=dict)  # video_source_properties
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    open_timeout: float = 5.0
+    read_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.buffer_size < 1:
+            raise ValueError("buffer_size must be >= 1")
+        if self.max_fps is not None and self.max_fps <= 0:
+            raise ValueError("max_fps must be > 0")
+        if self.open_timeout <= 0 or self.read_timeout <= 0:
+            raise ValueError("open and read timeouts must be > 0")
+        property_ids(self.properties)  # unknown names fail here, not in the thread
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStats:
+    frames_decoded: int
+    frames_dropped: Mapping[str, int]
+    reconnects: int
+
+
+class _Outcome(Enum):
+    STOPPED = "stopped"
+    ENDED = "ended"
+    LOST = "lost"
+    FAILED = "failed"
+
+
+class VideoSource:
+    """One video reference decoded on its own thread; see the module docstring."""
+
+    def __init__(
+        self,
+        reference: str | int,
+        source_id: int,
+        config: SourceConfig,
+        on_update: StatusHandler,
+        opener: Opener = open_capture,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.source_id = source_id
+        self._reference = reference
+        self._redacted = redact_reference(reference)
+        self._secrets = _secrets_of(reference)
+        self._kind = classify(reference)
+        self._config = config
+        self._options = CaptureOptions(config.open_timeout, config.read_timeout, dict(config.properties))
+        live = self._kind.is_live
+        self._filling = config.filling or (
+            BufferFillingStrategy.DROP_OLDEST if live else BufferFillingStrategy.WAIT
+        )
+        self._consumption = config.consumption or (
+            BufferConsumptionStrategy.EAGER if live else BufferConsumptionStrategy.LAZY
+        )
+        self._buffer: FrameBuffer[VideoFrame] = FrameBuffer(
+            config.buffer_size, self._filling, self._consumption
+        )
+        self._backoff = Backoff(config.backoff, rng)
+        self._opener = opener
+        self._on_update = on_update
+        self._lock = threading.Lock()  # guards the fields below
+        self._transitions = threading.RLock()  # keeps state changes and their events in order
+        self._state = StreamState.NOT_STARTED
+        self._muted = False
+        self._properties: SourceProperties | None = None
+        self._frames_decoded = 0
+        self._reconnects = 0
+        self._offline_since: datetime | None = None
+        self._consumption_started = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ----------------------------------------------------------------- public API
+
+    @property
+    def state(self) -> StreamState:
+        with self._lock:
+            return self._state
+
+    @property
+    def finished(self) -> bool:
+        return self.state.is_final and len(self._buffer) == 0
+
+    @property
+    def is_file(self) -> bool:
+        return self._kind is SourceKind.FILE
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is not None or self._state is not StreamState.NOT_STARTED:
+                raise RuntimeError(f"source {self.source_id} was already started")
+            self._thread = threading.Thread(target=self._run, name=f"source-{self.source_id}", daemon=True)
+        self._transition(StreamState.INITIALISING)
+        self._thread.start()
+
+    def read(self, timeout: float) -> VideoFrame | None:
+        """The next frame by the consumption strategy; None on timeout or once finished and drained."""
+        return self._buffer.get(timeout)
+
+    def mute(self) -> None:
+        """Keeps decoding (the connection stays up, files progress) but discards every frame."""
+        with self._lock:
+            self._muted = True
+        self._transition(StreamState.MUTED, only_from=StreamState.RUNNING)
+
+    def resume(self) -> None:
+        with self._lock:
+            self._muted = False
+        self._transition(StreamState.RUNNING, only_from=StreamState.MUTED)
+
+    def terminate(self, timeout: float = 2.0) -> None:
+        """Stops from any state within ``timeout``; buffered frames are dropped ('terminated'). Idempotent."""
+        deadline = time.monotonic() + timeout
+        self._stop.set()
+        self._transition(StreamState.TERMINATING)
+        self._buffer.close()
+        self._buffer.clear(DROP_TERMINATED)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                logger.warning(
+                    "source %s: decode thread still inside OpenCV; it releases the capture on return",
+                    self.source_id,
+                )
+        self._transition(StreamState.ENDED)
+
+    def metadata(self) -> dict[str, Any]:
+        with self._lock:
+            properties = self._properties
+            offline_since = self._offline_since
+            state, decoded, reconnects = self._state, self._frames_decoded, self._reconnects
+        return {
+            "source_properties": properties.to_dict() if properties else None,
+            "source_reference": self._redacted,
+            "buffer_size": self._config.buffer_size,
+            "state": state.value,
+            "buffer_filling_strategy": self._filling.value,
+            "buffer_consumption_strategy": self._consumption.value,
+            "source_id": self.source_id,
+            "reconnect_attempts": reconnects,
+            "offline_since": offline_since.isoformat() if offline_since else None,
+            "frames_decoded": decoded,
+            "frames_dropped": self._buffer.dropped(),
+        }
+
+    def stats(self) -> SourceStats:
+        with self._lock:
+            decoded, reconnects = self._frames_decoded, self._reconnects
+        return SourceStats(decoded, self._buffer.dropped(), reconnects)
+
+    # ----------------------------------------------------------------- decode thread
+
+    def _run(self) -> None:
+        try:
+            self._decode_loop()
+        except Exception as exc:  # a bug or an unexpected OpenCV error must still end visibly
+            self._report_error(exc, logging.ERROR)
+            self._transition(StreamState.ERROR)
+        finally:
+            self._buffer.close()
+
+    def _decode_loop(self) -> None:
+        while not self._stop.is_set():
+            capture = self._open()
+            if capture is None:
+                if not self._kind.is_live:
+                    return
+                self._wait_before_reconnect()
+                continue
+            try:
+                outcome = self._pump(capture)
+            finally:
+                capture.release()
+            if outcome is _Outcome.ENDED:
+                self._emit(
+                    VIDEO_CONSUMPTION_FINISHED, {"source_id": self.source_id}, context=CONTEXT_CONSUMER
+                )
+                self._transition(StreamState.ENDED)
+            if outcome is not _Outcome.LOST:
+                return
+            self._go_offline(SourceReadError(f"video source {self._redacted} stopped delivering frames"))
+            self._wait_before_reconnect()
+
+    def _open(self) -> Capture | None:
+        try:
+            capture = self._opener(self._reference, self._options)
+        except SourceConnectionError as exc:
+            if self._kind.is_live:
+                self._go_offline(exc)
+            else:
+                self._report_error(exc, logging.ERROR)
+                self._transition(StreamState.ERROR)
+            return None
+        properties = read_properties(capture, self._kind)
+        with self._lock:
+            self._properties = properties
+            self._offline_since = None
+            muted = self._muted
+        self._backoff.connected(time.monotonic())
+        self._transition(StreamState.MUTED if muted else StreamState.RUNNING)
+        return capture
+
+    def _pump(self, capture: Capture) -> _Outcome:
+        interval = 1.0 / self._config.max_fps if self._config.max_fps else 0.0
+        next_due = time.monotonic()
+        while not self._stop.is_set():
+            if interval and not self._kind.is_live and self._stop.wait(max(0.0, next_due - time.monotonic())):
+                return _Outcome.STOPPED
+            if not capture.grab():
+                return self._read_failed()
+            now = time.monotonic()
+            frame_id = self._count_decoded(now)
+            if self._is_muted():
+                self._buffer.count_drop(DROP_MUTED)
+                continue
+            if interval:
+                if now < next_due:  # only live sources get here early: files were paced above
+                    self._buffer.count_drop(DROP_MAX_FPS)
+                    continue
+                next_due = max(next_due + interval, now)
+            self._deliver(capture, frame_id)
+        return _Outcome.STOPPED
+
+    def _deliver(self, capture: Capture, frame_id: int) -> None:
+        ok, image = capture.retrieve()
+        if not ok or image is None:
+            self._buffer.count_drop(DROP_DECODE_ERROR)
+            return
+        frame = VideoFrame(image, frame_id, self.source_id, datetime.now(UTC), time.monotonic())
+        if not self._consumption_started:
+            self._consumption_started = True
+            self._emit(VIDEO_CONSUMPTION_STARTED, {"source_id": self.source_id}, context=CONTEXT_CONSUMER)
+        self._buffer.put(frame)
+
+    def _read_failed(self) -> _Outcome:
+        if self._stop.is_set():
+            return _Outcome.STOPPED
+        if self._kind.is_live:
+            return _Outcome.LOST
+        with self._lock:
+            decoded = self._frames_decoded
+        if decoded == 0:
+            self._report_error(SourceReadError(f"no decodable frame in {self._redacted}"), logging.ERROR)
+            self._transition(StreamState.ERROR)
+            return _Outcome.FAILED
+        return _Outcome.ENDED
+
+    def _count_decoded(self, now: float) -> int:
+        self._backoff.healthy(now)
+        with self._lock:
+            self._frames_decoded += 1
+            return self._frames_decoded
+
+    def _is_muted(self) -> bool:
+        with self._lock:
+            return self._muted
+
+    def _go_offline(self, error: Exception) -> None:
+        with self._lock:
+            if self._offline_since is None:
+                self._offline_since = datetime.now(UTC)
+        self._report_error(error, logging.WARNING)
+        self._transition(StreamState.RESTARTING)
+
+    def _wait_before_reconnect(self) -> None:
+        delay = self._backoff.next_delay()
+        with self._lock:
+            self._reconnects += 1
+            attempt = self._reconnects
+        logger.info(
+            "source %s: reconnect attempt %d to %s in %.2fs", self.source_id, attempt, self._redacted, delay
+        )
+        payload = {"source_id": self.source_id, "attempt": attempt, "delay": round(delay, 3)}
+        self._emit(SOURCE_RECONNECT_SCHEDULED, payload)
+        self._stop.wait(delay)
+
+    # ----------------------------------------------------------------- states and events
+
+    def _transition(self, new: StreamState, only_from: StreamState | None = None) -> None:
+        with self._transitions:
+            with self._lock:
+                old = self._state
+                if not _allowed(old, new) or (only_from is not None and old is not only_from):
+                    return
+                self._state = new
+            logger.info("source %s (%s): %s -> %s", self.source_id, self._redacted, old.value, new.value)
+            payload = {"previous_state": old.value, "new_state": new.value, "source_id": self.source_id}
+            self._emit(SOURCE_STATE_UPDATE, payload)
+
+    def _report_error(self, error: Exception, severity: int) -> None:
+        message = redact_text(str(error), self._secrets)
+        logger.log(
+            severity, "source %s (%s): %s: %s", self.source_id, self._redacted, type(error).__name__, message
+        )
+        payload = {
+            "source_id": self.source_id,
+            "error_type": type(error).__name__,
+            "error_message": message,
+            "error_context": ERROR_CONTEXT,
+        }
+        self._emit(SOURCE_ERROR, payload, severity)
+
+    def _emit(
+        self,
+        event_type: str,
+        payload: dict[str, Any],
+        severity: int = logging.INFO,
+        context: str = CONTEXT_SOURCE,
+    ) -> None:
+        update = StatusUpdate(event_type=event_type, context=context, payload=payload, severity=severity)
+        try:
+            self._on_update(update)
+        except Exception as exc:  # a broken handler must not kill the decode thread
+            logger.warning(
+                "source %s: status handler failed on %s: %s", self.source_id, event_type, type(exc).__name__
+            )
+
+
+def _allowed(old: StreamState, new: StreamState) -> bool:
+    if old is new or old.is_final:
+        return False
+    return old is not StreamState.TERMINATING or new is StreamState.ENDED
+
+
+def _secrets_of(reference: str | int) -> tuple[str, ...]:
+    if isinstance(reference, int):
+        return ()
+    try:
+        password = urlsplit(reference).password
+    except ValueError:
+        return ()
+    return (password,) if password else ()

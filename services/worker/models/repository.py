@@ -1,0 +1,181 @@
+"""The on-disk model repository: ``<root>/<project>/<version>/model.onnx`` plus ``model.json``.
+
+``model.json`` is written last (temp file + rename), so a model is visible only once complete;
+an interrupted registration leaves at most an orphan ``.tmp`` file, never a half model.
+"""
+
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import onnxruntime as ort
+
+from services.worker.detection.layouts import OutputLayout, detect_layout
+from services.worker.models.errors import InvalidModelError, ModelNotFoundError
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.onnx"
+METADATA_FILE = "model.json"
+_SEGMENT = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """Everything needed to run a registered model; ``onnx_path`` is absolute."""
+
+    model_id: str
+    onnx_path: Path
+    class_names: tuple[str, ...]
+    input_name: str
+    input_width: int
+    input_height: int
+    layout: OutputLayout
+    color: str
+    scale: float
+    source: str
+    source_sha256: str
+    created: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def validate_model_id(model_id: str) -> tuple[str, str]:
+    """Split ``<project>/<version>``; raise InvalidModelError unless both parts are path-safe."""
+    parts = model_id.split("/")
+    if len(parts) != 2 or not all(_SEGMENT.fullmatch(p) and ".." not in p and p != "." for p in parts):
+        raise InvalidModelError(f"invalid model id {model_id!r}: expected '<project>/<version>'")
+    return parts[0], parts[1]
+
+
+class ModelRepository:
+    """Models stored under one root directory, addressed by ``<project>/<version>`` ids."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+
+    def resolve(self, model_id: str) -> ModelSpec:
+        """The registered model ``model_id``; ModelNotFoundError if there is none."""
+        directory = self._directory(model_id)
+        metadata = directory / METADATA_FILE
+        if not metadata.is_file() or not (directory / MODEL_FILE).is_file():
+            raise ModelNotFoundError(f"model {model_id!r} is not in the repository at {self.root}")
+        spec = _read_spec(metadata, directory / MODEL_FILE)
+        if spec.model_id != model_id:
+            raise InvalidModelError(f"metadata {metadata} names model {spec.model_id!r}, not {model_id!r}")
+        return spec
+
+    def list(self) -> list[ModelSpec]:
+        """Every registered model, sorted by id; entries with broken metadata are skipped."""
+        specs: list[ModelSpec] = []
+        for metadata in sorted(self.root.glob(f"*/*/{METADATA_FILE}")):
+            model_id = f"{metadata.parent.parent.name}/{metadata.parent.name}"
+            try:
+                specs.append(self.resolve(model_id))
+            except (InvalidModelError, ModelNotFoundError) as exc:
+                log.warning("skipping model %s: %s", model_id, exc)
+        return specs
+
+    def register(
+        self,
+        model_id: str,
+        onnx_bytes: bytes,
+        *,
+        class_names: Sequence[str],
+        source: str,
+        source_sha256: str,
+    ) -> ModelSpec:
+        """Store an ONNX model under ``model_id`` (replacing any previous one) and return its spec.
+
+        The graph is inspected with onnxruntime: one image input [B, 3, H, W] and an output
+        whose layout is known, else InvalidModelError.
+        """
+        directory = self._directory(model_id)
+        input_name, width, height, layout = inspect_onnx(onnx_bytes, len(class_names))
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / METADATA_FILE).unlink(missing_ok=True)  # hide the old model while replacing
+        _write_atomic(directory / MODEL_FILE, onnx_bytes)
+        spec = ModelSpec(
+            model_id=model_id,
+            onnx_path=directory / MODEL_FILE,
+            class_names=tuple(class_names),
+            input_name=input_name,
+            input_width=width,
+            input_height=height,
+            layout=layout,
+            color="RGB",
+            scale=1 / 255,
+            source=source,
+            source_sha256=source_sha256,
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        metadata = {**asdict(spec), "onnx_path": MODEL_FILE, "class_names": list(spec.class_names)}
+        _write_atomic(directory / METADATA_FILE, json.dumps(metadata, indent=2).encode())
+        log.info("registered model %s in %s", model_id, directory)
+        return spec
+
+    def _directory(self, model_id: str) -> Path:
+        project, version = validate_model_id(model_id)
+        return self.root / project / version
+
+
+def inspect_onnx(onnx_bytes: bytes, num_classes: int) -> tuple[str, int, int, OutputLayout]:
+    """Input name, width, height and output layout of an ONNX detector; InvalidModelError if unusable."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors for unreadable graphs
+        raise InvalidModelError(f"onnxruntime cannot load the model: {exc}") from exc
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] != 3:
+        raise InvalidModelError(f"expected one [B, 3, H, W] image input, got {[i.shape for i in inputs]}")
+    height, width = inputs[0].shape[2], inputs[0].shape[3]
+    if not (isinstance(width, int) and isinstance(height, int)):
+        raise InvalidModelError(f"the model input size must be fixed, got {inputs[0].shape}")
+    if len(outputs) != 1:
+        raise InvalidModelError(f"expected one output, got {len(outputs)}")
+    return inputs[0].name, width, height, detect_layout(outputs[0].shape, num_classes)
+
+
+def _read_spec(metadata: Path, onnx_path: Path) -> ModelSpec:
+    try:
+        data = json.loads(metadata.read_text())
+        return ModelSpec(
+            model_id=str(data["model_id"]),
+            onnx_path=onnx_path,
+            class_names=tuple(str(name) for name in data["class_names"]),
+            input_name=str(data["input_name"]),
+            input_width=int(data["input_width"]),
+            input_height=int(data["input_height"]),
+            layout=OutputLayout(data["layout"]),
+            color=str(data["color"]),
+            scale=float(data["scale"]),
+            source=str(data["source"]),
+            source_sha256=str(data["source_sha256"]),
+            created=str(data["created"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidModelError(f"unreadable model metadata {metadata}: {exc}") from exc
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; models are read by other users/containers
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

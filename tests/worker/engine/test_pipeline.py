@@ -1,0 +1,196 @@
+"""The whole engine, end to end: real model, real video, real Redis, real UDP and live HTTP streams."""
+
+import json
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from services.core import keys
+from services.core.results import decode_entry
+from services.core.states import StreamState
+from services.worker.detection.detector import DetectionParams, Detector
+from services.worker.engine import events
+from services.worker.engine.pipeline import InferencePipeline, PipelineConfig
+from services.worker.engine.sinks.redis_stream import RedisStreamSink
+from services.worker.engine.sinks.udp import UdpSink
+from services.worker.engine.source import SourceConfig
+from tests.support.redis_server import free_port
+from tests.support.streams import http_live_stream
+
+MEDIA = Path("data/media")
+BIKES = str(MEDIA / "bikes.mp4")  # 250 frames, 640x272
+VTEST = MEDIA / "vtest.avi"
+
+
+def _eventually(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+@pytest.fixture(scope="module")
+def detector(default_model) -> Detector:  # type: ignore[no-untyped-def]
+    return Detector(default_model, intra_op_threads=2)
+
+
+@pytest.fixture
+def running() -> Iterator[list[InferencePipeline]]:
+    """Pipelines a test started; terminated whatever the test's outcome."""
+    pipelines: list[InferencePipeline] = []
+    yield pipelines
+    for pipeline in pipelines:
+        pipeline.terminate()
+
+
+def _entries(client: redis.Redis, pipeline_id: str) -> list[tuple[list, list]]:  # type: ignore[type-arg]
+    return [decode_entry(fields) for _, fields in client.xrange(keys.results_stream(pipeline_id))]
+
+
+def test_file_pipeline_processes_every_frame_in_order_then_ends(
+    detector: Detector, redis_client: redis.Redis, running: list[InferencePipeline]
+) -> None:
+    config = PipelineConfig(video_references=(BIKES,), params=DetectionParams(confidence=0.3))
+    pipeline = InferencePipeline(config, detector, [RedisStreamSink(redis_client, "file", maxlen=1000)])
+    running.append(pipeline)
+    pipeline.start()
+    assert pipeline.wait(timeout=90), "a file pipeline must end by itself"
+    assert pipeline.state is StreamState.ENDED
+    entries = _entries(redis_client, "file")
+    frame_ids = [metadata[0]["frame_id"] for _, metadata in entries]
+    assert frame_ids == list(range(1, 251))  # default for files is WAIT/LAZY: nothing lost
+    classes = {p["class"] for outputs, _ in entries for p in outputs[0]["predictions"]}
+    assert "car" in classes
+    first = entries[0][0][0]
+    assert first["image"] == {"width": 640, "height": 272}
+    for prediction in first["predictions"]:
+        assert 0 <= prediction["x"] <= 640 and 0 <= prediction["y"] <= 272
+    report = pipeline.status_report()
+    assert report["frames_processed"] == 250
+    assert report["sources_metadata"][0]["state"] == "ENDED"
+    event_types = [u["event_type"] for u in report["video_source_status_updates"]]
+    assert events.VIDEO_CONSUMPTION_FINISHED in event_types
+
+
+def test_status_report_has_the_reference_shape(
+    detector: Detector, redis_client: redis.Redis, running: list[InferencePipeline]
+) -> None:
+    config = PipelineConfig(video_references=(BIKES, str(VTEST)), batch_collection_timeout=0.5)
+    pipeline = InferencePipeline(config, detector, [RedisStreamSink(redis_client, "status", maxlen=100)])
+    running.append(pipeline)
+    pipeline.start()
+    _eventually(lambda: pipeline.watchdog.frames_processed >= 20)
+    report = pipeline.status_report()
+    assert report["inference_throughput"] > 0
+    assert [r["source_id"] for r in report["latency_reports"]] == [0, 1]
+    for latency in report["latency_reports"]:
+        assert 0 < latency["inference_latency"] <= latency["e2e_latency"]
+        assert latency["frame_decoding_latency"] >= 0
+    metadata = report["sources_metadata"]
+    assert [m["source_id"] for m in metadata] == [0, 1]
+    assert metadata[1]["source_properties"]["width"] == 768
+    assert metadata[1]["source_properties"]["is_file"] is True
+    for update in report["video_source_status_updates"]:
+        assert set(update) == {"timestamp", "severity", "event_type", "payload", "context"}
+        assert update["severity"] > 10
+    outputs, frames_metadata = _entries(redis_client, "status")[-1]
+    assert len(outputs) == len(frames_metadata) == 2  # aligned with the sources
+    json.dumps(report)  # the report is plain JSON
+
+
+def test_mute_resume_terminate_on_a_live_stream(
+    detector: Detector, redis_client: redis.Redis, running: list[InferencePipeline]
+) -> None:
+    with http_live_stream(VTEST) as url:
+        config = PipelineConfig(video_references=(url,))
+        pipeline = InferencePipeline(config, detector, [RedisStreamSink(redis_client, "live", maxlen=1000)])
+        running.append(pipeline)
+        pipeline.start()
+        stream = keys.results_stream("live")
+        _eventually(lambda: redis_client.xlen(stream) >= 5)
+
+        pipeline.mute()
+        assert pipeline.state is StreamState.MUTED
+        time.sleep(1.0)  # rounds already inside the pipeline drain
+        muted_at = redis_client.xlen(stream)
+        time.sleep(2.0)  # the stream delivers 20 frames meanwhile
+        assert redis_client.xlen(stream) == muted_at, "a muted pipeline must produce no results"
+        assert pipeline.sources[0].state is StreamState.MUTED
+
+        pipeline.resume()
+        assert pipeline.state is StreamState.RUNNING
+        _eventually(lambda: redis_client.xlen(stream) >= muted_at + 5)
+
+        started = time.monotonic()
+        pipeline.terminate(timeout=2.0)
+        assert time.monotonic() - started <= 2.5
+        assert pipeline.state is StreamState.ENDED
+        assert pipeline.wait(0)
+        assert pipeline.sources[0].state is StreamState.ENDED
+
+
+def test_terminate_while_the_camera_is_unreachable(
+    detector: Detector, running: list[InferencePipeline]
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}/live.ts"  # nobody listens
+    pipeline = InferencePipeline(PipelineConfig(video_references=(url,)), detector, [])
+    running.append(pipeline)
+    pipeline.start()
+    _eventually(lambda: pipeline.sources[0].state is StreamState.RESTARTING)
+    assert not pipeline.wait(0.5), "an offline live stream is not ended by the engine"
+    started = time.monotonic()
+    pipeline.terminate(timeout=2.0)
+    assert time.monotonic() - started <= 2.5
+    assert pipeline.state is StreamState.ENDED
+
+
+def test_terminate_is_idempotent_and_works_before_start(detector: Detector) -> None:
+    pipeline = InferencePipeline(PipelineConfig(video_references=(BIKES,)), detector, [])
+    pipeline.terminate()
+    pipeline.terminate()
+    assert pipeline.state is StreamState.ENDED
+
+
+def test_a_dead_redis_sink_never_stalls_inference_or_the_udp_sink(
+    detector: Detector, running: list[InferencePipeline]
+) -> None:
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(5)
+    dead = redis.Redis(port=free_port(), socket_connect_timeout=0.5, socket_timeout=0.5)
+    udp = UdpSink("127.0.0.1", receiver.getsockname()[1], on_update=lambda u: None)
+    config = PipelineConfig(video_references=(BIKES,), source=SourceConfig(max_fps=50))
+    pipeline = InferencePipeline(config, detector, [RedisStreamSink(dead, "dead", maxlen=10), udp])
+    running.append(pipeline)
+    pipeline.start()
+    received = []
+    while len(received) < 250:
+        received.append(json.loads(receiver.recv(65535)))
+    assert [d["inference_metadata"]["frame_id"] for d in received] == list(range(1, 251))
+    assert pipeline.wait(timeout=30)
+    report = pipeline.status_report()
+    redis_report = next(s for s in report["sinks"] if s["name"] == "redis_stream")
+    assert redis_report["dropped"] > 0 and not redis_report["healthy"]
+    errors = [u for u in report["video_source_status_updates"]
+              if u["event_type"] == events.INFERENCE_RESULTS_DISPATCHING_ERROR]
+    assert errors and errors[0]["payload"]["sink"] == "redis_stream"
+    receiver.close()
+    dead.close()
+
+
+def test_credentials_never_reach_the_report(detector: Detector, running: list[InferencePipeline]) -> None:
+    url = f"rtsp://admin:hunter2@127.0.0.1:{free_port()}/stream"
+    pipeline = InferencePipeline(PipelineConfig(video_references=(url,)), detector, [])
+    running.append(pipeline)
+    pipeline.start()
+    _eventually(lambda: any(u["event_type"] == events.SOURCE_ERROR
+                            for u in pipeline.status_report()["video_source_status_updates"]))
+    text = json.dumps(pipeline.status_report())
+    assert "hunter2" not in text and "admin" not in text
+    assert "127.0.0.1" in text
