@@ -1,0 +1,41 @@
+"""``python -m services.manager``: settings from the environment, serve until SIGTERM/SIGINT."""
+
+import asyncio
+import logging
+import signal
+
+from services.manager.service import ManagerService
+from services.manager.settings import ManagerSettings
+
+logger = logging.getLogger("services.manager")
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+async def serve(settings: ManagerSettings) -> None:
+    service = ManagerService(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await service.start()
+    try:
+        await stop.wait()
+        logger.info("stop signal received")
+    finally:
+        await service.stop()
+
+
+def main() -> None:
+    settings = ManagerSettings()
+    configure_logging(settings.log_level)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,254 @@
+"""One handler per request type: each turns a parsed request into the reply's ``response``.
+
+Handlers raise ``StreamManagerError``s for failures the server reports with the request's
+``pipeline_id``; once ``init`` has made an id, it returns its failures itself so they carry it.
+"""
+
+import asyncio
+import hmac
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from services.core.control import Command
+from services.core.errors import (
+    AuthorisationError,
+    InvalidPayloadError,
+    OperationError,
+    StreamManagerError,
+    failure_response,
+)
+from services.core.keys import reply_list
+from services.core.messages import (
+    ConsumeResultRequest,
+    InitRequest,
+    ListPipelinesRequest,
+    MuteRequest,
+    Request,
+    ResumeRequest,
+    StatusRequest,
+    TerminateRequest,
+    WebRTCRequest,
+)
+from services.core.plan import PipelineSpec, WorkflowResolver, compile_init
+from services.core.records import DesiredState, PipelineRecord, PipelineState
+from services.core.tasks import queue_for
+from services.manager.control import Controller, NoListenerError, wait_reply
+from services.manager.cursor import ResultEntry, ResultsCursor
+from services.manager.dispatch import Dispatcher, live_queues
+from services.manager.settings import ManagerSettings
+from services.manager.store import PipelineStore
+
+logger = logging.getLogger(__name__)
+
+SUCCESS: dict[str, Any] = {"status": "success"}
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    response: dict[str, Any]
+    pipeline_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What the handlers talk to, built once by the service."""
+
+    redis: Redis
+    store: PipelineStore
+    cursor: ResultsCursor
+    controller: Controller
+    dispatcher: Dispatcher
+    resolve_workflow: WorkflowResolver
+
+
+class Handlers:
+    def __init__(self, settings: ManagerSettings, services: Services) -> None:
+        self._settings = settings
+        self._s = services
+        self._routes: dict[type[Any], Callable[[Any, str], Awaitable[Reply]]] = {
+            ListPipelinesRequest: self.list_pipelines,
+            InitRequest: self.init,
+            WebRTCRequest: self.webrtc,
+            MuteRequest: self.mute,
+            ResumeRequest: self.resume,
+            StatusRequest: self.status,
+            TerminateRequest: self.terminate,
+            ConsumeResultRequest: self.consume_result,
+        }
+
+    async def handle(self, request: Request, request_id: str) -> Reply:
+        self._authorise(request)
+        return await self._routes[type(request)](request, request_id)
+
+    def _authorise(self, request: Request) -> None:
+        expected = self._settings.auth_token
+        if expected is None:
+            return
+        given = (request.token or "").encode()
+        if not hmac.compare_digest(given, expected.get_secret_value().encode()):
+            raise AuthorisationError("missing or wrong token", "The request carries no valid token.")
+
+    async def list_pipelines(self, request: ListPipelinesRequest, request_id: str) -> Reply:
+        return Reply({"status": "success", "pipelines": await self._s.store.live_ids()}, None)
+
+    async def webrtc(self, request: WebRTCRequest, request_id: str) -> Reply:
+        raise OperationError("WebRTC is not supported yet", "WebRTC pipelines are not supported yet.")
+
+    async def init(self, request: InitRequest, request_id: str) -> Reply:
+        spec = compile_init(request.payload, self._s.resolve_workflow)
+        device = self._device_of(spec)
+        await self._require_worker(queue_for(device))
+        now = time.time()
+        record = PipelineRecord(str(uuid.uuid4()), device=device, created_at=now, updated_at=now)
+        payload = {**spec.task_payload(), "device": device}
+        await self._s.store.create(record, payload)
+        secrets = (spec.api_key.get_secret_value(),) if spec.api_key else ()
+        started = False
+        try:
+            response = await self._start(record, payload, request_id)
+            started = response.get("status") == "success"
+        except Exception as exc:
+            logger.warning("init of pipeline %s failed: %s", record.pipeline_id, type(exc).__name__)
+            response = failure_response(exc, secrets)
+        finally:
+            if not started:
+                await asyncio.shield(self._abandon(record, request_id))
+        return Reply(SUCCESS if started else response, record.pipeline_id)
+
+    def _device_of(self, spec: PipelineSpec) -> str:
+        device = spec.device or self._settings.default_device
+        if device not in self._settings.devices:
+            raise InvalidPayloadError(
+                f"field 'device': unknown device {device!r}; configured devices: "
+                + ", ".join(self._settings.devices)
+            )
+        return device
+
+    async def _require_worker(self, queue: str) -> None:
+        if queue not in await live_queues(self._s.redis):
+            raise OperationError(f"no worker serves queue {queue}",
+                                 "No worker is available for the requested device.")
+
+    async def _start(self, record: PipelineRecord, payload: dict[str, Any], request_id: str) -> dict[str, Any]:
+        """The task's init reply, or a failure when none comes within ``init_timeout``."""
+        await self._s.dispatcher.dispatch(record.pipeline_id, record.epoch, payload,
+                                          reply_list(request_id), record.device)
+        response = await wait_reply(self._s.redis, request_id, self._settings.init_timeout)
+        if response is None:
+            raise OperationError(
+                f"no worker started pipeline {record.pipeline_id} within {self._settings.init_timeout:g} s",
+                "The pipeline did not start in time.",
+            )
+        return response
+
+    async def _abandon(self, record: PipelineRecord, request_id: str) -> None:
+        """A failed init leaves nothing behind; a task that claims it late is told to stop."""
+        try:
+            await self._s.store.request_state(record.pipeline_id, DesiredState.TERMINATED)
+            await self._s.controller.send(record.pipeline_id, record.epoch, Command.TERMINATE,
+                                          f"{request_id}:abandon")
+        except (NoListenerError, StreamManagerError):
+            pass
+        finally:
+            await self._s.store.remove(record.pipeline_id)
+
+    async def mute(self, request: MuteRequest, request_id: str) -> Reply:
+        return await self._command(request.pipeline_id, DesiredState.MUTED, Command.MUTE, request_id)
+
+    async def resume(self, request: ResumeRequest, request_id: str) -> Reply:
+        return await self._command(request.pipeline_id, DesiredState.RUNNING, Command.RESUME, request_id)
+
+    async def _command(self, pipeline_id: str, desired: DesiredState, command: Command,
+                       request_id: str) -> Reply:
+        record = await self._s.store.request_state(pipeline_id, desired)
+        if record.state.is_final or record.desired_state is DesiredState.TERMINATED:
+            raise OperationError(f"pipeline {pipeline_id} has ended or is terminating (state {record.state})",
+                                 "The pipeline has ended.")
+        try:
+            response = await self._s.controller.send(pipeline_id, record.epoch, command, request_id)
+        except NoListenerError:
+            raise OperationError(
+                f"pipeline {pipeline_id} has no running task (state {record.state}); "
+                "the request is recorded and applies when it runs",
+                "The pipeline has no running task; the request applies when it runs.",
+            ) from None
+        return Reply(response, pipeline_id)
+
+    async def terminate(self, request: TerminateRequest, request_id: str) -> Reply:
+        pipeline_id = request.pipeline_id
+        record = await self._s.store.request_state(pipeline_id, DesiredState.TERMINATED)
+        try:
+            await self._s.controller.send(pipeline_id, record.epoch, Command.TERMINATE, request_id)
+        except NoListenerError:
+            logger.info("terminate: pipeline %s has no running task (state %s)", pipeline_id, record.state)
+        except StreamManagerError as exc:
+            logger.warning("terminate: pipeline %s: %s", pipeline_id, exc)
+        await self._s.store.retire(pipeline_id, PipelineState.TERMINATED)
+        return Reply(SUCCESS, pipeline_id)
+
+    async def status(self, request: StatusRequest, request_id: str) -> Reply:
+        pipeline_id = request.pipeline_id
+        record = await self._s.store.get(pipeline_id)
+        report: dict[str, Any] | None = None
+        if not record.state.is_final:
+            response = await self._ask_status(record, request_id)
+            if response is not None and response.get("status") != "success":
+                return Reply(response, pipeline_id)
+            report = response.get("report") if response is not None else None
+        if not isinstance(report, dict):
+            report = await self._s.store.last_report(pipeline_id) or empty_report()
+        return Reply({"status": "success", "report": await self._with_extras(report, pipeline_id)},
+                     pipeline_id)
+
+    async def _ask_status(self, record: PipelineRecord, request_id: str) -> dict[str, Any] | None:
+        """The running task's status reply; None when no task answers (the stored report serves)."""
+        try:
+            return await self._s.controller.send(record.pipeline_id, record.epoch, Command.STATUS, request_id)
+        except NoListenerError:
+            return None
+        except OperationError as exc:
+            logger.warning("status: %s; answering the last stored report", exc)
+            return None
+
+    async def _with_extras(self, report: dict[str, Any], pipeline_id: str) -> dict[str, Any]:
+        record = await self._s.store.get(pipeline_id)
+        return {
+            **report,
+            "pipeline_state": record.state.value,
+            "restarts": record.restarts,
+            "last_error": record.last_error or None,
+            "results_dropped": await self._s.store.results_dropped(pipeline_id),
+        }
+
+    async def consume_result(self, request: ConsumeResultRequest, request_id: str) -> Reply:
+        await self._s.store.get(request.pipeline_id)
+        batch = await self._s.cursor.consume(request.pipeline_id, request.max_entries, time.time())
+        entries = [_entry_response(entry, request.excluded_fields) for entry in batch.entries]
+        response: dict[str, Any] = {"status": "success",
+                                    **(entries[0] if entries else {"outputs": [], "frames_metadata": []})}
+        if request.max_entries > 1:
+            response["entries"] = entries
+        response["dropped"] = batch.dropped
+        response["remaining"] = batch.remaining
+        return Reply(response, request.pipeline_id)
+
+
+def empty_report() -> dict[str, Any]:
+    """The report of a pipeline whose task never wrote one."""
+    return {"video_source_status_updates": [], "latency_reports": [], "inference_throughput": 0.0,
+            "sources_metadata": []}
+
+
+def _entry_response(entry: ResultEntry, excluded_fields: list[str]) -> dict[str, Any]:
+    excluded = set(excluded_fields)
+    outputs = [
+        {k: v for k, v in output.items() if k not in excluded} if output is not None else None
+        for output in entry.outputs
+    ]
+    return {"outputs": outputs, "frames_metadata": entry.frames_metadata}

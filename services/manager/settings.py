@@ -1,0 +1,54 @@
+"""The manager's settings, read once from the environment in ``__main__`` and passed down.
+
+The reference's names are kept where they exist (``STREAM_MANAGER_HOST``, ``STREAM_MANAGER_PORT``);
+everything else is ``MANAGER_<FIELD>`` (e.g. ``MANAGER_REDIS_URL``, ``MANAGER_DEVICES=cpu,gpu``).
+"""
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from services.core.tasks import DEFAULT_DEVICES
+
+
+class ManagerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MANAGER_", extra="ignore")
+
+    host: str = Field(default="127.0.0.1", validation_alias=AliasChoices("STREAM_MANAGER_HOST", "host"))
+    # 0 binds a free port (tests); the bound one is logged and exposed by the server.
+    port: int = Field(default=7070, ge=0, le=65535,
+                      validation_alias=AliasChoices("STREAM_MANAGER_PORT", "port"))
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    max_frame_size: int = Field(default=1024 * 1024, ge=1)
+    # The reference closes after one request (5 s socket timeout); we keep a connection for
+    # several requests and close it once it has been idle this long.
+    idle_timeout: float = Field(default=30.0, gt=0)
+    command_timeout: float = Field(default=5.0, gt=0)
+    init_timeout: float = Field(default=30.0, gt=0)  # model load + opening the sources
+    default_device: str = "cpu"
+    devices: Annotated[tuple[str, ...], NoDecode] = DEFAULT_DEVICES
+    workflows_directory: Path | None = None  # named workflows: <dir>/<workspace>/<workflow_id>.json
+    finished_ttl: int = Field(default=600, ge=1)  # seconds an ended pipeline's last status stays readable
+    reaper_interval: float = Field(default=1.0, gt=0)
+    heartbeat_grace: float = Field(default=5.0, ge=0)  # beyond the heartbeat key's own TTL
+    # Optional shared token: when set, every request must carry it in its "token" field.
+    auth_token: SecretStr | None = None
+    log_level: str = "INFO"
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @property
+    def handler_timeout(self) -> float:
+        """The longest any non-init request may take (its own waits plus Redis round trips)."""
+        return self.command_timeout + 5.0
+
+    @property
+    def init_handler_timeout(self) -> float:
+        return self.init_timeout + 10.0

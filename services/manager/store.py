@@ -1,0 +1,177 @@
+"""The manager's Redis I/O for pipeline records: create, read, desired state, retire, remove.
+
+Every key comes from ``services.core.keys``. Writes that must not interleave with a task's own
+writes (desired state, retiring a pipeline) are Lua scripts, so they are atomic in Redis.
+"""
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from services.core import keys
+from services.core.errors import NotFoundError
+from services.core.records import DesiredState, PipelineRecord, PipelineState
+
+logger = logging.getLogger(__name__)
+
+FINAL_STATES = tuple(state.value for state in PipelineState if state.is_final)
+
+# KEYS: record. ARGV: desired, final states... Returns the record (flat HGETALL) after the write,
+# or nil when it does not exist. A pipeline asked to terminate, or already over, keeps its desire.
+_REQUEST_STATE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
+local fields = redis.call('HMGET', KEYS[1], 'desired_state', 'state')
+local over = fields[1] == 'TERMINATED'
+for i = 2, #ARGV do if fields[2] == ARGV[i] then over = true end end
+if ARGV[1] == 'TERMINATED' or not over then
+    redis.call('HSET', KEYS[1], 'desired_state', ARGV[1])
+end
+return redis.call('HGETALL', KEYS[1])
+"""
+
+# KEYS: index, record, heartbeat, then the keys to expire. ARGV: pipeline_id, ttl, new_state
+# ('' = keep), last_error, now, require_no_heartbeat ('1'/'0'), expected_state ('' = any),
+# final states... Returns 1 when the pipeline was retired, 0 when a condition did not hold.
+_RETIRE = """
+if redis.call('EXISTS', KEYS[2]) == 0 then
+    redis.call('SREM', KEYS[1], ARGV[1])
+    return 0
+end
+if ARGV[6] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+local state = redis.call('HGET', KEYS[2], 'state')
+if ARGV[7] ~= '' and state ~= ARGV[7] then return 0 end
+local final = false
+for i = 8, #ARGV do if state == ARGV[i] then final = true end end
+if ARGV[3] ~= '' and not final then
+    redis.call('HSET', KEYS[2], 'state', ARGV[3], 'updated_at', ARGV[5])
+    if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], 'last_error', ARGV[4]) end
+end
+redis.call('SREM', KEYS[1], ARGV[1])
+for i = 4, #KEYS do redis.call('EXPIRE', KEYS[i], ARGV[2]) end
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveRecord:
+    """A live pipeline's record as the reaper sees it, with whether its heartbeat key exists."""
+
+    record: PipelineRecord
+    heartbeat: bool
+
+
+class PipelineStore:
+    def __init__(self, redis: Redis, finished_ttl: int) -> None:
+        self._redis = redis
+        self._finished_ttl = finished_ttl
+        self._request_state = redis.register_script(_REQUEST_STATE)
+        self._retire = redis.register_script(_RETIRE)
+
+    async def create(self, record: PipelineRecord, spec: dict[str, Any]) -> None:
+        """Record, spec and index entry, all or nothing."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.pipeline_record(record.pipeline_id), mapping=dict(record.to_hash()))  # type: ignore[arg-type]
+            pipe.set(keys.pipeline_spec(record.pipeline_id), json.dumps(spec))
+            pipe.sadd(keys.pipelines_index(), record.pipeline_id)
+            await pipe.execute()
+
+    async def get(self, pipeline_id: str) -> PipelineRecord:
+        raw = await self._redis.hgetall(keys.pipeline_record(pipeline_id))
+        if not raw:
+            raise _not_found(pipeline_id)
+        return PipelineRecord.from_hash(_texts(raw))
+
+    async def request_state(self, pipeline_id: str, desired: DesiredState) -> PipelineRecord:
+        """Writes the desired state (unless the pipeline is over) and returns the record after it."""
+        flat = await self._request_state(keys=[keys.pipeline_record(pipeline_id)],
+                                         args=[desired.value, *FINAL_STATES])
+        if flat is None:
+            raise _not_found(pipeline_id)
+        return PipelineRecord.from_hash(_texts(dict(zip(flat[::2], flat[1::2], strict=True))))
+
+    async def live_ids(self) -> list[str]:
+        """The ids in the index, oldest pipeline first."""
+        ids = sorted(_text(member) for member in await self._redis.smembers(keys.pipelines_index()))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for pipeline_id in ids:
+                pipe.hget(keys.pipeline_record(pipeline_id), "created_at")
+            created = await pipe.execute()
+        return [pid for _, pid in sorted(zip((float(c or 0) for c in created), ids, strict=True))]
+
+    async def live_records(self) -> list[LiveRecord]:
+        """Every indexed pipeline's record and heartbeat presence (ids without a record skipped)."""
+        ids = [_text(member) for member in await self._redis.smembers(keys.pipelines_index())]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for pipeline_id in ids:
+                pipe.hgetall(keys.pipeline_record(pipeline_id))
+                pipe.exists(keys.pipeline_heartbeat(pipeline_id))
+            replies = await pipe.execute()
+        return [
+            LiveRecord(PipelineRecord.from_hash(_texts(raw)), bool(beat))
+            for raw, beat in zip(replies[::2], replies[1::2], strict=True)
+            if raw
+        ]
+
+    async def retire(
+        self,
+        pipeline_id: str,
+        state: PipelineState | None = None,
+        last_error: str = "",
+        *,
+        only_without_heartbeat: bool = False,
+        only_in_state: PipelineState | None = None,
+    ) -> bool:
+        """Takes the pipeline out of the index and gives its keys ``finished_ttl``.
+
+        ``state`` (with ``last_error``) is written unless the record is already final. The
+        ``only_*`` conditions are checked atomically; returns whether the pipeline was retired.
+        """
+        expiring = [k for k in keys.pipeline_keys(pipeline_id)
+                    if k not in (keys.pipeline_record(pipeline_id), keys.pipeline_heartbeat(pipeline_id))]
+        retired = await self._retire(
+            keys=[keys.pipelines_index(), keys.pipeline_record(pipeline_id),
+                  keys.pipeline_heartbeat(pipeline_id), *expiring],
+            args=[pipeline_id, self._finished_ttl, state.value if state else "", last_error, time.time(),
+                  "1" if only_without_heartbeat else "0", only_in_state.value if only_in_state else "",
+                  *FINAL_STATES],
+        )
+        return bool(retired)
+
+    async def remove(self, pipeline_id: str) -> None:
+        """Every trace of the pipeline: its keys and its index entry."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(*keys.pipeline_keys(pipeline_id))
+            pipe.srem(keys.pipelines_index(), pipeline_id)
+            await pipe.execute()
+
+    async def last_report(self, pipeline_id: str) -> dict[str, Any] | None:
+        raw = await self._redis.get(keys.pipeline_report(pipeline_id))
+        if raw is None:
+            return None
+        try:
+            report = json.loads(raw)
+        except ValueError:
+            logger.warning("pipeline %s has an unreadable stored report", pipeline_id)
+            return None
+        return report if isinstance(report, dict) else None
+
+    async def results_dropped(self, pipeline_id: str) -> int:
+        raw = await self._redis.get(keys.results_dropped(pipeline_id))
+        return int(raw) if raw is not None else 0
+
+
+def _not_found(pipeline_id: str) -> NotFoundError:
+    return NotFoundError(f"pipeline {pipeline_id} not found", f"Pipeline {pipeline_id} does not exist.")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _texts(raw: dict[Any, Any]) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in raw.items()}

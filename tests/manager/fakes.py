@@ -1,0 +1,186 @@
+"""Test doubles for what the manager talks to: a pipeline task (thread) and a wire client.
+
+The fake task speaks the real task protocol against the real Redis: it claims the record, answers
+the init on its reply list, subscribes the control channel, heartbeats, and answers commands.
+"""
+
+import json
+import socket
+import threading
+import time
+from typing import Any
+
+import redis
+
+from services.core import keys
+from services.core.control import ControlCommand, ControlReply
+from services.core.errors import OperationError, failure_response
+from services.core.framing import FrameDecoder, encode_frame, encode_message
+from services.core.tasks import queue_for
+
+REPORT = {
+    "video_source_status_updates": [],
+    "latency_reports": [{"source_id": 0, "frame_decoding_latency": 0.01, "inference_latency": 0.02,
+                         "e2e_latency": 0.03}],
+    "inference_throughput": 25.0,
+    "sources_metadata": [{"source_id": 0, "source_reference": "rtsp://***:***@camera/stream",
+                          "state": "RUNNING"}],
+}
+
+
+def register_worker(client: redis.Redis, device: str = "cpu", hostname: str = "fake@host") -> None:
+    client.set(keys.worker_registration(hostname), json.dumps({"hostname": hostname,
+                                                               "queues": [queue_for(device)]}), ex=60)
+
+
+def push_reply(client: redis.Redis, reply_to: str, response: dict[str, Any]) -> None:
+    request_id = reply_to.removeprefix(keys.reply_list(""))
+    client.rpush(reply_to, ControlReply(request_id=request_id, response=response).model_dump_json())
+    client.expire(reply_to, keys.REPLY_TTL)
+
+
+class FakeTask(threading.Thread):
+    """One running pipeline: ``behaviour`` is "run", "fail" (init failure) or "silent" (never starts)."""
+
+    def __init__(self, url: str, pipeline_id: str, epoch: int, reply_to: str, behaviour: str) -> None:
+        super().__init__(daemon=True, name=f"fake-task-{pipeline_id}")
+        self.client = redis.Redis.from_url(url)
+        self.pipeline_id, self.epoch, self.reply_to, self.behaviour = pipeline_id, epoch, reply_to, behaviour
+        self.commands: list[str] = []
+        self.answer = True  # False: receives commands but never replies (a hung task)
+        self._lost = threading.Event()
+        self.subscribed = threading.Event()
+
+    def lose(self) -> None:
+        """The worker dies: no more heartbeats, no more answers, the record keeps its state."""
+        self._lost.set()
+        self.join(5)
+
+    def run(self) -> None:
+        try:
+            if self.behaviour == "fail":
+                push_reply(self.client, self.reply_to, failure_response(OperationError("camera unreachable")))
+            elif self.behaviour == "run":
+                self._run()
+        finally:
+            self.client.close()
+
+    def _run(self) -> None:
+        record = keys.pipeline_record(self.pipeline_id)
+        self.client.hset(record, mapping={"state": "RUNNING", "owner": "fake@host"})
+        with self.client.pubsub() as pubsub:  # type: ignore[no-untyped-call]
+            pubsub.subscribe(keys.pipeline_control_channel(self.pipeline_id))
+            pubsub.get_message(timeout=1.0)  # the subscribe confirmation
+            self.subscribed.set()
+            self._beat()
+            push_reply(self.client, self.reply_to, {"status": "success"})
+            while not self._lost.is_set():
+                message = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.05)
+                self._beat()
+                if message is not None and self._handle(ControlCommand.model_validate_json(message["data"])):
+                    return
+
+    def _beat(self) -> None:
+        self.client.set(keys.pipeline_heartbeat(self.pipeline_id), f"fake@host:{self.epoch}", ex=5)
+        self.client.set(keys.pipeline_report(self.pipeline_id), json.dumps(REPORT))
+
+    def _handle(self, command: ControlCommand) -> bool:
+        """Applies a command; True when the task ends."""
+        self.commands.append(command.command.value)
+        if command.epoch != self.epoch or not self.answer:
+            return False
+        state = {"mute": "MUTED", "resume": "RUNNING", "terminate": "TERMINATED"}.get(command.command.value)
+        if state is not None:
+            self.client.hset(keys.pipeline_record(self.pipeline_id), "state", state)
+        response = {"status": "success", "report": REPORT} if command.command == "status" else {"status": "success"}
+        push_reply(self.client, keys.reply_list(command.request_id), response)
+        if command.command == "terminate":
+            self.client.delete(keys.pipeline_heartbeat(self.pipeline_id))
+            return True
+        return False
+
+
+class FakeWorker:
+    """A ``Dispatcher`` that starts a :class:`FakeTask` thread per dispatch."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.behaviour = "run"
+        self.tasks: list[FakeTask] = []
+        self.calls: list[dict[str, Any]] = []
+
+    async def dispatch(self, pipeline_id: str, epoch: int, spec: dict[str, Any], reply_to: str,
+                       device: str) -> None:
+        self.calls.append({"pipeline_id": pipeline_id, "epoch": epoch, "spec": spec,
+                           "reply_to": reply_to, "device": device})
+        task = FakeTask(self.url, pipeline_id, epoch, reply_to, self.behaviour)
+        self.tasks.append(task)
+        task.start()
+
+    def close(self) -> None:
+        for task in self.tasks:
+            task.lose()
+
+
+class Client:
+    """A raw wire client on one connection (several requests allowed)."""
+
+    def __init__(self, port: int, timeout: float = 10.0) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.decoder = FrameDecoder(64 * 1024 * 1024)
+        self.frames: list[bytes] = []
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def send(self, request: dict[str, Any]) -> None:
+        self.send_raw(encode_message(request))
+
+    def send_body(self, body: bytes) -> None:
+        self.send_raw(encode_frame(body))
+
+    def receive_raw(self) -> bytes:
+        """The next reply frame body."""
+        while not self.frames:
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("server closed the connection")
+            self.frames.extend(self.decoder.feed(data))
+        return self.frames.pop(0)
+
+    def receive(self) -> dict[str, Any]:
+        return json.loads(self.receive_raw())  # type: ignore[no-any-return]
+
+    def call(self, request: dict[str, Any]) -> dict[str, Any]:
+        self.send(request)
+        return self.receive()
+
+    def is_closed_by_server(self, wait: float = 2.0) -> bool:
+        self.sock.settimeout(wait)
+        try:
+            return self.sock.recv(1) == b""
+        except TimeoutError:
+            return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def call(port: int, request: dict[str, Any]) -> dict[str, Any]:
+    """One request on its own connection, as the reference client does."""
+    with Client(port) as client:
+        return client.call(request)
+
+
+def wait_until(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)

@@ -1,0 +1,184 @@
+"""The TCP endpoint: framing, bad input, several requests per connection, concurrency."""
+
+import json
+import re
+import threading
+import time
+
+import pytest
+
+from services.core.framing import encode_message
+from tests.manager.conftest import ManagerFactory, RunningManager
+from tests.manager.fakes import Client, FakeWorker, call, register_worker
+from tests.support.redis_server import RedisServer
+
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+PIPELINE_COMMANDS = ("mute", "resume", "status", "terminate", "consume_result")
+
+
+def assert_serving(manager: RunningManager) -> None:
+    assert call(manager.port, {"type": "list_pipelines"})["response"]["status"] == "success"
+
+
+def test_list_pipelines_reply_is_byte_exact(manager: RunningManager) -> None:
+    with Client(manager.port) as client:
+        client.send({"type": "list_pipelines"})
+        body = client.receive_raw()
+    request_id = json.loads(body)["request_id"]
+    assert UUID.fullmatch(request_id)
+    expected = {"request_id": request_id, "response": {"status": "success", "pipelines": []}, "pipeline_id": None}
+    assert body == json.dumps(expected).encode()
+
+
+def test_failure_reply_is_byte_exact(manager: RunningManager) -> None:
+    with Client(manager.port) as client:
+        client.send({"type": "status", "pipeline_id": "nope"})
+        body = client.receive_raw()
+    reply = json.loads(body)
+    assert list(reply) == ["request_id", "response", "pipeline_id"]
+    assert list(reply["response"]) == ["status", "error_type", "error_class", "error_message",
+                                       "public_error_message"]
+    assert body == json.dumps(reply).encode()
+    assert reply["pipeline_id"] == "nope"
+    assert reply["response"]["error_type"] == "not_found" and "nope" in reply["response"]["error_message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (b"not json", "not valid JSON"),
+        (b"[1, 2]", "JSON object"),
+        (b'{"pipeline_id": "x"}', "no 'type'"),
+        (b'{"type": "explode"}', "unknown request type"),
+        (b'{"type": "status"}', "pipeline_id"),
+        (b'{"type": "mute", "pipeline_id": ""}', "pipeline_id"),
+        (b"\xff\xfe", "UTF-8"),
+        (b"", "empty request"),
+    ],
+    ids=["non-json", "json-list", "missing-type", "unknown-type", "missing-id", "empty-id", "not-utf8",
+         "zero-length"],
+)
+def test_bad_request_is_invalid_payload_and_the_connection_stays_usable(
+    manager: RunningManager, body: bytes, fragment: str
+) -> None:
+    with Client(manager.port) as client, Client(manager.port) as other:
+        client.send_body(body)
+        reply = client.receive()
+        assert other.call({"type": "list_pipelines"})["response"]["status"] == "success"
+        assert client.call({"type": "list_pipelines"})["response"]["status"] == "success"
+    assert reply["pipeline_id"] is None
+    assert reply["response"]["status"] == "failure"
+    assert reply["response"]["error_type"] == "invalid_payload"
+    assert fragment in reply["response"]["error_message"]
+
+
+@pytest.mark.parametrize("command", PIPELINE_COMMANDS)
+def test_unknown_pipeline_is_not_found_for_every_command(manager: RunningManager, command: str) -> None:
+    reply = call(manager.port, {"type": command, "pipeline_id": "ghost", "excluded_fields": []})
+
+    assert reply["pipeline_id"] == "ghost"
+    assert reply["response"]["error_type"] == "not_found"
+
+
+def test_several_requests_on_one_connection_and_merged_frames(manager: RunningManager) -> None:
+    with Client(manager.port) as client:
+        client.send_raw(encode_message({"type": "list_pipelines"}) * 3
+                        + encode_message({"type": "status", "pipeline_id": "x"}))
+        replies = [client.receive() for _ in range(4)]
+        replies.append(client.call({"type": "list_pipelines"}))
+    assert [r["response"]["status"] for r in replies] == ["success"] * 3 + ["failure", "success"]
+    assert len({r["request_id"] for r in replies}) == 5
+
+
+def test_header_and_body_split_into_single_bytes_are_reassembled(manager: RunningManager) -> None:
+    frame = encode_message({"type": "list_pipelines"})
+    with Client(manager.port) as client:
+        for i in range(len(frame)):
+            client.send_raw(frame[i : i + 1])
+            time.sleep(0.002 if i < 6 else 0)
+        assert client.receive()["response"] == {"status": "success", "pipelines": []}
+
+
+def test_oversize_frame_is_refused_then_the_connection_closed(start_manager: ManagerFactory) -> None:
+    manager = start_manager(max_frame_size=1000)
+    with Client(manager.port) as client:
+        client.send_raw((1001).to_bytes(4, "big") + b"{")
+        reply = client.receive()
+        assert client.is_closed_by_server()
+    assert reply["response"]["error_type"] == "invalid_payload"
+    assert "1001" in reply["response"]["error_message"]
+    assert_serving(manager)
+
+
+def test_client_disconnecting_mid_frame_is_dropped(manager: RunningManager) -> None:
+    for partial in (b"\x00\x00", encode_message({"type": "list_pipelines"})[:10]):
+        client = Client(manager.port)
+        client.send_raw(partial)
+        client.close()
+    assert_serving(manager)
+
+
+def test_idle_connection_is_closed(start_manager: ManagerFactory) -> None:
+    manager = start_manager(idle_timeout=0.2)
+    with Client(manager.port) as client:
+        assert client.call({"type": "list_pipelines"})["response"]["status"] == "success"
+        assert client.is_closed_by_server(wait=3.0)
+
+
+def test_slow_init_does_not_block_other_clients(
+    start_manager: ManagerFactory, fake_worker: FakeWorker, redis_client: object
+) -> None:
+    manager = start_manager(init_timeout=1.5)
+    register_worker(redis_client)  # type: ignore[arg-type]
+    fake_worker.behaviour = "silent"
+    replies: list[dict[str, object]] = []
+    init = threading.Thread(target=lambda: replies.append(call(manager.port, INIT_PAYLOAD)))
+    init.start()
+    time.sleep(0.2)  # the init is now waiting for its worker
+
+    started = time.monotonic()
+    status = call(manager.port, {"type": "status", "pipeline_id": "other"})
+    listing = call(manager.port, {"type": "list_pipelines"})
+    elapsed = time.monotonic() - started
+
+    init.join(10)
+    assert elapsed < 0.5
+    assert status["response"]["error_type"] == "not_found"
+    assert len(listing["response"]["pipelines"]) == 1  # the pending pipeline is listed meanwhile
+    assert replies[0]["response"]["error_type"] == "operation_error"  # type: ignore[index]
+
+
+def test_token_is_required_when_configured(start_manager: ManagerFactory) -> None:
+    manager = start_manager(auth_token="s3cret")
+
+    refused = call(manager.port, {"type": "list_pipelines"})
+    wrong = call(manager.port, {"type": "status", "pipeline_id": "p", "token": "nope"})
+    accepted = call(manager.port, {"type": "list_pipelines", "token": "s3cret"})
+
+    assert refused["response"]["error_type"] == "authorisation_error"
+    assert wrong["response"]["error_type"] == "authorisation_error" and wrong["pipeline_id"] == "p"
+    assert "s3cret" not in json.dumps(wrong)
+    assert accepted["response"]["status"] == "success"
+
+
+INIT_PAYLOAD = {
+    "model_id": "yolov3-tiny/coco-416",
+    "video_reference": "rtsp://user:pass@camera/stream",
+    "sink_configuration": {"type": "udp_sink", "host": "127.0.0.1", "port": 9999},
+    "api_key": "API-KEY-SECRET",
+    "type": "init",
+}
+
+
+def test_redis_outage_is_an_internal_error_and_the_server_survives(
+    manager: RunningManager, redis_server: RedisServer
+) -> None:
+    redis_server.stop()
+    try:
+        reply = call(manager.port, {"type": "status", "pipeline_id": "p"})
+    finally:
+        redis_server.start()
+
+    assert reply["response"]["error_type"] == "internal_error" and reply["pipeline_id"] == "p"
+    assert "Redis is unavailable" in reply["response"]["error_message"]
+    assert_serving(manager)
