@@ -27,7 +27,7 @@ data/models/$(MODEL_ID)/model.onnx: | $(STAMP)
 	$(PY) -m services.worker.models build-default --repository data/models
 
 run: setup
-	$(PY) -m services.worker.engine $(VIDEO) --model $(MODEL_ID)
+	$(PY) -m tools.run_stack --video $(VIDEO) --model $(MODEL_ID)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

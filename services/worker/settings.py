@@ -22,3 +22,11 @@ class WorkerSettings(BaseSettings):
     # Reconnect backoff of live sources (seconds).
     reconnect_initial_delay: float = Field(default=0.5, gt=0)
     reconnect_max_delay: float = Field(default=30.0, gt=0)
+    # The Celery worker started by ``python -m services.worker`` (command-line flags override these).
+    queues: str = ""  # comma-separated queue names; empty: the queue of ``device``
+    concurrency: int = Field(default=1, ge=1)  # pipelines at once (prefork processes)
+    hostname: str | None = None  # Celery node name; None: celery@<host>
+    log_level: str = "INFO"
+    # Timeouts of the task's Redis client, so an unreachable Redis fails a call instead of hanging it.
+    redis_socket_timeout: float = Field(default=5.0, gt=0)
+    redis_connect_timeout: float = Field(default=2.0, gt=0)

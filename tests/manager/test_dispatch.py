@@ -26,7 +26,7 @@ def celery_worker(redis_server: RedisServer) -> Iterator[None]:
     app = Celery("test-worker", set_as_current=False)
     app.conf.update(celery_config(redis_server.url))
 
-    @app.task(name=RUN_PIPELINE, bind=True)  # type: ignore[untyped-decorator]
+    @app.task(name=RUN_PIPELINE, bind=True, shared=False)  # type: ignore[untyped-decorator]
     def run_pipeline(self: Any, pipeline_id: str, epoch: int, spec: dict[str, Any], reply_to: str) -> None:
         client = redis.Redis.from_url(redis_server.url)
         client.rpush(RECEIVED, json.dumps({"pipeline_id": pipeline_id, "epoch": epoch, "spec": spec,

@@ -132,7 +132,9 @@ class InferencePipeline:
             source.start()
         for thread in self._threads:
             thread.start()
-        self._set_state(StreamState.RUNNING)
+        with self._lock:
+            if not self._done.is_set():  # every source may already have failed
+                self._state = StreamState.RUNNING
         self._on_update(StatusUpdate(events.INFERENCE_THREAD_STARTED, events.CONTEXT_PIPELINE))
 
     def mute(self) -> None:

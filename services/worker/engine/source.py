@@ -292,14 +292,14 @@ class VideoSource:
                 return self._read_failed()
             now = time.monotonic()
             frame_id = self._count_decoded(now)
-            if self._is_muted():
-                self._buffer.count_drop(DROP_MUTED)
-                continue
-            if interval:
+            if interval:  # paced before the mute check, so a muted file still advances at max_fps
                 if now < next_due:  # only live sources get here early: files were paced above
                     self._buffer.count_drop(DROP_MAX_FPS)
                     continue
                 next_due = max(next_due + interval, now)
+            if self._is_muted():
+                self._buffer.count_drop(DROP_MUTED)
+                continue
             self._deliver(capture, frame_id)
         return _Outcome.STOPPED
 

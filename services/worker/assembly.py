@@ -1,0 +1,123 @@
+"""Assembles an ``InferencePipeline`` from a ``PipelineSpec``, and maps what can go wrong onto wire errors.
+
+Imports the engine (OpenCV, onnxruntime): only the task process imports this module. Cheap checks
+come first (video files, source options), the model load last, so a bad payload fails fast.
+"""
+
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import redis
+
+from services.core.errors import (
+    InternalError,
+    InvalidPayloadError,
+    NotFoundError,
+    OperationError,
+    StreamManagerError,
+)
+from services.core.plan import PipelineSpec
+from services.core.redaction import redact_reference, redact_text
+from services.worker.detection.detector import DetectionParams, Detector
+from services.worker.engine.capture import SourceKind, classify
+from services.worker.engine.events import StatusUpdate
+from services.worker.engine.pipeline import InferencePipeline, PipelineConfig
+from services.worker.engine.reconnect import BackoffPolicy
+from services.worker.engine.sinks import ResultSink
+from services.worker.engine.sinks.redis_stream import RedisStreamSink
+from services.worker.engine.sinks.udp import UdpSink
+from services.worker.engine.source import SourceConfig
+from services.worker.models.errors import InferenceDeviceError, InvalidModelError, ModelNotFoundError
+from services.worker.models.repository import ModelRepository
+from services.worker.settings import WorkerSettings
+
+StatusHandler = Callable[[StatusUpdate], None]
+
+
+def build_pipeline(
+    spec: PipelineSpec,
+    pipeline_id: str,
+    client: redis.Redis,
+    settings: WorkerSettings,
+    on_update: StatusHandler,
+) -> InferencePipeline:
+    """The pipeline the spec describes, not started. Raises a :class:`StreamManagerError`."""
+    try:
+        _check_files(spec)
+        config = _pipeline_config(spec, settings)
+        detector = _detector(spec, settings)
+        sinks = _sinks(spec, pipeline_id, client, on_update)
+        return InferencePipeline(config, detector, sinks, on_update=on_update)
+    except Exception as exc:
+        raise as_stream_manager_error(exc, secrets_of(spec)) from exc
+
+
+def as_stream_manager_error(exc: Exception, secrets: tuple[str, ...] = ()) -> StreamManagerError:
+    """The one translation of the engine's and the model layer's errors into wire error types."""
+    if isinstance(exc, StreamManagerError):
+        return exc
+    message = redact_text(f"{type(exc).__name__}: {exc}", secrets)
+    if isinstance(exc, ModelNotFoundError):
+        return NotFoundError(message, "The requested model was not found in the model repository.")
+    if isinstance(exc, InferenceDeviceError):
+        return OperationError(message, "The inference device is not available on this worker.")
+    if isinstance(exc, InvalidModelError):
+        return OperationError(message, "The model cannot be loaded.")
+    if isinstance(exc, socket.gaierror):
+        return InvalidPayloadError(message, "The UDP sink host cannot be resolved.")
+    if isinstance(exc, ValueError):
+        return InvalidPayloadError(message)
+    return InternalError(message)
+
+
+def _check_files(spec: PipelineSpec) -> None:
+    for reference in spec.video_references:
+        if classify(reference) is SourceKind.FILE and not Path(str(reference)).is_file():
+            shown = redact_reference(reference)
+            raise NotFoundError(f"video file {shown} does not exist", f"Video file {shown} was not found.")
+
+
+def _pipeline_config(spec: PipelineSpec, settings: WorkerSettings) -> PipelineConfig:
+    source = SourceConfig(
+        buffer_size=spec.decoding_buffer_size,
+        filling=spec.source_buffer_filling_strategy,
+        consumption=spec.source_buffer_consumption_strategy,
+        max_fps=spec.max_fps,
+        properties=dict(spec.video_source_properties or {}),
+        backoff=BackoffPolicy(initial=settings.reconnect_initial_delay, cap=settings.reconnect_max_delay),
+    )
+    params = DetectionParams(
+        confidence=spec.confidence,
+        iou_threshold=spec.iou_threshold,
+        class_agnostic_nms=spec.class_agnostic_nms,
+        max_candidates=spec.max_candidates,
+        max_detections=spec.max_detections,
+    )
+    return PipelineConfig(
+        video_references=tuple(spec.video_references),
+        source=source,
+        params=params,
+        batch_collection_timeout=spec.batch_collection_timeout,
+        sink_queue_size=spec.predictions_queue_size,
+    )
+
+
+def _detector(spec: PipelineSpec, settings: WorkerSettings) -> Detector:
+    model = ModelRepository(settings.model_repository).resolve(spec.model_id)
+    # spec.device chose the queue; the worker serving that queue knows its own hardware.
+    device = settings.device
+    return Detector(model, device=device, intra_op_threads=settings.intra_op_threads)
+
+
+def _sinks(
+    spec: PipelineSpec, pipeline_id: str, client: redis.Redis, on_update: StatusHandler
+) -> list[ResultSink]:
+    sinks: list[ResultSink] = [RedisStreamSink(client, pipeline_id, maxlen=spec.results_buffer_size)]
+    if spec.udp_sink is not None:
+        sinks.append(UdpSink(spec.udp_sink.host, spec.udp_sink.port, on_update))
+    return sinks
+
+
+def secrets_of(spec: PipelineSpec) -> tuple[str, ...]:
+    return (spec.api_key.get_secret_value(),) if spec.api_key is not None else ()

@@ -1,0 +1,99 @@
+"""The worker's Celery app: the shared configuration, the pipeline task, and the main-process hooks.
+
+``celery -A services.worker.celery_app worker -Q pipelines.cpu --pool prefork --concurrency N``
+finds ``app`` here (built on first access from ``WorkerSettings``); ``python -m services.worker``
+builds its own with ``create_app``. Importing this module connects to nothing and loads neither
+OpenCV nor onnxruntime. Hooks, all in the worker's main process: ``worker_ready`` starts the
+registration thread, ``worker_shutting_down`` stops the running pipelines (``shutdown``),
+``worker_shutdown`` deletes the registration.
+"""
+
+import logging
+from typing import Any
+
+from celery import Celery, signals
+
+from services.core.tasks import celery_config, queue_for
+from services.worker import shutdown
+from services.worker.registration import Registration, WorkerIdentity
+from services.worker.settings import WorkerSettings
+from services.worker.tasks import redis_client, register_tasks
+
+log = logging.getLogger(__name__)
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
+
+
+def create_app(settings: WorkerSettings) -> Celery:
+    app = Celery("vsim-worker", set_as_current=False)
+    app.conf.update(celery_config(settings.redis_url))
+    register_tasks(app, settings)
+    _connect_hooks(app, settings)
+    return app
+
+
+def configure_logging(level: str | int = logging.INFO) -> None:
+    """The worker's one logging configuration (Celery is told not to touch the root logger)."""
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+
+
+def _connect_hooks(app: Celery, settings: WorkerSettings) -> None:
+    registrations: dict[str, Registration] = {}
+
+    def on_ready(sender: Any, **kwargs: Any) -> None:
+        if sender.app is not app:
+            return
+        registration = Registration(redis_client(settings), _identity(sender, settings), _busy_slots)
+        registrations[sender.hostname] = registration
+        registration.start()
+        log.info("worker %s registered for %s", sender.hostname, ", ".join(_queues(sender)))
+
+    def on_shutdown(sender: Any, **kwargs: Any) -> None:
+        registration = registrations.pop(getattr(sender, "hostname", ""), None)
+        if registration is not None:
+            registration.stop()
+
+    uid = f"vsim-worker-{id(app)}"
+    signals.worker_ready.connect(on_ready, weak=False, dispatch_uid=f"{uid}-ready")
+    signals.worker_shutdown.connect(on_shutdown, weak=False, dispatch_uid=f"{uid}-shutdown")
+    signals.worker_shutting_down.connect(
+        shutdown.on_worker_shutting_down, weak=False, dispatch_uid="vsim-worker-shutting-down"
+    )
+    signals.setup_logging.connect(_setup_logging, weak=False, dispatch_uid="vsim-worker-logging")
+
+
+def _identity(consumer: Any, settings: WorkerSettings) -> WorkerIdentity:
+    return WorkerIdentity(
+        hostname=consumer.hostname,
+        queues=tuple(_queues(consumer)),
+        concurrency=int(consumer.controller.concurrency or 1),
+        device=settings.device,
+    )
+
+
+def _queues(consumer: Any) -> list[str]:
+    return sorted(consumer.app.amqp.queues.consume_from or [queue_for("cpu")])
+
+
+def _busy_slots() -> int:
+    from celery.worker import state
+
+    return len(state.active_requests)
+
+
+def _setup_logging(loglevel: Any = None, **kwargs: Any) -> None:
+    """Celery's ``setup_logging``: connecting it stops Celery from configuring logging its own way."""
+    configure_logging(loglevel or logging.INFO)
+
+
+def __getattr__(name: str) -> Celery:
+    """``app``, built once on first access, for ``celery -A services.worker.celery_app``."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    global _app
+    if _app is None:
+        _app = create_app(WorkerSettings())
+    return _app
+
+
+_app: Celery | None = None

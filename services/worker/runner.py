@@ -1,0 +1,149 @@
+"""Runs one pipeline for one dispatch ``(pipeline_id, epoch)``; plain code, no Celery.
+
+Theory of operation
+-------------------
+1. **Claim.** A Lua script checks that the record exists with our epoch, is not over, and nobody
+   was asked to terminate it, then makes us the owner (state INITIALISING). Anything else means
+   this task is a stale duplicate: it writes nothing at all and returns None.
+2. **Build** the engine from the spec. A failure (unknown model, missing file, bad options...)
+   records FAILED with a redacted ``last_error`` and pushes a failure reply onto ``reply_to``.
+3. **Start**: the control listener subscribes first (so a command sent right after the init reply
+   is heard), then the engine starts, then the success reply goes onto ``reply_to``.
+4. **Supervise** (``supervisor``): a fenced write every second (heartbeat, report, state), desired
+   state reconciliation, consumption timeout, until the engine ends, a stop is requested, the
+   worker shuts down, or another epoch takes the record over (then we stop writing at once).
+"""
+
+import logging
+import os
+import threading
+from typing import Any
+
+import redis
+
+from services.core.errors import InvalidPayloadError, StreamManagerError, failure_response
+from services.core.plan import PipelineSpec
+from services.core.records import PipelineState
+from services.core.redaction import redact_text
+from services.worker.assembly import build_pipeline, secrets_of
+from services.worker.control_listener import ControlListener
+from services.worker.engine import events
+from services.worker.engine.events import StatusUpdate
+from services.worker.engine.pipeline import InferencePipeline
+from services.worker.ownership import Ownership
+from services.worker.replies import SUCCESS, push_reply
+from services.worker.settings import WorkerSettings
+from services.worker.supervisor import Options, Supervisor
+
+log = logging.getLogger(__name__)
+
+SUBSCRIBE_TIMEOUT = 2.0  # how long the init reply waits for the control listener (seconds)
+
+
+def run(
+    pipeline_id: str,
+    epoch: int,
+    spec: PipelineSpec,
+    reply_to: str,
+    redis_client: redis.Redis,
+    settings: WorkerSettings,
+    hostname: str,
+    shutdown: threading.Event | None = None,
+) -> PipelineState | None:
+    """Runs the pipeline to its end; its last state, or None when this task did not own it."""
+    ownership = Ownership(redis_client, pipeline_id, epoch, owner_name(hostname))
+    if ownership.claim() is None:
+        return None
+    secrets = secrets_of(spec)
+    wake = threading.Event()
+    try:
+        pipeline = build_pipeline(spec, pipeline_id, redis_client, settings, _waker(wake))
+    except StreamManagerError as exc:
+        return _fail(ownership, redis_client, reply_to, exc, secrets)
+    options = Options(consumption_timeout=spec.consumption_timeout, secrets=secrets)
+    supervisor = Supervisor(pipeline, ownership, wake, shutdown or threading.Event(), options)
+    return _serve(pipeline, supervisor, ownership, redis_client, reply_to, secrets)
+
+
+def reject(
+    pipeline_id: str,
+    epoch: int,
+    error: InvalidPayloadError,
+    reply_to: str,
+    redis_client: redis.Redis,
+    hostname: str,
+) -> PipelineState | None:
+    """A dispatch whose spec does not validate: claimed, then FAILED with a failure reply."""
+    ownership = Ownership(redis_client, pipeline_id, epoch, owner_name(hostname))
+    if ownership.claim() is None:
+        return None
+    return _fail(ownership, redis_client, reply_to, error, ())
+
+
+def owner_name(hostname: str) -> str:
+    """The owner written into the record: the worker's hostname and this process's pid."""
+    return f"{hostname}:{os.getpid()}"
+
+
+def _serve(
+    pipeline: InferencePipeline,
+    supervisor: Supervisor,
+    ownership: Ownership,
+    client: redis.Redis,
+    reply_to: str,
+    secrets: tuple[str, ...],
+) -> PipelineState | None:
+    listener = ControlListener(
+        client, ownership.pipeline_id, ownership.epoch, supervisor.handle, supervisor.reconcile_with_record
+    )
+    listener.start()
+    try:
+        if not listener.subscribed.wait(SUBSCRIBE_TIMEOUT):
+            log.warning("pipeline %s: control channel not subscribed yet; starting anyway",
+                        ownership.pipeline_id)
+        try:
+            pipeline.start()
+        except Exception as exc:
+            pipeline.terminate()
+            return _fail(ownership, client, reply_to, exc, secrets)
+        _reply(client, reply_to, dict(SUCCESS))
+        return supervisor.supervise()
+    finally:
+        listener.stop()
+
+
+def _fail(
+    ownership: Ownership,
+    client: redis.Redis,
+    reply_to: str,
+    exc: BaseException,
+    secrets: tuple[str, ...],
+) -> PipelineState | None:
+    detail = str(exc) if isinstance(exc, StreamManagerError) else f"{type(exc).__name__}: {exc}"
+    error = redact_text(detail, secrets)
+    log.warning("pipeline %s epoch %d failed to start: %s", ownership.pipeline_id, ownership.epoch, error)
+    try:
+        owned = ownership.release(PipelineState.FAILED, error)
+    except redis.RedisError as redis_error:
+        log.error("pipeline %s: could not record the failure: %s", ownership.pipeline_id, redis_error)
+        owned = True
+    if owned:
+        _reply(client, reply_to, failure_response(exc, secrets))
+    return PipelineState.FAILED if owned else None
+
+
+def _reply(client: redis.Redis, reply_to: str, response: dict[str, Any]) -> None:
+    try:
+        push_reply(client, reply_to, reply_to, response)
+    except redis.RedisError as exc:  # the manager times out and reads the record instead
+        log.error("could not push the init reply onto %s: %s", reply_to, exc)
+
+
+def _waker(wake: threading.Event) -> "events.StatusHandler":
+    """A status handler that wakes the supervisor as soon as the engine has finished."""
+
+    def on_update(update: StatusUpdate) -> None:
+        if update.event_type == events.INFERENCE_THREAD_FINISHED:
+            wake.set()
+
+    return on_update

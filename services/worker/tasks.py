@@ -1,0 +1,62 @@
+"""The Celery task ``RUN_PIPELINE``: a thin adapter from a Celery message to ``runner.run``.
+
+It validates the payload, builds the task's Redis client, installs the SIGTERM handler of
+``shutdown`` and calls the runner. The runner (and with it OpenCV and onnxruntime) is imported
+inside the task, so the worker's main process never loads them.
+"""
+
+from typing import Any
+
+import redis
+from celery import Celery, Task
+from pydantic import ValidationError
+
+from services.core.errors import invalid_payload_from
+from services.core.plan import PipelineSpec
+from services.core.tasks import RUN_PIPELINE
+from services.worker import shutdown
+from services.worker.settings import WorkerSettings
+
+
+def register_tasks(app: Celery, settings: WorkerSettings) -> None:
+    @app.task(name=RUN_PIPELINE, bind=True, shared=False)  # type: ignore[untyped-decorator]
+    def run_pipeline(task: Task, pipeline_id: str, epoch: int, spec: dict[str, Any], reply_to: str) -> str | None:
+        return run_pipeline_task(settings, str(task.request.hostname), pipeline_id, epoch, spec, reply_to)
+
+
+def run_pipeline_task(
+    settings: WorkerSettings,
+    hostname: str,
+    pipeline_id: str,
+    epoch: int,
+    spec: dict[str, Any],
+    reply_to: str,
+) -> str | None:
+    """Runs the pipeline; the name of its last state (None when this dispatch was stale)."""
+    from services.worker import runner
+
+    client = redis_client(settings)
+    restore_sigterm = shutdown.install_task_handler()
+    try:
+        try:
+            parsed = PipelineSpec.model_validate(spec)
+        except ValidationError as exc:
+            error = invalid_payload_from(exc, "pipeline spec")
+            state = runner.reject(pipeline_id, epoch, error, reply_to, client, hostname)
+        else:
+            state = runner.run(
+                pipeline_id, epoch, parsed, reply_to, client, settings, hostname, shutdown.SHUTDOWN
+            )
+    finally:
+        restore_sigterm()
+        client.close()
+    return state.value if state is not None else None
+
+
+def redis_client(settings: WorkerSettings) -> redis.Redis:
+    return redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_socket_timeout,
+        socket_connect_timeout=settings.redis_connect_timeout,
+        health_check_interval=30,
+    )

@@ -1,0 +1,202 @@
+"""The whole system over TCP: the manager and Celery worker processes, real Redis, the real model
+on real video. Each test drives the manager exactly as a reference client would."""
+
+import json
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from services.core import keys
+from tests.manager.fakes import call, wait_until
+from tests.support.redis_server import RedisServer
+from tests.support.stack import Stack, running_stack
+
+VTEST = "data/media/vtest.avi"
+BIKES = "data/media/bikes.mp4"
+MODEL = "yolov3-tiny/coco-416"
+
+
+@pytest.fixture(scope="module")
+def stack(redis_server: RedisServer) -> Iterator[Stack]:
+    with running_stack(redis_server.url, devices="cpu,edge") as running:
+        running.start_manager()
+        running.start_worker("cpu", "pipelines.cpu", concurrency=2)
+        running.start_worker("edge", "pipelines.edge", concurrency=1)
+        yield running
+
+
+def _newer_init(video: str, max_fps: float | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "video_configuration": {"type": "VideoConfiguration", "video_reference": video, "max_fps": max_fps},
+        "processing_configuration": {
+            "type": "WorkflowConfiguration",
+            "workflow_specification": {
+                "version": "1.0",
+                "inputs": [{"type": "WorkflowImage", "name": "image"}],
+                "steps": [{"type": "roboflow_core/roboflow_object_detection_model@v2", "name": "model",
+                           "images": "$inputs.image", "model_id": MODEL, "confidence": 0.3}],
+                "outputs": [{"type": "JsonField", "name": "predictions", "selector": "$steps.model.*"}],
+            },
+        },
+        "sink_configuration": {"type": "MemorySinkConfiguration", "results_buffer_size": 64},
+        **extra,
+        "type": "init",
+    }
+
+
+def _ok(reply: dict[str, Any]) -> dict[str, Any]:
+    assert list(reply) == ["request_id", "response", "pipeline_id"]
+    assert reply["response"]["status"] == "success", reply
+    return dict(reply["response"])
+
+
+def _consume(port: int, pipeline_id: str, count: int = 100) -> list[dict[str, Any]]:
+    response = _ok(call(port, {"type": "consume_result", "pipeline_id": pipeline_id, "excluded_fields": [],
+                               "max_entries": count}))
+    return list(response.get("entries", []))
+
+
+def _drain(port: int, pipeline_id: str) -> int:
+    drained = 0
+    while entries := _consume(port, pipeline_id):
+        drained += len(entries)
+    return drained
+
+
+def _terminate(port: int, pipeline_id: str) -> None:
+    _ok(call(port, {"type": "terminate", "pipeline_id": pipeline_id}))
+    assert pipeline_id not in _ok(call(port, {"type": "list_pipelines"}))["pipelines"]
+
+
+def test_lifecycle_of_a_pipeline_over_tcp(stack: Stack) -> None:
+    reply = call(stack.port, _newer_init(VTEST, max_fps=5))
+    _ok(reply)
+    pipeline_id = reply["pipeline_id"]
+    assert pipeline_id in _ok(call(stack.port, {"type": "list_pipelines"}))["pipelines"]
+
+    # status: RUNNING with a sane report
+    def running() -> bool:
+        report = _ok(call(stack.port, {"type": "status", "pipeline_id": pipeline_id}))["report"]
+        return bool(report["sources_metadata"][0]["state"] == "RUNNING" and report["inference_throughput"] > 0)
+
+    wait_until(running, timeout=30)
+    report = _ok(call(stack.port, {"type": "status", "pipeline_id": pipeline_id}))["report"]
+    assert report["pipeline_state"] == "RUNNING"
+    assert report["sources_metadata"][0]["source_properties"]["width"] == 768
+    assert report["latency_reports"][0]["inference_latency"] > 0
+    assert 0 < report["inference_throughput"] < 20  # max_fps 5 paces the file
+
+    # consume: the reference shape, with person detections
+    single: dict[str, Any] = {}
+    deadline = time.monotonic() + 20
+    while not single.get("outputs") and time.monotonic() < deadline:
+        single = _ok(call(stack.port, {"type": "consume_result", "pipeline_id": pipeline_id,
+                                       "excluded_fields": []}))
+        time.sleep(0.2)
+    assert set(single) >= {"status", "outputs", "frames_metadata"}
+    assert len(single["outputs"]) == len(single["frames_metadata"]) == 1
+    persons = [p for p in single["outputs"][0]["predictions"] if p["class"] == "person"]
+    assert persons, single["outputs"][0]
+    assert single["frames_metadata"][0]["source_id"] == 0
+
+    # mute: no new results
+    _ok(call(stack.port, {"type": "mute", "pipeline_id": pipeline_id}))
+    time.sleep(1.5)
+    _drain(stack.port, pipeline_id)
+    time.sleep(2.0)
+    assert _consume(stack.port, pipeline_id) == []
+    report = _ok(call(stack.port, {"type": "status", "pipeline_id": pipeline_id}))["report"]
+    assert report["pipeline_state"] == "MUTED"
+
+    # resume: results again
+    _ok(call(stack.port, {"type": "resume", "pipeline_id": pipeline_id}))
+    wait_until(lambda: bool(_consume(stack.port, pipeline_id)), timeout=15)
+
+    # terminate: gone from the list, the worker's slot free again
+    _terminate(stack.port, pipeline_id)
+    wait_until(lambda: (stack.registration("cpu@test") or {}).get("free_slots") == 2, timeout=15)
+
+
+def test_older_generation_with_udp_sink(stack: Stack) -> None:
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(30)
+    payload = {
+        "model_id": MODEL,
+        "video_reference": BIKES,
+        "max_fps": 10,
+        "sink_configuration": {"type": "udp_sink", "host": "127.0.0.1", "port": receiver.getsockname()[1]},
+        "model_configuration": {"type": "object-detection", "confidence": 0.3, "iou_threshold": 0.45},
+        "api_key": "secret-api-key",
+        "type": "init",
+    }
+    reply = call(stack.port, payload)
+    _ok(reply)
+    datagrams = [json.loads(receiver.recv(65535)) for _ in range(5)]
+    for datagram in datagrams:
+        assert datagram["image"] == {"width": 640, "height": 272}
+        assert set(datagram["inference_metadata"]) == {"source_id", "frame_id", "frame_decoding_time",
+                                                       "emission_time"}
+    assert [d["inference_metadata"]["frame_id"] for d in datagrams] == sorted(
+        d["inference_metadata"]["frame_id"] for d in datagrams)
+    report = _ok(call(stack.port, {"type": "status", "pipeline_id": reply["pipeline_id"]}))["report"]
+    assert "secret-api-key" not in json.dumps(report)
+    _terminate(stack.port, reply["pipeline_id"])
+    receiver.close()
+
+
+def test_pipeline_lands_on_the_requested_device_queue(stack: Stack) -> None:
+    reply = call(stack.port, _newer_init(VTEST, max_fps=2, device="edge"))
+    _ok(reply)
+    pipeline_id = reply["pipeline_id"]
+    record = stack.client.hgetall(keys.pipeline_record(pipeline_id))
+    assert record[b"device"] == b"edge"
+    assert record[b"owner"].decode().startswith("edge@test")
+    _terminate(stack.port, pipeline_id)
+
+
+def test_init_for_a_queue_without_workers_leaves_nothing(stack: Stack) -> None:
+    before = set(stack.client.keys("*"))
+    reply = call(stack.port, _newer_init(VTEST, device="gpu"))
+    assert reply["response"]["status"] == "failure"
+    assert reply["response"]["error_type"] == "invalid_payload"  # gpu is not a configured device here
+    reply = call(stack.port, _newer_init("data/media/missing.avi"))
+    assert reply["response"]["status"] == "failure", reply
+    assert reply["pipeline_id"] not in _ok(call(stack.port, {"type": "list_pipelines"}))["pipelines"]
+    wait_until(lambda: {k for k in stack.client.keys("*") if b":pipeline:" in k}
+               <= {k for k in before if b":pipeline:" in k}, timeout=10)
+
+
+def test_a_file_pipeline_ends_by_itself_and_its_status_stays_readable(stack: Stack) -> None:
+    reply = call(stack.port, _newer_init(BIKES))
+    _ok(reply)
+    pipeline_id = reply["pipeline_id"]
+    wait_until(lambda: pipeline_id not in _ok(call(stack.port, {"type": "list_pipelines"}))["pipelines"],
+               timeout=90)
+    report = _ok(call(stack.port, {"type": "status", "pipeline_id": pipeline_id}))["report"]
+    assert report["pipeline_state"] == "ENDED"
+    assert report["sources_metadata"][0]["state"] == "ENDED"
+
+
+def test_a_manager_restart_loses_no_pipeline(stack: Stack) -> None:
+    reply = call(stack.port, _newer_init(VTEST, max_fps=2))
+    _ok(reply)
+    pipeline_id = reply["pipeline_id"]
+    listed = _ok(call(stack.port, {"type": "list_pipelines"}))["pipelines"]
+    status = _ok(call(stack.port, {"type": "status", "pipeline_id": pipeline_id}))["report"]
+
+    stack.stop_manager(signal.SIGKILL)
+    stack.start_manager()
+
+    assert _ok(call(stack.port, {"type": "list_pipelines"}))["pipelines"] == listed
+    after = _ok(call(stack.port, {"type": "status", "pipeline_id": pipeline_id}))["report"]
+    assert after["pipeline_state"] == status["pipeline_state"]
+    assert [m["source_reference"] for m in after["sources_metadata"]] == [
+        m["source_reference"] for m in status["sources_metadata"]]
+    _ok(call(stack.port, {"type": "mute", "pipeline_id": pipeline_id}))
+    _ok(call(stack.port, {"type": "resume", "pipeline_id": pipeline_id}))
+    _terminate(stack.port, pipeline_id)
