@@ -28,6 +28,8 @@ def main() -> None:
     settings = WorkerSettings()
     args = _arguments(settings)
     configure_logging(args.loglevel.upper())
+    # The task processes size their inference threads by the concurrency actually used.
+    settings = settings.model_copy(update={"concurrency": args.concurrency})
     app = create_app(settings)
     argv = ["worker", "--pool", "prefork", "--concurrency", str(args.concurrency),
             "--queues", args.queues, "--loglevel", args.loglevel]

@@ -4,6 +4,7 @@ Imports the engine (OpenCV, onnxruntime): only the task process imports this mod
 come first (video files, source options), the model load last, so a bad payload fails fast.
 """
 
+import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -100,6 +101,7 @@ def _pipeline_config(spec: PipelineSpec, settings: WorkerSettings) -> PipelineCo
         params=params,
         batch_collection_timeout=spec.batch_collection_timeout,
         sink_queue_size=spec.predictions_queue_size,
+        inference_workers=settings.inference_sizing(os.cpu_count() or 1)[0],
     )
 
 
@@ -107,7 +109,8 @@ def _detector(spec: PipelineSpec, settings: WorkerSettings) -> Detector:
     model = ModelRepository(settings.model_repository).resolve(spec.model_id)
     # spec.device chose the queue; the worker serving that queue knows its own hardware.
     device = settings.device
-    return Detector(model, device=device, intra_op_threads=settings.intra_op_threads)
+    _, threads = settings.inference_sizing(os.cpu_count() or 1)
+    return Detector(model, device=device, intra_op_threads=threads)
 
 
 def _sinks(

@@ -16,8 +16,10 @@ class WorkerSettings(BaseSettings):
     model_repository: Path = Path("data/models")
     default_model_id: str = "yolov3-tiny/coco-416"
     device: Device = "cpu"
-    # onnxruntime intra-op threads per pipeline; 0 = one per core. With several pipelines on one
-    # host, cores / pipelines avoids sessions fighting each other (docs/benchmarks.md).
+    # How a pipeline uses the cores: ``inference_workers`` rounds in session.run at once, each with
+    # ``intra_op_threads`` onnxruntime threads. 0 = automatic: on CPU, (cores / concurrency) workers
+    # of one thread each, which measured faster than one multi-threaded run (docs/benchmarks.md).
+    inference_workers: int = Field(default=0, ge=0)
     intra_op_threads: int = Field(default=0, ge=0)
     # Reconnect backoff of live sources (seconds).
     reconnect_initial_delay: float = Field(default=0.5, gt=0)
@@ -30,3 +32,12 @@ class WorkerSettings(BaseSettings):
     # Timeouts of the task's Redis client, so an unreachable Redis fails a call instead of hanging it.
     redis_socket_timeout: float = Field(default=5.0, gt=0)
     redis_connect_timeout: float = Field(default=2.0, gt=0)
+
+    def inference_sizing(self, cores: int) -> tuple[int, int]:
+        """(inference workers, intra-op threads) for one pipeline on a host with ``cores`` cores."""
+        if self.device != "cpu":  # accelerators: one run at a time, onnxruntime's own CPU threads
+            return max(1, self.inference_workers), self.intra_op_threads
+        share = max(1, cores // self.concurrency)
+        if self.inference_workers == 0 and self.intra_op_threads == 0:
+            return share, 1
+        return max(1, self.inference_workers), self.intra_op_threads or 1

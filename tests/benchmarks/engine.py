@@ -4,17 +4,20 @@ Each measurement runs in its own subprocess (clean peak RSS, no shared warm stat
 
 - ``model``: ``session.run`` alone on pre-decoded, pre-processed frames (the ceiling);
 - ``sequential``: a plain loop decode -> pre-process -> infer -> post-process;
-- ``engine``: this project's pipeline on the file (WAIT/LAZY, every frame) with the Redis Stream sink;
-- ``4 x engine``: four engine processes at once (threads sized to cores / 4);
+- ``engine``: this project's pipeline on the file (WAIT/LAZY, every frame) with the Redis Stream sink,
+  with the default sizing (one single-threaded inference worker per core) and with one
+  multi-threaded run for comparison;
+- ``4 x engine``: four engine processes at once;
 - ``soak``: the engine on a looped live HTTP stream, RSS sampled over time.
 
-Usage: ``python -m tests.benchmarks.engine [--output docs/benchmarks.md] [--soak-seconds 600]``
+Usage: ``python -m tests.benchmarks.engine [--output docs/benchmarks.md] [--rounds 3] [--soak-seconds 600]``
 """
 
 import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -89,7 +92,7 @@ def measure_sequential(threads: int) -> dict[str, Any]:
     return {"frames": frames, "seconds": time.perf_counter() - started}
 
 
-def measure_engine(threads: int, redis_url: str, reference: str | None = None,
+def measure_engine(workers: int, threads: int, redis_url: str, reference: str | None = None,
                    seconds: float | None = None) -> dict[str, Any]:
     import redis
 
@@ -102,7 +105,7 @@ def measure_engine(threads: int, redis_url: str, reference: str | None = None,
     client = redis.Redis.from_url(redis_url)
     pipeline_id = f"bench-{os.getpid()}"
     sink = RedisStreamSink(client, pipeline_id, maxlen=1000)
-    config = PipelineConfig(video_references=(reference or str(VIDEO),))
+    config = PipelineConfig(video_references=(reference or str(VIDEO),), inference_workers=workers)
     pipeline = InferencePipeline(config, detector, [sink])
     rss: list[tuple[float, float]] = []
     started = time.perf_counter()
@@ -129,7 +132,7 @@ def _child(args: argparse.Namespace) -> None:
     elif args.mode == "sequential":
         result = measure_sequential(args.threads)
     else:
-        result = measure_engine(args.threads, args.redis_url, args.reference, args.seconds)
+        result = measure_engine(args.workers, args.threads, args.redis_url, args.reference, args.seconds)
     cpu_after = psutil.Process().cpu_times()
     cpu = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
     result["cpu_percent"] = 100 * cpu / result["seconds"]
@@ -141,10 +144,10 @@ def _child(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------ orchestration (parent)
 
 
-def _spawn(mode: str, threads: int, redis_url: str = "", reference: str | None = None,
+def _spawn(mode: str, threads: int, workers: int = 1, redis_url: str = "", reference: str | None = None,
            seconds: float | None = None) -> subprocess.Popen[str]:
     command = [sys.executable, "-m", "tests.benchmarks.engine", "--child", mode, "--threads", str(threads),
-               "--redis-url", redis_url]
+               "--workers", str(workers), "--redis-url", redis_url]
     if reference:
         command += ["--reference", reference]
     if seconds:
@@ -159,55 +162,74 @@ def _result(process: subprocess.Popen[str]) -> dict[str, Any]:
     return dict(json.loads(stdout.strip().splitlines()[-1]))
 
 
-def _row(name: str, result: dict[str, Any], ceiling: float) -> str:
-    return (f"| {name} | {result['frames']} | {result['fps']:.1f} | {result['fps'] / ceiling:.3f} | "
-            f"{result['cpu_percent']:.0f} | {result['peak_rss_mib']:.0f} |")
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return sorted(runs, key=lambda run: run["fps"])[len(runs) // 2]
 
 
-def run_all(soak_seconds: float, log: Callable[[str], None]) -> str:
+def run_single(rounds: int, redis_url: str, log: Callable[[str], None]) -> tuple[list[str], float]:
+    """Interleaved rounds of every variant (this machine's speed drifts by several % over minutes)."""
+    cores = os.cpu_count() or 1
+    variants = {
+        "(a) model alone (session.run)": ("model", cores, 1),
+        "(b) sequential loop": ("sequential", cores, 1),
+        f"(c) engine, {cores} workers x 1 thread (default)": ("engine", 1, cores),
+        f"(c') engine, 1 worker x {cores} threads": ("engine", cores, 1),
+    }
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
+    for index in range(rounds):
+        for name, (mode, threads, workers) in variants.items():
+            runs[name].append(_result(_spawn(mode, threads, workers, redis_url)))
+            log(f"round {index + 1}: {name}: {runs[name][-1]['fps']:.1f} fps")
+    ceiling = statistics.median(run["fps"] for run in runs["(a) model alone (session.run)"])
+    lines = ["| run | frames | fps (median) | fps per round | ratio to (a) | CPU % | peak RSS MiB |",
+             "|---|---|---|---|---|---|---|"]
+    for name, results in runs.items():
+        median = statistics.median(run["fps"] for run in results)
+        typical = _median_run(results)
+        per_round = ", ".join(f"{run['fps']:.1f}" for run in results)
+        lines.append(f"| {name} | {typical['frames']} | {median:.1f} | {per_round} | {median / ceiling:.3f} | "
+                     f"{typical['cpu_percent']:.0f} | {typical['peak_rss_mib']:.0f} |")
+    return lines, ceiling
+
+
+def run_four(redis_url: str, ceiling: float, log: Callable[[str], None]) -> list[str]:
+    cores = os.cpu_count() or 1
+    lines = ["| 4 pipelines at once, each | frames each | aggregate fps | ratio to (a) | wall s | "
+             "peak RSS MiB each |", "|---|---|---|---|---|---|"]
+    for workers, threads in ((1, 1), (1, cores)):
+        started = time.perf_counter()
+        children = [_spawn("engine", threads, workers, redis_url) for _ in range(4)]
+        four = [_result(child) for child in children]
+        wall = time.perf_counter() - started
+        aggregate = sum(r["frames"] for r in four) / max(r["seconds"] for r in four)
+        log(f"4 engines ({workers} worker x {threads} threads): aggregate {aggregate:.1f} fps")
+        default = " (default sizing)" if threads == 1 else ""
+        lines.append(f"| {workers} worker x {threads} thread(s){default} | {four[0]['frames']} | {aggregate:.1f} | "
+                     f"{aggregate / ceiling:.3f} | {wall:.1f} | {max(r['peak_rss_mib'] for r in four):.0f} |")
+    return lines
+
+
+def run_all(rounds: int, soak_seconds: float, log: Callable[[str], None]) -> str:
     from tests.support.redis_server import running_redis
     from tests.support.streams import http_live_stream
 
     cores = os.cpu_count() or 1
     lines = [
-        "## Inference engine (issue 2)", "", stamp(), "",
+        "## Inference engine", "", stamp(), "",
         f"Model `{MODEL_ID}` (YOLOv3-tiny, 416x416, onnxruntime CPU), video `{VIDEO}` (768x576, 795 frames).",
-        "Every frame processed (WAIT/LAZY, no max_fps). Ratio = fps / model-alone fps at the same threads.", "",
-        "| run | frames | fps | ratio | CPU % | peak RSS MiB |", "|---|---|---|---|---|---|",
+        "Every frame processed (WAIT/LAZY, no max_fps); (c) also writes every result to a Redis Stream.",
+        f"Each variant ran {rounds} times, interleaved, each in a fresh process; ratio = median fps / median of (a)",
+        f"with onnxruntime at {cores} intra-op threads. Workers = rounds in `session.run` at once.", "",
     ]
     with running_redis() as server:
-        log("model alone ...")
-        model = _result(_spawn("model", cores))
-        log(f"  {model['fps']:.1f} fps")
-        log("sequential loop ...")
-        sequential = _result(_spawn("sequential", cores))
-        log(f"  {sequential['fps']:.1f} fps")
-        log("engine ...")
-        engine = _result(_spawn("engine", cores, server.url))
-        log(f"  {engine['fps']:.1f} fps")
-        for name, result in (("(a) model alone (session.run)", model), ("(b) sequential loop", sequential),
-                             ("(c) engine + Redis Stream sink", engine)):
-            lines.append(_row(name, result, model["fps"]))
-        per = max(1, cores // 4)
-        log(f"4 engines at once, {per} thread(s) each ...")
-        started = time.perf_counter()
-        children = [_spawn("engine", per, server.url) for _ in range(4)]
-        four = [_result(child) for child in children]
-        wall = time.perf_counter() - started
-        aggregate = sum(r["frames"] for r in four) / max(r["seconds"] for r in four)
-        log(f"  aggregate {aggregate:.1f} fps")
-        lines += [
-            "", f"Four engine processes at once, {per} onnxruntime thread(s) each "
-            f"(the sizing rule: cores / pipelines):", "",
-            "| pipelines | frames each | aggregate fps | ratio to (a) | wall s | peak RSS MiB each |",
-            "|---|---|---|---|---|---|",
-            f"| 4 | {four[0]['frames']} | {aggregate:.1f} | {aggregate / model['fps']:.3f} | {wall:.1f} | "
-            f"{max(r['peak_rss_mib'] for r in four):.0f} |",
-        ]
+        single, ceiling = run_single(rounds, server.url, log)
+        lines += single
+        lines += ["", "Four pipelines at once (four processes, as four Celery tasks would be):", ""]
+        lines += run_four(server.url, ceiling, log)
         if soak_seconds > 0:
             log(f"soak on a looped live stream for {soak_seconds:.0f} s ...")
             with http_live_stream(VIDEO) as url:
-                soak = _result(_spawn("engine", cores, server.url, reference=url, seconds=soak_seconds))
+                soak = _result(_spawn("engine", 1, cores, server.url, reference=url, seconds=soak_seconds))
             lines += _soak_lines(soak)
     return "\n".join(lines)
 
@@ -232,6 +254,8 @@ def main() -> None:
     parser.add_argument("--soak-seconds", type=float, default=600)
     parser.add_argument("--child", dest="mode", choices=["model", "sequential", "engine"])
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--redis-url", default="")
     parser.add_argument("--reference", default=None)
     parser.add_argument("--seconds", type=float, default=None)
@@ -239,7 +263,7 @@ def main() -> None:
     if args.mode:
         _child(args)
         return
-    markdown = run_all(args.soak_seconds, lambda text: print(text, file=sys.stderr, flush=True))
+    markdown = run_all(args.rounds, args.soak_seconds, lambda text: print(text, file=sys.stderr, flush=True))
     write_section(args.output, "engine", markdown)
     print(markdown)
 

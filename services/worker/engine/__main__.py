@@ -7,6 +7,7 @@ drive. stdout gets one line per frame with detections; stderr a progress line.
 import argparse
 import collections
 import logging
+import os
 import signal
 import sys
 import threading
@@ -55,7 +56,9 @@ def _arguments(settings: WorkerSettings) -> argparse.Namespace:
     parser.add_argument("--model", default=settings.default_model_id, help="model_id in the repository")
     parser.add_argument("--repository", default=settings.model_repository, help="model repository directory")
     parser.add_argument("--device", default=settings.device, choices=["cpu", "gpu", "jetson"])
-    parser.add_argument("--threads", type=int, default=settings.intra_op_threads, help="onnxruntime threads")
+    workers, threads = settings.inference_sizing(os.cpu_count() or 1)
+    parser.add_argument("--workers", type=int, default=workers, help="rounds in session.run at once")
+    parser.add_argument("--threads", type=int, default=threads, help="onnxruntime intra-op threads per run")
     parser.add_argument("--confidence", type=float, default=0.5)
     parser.add_argument("--max-fps", type=float, default=None)
     parser.add_argument("--redis-url", default=None, help="also XADD results to this Redis")
@@ -95,6 +98,7 @@ def main() -> None:
         video_references=tuple(args.video),
         source=SourceConfig(max_fps=args.max_fps),
         params=DetectionParams(confidence=args.confidence),
+        inference_workers=args.workers,
     )
     pipeline = InferencePipeline(config, detector, sinks)
     stop = threading.Event()

@@ -2,16 +2,19 @@
 
 Theory of operation::
 
-    source-0 ─┐                 prepared (2)          inferred (2)
-    source-1 ─┼─> collector ──────────────> inference ──────────────> post ──> BufferedSink(redis)
-    source-N ─┘   (one frame per source,   (session.run    (decode + NMS,  └─> BufferedSink(udp)
-                   letterbox, stack)        only)           predictions)
+    source-0 ─┐               prepared (K+1)       inferred (K+1)
+    source-1 ─┼─> collector ─────────────> inference xK ─────────────> post ──> BufferedSink(redis)
+    source-N ─┘   (one frame per source,  (session.run    (reorder, decode  └─> BufferedSink(udp)
+                   letterbox, stack)       only)           + NMS, predictions)
 
 Each source decodes on its own thread into its bounded buffer (strategies applied there). The
-collector takes one frame per source per round and pre-processes it; the inference thread does
-nothing but ``session.run`` (which releases the GIL), so decoding, pre- and post-processing of
-neighbouring rounds overlap with it. Every queue is bounded: with WAIT/LAZY sources a slow model
-back-pressures all the way to the decoder and no frame is lost; the sinks are the one place that
+collector takes one frame per source per round, numbers the round and pre-processes it; the K
+inference threads do nothing but ``session.run`` (which releases the GIL), so decoding, pre- and
+post-processing of neighbouring rounds overlap with it. With K > 1 rounds finish out of order; the
+post stage puts them back in sequence before anything reaches a sink. On CPU, K single-threaded
+runs beat one K-threaded run: no barrier between intra-op threads for a helper thread to stall,
+and no synchronisation overhead (docs/benchmarks.md). Every queue is bounded: with WAIT/LAZY
+sources a slow model back-pressures all the way to the decoder and no frame is lost; the sinks are the one place that
 drops instead of blocking (counted), so a broken sink never stalls inference.
 
 A pipeline ends by itself when every source has finished (files ended) and the queues are drained;
@@ -69,16 +72,19 @@ class PipelineConfig:
     # every running source).
     batch_collection_timeout: float | None = None
     sink_queue_size: int = 256
+    # Rounds in session.run at once (each thread runs one); see the module docstring.
+    inference_workers: int = 1
 
 
 @dataclass(slots=True)
 class _Round:
+    seq: int
     frames: list[VideoFrame]
     batch: np.ndarray
     transforms: list[LetterboxTransform]
     started: float = 0.0
     finished: float = 0.0
-    raw: np.ndarray | None = None
+    raw: np.ndarray | None = None  # None after a failed inference: the round is skipped in order
 
 
 _END = object()  # sentinel travelling down the queues when every source has finished
@@ -95,6 +101,8 @@ class InferencePipeline:
     ) -> None:
         if not config.video_references:
             raise ValueError("a pipeline needs at least one video reference")
+        if config.inference_workers < 1:
+            raise ValueError("inference_workers must be at least 1")
         self._config = config
         self._detector = detector
         self._extra_handler = on_update
@@ -104,15 +112,18 @@ class InferencePipeline:
             for source_id, reference in enumerate(config.video_references)
         ]
         self._sinks = [BufferedSink(sink, self._on_update, capacity=config.sink_queue_size) for sink in sinks]
-        self._prepared: queue.Queue[_Round | object] = queue.Queue(maxsize=2)
-        self._inferred: queue.Queue[_Round | object] = queue.Queue(maxsize=2)
+        workers = config.inference_workers
+        self._prepared: queue.Queue[_Round | object] = queue.Queue(maxsize=workers + 1)
+        self._inferred: queue.Queue[_Round | object] = queue.Queue(maxsize=workers + 1)
+        self._next_seq = 0
         self._stop = threading.Event()
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._state = StreamState.NOT_STARTED
         self._threads = [
             threading.Thread(target=self._guard(self._collect), name="collector", daemon=True),
-            threading.Thread(target=self._guard(self._infer), name="inference", daemon=True),
+            *(threading.Thread(target=self._guard(self._infer), name=f"inference-{index}", daemon=True)
+              for index in range(workers)),
             threading.Thread(target=self._guard(self._post), name="post", daemon=True),
         ]
 
@@ -190,7 +201,8 @@ class InferencePipeline:
         while not self._stop.is_set():
             frames = self._collect_round()
             if frames is None:
-                self._put(self._prepared, _END)
+                for _ in range(self._config.inference_workers):  # one END per inference thread
+                    self._put(self._prepared, _END)
                 return
             if frames:
                 self._put(self._prepared, self._prepare(frames))
@@ -240,7 +252,8 @@ class InferencePipeline:
     def _prepare(self, frames: list[VideoFrame]) -> _Round:
         tensors, transforms = zip(*(self._detector.preprocess(frame.image) for frame in frames), strict=True)
         batch = tensors[0] if len(tensors) == 1 else np.concatenate(tensors)
-        return _Round(frames=frames, batch=batch, transforms=list(transforms))
+        seq, self._next_seq = self._next_seq, self._next_seq + 1
+        return _Round(seq=seq, frames=frames, batch=batch, transforms=list(transforms))
 
     def _infer(self) -> None:
         while (item := self._get(self._prepared)) is not None:
@@ -253,24 +266,36 @@ class InferencePipeline:
                 item.raw = self._detector.infer(item.batch)
             except Exception as exc:  # a bad frame or model error loses this round, not the pipeline
                 self._inference_failed(exc)
-                continue
             item.finished = time.monotonic()
-            self._put(self._inferred, item)
+            self._put(self._inferred, item)  # failed rounds too: post must not wait for their seq
 
     def _post(self) -> None:
+        waiting: dict[int, _Round] = {}  # rounds that finished before an earlier one
+        expected, ends = 0, 0
         while (item := self._get(self._inferred)) is not None:
             if item is _END:
-                self._on_all_sources_finished()
-                return
-            assert isinstance(item, _Round)
-            try:
-                result = self._round_result(item)
-            except Exception as exc:
-                self._inference_failed(exc)
+                ends += 1
+                if ends == self._config.inference_workers:
+                    self._on_all_sources_finished()
+                    return
                 continue
-            for sink in self._sinks:
-                sink.submit(result)
-            self._record(item)
+            assert isinstance(item, _Round)
+            waiting[item.seq] = item
+            while expected in waiting:
+                self._emit(waiting.pop(expected))
+                expected += 1
+
+    def _emit(self, item: _Round) -> None:
+        if item.raw is None:
+            return
+        try:
+            result = self._round_result(item)
+        except Exception as exc:
+            self._inference_failed(exc)
+            return
+        for sink in self._sinks:
+            sink.submit(result)
+        self._record(item)
 
     def _round_result(self, item: _Round) -> RoundResult:
         assert item.raw is not None

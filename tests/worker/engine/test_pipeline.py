@@ -53,10 +53,12 @@ def _entries(client: redis.Redis, pipeline_id: str) -> list[tuple[list, list]]: 
     return [decode_entry(fields) for _, fields in client.xrange(keys.results_stream(pipeline_id))]
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_file_pipeline_processes_every_frame_in_order_then_ends(
-    detector: Detector, redis_client: redis.Redis, running: list[InferencePipeline]
+    detector: Detector, redis_client: redis.Redis, running: list[InferencePipeline], workers: int
 ) -> None:
-    config = PipelineConfig(video_references=(BIKES,), params=DetectionParams(confidence=0.3))
+    config = PipelineConfig(video_references=(BIKES,), params=DetectionParams(confidence=0.3),
+                            inference_workers=workers)
     pipeline = InferencePipeline(config, detector, [RedisStreamSink(redis_client, "file", maxlen=1000)])
     running.append(pipeline)
     pipeline.start()
@@ -194,3 +196,38 @@ def test_credentials_never_reach_the_report(detector: Detector, running: list[In
     text = json.dumps(pipeline.status_report())
     assert "hunter2" not in text and "admin" not in text
     assert "127.0.0.1" in text
+
+
+class _FailingOnSomeFrames:
+    """The real detector, except that inference fails for every 10th round (a corrupt frame, say)."""
+
+    def __init__(self, detector: Detector) -> None:
+        self._detector = detector
+        self.class_names = detector.class_names
+        self.preprocess = detector.preprocess
+        self.postprocess = detector.postprocess
+        self._calls = 0
+
+    def infer(self, batch):  # type: ignore[no-untyped-def]
+        self._calls += 1
+        if self._calls % 10 == 0:
+            raise RuntimeError("bad tensor")
+        return self._detector.infer(batch)
+
+
+def test_failed_rounds_are_reported_and_skipped_in_order_with_several_workers(
+    detector: Detector, redis_client: redis.Redis, running: list[InferencePipeline]
+) -> None:
+    config = PipelineConfig(video_references=(BIKES,), inference_workers=3)
+    pipeline = InferencePipeline(config, _FailingOnSomeFrames(detector),
+                                 [RedisStreamSink(redis_client, "failing", maxlen=1000)])
+    running.append(pipeline)
+    pipeline.start()
+    assert pipeline.wait(timeout=90)
+    frame_ids = [metadata[0]["frame_id"] for _, metadata in _entries(redis_client, "failing")]
+    assert len(frame_ids) == 225  # 25 of the 250 rounds failed
+    assert frame_ids == sorted(frame_ids)
+    report = pipeline.status_report()
+    assert report["inference_errors"] == 25
+    errors = [u for u in report["video_source_status_updates"] if u["event_type"] == events.INFERENCE_ERROR]
+    assert errors and errors[0]["payload"]["error_message"] == "bad tensor"
