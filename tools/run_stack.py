@@ -23,6 +23,7 @@ from typing import Any
 
 from services.core.framing import FrameDecoder, encode_message
 from tools.embedded_redis import free_port, running_redis
+from tools.payloads import newer_init
 
 PY = sys.executable
 
@@ -45,24 +46,6 @@ class ManagerClient:
                 frames = decoder.feed(chunk)
                 if frames:
                     return dict(json.loads(frames[0]))
-
-
-def _init_payload(video: str, model_id: str, max_fps: float | None) -> dict[str, Any]:
-    return {
-        "video_configuration": {"type": "VideoConfiguration", "video_reference": video, "max_fps": max_fps},
-        "processing_configuration": {
-            "type": "WorkflowConfiguration",
-            "workflow_specification": {
-                "version": "1.0",
-                "inputs": [{"type": "WorkflowImage", "name": "image"}],
-                "steps": [{"type": "roboflow_core/roboflow_object_detection_model@v2", "name": "detector",
-                           "images": "$inputs.image", "model_id": model_id, "confidence": 0.4}],
-                "outputs": [{"type": "JsonField", "name": "predictions", "selector": "$steps.detector.*"}],
-            },
-        },
-        "sink_configuration": {"type": "MemorySinkConfiguration", "results_buffer_size": 1000},
-        "type": "init",
-    }
 
 
 @contextlib.contextmanager
@@ -163,7 +146,8 @@ def main() -> None:
         stack.enter_context(_process("worker", [PY, "-m", "services.worker", "--queues", "pipelines.cpu",
                                                 "--concurrency", "2", "--hostname", "run@%h"], env, log_dir))
         client = ManagerClient("127.0.0.1", port)
-        reply = _wait_for_init(client, _init_payload(args.video, args.model, args.max_fps), time.monotonic() + 120)
+        reply = _wait_for_init(client, newer_init(args.video, max_fps=args.max_fps, results_buffer_size=1000,
+                                                    confidence=0.4, model_id=args.model), time.monotonic() + 120)
         pipeline_id = reply["pipeline_id"]
         print(f"pipeline {pipeline_id} started on {args.video}", file=sys.stderr, flush=True)
         try:

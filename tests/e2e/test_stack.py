@@ -11,13 +11,15 @@ from typing import Any
 import pytest
 
 from services.core import keys
-from tests.manager.fakes import call, wait_until
+from tests.manager.fakes import call
 from tests.support.redis_server import RedisServer
 from tests.support.stack import Stack, running_stack
+from tests.support.waiting import wait_until
+from tools.payloads import MODEL_ID as MODEL
+from tools.payloads import newer_init
 
 VTEST = "data/media/vtest.avi"
 BIKES = "data/media/bikes.mp4"
-MODEL = "yolov3-tiny/coco-416"
 
 
 @pytest.fixture(scope="module")
@@ -27,25 +29,6 @@ def stack(redis_server: RedisServer) -> Iterator[Stack]:
         running.start_worker("cpu", "pipelines.cpu", concurrency=2)
         running.start_worker("edge", "pipelines.edge", concurrency=1)
         yield running
-
-
-def _newer_init(video: str, max_fps: float | None = None, **extra: Any) -> dict[str, Any]:
-    return {
-        "video_configuration": {"type": "VideoConfiguration", "video_reference": video, "max_fps": max_fps},
-        "processing_configuration": {
-            "type": "WorkflowConfiguration",
-            "workflow_specification": {
-                "version": "1.0",
-                "inputs": [{"type": "WorkflowImage", "name": "image"}],
-                "steps": [{"type": "roboflow_core/roboflow_object_detection_model@v2", "name": "model",
-                           "images": "$inputs.image", "model_id": MODEL, "confidence": 0.3}],
-                "outputs": [{"type": "JsonField", "name": "predictions", "selector": "$steps.model.*"}],
-            },
-        },
-        "sink_configuration": {"type": "MemorySinkConfiguration", "results_buffer_size": 64},
-        **extra,
-        "type": "init",
-    }
 
 
 def _ok(reply: dict[str, Any]) -> dict[str, Any]:
@@ -73,7 +56,7 @@ def _terminate(port: int, pipeline_id: str) -> None:
 
 
 def test_lifecycle_of_a_pipeline_over_tcp(stack: Stack) -> None:
-    reply = call(stack.port, _newer_init(VTEST, max_fps=5))
+    reply = call(stack.port, newer_init(VTEST, max_fps=5))
     _ok(reply)
     pipeline_id = reply["pipeline_id"]
     assert pipeline_id in _ok(call(stack.port, {"type": "list_pipelines"}))["pipelines"]
@@ -150,7 +133,7 @@ def test_older_generation_with_udp_sink(stack: Stack) -> None:
 
 
 def test_pipeline_lands_on_the_requested_device_queue(stack: Stack) -> None:
-    reply = call(stack.port, _newer_init(VTEST, max_fps=2, device="edge"))
+    reply = call(stack.port, newer_init(VTEST, max_fps=2, device="edge"))
     _ok(reply)
     pipeline_id = reply["pipeline_id"]
     record = stack.client.hgetall(keys.pipeline_record(pipeline_id))
@@ -161,10 +144,10 @@ def test_pipeline_lands_on_the_requested_device_queue(stack: Stack) -> None:
 
 def test_init_for_a_queue_without_workers_leaves_nothing(stack: Stack) -> None:
     before = set(stack.client.keys("*"))
-    reply = call(stack.port, _newer_init(VTEST, device="gpu"))
+    reply = call(stack.port, newer_init(VTEST, device="gpu"))
     assert reply["response"]["status"] == "failure"
     assert reply["response"]["error_type"] == "invalid_payload"  # gpu is not a configured device here
-    reply = call(stack.port, _newer_init("data/media/missing.avi"))
+    reply = call(stack.port, newer_init("data/media/missing.avi"))
     assert reply["response"]["status"] == "failure", reply
     assert reply["pipeline_id"] not in _ok(call(stack.port, {"type": "list_pipelines"}))["pipelines"]
     wait_until(lambda: {k for k in stack.client.keys("*") if b":pipeline:" in k}
@@ -172,7 +155,7 @@ def test_init_for_a_queue_without_workers_leaves_nothing(stack: Stack) -> None:
 
 
 def test_a_file_pipeline_ends_by_itself_and_its_status_stays_readable(stack: Stack) -> None:
-    reply = call(stack.port, _newer_init(BIKES))
+    reply = call(stack.port, newer_init(BIKES))
     _ok(reply)
     pipeline_id = reply["pipeline_id"]
     wait_until(lambda: pipeline_id not in _ok(call(stack.port, {"type": "list_pipelines"}))["pipelines"],
@@ -183,7 +166,7 @@ def test_a_file_pipeline_ends_by_itself_and_its_status_stays_readable(stack: Sta
 
 
 def test_a_manager_restart_loses_no_pipeline(stack: Stack) -> None:
-    reply = call(stack.port, _newer_init(VTEST, max_fps=2))
+    reply = call(stack.port, newer_init(VTEST, max_fps=2))
     _ok(reply)
     pipeline_id = reply["pipeline_id"]
     listed = _ok(call(stack.port, {"type": "list_pipelines"}))["pipelines"]

@@ -7,7 +7,6 @@ the init on its reply list, subscribes the control channel, heartbeats, and answ
 import json
 import socket
 import threading
-import time
 from typing import Any
 
 import redis
@@ -176,11 +175,3 @@ def call(port: int, request: dict[str, Any]) -> dict[str, Any]:
     """One request on its own connection, as the reference client does."""
     with Client(port) as client:
         return client.call(request)
-
-
-def wait_until(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)

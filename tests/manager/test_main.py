@@ -7,8 +7,9 @@ import sys
 
 import redis
 
-from tests.manager.fakes import call, wait_until
+from tests.manager.fakes import call
 from tests.support.redis_server import RedisServer, free_port
+from tests.support.waiting import wait_until
 
 
 def test_the_service_serves_and_stops_on_sigterm(redis_server: RedisServer, redis_client: redis.Redis) -> None:

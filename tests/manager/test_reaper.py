@@ -7,8 +7,9 @@ import redis
 from services.core import keys
 from services.core.records import PipelineRecord
 from tests.manager.conftest import ManagerFactory, RunningManager
-from tests.manager.fakes import FakeWorker, call, wait_until
+from tests.manager.fakes import FakeWorker, call
 from tests.manager.test_control import orphan_pipeline, start_pipeline
+from tests.support.waiting import wait_until
 
 
 def listed(manager: RunningManager) -> list[str]:

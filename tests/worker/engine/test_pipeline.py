@@ -3,7 +3,7 @@
 import json
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,19 +20,11 @@ from services.worker.engine.sinks.udp import UdpSink
 from services.worker.engine.source import SourceConfig
 from tests.support.redis_server import free_port
 from tests.support.streams import http_live_stream
+from tests.support.waiting import wait_until
 
 MEDIA = Path("data/media")
 BIKES = str(MEDIA / "bikes.mp4")  # 250 frames, 640x272
 VTEST = MEDIA / "vtest.avi"
-
-
-def _eventually(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +79,7 @@ def test_status_report_has_the_reference_shape(
     pipeline = InferencePipeline(config, detector, [RedisStreamSink(redis_client, "status", maxlen=100)])
     running.append(pipeline)
     pipeline.start()
-    _eventually(lambda: pipeline.watchdog.frames_processed >= 20)
+    wait_until(lambda: pipeline.watchdog.frames_processed >= 20, timeout=15)
     report = pipeline.status_report()
     assert report["inference_throughput"] > 0
     assert [r["source_id"] for r in report["latency_reports"]] == [0, 1]
@@ -115,7 +107,7 @@ def test_mute_resume_terminate_on_a_live_stream(
         running.append(pipeline)
         pipeline.start()
         stream = keys.results_stream("live")
-        _eventually(lambda: redis_client.xlen(stream) >= 5)
+        wait_until(lambda: redis_client.xlen(stream) >= 5, timeout=15)
 
         pipeline.mute()
         assert pipeline.state is StreamState.MUTED
@@ -127,7 +119,7 @@ def test_mute_resume_terminate_on_a_live_stream(
 
         pipeline.resume()
         assert pipeline.state is StreamState.RUNNING
-        _eventually(lambda: redis_client.xlen(stream) >= muted_at + 5)
+        wait_until(lambda: redis_client.xlen(stream) >= muted_at + 5, timeout=15)
 
         started = time.monotonic()
         pipeline.terminate(timeout=2.0)
@@ -144,7 +136,7 @@ def test_terminate_while_the_camera_is_unreachable(
     pipeline = InferencePipeline(PipelineConfig(video_references=(url,)), detector, [])
     running.append(pipeline)
     pipeline.start()
-    _eventually(lambda: pipeline.sources[0].state is StreamState.RESTARTING)
+    wait_until(lambda: pipeline.sources[0].state is StreamState.RESTARTING, timeout=15)
     assert not pipeline.wait(0.5), "an offline live stream is not ended by the engine"
     started = time.monotonic()
     pipeline.terminate(timeout=2.0)
@@ -191,8 +183,8 @@ def test_credentials_never_reach_the_report(detector: Detector, running: list[In
     pipeline = InferencePipeline(PipelineConfig(video_references=(url,)), detector, [])
     running.append(pipeline)
     pipeline.start()
-    _eventually(lambda: any(u["event_type"] == events.SOURCE_ERROR
-                            for u in pipeline.status_report()["video_source_status_updates"]))
+    wait_until(lambda: any(u["event_type"] == events.SOURCE_ERROR
+                            for u in pipeline.status_report()["video_source_status_updates"]), timeout=15)
     text = json.dumps(pipeline.status_report())
     assert "hunter2" not in text and "admin" not in text
     assert "127.0.0.1" in text

@@ -18,6 +18,7 @@ from services.worker.engine.results import RoundResult, SourceResult
 from services.worker.engine.sinks.buffered import BufferedSink
 from services.worker.engine.sinks.redis_stream import RedisStreamSink
 from services.worker.engine.sinks.udp import UdpSink
+from tests.support.waiting import wait_until
 
 
 def _round(frame_id: int, sources: int = 1, missing: tuple[int, ...] = (), boxes: int = 1) -> RoundResult:
@@ -35,15 +36,6 @@ def _round(frame_id: int, sources: int = 1, missing: tuple[int, ...] = (), boxes
         for source_id in range(sources)
     )
     return RoundResult(slots)
-
-
-def _wait_until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not reached in time")
 
 
 def test_redis_stream_sink_appends_aligned_entries(redis_client: redis.Redis) -> None:
@@ -130,12 +122,12 @@ def test_buffered_sink_counts_failures_and_reports_them_on_recovery() -> None:
     sink = BufferedSink(inner, updates.append, capacity=8)
     for frame_id in range(1, 4):
         sink.submit(_round(frame_id))
-    _wait_until(lambda: sink.stats().dropped_sink_error == 3)
+    wait_until(lambda: sink.stats().dropped_sink_error == 3)
     assert not sink.stats().healthy
     assert [u.event_type for u in updates] == [events.INFERENCE_RESULTS_DISPATCHING_ERROR]
     inner.broken = False
     sink.submit(_round(4))
-    _wait_until(lambda: inner.written == [4])
+    wait_until(lambda: inner.written == [4])
     assert inner.dropped_reported == 3
     assert sink.stats().healthy and sink.stats().delivered == 1
     sink.close()
@@ -152,7 +144,7 @@ def test_buffered_sink_never_blocks_the_producer_and_drops_oldest() -> None:
     assert stats.queued == 4
     assert stats.dropped_queue_full >= 95
     inner.gate.set()
-    _wait_until(lambda: len(inner.written) >= 4)
+    wait_until(lambda: len(inner.written) >= 4)
     assert inner.written[-4:] == [97, 98, 99, 100]  # the newest survived
     sink.close()
 
