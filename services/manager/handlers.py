@@ -197,6 +197,8 @@ class Handlers:
         record = await self._s.store.get(pipeline_id)
         report: dict[str, Any] | None = None
         if not record.state.is_final:
+            report = await self._fresh_stored_report(pipeline_id)
+        if report is None and not record.state.is_final:
             response = await self._ask_status(record, request_id)
             if response is not None and response.get("status") != "success":
                 return Reply(response, pipeline_id)
@@ -205,6 +207,15 @@ class Handlers:
             report = await self._s.store.last_report(pipeline_id) or empty_report()
         return Reply({"status": "success", "report": await self._with_extras(report, pipeline_id)},
                      pipeline_id)
+
+    async def _fresh_stored_report(self, pipeline_id: str) -> dict[str, Any] | None:
+        max_age = self._settings.status_max_age
+        if max_age <= 0:
+            return None
+        stored = await self._s.store.last_report(pipeline_id)
+        if stored is None or time.time() - float(stored.get("reported_at", 0.0)) > max_age:
+            return None
+        return stored
 
     async def _ask_status(self, record: PipelineRecord, request_id: str) -> dict[str, Any] | None:
         """The running task's status reply; None when no task answers (the stored report serves)."""

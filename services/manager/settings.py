@@ -32,6 +32,11 @@ class ManagerSettings(BaseSettings):
     workflows_directory: Path | None = None  # named workflows: <dir>/<workspace>/<workflow_id>.json
     finished_ttl: int = Field(default=600, ge=1)  # seconds an ended pipeline's last status stays readable
     reaper_interval: float = Field(default=1.0, gt=0)
+    # STATUS of a running pipeline is answered from the report its task stores every second (and at
+    # once after each state change) while that copy is younger than this; otherwise the task is asked
+    # over pub/sub. 0 = always ask the task. Reads then cost one Redis round trip however busy the
+    # workers are (docs/benchmarks.md). Ages compare the worker's and the manager's clocks.
+    status_max_age: float = Field(default=2.0, ge=0)
     heartbeat_grace: float = Field(default=5.0, ge=0)  # beyond the heartbeat key's own TTL
     # Optional shared token: when set, every request must carry it in its "token" field.
     auth_token: SecretStr | None = None

@@ -179,6 +179,7 @@ class Supervisor:
             state=self._state.value,
             epoch=self._ownership.epoch,
             owner=self._ownership.owner,
+            reported_at=time.time(),  # lets the manager answer STATUS from the stored copy while fresh
         )
         return report
 

@@ -127,3 +127,30 @@ def test_a_task_that_does_not_answer_times_out(
     assert status["response"]["report"]["inference_throughput"] == 25.0  # type: ignore[index]  # stored report
     assert terminated["response"] == {"status": "success"}
     assert call(manager.port, {"type": "list_pipelines"})["response"]["pipelines"] == []
+
+
+def test_status_answers_from_a_fresh_stored_report_without_asking_the_task(
+    manager: RunningManager, fake_worker: FakeWorker, redis_client: redis.Redis
+) -> None:
+    pipeline_id = start_pipeline(manager, redis_client)
+    fake_worker.tasks[0].answer = False  # asking the task would take the 1 s command timeout
+    fresh = {**REPORT, "inference_throughput": 12.5, "reported_at": time.time()}
+    redis_client.set(keys.pipeline_report(pipeline_id), json.dumps(fresh))
+
+    status = command(manager, "status", pipeline_id)
+
+    assert status["response"]["report"]["inference_throughput"] == 12.5  # type: ignore[index]
+    assert "status" not in fake_worker.tasks[0].commands
+
+
+def test_status_asks_the_task_when_the_stored_report_is_stale(
+    manager: RunningManager, fake_worker: FakeWorker, redis_client: redis.Redis
+) -> None:
+    pipeline_id = start_pipeline(manager, redis_client)
+    stale = {**REPORT, "inference_throughput": 1.0, "reported_at": time.time() - 60}
+    redis_client.set(keys.pipeline_report(pipeline_id), json.dumps(stale))
+
+    status = command(manager, "status", pipeline_id)
+
+    assert status["response"]["report"]["inference_throughput"] == REPORT["inference_throughput"]  # type: ignore[index]
+    assert fake_worker.tasks[0].commands == ["status"]
