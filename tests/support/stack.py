@@ -66,9 +66,11 @@ class Stack:
         if self.manager is not None:
             _stop(self.manager, sig)
 
-    def start_worker(self, name: str, queue: str, concurrency: int = 2) -> None:
+    def start_worker(self, name: str, queue: str, concurrency: int = 2, nice: int = 0) -> None:
         command = [sys.executable, "-m", "services.worker", "--queues", queue, "--concurrency", str(concurrency),
                    "--hostname", f"{name}@test"]
+        if nice:  # a worker sharing its host with the manager: inference yields to the control plane
+            command = ["nice", "-n", str(nice), *command]
         self.workers[name] = self._spawn(f"worker-{name}", command, self._env())
         self.wait_for_registration(f"{name}@test")
 
