@@ -144,7 +144,7 @@ def main() -> None:
         print(f"redis {redis_url} | manager 127.0.0.1:{port} | logs in {log_dir}/", file=sys.stderr)
         stack.enter_context(_process("manager", [PY, "-m", "services.manager"], env, log_dir))
         stack.enter_context(_process("worker", [PY, "-m", "services.worker", "--queues", "pipelines.cpu",
-                                                "--concurrency", "2", "--hostname", "run@%h"], env, log_dir))
+                                                "--concurrency", "1", "--hostname", "run@%h"], env, log_dir))
         client = ManagerClient("127.0.0.1", port)
         reply = _wait_for_init(client, newer_init(args.video, max_fps=args.max_fps, results_buffer_size=1000,
                                                     confidence=0.4, model_id=args.model), time.monotonic() + 120)
