@@ -63,8 +63,9 @@ def pipeline_control_channel(pipeline_id: str) -> str:
 
 def pipeline_consumed(pipeline_id: str) -> str:
     """HASH: CONSUME_RESULT's cursor on the results stream: ``last_id`` (last entry returned),
-    ``consumed`` (entries returned so far), ``last_non_empty`` (unix time of the last non-empty consume,
-    read by the task for ``consumption_timeout``).
+    ``position`` (entries the stream had received up to ``last_id``), ``consumed`` and ``dropped``
+    (running totals), ``last_non_empty`` (unix time of the last non-empty consume, read by the task
+    for ``consumption_timeout``). See ``services/manager/cursor.py``.
 
     Written by the manager's consume script. Same lifetime as the record.
     """

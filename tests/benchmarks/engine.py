@@ -169,7 +169,7 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return sorted(runs, key=lambda run: run["fps"])[len(runs) // 2]
 
 
-def run_single(rounds: int, redis_url: str, log: Callable[[str], None]) -> tuple[list[str], float]:
+def run_single(rounds: int, redis_url: str, log: Callable[[str], None]) -> list[str]:
     """Interleaved rounds of every variant (this machine's speed drifts by several % over minutes)."""
     cores = os.cpu_count() or 1
     variants = {
@@ -192,7 +192,7 @@ def run_single(rounds: int, redis_url: str, log: Callable[[str], None]) -> tuple
         per_round = ", ".join(f"{run['fps']:.1f}" for run in results)
         lines.append(f"| {name} | {typical['frames']} | {median:.1f} | {per_round} | {median / ceiling:.3f} | "
                      f"{typical['cpu_percent']:.0f} | {typical['peak_rss_mib']:.0f} |")
-    return lines, ceiling
+    return lines
 
 
 def _steady_aggregate(runs: list[dict[str, Any]]) -> tuple[float, float]:
@@ -252,7 +252,7 @@ def run_all(parts: set[str], rounds: int, soak_seconds: float, output: Path, log
                 f"median of (a) with onnxruntime at {cores} intra-op threads. Workers = rounds in `session.run` "
                 "at once. (a) keeps all 795 pre-processed tensors in memory, hence its RSS.", "",
             ]
-            lines += run_single(rounds, server.url, log)[0]
+            lines += run_single(rounds, server.url, log)
             write_section(output, "engine", "\n".join(lines))
         if "four" in parts:
             write_section(output, "engine-four", run_four(server.url, log))

@@ -15,6 +15,7 @@ from services.worker.engine.capture import Capture, CaptureOptions, SourceConnec
 from services.worker.engine.events import SOURCE_STATE_UPDATE, StatusUpdate
 from services.worker.engine.reconnect import BackoffPolicy
 from services.worker.engine.source import SourceConfig, VideoSource
+from tests.support.waiting import wait_until
 
 MEDIA = Path(__file__).resolve().parents[3] / "data" / "media"
 VTEST_FRAMES = 795
@@ -107,17 +108,8 @@ def refused(reference: str = "rtsp://127.0.0.1:9/x") -> SourceConnectionError:
     return SourceConnectionError(f"cannot open video source {reference}")
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
-
-
 def wait_for_state(source: VideoSource, state: StreamState, timeout: float = 10.0) -> None:
-    assert wait_until(lambda: source.state is state, timeout), f"still {source.state}, wanted {state}"
+    wait_until(lambda: source.state is state, timeout, message=lambda: f"still {source.state}, wanted {state}")
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from services.worker.engine import events
 from services.worker.engine.frames import VideoFrame
 from services.worker.engine.source import DROP_MAX_FPS, DROP_MUTED, SourceConfig, VideoSource
 from tests.support.streams import LiveStream, free_port, rtsp_live_stream
+from tests.support.waiting import wait_until
 from tests.worker.engine.conftest import (
     VTEST_FRAMES,
     FakeCapture,
@@ -21,7 +22,6 @@ from tests.worker.engine.conftest import (
     Recorder,
     refused,
     wait_for_state,
-    wait_until,
 )
 
 MakeSource = Callable[..., VideoSource]
@@ -137,7 +137,7 @@ def test_http_stream_drops_reconnects_and_comes_back(
 
         camera.stop()
         wait_for_state(source, StreamState.RESTARTING)
-        assert wait_until(lambda: source.metadata()["reconnect_attempts"] >= 3)
+        wait_until(lambda: source.metadata()["reconnect_attempts"] >= 3, timeout=10)
         meta = source.metadata()
         assert meta["offline_since"] is not None
         assert recorder.of_type(events.SOURCE_ERROR)
@@ -163,7 +163,7 @@ def test_unreachable_stream_keeps_restarting_until_terminated(
     source = make_source(f"http://127.0.0.1:{free_port()}/live.ts")
     source.start()
     wait_for_state(source, StreamState.RESTARTING)
-    assert wait_until(lambda: source.stats().reconnects >= 3)
+    wait_until(lambda: source.stats().reconnects >= 3, timeout=10)
     assert source.state is StreamState.RESTARTING
     assert source.metadata()["source_properties"] is None
     terminate_quickly(source)
@@ -177,7 +177,7 @@ def test_credentials_never_leak(
     port = free_port()
     source = make_source(f"rtsp://user:secret@127.0.0.1:{port}/x")
     source.start()
-    assert wait_until(lambda: len(recorder.of_type(events.SOURCE_ERROR)) >= 2)
+    wait_until(lambda: len(recorder.of_type(events.SOURCE_ERROR)) >= 2, timeout=10)
     meta = source.metadata()
     source.terminate()
     assert meta["source_reference"] == f"rtsp://***:***@127.0.0.1:{port}/x"
@@ -334,7 +334,7 @@ def test_terminate_while_the_producer_waits_for_room(make_source: MakeSource) ->
     capture = FakeCapture(frames=100)
     source = make_source("some.mp4", opener=FakeOpener(capture), buffer_size=2)
     source.start()
-    assert wait_until(lambda: capture.grabbed == 3)  # 2 buffered + 1 waiting for room
+    wait_until(lambda: capture.grabbed == 3, timeout=10)  # 2 buffered + 1 waiting for room
     terminate_quickly(source)
     assert capture.released.wait(1)
     assert source.read(timeout=0) is None
