@@ -27,8 +27,9 @@ def _modules(package: str) -> list[Path]:
     return sorted((SERVICES / package).rglob("*.py"))
 
 
-@pytest.mark.parametrize("package", ["api", "manager", "worker"])
+@pytest.mark.parametrize("package", ["api", "manager", "worker", "client"])
 def test_services_import_only_the_core_of_each_other(package: str) -> None:
+    # The client is a library: anyone (the API, tools, users) may import it; it imports only the core.
     others = {"api", "manager", "worker"} - {package}
     for path in _modules(package):
         for name in _imports(path):
@@ -45,7 +46,7 @@ def test_the_core_does_no_io() -> None:
 
 
 def test_heavy_imports_stay_in_the_worker() -> None:
-    for package in ("api", "manager", "core"):
+    for package in ("api", "manager", "core", "client"):
         for path in _modules(package):
             for name in _imports(path):
                 assert name.split(".")[0] not in {"cv2", "onnxruntime", "onnx", "numpy"}, f"{path} imports {name}"

@@ -1,0 +1,47 @@
+"""Python clients of the stream manager: TCP (:mod:`.tcp`) and HTTP API (:mod:`.http`), sync and async.
+
+Importing this package loads neither OpenCV, onnxruntime nor Celery (tested).
+"""
+
+from services.client.errors import (
+    CommunicationProtocolError,
+    ConnectivityError,
+    ProcessesManagerAuthorisationError,
+    ProcessesManagerClientError,
+    ProcessesManagerInternalError,
+    ProcessesManagerInvalidPayload,
+    ProcessesManagerNotFoundError,
+    ProcessesManagerOperationError,
+)
+from services.client.models import (
+    CommandContext,
+    CommandResponse,
+    ConsumeResponse,
+    FrameMetadata,
+    InitialiseWebRTCResponse,
+    ListPipelinesResponse,
+    StatusReport,
+    StatusResponse,
+)
+from services.client.tcp import AsyncManagerClient, ManagerClient
+
+__all__ = [
+    "AsyncManagerClient",
+    "CommandContext",
+    "CommandResponse",
+    "CommunicationProtocolError",
+    "ConnectivityError",
+    "ConsumeResponse",
+    "FrameMetadata",
+    "InitialiseWebRTCResponse",
+    "ListPipelinesResponse",
+    "ManagerClient",
+    "ProcessesManagerAuthorisationError",
+    "ProcessesManagerClientError",
+    "ProcessesManagerInternalError",
+    "ProcessesManagerInvalidPayload",
+    "ProcessesManagerNotFoundError",
+    "ProcessesManagerOperationError",
+    "StatusReport",
+    "StatusResponse",
+]

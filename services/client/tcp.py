@@ -1,0 +1,269 @@
+"""Clients of the manager's TCP endpoint: :class:`AsyncManagerClient` and :class:`ManagerClient`.
+
+Both speak the reference protocol exactly as its client does: one connection per command, a
+4-byte big-endian length, a UTF-8 JSON body, one reply. The command dictionaries and the reading
+of replies are shared (:class:`_Commands`); only the socket work differs. Every call has a
+deadline covering connect, send and the whole reply; past it the call raises
+:class:`~services.client.errors.ConnectivityError` and the connection is closed.
+
+Defaults come from the reference's variables ``STREAM_MANAGER_HOST`` / ``STREAM_MANAGER_PORT``;
+``STREAM_MANAGER_TOKEN`` supplies the shared token when the manager requires one.
+"""
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from services.client.errors import CommunicationProtocolError, ConnectivityError, error_from_envelope
+from services.client.models import (
+    CommandResponse,
+    ConsumeResponse,
+    InitialiseWebRTCResponse,
+    ListPipelinesResponse,
+    StatusResponse,
+    context_of,
+)
+from services.core.framing import FrameDecoder, FrameTooLargeError, encode_message
+
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_INIT_TIMEOUT = 60.0  # the manager may take its init_timeout (30 s) to load a model and open cameras
+MAX_REPLY_SIZE = 64 * 1024 * 1024
+_READ_SIZE = 65536
+
+ResponseT = TypeVar("ResponseT", bound=CommandResponse)
+
+
+def default_address() -> tuple[str, int]:
+    return os.environ.get("STREAM_MANAGER_HOST", "127.0.0.1"), int(os.environ.get("STREAM_MANAGER_PORT", "7070"))
+
+
+class _Commands:
+    """What both clients share: settings, the command dictionaries, the reading of replies."""
+
+    def __init__(self, host: str | None, port: int | None, timeout: float, init_timeout: float,
+                 token: str | None) -> None:
+        default_host, default_port = default_address()
+        self.host = host or default_host
+        self.port = port or default_port
+        self.timeout = timeout
+        self.init_timeout = init_timeout
+        self.token = token if token is not None else os.environ.get("STREAM_MANAGER_TOKEN") or None
+
+    def __repr__(self) -> str:  # never the token
+        return f"{type(self).__name__}({self.host}:{self.port})"
+
+    def _with_token(self, command: dict[str, Any]) -> dict[str, Any]:
+        if self.token is None or "token" in command:
+            return command
+        # "type" stays the last key, where the reference client puts it.
+        kind = command.pop("type", None)
+        command["token"] = self.token
+        if kind is not None:
+            command["type"] = kind
+        return command
+
+    @staticmethod
+    def _init_command(payload: Mapping[str, Any] | BaseModel, kind: str) -> dict[str, Any]:
+        if isinstance(payload, BaseModel):
+            payload = payload.model_dump(mode="json", exclude_none=True)
+        command = {k: v for k, v in payload.items() if k != "type"}
+        command["type"] = kind
+        return command
+
+    @staticmethod
+    def _consume_command(pipeline_id: str, excluded_fields: Iterable[str], max_entries: int) -> dict[str, Any]:
+        command: dict[str, Any] = {"type": "consume_result", "pipeline_id": pipeline_id,
+                                   "excluded_fields": list(excluded_fields)}
+        if max_entries != 1:
+            command["max_entries"] = max_entries
+        return command
+
+    @staticmethod
+    def _checked(envelope: dict[str, Any]) -> dict[str, Any]:
+        response = envelope.get("response")
+        if not isinstance(response, dict) or "status" not in response:
+            raise CommunicationProtocolError("reply has no response status", "The stream manager's reply is malformed.")
+        if response["status"] != "success":
+            raise error_from_envelope(envelope)
+        return envelope
+
+    @staticmethod
+    def _typed(envelope: dict[str, Any], model: type[ResponseT]) -> ResponseT:
+        response = dict(envelope["response"])
+        try:
+            return model.model_validate({**response, "context": context_of(envelope)})
+        except ValidationError as exc:
+            raise CommunicationProtocolError(f"unexpected {model.__name__} reply: {exc}",
+                                             "The stream manager's reply is malformed.", inner_error=exc) from exc
+
+
+def _parse_envelope(body: bytes) -> dict[str, Any]:
+    try:
+        envelope = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CommunicationProtocolError(f"reply is not JSON: {exc}", "The stream manager's reply is malformed.",
+                                         inner_error=exc) from exc
+    if not isinstance(envelope, dict):
+        raise CommunicationProtocolError("reply is not a JSON object", "The stream manager's reply is malformed.")
+    return envelope
+
+
+def _unreachable(host: str, port: int, exc: BaseException) -> ConnectivityError:
+    what = "did not answer in time" if isinstance(exc, TimeoutError | socket.timeout) else f"unreachable ({exc})"
+    return ConnectivityError(f"stream manager at {host}:{port} {what}",
+                             "Could not communicate with the stream manager.", inner_error=exc)
+
+
+def _closed_early() -> CommunicationProtocolError:
+    return CommunicationProtocolError("the stream manager closed the connection before replying",
+                                      "The stream manager closed the connection before replying.")
+
+
+class AsyncManagerClient(_Commands):
+    """asyncio client of the TCP manager; every method raises the reply's error class on failure."""
+
+    def __init__(self, host: str | None = None, port: int | None = None, *, timeout: float = DEFAULT_TIMEOUT,
+                 init_timeout: float = DEFAULT_INIT_TIMEOUT, token: str | None = None) -> None:
+        super().__init__(host, port, timeout, init_timeout, token)
+
+    async def request(self, command: Mapping[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """The raw reply envelope to ``command`` (success or failure alike); raises only on I/O."""
+        limit = self.timeout if timeout is None else timeout
+        try:
+            return await asyncio.wait_for(self._exchange(self._with_token(dict(command))), limit)
+        except (OSError, TimeoutError) as exc:
+            raise _unreachable(self.host, self.port, exc) from exc
+
+    async def _exchange(self, command: dict[str, Any]) -> dict[str, Any]:
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        try:
+            writer.write(encode_message(command))
+            await writer.drain()
+            decoder = FrameDecoder(MAX_REPLY_SIZE)
+            while True:
+                chunk = await reader.read(_READ_SIZE)
+                if not chunk:
+                    raise _closed_early()
+                frames = _feed(decoder, chunk)
+                if frames:
+                    return _parse_envelope(frames[0])
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    async def call(self, command: Mapping[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """The reply envelope to ``command``; a failure reply raises its error class."""
+        return self._checked(await self.request(command, timeout))
+
+    async def list_pipelines(self) -> ListPipelinesResponse:
+        return self._typed(await self.call({"type": "list_pipelines"}), ListPipelinesResponse)
+
+    async def initialise(self, payload: Mapping[str, Any] | BaseModel) -> CommandResponse:
+        """Start a pipeline from an INIT payload of either generation; ``context.pipeline_id`` is its id."""
+        envelope = await self.call(self._init_command(payload, "init"), self.init_timeout)
+        return self._typed(envelope, CommandResponse)
+
+    async def initialise_webrtc(self, payload: Mapping[str, Any] | BaseModel) -> InitialiseWebRTCResponse:
+        envelope = await self.call(self._init_command(payload, "webrtc"), self.init_timeout)
+        return self._typed(envelope, InitialiseWebRTCResponse)
+
+    async def _pipeline_command(self, kind: str, pipeline_id: str) -> dict[str, Any]:
+        return await self.call({"type": kind, "pipeline_id": pipeline_id})
+
+    async def pause(self, pipeline_id: str) -> CommandResponse:
+        """Mute the pipeline (the reference's "pause": results stop, sources keep being read)."""
+        return self._typed(await self._pipeline_command("mute", pipeline_id), CommandResponse)
+
+    mute = pause
+
+    async def resume(self, pipeline_id: str) -> CommandResponse:
+        return self._typed(await self._pipeline_command("resume", pipeline_id), CommandResponse)
+
+    async def terminate(self, pipeline_id: str) -> CommandResponse:
+        return self._typed(await self._pipeline_command("terminate", pipeline_id), CommandResponse)
+
+    async def status(self, pipeline_id: str) -> StatusResponse:
+        return self._typed(await self._pipeline_command("status", pipeline_id), StatusResponse)
+
+    async def consume(self, pipeline_id: str, excluded_fields: Iterable[str] = (),
+                      max_entries: int = 1) -> ConsumeResponse:
+        """The oldest unread result(s); ``max_entries`` > 1 reads up to that many at once (``entries``)."""
+        envelope = await self.call(self._consume_command(pipeline_id, excluded_fields, max_entries))
+        return self._typed(envelope, ConsumeResponse)
+
+
+class ManagerClient(_Commands):
+    """Blocking client of the TCP manager, with the same methods as :class:`AsyncManagerClient`."""
+
+    def __init__(self, host: str | None = None, port: int | None = None, *, timeout: float = DEFAULT_TIMEOUT,
+                 init_timeout: float = DEFAULT_INIT_TIMEOUT, token: str | None = None) -> None:
+        super().__init__(host, port, timeout, init_timeout, token)
+
+    def request(self, command: Mapping[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """The raw reply envelope to ``command`` (success or failure alike); raises only on I/O."""
+        limit = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        try:
+            with socket.create_connection((self.host, self.port), timeout=limit) as conn:
+                conn.sendall(encode_message(self._with_token(dict(command))))
+                decoder = FrameDecoder(MAX_REPLY_SIZE)
+                while True:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise TimeoutError("deadline passed")
+                    conn.settimeout(remaining)
+                    chunk = conn.recv(_READ_SIZE)
+                    if not chunk:
+                        raise _closed_early()
+                    frames = _feed(decoder, chunk)
+                    if frames:
+                        return _parse_envelope(frames[0])
+        except OSError as exc:  # socket.timeout and TimeoutError are OSErrors
+            raise _unreachable(self.host, self.port, exc) from exc
+
+    def call(self, command: Mapping[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        return self._checked(self.request(command, timeout))
+
+    def list_pipelines(self) -> ListPipelinesResponse:
+        return self._typed(self.call({"type": "list_pipelines"}), ListPipelinesResponse)
+
+    def initialise(self, payload: Mapping[str, Any] | BaseModel) -> CommandResponse:
+        return self._typed(self.call(self._init_command(payload, "init"), self.init_timeout), CommandResponse)
+
+    def initialise_webrtc(self, payload: Mapping[str, Any] | BaseModel) -> InitialiseWebRTCResponse:
+        envelope = self.call(self._init_command(payload, "webrtc"), self.init_timeout)
+        return self._typed(envelope, InitialiseWebRTCResponse)
+
+    def pause(self, pipeline_id: str) -> CommandResponse:
+        return self._typed(self.call({"type": "mute", "pipeline_id": pipeline_id}), CommandResponse)
+
+    mute = pause
+
+    def resume(self, pipeline_id: str) -> CommandResponse:
+        return self._typed(self.call({"type": "resume", "pipeline_id": pipeline_id}), CommandResponse)
+
+    def terminate(self, pipeline_id: str) -> CommandResponse:
+        return self._typed(self.call({"type": "terminate", "pipeline_id": pipeline_id}), CommandResponse)
+
+    def status(self, pipeline_id: str) -> StatusResponse:
+        return self._typed(self.call({"type": "status", "pipeline_id": pipeline_id}), StatusResponse)
+
+    def consume(self, pipeline_id: str, excluded_fields: Iterable[str] = (), max_entries: int = 1) -> ConsumeResponse:
+        envelope = self.call(self._consume_command(pipeline_id, excluded_fields, max_entries))
+        return self._typed(envelope, ConsumeResponse)
+
+
+def _feed(decoder: FrameDecoder, chunk: bytes) -> list[bytes]:
+    try:
+        return decoder.feed(chunk)
+    except FrameTooLargeError as exc:
+        raise CommunicationProtocolError(f"reply too large: {exc}", "The stream manager's reply is too large.",
+                                         inner_error=exc) from exc
