@@ -5,6 +5,7 @@
 several sources into one ``infer`` call.
 """
 
+import ctypes
 import logging
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 _ACCELERATED = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 _CPU = "CPUExecutionProvider"
+_NVINFER = "libnvinfer.so.10"  # the TensorRT major version onnxruntime-gpu 1.2x/1.3x links against
 DEVICES = ("cpu", "gpu", "jetson")
 
 
@@ -39,13 +41,33 @@ class DetectionParams:
     max_detections: int = 300
 
 
-def select_providers(device: str, available: list[str]) -> list[str]:
-    """onnxruntime providers for ``device``, best first; InferenceDeviceError if it cannot run there."""
+def tensorrt_loadable() -> bool:
+    """Whether TensorRT's runtime library can be loaded here.
+
+    onnxruntime-gpu lists ``TensorrtExecutionProvider`` as available whether or not TensorRT is
+    installed; asking for it without ``libnvinfer`` prints an error block and retries session
+    creation without it (measured: +16 s per model load on an H200 host with CUDA 13 and no
+    TensorRT, docs/benchmarks.md). So it is only asked for when its library loads.
+    """
+    try:
+        ctypes.CDLL(_NVINFER)
+    except OSError:
+        return False
+    return True
+
+
+def select_providers(device: str, available: list[str], tensorrt: bool | None = None) -> list[str]:
+    """onnxruntime providers for ``device``, best first; InferenceDeviceError if it cannot run there.
+
+    ``tensorrt``: whether TensorRT may be used (None: when :func:`tensorrt_loadable`).
+    """
     if device == "cpu":
         return [_CPU]
     if device not in DEVICES:
         raise InferenceDeviceError(f"unknown device {device!r}; expected one of {', '.join(DEVICES)}")
-    accelerated = [p for p in _ACCELERATED if p in available]
+    if tensorrt is None:
+        tensorrt = "TensorrtExecutionProvider" in available and tensorrt_loadable()
+    accelerated = [p for p in _ACCELERATED if p in available and (tensorrt or p != "TensorrtExecutionProvider")]
     if not accelerated:
         raise InferenceDeviceError(
             f"device {device!r} needs onnxruntime with CUDA or TensorRT; available providers: {available}"
@@ -76,6 +98,12 @@ class Detector:
             )
         except Exception as exc:  # onnxruntime raises untyped errors for unreadable graphs
             raise InvalidModelError(f"onnxruntime cannot load {model.model_id}: {exc}") from exc
+        if device != "cpu" and not set(self._session.get_providers()) & set(_ACCELERATED):
+            # onnxruntime falls back to the CPU when the CUDA libraries fail to load: say so instead.
+            raise InferenceDeviceError(
+                f"device {device!r}: onnxruntime could not start {providers[0]} (CUDA/cuDNN libraries missing "
+                f"or not on LD_LIBRARY_PATH?); the session fell back to {self._session.get_providers()}"
+            )
         self._check_graph()
         log.info("loaded model %s on %s with %s", model.model_id, device, self._session.get_providers())
 

@@ -7,7 +7,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from services.worker.detection.detector import DetectionParams, Detector, select_providers
+from services.worker.detection.detector import DetectionParams, Detector, select_providers, tensorrt_loadable
 from services.worker.detection.predictions import to_prediction
 from services.worker.models.errors import InferenceDeviceError
 from services.worker.models.repository import ModelSpec
@@ -87,6 +87,10 @@ def test_gpu_without_cuda_is_a_clear_error(default_model: ModelSpec, device: str
 def test_provider_selection() -> None:
     assert select_providers("cpu", ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
     available = ["CUDAExecutionProvider", "TensorrtExecutionProvider", "CPUExecutionProvider"]
-    assert select_providers("gpu", available) == [*available[1::-1], "CPUExecutionProvider"]
+    assert select_providers("gpu", available, tensorrt=True) == [*available[1::-1], "CPUExecutionProvider"]
+    # onnxruntime-gpu lists TensorRT even where libnvinfer is missing (seen on an H200 host): not asked for then.
+    assert select_providers("gpu", available, tensorrt=False) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert tensorrt_loadable() is False  # this machine has no TensorRT
+    assert select_providers("gpu", available) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     with pytest.raises(InferenceDeviceError, match="unknown device"):
         select_providers("tpu", available)
