@@ -46,8 +46,8 @@ def tensorrt_loadable() -> bool:
 
     onnxruntime-gpu lists ``TensorrtExecutionProvider`` as available whether or not TensorRT is
     installed; asking for it without ``libnvinfer`` prints an error block and retries session
-    creation without it (measured: +16 s per model load on an H200 host with CUDA 13 and no
-    TensorRT, docs/benchmarks.md). So it is only asked for when its library loads.
+    creation without it (seen on an H200 host with CUDA 13 and no TensorRT, docs/benchmarks.md).
+    So it is only asked for when its library loads.
     """
     try:
         ctypes.CDLL(_NVINFER)
