@@ -1,12 +1,17 @@
 """The pipeline record kept in Redis (a HASH at ``keys.pipeline_record``), as typed values.
 
 Field ownership: the manager writes ``desired_state``, ``epoch``, ``device``, ``created_at``,
-``restarts``; the task holding the current epoch writes ``state``, ``owner``, ``updated_at``,
-``last_error``. A task only writes while the record's epoch is its own (the claim script checks).
+``restarts``, ``failures``, ``restart_at``; the task holding the current epoch writes ``state``,
+``owner``, ``updated_at``, ``last_error``. A task only writes while the record's epoch is its own
+(the claim script checks).
 """
 
 from dataclasses import dataclass, fields
 from enum import StrEnum
+
+# What a task writes as ``last_error`` when it lets go of a pipeline because its worker is shutting
+# down: the pipeline is not over, and the manager re-dispatches it at once (no heartbeat grace).
+WORKER_SHUTDOWN = "worker shutting down"
 
 
 class DesiredState(StrEnum):
@@ -43,7 +48,11 @@ class PipelineRecord:
     owner: str = ""
     created_at: float = 0.0
     updated_at: float = 0.0
-    restarts: int = 0
+    restarts: int = 0  # re-dispatches after the task was lost (crashes and worker shutdowns)
+    failures: int = 0  # of which crashes: counted against the restart limit
+    # A re-dispatch scheduled for this time (epoch already bumped); 0 = none pending. Kept in the
+    # record, not in the manager's memory, so a manager restart still carries it out.
+    restart_at: float = 0.0
     last_error: str = ""
 
     def to_hash(self) -> dict[str, str]:
@@ -63,5 +72,7 @@ class PipelineRecord:
             created_at=float(data.get("created_at", 0.0)),
             updated_at=float(data.get("updated_at", 0.0)),
             restarts=int(data.get("restarts", 0)),
+            failures=int(data.get("failures", 0)),
+            restart_at=float(data.get("restart_at", 0.0)),
             last_error=data.get("last_error", ""),
         )

@@ -5,7 +5,9 @@ An entry has two fields, each a compact JSON list aligned with the pipeline's so
 
 - ``outputs``: the reference prediction dict per source
   (``{"image": {...}, "predictions": [...]}``);
-- ``frames_metadata``: ``{"frame_timestamp": ISO-8601, "frame_id": int, "source_id": int}`` per source.
+- ``frames_metadata``: ``{"frame_timestamp": ISO-8601, "frame_id": int, "source_id": int}`` per source;
+- ``epoch``: the dispatch epoch of the task that produced it. Epochs never decrease along the
+  stream: a task whose epoch was superseded can no longer append (the write is fenced).
 
 Written by the worker, read by CONSUME_RESULT and by any other stream consumer.
 """
@@ -16,6 +18,7 @@ from typing import Any
 
 OUTPUTS = "outputs"
 FRAMES_METADATA = "frames_metadata"
+EPOCH = "epoch"
 
 Output = dict[str, Any] | None
 
@@ -36,3 +39,11 @@ def decode_entry(fields: Mapping[bytes, bytes] | Mapping[str, str]) -> tuple[lis
         for k, v in fields.items()
     }
     return json.loads(normalised[OUTPUTS]), json.loads(normalised[FRAMES_METADATA])
+
+
+def entry_epoch(fields: Mapping[bytes, bytes] | Mapping[str, str]) -> int | None:
+    """The producing task's epoch of a raw stream entry (None for entries written without one)."""
+    for key, value in fields.items():
+        if (key.decode() if isinstance(key, bytes) else key) == EPOCH:
+            return int(value)
+    return None

@@ -15,9 +15,16 @@ def queue_for(device: str) -> str:
     return f"pipelines.{device}"
 
 
-def celery_config(broker_url: str) -> dict[str, Any]:
+def celery_config(broker_url: str, visibility_timeout: int = 3600) -> dict[str, Any]:
+    """The one Celery configuration of manager and workers.
+
+    ``visibility_timeout``: Redis redelivers an unacknowledged message after this long; messages
+    are acknowledged on receipt (early ack, no prefetch), so a pipeline running for days is still
+    delivered once (tested with a 3 s timeout: tests/e2e/test_supervision.py).
+    """
     return {
         "broker_url": broker_url,
+        "broker_transport_options": {"visibility_timeout": visibility_timeout},
         "result_backend": None,
         "task_ignore_result": True,
         "task_serializer": "json",

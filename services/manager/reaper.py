@@ -1,18 +1,36 @@
-"""Supervision: retires pipelines that are over and fails those whose task was lost.
+"""Supervision: retires pipelines that are over and re-dispatches those whose task was lost.
 
-Every ``reaper_interval`` it looks at each indexed pipeline. A final record (its files ended, it
-was terminated or failed) leaves the index and its keys get ``finished_ttl``, so it drops out of
-``list_pipelines`` while its last status stays readable. A running record whose heartbeat has been
-missing longer than the grace period, or a PENDING one nobody claimed in time, is lost:
-:meth:`Reaper.on_lost` decides what happens to it (today: FAILED; later: redispatch).
+Every ``reaper_interval`` it looks at each indexed pipeline:
+
+- A **final** record (its files ended, it was terminated or failed) leaves the index and its keys
+  get ``finished_ttl``, so it drops out of ``list_pipelines`` while its last status stays readable.
+- A **running** record (INITIALISING, RUNNING, MUTED) whose heartbeat key has been missing for
+  ``heartbeat_grace`` (the key itself lives ``WORKER_HEARTBEAT_TTL`` seconds after the last tick),
+  or at once when its task let go because its worker is shutting down, is **lost**.
+- A **PENDING** record nobody claimed within ``init_timeout`` + grace of its dispatch is lost too.
+
+A lost pipeline is **restarted** (at-least-once): one Lua script bumps its epoch (fencing out any
+task still running the old epoch: its every write, results included, is refused from then on),
+sets it PENDING and schedules a re-dispatch after an exponential backoff (crashes only; a
+shutdown hand-off goes at once). The schedule lives in the record (``restart_at``), so a manager
+restart still carries it out. The due re-dispatch is sent only when a live worker serves the
+pipeline's device queue; until then the pipeline waits, PENDING, with the reason in
+``last_error``. After ``max_restarts`` crashes, or when termination was requested, it is retired
+as FAILED / TERMINATED instead.
 """
 
 import asyncio
 import contextlib
 import logging
 import time
+import uuid
 
-from services.core.records import PipelineRecord, PipelineState
+from redis.asyncio import Redis
+
+from services.core import keys
+from services.core.records import WORKER_SHUTDOWN, DesiredState, PipelineRecord, PipelineState
+from services.core.tasks import queue_for
+from services.manager.dispatch import Dispatcher, live_queues
 from services.manager.settings import ManagerSettings
 from services.manager.store import LiveRecord, PipelineStore
 
@@ -24,9 +42,12 @@ _BEATING = (PipelineState.INITIALISING, PipelineState.RUNNING, PipelineState.MUT
 
 
 class Reaper:
-    def __init__(self, settings: ManagerSettings, store: PipelineStore) -> None:
+    def __init__(self, settings: ManagerSettings, store: PipelineStore, dispatcher: Dispatcher,
+                 redis: Redis) -> None:
         self._settings = settings
         self._store = store
+        self._dispatcher = dispatcher
+        self._redis = redis
         self._missing_since: dict[str, float] = {}  # pipeline id -> monotonic time its heartbeat went missing
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -48,8 +69,15 @@ class Reaper:
         live = await self._store.live_records()
         seen = {item.record.pipeline_id for item in live}
         self._missing_since = {pid: t for pid, t in self._missing_since.items() if pid in seen}
+        queues: set[str] | None = None  # read once per sweep, only when a re-dispatch is due
         for item in live:
-            await self._inspect(item)
+            record = item.record
+            if record.state is PipelineState.PENDING and 0 < record.restart_at <= time.time():
+                if queues is None:
+                    queues = await live_queues(self._redis)
+                await self._redispatch(record, queues)
+            else:
+                await self._inspect(item)
 
     async def _inspect(self, item: LiveRecord) -> None:
         record = item.record
@@ -58,27 +86,64 @@ class Reaper:
                 logger.info("pipeline %s is over (%s); retired", record.pipeline_id, record.state)
         elif record.state in _BEATING:
             await self._check_heartbeat(record, item.heartbeat)
-        elif record.state is PipelineState.PENDING and self._pending_too_long(record):
+        elif record.state is PipelineState.PENDING and record.restart_at == 0 and self._pending_too_long(record):
             await self.on_lost(record, NEVER_CLAIMED)
 
     async def _check_heartbeat(self, record: PipelineRecord, beating: bool) -> None:
         if beating:
             self._missing_since.pop(record.pipeline_id, None)
             return
+        if record.last_error == WORKER_SHUTDOWN:  # the task let go on purpose: no need to wait
+            await self.on_lost(record, WORKER_SHUTDOWN)
+            return
         since = self._missing_since.setdefault(record.pipeline_id, time.monotonic())
         if time.monotonic() - since >= self._settings.heartbeat_grace:
             await self.on_lost(record, HEARTBEAT_LOST)
 
     def _pending_too_long(self, record: PipelineRecord) -> bool:
-        deadline = record.created_at + self._settings.init_timeout + self._settings.heartbeat_grace
-        return time.time() > deadline
+        dispatched = max(record.created_at, record.updated_at)
+        return time.time() > dispatched + self._settings.init_timeout + self._settings.heartbeat_grace
 
     async def on_lost(self, record: PipelineRecord, reason: str) -> None:
-        """What happens to a pipeline no task runs any more: FAILED, out of the index."""
-        failed = await self._store.retire(
-            record.pipeline_id, PipelineState.FAILED, reason,
-            only_without_heartbeat=True, only_in_state=record.state,
-        )
-        if failed:
-            self._missing_since.pop(record.pipeline_id, None)
-            logger.warning("pipeline %s failed: %s", record.pipeline_id, reason)
+        """No task runs the pipeline any more: restart it, or retire it when that is not wanted."""
+        pid = record.pipeline_id
+        self._missing_since.pop(pid, None)
+        if record.desired_state is DesiredState.TERMINATED:
+            await self._retire_lost(record, PipelineState.TERMINATED, f"{reason}; termination was requested")
+            return
+        failure = reason != WORKER_SHUTDOWN
+        if failure and record.failures >= self._settings.max_restarts:
+            await self._retire_lost(record, PipelineState.FAILED,
+                                    f"{reason}; gave up after {record.failures} restarts")
+            return
+        delay = self._backoff(record.failures) if failure else 0.0
+        epoch = await self._store.restart(record, reason, time.time() + delay, failure)
+        if epoch is None:
+            return  # it changed meanwhile (a heartbeat came back, a terminate): the next sweep sees it
+        logger.warning("pipeline %s lost (%s); epoch %d will be dispatched in %.1f s", pid, reason, epoch, delay)
+
+    def _backoff(self, failures: int) -> float:
+        initial, cap = self._settings.restart_backoff_initial, self._settings.restart_backoff_max
+        return float(min(cap, initial * 2**failures))
+
+    async def _retire_lost(self, record: PipelineRecord, state: PipelineState, reason: str) -> None:
+        if await self._store.retire(record.pipeline_id, state, reason, only_without_heartbeat=True,
+                                    only_in_state=record.state):
+            logger.warning("pipeline %s %s: %s", record.pipeline_id, state.value, reason)
+
+    async def _redispatch(self, record: PipelineRecord, queues: set[str]) -> None:
+        queue = queue_for(record.device)
+        if queue not in queues:
+            return  # waits, PENDING, until a worker serves the queue (or a terminate)
+        spec = await self._store.spec(record.pipeline_id)
+        if spec is None:
+            await self._retire_lost(record, PipelineState.FAILED, "cannot restart: the pipeline's spec is gone")
+            return
+        # Marked first: if the send then fails, the claim deadline retires or restarts it again;
+        # the reverse order could send the same epoch twice (harmless, the claim refuses the second).
+        if not await self._store.mark_dispatched(record.pipeline_id, record.epoch):
+            return
+        reply_to = keys.reply_list(str(uuid.uuid4()))  # nobody waits: the task's reply just expires
+        await self._dispatcher.dispatch(record.pipeline_id, record.epoch, spec, reply_to, record.device)
+        logger.info("pipeline %s re-dispatched to %s (epoch %d, restart %d)", record.pipeline_id, queue,
+                    record.epoch, record.restarts)

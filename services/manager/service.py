@@ -37,7 +37,7 @@ class ManagerService:
             resolve_workflow=WorkflowDirectory(settings.workflows_directory),
         )
         self.server = StreamManagerServer(settings, Handlers(settings, services))
-        self.reaper = Reaper(settings, store)
+        self.reaper = Reaper(settings, store, dispatcher, self._redis)
         self._reaper_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 

@@ -37,7 +37,20 @@ class ManagerSettings(BaseSettings):
     # over pub/sub. 0 = always ask the task. Reads then cost one Redis round trip however busy the
     # workers are (docs/benchmarks.md). Ages compare the worker's and the manager's clocks.
     status_max_age: float = Field(default=2.0, ge=0)
-    heartbeat_grace: float = Field(default=5.0, ge=0)  # beyond the heartbeat key's own TTL
+    # A running pipeline is lost when its heartbeat key (TTL WORKER_HEARTBEAT_TTL, 3 s, refreshed
+    # every second) has been missing this long: detection within TTL + grace + reaper_interval.
+    heartbeat_grace: float = Field(default=1.0, ge=0)
+    # A lost pipeline is re-dispatched after initial * 2^crashes seconds (at most max); after
+    # max_restarts crashes it is FAILED. A worker shutdown hand-off is immediate and not counted.
+    max_restarts: int = Field(default=5, ge=0)
+    restart_backoff_initial: float = Field(default=1.0, ge=0)
+    restart_backoff_max: float = Field(default=30.0, ge=0)
+    # Admission of INIT (services.manager.admission): a worker of the queue needs a free slot, its host
+    # this much available RAM, and, when it has a RAM budget (WORKER_MAX_RAM_MB), room in it for one
+    # more pipeline: the largest it has run, or this estimate before it ran any (a YOLOv3-tiny CPU
+    # pipeline measured about 290 MB RSS).
+    min_free_ram_mb: int = Field(default=256, ge=0)
+    pipeline_ram_estimate_mb: int = Field(default=512, ge=0)
     # Optional shared token: when set, every request must carry it in its "token" field.
     auth_token: SecretStr | None = None
     log_level: str = "INFO"

@@ -57,6 +57,33 @@ return 1
 """
 
 
+# KEYS: record, heartbeat. ARGV: expected epoch, expected state, now, restart_at, reason,
+# count as failure ('1'/'0'). A lost pipeline gets a new epoch (fencing out whatever may still run
+# the old one) and a scheduled re-dispatch, unless it changed meanwhile or a heartbeat came back.
+# Returns the new epoch, or 0 when a condition did not hold.
+_RESTART = """
+local fields = redis.call('HMGET', KEYS[1], 'epoch', 'state', 'desired_state')
+if not fields[1] or tonumber(fields[1]) ~= tonumber(ARGV[1]) or fields[2] ~= ARGV[2] then return 0 end
+if fields[3] == 'TERMINATED' then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+redis.call('HINCRBY', KEYS[1], 'restarts', 1)
+if ARGV[6] == '1' then redis.call('HINCRBY', KEYS[1], 'failures', 1) end
+redis.call('HSET', KEYS[1], 'state', 'PENDING', 'owner', '', 'updated_at', ARGV[3], 'restart_at', ARGV[4],
+           'last_error', ARGV[5])
+return epoch
+"""
+
+# KEYS: record. ARGV: expected epoch, now. Marks a scheduled re-dispatch as sent (restart_at 0,
+# updated_at now: the claim deadline counts from here). Returns 1, or 0 when the record moved on.
+_DISPATCHED = """
+local fields = redis.call('HMGET', KEYS[1], 'epoch', 'state')
+if tonumber(fields[1]) ~= tonumber(ARGV[1]) or fields[2] ~= 'PENDING' then return 0 end
+redis.call('HSET', KEYS[1], 'restart_at', '0', 'updated_at', ARGV[2])
+return 1
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class LiveRecord:
     """A live pipeline's record as the reaper sees it, with whether its heartbeat key exists."""
@@ -71,6 +98,8 @@ class PipelineStore:
         self._finished_ttl = finished_ttl
         self._request_state = redis.register_script(_REQUEST_STATE)
         self._retire = redis.register_script(_RETIRE)
+        self._restart = redis.register_script(_RESTART)
+        self._dispatched = redis.register_script(_DISPATCHED)
 
     async def create(self, record: PipelineRecord, spec: dict[str, Any]) -> None:
         """Record, spec and index entry, all or nothing."""
@@ -141,6 +170,29 @@ class PipelineStore:
                   *FINAL_STATES],
         )
         return bool(retired)
+
+    async def restart(self, record: PipelineRecord, reason: str, restart_at: float, failure: bool) -> int | None:
+        """Bumps the epoch of a lost pipeline and schedules its re-dispatch; the new epoch, or None.
+
+        Atomic with the conditions that make it safe: the record is still at ``record``'s epoch
+        and state, nobody asked to terminate it, and no heartbeat exists.
+        """
+        epoch = await self._restart(
+            keys=[keys.pipeline_record(record.pipeline_id), keys.pipeline_heartbeat(record.pipeline_id)],
+            args=[record.epoch, record.state.value, time.time(), restart_at, reason, "1" if failure else "0"],
+        )
+        return int(epoch) or None
+
+    async def mark_dispatched(self, pipeline_id: str, epoch: int) -> bool:
+        return bool(await self._dispatched(keys=[keys.pipeline_record(pipeline_id)], args=[epoch, time.time()]))
+
+    async def spec(self, pipeline_id: str) -> dict[str, Any] | None:
+        """The task payload stored at INIT (what a re-dispatch sends again)."""
+        raw = await self._redis.get(keys.pipeline_spec(pipeline_id))
+        if raw is None:
+            return None
+        spec = json.loads(raw)
+        return spec if isinstance(spec, dict) else None
 
     async def remove(self, pipeline_id: str) -> None:
         """Every trace of the pipeline: its keys and its index entry."""

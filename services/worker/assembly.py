@@ -26,7 +26,7 @@ from services.worker.engine.events import StatusUpdate
 from services.worker.engine.pipeline import InferencePipeline, PipelineConfig
 from services.worker.engine.reconnect import BackoffPolicy
 from services.worker.engine.sinks import ResultSink
-from services.worker.engine.sinks.redis_stream import RedisStreamSink
+from services.worker.engine.sinks.redis_stream import Fence, RedisStreamSink
 from services.worker.engine.sinks.udp import UdpSink
 from services.worker.engine.source import SourceConfig
 from services.worker.models.errors import InferenceDeviceError, InvalidModelError, ModelNotFoundError
@@ -42,13 +42,17 @@ def build_pipeline(
     client: redis.Redis,
     settings: WorkerSettings,
     on_update: StatusHandler,
+    fence: Fence | None = None,
 ) -> InferencePipeline:
-    """The pipeline the spec describes, not started. Raises a :class:`StreamManagerError`."""
+    """The pipeline the spec describes, not started. Raises a :class:`StreamManagerError`.
+
+    ``fence``: the task's ownership, checked by the results sink on every write.
+    """
     try:
         _check_files(spec)
         config = _pipeline_config(spec, settings)
         detector = _detector(spec, settings)
-        sinks = _sinks(spec, pipeline_id, client, on_update)
+        sinks = _sinks(spec, pipeline_id, client, on_update, fence)
         return InferencePipeline(config, detector, sinks, on_update=on_update)
     except Exception as exc:
         raise as_stream_manager_error(exc, secrets_of(spec)) from exc
@@ -114,9 +118,9 @@ def _detector(spec: PipelineSpec, settings: WorkerSettings) -> Detector:
 
 
 def _sinks(
-    spec: PipelineSpec, pipeline_id: str, client: redis.Redis, on_update: StatusHandler
+    spec: PipelineSpec, pipeline_id: str, client: redis.Redis, on_update: StatusHandler, fence: Fence | None
 ) -> list[ResultSink]:
-    sinks: list[ResultSink] = [RedisStreamSink(client, pipeline_id, maxlen=spec.results_buffer_size)]
+    sinks: list[ResultSink] = [RedisStreamSink(client, pipeline_id, maxlen=spec.results_buffer_size, fence=fence)]
     if spec.udp_sink is not None:
         sinks.append(UdpSink(spec.udp_sink.host, spec.udp_sink.port, on_update))
     return sinks

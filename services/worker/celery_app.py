@@ -13,7 +13,7 @@ from typing import Any
 
 from celery import Celery, signals
 
-from services.core.tasks import celery_config, queue_for
+from services.core.tasks import RUN_PIPELINE, celery_config, queue_for
 from services.worker import shutdown
 from services.worker.registration import Registration, WorkerIdentity
 from services.worker.settings import WorkerSettings
@@ -26,7 +26,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
 
 def create_app(settings: WorkerSettings) -> Celery:
     app = Celery("vsim-worker", set_as_current=False)
-    app.conf.update(celery_config(settings.redis_url))
+    app.conf.update(celery_config(settings.redis_url, settings.visibility_timeout))
     register_tasks(app, settings)
     _connect_hooks(app, settings)
     return app
@@ -43,7 +43,7 @@ def _connect_hooks(app: Celery, settings: WorkerSettings) -> None:
     def on_ready(sender: Any, **kwargs: Any) -> None:
         if sender.app is not app:
             return
-        registration = Registration(redis_client(settings), _identity(sender, settings), _busy_slots)
+        registration = Registration(redis_client(settings), _identity(sender, settings), _pipeline_pids)
         registrations[sender.hostname] = registration
         registration.start()
         log.info("worker %s registered for %s", sender.hostname, ", ".join(_queues(sender)))
@@ -68,6 +68,7 @@ def _identity(consumer: Any, settings: WorkerSettings) -> WorkerIdentity:
         queues=tuple(_queues(consumer)),
         concurrency=int(consumer.controller.concurrency or 1),
         device=settings.device,
+        max_ram_mb=settings.max_ram_mb,
     )
 
 
@@ -75,10 +76,22 @@ def _queues(consumer: Any) -> list[str]:
     return sorted(consumer.app.amqp.queues.consume_from or [queue_for("cpu")])
 
 
-def _busy_slots() -> int:
+def _pipeline_pids() -> set[int]:
+    """Pids of the pool processes running a pipeline task: Celery's accepted requests, by the pid that took them.
+
+    Called from the registration thread while the main thread may change Celery's ``WeakSet`` of
+    active requests, which makes copying it raise ``RuntimeError``; a retry sees it settled.
+    """
     from celery.worker import state
 
-    return len(state.active_requests)
+    for _ in range(10):
+        try:
+            requests = list(state.active_requests)
+        except RuntimeError:  # "set changed size during iteration"
+            continue
+        return {request.worker_pid for request in requests
+                if request.type == RUN_PIPELINE and isinstance(request.worker_pid, int)}
+    raise RuntimeError("Celery's active requests kept changing while read")
 
 
 def _setup_logging(loglevel: Any = None, **kwargs: Any) -> None:

@@ -6,9 +6,12 @@ record still carries our epoch and our owner, so a task whose epoch was supersed
 re-dispatched the pipeline) can never overwrite the new owner's state.
 """
 
+import contextlib
 import json
 import logging
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import redis
@@ -18,7 +21,8 @@ from services.core.records import DesiredState, PipelineState
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_TTL = 5  # seconds; refreshed every supervision tick (1 s)
+HEARTBEAT_TTL = 3  # seconds (WORKER_HEARTBEAT_TTL); refreshed every supervision tick (1 s)
+BEAT_PERIOD = 1.0
 
 _FINAL = ", ".join(f"['{state.value}'] = true" for state in PipelineState if state.is_final)
 
@@ -60,6 +64,13 @@ local consumed = redis.call('HGET', KEYS[4], 'last_non_empty')
 return {{1, record[3] or '{DesiredState.RUNNING.value}', consumed or ''}}
 """
 
+# KEYS: record, heartbeat. ARGV: epoch, owner, now, ttl, heartbeat value. Heartbeat only (while the
+# pipeline is being built). Returns {0} when fenced out, {1} otherwise.
+_BEAT = _FENCE + """
+redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[4])
+return {1}
+"""
+
 # KEYS: record, heartbeat, report. ARGV: epoch, owner, now, state, last_error, report ('' = keep).
 # The task lets go: last state and report written, heartbeat removed. Returns {0} when fenced out.
 _RELEASE = _FENCE + """
@@ -82,10 +93,12 @@ class Tick:
 class Ownership:
     """Claim and fenced writes of one task on one ``(pipeline_id, epoch)``."""
 
-    def __init__(self, client: redis.Redis, pipeline_id: str, epoch: int, owner: str) -> None:
+    def __init__(self, client: redis.Redis, pipeline_id: str, epoch: int, owner: str,
+                 heartbeat_ttl: int = HEARTBEAT_TTL) -> None:
         self.pipeline_id = pipeline_id
         self.epoch = epoch
         self.owner = owner
+        self.heartbeat_ttl = heartbeat_ttl
         self._client = client
         self._record = keys.pipeline_record(pipeline_id)
         self._heartbeat = keys.pipeline_heartbeat(pipeline_id)
@@ -94,12 +107,13 @@ class Ownership:
         self._claim = client.register_script(_CLAIM)
         self._tick = client.register_script(_TICK)
         self._release = client.register_script(_RELEASE)
+        self._beat_script = client.register_script(_BEAT)
 
     def claim(self) -> DesiredState | None:
         """Claims the record; returns its desired state, or None when this task is stale."""
         claimed, detail = self._claim(
             keys=[self._record, self._heartbeat],
-            args=[self.epoch, self.owner, time.time(), HEARTBEAT_TTL, self._beat()],
+            args=[self.epoch, self.owner, time.time(), self.heartbeat_ttl, self._beat()],
         )
         if not claimed:
             log.warning("pipeline %s epoch %d not claimed: %s", self.pipeline_id, self.epoch, _text(detail))
@@ -111,12 +125,40 @@ class Ownership:
         """Heartbeat, state and report in one fenced write; raises redis errors to the caller."""
         reply = self._tick(
             keys=[self._record, self._heartbeat, self._report, self._consumed],
-            args=[self.epoch, self.owner, time.time(), HEARTBEAT_TTL, self._beat(), state.value, report],
+            args=[self.epoch, self.owner, time.time(), self.heartbeat_ttl, self._beat(), state.value, report],
         )
         if not reply[0]:
             return Tick(owned=False)
         consumed = _text(reply[2])
         return Tick(True, DesiredState(_text(reply[1])), float(consumed) if consumed else None)
+
+    def beat(self) -> bool:
+        """A fenced heartbeat refresh alone; False when fenced out."""
+        reply = self._beat_script(keys=[self._record, self._heartbeat],
+                                  args=[self.epoch, self.owner, time.time(), self.heartbeat_ttl, self._beat()])
+        return bool(reply[0])
+
+    @contextlib.contextmanager
+    def beating(self) -> Iterator[None]:
+        """Keeps the heartbeat fresh while the body runs (loading a model on a GPU can take longer
+        than the heartbeat TTL; without this the manager would declare the task lost meanwhile)."""
+        stop = threading.Event()
+
+        def run() -> None:
+            while not stop.wait(BEAT_PERIOD):
+                try:
+                    if not self.beat():
+                        return
+                except redis.RedisError as exc:
+                    log.warning("pipeline %s: heartbeat failed: %s", self.pipeline_id, exc)
+
+        thread = threading.Thread(target=run, name=f"beat-{self.pipeline_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(2 * BEAT_PERIOD)
 
     def release(self, state: PipelineState, last_error: str = "", report: str = "") -> bool:
         """Last fenced write: state, last_error and report; the heartbeat goes. False if fenced out."""

@@ -12,6 +12,8 @@ Theory of operation
 4. **Supervise** (``supervisor``): a fenced write every second (heartbeat, report, state), desired
    state reconciliation, consumption timeout, until the engine ends, a stop is requested, the
    worker shuts down, or another epoch takes the record over (then we stop writing at once).
+   The heartbeat is kept fresh from the claim on (``Ownership.beating`` while building and
+   starting), and every results write is fenced too (``RedisStreamSink`` with a ``Fence``).
 """
 
 import logging
@@ -30,6 +32,7 @@ from services.worker.control_listener import ControlListener
 from services.worker.engine import events
 from services.worker.engine.events import StatusUpdate
 from services.worker.engine.pipeline import InferencePipeline
+from services.worker.engine.sinks.redis_stream import Fence
 from services.worker.ownership import Ownership
 from services.worker.replies import SUCCESS, push_reply
 from services.worker.settings import WorkerSettings
@@ -51,17 +54,25 @@ def run(
     shutdown: threading.Event | None = None,
 ) -> PipelineState | None:
     """Runs the pipeline to its end; its last state, or None when this task did not own it."""
-    ownership = Ownership(redis_client, pipeline_id, epoch, owner_name(hostname))
+    ownership = Ownership(redis_client, pipeline_id, epoch, owner_name(hostname), settings.heartbeat_ttl)
     if ownership.claim() is None:
         return None
     secrets = secrets_of(spec)
     wake = threading.Event()
-    try:
-        pipeline = build_pipeline(spec, pipeline_id, redis_client, settings, _waker(wake))
-    except StreamManagerError as exc:
-        return _fail(ownership, redis_client, reply_to, exc, secrets)
+    fenced = threading.Event()  # set by the results sink when a write is refused (epoch superseded)
+
+    def on_fenced() -> None:
+        fenced.set()
+        wake.set()
+
+    fence = Fence(epoch, ownership.owner, on_fenced)
+    with ownership.beating():
+        try:
+            pipeline = build_pipeline(spec, pipeline_id, redis_client, settings, _waker(wake), fence)
+        except StreamManagerError as exc:
+            return _fail(ownership, redis_client, reply_to, exc, secrets)
     options = Options(consumption_timeout=spec.consumption_timeout, secrets=secrets)
-    supervisor = Supervisor(pipeline, ownership, wake, shutdown or threading.Event(), options)
+    supervisor = Supervisor(pipeline, ownership, wake, shutdown or threading.Event(), options, fenced)
     return _serve(pipeline, supervisor, ownership, redis_client, reply_to, secrets)
 
 
@@ -102,7 +113,8 @@ def _serve(
             log.warning("pipeline %s: control channel not subscribed yet; starting anyway",
                         ownership.pipeline_id)
         try:
-            pipeline.start()
+            with ownership.beating():  # opening the sources can take seconds
+                pipeline.start()
         except Exception as exc:
             pipeline.terminate()
             return _fail(ownership, client, reply_to, exc, secrets)

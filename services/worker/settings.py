@@ -3,14 +3,14 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Device = Literal["cpu", "gpu", "jetson"]
 
 
 class WorkerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="WORKER_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="WORKER_", extra="ignore", validate_by_name=True)
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     model_repository: Path = Path("data/models")
@@ -29,6 +29,17 @@ class WorkerSettings(BaseSettings):
     concurrency: int = Field(default=1, ge=1)  # pipelines at once (prefork processes)
     hostname: str | None = None  # Celery node name; None: celery@<host>
     log_level: str = "INFO"
+    # RAM budget in MB of this worker's pipelines together, published in its registration: the
+    # manager admits an INIT only while the pipelines' RSS plus the largest one seen fits. Also read
+    # from the reference's name STREAM_MANAGER_MAX_RAM_MB. Unset: no budget (the host floor applies).
+    max_ram_mb: int | None = Field(default=None, ge=1,
+                                   validation_alias=AliasChoices("WORKER_MAX_RAM_MB", "STREAM_MANAGER_MAX_RAM_MB"))
+    # Seconds a pipeline's heartbeat key outlives its last refresh (refreshed every second); the
+    # manager declares the task lost MANAGER_HEARTBEAT_GRACE seconds after the key is gone.
+    heartbeat_ttl: int = Field(default=3, ge=2)
+    # The broker's visibility timeout (seconds). Tasks are acknowledged on receipt (see
+    # services.core.tasks), so a pipeline running longer than this is never delivered twice.
+    visibility_timeout: int = Field(default=3600, ge=1)
     # Timeouts of the task's Redis client, so an unreachable Redis fails a call instead of hanging it.
     redis_socket_timeout: float = Field(default=5.0, gt=0)
     redis_connect_timeout: float = Field(default=2.0, gt=0)

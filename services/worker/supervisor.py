@@ -18,7 +18,7 @@ from typing import Any
 import redis
 
 from services.core.control import Command
-from services.core.records import DesiredState, PipelineState
+from services.core.records import WORKER_SHUTDOWN, DesiredState, PipelineState
 from services.core.redaction import redact_text
 from services.core.states import StreamState
 from services.worker.engine import events
@@ -36,7 +36,7 @@ RELEASE_ATTEMPTS = 5  # the last write is retried this many times, PERIOD apart,
 class StopReason(Enum):
     REQUESTED = "terminated on request"
     CONSUMPTION_TIMEOUT = "consumption_timeout"
-    SHUTDOWN = "worker shutting down"
+    SHUTDOWN = WORKER_SHUTDOWN
     FENCED = "another task took over the pipeline"
 
 
@@ -54,12 +54,14 @@ class Supervisor:
         wake: threading.Event,
         shutdown: threading.Event,
         options: Options,
+        fenced: threading.Event | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._ownership = ownership
         self._wake = wake
         self._shutdown = shutdown
         self._options = options
+        self._fenced = fenced or threading.Event()  # a results write was refused: we lost the record
         self._apply_lock = threading.Lock()  # desired-state read + apply, against control commands
         self._stop_reason: StopReason | None = None
         self._stop_detail = ""
@@ -76,7 +78,9 @@ class Supervisor:
         try:
             while True:
                 self._wake.clear()
-                if self._shutdown.is_set():
+                if self._fenced.is_set():
+                    self.request_stop(StopReason.FENCED)
+                elif self._shutdown.is_set():
                     self.request_stop(StopReason.SHUTDOWN)
                 if self._stop_reason is not None:
                     return self._stop(self._stop_reason)

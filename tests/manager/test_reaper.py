@@ -1,14 +1,15 @@
-"""Supervision: ended pipelines leave the list with their status readable; lost ones fail."""
+"""Supervision: ended pipelines leave the list with their status readable; lost ones are restarted
+(new epoch, backoff, restart limit), or retired when termination was asked or the limit is reached."""
 
 import time
 
 import redis
 
 from services.core import keys
-from services.core.records import PipelineRecord
+from services.core.records import WORKER_SHUTDOWN, PipelineRecord
 from tests.manager.conftest import ManagerFactory, RunningManager
-from tests.manager.fakes import FakeWorker, call
-from tests.manager.test_control import orphan_pipeline, start_pipeline
+from tests.manager.fakes import FakeWorker, call, register_worker
+from tests.manager.test_control import INIT_PAYLOAD, orphan_pipeline, start_pipeline
 from tests.support.waiting import wait_until
 
 
@@ -35,30 +36,156 @@ def test_ended_pipeline_leaves_the_list_and_keeps_its_status(
     assert 0 < redis_client.ttl(keys.pipeline_record(pipeline_id)) <= 600
 
 
-def test_pipeline_whose_heartbeat_stops_fails(
+def record_of(redis_client: redis.Redis, pipeline_id: str) -> PipelineRecord:
+    return PipelineRecord.from_hash(redis_client.hgetall(keys.pipeline_record(pipeline_id)))  # type: ignore[arg-type]
+
+
+def lose_task(fake_worker: FakeWorker, redis_client: redis.Redis, pipeline_id: str, index: int = -1) -> None:
+    fake_worker.tasks[index].lose()
+    redis_client.delete(keys.pipeline_heartbeat(pipeline_id))  # as its TTL would
+
+
+def test_pipeline_whose_heartbeat_stops_is_restarted_with_a_new_epoch(
     manager: RunningManager, fake_worker: FakeWorker, redis_client: redis.Redis
 ) -> None:
     pipeline_id = start_pipeline(manager, redis_client)
-    time.sleep(0.5)  # beyond the grace: a beating pipeline stays
-    assert listed(manager) == [pipeline_id]
+    time.sleep(0.5)  # beyond the grace: a beating pipeline stays as it is
+    assert listed(manager) == [pipeline_id] and len(fake_worker.calls) == 1
 
-    fake_worker.tasks[0].lose()
-    redis_client.delete(keys.pipeline_heartbeat(pipeline_id))  # as its TTL would
+    lose_task(fake_worker, redis_client, pipeline_id)
+
+    wait_until(lambda: len(fake_worker.calls) == 2, timeout=10)
+    redispatch = fake_worker.calls[1]
+    assert (redispatch["epoch"], redispatch["device"]) == (2, "cpu")
+    assert redispatch["spec"] == fake_worker.calls[0]["spec"]  # the stored spec, sent again
+    wait_until(lambda: record_of(redis_client, pipeline_id).state == "RUNNING")
+    status = report(manager, pipeline_id)
+    assert (status["restarts"], status["last_error"]) == (1, "worker lost (no heartbeat)")
+    assert listed(manager) == [pipeline_id]
+    assert record_of(redis_client, pipeline_id).failures == 1
+
+
+def test_restarts_back_off_and_stop_at_the_limit(
+    start_manager: ManagerFactory, fake_worker: FakeWorker, redis_client: redis.Redis
+) -> None:
+    manager = start_manager(max_restarts=2, restart_backoff_initial=0.5)
+    pipeline_id = start_pipeline(manager, redis_client)
+    lost_at = []
+    for attempt in (1, 2):
+        lost_at.append(time.monotonic())
+        lose_task(fake_worker, redis_client, pipeline_id)
+        wait_until(lambda n=attempt: len(fake_worker.calls) == n + 1, timeout=10)
+        wait_until(lambda: record_of(redis_client, pipeline_id).state == "RUNNING")
+        assert record_of(redis_client, pipeline_id).epoch == attempt + 1
+
+    lose_task(fake_worker, redis_client, pipeline_id)  # a third crash: over the limit
+    wait_until(lambda: listed(manager) == [], timeout=10)
+    status = report(manager, pipeline_id)
+    assert status["pipeline_state"] == "FAILED" and status["restarts"] == 2
+    assert status["last_error"] == "worker lost (no heartbeat); gave up after 2 restarts"
+    assert len(fake_worker.calls) == 3
+
+
+def test_scheduled_restart_waits_for_its_backoff(
+    start_manager: ManagerFactory, fake_worker: FakeWorker, redis_client: redis.Redis
+) -> None:
+    manager = start_manager(restart_backoff_initial=30.0)
+    pipeline_id = start_pipeline(manager, redis_client)
+    lose_task(fake_worker, redis_client, pipeline_id)
+
+    wait_until(lambda: record_of(redis_client, pipeline_id).epoch == 2)
+    record = record_of(redis_client, pipeline_id)
+    assert record.state == "PENDING" and record.restart_at > time.time() + 20
+    time.sleep(0.5)
+    assert len(fake_worker.calls) == 1  # not yet: the backoff has not passed
+
+
+def test_a_lost_pipeline_asked_to_terminate_is_retired_not_restarted(
+    manager: RunningManager, fake_worker: FakeWorker, redis_client: redis.Redis
+) -> None:
+    pipeline_id = start_pipeline(manager, redis_client)
+    redis_client.hset(keys.pipeline_record(pipeline_id), "desired_state", "TERMINATED")
+    lose_task(fake_worker, redis_client, pipeline_id)
 
     wait_until(lambda: listed(manager) == [])
-    status = report(manager, pipeline_id)
-    assert status["pipeline_state"] == "FAILED" and status["last_error"] == "worker lost (no heartbeat)"
+    assert report(manager, pipeline_id)["pipeline_state"] == "TERMINATED"
+    assert len(fake_worker.calls) == 1
 
 
-def test_pending_pipeline_nobody_claims_fails(
-    start_manager: ManagerFactory, redis_client: redis.Redis
+def test_a_worker_shutdown_hands_the_pipeline_over_at_once_without_counting_a_failure(
+    start_manager: ManagerFactory, fake_worker: FakeWorker, redis_client: redis.Redis
 ) -> None:
+    manager = start_manager(heartbeat_grace=60.0, restart_backoff_initial=60.0)  # neither may apply
+    pipeline_id = start_pipeline(manager, redis_client)
+    fake_worker.tasks[0].lose()
+    # What a task writes when its worker shuts down (supervisor.StopReason.SHUTDOWN).
+    redis_client.hset(keys.pipeline_record(pipeline_id), "last_error", WORKER_SHUTDOWN)
+    redis_client.delete(keys.pipeline_heartbeat(pipeline_id))
+
+    wait_until(lambda: len(fake_worker.calls) == 2, timeout=5)
+    record = record_of(redis_client, pipeline_id)
+    assert (record.epoch, record.restarts, record.failures) == (2, 1, 0)
+
+
+def test_a_due_restart_waits_for_a_worker_on_its_queue(
+    manager: RunningManager, fake_worker: FakeWorker, redis_client: redis.Redis
+) -> None:
+    pipeline_id = start_pipeline(manager, redis_client)
+    redis_client.delete(keys.worker_registration("fake@host"))  # the only worker is gone
+    lose_task(fake_worker, redis_client, pipeline_id)
+    wait_until(lambda: record_of(redis_client, pipeline_id).epoch == 2)
+    time.sleep(1.5)  # the backoff (1 s) has passed; still no worker
+    assert len(fake_worker.calls) == 1
+    assert record_of(redis_client, pipeline_id).state == "PENDING" and listed(manager) == [pipeline_id]
+
+    register_worker(redis_client)
+    wait_until(lambda: len(fake_worker.calls) == 2, timeout=5)
+
+
+def test_a_scheduled_restart_survives_a_manager_restart(
+    start_manager: ManagerFactory, fake_worker: FakeWorker, redis_client: redis.Redis
+) -> None:
+    first = start_manager(restart_backoff_initial=2.0)
+    pipeline_id = start_pipeline(first, redis_client)
+    lose_task(fake_worker, redis_client, pipeline_id)
+    wait_until(lambda: record_of(redis_client, pipeline_id).epoch == 2)
+    first.stop()  # before the re-dispatch was due
+
+    start_manager()
+    wait_until(lambda: len(fake_worker.calls) == 2, timeout=10)
+    assert fake_worker.calls[1]["epoch"] == 2
+
+
+def test_pending_pipeline_nobody_claims_is_restarted(
+    start_manager: ManagerFactory, fake_worker: FakeWorker, redis_client: redis.Redis
+) -> None:
+    manager = start_manager(init_timeout=5.0)
+    fake_worker.behaviour = "silent"  # takes the task, never claims it
+    register_worker(redis_client)
+    reply = call(manager.port, INIT_PAYLOAD)  # times out after init_timeout and is abandoned...
+    assert reply["response"]["status"] == "failure"
+    assert listed(manager) == []  # ...leaving nothing behind (the init path, not the reaper)
+
+    pipeline_id = orphan_pipeline(redis_client)
+    redis_client.set(keys.pipeline_spec(pipeline_id), '{"model_id": "m/1"}')
+    redis_client.hset(keys.pipeline_record(pipeline_id), "created_at", time.time() - 60)
+    fake_worker.behaviour = "run"
+    wait_until(lambda: len(fake_worker.calls) == 2, timeout=10)
+    assert fake_worker.calls[1]["pipeline_id"] == pipeline_id and fake_worker.calls[1]["epoch"] == 2
+    assert record_of(redis_client, pipeline_id).last_error == "no worker claimed the pipeline in time"
+
+
+def test_pending_pipeline_without_a_spec_fails(
+    start_manager: ManagerFactory, fake_worker: FakeWorker, redis_client: redis.Redis
+) -> None:
+    register_worker(redis_client)
     pipeline_id = orphan_pipeline(redis_client)
     redis_client.hset(keys.pipeline_record(pipeline_id), "created_at", time.time() - 60)
     manager = start_manager(init_timeout=5.0)
 
-    wait_until(lambda: listed(manager) == [])
-    assert report(manager, pipeline_id)["pipeline_state"] == "FAILED"
+    wait_until(lambda: listed(manager) == [], timeout=10)
+    status = report(manager, pipeline_id)
+    assert status["pipeline_state"] == "FAILED" and "spec" in str(status["last_error"])
 
 
 def test_fresh_pending_pipeline_is_left_alone(manager: RunningManager, redis_client: redis.Redis) -> None:

@@ -1,30 +1,72 @@
 """Appends each round to the pipeline's Redis Stream, trimmed to ``maxlen`` (approximately).
 
-One pipelined round trip per batch: ``XADD key MAXLEN ~ N * fields`` for each round, plus an
-``INCRBY`` of the dropped counter when rounds were lost since the last write.
+One round trip per batch. Unfenced (the engine on its own): a pipeline of ``XADD key MAXLEN ~ N``
+per round plus an ``INCRBY`` of the dropped counter. Fenced (a pipeline task): one Lua script
+that first checks that the pipeline's record still carries this task's epoch and owner, then
+appends every round with its ``epoch`` field. A superseded task (the manager re-dispatched the
+pipeline after losing its heartbeat) therefore cannot append a single result after the new epoch
+was written: two producers never write the same stream at once. A refused write raises
+:class:`FencedOut` and calls ``on_fenced`` once, so the task stops at once.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import redis
+from redis.commands.core import Script
 
 from services.core import keys
-from services.core.results import encode_entry
+from services.core.results import EPOCH, FRAMES_METADATA, OUTPUTS, encode_entry
 from services.worker.engine.results import RoundResult
+
+# KEYS: record, stream, dropped counter. ARGV: epoch, owner, maxlen, dropped, then per round its
+# outputs and frames_metadata JSON. Returns the number of entries added, or -1 when fenced out.
+_FENCED_APPEND = f"""
+local record = redis.call('HMGET', KEYS[1], 'epoch', 'owner')
+if tonumber(record[1]) ~= tonumber(ARGV[1]) or record[2] ~= ARGV[2] then return -1 end
+local added = 0
+for i = 5, #ARGV, 2 do
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*',
+               '{OUTPUTS}', ARGV[i], '{FRAMES_METADATA}', ARGV[i + 1], '{EPOCH}', ARGV[1])
+    added = added + 1
+end
+if tonumber(ARGV[4]) > 0 then redis.call('INCRBY', KEYS[3], ARGV[4]) end
+return added
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """The ownership a fenced sink checks on every write."""
+
+    epoch: int
+    owner: str
+    on_fenced: Callable[[], None] = lambda: None
+
+
+class FencedOut(RuntimeError):
+    """The pipeline's record no longer carries this task's epoch: nothing was written."""
 
 
 class RedisStreamSink:
     name = "redis_stream"
 
-    def __init__(self, client: redis.Redis, pipeline_id: str, maxlen: int):
+    def __init__(self, client: redis.Redis, pipeline_id: str, maxlen: int, fence: Fence | None = None):
         if maxlen < 1:
             raise ValueError("results buffer size must be at least 1")
         self._client = client
+        self._record = keys.pipeline_record(pipeline_id)
         self._stream = keys.results_stream(pipeline_id)
         self._dropped_key = keys.results_dropped(pipeline_id)
         self._maxlen = maxlen
+        self._fence = fence
+        self._append = client.register_script(_FENCED_APPEND) if fence is not None else None
+        self._fenced = False
 
     def write(self, results: Sequence[RoundResult], dropped: int) -> None:
+        if self._fence is not None and self._append is not None:
+            self._write_fenced(self._fence, self._append, results, dropped)
+            return
         pipe = self._client.pipeline(transaction=False)
         for result in results:
             entry = encode_entry(result.outputs(), result.frames_metadata())
@@ -32,6 +74,17 @@ class RedisStreamSink:
         if dropped:
             pipe.incrby(self._dropped_key, dropped)
         pipe.execute()
+
+    def _write_fenced(self, fence: Fence, append: Script, results: Sequence[RoundResult], dropped: int) -> None:
+        args: list[str | int] = [fence.epoch, fence.owner, self._maxlen, dropped]
+        for result in results:
+            entry = encode_entry(result.outputs(), result.frames_metadata())
+            args += [entry[OUTPUTS], entry[FRAMES_METADATA]]
+        if int(append(keys=[self._record, self._stream, self._dropped_key], args=args)) < 0:
+            if not self._fenced:
+                self._fenced = True
+                fence.on_fenced()
+            raise FencedOut(f"epoch {fence.epoch} was superseded: {len(results)} results not written")
 
     def close(self) -> None:
         """The client belongs to the caller, who closes it."""
