@@ -10,10 +10,8 @@ processed; Ctrl-C terminates the pipeline and stops everything cleanly.
 import argparse
 import collections
 import contextlib
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,31 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from services.core.framing import FrameDecoder, encode_message
+from services.client import ConsumeResponse, ManagerClient, ProcessesManagerClientError
+from services.client.models import ConsumedEntry
 from tools.embedded_redis import free_port, running_redis
 from tools.payloads import newer_init
 
 PY = sys.executable
-
-
-class ManagerClient:
-    """Just enough of a TCP client: one request per connection, as the reference client does."""
-
-    def __init__(self, host: str, port: int, timeout: float = 40.0):
-        self.address = (host, port)
-        self.timeout = timeout
-
-    def request(self, payload: dict[str, Any]) -> dict[str, Any]:
-        with socket.create_connection(self.address, timeout=self.timeout) as conn:
-            conn.sendall(encode_message(payload))
-            decoder = FrameDecoder(64 * 1024 * 1024)
-            while True:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    raise ConnectionError("manager closed the connection without replying")
-                frames = decoder.feed(chunk)
-                if frames:
-                    return dict(json.loads(frames[0]))
 
 
 @contextlib.contextmanager
@@ -65,42 +44,39 @@ def _process(name: str, command: list[str], env: dict[str, str], log_dir: Path) 
         log.close()
 
 
-def _wait_for_init(client: ManagerClient, payload: dict[str, Any], deadline: float) -> dict[str, Any]:
-    """INIT, retried while the worker is still starting (no live worker on the queue yet)."""
+def _wait_for_init(client: ManagerClient, payload: dict[str, Any], deadline: float) -> str:
+    """INIT, retried while the stack is still starting (manager not listening, no live worker yet)."""
     while True:
         try:
-            reply = client.request(payload)
-        except OSError:
-            reply = None
-        if reply and reply["response"]["status"] == "success":
-            return reply
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the stack did not accept the pipeline: {reply}")
+            return str(client.initialise(payload).context.pipeline_id)
+        except ProcessesManagerClientError as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the stack did not accept the pipeline: {exc}") from exc
         time.sleep(0.5)
 
 
-def _print_entries(response: dict[str, Any], totals: collections.Counter[str]) -> int:
-    entries = response.get("entries") or (
-        [{"outputs": response["outputs"], "frames_metadata": response["frames_metadata"]}]
-        if response.get("outputs") else []
+def _print_entries(response: ConsumeResponse, totals: collections.Counter[str]) -> int:
+    entries = response.entries or (
+        [ConsumedEntry(outputs=response.outputs, frames_metadata=response.frames_metadata)]
+        if response.outputs else []
     )
     for entry in entries:
-        for output, metadata in zip(entry["outputs"], entry["frames_metadata"], strict=True):
-            if output is None:
+        for output, metadata in zip(entry.outputs, entry.frames_metadata, strict=True):
+            if output is None or metadata is None:
                 continue
             counts = collections.Counter(p["class"] for p in output["predictions"])
             totals.update(counts)
             summary = ", ".join(f"{n} {name}" for name, n in counts.most_common()) or "nothing"
-            print(f"[src {metadata['source_id']} #{metadata['frame_id']:>5}] {summary}", flush=True)
+            print(f"[src {metadata.source_id} #{metadata.frame_id:>5}] {summary}", flush=True)
     return len(entries)
 
 
 def _status_line(client: ManagerClient, pipeline_id: str, frames: int, started: float) -> str:
-    report = client.request({"type": "status", "pipeline_id": pipeline_id})["response"].get("report", {})
-    latency = (report.get("latency_reports") or [{}])[0].get("e2e_latency")
-    states = ",".join(m.get("state", "?") for m in report.get("sources_metadata", []))
-    return (f"status: {report.get('pipeline_state', '?')} | sources {states} | {frames} frames consumed | "
-            f"{report.get('inference_throughput', 0):5.1f} fps | e2e "
+    report = client.status(pipeline_id).report
+    latency = report.latency_reports[0].e2e_latency if report.latency_reports else None
+    states = ",".join(m.state or "?" for m in report.sources_metadata)
+    return (f"status: {report.pipeline_state or '?'} | sources {states} | {frames} frames consumed | "
+            f"{report.inference_throughput:5.1f} fps | e2e "
             f"{1000 * latency if latency else 0:5.0f} ms | {time.monotonic() - started:5.1f} s")
 
 
@@ -108,16 +84,13 @@ def _follow(client: ManagerClient, pipeline_id: str) -> collections.Counter[str]
     totals: collections.Counter[str] = collections.Counter()
     frames, started, last_status = 0, time.monotonic(), 0.0
     while True:
-        reply = client.request({"type": "consume_result", "pipeline_id": pipeline_id, "excluded_fields": [],
-                                "max_entries": 200})
-        got = _print_entries(reply["response"], totals)
+        got = _print_entries(client.consume(pipeline_id, max_entries=200), totals)
         frames += got
         if time.monotonic() - last_status >= 1.0:
             print(_status_line(client, pipeline_id, frames, started), file=sys.stderr, flush=True)
             last_status = time.monotonic()
         if got == 0:
-            listed = client.request({"type": "list_pipelines"})["response"]["pipelines"]
-            if pipeline_id not in listed:
+            if pipeline_id not in client.list_pipelines().pipelines:
                 print(_status_line(client, pipeline_id, frames, started), file=sys.stderr, flush=True)
                 return totals
             time.sleep(0.2)
@@ -146,16 +119,16 @@ def main() -> None:
         stack.enter_context(_process("worker", [PY, "-m", "services.worker", "--queues", "pipelines.cpu",
                                                 "--concurrency", "1", "--hostname", "run@%h"], env, log_dir))
         client = ManagerClient("127.0.0.1", port)
-        reply = _wait_for_init(client, newer_init(args.video, max_fps=args.max_fps, results_buffer_size=1000,
-                                                    confidence=0.4, model_id=args.model), time.monotonic() + 120)
-        pipeline_id = reply["pipeline_id"]
+        pipeline_id = _wait_for_init(client, newer_init(args.video, max_fps=args.max_fps, results_buffer_size=1000,
+                                                          confidence=0.4, model_id=args.model),
+                                     time.monotonic() + 120)
         print(f"pipeline {pipeline_id} started on {args.video}", file=sys.stderr, flush=True)
         try:
             totals = _follow(client, pipeline_id)
         except KeyboardInterrupt:
             print("stopping: terminating the pipeline", file=sys.stderr, flush=True)
-            with contextlib.suppress(OSError):
-                client.request({"type": "terminate", "pipeline_id": pipeline_id})
+            with contextlib.suppress(ProcessesManagerClientError):
+                client.terminate(pipeline_id)
             return
         summary = ", ".join(f"{n} {name}" for name, n in totals.most_common(6))
         print(f"done: pipeline {pipeline_id} ended; detections seen: {summary}", file=sys.stderr, flush=True)

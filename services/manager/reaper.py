@@ -11,12 +11,12 @@ Every ``reaper_interval`` it looks at each indexed pipeline:
 
 A lost pipeline is **restarted** (at-least-once): one Lua script bumps its epoch (fencing out any
 task still running the old epoch: its every write, results included, is refused from then on),
-sets it PENDING and schedules a re-dispatch after an exponential backoff (crashes only; a
-shutdown hand-off goes at once). The schedule lives in the record (``restart_at``), so a manager
-restart still carries it out. The due re-dispatch is sent only when a live worker serves the
-pipeline's device queue; until then the pipeline waits, PENDING, with the reason in
-``last_error``. After ``max_restarts`` crashes, or when termination was requested, it is retired
-as FAILED / TERMINATED instead.
+sets it PENDING and schedules a re-dispatch: at once after a first crash or a shutdown
+hand-off, then after an exponential backoff for a pipeline that keeps crashing. The schedule
+lives in the record (``restart_at``), so a manager restart still carries it out. The due
+re-dispatch is sent only when a live worker serves the pipeline's device queue; until then the
+pipeline waits, PENDING, with the reason in ``last_error``. After ``max_restarts`` crashes, or
+when termination was requested, it is retired as FAILED / TERMINATED instead.
 """
 
 import asyncio
@@ -26,6 +26,7 @@ import time
 import uuid
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from services.core import keys
 from services.core.records import WORKER_SHUTDOWN, DesiredState, PipelineRecord, PipelineState
@@ -49,6 +50,8 @@ class Reaper:
         self._dispatcher = dispatcher
         self._redis = redis
         self._missing_since: dict[str, float] = {}  # pipeline id -> monotonic time its heartbeat went missing
+        self._redis_down = False  # the last sweep failed on a Redis error
+        self._blind_until = 0.0  # monotonic time before which a missing heartbeat starts no timer
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sweeps until ``stop`` is set; an error in one sweep (Redis down) is logged, the next retries.
@@ -59,14 +62,28 @@ class Reaper:
         while not stop.is_set():
             try:
                 await self.sweep()
+            except RedisError as exc:
+                self._on_redis_error(exc)
             except Exception as exc:
                 logger.warning("reaper sweep failed: %s: %s", type(exc).__name__, exc)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._settings.reaper_interval):
                     await stop.wait()
 
+    def _on_redis_error(self, exc: RedisError) -> None:
+        if not self._redis_down:
+            logger.warning("reaper: Redis unreachable, no pipeline is declared lost meanwhile: %s: %s",
+                           type(exc).__name__, exc)
+        self._redis_down = True
+        self._missing_since.clear()
+
     async def sweep(self) -> None:
         live = await self._store.live_records()
+        if self._redis_down:
+            self._redis_down = False
+            self._blind_until = time.monotonic() + self._settings.outage_grace
+            logger.info("reaper: Redis reachable again; missing heartbeats count from %.1f s on",
+                        self._settings.outage_grace)
         seen = {item.record.pipeline_id for item in live}
         self._missing_since = {pid: t for pid, t in self._missing_since.items() if pid in seen}
         queues: set[str] | None = None  # read once per sweep, only when a re-dispatch is due
@@ -96,7 +113,7 @@ class Reaper:
         if record.last_error == WORKER_SHUTDOWN:  # the task let go on purpose: no need to wait
             await self.on_lost(record, WORKER_SHUTDOWN)
             return
-        since = self._missing_since.setdefault(record.pipeline_id, time.monotonic())
+        since = self._missing_since.setdefault(record.pipeline_id, max(time.monotonic(), self._blind_until))
         if time.monotonic() - since >= self._settings.heartbeat_grace:
             await self.on_lost(record, HEARTBEAT_LOST)
 
@@ -123,8 +140,11 @@ class Reaper:
         logger.warning("pipeline %s lost (%s); epoch %d will be dispatched in %.1f s", pid, reason, epoch, delay)
 
     def _backoff(self, failures: int) -> float:
+        """0 for the first crash (most are one-offs), then initial, 2 x initial, ... up to the cap."""
+        if failures == 0:
+            return 0.0
         initial, cap = self._settings.restart_backoff_initial, self._settings.restart_backoff_max
-        return float(min(cap, initial * 2**failures))
+        return float(min(cap, initial * 2 ** (failures - 1)))
 
     async def _retire_lost(self, record: PipelineRecord, state: PipelineState, reason: str) -> None:
         if await self._store.retire(record.pipeline_id, state, reason, only_without_heartbeat=True,

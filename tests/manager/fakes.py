@@ -1,7 +1,9 @@
-"""Test doubles for what the manager talks to: a pipeline task (thread) and a wire client.
+"""Test doubles for what the manager talks to: a pipeline task (thread), and a raw wire connection.
 
 The fake task speaks the real task protocol against the real Redis: it claims the record, answers
 the init on its reply list, subscribes the control channel, heartbeats, and answers commands.
+Ordinary requests go through the library client (:func:`call`); :class:`Client` is for the tests
+whose point is the bytes: malformed or split frames, several requests on one connection.
 """
 
 import json
@@ -11,6 +13,7 @@ from typing import Any
 
 import redis
 
+from services.client import ManagerClient
 from services.core import keys
 from services.core.control import ControlCommand, ControlReply
 from services.core.errors import OperationError, failure_response
@@ -122,7 +125,7 @@ class FakeWorker:
 
 
 class Client:
-    """A raw wire client on one connection (several requests allowed)."""
+    """A raw socket on one connection (several requests allowed): bytes as the test writes them."""
 
     def __init__(self, port: int, timeout: float = 10.0) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
@@ -172,6 +175,6 @@ class Client:
 
 
 def call(port: int, request: dict[str, Any]) -> dict[str, Any]:
-    """One request on its own connection, as the reference client does."""
-    with Client(port) as client:
-        return client.call(request)
+    """The raw reply envelope (success or failure) to one request on its own connection, as the
+    reference client sends it; raises :class:`~services.client.ConnectivityError` when unanswered."""
+    return ManagerClient("127.0.0.1", port).request(request)

@@ -7,6 +7,7 @@ import sys
 
 import redis
 
+from services.client import ConnectivityError
 from tests.manager.fakes import call
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.waiting import wait_until
@@ -22,7 +23,7 @@ def test_the_service_serves_and_stops_on_sigterm(redis_server: RedisServer, redi
         def answers() -> bool:
             try:
                 return bool(call(port, {"type": "list_pipelines"})["response"]["status"] == "success")
-            except OSError:
+            except ConnectivityError:
                 return False
 
         wait_until(answers, timeout=15)

@@ -91,13 +91,16 @@ def test_scheduled_restart_waits_for_its_backoff(
 ) -> None:
     manager = start_manager(restart_backoff_initial=30.0)
     pipeline_id = start_pipeline(manager, redis_client)
-    lose_task(fake_worker, redis_client, pipeline_id)
+    lose_task(fake_worker, redis_client, pipeline_id)  # the first crash restarts at once...
+    wait_until(lambda: len(fake_worker.calls) == 2, timeout=10)
+    wait_until(lambda: record_of(redis_client, pipeline_id).state == "RUNNING")
+    lose_task(fake_worker, redis_client, pipeline_id)  # ...the second waits the backoff
 
-    wait_until(lambda: record_of(redis_client, pipeline_id).epoch == 2)
+    wait_until(lambda: record_of(redis_client, pipeline_id).epoch == 3)
     record = record_of(redis_client, pipeline_id)
     assert record.state == "PENDING" and record.restart_at > time.time() + 20
     time.sleep(0.5)
-    assert len(fake_worker.calls) == 1  # not yet: the backoff has not passed
+    assert len(fake_worker.calls) == 2  # not yet: the backoff has not passed
 
 
 def test_a_lost_pipeline_asked_to_terminate_is_retired_not_restarted(
@@ -134,7 +137,7 @@ def test_a_due_restart_waits_for_a_worker_on_its_queue(
     redis_client.delete(keys.worker_registration("fake@host"))  # the only worker is gone
     lose_task(fake_worker, redis_client, pipeline_id)
     wait_until(lambda: record_of(redis_client, pipeline_id).epoch == 2)
-    time.sleep(1.5)  # the backoff (1 s) has passed; still no worker
+    time.sleep(1.0)  # the restart is due at once; still no worker
     assert len(fake_worker.calls) == 1
     assert record_of(redis_client, pipeline_id).state == "PENDING" and listed(manager) == [pipeline_id]
 
@@ -147,9 +150,11 @@ def test_a_scheduled_restart_survives_a_manager_restart(
 ) -> None:
     first = start_manager(restart_backoff_initial=2.0)
     pipeline_id = start_pipeline(first, redis_client)
+    redis_client.hset(keys.pipeline_record(pipeline_id), "failures", 1)  # a second crash: 2 s backoff
     lose_task(fake_worker, redis_client, pipeline_id)
     wait_until(lambda: record_of(redis_client, pipeline_id).epoch == 2)
     first.stop()  # before the re-dispatch was due
+    assert len(fake_worker.calls) == 1
 
     start_manager()
     wait_until(lambda: len(fake_worker.calls) == 2, timeout=10)
