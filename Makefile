@@ -35,6 +35,7 @@ test: setup
 bench: setup
 	$(PY) -m tests.benchmarks.engine --output docs/benchmarks.md --soak-seconds $(SOAK)
 	$(PY) -m tests.benchmarks.control --output docs/benchmarks.md
+	$(PY) -m tests.benchmarks.faults --output docs/benchmarks.md
 
 lint: setup
 	$(VENV)/bin/ruff check services tests tools

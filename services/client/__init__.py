@@ -13,6 +13,7 @@ from services.client.errors import (
     ProcessesManagerNotFoundError,
     ProcessesManagerOperationError,
 )
+from services.client.http import ApiClient, AsyncApiClient
 from services.client.models import (
     CommandContext,
     CommandResponse,
@@ -26,6 +27,8 @@ from services.client.models import (
 from services.client.tcp import AsyncManagerClient, ManagerClient
 
 __all__ = [
+    "ApiClient",
+    "AsyncApiClient",
     "AsyncManagerClient",
     "CommandContext",
     "CommandResponse",

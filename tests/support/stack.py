@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import redis
 
 from services.core import keys
@@ -40,6 +41,7 @@ class Stack:
         self.manager: subprocess.Popen[bytes] | None = None
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
         self.client = redis.Redis.from_url(redis_url)
+        self.apis: dict[str, subprocess.Popen[bytes]] = {}
 
     def _env(self, **extra: str) -> dict[str, str]:
         return dict(
@@ -52,8 +54,9 @@ class Stack:
         with open(self.log_dir / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
             return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
-    def start_manager(self) -> None:
-        self.manager = self._spawn("manager", [sys.executable, "-m", "services.manager"], self._env())
+    def start_manager(self, **extra: str) -> None:
+        """Spawns `python -m services.manager`; ``extra`` adds to its environment (e.g. ``MANAGER_INIT_TIMEOUT``)."""
+        self.manager = self._spawn("manager", [sys.executable, "-m", "services.manager"], self._env(**extra))
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):
@@ -74,6 +77,14 @@ class Stack:
         self.workers[name] = self._spawn(f"worker-{name}", command, self._env())
         self.wait_for_registration(f"{name}@test")
 
+    def start_worker_with_env(self, name: str, queue: str, env: dict[str, str], concurrency: int = 2) -> None:
+        """As :meth:`start_worker`, with ``env`` added to the worker's environment (e.g. a short
+        ``WORKER_RECONNECT_INITIAL_DELAY`` / ``WORKER_RECONNECT_MAX_DELAY`` backoff for camera-fault tests)."""
+        command = [sys.executable, "-m", "services.worker", "--queues", queue, "--concurrency", str(concurrency),
+                   "--hostname", f"{name}@test"]
+        self.workers[name] = self._spawn(f"worker-{name}", command, {**self._env(), **env})
+        self.wait_for_registration(f"{name}@test")
+
     def registration(self, hostname: str) -> dict[str, object] | None:
         raw = self.client.get(keys.worker_registration(hostname))
         return None if raw is None else dict(json.loads(raw))
@@ -85,7 +96,25 @@ class Stack:
                 raise RuntimeError(f"worker {hostname} did not register; see {self.log_dir}")
             time.sleep(0.2)
 
+    def start_api(self, name: str = "api", **extra: str) -> str:
+        """Spawns `python -m services.api` on a free port, pointed at this stack's manager (and its Redis for
+        readiness); ``extra`` overrides its environment. Returns the base URL once /healthz answers."""
+        port = free_port()
+        env = self._env(STREAM_MANAGEMENT_API_HOST="127.0.0.1", STREAM_MANAGEMENT_API_PORT=str(port),
+                        **{"API_REDIS_URL": self.redis_url, **extra})
+        process = self.apis[name] = self._spawn(name, [sys.executable, "-m", "services.api"], env)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and process.poll() is None:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    return url
+            time.sleep(0.1)
+        raise RuntimeError(f"API {name} did not answer on {port}; see {self.log_dir}/{name}.log")
+
     def close(self) -> None:
+        for process in self.apis.values():
+            _stop(process)
         for process in self.workers.values():
             _stop(process)
         self.stop_manager()

@@ -1,0 +1,4 @@
+"""The HTTP Stream Management API: FastAPI routes of both reference generations over the TCP manager.
+
+Importing this package loads neither OpenCV, onnxruntime, numpy nor Celery, nor manager or worker code.
+"""

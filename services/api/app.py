@@ -1,0 +1,57 @@
+"""The FastAPI application: both generations of the Stream Management API over one manager client.
+
+Every route is a thin adapter: read the request, call :class:`~services.client.AsyncManagerClient`
+(one TCP connection per command, as the reference does), return the client's typed model. Errors
+become HTTP responses in :mod:`services.api.errors`; nothing here holds pipeline state.
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from services.api.health import ReadinessProbe, health_router
+from services.api.newer import newer_router
+from services.api.older import older_router
+from services.api.openapi import include_schemas
+from services.api.payloads import InitialiseWebRTCPayload, NewerInitialisePayload, OlderInitialisePayload
+from services.api.settings import ApiSettings
+from services.client.tcp import AsyncManagerClient
+
+DESCRIPTION = """\
+Start, pause (mute), resume, inspect, consume and terminate video inference pipelines run by the
+stream manager. Wire-compatible with both generations of Roboflow's Stream Management API: the
+older flat routes (`/list_pipelines`, `/status/{id}`, `/initialise`, ...) and the newer ones under
+`/inference_pipelines`. Each generation answers errors in its own body shape.
+"""
+
+
+def _version() -> str:
+    try:
+        return version("video-stream-inference-manager")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    token = settings.manager_token.get_secret_value() if settings.manager_token is not None else None
+    client = AsyncManagerClient(settings.manager_host, settings.manager_port, timeout=settings.manager_timeout,
+                                init_timeout=settings.init_timeout, token=token)
+    probe = ReadinessProbe(client, settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await probe.aclose()
+
+    app = FastAPI(title="Stream Management API", description=DESCRIPTION, version=_version(), lifespan=lifespan)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])
+    app.include_router(older_router(client))
+    app.include_router(newer_router(client))
+    app.include_router(health_router(probe))
+    include_schemas(app, [OlderInitialisePayload, NewerInitialisePayload, InitialiseWebRTCPayload])
+    return app

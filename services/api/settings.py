@@ -1,0 +1,48 @@
+"""The HTTP API's settings, read once from the environment in ``__main__`` and passed down.
+
+The reference's names are kept where they exist: ``STREAM_MANAGEMENT_API_HOST`` / ``_PORT`` for the
+bind address and ``STREAM_MANAGER_HOST`` / ``_PORT`` for the manager (which ``API_MANAGER_HOST`` /
+``_PORT`` override, for a host that runs the API beside a manager configured differently).
+Everything else is ``API_<FIELD>``. Field names work as constructor arguments (tests, embedding).
+"""
+
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class ApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="API_", extra="ignore", populate_by_name=True)
+
+    # Loopback by default: the API controls cameras and carries API keys; exposing it is a choice.
+    host: str = Field(default="127.0.0.1", validation_alias=AliasChoices("STREAM_MANAGEMENT_API_HOST"))
+    # 0 binds a free port; the bound one is logged.
+    port: int = Field(default=8080, ge=0, le=65535, validation_alias=AliasChoices("STREAM_MANAGEMENT_API_PORT"))
+    manager_host: str = Field(default="127.0.0.1",
+                              validation_alias=AliasChoices("API_MANAGER_HOST", "STREAM_MANAGER_HOST"))
+    manager_port: int = Field(default=7070, ge=1, le=65535,
+                              validation_alias=AliasChoices("API_MANAGER_PORT", "STREAM_MANAGER_PORT"))
+    manager_timeout: float = Field(default=10.0, gt=0)  # every command but INIT
+    # INIT waits for a worker to load the model and open the sources (the manager's own limit is 30 s).
+    init_timeout: float = Field(default=60.0, gt=0)
+    readiness_timeout: float = Field(default=2.0, gt=0)  # each dependency check of /readyz
+    # Optional: when set, /readyz also requires Redis to answer PING. A URL may hold a password.
+    redis_url: SecretStr | None = None
+    # The manager's shared token (its MANAGER_AUTH_TOKEN), the same variable the TCP clients read.
+    manager_token: SecretStr | None = Field(default=None,
+                                            validation_alias=AliasChoices("API_MANAGER_TOKEN", "STREAM_MANAGER_TOKEN"))
+    # Browser origins allowed to call the API (CORS); none by default.
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    log_level: str = "INFO"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @property
+    def manager_address(self) -> str:
+        return f"{self.manager_host}:{self.manager_port}"
