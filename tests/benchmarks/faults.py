@@ -114,7 +114,8 @@ def run(rounds: int, log: Callable[[str], None]) -> str:
         f"{stamp()} Two workers (1 slot each) on `pipelines.cpu`, a live RTSP camera at max_fps 5, "
         "manager defaults (heartbeat TTL 3 s, grace 1 s, first restart at once), broker visibility "
         "timeout 3 s. Times in seconds, median (max); recovery includes loading the model and opening the "
-        "camera in the new task.",
+        "camera in the new task. For the SIGTERM hand-over, detection includes the old worker's own orderly "
+        "stop (it exits when its pipeline is released).",
         "",
         "| fault | runs | detection | recovery | gap in results | interleaved results | duplicated results |",
         "|---|---|---|---|---|---|---|",
