@@ -8,7 +8,11 @@ Run where onnxruntime-gpu and a CUDA device exist (never in CI, which has no GPU
   (matched by class, IoU of every matched pair);
 - ``session.run`` alone on pre-processed frames, CPU (all cores) vs GPU;
 - the engine on the file with ``device=gpu`` (WAIT/LAZY, every frame, no sink), with 1 and 2
-  inference workers: decoding and pre-processing stay on the CPU, so this is the end-to-end rate.
+  inference workers: decoding and pre-processing stay on the CPU, so this is the end-to-end rate;
+- ``--stack``: the whole system on the GPU host: an embedded redis-server, the manager with
+  ``gpu`` as its default device, a Celery worker with ``WORKER_DEVICE=gpu`` on ``pipelines.gpu``,
+  and a pipeline on the sample video started over TCP and read back with CONSUME_RESULT to its end
+  (detection totals compared with the CPU's, in the README's ``make run`` output).
 """
 
 import argparse
@@ -105,9 +109,52 @@ def _engine_fps(workers: int) -> tuple[int, float]:
     return pipeline.watchdog.frames_processed, pipeline.watchdog.frames_processed / elapsed
 
 
+def _stack_run(device: str = "gpu") -> list[str]:
+    """The sample video through manager + GPU Celery worker + Redis; every result read back."""
+    import collections
+
+    from services.client import ManagerClient
+    from tests.support.stack import running_stack
+    from tools.embedded_redis import running_redis
+    from tools.payloads import newer_init
+
+    with running_redis() as server, running_stack(server.url, devices=device) as stack:
+        stack.start_manager(MANAGER_DEFAULT_DEVICE=device)
+        stack.start_worker_with_env(device, f"pipelines.{device}", {"WORKER_DEVICE": device}, concurrency=1)
+        client = ManagerClient(port=stack.port, timeout=60, init_timeout=120)
+        started = time.perf_counter()
+        pipeline_id = client.initialise(newer_init(str(VIDEO), results_buffer_size=1000)).context.pipeline_id
+        assert pipeline_id is not None
+        counts: collections.Counter[str] = collections.Counter()
+        frames = 0
+        while True:
+            batch = client.consume(pipeline_id, max_entries=500)
+            for entry in batch.entries or []:
+                for output in entry.outputs:
+                    if output is not None:
+                        frames += 1
+                        counts.update(p["class"] for p in output["predictions"])
+            if not batch.entries:
+                status = client.status(pipeline_id).report
+                if status.pipeline_state in ("ENDED", "FAILED", "TERMINATED"):
+                    break
+                time.sleep(0.2)
+        elapsed = time.perf_counter() - started
+        report = client.status(pipeline_id).report
+        registration = stack.registration(f"{device}@test") or {}
+    totals = ", ".join(f"{count} {name}" for name, count in counts.most_common())
+    return [
+        f"- Whole stack on the GPU host (redis-server, manager, Celery worker `WORKER_DEVICE=gpu` on "
+        f"`pipelines.gpu`, worker registered with device `{registration.get('device')}`): pipeline "
+        f"{report.pipeline_state}, {frames} frames read back with CONSUME_RESULT in {elapsed:.1f} s from INIT "
+        f"(model load included), {report.inference_throughput:.1f} fps reported; detections: {totals}.",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--stack", action="store_true", help="also run the whole stack with a GPU worker")
     args = parser.parse_args()
 
     import onnxruntime as ort
@@ -140,6 +187,8 @@ def main() -> None:
     for workers, (count, fps) in engine.items():
         lines.append(f"| engine on the file, device=gpu, {workers} inference worker(s), no sink | {count} "
                      f"| {fps:.1f} |")
+    if args.stack:
+        lines += ["", *_stack_run()]
     text = "\n".join(lines) + "\n"
     args.output.write_text(text)
     print(text)
