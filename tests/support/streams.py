@@ -3,8 +3,9 @@
 ``http_live_stream`` runs ffmpeg as a one-client HTTP server of an endless MPEG-TS stream;
 ``rtsp_live_stream`` runs GStreamer's RTSP server (system Python, see ``rtsp_server.py``).
 Both yield the URL; use :class:`LiveStream` directly for a server whose ``stop()``/``start()``
-simulate a camera dropping and coming back on the same port. A missing ffmpeg or GStreamer is an
-error, never a skip.
+simulate a camera dropping and coming back on the same port. ``silent_camera`` yields the URL of a
+camera that accepts connections and never answers. A missing ffmpeg or GStreamer is an error,
+never a skip.
 """
 
 import shutil
@@ -139,3 +140,14 @@ def rtsp_live_stream(video_path: str | Path | None = None, port: int | None = No
     """The URL of a live RTSP camera (see :meth:`LiveStream.rtsp`)."""
     with LiveStream.rtsp(video_path, port) as stream:
         yield stream.url
+
+
+@contextmanager
+def silent_camera(scheme: str = "http") -> Iterator[str]:
+    """The URL of a camera that hangs: its port accepts TCP connections (the kernel completes them
+    from the listen backlog) but nothing ever answers, so opening it blocks for the whole open
+    timeout, as with a camera whose network is up and whose firmware is stuck."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        yield f"{scheme}://127.0.0.1:{listener.getsockname()[1]}/live"

@@ -17,7 +17,8 @@ terminated. A file that ends goes ENDED; a file that cannot be opened or decodes
 ERROR. ``terminate()`` works from every state: it sets the stop event (every sleep is an
 ``Event.wait``), closes the buffer (unblocking a producer waiting for room) and joins the thread
 for at most ``timeout``; TERMINATING -> ENDED. A thread still inside a blocking OpenCV call
-releases its capture when that call returns (bounded by the read timeout).
+releases its capture when that call returns (bounded by the open/read timeout) and reports nothing
+more: no error, no offline time, no reconnect attempt for a source that was terminated.
 
 Only the redacted reference ever reaches an event, a log line or the metadata.
 """
@@ -245,7 +246,7 @@ class VideoSource:
         while not self._stop.is_set():
             capture = self._open()
             if capture is None:
-                if not self._kind.is_live:
+                if not self._kind.is_live or self._stop.is_set():
                     return
                 self._wait_before_reconnect()
                 continue
@@ -258,7 +259,7 @@ class VideoSource:
                     VIDEO_CONSUMPTION_FINISHED, {"source_id": self.source_id}, context=CONTEXT_CONSUMER
                 )
                 self._transition(StreamState.ENDED)
-            if outcome is not _Outcome.LOST:
+            if outcome is not _Outcome.LOST or self._stop.is_set():
                 return
             self._go_offline(SourceReadError(f"video source {self._redacted} stopped delivering frames"))
             self._wait_before_reconnect()
@@ -267,6 +268,8 @@ class VideoSource:
         try:
             capture = self._opener(self._reference, self._options)
         except SourceConnectionError as exc:
+            if self._stop.is_set():  # terminated while OpenCV was opening: nothing to report any more
+                return None
             if self._kind.is_live:
                 self._go_offline(exc)
             else:

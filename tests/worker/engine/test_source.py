@@ -303,6 +303,27 @@ def test_terminate_while_opening_blocks(make_source: MakeSource) -> None:
     assert capture.released.wait(2)
 
 
+def test_a_blocked_open_that_fails_after_terminate_reports_nothing(make_source: MakeSource, recorder: Recorder) -> None:
+    """A camera that never answers: terminate returns while OpenCV is still opening. When the open
+    fails at last, the terminated source must not go offline, count a reconnect attempt or emit
+    anything (its last status would claim it is reconnecting)."""
+    gate = threading.Event()
+    opener = FakeOpener(refused(), gate=gate)
+    source = make_source(LIVE, opener=opener)
+    source.start()
+    time.sleep(0.05)
+    (decode_thread,) = [thread for thread in threading.enumerate() if thread.name == "source-0"]
+    terminate_quickly(source)
+    before = recorder.updates
+    gate.set()  # OpenCV's open fails now, after the terminate
+    decode_thread.join(2)
+    assert not decode_thread.is_alive()
+    assert [u.event_type for u in recorder.updates[len(before):]] == []
+    meta = source.metadata()
+    assert (meta["state"], meta["offline_since"], meta["reconnect_attempts"]) == ("ENDED", None, 0)
+    assert opener.calls == 1
+
+
 def test_terminate_while_running_releases_the_capture(make_source: MakeSource) -> None:
     capture = FakeCapture(grab_delay=0.005)
     source = make_source(LIVE, opener=FakeOpener(capture))
