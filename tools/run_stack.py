@@ -1,16 +1,21 @@
 """`make run`: the whole stack on the sample video, in the foreground.
 
-Starts Redis (an embedded redis-server unless ``REDIS_URL`` is set), the manager, one CPU worker,
-then starts a pipeline through the manager's TCP endpoint exactly as a reference client would
+Starts Redis (an embedded redis-server unless ``REDIS_URL`` is set), Flower, the manager, one CPU
+worker, then starts a pipeline through the manager's TCP endpoint exactly as a reference client would
 (the newer init generation with an inline object-detection workflow), and prints its detections
 as CONSUME_RESULT returns them, plus a status line every second. Ends when the video has been
 processed; Ctrl-C terminates the pipeline and stops everything cleanly.
+
+Flower gets the basic auth of ``FLOWER_BASIC_AUTH`` when set, else user ``vsim`` with a password
+made up for this run and printed with the addresses: it is the local operator's own stack, bound to
+loopback (``FLOWER_ADDRESS``), on ``FLOWER_PORT`` or a free port.
 """
 
 import argparse
 import collections
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -96,6 +101,20 @@ def _follow(client: ManagerClient, pipeline_id: str) -> collections.Counter[str]
             time.sleep(0.2)
 
 
+def _flower_env(env: dict[str, str]) -> tuple[dict[str, str], str]:
+    """Flower's environment and the line that tells the operator where it is and how to log in."""
+    address = env.get("FLOWER_ADDRESS") or "127.0.0.1"
+    port = env.get("FLOWER_PORT") or str(free_port())
+    flower = dict(env, FLOWER_REDIS_URL=env["WORKER_REDIS_URL"], FLOWER_ADDRESS=address, FLOWER_PORT=port)
+    if env.get("FLOWER_BASIC_AUTH"):
+        login = "basic auth from FLOWER_BASIC_AUTH"
+    else:
+        password = secrets.token_urlsafe(12)
+        flower["FLOWER_BASIC_AUTH"] = f"vsim:{password}"
+        login = f"user vsim, password {password}"
+    return flower, f"flower http://{address}:{port} ({login})"
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM stops the stack like Ctrl-C does
 
@@ -114,7 +133,11 @@ def main() -> None:
         port = free_port()
         env = dict(os.environ, MANAGER_REDIS_URL=redis_url, WORKER_REDIS_URL=redis_url,
                    STREAM_MANAGER_HOST="127.0.0.1", STREAM_MANAGER_PORT=str(port))
+        flower_env, flower_line = _flower_env(env)
         print(f"redis {redis_url} | manager 127.0.0.1:{port} | logs in {log_dir}/", file=sys.stderr)
+        print(flower_line, file=sys.stderr)
+        # Started first and stopped last, so it sees the worker come online and the pipeline's events.
+        flower = stack.enter_context(_process("flower", [PY, "-m", "services.worker.flower"], flower_env, log_dir))
         stack.enter_context(_process("manager", [PY, "-m", "services.manager"], env, log_dir))
         stack.enter_context(_process("worker", [PY, "-m", "services.worker", "--queues", "pipelines.cpu",
                                                 "--concurrency", "1", "--hostname", "run@%h"], env, log_dir))
@@ -123,6 +146,8 @@ def main() -> None:
                                                           confidence=0.4, model_id=args.model),
                                      time.monotonic() + 120)
         print(f"pipeline {pipeline_id} started on {args.video}", file=sys.stderr, flush=True)
+        if flower.poll() is not None:
+            print(f"flower exited with status {flower.returncode}; see {log_dir}/flower.log", file=sys.stderr)
         try:
             totals = _follow(client, pipeline_id)
         except KeyboardInterrupt:
