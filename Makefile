@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MODEL_ID ?= yolov3-tiny/coco-416
 VIDEO ?= data/media/vtest.avi
+DEVICE ?= cpu
 PYTEST_ARGS ?=
 SOAK ?= 600
 
@@ -27,7 +28,7 @@ data/models/$(MODEL_ID)/model.onnx: | $(STAMP)
 	$(PY) -m services.worker.models build-default --repository data/models
 
 run: setup
-	$(PY) -m tools.run_stack --video $(VIDEO) --model $(MODEL_ID)
+	$(PY) -m tools.run_stack --video $(VIDEO) --model $(MODEL_ID) --device $(DEVICE)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

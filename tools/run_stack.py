@@ -124,6 +124,8 @@ def main() -> None:
     parser.add_argument("--video", default="data/media/vtest.avi")
     parser.add_argument("--model", default="yolov3-tiny/coco-416")
     parser.add_argument("--max-fps", type=float, default=None)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "gpu", "jetson"),
+                        help="the worker's device (gpu/jetson need onnxruntime-gpu and CUDA on this host)")
     args = parser.parse_args()
     log_dir = Path("data/logs")
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -132,14 +134,20 @@ def main() -> None:
         redis_url = os.environ.get("REDIS_URL") or stack.enter_context(running_redis()).url
         port = free_port()
         env = dict(os.environ, MANAGER_REDIS_URL=redis_url, WORKER_REDIS_URL=redis_url,
-                   STREAM_MANAGER_HOST="127.0.0.1", STREAM_MANAGER_PORT=str(port))
+                   STREAM_MANAGER_HOST="127.0.0.1", STREAM_MANAGER_PORT=str(port),
+                   MANAGER_DEFAULT_DEVICE=args.device, WORKER_DEVICE=args.device)
+        api_port = free_port()
+        api_env = dict(env, STREAM_MANAGEMENT_API_HOST="127.0.0.1", STREAM_MANAGEMENT_API_PORT=str(api_port),
+                       API_MANAGER_HOST="127.0.0.1", API_MANAGER_PORT=str(port), API_REDIS_URL=redis_url)
         flower_env, flower_line = _flower_env(env)
         print(f"redis {redis_url} | manager 127.0.0.1:{port} | logs in {log_dir}/", file=sys.stderr)
+        print(f"api http://127.0.0.1:{api_port} (OpenAPI docs at /docs)", file=sys.stderr)
         print(flower_line, file=sys.stderr)
         # Started first and stopped last, so it sees the worker come online and the pipeline's events.
         flower = stack.enter_context(_process("flower", [PY, "-m", "services.worker.flower"], flower_env, log_dir))
         stack.enter_context(_process("manager", [PY, "-m", "services.manager"], env, log_dir))
-        stack.enter_context(_process("worker", [PY, "-m", "services.worker", "--queues", "pipelines.cpu",
+        stack.enter_context(_process("api", [PY, "-m", "services.api"], api_env, log_dir))
+        stack.enter_context(_process("worker", [PY, "-m", "services.worker", "--queues", f"pipelines.{args.device}",
                                                 "--concurrency", "1", "--hostname", "run@%h"], env, log_dir))
         client = ManagerClient("127.0.0.1", port)
         pipeline_id = _wait_for_init(client, newer_init(args.video, max_fps=args.max_fps, results_buffer_size=1000,
