@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Installs the system programs the project runs, from Debian's packages, when they are missing:
 # redis-server (embedded Redis for `make run` and the tests), ffmpeg (live HTTP test streams) and
-# GStreamer's RTSP server with the system Python's gi bindings (live RTSP test streams).
+# GStreamer's RTSP server with the system Python's gi bindings (live RTSP test streams),
+# Chromium with its WebDriver (the dashboard's browser tests drive it headless) and docker-compose
+# 1.29 (tests/deploy validates every compose file with it; no Docker engine needed).
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v ffmpeg >/dev/null || missing+=(ffmpeg)
 command -v dpkg-deb >/dev/null || missing+=(dpkg)
+[ -x /usr/bin/docker-compose ] || missing+=(docker-compose)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 if ! /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer" 2>/dev/null \
    || ! command -v gst-inspect-1.0 >/dev/null || ! gst-inspect-1.0 x264enc >/dev/null 2>&1; then
   missing+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
