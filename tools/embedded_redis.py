@@ -1,7 +1,9 @@
 """A redis-server child process on a free loopback port, for `make run` and the tests.
 
 Used when no Redis is configured: the stack and the test suite start their own, in a temporary
-directory, persisting nothing.
+directory, persisting nothing by default: a ``stop()``/``start()`` then comes back EMPTY, like a
+Redis that lost its data. ``persistent=True`` keeps an append-only file in that directory, fsynced
+on every write, so a restart (even after SIGKILL) comes back with everything it had.
 """
 
 import contextlib
@@ -30,6 +32,7 @@ class RedisServer:
     port: int
     directory: Path
     process: subprocess.Popen[bytes] | None = None
+    persistent: bool = False  # AOF in ``directory`` (appendfsync always): a restart keeps the data
 
     @property
     def url(self) -> str:
@@ -39,8 +42,9 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed; `make setup` installs Debian's redis-server")
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence,
              "--dir", str(self.directory), "--logfile", str(self.directory / "redis.log")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -65,9 +69,9 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def running_redis() -> Iterator[RedisServer]:
+def running_redis(persistent: bool = False) -> Iterator[RedisServer]:
     with tempfile.TemporaryDirectory(prefix="vsim-redis-") as tmp:
-        server = RedisServer(port=free_port(), directory=Path(tmp))
+        server = RedisServer(port=free_port(), directory=Path(tmp), persistent=persistent)
         server.start()
         try:
             yield server

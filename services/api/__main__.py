@@ -7,15 +7,9 @@ import uvicorn
 
 from services.api.app import create_app
 from services.api.settings import ApiSettings
+from services.core.logs import configure_logging
 
 logger = logging.getLogger("services.api")
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
 
 async def serve(settings: ApiSettings) -> None:
@@ -35,7 +29,7 @@ async def serve(settings: ApiSettings) -> None:
 
 def main() -> None:
     settings = ApiSettings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     asyncio.run(serve(settings))
 
 

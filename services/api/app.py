@@ -12,7 +12,9 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from services.api.dashboard import Dashboard
 from services.api.health import ReadinessProbe, health_router
+from services.api.metrics import ClusterMetrics, add_metrics_route
 from services.api.newer import newer_router
 from services.api.older import older_router
 from services.api.openapi import include_schemas
@@ -40,11 +42,15 @@ def create_app(settings: ApiSettings) -> FastAPI:
     client = AsyncManagerClient(settings.manager_host, settings.manager_port, timeout=settings.manager_timeout,
                                 init_timeout=settings.init_timeout, token=token)
     probe = ReadinessProbe(client, settings)
+    dashboard = Dashboard(client, settings)
+    metrics = ClusterMetrics(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         await probe.aclose()
+        await dashboard.aclose()
+        await metrics.aclose()
 
     app = FastAPI(title="Stream Management API", description=DESCRIPTION, version=_version(), lifespan=lifespan)
     if settings.cors_origins:
@@ -53,5 +59,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(older_router(client))
     app.include_router(newer_router(client))
     app.include_router(health_router(probe))
+    add_metrics_route(app, metrics)
+    app.include_router(dashboard.router())
     include_schemas(app, [OlderInitialisePayload, NewerInitialisePayload, InitialiseWebRTCPayload])
     return app

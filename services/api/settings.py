@@ -11,6 +11,8 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from services.core.logs import LogFormat
+
 
 class ApiSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="API_", extra="ignore", populate_by_name=True)
@@ -35,6 +37,8 @@ class ApiSettings(BaseSettings):
     # Browser origins allowed to call the API (CORS); none by default.
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     log_level: str = "INFO"
+    # "text" or "json" (one object per line); VSIM_LOG_FORMAT sets every service's at once.
+    log_format: LogFormat = Field(default="text", validation_alias=AliasChoices("API_LOG_FORMAT", "VSIM_LOG_FORMAT"))
 
     @field_validator("cors_origins", mode="before")
     @classmethod

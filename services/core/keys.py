@@ -29,8 +29,9 @@ def pipeline_record(pipeline_id: str) -> str:
 def pipeline_spec(pipeline_id: str) -> str:
     """STRING: the compiled PipelineSpec JSON with its secrets (api_key), used to (re)dispatch.
 
-    Written by the manager at init; read by the manager when it dispatches. Never returned to a
-    client. Same lifetime as the record.
+    Written by the manager at init; read by the manager when it dispatches, and by the API's
+    /metrics only inside Redis (a Lua script takes ``results_buffer_size`` out). Never returned to
+    a client. Same lifetime as the record.
     """
     return f"{PREFIX}:pipeline:{pipeline_id}:spec"
 
@@ -39,7 +40,8 @@ def pipeline_report(pipeline_id: str) -> str:
     """STRING: the latest status report JSON of the pipeline, credentials already redacted.
 
     Written by the owning task on every heartbeat (and a last time when it ends); read by status
-    when the task cannot answer (ended, or between owners). Same lifetime as the record.
+    when the task cannot answer (ended, or between owners), and by the API's /metrics (its
+    ``metrics`` section, ``services.core.metrics``). Same lifetime as the record.
     """
     return f"{PREFIX}:pipeline:{pipeline_id}:report"
 
@@ -88,6 +90,20 @@ def results_dropped(pipeline_id: str) -> str:
     Incremented by the owning task; read by status and CONSUME_RESULT. Same lifetime as the record.
     """
     return f"{PREFIX}:pipeline:{pipeline_id}:results:dropped"
+
+
+def pipeline_preview(pipeline_id: str) -> str:
+    """STRING: the pipeline's latest annotated frame (boxes and labels drawn), as JPEG bytes.
+
+    Written by the owning task at most once per ``WORKER_PREVIEW_INTERVAL`` (a fenced SET with EX
+    ``PREVIEW_TTL``, so a stopped pipeline's preview disappears by itself); read by the HTTP API's
+    ``/inference_pipelines/{id}/preview.jpg`` and the dashboard. Not in ``pipeline_keys``: it
+    expires on its own.
+    """
+    return f"{PREFIX}:pipeline:{pipeline_id}:preview"
+
+
+PREVIEW_TTL = 10  # seconds
 
 
 def reply_list(request_id: str) -> str:

@@ -4,17 +4,11 @@ import asyncio
 import logging
 import signal
 
+from services.core.logs import configure_logging
 from services.manager.service import ManagerService
 from services.manager.settings import ManagerSettings
 
 logger = logging.getLogger("services.manager")
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
 
 async def serve(settings: ManagerSettings) -> None:
@@ -33,7 +27,7 @@ async def serve(settings: ManagerSettings) -> None:
 
 def main() -> None:
     settings = ManagerSettings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     asyncio.run(serve(settings))
 
 

@@ -1,19 +1,22 @@
 """Sends pipeline tasks to the device queues, and finds which queues have a live worker.
 
 The Celery app exists only to ``send_task`` by name (``services.core.tasks``), so the manager never
-imports worker code. Publishing is blocking I/O, so it runs in a thread.
+imports worker code. Publishing is blocking I/O, so it runs in a thread. The task's ``kwargsrepr`` —
+what task events, ``inspect active`` and so Flower show instead of the kwargs — is redacted: the
+spec holds the api_key and video references that may carry ``user:password@`` or secret query values.
 """
 
 import asyncio
-import json
 import logging
 from typing import Any, Protocol
 
 from celery import Celery
+from celery.utils.saferepr import saferepr
 from redis.asyncio import Redis
 
-from services.core import keys
+from services.core.redaction import REDACTED, redact_reference, redact_text
 from services.core.tasks import RUN_PIPELINE, celery_config, queue_for
+from services.manager.admission import read_registrations
 
 logger = logging.getLogger(__name__)
 
@@ -34,28 +37,32 @@ class CeleryDispatcher:
                        device: str) -> None:
         kwargs = {"pipeline_id": pipeline_id, "epoch": epoch, "spec": spec, "reply_to": reply_to}
         queue = queue_for(device)
-        await asyncio.to_thread(self._app.send_task, RUN_PIPELINE, kwargs=kwargs, queue=queue)
+        await asyncio.to_thread(self._app.send_task, RUN_PIPELINE, kwargs=kwargs, queue=queue,
+                                kwargsrepr=redacted_kwargs_repr(kwargs))
         logger.info("dispatched pipeline %s epoch %d to %s", pipeline_id, epoch, queue)
 
     def close(self) -> None:
         self._app.close()
 
 
+def redacted_kwargs_repr(kwargs: dict[str, Any]) -> str:
+    """The task kwargs as Celery would show them (``saferepr``, 1024 characters), without credentials.
+
+    The spec's api_key and video references are replaced field by field; the whole text then goes
+    through ``redact_text`` with the api_key as a known secret, so a credential in any other field
+    is removed too.
+    """
+    spec = dict(kwargs.get("spec") or {})
+    api_key = spec.get("api_key")
+    if api_key is not None:
+        spec["api_key"] = REDACTED
+    references = spec.get("video_references")
+    if isinstance(references, list):
+        spec["video_references"] = [redact_reference(ref) if isinstance(ref, str | int) else ref for ref in references]
+    secrets = (api_key,) if isinstance(api_key, str) else ()
+    return redact_text(saferepr({**kwargs, "spec": spec}, 1024), secrets)
+
+
 async def live_queues(redis: Redis) -> set[str]:
     """Every queue named by a live worker registration (unreadable registrations are skipped)."""
-    queues: set[str] = set()
-    async for key in redis.scan_iter(match=keys.worker_registration_pattern(), count=100):
-        raw = await redis.get(key)
-        queues.update(_queues_of(raw))
-    return queues
-
-
-def _queues_of(raw: bytes | str | None) -> list[str]:
-    if raw is None:  # expired between SCAN and GET
-        return []
-    try:
-        registration = json.loads(raw)
-        queues = registration.get("queues", []) if isinstance(registration, dict) else []
-    except ValueError:
-        return []
-    return [queue for queue in queues if isinstance(queue, str)]
+    return {queue for registration in await read_registrations(redis) for queue in registration.queues}

@@ -38,9 +38,10 @@ from services.core.messages import (
 from services.core.plan import PipelineSpec, WorkflowResolver, compile_init
 from services.core.records import DesiredState, PipelineRecord, PipelineState
 from services.core.tasks import queue_for
+from services.manager.admission import AdmissionPolicy, admit, read_registrations
 from services.manager.control import Controller, NoListenerError, wait_reply
 from services.manager.cursor import ResultEntry, ResultsCursor
-from services.manager.dispatch import Dispatcher, live_queues
+from services.manager.dispatch import Dispatcher
 from services.manager.settings import ManagerSettings
 from services.manager.store import PipelineStore
 
@@ -131,9 +132,10 @@ class Handlers:
         return device
 
     async def _require_worker(self, queue: str) -> None:
-        if queue not in await live_queues(self._s.redis):
-            raise OperationError(f"no worker serves queue {queue}",
-                                 "No worker is available for the requested device.")
+        """Refuses, before anything is written, an INIT that no live worker of ``queue`` has room for."""
+        policy = AdmissionPolicy(pipeline_ram_estimate_mb=self._settings.pipeline_ram_estimate_mb,
+                                 min_free_ram_mb=self._settings.min_free_ram_mb)
+        admit(queue, await read_registrations(self._s.redis), policy)
 
     async def _start(self, record: PipelineRecord, payload: dict[str, Any], request_id: str) -> dict[str, Any]:
         """The task's init reply, or a failure when none comes within ``init_timeout``."""

@@ -14,9 +14,20 @@ task still running the old epoch: its every write, results included, is refused 
 sets it PENDING and schedules a re-dispatch: at once after a first crash or a shutdown
 hand-off, then after an exponential backoff for a pipeline that keeps crashing. The schedule
 lives in the record (``restart_at``), so a manager restart still carries it out. The due
-re-dispatch is sent only when a live worker serves the pipeline's device queue; until then the
-pipeline waits, PENDING, with the reason in ``last_error``. After ``max_restarts`` crashes, or
+re-dispatch is sent only when a live worker of the pipeline's device queue has room for it (the
+same admission as an INIT: a free slot, RAM); until then the pipeline waits, PENDING, with the
+reason in ``last_error``. After ``max_restarts`` crashes, or
 when termination was requested, it is retired as FAILED / TERMINATED instead.
+
+Redis outages: while Redis is unreachable no task can refresh its heartbeat, and the keys may
+expire meanwhile (a Redis restarted with its data drops those whose TTL passed while it was down).
+A missing heartbeat then says nothing about the task, so after a sweep failed on a Redis error the
+missing-heartbeat timers start again, and only ``outage_grace`` after the first sweep that reaches
+Redis again: every task still running has ticked by then (within about 2 s of reconnecting). A
+short outage therefore never restarts a pipeline; a task that died during one is declared lost
+within ``outage_grace + heartbeat_grace + reaper_interval`` (7 s by default) of Redis coming back.
+An outage shorter than ``reaper_interval`` that no sweep saw needs no such care: it is shorter
+than the heartbeat's TTL.
 """
 
 import asyncio
@@ -29,9 +40,11 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.core import keys
+from services.core.errors import OperationError
 from services.core.records import WORKER_SHUTDOWN, DesiredState, PipelineRecord, PipelineState
 from services.core.tasks import queue_for
-from services.manager.dispatch import Dispatcher, live_queues
+from services.manager.admission import AdmissionPolicy, WorkerRegistration, admit, read_registrations
+from services.manager.dispatch import Dispatcher
 from services.manager.settings import ManagerSettings
 from services.manager.store import LiveRecord, PipelineStore
 
@@ -86,13 +99,13 @@ class Reaper:
                         self._settings.outage_grace)
         seen = {item.record.pipeline_id for item in live}
         self._missing_since = {pid: t for pid, t in self._missing_since.items() if pid in seen}
-        queues: set[str] | None = None  # read once per sweep, only when a re-dispatch is due
+        workers: list[WorkerRegistration] | None = None  # read once per sweep, only when a re-dispatch is due
         for item in live:
             record = item.record
             if record.state is PipelineState.PENDING and 0 < record.restart_at <= time.time():
-                if queues is None:
-                    queues = await live_queues(self._redis)
-                await self._redispatch(record, queues)
+                if workers is None:
+                    workers = await read_registrations(self._redis)
+                await self._redispatch(record, workers)
             else:
                 await self._inspect(item)
 
@@ -151,10 +164,14 @@ class Reaper:
                                     only_in_state=record.state):
             logger.warning("pipeline %s %s: %s", record.pipeline_id, state.value, reason)
 
-    async def _redispatch(self, record: PipelineRecord, queues: set[str]) -> None:
+    async def _redispatch(self, record: PipelineRecord, workers: list[WorkerRegistration]) -> None:
         queue = queue_for(record.device)
-        if queue not in queues:
-            return  # waits, PENDING, until a worker serves the queue (or a terminate)
+        policy = AdmissionPolicy(pipeline_ram_estimate_mb=self._settings.pipeline_ram_estimate_mb,
+                                 min_free_ram_mb=self._settings.min_free_ram_mb)
+        try:
+            admit(queue, workers, policy)  # the same admission as an INIT's
+        except OperationError:
+            return  # waits, PENDING, until a worker of the queue has room (or a terminate)
         spec = await self._store.spec(record.pipeline_id)
         if spec is None:
             await self._retire_lost(record, PipelineState.FAILED, "cannot restart: the pipeline's spec is gone")

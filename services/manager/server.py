@@ -31,6 +31,7 @@ from services.core.messages import (
     success_envelope,
 )
 from services.manager.handlers import Handlers, Reply
+from services.manager.metrics import INVALID, ManagerMetrics
 from services.manager.settings import ManagerSettings
 
 logger = logging.getLogger(__name__)
@@ -39,9 +40,10 @@ READ_SIZE = 64 * 1024
 
 
 class StreamManagerServer:
-    def __init__(self, settings: ManagerSettings, handlers: Handlers) -> None:
+    def __init__(self, settings: ManagerSettings, handlers: Handlers, metrics: ManagerMetrics | None = None) -> None:
         self._settings = settings
         self._handlers = handlers
+        self._metrics = metrics or ManagerMetrics()
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
@@ -72,6 +74,7 @@ class StreamManagerServer:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
+        self._metrics.connected()
         try:
             await self._converse(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -81,6 +84,7 @@ class StreamManagerServer:
         except Exception:
             logger.exception("connection failed unexpectedly")
         finally:
+            self._metrics.disconnected()
             self._connections.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
@@ -102,6 +106,7 @@ class StreamManagerServer:
             try:
                 frames = decoder.feed(data)
             except FrameTooLargeError as exc:
+                self._metrics.answered(INVALID, exc.error_type, 0.0)
                 await _send(writer, failure_envelope(new_request_id(), exc, None))
                 return
             for body in frames:
@@ -112,14 +117,21 @@ class StreamManagerServer:
         request_id = new_request_id()
         started = time.perf_counter()
         request: Request | None = None
+        self._metrics.request_started()
         try:
             request = parse_request(body)
             async with asyncio.timeout(self._timeout_for(request)):
                 reply = await self._handlers.handle(request, request_id)
         except Exception as exc:
             reply = _failure(exc, request)
-        logger.info("%s %s -> %s in %.1f ms", getattr(request, "type", "invalid"), reply.pipeline_id or "-",
-                    reply.response.get("error_type", "success"), (time.perf_counter() - started) * 1e3)
+        finally:
+            self._metrics.request_finished()
+        elapsed = time.perf_counter() - started
+        request_type = getattr(request, "type", INVALID)
+        error_type = None if reply.response.get("status") == "success" else str(reply.response.get("error_type"))
+        self._metrics.answered(request_type, error_type, elapsed)
+        logger.info("%s %s -> %s in %.1f ms", request_type, reply.pipeline_id or "-", error_type or "success",
+                    elapsed * 1e3, extra={"pipeline_id": reply.pipeline_id})
         return _envelope(request_id, reply)
 
     def _timeout_for(self, request: Request) -> float:

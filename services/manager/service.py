@@ -4,11 +4,15 @@ import asyncio
 import logging
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from services.manager.control import Controller
 from services.manager.cursor import ResultsCursor
 from services.manager.dispatch import CeleryDispatcher, Dispatcher
 from services.manager.handlers import Handlers, Services
+from services.manager.metrics import ManagerMetrics, MetricsEndpoint, serve_metrics
 from services.manager.reaper import Reaper
 from services.manager.server import StreamManagerServer
 from services.manager.settings import ManagerSettings
@@ -20,10 +24,28 @@ logger = logging.getLogger(__name__)
 STOP_GRACE = 2.0  # seconds a background task gets to finish when the manager stops
 
 
+def redis_client(settings: ManagerSettings) -> Redis:
+    """The manager's one Redis client, bounded so a request during an outage is answered, not hung.
+
+    Every call is bounded by the socket and connect timeouts. A connection error is retried at most
+    twice within 0.3 s (a pooled connection broken by a Redis restart is replaced transparently; a
+    stopped Redis is reported after ≈ 0.3 s, measured). A timeout is not retried: with redis-py's
+    default, which retries it too, a hung Redis (SIGSTOP) cost several socket timeouts per call and
+    the reply was the handler's "the request timed out" after 10 s, at the client's own deadline;
+    now it is "Redis is unavailable: TimeoutError ..." after one socket timeout (5 s, measured).
+    """
+    return Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_socket_timeout,
+        socket_connect_timeout=settings.redis_connect_timeout,
+        retry=Retry(ExponentialBackoff(cap=0.25, base=0.05), retries=2, supported_errors=(RedisConnectionError,)),
+    )
+
+
 class ManagerService:
     def __init__(self, settings: ManagerSettings, dispatcher: Dispatcher | None = None) -> None:
         self.settings = settings
-        self._redis = Redis.from_url(settings.redis_url)
+        self._redis = redis_client(settings)
         self._celery: CeleryDispatcher | None = None
         if dispatcher is None:
             dispatcher = self._celery = CeleryDispatcher(settings.redis_url)
@@ -36,7 +58,9 @@ class ManagerService:
             dispatcher=dispatcher,
             resolve_workflow=WorkflowDirectory(settings.workflows_directory),
         )
-        self.server = StreamManagerServer(settings, Handlers(settings, services))
+        self.metrics = ManagerMetrics()
+        self.metrics_endpoint: MetricsEndpoint | None = None  # started with the server when a port is set
+        self.server = StreamManagerServer(settings, Handlers(settings, services), self.metrics)
         self.reaper = Reaper(settings, store, dispatcher, self._redis)
         self._reaper_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -47,6 +71,8 @@ class ManagerService:
 
     async def start(self) -> None:
         await self.server.start()
+        if self.settings.metrics_port is not None:
+            self.metrics_endpoint = serve_metrics(self.metrics, self.settings.metrics_host, self.settings.metrics_port)
         self._stopping.clear()
         self._reaper_task = asyncio.create_task(self.reaper.run(self._stopping), name="reaper")
 
@@ -56,6 +82,9 @@ class ManagerService:
             await asyncio.wait([self._reaper_task], timeout=STOP_GRACE)
             self._reaper_task = None
         await self.server.close()
+        if self.metrics_endpoint is not None:
+            await asyncio.to_thread(self.metrics_endpoint.close)
+            self.metrics_endpoint = None
         await self._redis.aclose()
         if self._celery is not None:
             await asyncio.to_thread(self._celery.close)

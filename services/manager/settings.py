@@ -10,17 +10,25 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from services.core.logs import LogFormat
 from services.core.tasks import DEFAULT_DEVICES
 
 
 class ManagerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MANAGER_", extra="ignore")
+    # validate_by_name: code (tests) may pass host=/port=; the environment is read only through the
+    # aliases below, never through bare HOST / PORT variables that containers often set for others.
+    model_config = SettingsConfigDict(env_prefix="MANAGER_", extra="ignore", validate_by_name=True)
 
-    host: str = Field(default="127.0.0.1", validation_alias=AliasChoices("STREAM_MANAGER_HOST", "host"))
+    host: str = Field(default="127.0.0.1", validation_alias=AliasChoices("STREAM_MANAGER_HOST", "MANAGER_HOST"))
     # 0 binds a free port (tests); the bound one is logged and exposed by the server.
     port: int = Field(default=7070, ge=0, le=65535,
-                      validation_alias=AliasChoices("STREAM_MANAGER_PORT", "port"))
+                      validation_alias=AliasChoices("STREAM_MANAGER_PORT", "MANAGER_PORT"))
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Bounds on every Redis call, so a request during a Redis outage is answered "Redis is
+    # unavailable" within seconds, never hangs. Blocking waits (a task's reply) are cut into BLPOPs
+    # shorter than the socket timeout (services.manager.control.wait_reply).
+    redis_socket_timeout: float = Field(default=5.0, gt=0)
+    redis_connect_timeout: float = Field(default=2.0, gt=0)
     max_frame_size: int = Field(default=1024 * 1024, ge=1)
     # The reference closes after one request (5 s socket timeout); we keep a connection for
     # several requests and close it once it has been idle this long.
@@ -40,8 +48,15 @@ class ManagerSettings(BaseSettings):
     # A running pipeline is lost when its heartbeat key (TTL WORKER_HEARTBEAT_TTL, 3 s, refreshed
     # every second) has been missing this long: detection within TTL + grace + reaper_interval.
     heartbeat_grace: float = Field(default=1.0, ge=0)
-    # A lost pipeline is re-dispatched after initial * 2^crashes seconds (at most max); after
-    # max_restarts crashes it is FAILED. A worker shutdown hand-off is immediate and not counted.
+    # After the reaper could not reach Redis, heartbeats get this long from its first successful
+    # sweep before heartbeat_grace starts counting: tasks could not beat during the outage (the keys
+    # may have expired meanwhile) and need a tick after they reconnect (their client's retry backoff,
+    # at most about 1 s, plus the 1 s tick). A task that really died during an outage is therefore
+    # declared lost within outage_grace + heartbeat_grace + reaper_interval of Redis coming back.
+    outage_grace: float = Field(default=5.0, ge=0)
+    # A lost pipeline is re-dispatched at once after its first crash, then after initial * 2^(n-1)
+    # seconds for its n-th (at most max); after max_restarts crashes it is FAILED. A worker
+    # shutdown hand-off is immediate and not counted as a crash.
     max_restarts: int = Field(default=5, ge=0)
     restart_backoff_initial: float = Field(default=1.0, ge=0)
     restart_backoff_max: float = Field(default=30.0, ge=0)
@@ -51,9 +66,23 @@ class ManagerSettings(BaseSettings):
     # pipeline measured about 290 MB RSS).
     min_free_ram_mb: int = Field(default=256, ge=0)
     pipeline_ram_estimate_mb: int = Field(default=512, ge=0)
+    # Prometheus metrics of the control plane (services.manager.metrics) on http://HOST:PORT/metrics.
+    # Unset: not served (0 binds a free port, logged). Loopback by default, like the TCP endpoint.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
     # Optional shared token: when set, every request must carry it in its "token" field.
     auth_token: SecretStr | None = None
     log_level: str = "INFO"
+    # "text" or "json" (one object per line); VSIM_LOG_FORMAT sets every service's at once.
+    log_format: LogFormat = Field(default="text",
+                                  validation_alias=AliasChoices("MANAGER_LOG_FORMAT", "VSIM_LOG_FORMAT"))
+
+    @field_validator("auth_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # Compose files pass MANAGER_AUTH_TOKEN="" when no token is configured: that means "no auth",
+        # not "the empty token" (which would refuse every client that sends one).
+        return None if value == "" else value
 
     @field_validator("devices", mode="before")
     @classmethod

@@ -27,11 +27,13 @@ def _arguments(settings: WorkerSettings) -> argparse.Namespace:
 def main() -> None:
     settings = WorkerSettings()
     args = _arguments(settings)
-    configure_logging(args.loglevel.upper())
+    configure_logging(args.loglevel.upper(), settings.log_format)
     # The task processes size their inference threads by the concurrency actually used.
     settings = settings.model_copy(update={"concurrency": args.concurrency})
     app = create_app(settings)
-    argv = ["worker", "--pool", "prefork", "--concurrency", str(args.concurrency),
+    # JSON logs: no banner, which Celery prints as text.
+    quiet = ["--quiet"] if settings.log_format == "json" else []
+    argv = [*quiet, "worker", "--pool", "prefork", "--concurrency", str(args.concurrency),
             "--queues", args.queues, "--loglevel", args.loglevel]
     if args.hostname:
         argv += ["--hostname", args.hostname]

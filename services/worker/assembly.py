@@ -23,7 +23,7 @@ from services.core.redaction import redact_reference, redact_text
 from services.worker.detection.detector import DetectionParams, Detector
 from services.worker.engine.capture import SourceKind, classify
 from services.worker.engine.events import StatusUpdate
-from services.worker.engine.pipeline import InferencePipeline, PipelineConfig
+from services.worker.engine.pipeline import InferencePipeline, PipelineConfig, RoundObserver
 from services.worker.engine.reconnect import BackoffPolicy
 from services.worker.engine.sinks import ResultSink
 from services.worker.engine.sinks.redis_stream import Fence, RedisStreamSink
@@ -31,6 +31,7 @@ from services.worker.engine.sinks.udp import UdpSink
 from services.worker.engine.source import SourceConfig
 from services.worker.models.errors import InferenceDeviceError, InvalidModelError, ModelNotFoundError
 from services.worker.models.repository import ModelRepository
+from services.worker.preview import PreviewPublisher
 from services.worker.settings import WorkerSettings
 
 StatusHandler = Callable[[StatusUpdate], None]
@@ -53,7 +54,8 @@ def build_pipeline(
         config = _pipeline_config(spec, settings)
         detector = _detector(spec, settings)
         sinks = _sinks(spec, pipeline_id, client, on_update, fence)
-        return InferencePipeline(config, detector, sinks, on_update=on_update)
+        observers = _observers(pipeline_id, client, settings, fence)
+        return InferencePipeline(config, detector, sinks, on_update=on_update, observers=observers)
     except Exception as exc:
         raise as_stream_manager_error(exc, secrets_of(spec)) from exc
 
@@ -124,6 +126,14 @@ def _sinks(
     if spec.udp_sink is not None:
         sinks.append(UdpSink(spec.udp_sink.host, spec.udp_sink.port, on_update))
     return sinks
+
+
+def _observers(pipeline_id: str, client: redis.Redis, settings: WorkerSettings,
+               fence: Fence | None) -> list[RoundObserver]:
+    """The dashboard's preview publisher: for a task (fenced by its ownership), unless disabled."""
+    if fence is None or settings.preview_interval <= 0:
+        return []
+    return [PreviewPublisher(client, pipeline_id, fence.epoch, fence.owner, settings.preview_interval)]
 
 
 def secrets_of(spec: PipelineSpec) -> tuple[str, ...]:

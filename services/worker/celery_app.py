@@ -13,6 +13,8 @@ from typing import Any
 
 from celery import Celery, signals
 
+from services.core import logs
+from services.core.logs import LogFormat
 from services.core.tasks import RUN_PIPELINE, celery_config, queue_for
 from services.worker import shutdown
 from services.worker.registration import Registration, WorkerIdentity
@@ -21,7 +23,8 @@ from services.worker.tasks import redis_client, register_tasks
 
 log = logging.getLogger(__name__)
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
+# The text format; a pipeline's process tags its lines with "[<pipeline_id>] " (services.core.logs).
+LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(pipeline_tag)s%(name)s: %(message)s"
 
 
 def create_app(settings: WorkerSettings) -> Celery:
@@ -32,9 +35,9 @@ def create_app(settings: WorkerSettings) -> Celery:
     return app
 
 
-def configure_logging(level: str | int = logging.INFO) -> None:
+def configure_logging(level: str | int = logging.INFO, log_format: LogFormat = "text") -> None:
     """The worker's one logging configuration (Celery is told not to touch the root logger)."""
-    logging.basicConfig(level=level, format=LOG_FORMAT)
+    logs.configure_logging(level, log_format, LOG_FORMAT)
 
 
 def _connect_hooks(app: Celery, settings: WorkerSettings) -> None:
@@ -59,7 +62,14 @@ def _connect_hooks(app: Celery, settings: WorkerSettings) -> None:
     signals.worker_shutting_down.connect(
         shutdown.on_worker_shutting_down, weak=False, dispatch_uid="vsim-worker-shutting-down"
     )
-    signals.setup_logging.connect(_setup_logging, weak=False, dispatch_uid="vsim-worker-logging")
+
+    def setup_logging(loglevel: Any = None, **kwargs: Any) -> None:
+        """Celery's ``setup_logging``: connecting it stops Celery from configuring logging its own way."""
+        configure_logging(loglevel or logging.INFO, settings.log_format)
+
+    signals.setup_logging.connect(setup_logging, weak=False, dispatch_uid="vsim-worker-logging")
+    signals.task_prerun.connect(_bind_pipeline_logs, weak=False, dispatch_uid="vsim-worker-bind-logs")
+    signals.task_postrun.connect(_unbind_pipeline_logs, weak=False, dispatch_uid="vsim-worker-unbind-logs")
 
 
 def _identity(consumer: Any, settings: WorkerSettings) -> WorkerIdentity:
@@ -94,9 +104,20 @@ def _pipeline_pids() -> set[int]:
     raise RuntimeError("Celery's active requests kept changing while read")
 
 
-def _setup_logging(loglevel: Any = None, **kwargs: Any) -> None:
-    """Celery's ``setup_logging``: connecting it stops Celery from configuring logging its own way."""
-    configure_logging(loglevel or logging.INFO)
+def _bind_pipeline_logs(task: Any = None, args: Any = None, kwargs: Any = None, **_: Any) -> None:
+    """Tags every log line of the pool process with the pipeline it runs, from before the task's
+    first line to after Celery's "succeeded" line (``task_postrun`` comes after it); the process
+    runs this one task (``worker_max_tasks_per_child=1``), on many threads."""
+    if getattr(task, "name", None) != RUN_PIPELINE:
+        return
+    pipeline_id = (kwargs or {}).get("pipeline_id") or (args[0] if args else None)
+    if isinstance(pipeline_id, str):
+        logs.bind_pipeline(pipeline_id)
+
+
+def _unbind_pipeline_logs(task: Any = None, **_: Any) -> None:
+    if getattr(task, "name", None) == RUN_PIPELINE:
+        logs.unbind_pipeline()
 
 
 def __getattr__(name: str) -> Celery:

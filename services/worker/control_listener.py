@@ -4,7 +4,12 @@ Each message is a ``ControlCommand``; garbage and commands for another epoch are
 handler's ``response`` goes back as a ``ControlReply`` on ``keys.reply_list(request_id)``. Pub/sub
 loses what is published while the listener reconnects, so after every (re)subscription it calls
 ``on_subscribed``, which reconciles the pipeline with the desired state in the record (the manager
-writes that before it publishes): a lost message is only a late one.
+writes that before it publishes): a lost message is only a late one. That includes redis-py's own
+transparent reconnects, which resubscribe by themselves: their confirmation is the signal.
+
+Reconnect attempts back off from ``BACKOFF_INITIAL`` to ``BACKOFF_MAX`` (1 s, so commands reach the
+task within about a second of Redis coming back) and start again from the bottom after every
+successful subscription.
 """
 
 import logging
@@ -26,7 +31,7 @@ Handler = Callable[[Command], dict[str, Any]]
 
 POLL = 0.2  # how often the thread looks at its stop flag while no message comes (seconds)
 BACKOFF_INITIAL = 0.1
-BACKOFF_MAX = 5.0
+BACKOFF_MAX = 1.0
 
 
 class ControlListener:
@@ -46,6 +51,7 @@ class ControlListener:
         self._channel = keys.pipeline_control_channel(pipeline_id)
         self._stop = threading.Event()
         self.subscribed = threading.Event()  # set once the first subscription is confirmed
+        self._delay = BACKOFF_INITIAL
         self._thread = threading.Thread(target=self._run, name=f"control-{pipeline_id}", daemon=True)
 
     def start(self) -> None:
@@ -57,17 +63,17 @@ class ControlListener:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        delay = BACKOFF_INITIAL
+        self._delay = BACKOFF_INITIAL
         while not self._stop.is_set():
             try:
                 self._session()
                 return
             except redis.RedisError as exc:
                 log.warning("pipeline %s: control channel lost (%s), reconnecting in %.1fs",
-                            self._pipeline_id, type(exc).__name__, delay)
-            if self._stop.wait(delay):
+                            self._pipeline_id, type(exc).__name__, self._delay)
+            if self._stop.wait(self._delay):
                 return
-            delay = min(delay * 2, BACKOFF_MAX)
+            self._delay = min(self._delay * 2, BACKOFF_MAX)
 
     def _session(self) -> None:
         """Subscribe, reconcile, then serve messages until stopped; raises redis errors."""
@@ -76,10 +82,16 @@ class ControlListener:
             self._await_confirmation(pubsub)
             self._on_subscribed()
             self.subscribed.set()
+            self._delay = BACKOFF_INITIAL
             while not self._stop.is_set():
                 message = pubsub.get_message(timeout=POLL)
-                if message is not None and message["type"] == "message":
+                if message is None:
+                    continue
+                if message["type"] == "message":
                     self._serve(message["data"])
+                elif message["type"] == "subscribe":  # redis-py reconnected and resubscribed by itself
+                    log.info("pipeline %s: control channel resubscribed", self._pipeline_id)
+                    self._on_subscribed()
 
     def _await_confirmation(self, pubsub: Any) -> None:
         while not self._stop.is_set():

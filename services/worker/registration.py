@@ -1,15 +1,21 @@
-"""The worker's registration: a key with a short TTL that tells the manager a queue has a live worker.
+"""The worker's registration: a key with a short TTL that tells the manager a queue has a live worker, and its room.
 
 A daemon thread in the worker's main process refreshes ``keys.worker_registration(hostname)``
 every second (``SET ... EX 5``); the key is deleted on a clean shutdown and expires after a crash.
 Redis errors are logged once per outage and retried on the next beat.
+
+Besides the queues, the key carries what the manager's admission control needs
+(``services.manager.admission``): the slots and how many are busy, the host's RAM, the RAM the
+running pipelines use (RSS of the pool processes running one, their own children included), the
+largest single pipeline seen since the worker started, and the worker's optional RAM budget. A
+busy slot is a pool process that is running a pipeline task, so a slot counts as free again as
+soon as its process is gone, whatever Celery's bookkeeping says.
 """
 
 import json
 import logging
-import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +28,7 @@ log = logging.getLogger(__name__)
 
 PERIOD = 1.0  # seconds
 TTL = 5  # seconds
+MIB = 2**20
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +37,53 @@ class WorkerIdentity:
     queues: tuple[str, ...]
     concurrency: int
     device: str
+    max_ram_mb: int | None = None  # RAM budget of all its pipelines together (WORKER_MAX_RAM_MB)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineUsage:
+    """What the processes running pipelines use at one instant."""
+
+    busy: int  # pool processes running a pipeline
+    ram_mb: int  # their RSS together
+    largest_mb: int  # the RSS of the largest one (0 when none runs)
+
+
+def measure(pipeline_pids: Collection[int], worker: psutil.Process) -> PipelineUsage:
+    """The usage of the pipelines running in ``pipeline_pids`` that are still ``worker``'s processes.
+
+    A pid counts only while it is a live child of the worker (or the worker itself: the solo pool
+    runs its one task in the main process), so a pool process that died is never a busy slot.
+    RSS counts the pages a child still shares with the worker it was forked from in every child
+    again: an overestimate, on the safe side for admission.
+    """
+    processes = {child.pid: child for child in _children(worker)}
+    processes[worker.pid] = worker
+    sizes = [size for pid in set(pipeline_pids) if pid in processes
+             if (size := _rss_with_children(processes[pid])) is not None]
+    return PipelineUsage(busy=len(sizes), ram_mb=sum(sizes) // MIB, largest_mb=max(sizes, default=0) // MIB)
+
+
+def _children(process: psutil.Process) -> list[psutil.Process]:
+    try:
+        return list(process.children())
+    except psutil.Error:
+        return []
+
+
+def _rss_with_children(process: psutil.Process) -> int | None:
+    """RSS in bytes of ``process`` and its descendants; None when it has exited."""
+    try:
+        total = int(process.memory_info().rss)
+        descendants = process.children(recursive=True)
+    except psutil.Error:
+        return None
+    for child in descendants:
+        try:
+            total += int(child.memory_info().rss)
+        except psutil.Error:  # exited meanwhile
+            continue
+    return total
 
 
 class Registration:
@@ -37,11 +91,14 @@ class Registration:
         self,
         client: redis.Redis,
         identity: WorkerIdentity,
-        busy_slots: Callable[[], int] = lambda: 0,
+        pipeline_pids: Callable[[], Collection[int]] = frozenset,
     ) -> None:
+        """``pipeline_pids`` names the processes running a pipeline task (from Celery's state)."""
         self._client = client
         self._identity = identity
-        self._busy_slots = busy_slots
+        self._pipeline_pids = pipeline_pids
+        self._process = psutil.Process()
+        self._largest_mb = 0  # the largest pipeline seen so far: the need of the next one
         self._key = keys.worker_registration(identity.hostname)
         self._stop = threading.Event()
         self._failing = False
@@ -60,17 +117,25 @@ class Registration:
             log.warning("could not delete worker registration %s: %s", self._key, exc)
 
     def payload(self) -> dict[str, Any]:
+        """The registration as of now (measures the pipelines, and remembers the largest one)."""
         memory = psutil.virtual_memory()
-        busy = self._busy_slots()
+        usage = measure(self._pipeline_pids(), self._process)
+        # Kept for the worker's life, not only while a pipeline runs: like the reference, the next
+        # pipeline is assumed to need as much as the largest one observed, even on an idle worker.
+        self._largest_mb = max(self._largest_mb, usage.largest_mb)
         return {
             "hostname": self._identity.hostname,
             "queues": list(self._identity.queues),
             "concurrency": self._identity.concurrency,
-            "free_slots": max(0, self._identity.concurrency - busy),
+            "busy_slots": usage.busy,
+            "free_slots": max(0, self._identity.concurrency - usage.busy),
             "device": self._identity.device,
-            "pid": os.getpid(),
-            "ram_total_mb": memory.total // 2**20,
-            "ram_available_mb": memory.available // 2**20,
+            "pid": self._process.pid,
+            "ram_total_mb": memory.total // MIB,
+            "ram_available_mb": memory.available // MIB,
+            "pipelines_ram_mb": usage.ram_mb,
+            "largest_pipeline_ram_mb": self._largest_mb or None,  # None: no pipeline ran here yet
+            "max_ram_mb": self._identity.max_ram_mb,
         }
 
     def _run(self) -> None:
@@ -80,7 +145,12 @@ class Registration:
 
     def _beat(self) -> None:
         try:
-            self._client.set(self._key, json.dumps(self.payload()), ex=TTL)
+            payload = json.dumps(self.payload())
+        except Exception:  # a measuring bug must not end the thread: the worker would look dead
+            log.exception("worker registration %s: cannot measure the worker", self._key)
+            return
+        try:
+            self._client.set(self._key, payload, ex=TTL)
         except redis.RedisError as exc:
             if not self._failing:
                 log.warning("worker registration %s not refreshed: %s", self._key, exc)
@@ -89,4 +159,3 @@ class Registration:
         if self._failing:
             log.info("worker registration %s refreshed again", self._key)
         self._failing = False
-

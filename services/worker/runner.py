@@ -14,6 +14,9 @@ Theory of operation
    worker shuts down, or another epoch takes the record over (then we stop writing at once).
    The heartbeat is kept fresh from the claim on (``Ownership.beating`` while building and
    starting), and every results write is fenced too (``RedisStreamSink`` with a ``Fence``).
+5. **Redis outages** never stop the pipeline: writes fail and are retried by the next tick, the
+   control listener resubscribes and reconciles, and a record that Redis lost with its data (a
+   restart without persistence) is restored by this task (``ownership``) and the pipeline goes on.
 """
 
 import logging
@@ -23,7 +26,7 @@ from typing import Any
 
 import redis
 
-from services.core.errors import InvalidPayloadError, StreamManagerError, failure_response
+from services.core.errors import InvalidPayloadError, OperationError, StreamManagerError, failure_response
 from services.core.plan import PipelineSpec
 from services.core.records import PipelineState
 from services.core.redaction import redact_text
@@ -33,13 +36,14 @@ from services.worker.engine import events
 from services.worker.engine.events import StatusUpdate
 from services.worker.engine.pipeline import InferencePipeline
 from services.worker.engine.sinks.redis_stream import Fence
-from services.worker.ownership import Ownership
+from services.worker.ownership import TERMINATION_REQUESTED, Ownership
 from services.worker.replies import SUCCESS, push_reply
 from services.worker.settings import WorkerSettings
 from services.worker.supervisor import Options, Supervisor
 
 log = logging.getLogger(__name__)
 
+_TERMINATED_BEFORE_START = (TERMINATION_REQUESTED, f"pipeline is already {PipelineState.TERMINATED.value}")
 SUBSCRIBE_TIMEOUT = 2.0  # how long the init reply waits for the control listener (seconds)
 
 
@@ -56,6 +60,10 @@ def run(
     """Runs the pipeline to its end; its last state, or None when this task did not own it."""
     ownership = Ownership(redis_client, pipeline_id, epoch, owner_name(hostname), settings.heartbeat_ttl)
     if ownership.claim() is None:
+        if ownership.refusal in _TERMINATED_BEFORE_START:  # the INIT waiting on reply_to answers at once
+            _reply(redis_client, reply_to, failure_response(OperationError(
+                f"pipeline {pipeline_id} was terminated before it started",
+                "The pipeline was terminated before it started.")))
         return None
     secrets = secrets_of(spec)
     wake = threading.Event()
@@ -65,7 +73,7 @@ def run(
         fenced.set()
         wake.set()
 
-    fence = Fence(epoch, ownership.owner, on_fenced)
+    fence = Fence(epoch, ownership.owner, on_fenced, ownership.restore)
     with ownership.beating():
         try:
             pipeline = build_pipeline(spec, pipeline_id, redis_client, settings, _waker(wake), fence)

@@ -6,6 +6,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.core.logs import LogFormat
+
 Device = Literal["cpu", "gpu", "jetson"]
 
 
@@ -29,6 +31,9 @@ class WorkerSettings(BaseSettings):
     concurrency: int = Field(default=1, ge=1)  # pipelines at once (prefork processes)
     hostname: str | None = None  # Celery node name; None: celery@<host>
     log_level: str = "INFO"
+    # "text" or "json" (one object per line, with the pipeline_id on every line a pipeline's process
+    # writes); VSIM_LOG_FORMAT sets every service's at once.
+    log_format: LogFormat = Field(default="text", validation_alias=AliasChoices("WORKER_LOG_FORMAT", "VSIM_LOG_FORMAT"))
     # RAM budget in MB of this worker's pipelines together, published in its registration: the
     # manager admits an INIT only while the pipelines' RSS plus the largest one seen fits. Also read
     # from the reference's name STREAM_MANAGER_MAX_RAM_MB. Unset: no budget (the host floor applies).
@@ -43,6 +48,10 @@ class WorkerSettings(BaseSettings):
     # Timeouts of the task's Redis client, so an unreachable Redis fails a call instead of hanging it.
     redis_socket_timeout: float = Field(default=5.0, gt=0)
     redis_connect_timeout: float = Field(default=2.0, gt=0)
+
+    # Seconds between two annotated preview frames a pipeline publishes for the dashboard (a JPEG in
+    # Redis, drawn off the inference path); 0 disables previews.
+    preview_interval: float = Field(default=1.0, ge=0)
 
     def inference_sizing(self, cores: int) -> tuple[int, int]:
         """(inference workers, intra-op threads) for one pipeline on a host with ``cores`` cores."""

@@ -4,7 +4,8 @@ The loop runs on the task's thread once a second (sooner when woken): one fenced
 ``ownership``) refreshes the heartbeat, stores the report and the state, and reads back the desired
 state and the consumption cursor. Everything that ends the pipeline sets a stop reason and wakes
 the loop, which alone terminates the engine and writes the last state. Redis errors only skip a
-tick: the engine keeps running through an outage.
+tick: the engine keeps running through an outage, and ``consumption_timeout`` counts again from
+the end of one (nobody could consume meanwhile).
 """
 
 import json
@@ -69,6 +70,9 @@ class Supervisor:
         self._state = PipelineState.INITIALISING
         self._started_at = time.time()
         self._redis_down = False
+        # The latest non-empty consume seen (unix time), kept here too: a Redis that restarted empty
+        # lost the cursor that records it, and consumers could not consume while Redis was down.
+        self._consumed_at = 0.0
 
     # ----------------------------------------------------------------- the loop (task thread)
 
@@ -111,7 +115,8 @@ class Supervisor:
         timeout = self._options.consumption_timeout
         if timeout is None:
             return
-        last = max(tick.last_non_empty or 0.0, self._started_at)
+        self._consumed_at = max(self._consumed_at, tick.last_non_empty or 0.0)
+        last = max(self._consumed_at, self._started_at)
         if time.time() - last > timeout:
             self.request_stop(StopReason.CONSUMPTION_TIMEOUT, f"no results consumed for {timeout:g} s")
 
@@ -171,9 +176,15 @@ class Supervisor:
         return dict(SUCCESS)
 
     def reconcile_with_record(self) -> None:
-        """Reads the desired state and applies it (after the control channel (re)subscribes)."""
+        """Reads the desired state and applies it (after the control channel (re)subscribes).
+
+        A missing record (Redis lost it) is left to the next tick, which restores it with the
+        desired state last read: reading "nothing" as RUNNING would resume a muted pipeline.
+        """
         with self._apply_lock:
-            self._reconcile(self._ownership.desired_state())
+            desired = self._ownership.desired_state()
+            if desired is not None:
+                self._reconcile(desired)
         self._wake.set()
 
     def report(self) -> dict[str, Any]:
@@ -225,4 +236,5 @@ class Supervisor:
     def _on_redis_ok(self) -> None:
         if self._redis_down:
             log.info("pipeline %s: Redis reachable again", self._ownership.pipeline_id)
+            self._consumed_at = time.time()  # consumers get a whole consumption_timeout after an outage
         self._redis_down = False

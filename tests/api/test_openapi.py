@@ -14,6 +14,7 @@ from services.core.plan import compile_init
 
 APP = create_app(ApiSettings(manager_port=7070))
 DOCUMENT: dict[str, Any] = APP.openapi()
+PREVIEW = "/inference_pipelines/{pipeline_id}/preview.jpg"
 OPERATIONS = [(path, method, operation) for path, item in DOCUMENT["paths"].items()
               for method, operation in item.items()]
 
@@ -28,12 +29,13 @@ def test_both_generations_route_tables() -> None:
         ("POST", "/inference_pipelines/{pipeline_id}/pause"), ("POST", "/inference_pipelines/{pipeline_id}/resume"),
         ("POST", "/inference_pipelines/{pipeline_id}/terminate"), ("GET", "/inference_pipelines/{pipeline_id}/consume"),
         ("GET", "/healthz"), ("GET", "/readyz"),
+        ("GET", "/dashboard/api/pipelines"), ("GET", PREVIEW),
     ])
     routes = {context.path: context.route for context in iter_route_contexts(APP.routes)
-              if isinstance(context.route, APIRoute)}
+              if isinstance(context.route, APIRoute) and context.route.include_in_schema}  # not the dashboard's page
     assert set(routes) == {path for path, _, _ in OPERATIONS}  # no route is left out of the document
     for path, route in routes.items():  # each generation answers errors in its own shape
-        newer = path.startswith("/inference_pipelines") or path in ("/healthz", "/readyz")
+        newer = path.startswith(("/inference_pipelines", "/dashboard")) or path in ("/healthz", "/readyz")
         assert isinstance(route, NewerRoute if newer else OlderRoute), path
 
 
@@ -45,6 +47,13 @@ def _schema(response: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize(("path", "method", "operation"), OPERATIONS, ids=[f"{m} {p}" for p, m, _ in OPERATIONS])
 def test_every_route_has_a_typed_success_body_and_documented_errors(path: str, method: str,
                                                                     operation: dict[str, Any]) -> None:
+    if path == PREVIEW:  # a JPEG, read from Redis: no manager involved
+        binary = {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}
+        assert operation["responses"]["200"]["content"] == binary
+        errors = {code: _schema(response)["$ref"] for code, response in operation["responses"].items()
+                  if code != "200"}
+        assert errors == dict.fromkeys(("404", "422", "500", "503"), "#/components/schemas/NewerErrorBody")
+        return
     ref = _schema(operation["responses"]["200"]).get("$ref", "")
     assert ref.startswith("#/components/schemas/")
     assert ref.removeprefix("#/components/schemas/") in DOCUMENT["components"]["schemas"]
@@ -55,7 +64,7 @@ def test_every_route_has_a_typed_success_body_and_documented_errors(path: str, m
     elif path == "/readyz":
         assert errors == {"503": "#/components/schemas/Readiness"}
     else:
-        model = "NewerErrorBody" if path.startswith("/inference_pipelines") else "OlderErrorBody"
+        model = "NewerErrorBody" if path.startswith(("/inference_pipelines", "/dashboard")) else "OlderErrorBody"
         assert {"401", "500", "502", "503"} <= set(errors)
         assert set(errors.values()) == {f"#/components/schemas/{model}"}
         assert ("404" in errors) == ("{pipeline_id}" in path)

@@ -129,7 +129,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     table = run(args.rounds, lambda line: print(line, file=sys.stderr, flush=True))
-    write_section(args.output, "faults", table)
+    write_section(args.output, "faults", "## Faults: lost tasks and workers\n\n" + table)
     print(table)
 
 

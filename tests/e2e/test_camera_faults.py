@@ -388,8 +388,6 @@ def test_terminate_after_the_pipeline_finished_and_after_a_failed_init(
 # ----------------------------------------------------------------------------------------- known bugs elsewhere
 
 
-@pytest.mark.xfail(strict=True, reason="a task that finds its pipeline terminated before it claimed it replies "
-                   "nothing, so the INIT waits for init_timeout and then fails as if no worker had come")
 def test_an_init_terminated_while_pending_answers_at_once(client: ManagerClient, stack: Stack) -> None:
     with worker_paused(stack):
         init = BackgroundInit(client, f"http://127.0.0.1:{free_port()}/live")
@@ -399,8 +397,6 @@ def test_an_init_terminated_while_pending_answers_at_once(client: ManagerClient,
     assert error is None or "terminated" in str(error), error  # not "did not start in time"
 
 
-@pytest.mark.xfail(strict=True, reason="the task's heartbeat tick and last write SET the report key without "
-                   "KEEPTTL, which drops the finished TTL the manager gave it when it retired the pipeline")
 def test_no_key_of_a_pipeline_terminated_while_initialising_lives_forever(
         client: ManagerClient, stack: Stack) -> None:
     with silent_camera() as url:

@@ -1,6 +1,7 @@
 """Supervision: ended pipelines leave the list with their status readable; lost ones are restarted
 (new epoch, backoff, restart limit), or retired when termination was asked or the limit is reached."""
 
+import json
 import time
 
 import redis
@@ -213,3 +214,18 @@ def test_a_restarted_manager_sees_the_same_pipelines(
 
     assert before == after and sorted(before[0]) == sorted(pipeline_ids)
     assert call(second.port, {"type": "mute", "pipeline_id": pipeline_ids[0]})["response"]["status"] == "success"
+
+
+def test_a_due_restart_waits_for_a_worker_with_room(
+    manager: RunningManager, fake_worker: FakeWorker, redis_client: redis.Redis
+) -> None:
+    pipeline_id = start_pipeline(manager, redis_client)
+    full = {"hostname": "fake@host", "queues": ["pipelines.cpu"], "concurrency": 1, "free_slots": 0}
+    redis_client.set(keys.worker_registration("fake@host"), json.dumps(full), ex=60)
+    lose_task(fake_worker, redis_client, pipeline_id)
+    wait_until(lambda: record_of(redis_client, pipeline_id).epoch == 2)
+    time.sleep(1.0)  # the restart is due at once, but the only worker has no free slot
+    assert len(fake_worker.calls) == 1
+
+    register_worker(redis_client)  # a slot frees up
+    wait_until(lambda: len(fake_worker.calls) == 2, timeout=5)

@@ -39,6 +39,7 @@ from services.worker.detection.predictions import to_prediction
 from services.worker.engine import events
 from services.worker.engine.events import StatusUpdate
 from services.worker.engine.frames import VideoFrame
+from services.worker.engine.metrics import metrics_section
 from services.worker.engine.results import RoundResult, SourceResult
 from services.worker.engine.sinks import ResultSink
 from services.worker.engine.sinks.buffered import BufferedSink
@@ -61,6 +62,18 @@ class FrameDetector(Protocol):
     def infer(self, batch: np.ndarray) -> np.ndarray: ...
 
     def postprocess(self, raw: np.ndarray, transform: LetterboxTransform, params: DetectionParams) -> Detections: ...
+
+
+class RoundObserver(Protocol):
+    """Sees every emitted round with its frames, on the post thread (e.g. the dashboard's preview).
+
+    ``observe`` must return at once (take a reference and hand the work to another thread);
+    ``close`` is called when the pipeline's sinks close. A failing observer never stops the pipeline.
+    """
+
+    def observe(self, frames: Sequence[VideoFrame], result: RoundResult) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +111,7 @@ class InferencePipeline:
         sinks: Sequence[ResultSink],
         on_update: Callable[[StatusUpdate], None] | None = None,
         source_factory: Callable[..., VideoSource] = VideoSource,
+        observers: Sequence[RoundObserver] = (),
     ) -> None:
         if not config.video_references:
             raise ValueError("a pipeline needs at least one video reference")
@@ -112,6 +126,7 @@ class InferencePipeline:
             for source_id, reference in enumerate(config.video_references)
         ]
         self._sinks = [BufferedSink(sink, self._on_update, capacity=config.sink_queue_size) for sink in sinks]
+        self._observers = tuple(observers)
         workers = config.inference_workers
         self._prepared: queue.Queue[_Round | object] = queue.Queue(maxsize=workers + 1)
         self._inferred: queue.Queue[_Round | object] = queue.Queue(maxsize=workers + 1)
@@ -193,7 +208,13 @@ class InferencePipeline:
             "frames_processed": self.watchdog.frames_processed,
             "inference_errors": self.watchdog.inference_errors,
             "sinks": [_sink_report(sink) for sink in self._sinks],
+            "metrics": self.metrics_report(),
         }
+
+    def metrics_report(self) -> dict[str, Any]:
+        """Cumulative numbers since the start, for Prometheus (schema: ``services.core.metrics``)."""
+        return metrics_section(self.watchdog.histograms(), [source.stats() for source in self._sources],
+                               [sink.stats() for sink in self._sinks], self.watchdog.inference_errors)
 
     # ----------------------------------------------------------------- stages
 
@@ -295,6 +316,11 @@ class InferencePipeline:
             return
         for sink in self._sinks:
             sink.submit(result)
+        for observer in self._observers:
+            try:
+                observer.observe(item.frames, result)
+            except Exception:
+                log.exception("round observer %s failed", type(observer).__name__)
         self._record(item)
 
     def _round_result(self, item: _Round) -> RoundResult:
@@ -367,6 +393,11 @@ class InferencePipeline:
     def _close_sinks(self, timeout: float) -> None:
         for sink in self._sinks:
             sink.close(timeout / max(1, len(self._sinks)))
+        for observer in self._observers:
+            try:
+                observer.close()
+            except Exception:
+                log.exception("round observer %s failed to close", type(observer).__name__)
 
     def _put(self, target: "queue.Queue[_Round | object]", item: object) -> None:
         while not self._stop.is_set():

@@ -1,8 +1,9 @@
 """Collects what the pipeline reports about itself and builds the reference's status report.
 
 Keeps the last 512 status updates above DEBUG, per-source latencies over the last 64 frames and
-the timestamps of the last 64 inference rounds (for throughput). Thread-safe: sources, the
-pipeline's stages and the control thread all call in.
+the timestamps of the last 64 inference rounds (for throughput), plus every frame's latencies in
+cumulative histograms for the metrics (``metrics``). Thread-safe: sources, the pipeline's stages
+and the control thread all call in.
 """
 
 import logging
@@ -14,6 +15,7 @@ from statistics import fmean
 from typing import Any
 
 from services.worker.engine.events import StatusUpdate
+from services.worker.engine.metrics import HistogramSnapshot, SourceHistograms
 
 UPDATES_KEPT = 512
 LATENCY_WINDOW = 64
@@ -31,6 +33,7 @@ class Watchdog:
         self._lock = threading.Lock()
         self._updates: deque[StatusUpdate] = deque(maxlen=UPDATES_KEPT)
         self._latencies = [deque[FrameLatency](maxlen=LATENCY_WINDOW) for _ in range(source_count)]
+        self._histograms = [SourceHistograms() for _ in range(source_count)]
         self._frames: deque[tuple[float, int]] = deque(maxlen=LATENCY_WINDOW)
         self.frames_processed = 0
         self.inference_errors = 0
@@ -44,6 +47,7 @@ class Watchdog:
     def on_frame(self, source_id: int, latency: FrameLatency) -> None:
         with self._lock:
             self._latencies[source_id].append(latency)
+            self._histograms[source_id].observe(latency.decoding, latency.inference, latency.e2e)
 
     def on_round(self, frames: int, at: float | None = None) -> None:
         with self._lock:
@@ -67,6 +71,11 @@ class Watchdog:
         with self._lock:
             windows = [list(window) for window in self._latencies]
         return [_latency_report(source_id, window) for source_id, window in enumerate(windows)]
+
+    def histograms(self) -> list[HistogramSnapshot]:
+        """Every frame's latencies since the start, per source (cumulative: for Prometheus)."""
+        with self._lock:
+            return [histograms.snapshot() for histograms in self._histograms]
 
     def status_updates(self) -> list[dict[str, Any]]:
         with self._lock:

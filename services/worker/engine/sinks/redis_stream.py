@@ -7,6 +7,11 @@ appends every round with its ``epoch`` field. A superseded task (the manager re-
 pipeline after losing its heartbeat) therefore cannot append a single result after the new epoch
 was written: two producers never write the same stream at once. A refused write raises
 :class:`FencedOut` and calls ``on_fenced`` once, so the task stops at once.
+
+A write that finds the record *missing* is not refused yet: Redis may have restarted without its
+data while the task kept running. The sink asks ``on_missing`` (the task's
+``Ownership.restore``), which puts the record back when that is what happened, and writes again;
+only when the restore is refused (the record was removed on purpose) is the task fenced out.
 """
 
 from collections.abc import Callable, Sequence
@@ -20,9 +25,11 @@ from services.core.results import EPOCH, FRAMES_METADATA, OUTPUTS, encode_entry
 from services.worker.engine.results import RoundResult
 
 # KEYS: record, stream, dropped counter. ARGV: epoch, owner, maxlen, dropped, then per round its
-# outputs and frames_metadata JSON. Returns the number of entries added, or -1 when fenced out.
+# outputs and frames_metadata JSON. Returns the number of entries added, -1 when fenced out (the
+# record is at another epoch or owner), -2 when the record is missing (nothing written either way).
 _FENCED_APPEND = f"""
 local record = redis.call('HMGET', KEYS[1], 'epoch', 'owner')
+if not record[1] then return -2 end
 if tonumber(record[1]) ~= tonumber(ARGV[1]) or record[2] ~= ARGV[2] then return -1 end
 local added = 0
 for i = 5, #ARGV, 2 do
@@ -35,6 +42,9 @@ return added
 """
 
 
+_MISSING = -2
+
+
 @dataclass(frozen=True, slots=True)
 class Fence:
     """The ownership a fenced sink checks on every write."""
@@ -42,6 +52,9 @@ class Fence:
     epoch: int
     owner: str
     on_fenced: Callable[[], None] = lambda: None
+    # The record is missing: restore it if Redis lost it; True when it exists again (then the write
+    # is retried), False when it was removed on purpose (then the write counts as fenced out).
+    on_missing: Callable[[], bool] = lambda: False
 
 
 class FencedOut(RuntimeError):
@@ -80,11 +93,16 @@ class RedisStreamSink:
         for result in results:
             entry = encode_entry(result.outputs(), result.frames_metadata())
             args += [entry[OUTPUTS], entry[FRAMES_METADATA]]
-        if int(append(keys=[self._record, self._stream, self._dropped_key], args=args)) < 0:
+        script_keys = [self._record, self._stream, self._dropped_key]
+        added = int(append(keys=script_keys, args=args))
+        if added == _MISSING and fence.on_missing():
+            added = int(append(keys=script_keys, args=args))
+        if added < 0:
             if not self._fenced:
                 self._fenced = True
                 fence.on_fenced()
-            raise FencedOut(f"epoch {fence.epoch} was superseded: {len(results)} results not written")
+            why = "the record was removed" if added == _MISSING else f"epoch {fence.epoch} was superseded"
+            raise FencedOut(f"{why}: {len(results)} results not written")
 
     def close(self) -> None:
         """The client belongs to the caller, who closes it."""

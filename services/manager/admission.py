@@ -1,0 +1,110 @@
+"""Admission control: whether a device queue has a live worker with room for one more pipeline.
+
+Every worker publishes its room each second (``services.worker.registration``): free slots, the
+host's available RAM, the RAM its pipelines use, the largest pipeline it has run and its optional
+RAM budget. INIT reads all registrations once (one SCAN, one MGET: O(workers)) and :func:`admit`
+decides, as a pure function, before anything is written, so a refused INIT leaves nothing behind.
+A worker has room when it has a free slot, when its budget (if any) holds what its pipelines use
+plus one more pipeline (as large as the largest it has run, like the reference's
+``STREAM_MANAGER_MAX_RAM_MB`` check, or the configured estimate before it ran any), and when its
+host has at least the configured floor of RAM available. A refusal names, for each worker of the
+queue, every resource it lacks.
+
+The decision is advisory, not a reservation: registrations are up to a second old and a slot is
+only seen busy once its pool process has taken the task, so two INITs at the same instant can both
+be admitted for the last slot. Celery then holds the second task in the queue (no prefetch) until
+a slot frees; the manager stops waiting after ``init_timeout`` and removes the pipeline, and the
+task, when a slot finally takes it, finds no record to claim and writes nothing. The manager
+cannot choose the worker either: Celery hands the task to whichever worker of the queue asks
+first, so a worker with a free slot but no RAM left may take it when another worker had room.
+Fields a registration lacks (an older worker) are not checked.
+"""
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from redis.asyncio import Redis
+
+from services.core import keys
+from services.core.errors import OperationError
+
+logger = logging.getLogger(__name__)
+
+
+class WorkerRegistration(BaseModel):
+    """A worker's registration as the manager reads it; every capacity field is optional."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    hostname: str
+    queues: tuple[str, ...] = ()
+    concurrency: int | None = Field(default=None, ge=0)
+    free_slots: int | None = Field(default=None, ge=0)
+    ram_available_mb: int | None = Field(default=None, ge=0)
+    pipelines_ram_mb: int = Field(default=0, ge=0)
+    largest_pipeline_ram_mb: int | None = Field(default=None, ge=0)  # None: no pipeline ran there yet
+    max_ram_mb: int | None = Field(default=None, ge=0)  # None: no budget
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionPolicy:
+    pipeline_ram_estimate_mb: int  # the need of a pipeline on a worker that has not run one yet
+    min_free_ram_mb: int  # the host RAM that must stay available
+
+
+async def read_registrations(redis: Redis) -> list[WorkerRegistration]:
+    """Every live worker registration; unreadable ones and those that expire meanwhile are skipped."""
+    names = [key async for key in redis.scan_iter(match=keys.worker_registration_pattern(), count=100)]
+    if not names:
+        return []
+    registrations = []
+    for name, raw in zip(names, await redis.mget(names), strict=True):
+        if raw is None:  # expired between SCAN and MGET
+            continue
+        try:
+            registrations.append(WorkerRegistration.model_validate_json(raw))
+        except ValidationError:
+            logger.warning("ignoring unreadable worker registration %r", name)
+    return registrations
+
+
+def admit(queue: str, registrations: Iterable[WorkerRegistration], policy: AdmissionPolicy) -> None:
+    """Returns when a live worker of ``queue`` has room for one more pipeline; else raises
+    ``OperationError`` naming the queue and, for each of its workers, what it lacks."""
+    serving = sorted((r for r in registrations if queue in r.queues), key=lambda r: r.hostname)
+    if not serving:
+        raise OperationError(f"no worker serves queue {queue}", "No worker is available for the requested device.")
+    refusals = []
+    for registration in serving:
+        lacking = shortfalls(registration, policy)
+        if not lacking:
+            return
+        refusals.append(f"{registration.hostname}: {' and '.join(lacking)}")
+    raise OperationError(f"no capacity on {queue}: " + "; ".join(refusals),
+                         "No worker has room for another pipeline on the requested device.")
+
+
+def shortfalls(worker: WorkerRegistration, policy: AdmissionPolicy) -> list[str]:
+    """What ``worker`` lacks to take one more pipeline, one phrase per resource (empty: it has room)."""
+    lacking = []
+    if worker.free_slots == 0:
+        busy = f" ({worker.concurrency} of {worker.concurrency} busy)" if worker.concurrency is not None else ""
+        lacking.append(f"no free slot{busy}")
+    if worker.max_ram_mb is not None:
+        need, source = _pipeline_need(worker, policy)
+        if worker.pipelines_ram_mb + need > worker.max_ram_mb:
+            lacking.append(f"RAM budget {worker.max_ram_mb} MB, {worker.pipelines_ram_mb} MB used + {need} MB "
+                           f"per pipeline ({source})")
+    if worker.ram_available_mb is not None and worker.ram_available_mb < policy.min_free_ram_mb:
+        lacking.append(f"{worker.ram_available_mb} MB RAM available on its host, "
+                       f"below the {policy.min_free_ram_mb} MB floor")
+    return lacking
+
+
+def _pipeline_need(worker: WorkerRegistration, policy: AdmissionPolicy) -> tuple[int, str]:
+    """The RAM one more pipeline is assumed to take on ``worker``, and where that figure comes from."""
+    if worker.largest_pipeline_ram_mb:
+        return worker.largest_pipeline_ram_mb, "largest observed"
+    return policy.pipeline_ram_estimate_mb, "estimate"

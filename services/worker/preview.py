@@ -1,0 +1,301 @@
+"""The dashboard's preview of a pipeline: its latest frame, boxes and labels drawn, as a small JPEG in Redis.
+
+Theory of operation
+-------------------
+The pipeline's post thread hands every round to :meth:`PreviewPublisher.observe`, which costs one
+clock read: only when a preview is due (every ``interval`` seconds) does it keep a reference to
+the round's frames and predictions, in a one-slot mailbox that a newer round simply replaces.
+Its own low-priority thread does the work, never the inference path: downscale a copy of each
+source's latest frame to at most ``max_width`` pixels wide, draw the boxes and class labels on it
+with OpenCV, tile the sources of a multi-source pipeline into one grid, encode a JPEG (quality
+``quality``) and store it at ``keys.pipeline_preview`` with a TTL. When the thread is still busy a
+due round is not queued behind it; at most one preview per ``interval`` is ever published.
+
+The write is fenced like every other write of the task: a Lua script stores the preview only while
+the pipeline's record carries this task's epoch and owner. A superseded task stops publishing at
+once; a missing record (Redis restarted without its data; the task restores it) skips one preview.
+Nothing here can stop the pipeline: any failure is logged once and the next preview is tried.
+"""
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import redis
+
+from services.core import keys
+from services.worker.engine.frames import VideoFrame
+from services.worker.engine.results import RoundResult
+
+log = logging.getLogger(__name__)
+
+MAX_WIDTH = 480  # pixels, of the whole preview (a multi-source grid shares it)
+QUALITY = 70  # JPEG quality
+CLOSE_TIMEOUT = 0.5  # seconds the pipeline's end waits for the preview thread (it finishes on its own)
+
+# KEYS: record, preview. ARGV: epoch, owner, jpeg, ttl. 1 written, 0 fenced out, -1 record missing.
+_FENCED_SET = """
+local record = redis.call('HMGET', KEYS[1], 'epoch', 'owner')
+if not record[1] then return -1 end
+if tonumber(record[1]) ~= tonumber(ARGV[1]) or record[2] ~= ARGV[2] then return 0 end
+redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
+return 1
+"""
+
+# KEYS: record, preview. ARGV: epoch, owner. Removes our preview when the pipeline ends.
+_FENCED_DEL = """
+local record = redis.call('HMGET', KEYS[1], 'epoch', 'owner')
+if record[1] and tonumber(record[1]) == tonumber(ARGV[1]) and record[2] == ARGV[2] then
+    return redis.call('DEL', KEYS[2])
+end
+return 0
+"""
+
+OWNED, FENCED, MISSING = 1, 0, -1
+
+# BGR colours for the classes, cycled by class id (Tableau 10).
+PALETTE: tuple[tuple[int, int, int], ...] = (
+    (180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148),
+    (75, 86, 140), (194, 119, 227), (127, 127, 127), (34, 189, 188), (207, 190, 23),
+)
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+_FONT_SCALE = 0.4
+_BACKGROUND = (24, 24, 24)
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewStats:
+    taken: int  # rounds taken for a preview (at most one per interval)
+    published: int
+    skipped: int  # due previews not published: fenced, record missing, Redis errors
+    last_bytes: int
+    last_ms: float  # drawing + encoding of the last preview, milliseconds
+    mean_ms: float
+
+
+def annotate(image: np.ndarray, prediction: Mapping[str, Any], max_width: int = MAX_WIDTH,
+             label: str | None = None) -> np.ndarray:
+    """A downscaled copy of ``image`` (BGR) with the prediction's boxes and ``class conf`` labels.
+
+    ``prediction`` is the reference format (box centre and size in source pixels); the boxes are
+    scaled with the image, so the drawing works on the small copy and never touches ``image``.
+    ``label`` (e.g. the source id) is written in the top-left corner.
+    """
+    height, width = image.shape[:2]
+    scale = min(1.0, max_width / width) if width > 0 else 1.0
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    canvas = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if scale < 1.0 else image.copy()
+    for item in prediction.get("predictions", ()):
+        _draw_box(canvas, item, scale)
+    if label:
+        _draw_label(canvas, label, 0, 0, _BACKGROUND, below=True)
+    return canvas
+
+
+def render(tiles: Sequence[np.ndarray], max_width: int = MAX_WIDTH, quality: int = QUALITY) -> bytes:
+    """One JPEG of the annotated ``tiles``: the image itself for one, else a grid ``max_width`` wide."""
+    if not tiles:
+        raise ValueError("nothing to render")
+    if len(tiles) == 1:
+        image = tiles[0]
+    else:
+        columns = math.ceil(math.sqrt(len(tiles)))
+        cell_width = max(1, max_width // columns)
+        cells = [_fit_width(tile, cell_width) for tile in tiles]
+        cell_height = max(cell.shape[0] for cell in cells)
+        padded = [_pad(cell, cell_width, cell_height) for cell in cells]
+        padded += [_pad(None, cell_width, cell_height)] * (-len(padded) % columns)
+        rows = [np.hstack(padded[i:i + columns]) for i in range(0, len(padded), columns)]
+        image = np.vstack(rows)
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return encoded.tobytes()
+
+
+class PreviewPublisher:
+    """Publishes a pipeline's preview at most once per ``interval`` seconds; see the module docstring.
+
+    A round observer of the pipeline (``observe`` on the post thread, ``close`` when the pipeline ends).
+    """
+
+    def __init__(self, client: redis.Redis, pipeline_id: str, epoch: int, owner: str, interval: float = 1.0,
+                 max_width: int = MAX_WIDTH, quality: int = QUALITY, ttl: int = keys.PREVIEW_TTL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if interval <= 0:
+            raise ValueError("the preview interval must be positive (0 disables previews: build no publisher)")
+        self.pipeline_id = pipeline_id
+        self._client = client
+        self._keys = [keys.pipeline_record(pipeline_id), keys.pipeline_preview(pipeline_id)]
+        self._epoch = epoch
+        self._owner = owner
+        self._interval = interval
+        self._max_width = max_width
+        self._quality = quality
+        self._ttl = max(ttl, math.ceil(3 * interval))
+        self._clock = clock
+        self._set = client.register_script(_FENCED_SET)
+        self._delete = client.register_script(_FENCED_DEL)
+        self._cond = threading.Condition()
+        self._pending: tuple[Sequence[VideoFrame], RoundResult] | None = None
+        self._closing = False
+        self._fenced = False
+        self._due = 0.0  # time.monotonic() from which the next round is taken
+        self._latest: dict[int, tuple[np.ndarray, Mapping[str, Any]]] = {}  # per source; publisher thread only
+        self._taken = self._published = self._skipped = self._last_bytes = 0
+        self._last_ms = self._total_ms = 0.0
+        self._failing = False
+        # Started by the first due round, so a pipeline that never runs leaves no thread behind.
+        self._thread = threading.Thread(target=self._run, name=f"preview-{pipeline_id}", daemon=True)
+
+    # ----------------------------------------------------------------- the pipeline's post thread
+
+    def observe(self, frames: Sequence[VideoFrame], result: RoundResult) -> None:
+        """Takes the round when a preview is due (a reference, no copy); otherwise returns at once."""
+        now = self._clock()
+        if now < self._due or self._fenced:
+            return
+        self._due = now + self._interval
+        with self._cond:
+            if self._closing:
+                return
+            self._taken += 1
+            self._pending = (frames, result)  # replaces a due round the thread has not taken yet
+            self._cond.notify()
+            if not self._thread.is_alive() and self._thread.ident is None:
+                self._thread.start()
+
+    def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
+        """Stops the thread, which removes our preview as it goes (fenced: never another task's).
+
+        Waits at most ``timeout``: a thread stuck on an unreachable Redis finishes by itself later.
+        """
+        with self._cond:
+            self._closing = True
+            self._pending = None
+            self._cond.notify()
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+
+    def stats(self) -> PreviewStats:
+        with self._cond:
+            mean = self._total_ms / self._published if self._published else 0.0
+            return PreviewStats(self._taken, self._published, self._skipped, self._last_bytes, self._last_ms, mean)
+
+    # ----------------------------------------------------------------- the publisher thread
+
+    def _run(self) -> None:
+        self._publish_until_closed()
+        if not self._fenced:
+            try:
+                self._delete(keys=self._keys, args=[self._epoch, self._owner])
+            except redis.RedisError as exc:  # it expires by itself
+                log.debug("pipeline %s: preview not removed: %s", self.pipeline_id, exc)
+
+    def _publish_until_closed(self) -> None:
+        while (item := self._next()) is not None:
+            frames, result = item
+            try:
+                jpeg, spent_ms = self._render(frames, result)
+                written = self._write(jpeg)
+            except Exception as exc:  # never the pipeline's problem: log once per failing spell
+                self._count(skipped=True)
+                if not self._failing:
+                    log.warning("pipeline %s: preview not published: %s: %s", self.pipeline_id,
+                                type(exc).__name__, exc)
+                self._failing = True
+                continue
+            if self._failing:
+                log.info("pipeline %s: previews published again", self.pipeline_id)
+            self._failing = False
+            self._count(skipped=not written, size=len(jpeg), spent_ms=spent_ms)
+            if self._fenced:
+                return
+
+    def _next(self) -> tuple[Sequence[VideoFrame], RoundResult] | None:
+        with self._cond:
+            while self._pending is None and not self._closing:
+                self._cond.wait()
+            item, self._pending = self._pending, None
+            return None if self._closing else item
+
+    def _render(self, frames: Sequence[VideoFrame], result: RoundResult) -> tuple[bytes, float]:
+        started = time.perf_counter()
+        for frame in frames:
+            slot = result.slots[frame.source_id] if frame.source_id < len(result.slots) else None
+            if slot is not None:
+                self._latest[frame.source_id] = (frame.image, slot.prediction)
+        sources = sorted(self._latest)
+        columns = math.ceil(math.sqrt(len(sources)))
+        tile_width = self._max_width // columns
+        labels = len(sources) > 1
+        tiles = [annotate(image, prediction, tile_width, f"source {source_id}" if labels else None)
+                 for source_id, (image, prediction) in ((s, self._latest[s]) for s in sources)]
+        jpeg = render(tiles, self._max_width, self._quality)
+        return jpeg, (time.perf_counter() - started) * 1000
+
+    def _write(self, jpeg: bytes) -> bool:
+        outcome = int(self._set(keys=self._keys, args=[self._epoch, self._owner, jpeg, self._ttl]))
+        if outcome == FENCED:
+            log.info("pipeline %s: another task owns the pipeline; previews stop", self.pipeline_id)
+            self._fenced = True
+        return outcome == OWNED
+
+    def _count(self, skipped: bool, size: int = 0, spent_ms: float = 0.0) -> None:
+        with self._cond:
+            if skipped:
+                self._skipped += 1
+                return
+            self._published += 1
+            self._last_bytes, self._last_ms = size, spent_ms
+            self._total_ms += spent_ms
+        log.debug("pipeline %s: preview %d published (%d bytes, %.1f ms)", self.pipeline_id, self._published,
+                  size, spent_ms)
+
+
+def _draw_box(canvas: np.ndarray, item: Mapping[str, Any], scale: float) -> None:
+    try:
+        x, y = float(item["x"]) * scale, float(item["y"]) * scale
+        half_w, half_h = float(item["width"]) * scale / 2, float(item["height"]) * scale / 2
+        class_id = int(item.get("class_id", 0))
+    except (KeyError, TypeError, ValueError):
+        return
+    colour = PALETTE[class_id % len(PALETTE)]
+    x1, y1, x2, y2 = round(x - half_w), round(y - half_h), round(x + half_w), round(y + half_h)
+    cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, 2, cv2.LINE_AA)
+    confidence = item.get("confidence")
+    text = str(item.get("class", class_id))
+    if isinstance(confidence, int | float):
+        text = f"{text} {confidence:.2f}"
+    _draw_label(canvas, text, x1, y1, colour, below=y1 < 14)
+
+
+def _draw_label(canvas: np.ndarray, text: str, x: int, y: int, colour: tuple[int, int, int], below: bool) -> None:
+    """``text`` on a filled ``colour`` band above (or, at the top edge, below) the point (x, y)."""
+    text = text.encode("ascii", "replace").decode()  # Hershey fonts draw ASCII only
+    (text_width, text_height), baseline = cv2.getTextSize(text, _FONT, _FONT_SCALE, 1)
+    band = text_height + baseline + 2
+    x = max(0, min(x, canvas.shape[1] - text_width - 4))
+    top = max(0, y) if below else max(0, y - band)
+    cv2.rectangle(canvas, (x, top), (x + text_width + 4, top + band), colour, cv2.FILLED)
+    cv2.putText(canvas, text, (x + 2, top + text_height + 1), _FONT, _FONT_SCALE, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def _fit_width(image: np.ndarray, width: int) -> np.ndarray:
+    if image.shape[1] == width:
+        return image
+    height = max(1, round(image.shape[0] * width / image.shape[1]))
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def _pad(image: np.ndarray | None, width: int, height: int) -> np.ndarray:
+    cell = np.full((height, width, 3), _BACKGROUND, dtype=np.uint8)
+    if image is not None:
+        cell[: image.shape[0], : image.shape[1]] = image
+    return cell
