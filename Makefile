@@ -9,6 +9,7 @@ VIDEO ?= data/media/vtest.avi
 DEVICE ?= cpu
 PYTEST_ARGS ?=
 SOAK ?= 600
+LOAD_SECONDS ?= 60
 
 .PHONY: setup run test bench lint clean
 
@@ -37,6 +38,8 @@ bench: setup
 	$(PY) -m tests.benchmarks.engine --output docs/benchmarks.md --soak-seconds $(SOAK)
 	$(PY) -m tests.benchmarks.control --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.faults --output docs/benchmarks.md
+	$(PY) -m tests.benchmarks.fuzz --output docs/benchmarks.md
+	$(PY) -m tests.benchmarks.load --output docs/benchmarks.md --seconds $(LOAD_SECONDS)
 
 lint: setup
 	$(VENV)/bin/ruff check services tests tools

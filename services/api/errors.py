@@ -14,11 +14,11 @@ is a generic 500, and the details go to the log.
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException  # FastAPI raises this base class itself (e.g. an unreadable body)
 
 from services.client.errors import (
     CommunicationProtocolError,
@@ -33,6 +33,30 @@ from services.client.errors import (
 from services.client.models import CommandContext
 from services.core.errors import field_path
 
+
+class ApiRequestRefused(Exception):
+    """A request the API refuses itself, before any route runs (:mod:`services.api.security`).
+
+    Its text is public (it names the reason and never a credential); ``headers`` go on the response.
+    """
+
+    headers: ClassVar[Mapping[str, str]] = {}
+
+
+class ApiAuthenticationError(ApiRequestRefused):
+    """API_AUTH_TOKEN is set and the request's ``Authorization: Bearer`` is missing or wrong."""
+
+    headers: ClassVar[Mapping[str, str]] = {"WWW-Authenticate": 'Bearer realm="stream-management-api"'}
+
+
+class CrossOriginRequestRefused(ApiRequestRefused):
+    """A state-changing request sent by a web page of another origin (CSRF)."""
+
+
+class RequestBodyTooLarge(ApiRequestRefused):
+    """The request body exceeds API_MAX_BODY_BYTES."""
+
+
 # Looked up along the exception's MRO, so the most specific class wins and ``Exception`` is the fallback.
 STATUS_CODES: Mapping[type[Exception], int] = {
     ProcessesManagerInvalidPayload: 400,
@@ -45,6 +69,9 @@ STATUS_CODES: Mapping[type[Exception], int] = {
     ConnectivityError: 503,
     ProcessesManagerClientError: 500,  # an error_type this API does not know
     RequestValidationError: 422,
+    ApiAuthenticationError: 401,
+    CrossOriginRequestRefused: 403,
+    RequestBodyTooLarge: 413,
     Exception: 500,
 }
 
@@ -52,7 +79,10 @@ INTERNAL_ERROR_MESSAGE = "Internal error."
 
 STATUS_DESCRIPTIONS: Mapping[int, str] = {
     400: "The manager refused the request as invalid (invalid_payload), e.g. a bad INIT payload.",
-    401: "The manager refused the API's token (authorisation_error): check API_MANAGER_TOKEN.",
+    401: "API_AUTH_TOKEN is set and `Authorization: Bearer` is missing or wrong (ApiAuthenticationError), or "
+         "the manager refused the API's own token (authorisation_error): check API_MANAGER_TOKEN.",
+    403: "A state-changing request from a web page of another origin (CrossOriginRequestRefused).",
+    413: "The request body is larger than API_MAX_BODY_BYTES (RequestBodyTooLarge).",
     404: "No such pipeline (not_found).",
     422: "The request body or parameters are malformed (not a JSON object, a wrong type).",
     500: "The manager could not perform the operation (operation_error, internal_error), or the API failed.",
@@ -106,11 +136,16 @@ def report_of(exc: Exception, pipeline_id: str | None) -> ErrorReport:
         public = str(exc) if isinstance(exc, ConnectivityError) else exc.public_message
         return ErrorReport(status_code_of(exc), type(exc).__name__, public, str(exc), exc.inner_error_type, context)
     context = CommandContext(pipeline_id=pipeline_id)
+    if isinstance(exc, ApiRequestRefused):
+        return ErrorReport(status_code_of(exc), type(exc).__name__, str(exc), str(exc), None, context)
     if isinstance(exc, RequestValidationError):
         text = describe_validation_error(exc)
         return ErrorReport(status_code_of(exc), type(exc).__name__, text, text, None, context)
     if isinstance(exc, HTTPException):  # FastAPI's own, e.g. a body it could not read
-        return ErrorReport(exc.status_code, type(exc).__name__, str(exc.detail), str(exc.detail), None, context)
+        # FastAPI answers a body that is not UTF-8 with 400 "error parsing the body", but malformed JSON with
+        # 422: both are a malformed body, documented as 422 on every route.
+        status = 422 if exc.status_code == 400 else exc.status_code
+        return ErrorReport(status, type(exc).__name__, str(exc.detail), str(exc.detail), None, context)
     return ErrorReport(status_code_of(exc), "InternalError", INTERNAL_ERROR_MESSAGE, INTERNAL_ERROR_MESSAGE, None,
                        context)
 

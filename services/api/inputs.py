@@ -10,11 +10,14 @@ from typing import Annotated, Any
 
 from fastapi import Body, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from services.api.payloads import ConsumePayload
 
-bearer = HTTPBearer(auto_error=False, description="Optional: the api_key of an INIT payload that carries none.")
+bearer = HTTPBearer(auto_error=False, description="The API's token when it runs with API_AUTH_TOKEN; else, "
+                                                  "optionally, the api_key of an INIT payload that carries none.")
+api_key_header = APIKeyHeader(name="X-Api-Key", auto_error=False,
+                              description="Optional: the api_key of an INIT payload that carries none.")
 
 
 def _invalid(kind: str, message: str, value: object = None) -> RequestValidationError:
@@ -45,15 +48,21 @@ async def json_object(request: Request) -> dict[str, Any]:
 async def init_payload(
     payload: Annotated[dict[str, Any], Depends(json_object)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    header_key: Annotated[str | None, Depends(api_key_header)],
 ) -> dict[str, Any]:
-    """The INIT payload to pass through, with ``api_key`` from ``Authorization: Bearer`` when it has none.
+    """The INIT payload to pass through, with ``api_key`` from ``X-Api-Key``, else from ``Authorization:
+    Bearer``, when it has none. With API_AUTH_TOKEN set, Bearer is the API's token, which the request
+    guard (:mod:`services.api.security`) removes before the route runs: it never becomes an api_key.
 
     A ``token`` key is dropped: the manager's token is the API's own credential (API_MANAGER_TOKEN),
     which the client adds; a caller neither supplies nor overrides it.
     """
     payload.pop("token", None)
-    if payload.get("api_key") is None and credentials is not None:
-        payload["api_key"] = credentials.credentials
+    if payload.get("api_key") is None:
+        if header_key:
+            payload["api_key"] = header_key
+        elif credentials is not None:
+            payload["api_key"] = credentials.credentials
     return payload
 
 

@@ -9,10 +9,11 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import HTTPException, Request, Response
+from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException  # the base of FastAPI's: FastAPI raises it for an unreadable body
 
 from services.api.errors import ErrorReport, newer_body, older_body, report_of
 from services.client.errors import ProcessesManagerClientError

@@ -6,9 +6,11 @@ bind address and ``STREAM_MANAGER_HOST`` / ``_PORT`` for the manager (which ``AP
 Everything else is ``API_<FIELD>``. Field names work as constructor arguments (tests, embedding).
 """
 
+import ipaddress
+from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.core.logs import LogFormat
@@ -36,6 +38,18 @@ class ApiSettings(BaseSettings):
                                             validation_alias=AliasChoices("API_MANAGER_TOKEN", "STREAM_MANAGER_TOKEN"))
     # Browser origins allowed to call the API (CORS); none by default.
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    # Optional shared token of this API: when set, every route but the open ones (/healthz, /readyz, the
+    # dashboard's static page, the OpenAPI docs) needs ``Authorization: Bearer <token>``. Empty = unset.
+    auth_token: SecretStr | None = None
+    # Binding a non-loopback address without auth_token is refused unless this is set (e.g. in a
+    # container whose port is published on the host's loopback only).
+    allow_insecure_bind: bool = False
+    # Optional TLS: a PEM certificate (chain) and its private key; the API then serves HTTPS only.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_key_password: SecretStr | None = Field(default=None, repr=False)
+    # Largest request body in bytes (the manager's own frame cap is 1 MiB): larger is refused with 413.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1)
     log_level: str = "INFO"
     # "text" or "json" (one object per line); VSIM_LOG_FORMAT sets every service's at once.
     log_format: LogFormat = Field(default="text", validation_alias=AliasChoices("API_LOG_FORMAT", "VSIM_LOG_FORMAT"))
@@ -47,6 +61,39 @@ class ApiSettings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    @field_validator("auth_token", "tls_key_password", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # compose passes an unset variable as an empty string: that means no token, not an empty one
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return None if isinstance(text, str) and not text.strip() else value
+
+    @field_validator("tls_cert_file", "tls_key_file", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _key_needs_a_certificate(self) -> "ApiSettings":
+        if self.tls_key_file is not None and self.tls_cert_file is None:
+            raise ValueError("API_TLS_KEY_FILE is set without API_TLS_CERT_FILE")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
+
     @property
     def manager_address(self) -> str:
         return f"{self.manager_host}:{self.manager_port}"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` listens on this machine's loopback only (127.0.0.0/8, ::1, localhost)."""
+    name = host.strip().strip("[]").lower()
+    if name in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False  # "" and 0.0.0.0 are every interface; a host name may resolve to anything

@@ -7,11 +7,16 @@ ids, and an API that cannot be reached or does not answer in time is
 :class:`~services.client.errors.ConnectivityError`. The requests and the reading of responses are
 shared (:class:`_Routes`); only the I/O differs.
 
-The base URL defaults to ``STREAM_MANAGEMENT_API_URL``, else ``http://127.0.0.1:8080``; ``api_key``
-is sent as ``Authorization: Bearer``, which the API puts into INIT payloads that carry none.
+The base URL defaults to ``STREAM_MANAGEMENT_API_URL``, else ``http://127.0.0.1:8080``. ``token`` is
+the API's own token (its ``API_AUTH_TOKEN``; default ``STREAM_MANAGEMENT_API_TOKEN``), sent as
+``Authorization: Bearer``. ``api_key`` is the Roboflow API key the API puts into INIT payloads that
+carry none: sent as ``Authorization: Bearer`` as the reference does when there is no token, else as
+``X-Api-Key``. ``verify`` checks an ``https://`` API's certificate: ``True`` (the system's CAs), a CA
+bundle's path (e.g. a self-signed certificate), an ``ssl.SSLContext``, or ``False`` (no check).
 """
 
 import os
+import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -58,8 +63,29 @@ ERRORS_BY_STATUS: Mapping[int, type[ProcessesManagerClientError]] = {
 }
 
 
+Verify = bool | str | os.PathLike[str] | ssl.SSLContext
+
+
 def default_url() -> str:
     return os.environ.get("STREAM_MANAGEMENT_API_URL") or DEFAULT_URL
+
+
+def default_token() -> str | None:
+    return os.environ.get("STREAM_MANAGEMENT_API_TOKEN") or None
+
+
+def ssl_context(verify: Verify) -> ssl.SSLContext | bool:
+    """What httpx takes as ``verify``: a path becomes a context trusting that CA file (httpx 0.28 deprecates paths)."""
+    if isinstance(verify, bool | ssl.SSLContext):
+        return verify
+    return ssl.create_default_context(cafile=os.fspath(verify))
+
+
+def auth_headers(token: str | None, api_key: str | None) -> dict[str, str]:
+    """``Authorization: Bearer`` is the API's token when there is one; the api_key then goes in ``X-Api-Key``."""
+    if token:
+        return {"Authorization": f"Bearer {token}", **({"X-Api-Key": api_key} if api_key else {})}
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +103,14 @@ class _Call(Generic[ResponseT]):
 class _Routes:
     """What both clients share: settings, the requests of each command, the reading of responses."""
 
-    def __init__(self, base_url: str | None, timeout: float, init_timeout: float, api_key: str | None) -> None:
+    def __init__(self, base_url: str | None, timeout: float, init_timeout: float, api_key: str | None,
+                 token: str | None) -> None:
         self.base_url = (base_url or default_url()).rstrip("/")
         self.timeout = timeout
         self.init_timeout = init_timeout
-        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._headers = auth_headers(token if token is not None else default_token(), api_key)
 
-    def __repr__(self) -> str:  # never the api_key
+    def __repr__(self) -> str:  # never the api_key nor the token
         return f"{type(self).__name__}({self.base_url})"
 
     @staticmethod
@@ -171,10 +198,11 @@ class ApiClient(_Routes):
     """Blocking client of the HTTP API; every method raises the failure's error class."""
 
     def __init__(self, base_url: str | None = None, *, timeout: float = DEFAULT_TIMEOUT,
-                 init_timeout: float = DEFAULT_INIT_TIMEOUT, api_key: str | None = None,
-                 transport: httpx.BaseTransport | None = None) -> None:
-        super().__init__(base_url, timeout, init_timeout, api_key)
-        self._http = httpx.Client(base_url=self.base_url, headers=self._headers, timeout=timeout, transport=transport)
+                 init_timeout: float = DEFAULT_INIT_TIMEOUT, api_key: str | None = None, token: str | None = None,
+                 verify: Verify = True, transport: httpx.BaseTransport | None = None) -> None:
+        super().__init__(base_url, timeout, init_timeout, api_key, token)
+        self._http = httpx.Client(base_url=self.base_url, headers=self._headers, timeout=timeout, transport=transport,
+                                  verify=ssl_context(verify))
 
     def _send(self, call: _Call[ResponseT]) -> ResponseT:
         try:
@@ -228,11 +256,11 @@ class AsyncApiClient(_Routes):
     """asyncio client of the HTTP API, with the same methods as :class:`ApiClient`."""
 
     def __init__(self, base_url: str | None = None, *, timeout: float = DEFAULT_TIMEOUT,
-                 init_timeout: float = DEFAULT_INIT_TIMEOUT, api_key: str | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
-        super().__init__(base_url, timeout, init_timeout, api_key)
+                 init_timeout: float = DEFAULT_INIT_TIMEOUT, api_key: str | None = None, token: str | None = None,
+                 verify: Verify = True, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        super().__init__(base_url, timeout, init_timeout, api_key, token)
         self._http = httpx.AsyncClient(base_url=self.base_url, headers=self._headers, timeout=timeout,
-                                       transport=transport)
+                                       transport=transport, verify=ssl_context(verify))
 
     async def _send(self, call: _Call[ResponseT]) -> ResponseT:
         try:

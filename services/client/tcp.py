@@ -8,6 +8,8 @@ deadline covering connect, send and the whole reply; past it the call raises
 
 Defaults come from the reference's variables ``STREAM_MANAGER_HOST`` / ``STREAM_MANAGER_PORT``;
 ``STREAM_MANAGER_TOKEN`` supplies the shared token when the manager requires one.
+``STREAM_MANAGER_TLS=1`` speaks TLS (verified against the system's CAs, or ``STREAM_MANAGER_CA_FILE``);
+``tls=`` may also be an ``ssl.SSLContext`` (e.g. one holding a client certificate for mutual TLS).
 """
 
 import asyncio
@@ -15,6 +17,7 @@ import contextlib
 import json
 import os
 import socket
+import ssl
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
@@ -44,20 +47,44 @@ def default_address() -> tuple[str, int]:
     return os.environ.get("STREAM_MANAGER_HOST", "127.0.0.1"), int(os.environ.get("STREAM_MANAGER_PORT", "7070"))
 
 
+TLSOption = bool | ssl.SSLContext | None
+
+
+def client_ssl_context(tls: TLSOption = None, ca_file: str | os.PathLike[str] | None = None,
+                       cert_file: str | os.PathLike[str] | None = None,
+                       key_file: str | os.PathLike[str] | None = None) -> ssl.SSLContext | None:
+    """The TLS context a client uses: ``tls`` itself when it is a context; for ``True`` one that verifies
+    the server (against ``ca_file`` or the system's CAs; TLS 1.2+), with a client certificate when
+    ``cert_file`` is given; None for plaintext. ``tls=None`` reads ``STREAM_MANAGER_TLS`` (1/true/yes)."""
+    if isinstance(tls, ssl.SSLContext):
+        return tls
+    if tls is None:
+        tls = os.environ.get("STREAM_MANAGER_TLS", "").strip().lower() in ("1", "true", "yes", "on")
+    if not tls:
+        return None
+    context = ssl.create_default_context(cafile=ca_file or os.environ.get("STREAM_MANAGER_CA_FILE") or None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert_file is not None:
+        context.load_cert_chain(cert_file, key_file)
+    return context
+
+
 class _Commands:
     """What both clients share: settings, the command dictionaries, the reading of replies."""
 
     def __init__(self, host: str | None, port: int | None, timeout: float, init_timeout: float,
-                 token: str | None) -> None:
+                 token: str | None, tls: ssl.SSLContext | None = None, server_hostname: str | None = None) -> None:
         default_host, default_port = default_address()
         self.host = host or default_host
         self.port = port or default_port
         self.timeout = timeout
         self.init_timeout = init_timeout
         self.token = token if token is not None else os.environ.get("STREAM_MANAGER_TOKEN") or None
+        self.ssl_context = tls
+        self.server_hostname = server_hostname or self.host  # the name the server's certificate must carry
 
     def __repr__(self) -> str:  # never the token
-        return f"{type(self).__name__}({self.host}:{self.port})"
+        return f"{type(self).__name__}({self.host}:{self.port}{', TLS' if self.ssl_context else ''})"
 
     def _with_token(self, command: dict[str, Any]) -> dict[str, Any]:
         if self.token is None or "token" in command:
@@ -130,8 +157,9 @@ class AsyncManagerClient(_Commands):
     """asyncio client of the TCP manager; every method raises the reply's error class on failure."""
 
     def __init__(self, host: str | None = None, port: int | None = None, *, timeout: float = DEFAULT_TIMEOUT,
-                 init_timeout: float = DEFAULT_INIT_TIMEOUT, token: str | None = None) -> None:
-        super().__init__(host, port, timeout, init_timeout, token)
+                 init_timeout: float = DEFAULT_INIT_TIMEOUT, token: str | None = None, tls: TLSOption = None,
+                 ca_file: str | os.PathLike[str] | None = None, server_hostname: str | None = None) -> None:
+        super().__init__(host, port, timeout, init_timeout, token, client_ssl_context(tls, ca_file), server_hostname)
 
     async def request(self, command: Mapping[str, Any], timeout: float | None = None) -> dict[str, Any]:
         """The raw reply envelope to ``command`` (success or failure alike); raises only on I/O."""
@@ -142,7 +170,11 @@ class AsyncManagerClient(_Commands):
             raise _unreachable(self.host, self.port, exc) from exc
 
     async def _exchange(self, command: dict[str, Any]) -> dict[str, Any]:
-        reader, writer = await asyncio.open_connection(self.host, self.port)
+        if self.ssl_context is None:
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+        else:
+            reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self.ssl_context,
+                                                           server_hostname=self.server_hostname)
         try:
             writer.write(encode_message(command))
             await writer.drain()
@@ -204,15 +236,16 @@ class ManagerClient(_Commands):
     """Blocking client of the TCP manager, with the same methods as :class:`AsyncManagerClient`."""
 
     def __init__(self, host: str | None = None, port: int | None = None, *, timeout: float = DEFAULT_TIMEOUT,
-                 init_timeout: float = DEFAULT_INIT_TIMEOUT, token: str | None = None) -> None:
-        super().__init__(host, port, timeout, init_timeout, token)
+                 init_timeout: float = DEFAULT_INIT_TIMEOUT, token: str | None = None, tls: TLSOption = None,
+                 ca_file: str | os.PathLike[str] | None = None, server_hostname: str | None = None) -> None:
+        super().__init__(host, port, timeout, init_timeout, token, client_ssl_context(tls, ca_file), server_hostname)
 
     def request(self, command: Mapping[str, Any], timeout: float | None = None) -> dict[str, Any]:
         """The raw reply envelope to ``command`` (success or failure alike); raises only on I/O."""
         limit = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
         try:
-            with socket.create_connection((self.host, self.port), timeout=limit) as conn:
+            with self._connect(limit) as conn:
                 conn.sendall(encode_message(self._with_token(dict(command))))
                 decoder = FrameDecoder(MAX_REPLY_SIZE)
                 while True:
@@ -228,6 +261,16 @@ class ManagerClient(_Commands):
                         return _parse_envelope(frames[0])
         except OSError as exc:  # socket.timeout and TimeoutError are OSErrors
             raise _unreachable(self.host, self.port, exc) from exc
+
+    def _connect(self, timeout: float) -> socket.socket:
+        conn = socket.create_connection((self.host, self.port), timeout=timeout)
+        if self.ssl_context is None:
+            return conn
+        try:
+            return self.ssl_context.wrap_socket(conn, server_hostname=self.server_hostname)  # handshakes
+        except BaseException:
+            conn.close()
+            raise
 
     def call(self, command: Mapping[str, Any], timeout: float | None = None) -> dict[str, Any]:
         return self._checked(self.request(command, timeout))

@@ -6,6 +6,7 @@ and ``webrtc`` keep their raw payload; ``services.core.plan`` compiles it.
 """
 
 import json
+import re
 import uuid
 from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, Literal, get_args
@@ -131,9 +132,19 @@ def _json_object(body: bytes) -> dict[str, Any]:
         raise InvalidPayloadError(f"request is not valid JSON: {exc}") from exc
     except RecursionError as exc:
         raise InvalidPayloadError("request is not valid JSON: nested too deeply") from exc
+    except ValueError as exc:  # an integer literal over Python's digit limit (sys.get_int_max_str_digits)
+        raise InvalidPayloadError(f"request is not valid JSON: {exc}") from exc
+    if _SURROGATE_ESCAPE.search(text):  # "\\ud800" parses to a lone surrogate, which no UTF-8 encoder accepts later
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidPayloadError("request is not valid Unicode: it escapes a lone UTF-16 surrogate") from exc
     if not isinstance(data, dict):
         raise InvalidPayloadError(f"request must be a JSON object, got {_json_kind(data)}")
     return data
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _request_type(data: Mapping[str, Any]) -> str:

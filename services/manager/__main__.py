@@ -3,10 +3,12 @@
 import asyncio
 import logging
 import signal
+import sys
 
 from services.core.logs import configure_logging
+from services.manager.server import ssl_context
 from services.manager.service import ManagerService
-from services.manager.settings import ManagerSettings
+from services.manager.settings import ManagerSettings, insecure_bind
 
 logger = logging.getLogger("services.manager")
 
@@ -28,6 +30,18 @@ async def serve(settings: ManagerSettings) -> None:
 def main() -> None:
     settings = ManagerSettings()
     configure_logging(settings.log_level, settings.log_format)
+    try:
+        ssl_context(settings)  # an unreadable certificate or key stops the start here, with a clear message
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        logger.critical("cannot load the TLS certificate or key (MANAGER_TLS_*): %s", exc)
+        sys.exit(2)
+    refusal = insecure_bind(settings)
+    if refusal is not None:
+        if not settings.allow_insecure_bind:
+            logger.critical("%s", refusal)  # stderr, in the configured format
+            sys.exit(2)
+        logger.warning("binding %s without authentication (MANAGER_ALLOW_INSECURE_BIND): any client that can "
+                       "reach the port can start and stop pipelines", settings.host)
     asyncio.run(serve(settings))
 
 

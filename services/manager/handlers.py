@@ -7,6 +7,7 @@ Handlers raise ``StreamManagerError``s for failures the server reports with the 
 import asyncio
 import hmac
 import logging
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,7 @@ from services.core.messages import (
 )
 from services.core.plan import PipelineSpec, WorkflowResolver, compile_init
 from services.core.records import DesiredState, PipelineRecord, PipelineState
+from services.core.references import ReferencePolicy, check_references
 from services.core.tasks import queue_for
 from services.manager.admission import AdmissionPolicy, admit, read_registrations
 from services.manager.control import Controller, NoListenerError, wait_reply
@@ -68,10 +70,22 @@ class Services:
     resolve_workflow: WorkflowResolver
 
 
+def reference_policy(settings: ManagerSettings) -> ReferencePolicy:
+    """The settings' rules for video references; file roots resolved once, against the working directory."""
+    return ReferencePolicy(
+        allowed_schemes=frozenset(settings.allowed_schemes),
+        file_roots=tuple(os.path.realpath(root) for root in settings.file_roots),
+        allowed_cameras=frozenset(settings.allowed_cameras),
+        max_sources=settings.max_sources,
+        resolve=os.path.realpath,
+    )
+
+
 class Handlers:
     def __init__(self, settings: ManagerSettings, services: Services) -> None:
         self._settings = settings
         self._s = services
+        self._references = reference_policy(settings)
         self._routes: dict[type[Any], Callable[[Any, str], Awaitable[Reply]]] = {
             ListPipelinesRequest: self.list_pipelines,
             InitRequest: self.init,
@@ -103,7 +117,9 @@ class Handlers:
 
     async def init(self, request: InitRequest, request_id: str) -> Reply:
         spec = compile_init(request.payload, self._s.resolve_workflow)
+        check_references(spec.video_references, self._references)
         device = self._device_of(spec)
+        await self._require_device_room(device)
         await self._require_worker(queue_for(device))
         now = time.time()
         record = PipelineRecord(str(uuid.uuid4()), device=device, created_at=now, updated_at=now)
@@ -130,6 +146,18 @@ class Handlers:
                 + ", ".join(self._settings.devices)
             )
         return device
+
+    async def _require_device_room(self, device: str) -> None:
+        """Refuses, before anything is written, an INIT beyond MANAGER_MAX_PIPELINES_PER_DEVICE live
+        pipelines on ``device`` (advisory like admission: two INITs at once may both pass)."""
+        limit = self._settings.max_pipelines_per_device
+        if not limit:
+            return
+        live = sum(1 for live in await self._s.store.live_records()
+                   if live.record.device == device and not live.record.state.is_final)
+        if live >= limit:
+            raise OperationError(f"limit: {limit} pipelines on device {device} (MANAGER_MAX_PIPELINES_PER_DEVICE)",
+                                 "The device already runs as many pipelines as allowed.")
 
     async def _require_worker(self, queue: str) -> None:
         """Refuses, before anything is written, an INIT that no live worker of ``queue`` has room for."""

@@ -9,17 +9,31 @@ over the size cap is answered ``invalid_payload`` and the connection closed (the
 resynchronised); a connection idle for ``idle_timeout`` is closed; a client that goes away mid-frame
 is dropped. Every handler runs under a timeout, and any exception becomes a failure reply: one
 client can never stop the server.
+
+Limits, each refusal naming its setting: beyond ``max_connections`` open connections a new one gets
+one ``operation_error`` frame and is closed; each connection has a token bucket of
+``max_request_burst`` requests refilled at ``max_requests_per_second``, and a request beyond it is
+answered ``operation_error`` without being parsed; after ``RATE_LIMIT_STRIKES`` such refusals in a
+row the connection is closed. With TLS settings the endpoint speaks TLS 1.2+ only (optionally
+requiring client certificates); a failed handshake (a plaintext client) closes that connection alone.
 """
 
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from typing import Any
 
 from redis.exceptions import RedisError
 
-from services.core.errors import InternalError, StreamManagerError, failure_response
+from services.core.errors import (
+    InternalError,
+    InvalidPayloadError,
+    OperationError,
+    StreamManagerError,
+    failure_response,
+)
 from services.core.framing import FrameDecoder, FrameTooLargeError, encode_message
 from services.core.messages import (
     InitRequest,
@@ -37,6 +51,41 @@ from services.manager.settings import ManagerSettings
 logger = logging.getLogger(__name__)
 
 READ_SIZE = 64 * 1024
+RATE_LIMIT_STRIKES = 10  # refused requests in a row after which a connection is closed
+REFUSAL_LINGER = 1.0  # seconds a refused connection waits for its client to close (so it reads the reply)
+HANDSHAKE_TIMEOUT = 10.0  # longest TLS handshake (also bounded by idle_timeout)
+
+
+def ssl_context(settings: ManagerSettings) -> ssl.SSLContext | None:
+    """The server's TLS context (TLS 1.2 or later) from the settings' PEM files; None without TLS."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    if settings.tls_client_ca_file is not None:
+        context.load_verify_locations(cafile=settings.tls_client_ca_file)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+class TokenBucket:
+    """``rate`` requests per second on average, at most ``burst`` at once."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._at = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
 
 class StreamManagerServer:
@@ -46,10 +95,16 @@ class StreamManagerServer:
         self._metrics = metrics or ManagerMetrics()
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._admitted = 0  # connections being served (refused ones are not counted)
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self._settings.host, self._settings.port)
-        logger.info("stream manager listening on %s:%d", self._settings.host, self.port)
+        context = ssl_context(self._settings)
+        handshake = min(HANDSHAKE_TIMEOUT, self._settings.idle_timeout) if context is not None else None
+        self._server = await asyncio.start_server(self._serve, self._settings.host, self._settings.port,
+                                                  ssl=context, ssl_handshake_timeout=handshake)
+        logger.info("stream manager listening on %s:%d%s", self._settings.host, self.port,
+                    " (TLS, client certificates required)" if self._settings.tls_client_ca_file is not None
+                    else " (TLS)" if context is not None else "")
 
     @property
     def port(self) -> int:
@@ -74,9 +129,16 @@ class StreamManagerServer:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
-        self._metrics.connected()
+        limit = self._settings.max_connections
+        admitted = not limit or self._admitted < limit
+        if admitted:
+            self._admitted += 1
+            self._metrics.connected()
         try:
-            await self._converse(reader, writer)
+            if admitted:
+                await self._converse(reader, writer)
+            else:
+                await self._refuse_connection(reader, writer, limit)
         except (ConnectionError, asyncio.IncompleteReadError):
             logger.debug("client went away")
         except asyncio.CancelledError:
@@ -84,14 +146,49 @@ class StreamManagerServer:
         except Exception:
             logger.exception("connection failed unexpectedly")
         finally:
-            self._metrics.disconnected()
+            if admitted:
+                self._admitted -= 1
+                self._metrics.disconnected()
             self._connections.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
+    async def _refuse_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                                 limit: int) -> None:
+        """One failure frame naming the limit, then the connection is closed."""
+        logger.warning("refusing a connection: %d connections open (MANAGER_MAX_CONNECTIONS)", limit)
+        exc = OperationError(f"connection limit: {limit} connections already open (MANAGER_MAX_CONNECTIONS)",
+                             "The stream manager has too many open connections; retry later.")
+        self._metrics.answered(INVALID, exc.error_type, 0.0)
+        await _send(writer, failure_envelope(new_request_id(), exc, None))
+        # Closing with the client's request unread would reset the connection, and the client could
+        # lose the reply: half-close, and give the client a moment to read it and close.
+        if writer.can_write_eof():
+            writer.write_eof()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(REFUSAL_LINGER):
+                while await reader.read(READ_SIZE):
+                    pass
+
+    def _rate_limited(self, bucket: TokenBucket, strikes: int) -> dict[str, Any]:
+        closing = f"; closing the connection after {strikes} refused requests in a row" \
+            if strikes >= RATE_LIMIT_STRIKES else ""
+        exc = OperationError(
+            f"rate limit: more than {bucket.rate:g} requests/s on this connection (burst {bucket.burst}; "
+            f"MANAGER_MAX_REQUESTS_PER_SECOND){closing}",
+            "Too many requests on this connection; slow down.",
+        )
+        self._metrics.answered(INVALID, exc.error_type, 0.0)
+        if strikes == 1:
+            logger.warning("rate limit: more than %g requests/s on a connection", bucket.rate)
+        return failure_envelope(new_request_id(), exc, None)
+
     async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         decoder = FrameDecoder(self._settings.max_frame_size)
+        rate = self._settings.max_requests_per_second
+        bucket = TokenBucket(rate, self._settings.max_request_burst) if rate > 0 else None
+        strikes = 0  # requests refused in a row by the rate limit
         while True:
             try:
                 async with asyncio.timeout(self._settings.idle_timeout):
@@ -107,9 +204,17 @@ class StreamManagerServer:
                 frames = decoder.feed(data)
             except FrameTooLargeError as exc:
                 self._metrics.answered(INVALID, exc.error_type, 0.0)
-                await _send(writer, failure_envelope(new_request_id(), exc, None))
+                refusal = InvalidPayloadError(f"{exc} (MANAGER_MAX_FRAME_SIZE)", exc.public_message)
+                await _send(writer, failure_envelope(new_request_id(), refusal, None))
                 return
             for body in frames:
+                if bucket is not None and not bucket.take():
+                    strikes += 1
+                    await _send(writer, self._rate_limited(bucket, strikes))
+                    if strikes >= RATE_LIMIT_STRIKES:
+                        return
+                    continue
+                strikes = 0
                 await _send(writer, await self.answer(body))
 
     async def answer(self, body: bytes) -> dict[str, Any]:
@@ -149,7 +254,9 @@ def _failure(exc: Exception, request: Request | None) -> Reply:
                             "The stream manager cannot reach its state store.")
     elif not isinstance(exc, StreamManagerError):
         logger.exception("unexpected error handling a %s request", getattr(request, "type", "invalid"))
-    return Reply(failure_response(exc), getattr(request, "pipeline_id", None))
+    # Only per-pipeline requests echo their id; an INIT's extra keys (a stray "pipeline_id": 0) never do.
+    echoed = None if isinstance(request, InitRequest | WebRTCRequest) else getattr(request, "pipeline_id", None)
+    return Reply(failure_response(exc), echoed)
 
 
 def _envelope(request_id: str, reply: Reply) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 import asyncio
 import logging
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -22,6 +22,7 @@ from services.manager.workflows import WorkflowDirectory
 logger = logging.getLogger(__name__)
 
 STOP_GRACE = 2.0  # seconds a background task gets to finish when the manager stops
+REDIS_POOL_SIZE = 100  # Redis connections at once; further requests wait for one (redis-py's default size)
 
 
 def redis_client(settings: ManagerSettings) -> Redis:
@@ -34,12 +35,18 @@ def redis_client(settings: ManagerSettings) -> Redis:
     the reply was the handler's "the request timed out" after 10 s, at the client's own deadline;
     now it is "Redis is unavailable: TimeoutError ..." after one socket timeout (5 s, measured).
     """
-    return Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         settings.redis_url,
+        # redis-py's default pool raises MaxConnectionsError beyond 100 connections in use, which answered
+        # internal_error to clients under load (1,000 concurrent clients, tests/benchmarks/load.py): a request
+        # now waits its turn for a free connection, bounded by its handler's own timeout.
+        max_connections=REDIS_POOL_SIZE,
+        timeout=settings.handler_timeout,
         socket_timeout=settings.redis_socket_timeout,
         socket_connect_timeout=settings.redis_connect_timeout,
         retry=Retry(ExponentialBackoff(cap=0.25, base=0.05), retries=2, supported_errors=(RedisConnectionError,)),
     )
+    return Redis.from_pool(pool)
 
 
 class ManagerService:

@@ -4,13 +4,15 @@ The reference's names are kept where they exist (``STREAM_MANAGER_HOST``, ``STRE
 everything else is ``MANAGER_<FIELD>`` (e.g. ``MANAGER_REDIS_URL``, ``MANAGER_DEVICES=cpu,gpu``).
 """
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.core.logs import LogFormat
+from services.core.references import DEFAULT_ALLOWED_SCHEMES, DEFAULT_MAX_SOURCES
 from services.core.tasks import DEFAULT_DEVICES
 
 
@@ -30,6 +32,22 @@ class ManagerSettings(BaseSettings):
     redis_socket_timeout: float = Field(default=5.0, gt=0)
     redis_connect_timeout: float = Field(default=2.0, gt=0)
     max_frame_size: int = Field(default=1024 * 1024, ge=1)
+    # Limits of the TCP endpoint (services.manager.server); each refusal names its setting.
+    # Requests per second on one connection (a token bucket of max_request_burst; 0 = no limit) and
+    # connections open at once (0 = no limit; the load test opens 1000).
+    max_requests_per_second: float = Field(default=100.0, ge=0)
+    max_request_burst: int = Field(default=200, ge=1)
+    max_connections: int = Field(default=1024, ge=0)
+    # Live pipelines per device queue (0 = no limit), checked by INIT admission before anything is
+    # written. Pipelines per worker are the worker's concurrency (WORKER_CONCURRENCY), also checked there.
+    max_pipelines_per_device: int = Field(default=0, ge=0)
+    # TLS of the TCP endpoint: a PEM certificate (chain) and its key; with a client CA, clients must
+    # present a certificate it signed (mutual TLS).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    # Binding an address other than loopback needs MANAGER_AUTH_TOKEN (or mutual TLS), unless this is set.
+    allow_insecure_bind: bool = False
     # The reference closes after one request (5 s socket timeout); we keep a connection for
     # several requests and close it once it has been idle this long.
     idle_timeout: float = Field(default=30.0, gt=0)
@@ -72,6 +90,14 @@ class ManagerSettings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     # Optional shared token: when set, every request must carry it in its "token" field.
     auth_token: SecretStr | None = None
+    # Video references INIT accepts (services.core.references): URL schemes, directories files must lie
+    # under (relative ones are taken from the manager's working directory; ".." and symlinks are resolved
+    # before the check; empty = no files), local camera indices (none by default: a camera is a device
+    # of the worker's host), and sources per pipeline.
+    allowed_schemes: Annotated[tuple[str, ...], NoDecode] = DEFAULT_ALLOWED_SCHEMES
+    file_roots: Annotated[tuple[Path, ...], NoDecode] = (Path("data"),)
+    allowed_cameras: Annotated[tuple[int, ...], NoDecode] = ()
+    max_sources: int = Field(default=DEFAULT_MAX_SOURCES, ge=1)
     log_level: str = "INFO"
     # "text" or "json" (one object per line); VSIM_LOG_FORMAT sets every service's at once.
     log_format: LogFormat = Field(default="text",
@@ -83,6 +109,40 @@ class ManagerSettings(BaseSettings):
         # Compose files pass MANAGER_AUTH_TOKEN="" when no token is configured: that means "no auth",
         # not "the empty token" (which would refuse every client that sends one).
         return None if value == "" else value
+
+    @field_validator("tls_cert_file", "tls_key_file", "tls_client_ca_file", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _tls_files_together(self) -> "ManagerSettings":
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("MANAGER_TLS_CERT_FILE and MANAGER_TLS_KEY_FILE must be set together")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("MANAGER_TLS_CLIENT_CA_FILE needs MANAGER_TLS_CERT_FILE and MANAGER_TLS_KEY_FILE")
+        return self
+
+    @field_validator("allowed_schemes", mode="before")
+    @classmethod
+    def _schemes(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        return tuple(str(part).strip().lower() for part in value if str(part).strip())
+
+    @field_validator("file_roots", "allowed_cameras", mode="before")
+    @classmethod
+    def _list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("allowed_cameras")
+    @classmethod
+    def _non_negative(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(index < 0 for index in value):
+            raise ValueError("camera indices must be >= 0")
+        return value
 
     @field_validator("devices", mode="before")
     @classmethod
@@ -99,3 +159,26 @@ class ManagerSettings(BaseSettings):
     @property
     def init_handler_timeout(self) -> float:
         return self.init_timeout + 10.0
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is "localhost" or an address in 127.0.0.0/8 or ::1 (a name is not resolved)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def insecure_bind(settings: ManagerSettings) -> str | None:
+    """Why binding ``settings.host`` would expose an unauthenticated endpoint (None: it would not).
+
+    Any address other than loopback needs a shared token or mutual TLS; ``MANAGER_ALLOW_INSECURE_BIND``
+    overrides (the caller then warns), e.g. inside a container whose port is published on loopback.
+    """
+    if is_loopback(settings.host) or settings.auth_token is not None or settings.tls_client_ca_file is not None:
+        return None
+    return (f"refusing to bind {settings.host}:{settings.port} without authentication: set MANAGER_AUTH_TOKEN "
+            "(or mutual TLS with MANAGER_TLS_CLIENT_CA_FILE), bind a loopback address (STREAM_MANAGER_HOST="
+            "127.0.0.1), or set MANAGER_ALLOW_INSECURE_BIND=1 to accept unauthenticated clients from the network")

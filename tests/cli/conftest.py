@@ -10,8 +10,9 @@ from tests.support.stack import Stack, running_stack
 
 
 @pytest.fixture(scope="module")
-def stack(redis_server: RedisServer) -> Iterator[Stack]:
+def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with running_stack(redis_server.url) as running:
-        running.start_manager()
+        # test_watch cuts clips into tmp_path: pytest's temporary directory is a file root too
+        running.start_manager(MANAGER_FILE_ROOTS=f"data,{tmp_path_factory.getbasetemp()}")
         running.start_worker(WORKER.split("@")[0], "pipelines.cpu", concurrency=SLOTS)
         yield running

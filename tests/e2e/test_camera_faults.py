@@ -63,9 +63,11 @@ SLOTS = 3
 
 
 @pytest.fixture(scope="module")
-def stack(redis_server: RedisServer) -> Iterator[Stack]:
+def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with running_stack(redis_server.url) as running:
-        running.start_manager(MANAGER_INIT_TIMEOUT=str(INIT_TIMEOUT))
+        # the tests' clips are cut into tmp_path: pytest's temporary directory is a file root too
+        running.start_manager(MANAGER_INIT_TIMEOUT=str(INIT_TIMEOUT),
+                              MANAGER_FILE_ROOTS=f"data,{tmp_path_factory.getbasetemp()}")
         # three slots: the consumption_timeout test runs three pipelines side by side
         running.start_worker_with_env("cpu", "pipelines.cpu", BACKOFF, concurrency=SLOTS)
         yield running

@@ -118,7 +118,7 @@ WORKFLOW = {
 def newer_payload(workspace: str, workflow_id: str) -> dict[str, object]:
     return {
         "type": "init",
-        "video_configuration": {"type": "VideoConfiguration", "video_reference": "file.mp4"},
+        "video_configuration": {"type": "VideoConfiguration", "video_reference": "data/media/file.mp4"},
         "processing_configuration": {"type": "WorkflowConfiguration", "workspace_name": workspace,
                                      "workflow_id": workflow_id},
         "sink_configuration": {"type": "MemorySinkConfiguration", "results_buffer_size": 8},

@@ -21,6 +21,51 @@
 
   const pipelinePath = (id, action) => `inference_pipelines/${encodeURIComponent(id)}/${action}`;
 
+  // The API's token (API_AUTH_TOKEN), when it runs with one: asked for once, kept for this tab only
+  // (sessionStorage) and sent as "Authorization: Bearer" on every request of the page, previews included.
+  const TOKEN_KEY = "vsim-api-token";
+
+  function storedToken() {
+    try {
+      return sessionStorage.getItem(TOKEN_KEY) || "";
+    } catch (_) {
+      return ""; // storage disabled: the token is asked for again
+    }
+  }
+
+  function askForToken(message) {
+    const form = document.getElementById("login-form");
+    form.hidden = false;
+    setText(document.getElementById("login-note"), message);
+    const input = form.elements.namedItem("token");
+    if (document.activeElement !== input) input.focus();
+  }
+
+  // fetch() with the token; a 401 asks for it (again).
+  async function request(path, init = {}) {
+    const headers = Object.assign({}, init.headers || {});
+    const token = storedToken();
+    if (token) headers.Authorization = `Bearer ${token}`;
+    const response = await fetch(path, Object.assign({}, init, { headers }));
+    if (response.status === 401) askForToken(token ? "The API refused this token." : "This API needs its token.");
+    return response;
+  }
+
+  function onLogin(event) {
+    event.preventDefault();
+    const form = event.target;
+    const token = String(new FormData(form).get("token") || "").trim();
+    try {
+      if (token) sessionStorage.setItem(TOKEN_KEY, token);
+      else sessionStorage.removeItem(TOKEN_KEY);
+    } catch (_) {
+      // storage disabled: nothing to keep
+    }
+    form.reset();
+    form.hidden = true;
+    schedulePoll(0);
+  }
+
   async function errorText(response) {
     // Both error body generations carry "message"; the newer one adds the detailed inner message.
     try {
@@ -40,7 +85,7 @@
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
-    const response = await fetch(path, init);
+    const response = await request(path, init);
     if (!response.ok) throw new Error(await errorText(response));
     return response.json();
   }
@@ -241,7 +286,7 @@
     card.previewBusy = true;
     card.previewAt = Date.now();
     try {
-      const response = await fetch(pipelinePath(card.id, "preview.jpg"), { cache: "no-store" });
+      const response = await request(pipelinePath(card.id, "preview.jpg"), { cache: "no-store" });
       if (!response.ok) {
         markPreview(card, response.status === 404 ? "no preview right now" : `preview unavailable (${response.status})`);
         return;
@@ -290,7 +335,7 @@
     if (polling) return;
     polling = true;
     try {
-      const response = await fetch("dashboard/api/pipelines", { cache: "no-store", headers: { Accept: "application/json" } });
+      const response = await request("dashboard/api/pipelines", { cache: "no-store", headers: { Accept: "application/json" } });
       if (!response.ok) throw new Error(await errorText(response));
       render(await response.json());
     } catch (error) {
@@ -399,6 +444,7 @@
   }
 
   document.getElementById("start-form").addEventListener("submit", onStart);
+  document.getElementById("login-form").addEventListener("submit", onLogin);
   setInterval(previewLoop, 250);
   poll();
 })();

@@ -3,8 +3,20 @@
 A reference is a local camera (an ``int``), a network stream (a URL with a streaming scheme) or a
 file path. Streams and files go through the FFMPEG backend with open/read timeouts, so an
 unreachable camera fails within seconds instead of blocking its thread.
+
+Strings always go to the FFMPEG backend, never ``CAP_ANY``: OpenCV built with GStreamer would read a
+string it cannot open as a GStreamer pipeline. Before a string reaches FFmpeg it must pass the
+configuration-free checks of ``services.core.references`` and, when FFmpeg would read it as
+``protocol:...``, name a streaming scheme (never ``concat:``, ``pipe:``, ``file:``, ...): defence in depth
+behind the manager's INIT validation.
+
+Native logging bypasses the redaction of Python's logs (FFmpeg prints to stderr, at debug level with
+the URL and its password), so importing this module quiets it: FFmpeg's log is off
+(``OPENCV_FFMPEG_LOGLEVEL=-8``) and OpenCV's own shows errors only, unless the operator set
+``OPENCV_FFMPEG_LOGLEVEL`` / ``OPENCV_LOG_LEVEL`` (for debugging: those lines are not redacted).
 """
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,6 +28,9 @@ import cv2
 import numpy as np
 
 from services.core.redaction import redact_reference
+from services.core.references import scheme_of, syntax_refusal
+
+AV_LOG_QUIET = -8
 
 STREAM_SCHEMES = frozenset({"rtsp", "rtsps", "http", "https", "rtmp", "udp", "tcp"})
 
@@ -29,6 +44,16 @@ CAPTURE_PROPERTIES: Mapping[str, int] = {
     and isinstance(value := getattr(cv2, name), int)
     and 0 <= value < 100
 }
+
+
+def quiet_native_logs() -> None:
+    """FFmpeg quiet and OpenCV at errors only, unless the environment chose (read at the first open)."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", str(AV_LOG_QUIET))
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
+quiet_native_logs()
 
 
 class SourceKind(StrEnum):
@@ -102,6 +127,18 @@ def classify(reference: str | int) -> SourceKind:
     return SourceKind.STREAM if scheme in STREAM_SCHEMES else SourceKind.FILE
 
 
+def unsafe_reason(reference: str) -> str | None:
+    """Why a string must not reach FFmpeg, or None: a protocol other than a stream's, a GStreamer-like
+    pipeline, control characters, a leading '-'."""
+    reason = syntax_refusal(reference)
+    if reason is not None:
+        return reason
+    scheme = scheme_of(reference)
+    if scheme is not None and scheme not in STREAM_SCHEMES:
+        return f"FFmpeg protocol {scheme!r} is not a video stream"
+    return None
+
+
 def property_ids(properties: Mapping[str, float]) -> dict[int, float]:
     """``{"frame_width": 1280}`` -> ``{cv2.CAP_PROP_FRAME_WIDTH: 1280.0}``; unknown names raise."""
     unknown = sorted(name for name in properties if name.lower() not in CAPTURE_PROPERTIES)
@@ -118,6 +155,9 @@ def open_capture(reference: str | int, options: CaptureOptions) -> Capture:
     if classify(reference) is SourceKind.CAMERA:
         capture = cv2.VideoCapture(reference)
     else:
+        reason = unsafe_reason(str(reference))
+        if reason is not None:
+            raise SourceConnectionError(f"refusing to open video source {redact_reference(reference)}: {reason}")
         params = [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
             int(options.open_timeout * 1000),
