@@ -4,9 +4,10 @@ Imports the engine (OpenCV, onnxruntime): only the task process imports this mod
 come first (video files, source options), the model load last, so a bad payload fails fast.
 """
 
+import dataclasses
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import redis
@@ -44,14 +45,16 @@ def build_pipeline(
     settings: WorkerSettings,
     on_update: StatusHandler,
     fence: Fence | None = None,
+    resume_after: Mapping[int, int] | None = None,
 ) -> InferencePipeline:
     """The pipeline the spec describes, not started. Raises a :class:`StreamManagerError`.
 
     ``fence``: the task's ownership, checked by the results sink on every write.
+    ``resume_after``: source id -> frames already processed by a previous task (files skip them).
     """
     try:
         _check_files(spec)
-        config = _pipeline_config(spec, settings)
+        config = dataclasses.replace(_pipeline_config(spec, settings), resume_after=dict(resume_after or {}))
         detector = _detector(spec, settings)
         sinks = _sinks(spec, pipeline_id, client, on_update, fence)
         observers = _observers(pipeline_id, client, settings, fence)

@@ -26,10 +26,12 @@ from typing import Any
 
 import redis
 
+from services.core import keys
 from services.core.errors import InvalidPayloadError, OperationError, StreamManagerError, failure_response
 from services.core.plan import PipelineSpec
 from services.core.records import PipelineState
 from services.core.redaction import redact_text
+from services.core.results import decode_entry
 from services.worker.assembly import build_pipeline, secrets_of
 from services.worker.control_listener import ControlListener
 from services.worker.engine import events
@@ -74,9 +76,10 @@ def run(
         wake.set()
 
     fence = Fence(epoch, ownership.owner, on_fenced, ownership.restore)
+    resume_after = _resume_points(redis_client, pipeline_id) if epoch > 1 else {}
     with ownership.beating():
         try:
-            pipeline = build_pipeline(spec, pipeline_id, redis_client, settings, _waker(wake), fence)
+            pipeline = build_pipeline(spec, pipeline_id, redis_client, settings, _waker(wake), fence, resume_after)
         except StreamManagerError as exc:
             return _fail(ownership, redis_client, reply_to, exc, secrets)
     options = Options(consumption_timeout=spec.consumption_timeout, secrets=secrets)
@@ -97,6 +100,27 @@ def reject(
     if ownership.claim() is None:
         return None
     return _fail(ownership, redis_client, reply_to, error, ())
+
+
+def _resume_points(client: redis.Redis, pipeline_id: str, scan: int = 256) -> dict[int, int]:
+    """Per source, the last frame id a previous epoch wrote to the results stream.
+
+    A restarted pipeline's files resume after it instead of being read again from their start
+    (live sources ignore it). Frames the lost task processed but had not written yet are processed
+    again; nothing written is repeated. Unreadable: an empty answer, the files start over.
+    """
+    points: dict[int, int] = {}
+    try:
+        entries = client.xrevrange(keys.results_stream(pipeline_id), count=scan)
+    except redis.RedisError as exc:
+        log.warning("pipeline %s: cannot read where to resume: %s", pipeline_id, exc)
+        return points
+    for _, fields in entries:  # type: ignore[union-attr]
+        _, metadata = decode_entry(fields)  # type: ignore[arg-type]
+        for item in metadata:
+            if item is not None and int(item["source_id"]) not in points:
+                points[int(item["source_id"])] = int(item["frame_id"])
+    return points
 
 
 def owner_name(hostname: str) -> str:

@@ -17,7 +17,7 @@ from services.core import keys
 from services.core.control import Command
 from services.core.plan import PipelineSpec
 from services.core.records import DesiredState, PipelineRecord, PipelineState
-from services.core.results import decode_entry
+from services.core.results import decode_entry, encode_entry, entry_epoch
 from services.worker import runner
 from services.worker.models.repository import ModelSpec
 from services.worker.settings import WorkerSettings
@@ -125,6 +125,38 @@ def test_file_pipeline_replies_streams_results_and_ends(
     assert report["pipeline_id"] == pipeline_id and report["state"] == "ENDED"
     assert report["epoch"] == 1 and report["owner"] == record.owner
     assert report["sources_metadata"][0]["state"] == "ENDED"
+
+
+def test_a_restarted_file_pipeline_resumes_after_the_last_result_written(
+    start_run: StartRun, redis_client: redis.Redis, clip: Path
+) -> None:
+    record = create_record(redis_client, epoch=2, restarts=1)
+    stream = keys.results_stream(record.pipeline_id)
+    # What the lost epoch-1 task had written: frames 1..5 of the clip.
+    for frame_id in range(1, 6):
+        metadata = [{"frame_timestamp": "2026-11-30T00:00:00+00:00", "frame_id": frame_id, "source_id": 0}]
+        redis_client.xadd(stream, {**encode_entry([None], metadata), "epoch": "1"})
+
+    run = start_run(spec_for(str(clip)), record=record)
+
+    assert run.result(timeout=30) is PipelineState.ENDED
+    written = [(entry_epoch(fields), decode_entry(fields)[1][0]["frame_id"])
+               for _, fields in redis_client.xrange(stream)]
+    assert written == [(1, n) for n in range(1, 6)] + [(2, n) for n in range(6, CLIP_FRAMES + 1)]
+
+
+def test_a_restarted_file_pipeline_whose_files_were_all_written_just_ends(
+    start_run: StartRun, redis_client: redis.Redis, clip: Path
+) -> None:
+    record = create_record(redis_client, epoch=2, restarts=1)
+    stream = keys.results_stream(record.pipeline_id)
+    metadata = [{"frame_timestamp": "2026-11-30T00:00:00+00:00", "frame_id": CLIP_FRAMES, "source_id": 0}]
+    redis_client.xadd(stream, {**encode_entry([None], metadata), "epoch": "1"})
+
+    run = start_run(spec_for(str(clip)), record=record)
+
+    assert run.result(timeout=30) is PipelineState.ENDED
+    assert redis_client.xlen(stream) == 1  # nothing processed twice
 
 
 # ----------------------------------------------------------------------------- claim

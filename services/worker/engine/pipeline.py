@@ -26,7 +26,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -87,6 +87,8 @@ class PipelineConfig:
     sink_queue_size: int = 256
     # Rounds in session.run at once (each thread runs one); see the module docstring.
     inference_workers: int = 1
+    # source id -> frames a previous run of this pipeline already processed (files resume after them).
+    resume_after: Mapping[int, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -122,7 +124,9 @@ class InferencePipeline:
         self._extra_handler = on_update
         self.watchdog = Watchdog(len(config.video_references))
         self._sources = [
-            source_factory(reference, source_id, config.source, self._on_update)
+            source_factory(reference, source_id, config.source, self._on_update,
+                           **({"skip_frames": config.resume_after[source_id]}
+                              if config.resume_after.get(source_id) else {}))
             for source_id, reference in enumerate(config.video_references)
         ]
         self._sinks = [BufferedSink(sink, self._on_update, capacity=config.sink_queue_size) for sink in sinks]

@@ -119,8 +119,13 @@ class VideoSource:
         on_update: StatusHandler,
         opener: Opener = open_capture,
         rng: random.Random | None = None,
+        skip_frames: int = 0,
     ) -> None:
         self.source_id = source_id
+        # A file resumed after its pipeline was restarted: the first ``skip_frames`` frames were
+        # processed (and their results written) by the previous task, so they are only grabbed
+        # (no retrieve, no inference) and frame ids continue where that task stopped.
+        self._skip_frames = skip_frames if classify(reference) is SourceKind.FILE else 0
         self._reference = reference
         self._redacted = redact_reference(reference)
         self._secrets = _secrets_of(reference)
@@ -251,7 +256,8 @@ class VideoSource:
                 self._wait_before_reconnect()
                 continue
             try:
-                outcome = self._pump(capture)
+                outcome = self._skip(capture) if self._skip_frames else None
+                outcome = outcome or self._pump(capture)
             finally:
                 capture.release()
             if outcome is _Outcome.ENDED:
@@ -329,6 +335,19 @@ class VideoSource:
             self._transition(StreamState.ERROR)
             return _Outcome.FAILED
         return _Outcome.ENDED
+
+    def _skip(self, capture: Capture) -> "_Outcome | None":
+        """Grabs the frames a previous task already processed; None when the file goes on after them."""
+        skip, self._skip_frames = self._skip_frames, 0
+        for _ in range(skip):
+            if self._stop.is_set():
+                return _Outcome.STOPPED
+            if not capture.grab():
+                return _Outcome.ENDED  # the file ended within them: nothing left to process
+            with self._lock:
+                self._frames_decoded += 1
+        logger.info("source %d: resumed after frame %d", self.source_id, skip)
+        return None
 
     def _count_decoded(self, now: float) -> int:
         self._backoff.healthy(now)
