@@ -22,7 +22,8 @@ from services.client.tcp import AsyncManagerClient
 _COMMON = (401, 500, 502, 503)
 _LIST_ERRORS = error_responses(NewerErrorBody, *_COMMON)
 _PIPELINE_ERRORS = error_responses(NewerErrorBody, 404, 422, *_COMMON)
-_INIT_ERRORS = error_responses(NewerErrorBody, 400, 422, *_COMMON)
+_INIT_ERRORS = error_responses(NewerErrorBody, 400, 403, 413, 422, *_COMMON)
+_COMMAND_ERRORS = error_responses(NewerErrorBody, 403, 404, 413, 422, *_COMMON)  # POSTs: cross-origin, body size
 _INIT_BODY = documented_body(NewerInitialisePayload, "An INIT payload (the manager also accepts the older form).")
 _WEBRTC_BODY = documented_body(InitialiseWebRTCPayload, "An INIT payload with a WebRTC offer.")
 
@@ -55,17 +56,17 @@ def newer_router(client: AsyncManagerClient) -> APIRouter:
 
     @router.post("/{pipeline_id}/pause", response_model=CommandResponse, summary="Pauses the InferencePipeline",
                  description="Mutes the pipeline: sources keep being read, no results are produced.",
-                 responses=_PIPELINE_ERRORS)
+                 responses=_COMMAND_ERRORS)
     async def pause(pipeline_id: str) -> CommandResponse:
         return await client.pause(pipeline_id)
 
     @router.post("/{pipeline_id}/resume", response_model=CommandResponse, summary="Resumes the InferencePipeline",
-                 responses=_PIPELINE_ERRORS)
+                 responses=_COMMAND_ERRORS)
     async def resume(pipeline_id: str) -> CommandResponse:
         return await client.resume(pipeline_id)
 
     @router.post("/{pipeline_id}/terminate", response_model=CommandResponse,
-                 summary="Terminates the InferencePipeline", responses=_PIPELINE_ERRORS)
+                 summary="Terminates the InferencePipeline", responses=_COMMAND_ERRORS)
     async def terminate(pipeline_id: str) -> CommandResponse:
         return await client.terminate(pipeline_id)
 

@@ -13,7 +13,8 @@ from services.client.tcp import AsyncManagerClient
 _COMMON = (401, 500, 502, 503)
 _LIST_ERRORS = error_responses(OlderErrorBody, *_COMMON)
 _PIPELINE_ERRORS = error_responses(OlderErrorBody, 404, 422, *_COMMON)
-_INIT_ERRORS = error_responses(OlderErrorBody, 400, 422, *_COMMON)
+_INIT_ERRORS = error_responses(OlderErrorBody, 400, 403, 413, 422, *_COMMON)
+_COMMAND_ERRORS = error_responses(OlderErrorBody, 403, 404, 413, 422, *_COMMON)  # POSTs: cross-origin, body size
 _INIT_BODY = documented_body(OlderInitialisePayload, "An INIT payload (the manager also accepts the newer form).")
 
 
@@ -38,17 +39,17 @@ def older_router(client: AsyncManagerClient) -> APIRouter:
 
     @router.post("/pause/{pipeline_id}", response_model=CommandResponse, summary="Pauses the pipeline processing",
                  description="Mutes the pipeline: sources keep being read, no results are produced.",
-                 responses=_PIPELINE_ERRORS)
+                 responses=_COMMAND_ERRORS)
     async def pause(pipeline_id: str) -> CommandResponse:
         return await client.pause(pipeline_id)
 
     @router.post("/resume/{pipeline_id}", response_model=CommandResponse, summary="Resumes the pipeline processing",
-                 responses=_PIPELINE_ERRORS)
+                 responses=_COMMAND_ERRORS)
     async def resume(pipeline_id: str) -> CommandResponse:
         return await client.resume(pipeline_id)
 
     @router.post("/terminate/{pipeline_id}", response_model=CommandResponse,
-                 summary="Terminates the pipeline processing", responses=_PIPELINE_ERRORS)
+                 summary="Terminates the pipeline processing", responses=_COMMAND_ERRORS)
     async def terminate(pipeline_id: str) -> CommandResponse:
         return await client.terminate(pipeline_id)
 

@@ -112,3 +112,10 @@ def test_the_bearer_scheme_is_documented_on_the_initialise_routes() -> None:
     assert DOCUMENT["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     secured = sorted(path for path, _, operation in OPERATIONS if operation.get("security"))
     assert secured == ["/inference_pipelines/initialise", "/inference_pipelines/initialise_webrtc", "/initialise"]
+
+
+def test_every_manager_post_route_documents_the_cross_origin_and_body_size_refusals() -> None:
+    posts = [(path, item["post"]) for path, item in DOCUMENT["paths"].items() if "post" in item]
+
+    for path, operation in posts:
+        assert {"403", "413"} <= set(operation["responses"]), path
