@@ -10,10 +10,8 @@ is refused.
 import asyncio
 import os
 import shutil
-import signal
 import ssl
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,14 +24,13 @@ from services.client import (
     CommunicationProtocolError,
     ConnectivityError,
     ManagerClient,
-    ProcessesManagerClientError,
 )
 from services.client.tcp import client_ssl_context
 from services.manager.settings import ManagerSettings
 from tests.manager.conftest import RunningManager
 from tests.manager.fakes import FakeWorker, call
+from tests.support.manager_process import serve_once
 from tests.support.redis_server import RedisServer, free_port
-from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 
@@ -177,26 +174,10 @@ def test_the_manager_process_serves_tls_from_its_environment(
     env = {**base, "STREAM_MANAGER_PORT": str(port), "MANAGER_REDIS_URL": redis_server.url,
            "MANAGER_TLS_CERT_FILE": str(certificates.server_cert),
            "MANAGER_TLS_KEY_FILE": str(certificates.server_key), "MANAGER_LOG_LEVEL": "info"}
-    process = subprocess.Popen([sys.executable, "-m", "services.manager"], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     # The client is set up by the environment alone, as vsim and scripts are.
     monkeypatch.setenv("STREAM_MANAGER_TLS", "1")
     monkeypatch.setenv("STREAM_MANAGER_CA_FILE", str(certificates.ca))
     monkeypatch.setenv("STREAM_MANAGER_PORT", str(port))
-    try:
-        def answers() -> bool:
-            try:
-                return ManagerClient(timeout=2).list_pipelines().status == "success"
-            except ProcessesManagerClientError:
-                return process.poll() is not None
-
-        wait_until(answers, timeout=30)
-        assert process.poll() is None
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=15)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 0, output
+    returncode, output = serve_once(env, lambda: ManagerClient(timeout=2))
+    assert returncode == 0, output
     assert f"listening on 127.0.0.1:{port} (TLS)" in output

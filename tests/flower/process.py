@@ -8,7 +8,6 @@ what the stacks run anyway.
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ from pathlib import Path
 import httpx
 import redis
 
+from tests.support.stack import stop_process
 from tools.embedded_redis import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,13 +74,7 @@ def running_flower(redis_url: str, log: Path, basic_auth: str | None, **settings
             time.sleep(0.1)
         yield flower
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, timeout=15)
 
 
 @contextlib.contextmanager

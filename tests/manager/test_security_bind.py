@@ -2,7 +2,6 @@
 mutual TLS) unless MANAGER_ALLOW_INSECURE_BIND is set; the settings' TLS files come in pairs."""
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,10 +9,10 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from services.client import ConnectivityError, ManagerClient
+from services.client import ManagerClient
 from services.manager.settings import ManagerSettings, insecure_bind, is_loopback
+from tests.support.manager_process import serve_once
 from tests.support.redis_server import RedisServer, free_port
-from tests.support.waiting import wait_until
 
 TOKEN = "bind-t0ken-91d3"
 
@@ -74,25 +73,9 @@ def test_binding_every_interface_runs_with_a_token_or_the_override(
     redis_server: RedisServer, extra: dict[str, str], token: str | None
 ) -> None:
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "services.manager"], env=_env(redis_server, port, **extra),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     client = ManagerClient("127.0.0.1", port, token=token, timeout=2)
-    try:
-        def answers() -> bool:
-            try:
-                return client.list_pipelines().status == "success"
-            except ConnectivityError:
-                return process.poll() is not None  # stop waiting if it exited
-
-        wait_until(answers, timeout=30)
-        assert process.poll() is None
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=15)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 0, output
+    returncode, output = serve_once(_env(redis_server, port, **extra), lambda: client)
+    assert returncode == 0, output
     assert f"listening on 0.0.0.0:{port}" in output
     insecure_warning = "without authentication (MANAGER_ALLOW_INSECURE_BIND)"
     assert (insecure_warning in output) is (token is None)

@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import redis
@@ -22,7 +23,8 @@ from tools.embedded_redis import free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+def stop_process(process: "subprocess.Popen[Any]", sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+    """Signals ``process`` (SIGTERM by default) and waits; SIGKILL if it is still there after ``timeout``."""
     if process.poll() is None:
         process.send_signal(sig)
         try:
@@ -67,7 +69,7 @@ class Stack:
 
     def stop_manager(self, sig: int = signal.SIGTERM) -> None:
         if self.manager is not None:
-            _stop(self.manager, sig)
+            stop_process(self.manager, sig)
 
     def start_worker(self, name: str, queue: str, concurrency: int = 2, nice: int = 0) -> None:
         command = [sys.executable, "-m", "services.worker", "--queues", queue, "--concurrency", str(concurrency),
@@ -114,9 +116,9 @@ class Stack:
 
     def close(self) -> None:
         for process in self.apis.values():
-            _stop(process)
+            stop_process(process)
         for process in self.workers.values():
-            _stop(process)
+            stop_process(process)
         self.stop_manager()
         self.client.close()
 
