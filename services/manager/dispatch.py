@@ -12,11 +12,9 @@ from typing import Any, Protocol
 
 from celery import Celery
 from celery.utils.saferepr import saferepr
-from redis.asyncio import Redis
 
 from services.core.redaction import REDACTED, redact_reference, redact_text
 from services.core.tasks import RUN_PIPELINE, celery_config, queue_for
-from services.manager.admission import read_registrations
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +60,3 @@ def redacted_kwargs_repr(kwargs: dict[str, Any]) -> str:
     secrets = (api_key,) if isinstance(api_key, str) else ()
     return redact_text(saferepr({**kwargs, "spec": spec}, 1024), secrets)
 
-
-async def live_queues(redis: Redis) -> set[str]:
-    """Every queue named by a live worker registration (unreadable registrations are skipped)."""
-    return {queue for registration in await read_registrations(redis) for queue in registration.queues}

@@ -13,7 +13,6 @@ from services.core import keys
 from services.core.errors import OperationError
 from services.core.tasks import queue_for
 from services.manager.admission import AdmissionPolicy, WorkerRegistration, admit, read_registrations
-from services.manager.dispatch import live_queues
 from tests.manager.conftest import ManagerFactory, RunningManager
 from tests.manager.fakes import FakeWorker, call
 from tests.manager.test_init import pipeline_keys
@@ -123,17 +122,16 @@ def test_registrations_are_read_in_one_sweep_and_bad_ones_skipped(
     redis_client.set(keys.worker_registration("nameless@host"), json.dumps({"queues": [CPU]}), ex=60)
     redis_client.set("vsim:pipeline:unrelated", "{}")
 
-    async def read() -> tuple[list[WorkerRegistration], set[str]]:
+    async def read() -> list[WorkerRegistration]:
         client = Redis.from_url(redis_server.url)
         try:
-            return await read_registrations(client), await live_queues(client)
+            return await read_registrations(client)
         finally:
             await client.aclose()
 
-    registrations, queues = asyncio.run(read())
+    registrations = asyncio.run(read())
 
-    assert [(r.hostname, r.free_slots) for r in registrations] == [("good@host", 1)]
-    assert queues == {CPU}
+    assert [(r.hostname, r.free_slots, r.queues) for r in registrations] == [("good@host", 1, (CPU,))]
 
 
 # --- through the manager --------------------------------------------------------------------------
