@@ -70,6 +70,9 @@ def _pipeline_families(snapshot: ClusterSnapshot) -> Iterator[Metric]:
                              "Results CONSUME_RESULT has not read yet / results_buffer_size; 1 = unread results "
                              "are being trimmed.", labels=PIPELINE_LABELS)
     errors = CounterMetricFamily("vsim_inference_errors", "Inference rounds that failed.", labels=PIPELINE_LABELS)
+    step_errors = CounterMetricFamily("vsim_workflow_step_errors",
+                                      "Frames on which a workflow step failed (the frame was still processed).",
+                                      labels=[*PIPELINE_LABELS, "step"])
     dropped = CounterMetricFamily("vsim_results_dropped",
                                   "Result rounds a sink lost, by sink and reason (queue_full, sink_error).",
                                   labels=[*PIPELINE_LABELS, "sink", "reason"])
@@ -84,10 +87,12 @@ def _pipeline_families(snapshot: ClusterSnapshot) -> Iterator[Metric]:
             fill.add_metric(labels, min(1.0, sample.unread_results / sample.results_buffer_size))
         if sample.metrics is not None:
             errors.add_metric(labels, float(sample.metrics.inference_errors))
+            for step, count in sorted(sample.metrics.workflow_step_errors.items()):
+                step_errors.add_metric([*labels, step], float(count))
             for sink in sample.metrics.sinks:
                 for reason, count in sorted(sink.dropped.items()):
                     dropped.add_metric([*labels, sink.name, reason], float(count))
-    yield from (fps, restarts, age, fill, errors, dropped)
+    yield from (fps, restarts, age, fill, errors, step_errors, dropped)
 
 
 def _source_families(pipelines: list[PipelineSample]) -> Iterator[Metric]:

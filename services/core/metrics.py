@@ -103,6 +103,8 @@ class PipelineMetrics(BaseModel):
     sources: list[SourceMetrics] = Field(default_factory=list)
     sinks: list[SinkMetrics] = Field(default_factory=list)
     inference_errors: int = 0
+    # Workflow step name -> frames on which that step failed (the frames were still processed).
+    workflow_step_errors: dict[str, int] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _counts_match_buckets(self) -> "PipelineMetrics":

@@ -20,11 +20,13 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from services.core.errors import InvalidPayloadError, NotFoundError, invalid_payload_from
 from services.core.redaction import REDACTED, redact_reference
 from services.core.states import BufferConsumptionStrategy, BufferFillingStrategy
+from services.core.workflows import WorkflowPlan, compile_workflow
 
 WorkflowResolver = Callable[[str, str], dict[str, Any]]
 
@@ -45,15 +47,16 @@ def _number(value: Any) -> float | int:
 VideoReference = Annotated[str | int, PlainValidator(_video_reference, json_schema_input_type=str | int)]
 Number = Annotated[float | int, PlainValidator(_number, json_schema_input_type=float)]
 
-DETECTION_BLOCKS = (
-    "roboflow_core/roboflow_object_detection_model@v1",
-    "roboflow_core/roboflow_object_detection_model@v2",
-    "ObjectDetectionModel",
-    "RoboflowObjectDetectionModel",
-)
 DETECTION_PARAMS = ("confidence", "iou_threshold", "class_agnostic_nms", "max_candidates", "max_detections")
 _MODEL_ID = re.compile(r"[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+")
-_INPUT_SELECTOR = re.compile(r"\$inputs\.(?P<name>[A-Za-z0-9_\-]+)")
+
+
+def check_model_id(value: str) -> str:
+    if not _MODEL_ID.fullmatch(value) or ".." in value or "." in value.split("/"):
+        raise ValueError(
+            f"model_id must be 'project/version' (two segments of letters, digits, '_', '.', '-'), got {value!r}"
+        )
+    return value
 
 
 class UdpSink(BaseModel):
@@ -69,7 +72,9 @@ class PipelineSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     video_references: list[VideoReference] = Field(min_length=1)
-    model_id: str
+    # What runs on each frame: one detection model (the flat payload) or a compiled workflow.
+    model_id: str | None = None
+    workflow: WorkflowPlan | None = None
     confidence: float = Field(default=0.5, ge=0.0, le=1.0)
     iou_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     class_agnostic_nms: bool = False
@@ -100,13 +105,20 @@ class PipelineSpec(BaseModel):
 
     @field_validator("model_id")
     @classmethod
-    def _project_version(cls, value: str) -> str:
-        if not _MODEL_ID.fullmatch(value) or ".." in value or "." in value.split("/"):
-            raise ValueError(
-                f"model_id must be 'project/version' (two segments of letters, digits, '_', '.', '-'), "
-                f"got {value!r}"
-            )
+    def _project_version(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_model_id(value)
         return value
+
+    @model_validator(mode="after")
+    def _one_processing(self) -> "PipelineSpec":
+        if (self.model_id is None) == (self.workflow is None):
+            raise ValueError("a pipeline runs either one model (model_id) or a workflow, not both or neither")
+        return self
+
+    def model_ids(self) -> list[str]:
+        """Every model the pipeline needs."""
+        return [self.model_id] if self.model_id is not None else self.workflow.model_ids() if self.workflow else []
 
     def task_payload(self) -> dict[str, Any]:
         """JSON-ready dump WITH the api_key revealed: only for the Celery task and the spec key."""
@@ -169,6 +181,8 @@ def compile_init(
 
 def _compile_flat_payload(payload: Mapping[str, Any]) -> _Draft:
     draft = _Draft()
+    if payload.get("model_id") is None:
+        raise InvalidPayloadError("invalid init payload: field 'model_id' is required")
     draft.put("model_id", payload.get("model_id"), "model_id")
     draft.put("video_references", payload.get("video_reference"), "video_reference")
     sink = _section(payload, "sink_configuration", "udp_sink", required=True)
@@ -209,7 +223,17 @@ def _compile_workflow_payload(payload: Mapping[str, Any], resolve: WorkflowResol
     parameters = _object_at(
         processing.get("workflows_parameters") or {}, "processing_configuration.workflows_parameters"
     )
-    _put_detection_step(draft, workflow, where, parameters)
+    names = {key: processing.get(key) for key in ("image_input_name", "video_metadata_input_name")}
+    for key, value in names.items():
+        if value is not None and not isinstance(value, str):
+            raise InvalidPayloadError(f"field 'processing_configuration.{key}' must be a string")
+    plan = compile_workflow(workflow, where, parameters, image_input_name=names["image_input_name"] or "image")
+    for model_id in plan.model_ids():
+        try:
+            check_model_id(model_id)
+        except ValueError as exc:
+            raise InvalidPayloadError(f"workflow at '{where}': {exc}") from exc
+    draft.put("workflow", plan, where)
     return draft
 
 
@@ -249,65 +273,6 @@ def _workflow_of(
         )
     where = f"workflow({workspace}/{workflow_id})"
     return _object_at(resolve(workspace, workflow_id), where), where
-
-
-def _put_detection_step(
-    draft: _Draft, workflow: Mapping[str, Any], where: str, parameters: Mapping[str, Any]
-) -> None:
-    step, step_where = _detection_step(workflow, where)
-    _check_outputs(workflow, where)
-    inputs = _declared_inputs(workflow, where)
-    for name in ("model_id", *DETECTION_PARAMS):
-        path = f"{step_where}.{name}"
-        draft.put(name, _resolve_value(step.get(name), parameters, inputs, path), path)
-
-
-def _detection_step(workflow: Mapping[str, Any], where: str) -> tuple[Mapping[str, Any], str]:
-    steps = _list_at(workflow.get("steps"), f"{where}.steps")
-    for index, step in enumerate(steps):
-        kind = _type_of(step)
-        if kind not in DETECTION_BLOCKS:
-            raise InvalidPayloadError(
-                f"unsupported workflow block type {kind!r} at '{where}.steps[{index}]'; "
-                f"supported: one object-detection step of type {', '.join(DETECTION_BLOCKS)}"
-            )
-    if len(steps) != 1:
-        raise InvalidPayloadError(
-            f"workflow at '{where}' must have exactly one step (an object-detection model), got {len(steps)}"
-        )
-    return steps[0], f"{where}.steps[0]"
-
-
-def _check_outputs(workflow: Mapping[str, Any], where: str) -> None:
-    for index, output in enumerate(_list_at(workflow.get("outputs", []), f"{where}.outputs")):
-        kind = _type_of(output)
-        if kind != "JsonField":
-            raise InvalidPayloadError(
-                f"unsupported workflow output type {kind!r} at '{where}.outputs[{index}]'; "
-                "only 'JsonField' outputs are supported"
-            )
-
-
-def _declared_inputs(workflow: Mapping[str, Any], where: str) -> dict[str, Mapping[str, Any]]:
-    declared = _list_at(workflow.get("inputs", []), f"{where}.inputs")
-    return {str(item.get("name")): item for item in declared if isinstance(item, Mapping)}
-
-
-def _resolve_value(
-    value: Any, parameters: Mapping[str, Any], inputs: Mapping[str, Mapping[str, Any]], path: str
-) -> Any:
-    """A step parameter: a literal, or ``$inputs.x`` from workflows_parameters / the input default."""
-    if not (isinstance(value, str) and value.startswith("$")):
-        return value
-    match = _INPUT_SELECTOR.fullmatch(value)
-    if match is None:
-        raise InvalidPayloadError(
-            f"field '{path}': selector {value!r} is not supported; use a literal or '$inputs.<name>'"
-        )
-    name = match["name"]
-    if name not in inputs:
-        raise InvalidPayloadError(f"field '{path}': selector {value!r} names no declared workflow input")
-    return parameters.get(name, inputs[name].get("default_value"))
 
 
 def _section(payload: Mapping[str, Any], key: str, expected_type: str, required: bool) -> Mapping[str, Any]:

@@ -22,18 +22,24 @@ from services.core.errors import (
 from services.core.plan import PipelineSpec
 from services.core.redaction import redact_reference, redact_text
 from services.worker.detection.detector import DetectionParams, Detector
+from services.worker.detection.processor import DetectionProcessor
 from services.worker.engine.capture import SourceKind, classify
 from services.worker.engine.events import StatusUpdate
-from services.worker.engine.pipeline import InferencePipeline, PipelineConfig, RoundObserver
+from services.worker.engine.pipeline import InferencePipeline, PipelineConfig, RoundObserver, RoundProcessor
 from services.worker.engine.reconnect import BackoffPolicy
 from services.worker.engine.sinks import ResultSink
 from services.worker.engine.sinks.redis_stream import Fence, RedisStreamSink
 from services.worker.engine.sinks.udp import UdpSink
 from services.worker.engine.source import SourceConfig
+from services.worker.engine.watchdog import Watchdog
 from services.worker.models.errors import InferenceDeviceError, InvalidModelError, ModelNotFoundError
 from services.worker.models.repository import ModelRepository
 from services.worker.preview import PreviewPublisher
 from services.worker.settings import WorkerSettings
+from services.worker.workflows.background import BackgroundRunner
+from services.worker.workflows.blocks.base import BlockEnvironment, SinkSettings
+from services.worker.workflows.models import ModelService
+from services.worker.workflows.processor import WorkflowProcessor, model_tasks
 
 StatusHandler = Callable[[StatusUpdate], None]
 
@@ -55,10 +61,12 @@ def build_pipeline(
     try:
         _check_files(spec)
         config = dataclasses.replace(_pipeline_config(spec, settings), resume_after=dict(resume_after or {}))
-        detector = _detector(spec, settings)
+        watchdog = Watchdog(len(config.video_references))
+        processor = _processor(spec, settings, watchdog)
         sinks = _sinks(spec, pipeline_id, client, on_update, fence)
         observers = _observers(pipeline_id, client, settings, fence)
-        return InferencePipeline(config, detector, sinks, on_update=on_update, observers=observers)
+        return InferencePipeline(config, processor, sinks, on_update=on_update, observers=observers,
+                                 watchdog=watchdog)
     except Exception as exc:
         raise as_stream_manager_error(exc, secrets_of(spec)) from exc
 
@@ -97,29 +105,43 @@ def _pipeline_config(spec: PipelineSpec, settings: WorkerSettings) -> PipelineCo
         properties=dict(spec.video_source_properties or {}),
         backoff=BackoffPolicy(initial=settings.reconnect_initial_delay, cap=settings.reconnect_max_delay),
     )
-    params = DetectionParams(
-        confidence=spec.confidence,
-        iou_threshold=spec.iou_threshold,
-        class_agnostic_nms=spec.class_agnostic_nms,
-        max_candidates=spec.max_candidates,
-        max_detections=spec.max_detections,
-    )
     return PipelineConfig(
         video_references=tuple(spec.video_references),
         source=source,
-        params=params,
         batch_collection_timeout=spec.batch_collection_timeout,
         sink_queue_size=spec.predictions_queue_size,
         inference_workers=settings.inference_sizing(os.cpu_count() or 1)[0],
     )
 
 
-def _detector(spec: PipelineSpec, settings: WorkerSettings) -> Detector:
-    model = ModelRepository(settings.model_repository).resolve(spec.model_id)
+def _processor(spec: PipelineSpec, settings: WorkerSettings, watchdog: Watchdog) -> RoundProcessor:
+    """A workflow's processor (every model loaded now), or one detection model's."""
     # spec.device chose the queue; the worker serving that queue knows its own hardware.
-    device = settings.device
     _, threads = settings.inference_sizing(os.cpu_count() or 1)
-    return Detector(model, device=device, intra_op_threads=threads)
+    repository = ModelRepository(settings.model_repository)
+    if spec.workflow is None:
+        assert spec.model_id is not None  # PipelineSpec holds one or the other
+        params = DetectionParams(
+            confidence=spec.confidence,
+            iou_threshold=spec.iou_threshold,
+            class_agnostic_nms=spec.class_agnostic_nms,
+            max_candidates=spec.max_candidates,
+            max_detections=spec.max_detections,
+        )
+        detector = Detector(repository.resolve(spec.model_id), device=settings.device, intra_op_threads=threads)
+        return DetectionProcessor(detector, params)
+    models = ModelService(repository, settings.device, threads)
+    models.preload(model_tasks(spec.workflow))
+    background = BackgroundRunner(max_pending=settings.workflow_max_pending_deliveries)
+    sinks = SinkSettings(file_root=settings.workflow_file_root,
+                         max_pending_deliveries=settings.workflow_max_pending_deliveries)
+
+    def environment(source_id: int) -> BlockEnvironment:
+        return BlockEnvironment(source_id=source_id, models=models, background=background, sinks=sinks,
+                                secrets=list(secrets_of(spec)))
+
+    return WorkflowProcessor(spec.workflow, models, environment,
+                             on_step_errors=lambda errors: watchdog.on_step_errors([e.step for e in errors]))
 
 
 def _sinks(

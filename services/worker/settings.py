@@ -53,6 +53,11 @@ class WorkerSettings(BaseSettings):
     # Redis, drawn off the inference path); 0 disables previews.
     preview_interval: float = Field(default=1.0, ge=0)
 
+    # Workflows: the directory local_file_sink blocks may write under (None: those blocks fail with a
+    # clear error), and how many fire-and-forget deliveries (webhook, email) may wait per pipeline.
+    workflow_file_root: Path | None = None
+    workflow_max_pending_deliveries: int = Field(default=64, ge=1)
+
     def inference_sizing(self, cores: int) -> tuple[int, int]:
         """(inference workers, intra-op threads) for one pipeline on a host with ``cores`` cores."""
         if self.device != "cpu":  # accelerators: one run at a time, onnxruntime's own CPU threads

@@ -97,6 +97,7 @@ def measure_engine(workers: int, threads: int, redis_url: str, reference: str | 
     import redis
 
     from services.core import keys
+    from services.worker.detection.processor import DetectionProcessor
     from services.worker.engine.pipeline import InferencePipeline, PipelineConfig
     from services.worker.engine.sinks.redis_stream import RedisStreamSink
 
@@ -106,7 +107,7 @@ def measure_engine(workers: int, threads: int, redis_url: str, reference: str | 
     pipeline_id = f"bench-{os.getpid()}"
     sink = RedisStreamSink(client, pipeline_id, maxlen=1000)
     config = PipelineConfig(video_references=(reference or str(VIDEO),), inference_workers=workers)
-    pipeline = InferencePipeline(config, detector, [sink])
+    pipeline = InferencePipeline(config, DetectionProcessor(detector), [sink])
     rss: list[tuple[float, float]] = []
     progress: list[tuple[float, int]] = []  # (wall clock, frames processed), to find a steady window
     started = time.perf_counter()

@@ -96,12 +96,13 @@ def _agreement(cpu: Any, gpu: Any, frames: list[np.ndarray]) -> dict[str, Any]:
 
 
 def _engine_fps(workers: int) -> tuple[int, float]:
+    from services.worker.detection.processor import DetectionProcessor
     from services.worker.engine.pipeline import InferencePipeline, PipelineConfig
 
     detector = _detector("gpu")
     detector.infer(detector.preprocess(_frames(1)[0])[0])
     pipeline = InferencePipeline(PipelineConfig(video_references=(str(VIDEO),), inference_workers=workers),
-                                 detector, [])
+                                 DetectionProcessor(detector), [])
     started = time.perf_counter()
     pipeline.start()
     pipeline.wait(timeout=600)

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from services.core.errors import InvalidPayloadError, NotFoundError
-from services.core.plan import DETECTION_BLOCKS, PipelineSpec, compile_init
+from services.core.plan import PipelineSpec, compile_init
 from services.core.states import BufferConsumptionStrategy, BufferFillingStrategy
 
 API_KEY = "rf-Sup3rSecretKey"
@@ -192,14 +192,28 @@ def test_a_payload_of_neither_generation() -> None:
     assert "video_configuration" in message and "model_id" in message
 
 
+DETECTION_BLOCKS = (
+    "roboflow_core/roboflow_object_detection_model@v1",
+    "roboflow_core/roboflow_object_detection_model@v2",
+    "roboflow_core/roboflow_object_detection_model@v3",
+    "ObjectDetectionModel",
+    "RoboflowObjectDetectionModel",
+)
+
+
 # --- the newer, workflow generation -----------------------------------------------------------
+
+
+def _step(spec: PipelineSpec, name: str = "detection") -> dict[str, Any]:
+    assert spec.workflow is not None and spec.model_id is None
+    return spec.workflow.step(name).params
 
 
 def test_newer_payload_with_an_inline_workflow() -> None:
     spec = compile_init(newer_payload())
 
     assert spec.video_references == ["rtsp://cam-1/live", 0]
-    assert spec.model_id == "coco/3"
+    assert spec.workflow is not None and spec.workflow.model_ids() == ["coco/3"]
     assert (spec.max_fps, spec.batch_collection_timeout, spec.consumption_timeout) == (10, 0.1, 30.0)
     assert (spec.results_buffer_size, spec.predictions_queue_size, spec.decoding_buffer_size) == (
         128,
@@ -245,18 +259,19 @@ def test_explicit_null_strategies_let_the_engine_choose() -> None:
 def test_every_detection_block_is_accepted(block: str) -> None:
     spec = compile_init(newer_payload(detection_workflow(type=block, confidence=0.7, max_detections=50)))
 
-    assert (spec.confidence, spec.max_detections) == (0.7, 50)
+    assert _step(spec)["max_detections"] == 50
+    assert _step(spec).get("confidence", 0.7) == 0.7  # v3 has confidence_mode instead
+    assert spec.workflow is not None and spec.workflow.steps[0].type.startswith(
+        "roboflow_core/roboflow_object_detection_model@")
 
 
-def test_step_literals_become_detection_params() -> None:
-    workflow = detection_workflow(
-        confidence=0.25, iou_threshold=0.6, class_agnostic_nms=True, max_candidates=100, max_detections=10
-    )
+def test_step_literals_are_kept_and_defaults_filled() -> None:
+    workflow = detection_workflow(confidence=0.25, iou_threshold=0.6, class_agnostic_nms=True)
 
-    spec = compile_init(newer_payload(workflow))
+    params = _step(compile_init(newer_payload(workflow)))
 
-    assert (spec.confidence, spec.iou_threshold, spec.class_agnostic_nms) == (0.25, 0.6, True)
-    assert (spec.max_candidates, spec.max_detections) == (100, 10)
+    assert (params["confidence"], params["iou_threshold"], params["class_agnostic_nms"]) == (0.25, 0.6, True)
+    assert (params["max_candidates"], params["max_detections"], params["class_filter"]) == (3000, 300, None)
 
 
 def test_selectors_resolve_from_parameters_then_input_defaults() -> None:
@@ -267,14 +282,14 @@ def test_selectors_resolve_from_parameters_then_input_defaults() -> None:
         newer_payload(workflow, workflows_parameters={"model": "people/2", "confidence": 0.9})
     )
 
-    assert (from_default.model_id, from_default.confidence) == ("people/2", 0.3)
-    assert from_parameter.confidence == 0.9
+    assert (_step(from_default)["model_id"], _step(from_default)["confidence"]) == ("people/2", 0.3)
+    assert _step(from_parameter)["confidence"] == 0.9
 
 
-def test_a_selector_without_value_falls_back_to_the_default() -> None:
-    workflow = detection_workflow(iou_threshold="$inputs.model")
+def test_a_parameter_without_value_or_default_is_refused() -> None:
+    workflow = detection_workflow(model_id="$inputs.model")
 
-    assert compile_init(newer_payload(workflow)).iou_threshold == 0.5
+    assert "workflow parameter 'model' has no default_value" in refusal(newer_payload(workflow))
 
 
 def test_a_named_workflow_is_resolved() -> None:
@@ -290,7 +305,7 @@ def test_a_named_workflow_is_resolved() -> None:
     spec = compile_init(payload, resolve_workflow=resolve)
 
     assert calls == [("acme", "people")]
-    assert spec.confidence == 0.8
+    assert _step(spec)["confidence"] == 0.8
 
 
 def test_a_named_workflow_that_does_not_exist() -> None:
@@ -317,18 +332,6 @@ def test_a_named_workflow_resolving_to_an_unsupported_one() -> None:
         compile_init(payload, resolve_workflow=resolve)
 
 
-def _two_steps() -> dict[str, Any]:
-    workflow = detection_workflow()
-    workflow["steps"].append({"type": "roboflow_core/bounding_box_visualization@v1", "name": "viz"})
-    return workflow
-
-
-def _two_detectors() -> dict[str, Any]:
-    workflow = detection_workflow()
-    workflow["steps"].append(dict(workflow["steps"][0], name="second"))
-    return workflow
-
-
 def _image_output() -> dict[str, Any]:
     workflow = detection_workflow()
     workflow["outputs"] = [{"type": "WorkflowImageOutput", "name": "viz"}]
@@ -339,23 +342,25 @@ def _image_output() -> dict[str, Any]:
     ("workflow", "message"),
     [
         (
-            detection_workflow(type="roboflow_core/roboflow_classification_model@v1"),
-            "unsupported workflow block type 'roboflow_core/roboflow_classification_model@v1' at "
-            "'processing_configuration.workflow_specification.steps[0]'",
+            detection_workflow(type="roboflow_core/ocr_model@v1"),
+            "unsupported workflow block type 'roboflow_core/ocr_model@v1' at "
+            "'processing_configuration.workflow_specification.steps[0].type'; supported: "
+            "roboflow_core/roboflow_object_detection_model@v1",
         ),
-        (_two_steps(), "unsupported workflow block type 'roboflow_core/bounding_box_visualization@v1'"),
-        (_two_detectors(), "must have exactly one step (an object-detection model), got 2"),
-        ({"version": "1.0", "inputs": [], "steps": [], "outputs": []}, "exactly one step"),
-        ({"version": "1.0"}, "field 'processing_configuration.workflow_specification.steps' must be a list"),
-        (_image_output(), "unsupported workflow output type 'WorkflowImageOutput'"),
+        ({"version": "1.0"}, "declares no image input"),
+        ({"version": "1.0", "inputs": [{"type": "WorkflowImage", "name": "image"}], "steps": {}},
+         "field 'processing_configuration.workflow_specification.steps' must be a list"),
+        (_image_output(), "output type 'WorkflowImageOutput' is not supported; expected 'JsonField'"),
         (
             detection_workflow(confidence="$steps.other.confidence"),
-            "field 'processing_configuration.workflow_specification.steps[0].confidence': selector",
+            "field 'processing_configuration.workflow_specification.steps[0].confidence': "
+            "selector '$steps.other.confidence' names no step",
         ),
         (detection_workflow(confidence="$inputs.missing"), "names no declared workflow input"),
         (
             detection_workflow(confidence=3),
-            "field 'processing_configuration.workflow_specification.steps[0].confidence': Input should",
+            "field 'processing_configuration.workflow_specification.steps[0].confidence': expected a number "
+            "between 0 and 1, got 3",
         ),
         (
             detection_workflow(model_id=None),

@@ -14,6 +14,7 @@ import redis
 from services.core import keys
 from services.core.states import StreamState
 from services.worker.detection.detector import DetectionParams, Detector
+from services.worker.detection.processor import DetectionProcessor
 from services.worker.engine.frames import VideoFrame
 from services.worker.engine.pipeline import InferencePipeline, PipelineConfig
 from services.worker.engine.results import RoundResult, SourceResult
@@ -239,8 +240,9 @@ def test_the_pipeline_shows_every_round_to_its_observers_and_a_preview_is_publis
 ) -> None:
     watching, failing = Observer(), Observer(fail=True)
     preview = PreviewPublisher(record, PIPELINE, 3, OWNER, interval=0.2)
-    config = PipelineConfig(video_references=(str(BIKES),), params=DetectionParams(confidence=0.3))
-    pipeline = InferencePipeline(config, detector, [RedisStreamSink(record, PIPELINE, maxlen=1000)],
+    config = PipelineConfig(video_references=(str(BIKES),))
+    processor = DetectionProcessor(detector, DetectionParams(confidence=0.3))
+    pipeline = InferencePipeline(config, processor, [RedisStreamSink(record, PIPELINE, maxlen=1000)],
                                  observers=[failing, watching, preview])
     published: list[bytes] = []
 

@@ -20,6 +20,7 @@ import redis
 from services.core import keys
 from services.core.redaction import redact_reference
 from services.worker.detection.detector import DetectionParams, Detector
+from services.worker.detection.processor import DetectionProcessor
 from services.worker.engine.pipeline import InferencePipeline, PipelineConfig
 from services.worker.engine.results import RoundResult
 from services.worker.engine.sinks import ResultSink
@@ -97,10 +98,10 @@ def main() -> None:
     config = PipelineConfig(
         video_references=tuple(args.video),
         source=SourceConfig(max_fps=args.max_fps),
-        params=DetectionParams(confidence=args.confidence),
         inference_workers=args.workers,
     )
-    pipeline = InferencePipeline(config, detector, sinks)
+    processor = DetectionProcessor(detector, DetectionParams(confidence=args.confidence))
+    pipeline = InferencePipeline(config, processor, sinks)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -56,6 +56,7 @@ def metrics_section(
     sources: Sequence[SourceStats],
     sinks: Sequence[SinkStats],
     inference_errors: int,
+    step_errors: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The report's ``metrics`` section (JSON-ready); ``histograms`` and ``sources`` are by source id."""
     return PipelineMetrics(
@@ -66,6 +67,7 @@ def metrics_section(
                            dropped={SINK_QUEUE_FULL: sink.dropped_queue_full, SINK_ERROR: sink.dropped_sink_error})
                for sink in sinks],
         inference_errors=inference_errors,
+        workflow_step_errors=dict(step_errors or {}),
     ).model_dump(mode="json")
 
 

@@ -1,14 +1,17 @@
-"""One pipeline: its video sources, the detector and the sinks, wired with threads and bounded queues.
+"""One pipeline: its video sources, a round processor (a detector or a workflow) and the sinks, wired with threads.
 
 Theory of operation::
 
     source-0 ─┐               prepared (K+1)       inferred (K+1)
     source-1 ─┼─> collector ─────────────> inference xK ─────────────> post ──> BufferedSink(redis)
-    source-N ─┘   (one frame per source,  (session.run    (reorder, decode  └─> BufferedSink(udp)
-                   letterbox, stack)       only)           + NMS, predictions)
+    source-N ─┘   (one frame per source,  (session.run    (reorder, finish: └─> BufferedSink(udp)
+                   processor.prepare:      only: the       NMS, the rest of
+                   letterbox, stack)       processor's     a workflow)
+                                           infer)
 
-Each source decodes on its own thread into its bounded buffer (strategies applied there). The
-collector takes one frame per source per round, numbers the round and pre-processes it; the K
+Each source decodes on its own thread into its bounded buffer (strategies applied there). What a
+round's frames go through is a :class:`RoundProcessor` (one detection model, or a whole workflow).
+The collector takes one frame per source per round, numbers the round and pre-processes it; the K
 inference threads do nothing but ``session.run`` (which releases the GIL), so decoding, pre- and
 post-processing of neighbouring rounds overlap with it. With K > 1 rounds finish out of order; the
 post stage puts them back in sequence before anything reaches a sink. On CPU, K single-threaded
@@ -30,12 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import numpy as np
-
 from services.core.states import StreamState
-from services.worker.detection.detector import DetectionParams, Detections
-from services.worker.detection.letterbox import LetterboxTransform
-from services.worker.detection.predictions import to_prediction
 from services.worker.engine import events
 from services.worker.engine.events import StatusUpdate
 from services.worker.engine.frames import VideoFrame
@@ -51,17 +49,19 @@ log = logging.getLogger(__name__)
 POLL = 0.05  # how often blocked threads look at the stop flag (seconds)
 
 
-class FrameDetector(Protocol):
-    """The part of ``Detector`` the pipeline uses (tests may substitute a fake)."""
+class RoundProcessor(Protocol):
+    """What the pipeline does with a round's frames, in three stages (see the module docstring).
 
-    @property
-    def class_names(self) -> Sequence[str]: ...
+    ``prepare`` runs on the collector thread, ``infer`` on the inference threads (concurrently for
+    different rounds: it must keep no state), ``finish`` on the post thread, once per round in
+    round order (state across frames belongs there). ``finish`` returns one output per frame.
+    """
 
-    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, LetterboxTransform]: ...
+    def prepare(self, frames: Sequence[VideoFrame]) -> Any: ...
 
-    def infer(self, batch: np.ndarray) -> np.ndarray: ...
+    def infer(self, prepared: Any) -> Any: ...
 
-    def postprocess(self, raw: np.ndarray, transform: LetterboxTransform, params: DetectionParams) -> Detections: ...
+    def finish(self, frames: Sequence[VideoFrame], prepared: Any, inferred: Any) -> list[dict[str, Any]]: ...
 
 
 class RoundObserver(Protocol):
@@ -80,7 +80,6 @@ class RoundObserver(Protocol):
 class PipelineConfig:
     video_references: tuple[str | int, ...]
     source: SourceConfig = field(default_factory=SourceConfig)
-    params: DetectionParams = field(default_factory=DetectionParams)
     # Once a round has its first frame, how long to wait for the other sources (None: wait for
     # every running source).
     batch_collection_timeout: float | None = None
@@ -95,11 +94,11 @@ class PipelineConfig:
 class _Round:
     seq: int
     frames: list[VideoFrame]
-    batch: np.ndarray
-    transforms: list[LetterboxTransform]
+    prepared: Any
     started: float = 0.0
     finished: float = 0.0
-    raw: np.ndarray | None = None  # None after a failed inference: the round is skipped in order
+    inferred: Any = None
+    failed: bool = False  # a failed inference: the round is skipped, in order
 
 
 _END = object()  # sentinel travelling down the queues when every source has finished
@@ -109,20 +108,21 @@ class InferencePipeline:
     def __init__(
         self,
         config: PipelineConfig,
-        detector: FrameDetector,
+        processor: RoundProcessor,
         sinks: Sequence[ResultSink],
         on_update: Callable[[StatusUpdate], None] | None = None,
         source_factory: Callable[..., VideoSource] = VideoSource,
         observers: Sequence[RoundObserver] = (),
+        watchdog: Watchdog | None = None,
     ) -> None:
         if not config.video_references:
             raise ValueError("a pipeline needs at least one video reference")
         if config.inference_workers < 1:
             raise ValueError("inference_workers must be at least 1")
         self._config = config
-        self._detector = detector
+        self._processor = processor
         self._extra_handler = on_update
-        self.watchdog = Watchdog(len(config.video_references))
+        self.watchdog = watchdog or Watchdog(len(config.video_references))
         self._sources = [
             source_factory(reference, source_id, config.source, self._on_update,
                            **({"skip_frames": config.resume_after[source_id]}
@@ -211,6 +211,7 @@ class InferencePipeline:
             "state": self._state.value,
             "frames_processed": self.watchdog.frames_processed,
             "inference_errors": self.watchdog.inference_errors,
+            "workflow_errors": self.watchdog.step_errors(),
             "sinks": [_sink_report(sink) for sink in self._sinks],
             "metrics": self.metrics_report(),
         }
@@ -218,7 +219,8 @@ class InferencePipeline:
     def metrics_report(self) -> dict[str, Any]:
         """Cumulative numbers since the start, for Prometheus (schema: ``services.core.metrics``)."""
         return metrics_section(self.watchdog.histograms(), [source.stats() for source in self._sources],
-                               [sink.stats() for sink in self._sinks], self.watchdog.inference_errors)
+                               [sink.stats() for sink in self._sinks], self.watchdog.inference_errors,
+                               self.watchdog.step_errors())
 
     # ----------------------------------------------------------------- stages
 
@@ -275,10 +277,8 @@ class InferencePipeline:
         return None
 
     def _prepare(self, frames: list[VideoFrame]) -> _Round:
-        tensors, transforms = zip(*(self._detector.preprocess(frame.image) for frame in frames), strict=True)
-        batch = tensors[0] if len(tensors) == 1 else np.concatenate(tensors)
         seq, self._next_seq = self._next_seq, self._next_seq + 1
-        return _Round(seq=seq, frames=frames, batch=batch, transforms=list(transforms))
+        return _Round(seq=seq, frames=frames, prepared=self._processor.prepare(frames))
 
     def _infer(self) -> None:
         while (item := self._get(self._prepared)) is not None:
@@ -288,8 +288,9 @@ class InferencePipeline:
             assert isinstance(item, _Round)
             item.started = time.monotonic()
             try:
-                item.raw = self._detector.infer(item.batch)
+                item.inferred = self._processor.infer(item.prepared)
             except Exception as exc:  # a bad frame or model error loses this round, not the pipeline
+                item.failed = True
                 self._inference_failed(exc)
             item.finished = time.monotonic()
             self._put(self._inferred, item)  # failed rounds too: post must not wait for their seq
@@ -311,7 +312,7 @@ class InferencePipeline:
                 expected += 1
 
     def _emit(self, item: _Round) -> None:
-        if item.raw is None:
+        if item.failed:
             return
         try:
             result = self._round_result(item)
@@ -328,14 +329,11 @@ class InferencePipeline:
         self._record(item)
 
     def _round_result(self, item: _Round) -> RoundResult:
-        assert item.raw is not None
+        outputs = self._processor.finish(item.frames, item.prepared, item.inferred)
         slots: list[SourceResult | None] = [None] * len(self._sources)
-        for index, (frame, transform) in enumerate(zip(item.frames, item.transforms, strict=True)):
-            detections = self._detector.postprocess(item.raw[index], transform, self._config.params)
-            height, width = frame.image.shape[:2]
-            prediction = to_prediction(detections, self._detector.class_names, width, height)
+        for frame, output in zip(item.frames, outputs, strict=True):
             slots[frame.source_id] = SourceResult(
-                frame.source_id, frame.frame_id, frame.frame_timestamp, frame.decoded_at, prediction
+                frame.source_id, frame.frame_id, frame.frame_timestamp, frame.decoded_at, output
             )
         item.finished = time.monotonic()
         return RoundResult(tuple(slots))

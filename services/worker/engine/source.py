@@ -317,7 +317,9 @@ class VideoSource:
         if not ok or image is None:
             self._buffer.count_drop(DROP_DECODE_ERROR)
             return
-        frame = VideoFrame(image, frame_id, self.source_id, datetime.now(UTC), time.monotonic())
+        fps = self._properties.fps if self._properties is not None else None
+        frame = VideoFrame(image, frame_id, self.source_id, datetime.now(UTC), time.monotonic(), fps or None,
+                           self.is_file)
         if not self._consumption_started:
             self._consumption_started = True
             self._emit(VIDEO_CONSUMPTION_STARTED, {"source_id": self.source_id}, context=CONTEXT_CONSUMER)

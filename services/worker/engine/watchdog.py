@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import fmean
 from typing import Any
@@ -37,6 +38,7 @@ class Watchdog:
         self._frames: deque[tuple[float, int]] = deque(maxlen=LATENCY_WINDOW)
         self.frames_processed = 0
         self.inference_errors = 0
+        self._step_errors: dict[str, int] = {}
 
     def on_update(self, update: StatusUpdate) -> None:
         if update.severity <= logging.DEBUG:
@@ -57,6 +59,16 @@ class Watchdog:
     def on_inference_error(self) -> None:
         with self._lock:
             self.inference_errors += 1
+
+    def on_step_errors(self, steps: Sequence[str]) -> None:
+        """Workflow steps that failed on one frame (the frame itself was still processed)."""
+        with self._lock:
+            for step in steps:
+                self._step_errors[step] = self._step_errors.get(step, 0) + 1
+
+    def step_errors(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._step_errors)
 
     def throughput(self) -> float:
         """Frames per second over the last rounds; 0 with fewer than two rounds."""

@@ -13,6 +13,7 @@ from services.core import keys
 from services.core.results import decode_entry
 from services.core.states import StreamState
 from services.worker.detection.detector import DetectionParams, Detector
+from services.worker.detection.processor import DetectionProcessor
 from services.worker.engine import events
 from services.worker.engine.pipeline import InferencePipeline, PipelineConfig
 from services.worker.engine.sinks.redis_stream import RedisStreamSink
@@ -49,9 +50,9 @@ def _entries(client: redis.Redis, pipeline_id: str) -> list[tuple[list, list]]: 
 def test_file_pipeline_processes_every_frame_in_order_then_ends(
     detector: Detector, redis_client: redis.Redis, running: list[InferencePipeline], workers: int
 ) -> None:
-    config = PipelineConfig(video_references=(BIKES,), params=DetectionParams(confidence=0.3),
-                            inference_workers=workers)
-    pipeline = InferencePipeline(config, detector, [RedisStreamSink(redis_client, "file", maxlen=1000)])
+    config = PipelineConfig(video_references=(BIKES,), inference_workers=workers)
+    processor = DetectionProcessor(detector, DetectionParams(confidence=0.3))
+    pipeline = InferencePipeline(config, processor, [RedisStreamSink(redis_client, "file", maxlen=1000)])
     running.append(pipeline)
     pipeline.start()
     assert pipeline.wait(timeout=90), "a file pipeline must end by itself"
@@ -76,7 +77,8 @@ def test_status_report_has_the_reference_shape(
     detector: Detector, redis_client: redis.Redis, running: list[InferencePipeline]
 ) -> None:
     config = PipelineConfig(video_references=(BIKES, str(VTEST)), batch_collection_timeout=0.5)
-    pipeline = InferencePipeline(config, detector, [RedisStreamSink(redis_client, "status", maxlen=100)])
+    sink = RedisStreamSink(redis_client, "status", maxlen=100)
+    pipeline = InferencePipeline(config, DetectionProcessor(detector), [sink])
     running.append(pipeline)
     pipeline.start()
     wait_until(lambda: pipeline.watchdog.frames_processed >= 20, timeout=15)
@@ -103,7 +105,8 @@ def test_mute_resume_terminate_on_a_live_stream(
 ) -> None:
     with http_live_stream(VTEST) as url:
         config = PipelineConfig(video_references=(url,))
-        pipeline = InferencePipeline(config, detector, [RedisStreamSink(redis_client, "live", maxlen=1000)])
+        sink = RedisStreamSink(redis_client, "live", maxlen=1000)
+        pipeline = InferencePipeline(config, DetectionProcessor(detector), [sink])
         running.append(pipeline)
         pipeline.start()
         stream = keys.results_stream("live")
@@ -133,7 +136,7 @@ def test_terminate_while_the_camera_is_unreachable(
     detector: Detector, running: list[InferencePipeline]
 ) -> None:
     url = f"http://127.0.0.1:{free_port()}/live.ts"  # nobody listens
-    pipeline = InferencePipeline(PipelineConfig(video_references=(url,)), detector, [])
+    pipeline = InferencePipeline(PipelineConfig(video_references=(url,)), DetectionProcessor(detector), [])
     running.append(pipeline)
     pipeline.start()
     wait_until(lambda: pipeline.sources[0].state is StreamState.RESTARTING, timeout=15)
@@ -145,7 +148,7 @@ def test_terminate_while_the_camera_is_unreachable(
 
 
 def test_terminate_is_idempotent_and_works_before_start(detector: Detector) -> None:
-    pipeline = InferencePipeline(PipelineConfig(video_references=(BIKES,)), detector, [])
+    pipeline = InferencePipeline(PipelineConfig(video_references=(BIKES,)), DetectionProcessor(detector), [])
     pipeline.terminate()
     pipeline.terminate()
     assert pipeline.state is StreamState.ENDED
@@ -160,7 +163,7 @@ def test_a_dead_redis_sink_never_stalls_inference_or_the_udp_sink(
     dead = redis.Redis(port=free_port(), socket_connect_timeout=0.5, socket_timeout=0.5)
     udp = UdpSink("127.0.0.1", receiver.getsockname()[1], on_update=lambda u: None)
     config = PipelineConfig(video_references=(BIKES,), source=SourceConfig(max_fps=50))
-    pipeline = InferencePipeline(config, detector, [RedisStreamSink(dead, "dead", maxlen=10), udp])
+    pipeline = InferencePipeline(config, DetectionProcessor(detector), [RedisStreamSink(dead, "dead", maxlen=10), udp])
     running.append(pipeline)
     pipeline.start()
     received = []
@@ -180,7 +183,7 @@ def test_a_dead_redis_sink_never_stalls_inference_or_the_udp_sink(
 
 def test_credentials_never_reach_the_report(detector: Detector, running: list[InferencePipeline]) -> None:
     url = f"rtsp://admin:hunter2@127.0.0.1:{free_port()}/stream"
-    pipeline = InferencePipeline(PipelineConfig(video_references=(url,)), detector, [])
+    pipeline = InferencePipeline(PipelineConfig(video_references=(url,)), DetectionProcessor(detector), [])
     running.append(pipeline)
     pipeline.start()
     wait_until(lambda: any(u["event_type"] == events.SOURCE_ERROR
@@ -211,7 +214,7 @@ def test_failed_rounds_are_reported_and_skipped_in_order_with_several_workers(
     detector: Detector, redis_client: redis.Redis, running: list[InferencePipeline]
 ) -> None:
     config = PipelineConfig(video_references=(BIKES,), inference_workers=3)
-    pipeline = InferencePipeline(config, _FailingOnSomeFrames(detector),
+    pipeline = InferencePipeline(config, DetectionProcessor(_FailingOnSomeFrames(detector)),
                                  [RedisStreamSink(redis_client, "failing", maxlen=1000)])
     running.append(pipeline)
     pipeline.start()

@@ -1,0 +1,24 @@
+"""Every block type the engine runs, by every name it answers to (canonical and legacy)."""
+
+from services.core.workflows.blocks import BlockSpec
+from services.core.workflows.catalogue import (
+    analytics,
+    flow,
+    formatters,
+    models,
+    sinks,
+    tracking,
+    transformations,
+    visualization,
+)
+
+FAMILIES = (models, tracking, analytics, transformations, formatters, flow, visualization, sinks)
+
+BLOCKS: tuple[BlockSpec, ...] = tuple(spec for family in FAMILIES for spec in family.BLOCKS)
+
+CATALOGUE: dict[str, BlockSpec] = {name: spec for spec in BLOCKS for name in spec.names}
+
+
+def supported_types() -> list[str]:
+    """Every accepted type name, canonical names first (for error messages and docs)."""
+    return [spec.name for spec in BLOCKS] + [alias for spec in BLOCKS for alias in spec.names[1:]]

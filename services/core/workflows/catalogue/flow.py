@@ -1,0 +1,5 @@
+"""flow blocks (filled in by their family)."""
+
+from services.core.workflows.blocks import BlockSpec
+
+BLOCKS: tuple[BlockSpec, ...] = ()

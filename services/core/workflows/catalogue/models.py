@@ -1,0 +1,69 @@
+"""Model blocks: object detection (v1, v2, v3 and the legacy names) and classification (v1, v2)."""
+
+from services.core.workflows import kinds
+from services.core.workflows.blocks import BlockSpec, Field, image_field
+
+_MODEL_ID = Field("model_id", kinds=(kinds.MODEL_ID, kinds.STRING), literal="str")
+_ACTIVE_LEARNING = (
+    # Accepted for compatibility; this engine has no active learning (nothing is uploaded).
+    Field("disable_active_learning", kinds=(kinds.BOOLEAN,), literal="bool", default=True),
+    Field("active_learning_target_dataset", kinds=(kinds.PROJECT,), literal="optional_str", default=None),
+)
+_NMS = (
+    Field("class_filter", kinds=(kinds.LIST_OF_VALUES,), literal="str_list", default=None),
+    Field("iou_threshold", kinds=(kinds.FLOAT_ZERO_TO_ONE,), literal="unit", default=0.3),
+    Field("max_detections", kinds=(kinds.INTEGER,), literal="positive_int", default=300),
+    Field("class_agnostic_nms", kinds=(kinds.BOOLEAN,), literal="bool", default=False),
+    Field("max_candidates", kinds=(kinds.INTEGER,), literal="positive_int", default=3000),
+)
+_CONFIDENCE = Field("confidence", kinds=(kinds.FLOAT_ZERO_TO_ONE,), literal="unit", default=0.4)
+_DETECTION_OUTPUTS_V1 = {
+    "inference_id": (kinds.INFERENCE_ID,),
+    "predictions": (kinds.OBJECT_DETECTION,),
+}
+_CLASSIFICATION_OUTPUTS_V1 = {
+    "inference_id": (kinds.INFERENCE_ID,),
+    "predictions": (kinds.CLASSIFICATION,),
+}
+
+BLOCKS = (
+    BlockSpec(
+        names=("roboflow_core/roboflow_object_detection_model@v1", "RoboflowObjectDetectionModel",
+               "ObjectDetectionModel"),
+        family="models",
+        fields=(image_field("images", ("image",)), _MODEL_ID, _CONFIDENCE, *_NMS, *_ACTIVE_LEARNING),
+        outputs=_DETECTION_OUTPUTS_V1,
+    ),
+    BlockSpec(
+        names=("roboflow_core/roboflow_object_detection_model@v2",),
+        family="models",
+        fields=(image_field("images", ("image",)), _MODEL_ID, _CONFIDENCE, *_NMS, *_ACTIVE_LEARNING),
+        outputs={**_DETECTION_OUTPUTS_V1, "model_id": (kinds.MODEL_ID,)},
+    ),
+    BlockSpec(
+        names=("roboflow_core/roboflow_object_detection_model@v3",),
+        family="models",
+        fields=(
+            image_field("images", ("image",)), _MODEL_ID,
+            # "best": the model's own recommended threshold (ours: the model metadata's, else 0.4).
+            Field("confidence_mode", kinds=(kinds.STRING,), literal="str", default="best",
+                  choices=("best", "default", "custom")),
+            Field("custom_confidence", kinds=(kinds.FLOAT_ZERO_TO_ONE,), literal="unit", default=0.4),
+            *_NMS, *_ACTIVE_LEARNING,
+        ),
+        outputs={**_DETECTION_OUTPUTS_V1, "model_id": (kinds.MODEL_ID,)},
+    ),
+    BlockSpec(
+        names=("roboflow_core/roboflow_classification_model@v1", "RoboflowClassificationModel",
+               "ClassificationModel"),
+        family="models",
+        fields=(image_field("images", ("image",)), _MODEL_ID, _CONFIDENCE, *_ACTIVE_LEARNING),
+        outputs=_CLASSIFICATION_OUTPUTS_V1,
+    ),
+    BlockSpec(
+        names=("roboflow_core/roboflow_classification_model@v2",),
+        family="models",
+        fields=(image_field("images", ("image",)), _MODEL_ID, _CONFIDENCE, *_ACTIVE_LEARNING),
+        outputs={**_CLASSIFICATION_OUTPUTS_V1, "model_id": (kinds.MODEL_ID,)},
+    ),
+)

@@ -1,0 +1,19 @@
+"""Every block implementation, by canonical type name (one module per family)."""
+
+from services.worker.workflows.blocks import (
+    analytics,
+    flow,
+    formatters,
+    models,
+    sinks,
+    tracking,
+    transformations,
+    visualization,
+)
+from services.worker.workflows.blocks.base import BlockFactory
+
+REGISTRY: dict[str, BlockFactory] = {
+    name: factory
+    for family in (models, tracking, analytics, transformations, formatters, flow, visualization, sinks)
+    for name, factory in family.BLOCKS.items()
+}

@@ -1,0 +1,69 @@
+"""The contract between the executor and a block implementation.
+
+A block is constructed once per (workflow step, video source), so whatever it keeps between frames
+(a tracker, a counter, a cooldown) is per source. ``run`` gets the step's fields by their canonical
+names with every selector already resolved, and returns ``{output name: value}`` for the outputs the
+catalogue declares, or a :class:`FlowDecision` for flow-control blocks. Raising fails this step on
+this frame only: the executor records the error and feeds ``None`` to whatever reads its outputs.
+"""
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from services.core.workflows.plan import PlanStep
+
+
+@dataclass(frozen=True, slots=True)
+class FlowDecision:
+    """A flow-control block's verdict for this frame: let its ``next_steps`` run, or not."""
+
+    proceed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SinkSettings:
+    """Where sinks may write and how long they may take (set by the worker's operator)."""
+
+    # local_file_sink writes only under this directory (None: the block fails with a clear error).
+    file_root: Path | None = None
+    # Fire-and-forget deliveries (webhook, email) waiting at once per pipeline; more are refused.
+    max_pending_deliveries: int = 64
+    # Hosts SMTP / webhooks may reach; empty = any.
+    allowed_hosts: tuple[str, ...] = ()
+
+
+class ModelRunner(Protocol):
+    """How blocks ask for model predictions (implemented by ``services.worker.workflows.models``)."""
+
+    def detect(self, model_id: str, image: Any, params: Mapping[str, Any]) -> Any: ...
+
+    def classify(self, model_id: str, image: Any, confidence: float) -> Any: ...
+
+
+class Background(Protocol):
+    """Runs fire-and-forget work off the frame path; False when too much is already waiting."""
+
+    def submit(self, work: Callable[[], None]) -> bool: ...
+
+
+@dataclass(slots=True)
+class BlockEnvironment:
+    """What a block may use besides its inputs."""
+
+    source_id: int
+    models: ModelRunner
+    background: Background
+    sinks: SinkSettings = field(default_factory=SinkSettings)
+    clock: Callable[[], float] = time.time  # wall clock (cooldowns, rate limits, csv timestamps)
+    # Strings that must never reach logs, status or metrics (api keys, passwords in sink fields).
+    secrets: list[str] = field(default_factory=list)
+
+
+class Block(Protocol):
+    def run(self, **inputs: Any) -> dict[str, Any] | FlowDecision: ...
+
+
+BlockFactory = Callable[[PlanStep, BlockEnvironment], Block]

@@ -1,0 +1,70 @@
+"""Model blocks: object detection (v1, v2, v3) and classification (v1, v2) on the worker's models."""
+
+import uuid
+from typing import Any
+
+from services.core.workflows.plan import PlanStep
+from services.worker.workflows.blocks.base import BlockEnvironment, BlockFactory
+from services.worker.workflows.values import WorkflowImage
+
+DEFAULT_CONFIDENCE = 0.4  # the reference's default, and ours for confidence_mode "best"/"default"
+
+
+class ObjectDetection:
+    """``predictions`` of ``model_id`` on the image; v2+ also echo ``model_id``."""
+
+    def __init__(self, step: PlanStep, env: BlockEnvironment, echo_model_id: bool = True) -> None:
+        self._models = env.models
+        self._echo = echo_model_id
+
+    def run(self, images: WorkflowImage, model_id: str, **params: Any) -> dict[str, Any]:
+        if "confidence_mode" in params:  # v3
+            params["confidence"] = _v3_confidence(params.pop("confidence_mode"), params.pop("custom_confidence"))
+        predictions = self._models.detect(model_id, images, params)
+        inference_id = str(predictions.data["inference_id"][0]) if len(predictions) else _new_id()
+        outputs: dict[str, Any] = {"inference_id": inference_id, "predictions": predictions}
+        if self._echo:
+            outputs["model_id"] = model_id
+        return outputs
+
+
+class ObjectDetectionV1(ObjectDetection):
+    def __init__(self, step: PlanStep, env: BlockEnvironment) -> None:
+        super().__init__(step, env, echo_model_id=False)
+
+
+class Classification:
+    def __init__(self, step: PlanStep, env: BlockEnvironment, echo_model_id: bool = True) -> None:
+        self._models = env.models
+        self._echo = echo_model_id
+
+    def run(self, images: WorkflowImage, model_id: str, confidence: float = DEFAULT_CONFIDENCE,
+            **_: Any) -> dict[str, Any]:
+        result = self._models.classify(model_id, images, confidence)
+        outputs: dict[str, Any] = {"inference_id": result.inference_id, "predictions": result}
+        if self._echo:
+            outputs["model_id"] = model_id
+        return outputs
+
+
+class ClassificationV1(Classification):
+    def __init__(self, step: PlanStep, env: BlockEnvironment) -> None:
+        super().__init__(step, env, echo_model_id=False)
+
+
+def _v3_confidence(mode: str, custom: float) -> float:
+    """Our models carry no tuned threshold, so "best" and "default" both mean the reference's 0.4."""
+    return float(custom) if mode == "custom" else DEFAULT_CONFIDENCE
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+BLOCKS: dict[str, BlockFactory] = {
+    "roboflow_core/roboflow_object_detection_model@v1": ObjectDetectionV1,
+    "roboflow_core/roboflow_object_detection_model@v2": ObjectDetection,
+    "roboflow_core/roboflow_object_detection_model@v3": ObjectDetection,
+    "roboflow_core/roboflow_classification_model@v1": ClassificationV1,
+    "roboflow_core/roboflow_classification_model@v2": Classification,
+}

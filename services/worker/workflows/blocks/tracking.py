@@ -1,0 +1,5 @@
+"""tracking blocks."""
+
+from services.worker.workflows.blocks.base import BlockFactory
+
+BLOCKS: dict[str, BlockFactory] = {}

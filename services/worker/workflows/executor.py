@@ -1,0 +1,223 @@
+"""Runs a compiled workflow on one video source's frames, one frame at a time, in frame order.
+
+Theory of operation: the plan's steps are already in dependency order. For each frame the executor
+walks them once: it resolves a step's selectors against the frame's inputs and the outputs of the
+steps before it, and calls the step's block. A step is skipped (its outputs are ``None``) when a
+flow-control step gating it said no or was itself skipped, or when any selector it reads gives
+``None`` (the reference's null propagation). A step runs at its plan level: level 0 once per frame,
+level 1 once per item of the lists its level-1 inputs hold (crops, slices), and so on; inputs at a
+lower level are broadcast to every item. A block that raises fails that step on that frame only:
+the error is reported with the frame's outputs and its readers see ``None``.
+
+Blocks are built once per source, so what they keep between frames (tracks, counts, cooldowns) is
+per source. State lives in this process: a re-dispatched pipeline starts its blocks afresh.
+"""
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import supervision as sv
+
+from services.core.redaction import redact_text
+from services.core.workflows.catalogue import CATALOGUE
+from services.core.workflows.compiler import RESERVED_OUTPUT
+from services.core.workflows.plan import PlanOutput, PlanStep, WorkflowPlan
+from services.worker.workflows.blocks.base import Block, BlockEnvironment, BlockFactory, FlowDecision
+from services.worker.workflows.serialization import serialise
+from services.worker.workflows.values import WorkflowImage, to_root_coordinates
+
+log = logging.getLogger(__name__)
+
+ERRORS_KEY = RESERVED_OUTPUT  # the frame output key listing failed steps
+
+
+@dataclass(frozen=True, slots=True)
+class StepError:
+    step: str
+    error_type: str
+    error_message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"step": self.step, "error_type": self.error_type, "error_message": self.error_message}
+
+
+class _Skipped:
+    """Marks a step that did not run on this frame (its outputs read as None)."""
+
+
+_SKIPPED = _Skipped()
+
+
+class WorkflowExecutor:
+    """One source's instance of a workflow: its blocks and their state."""
+
+    def __init__(self, plan: WorkflowPlan, registry: Mapping[str, BlockFactory], env: BlockEnvironment) -> None:
+        missing = [step.type for step in plan.steps if step.type not in registry]
+        if missing:
+            raise ValueError(f"no implementation for block type(s) {', '.join(sorted(set(missing)))}")
+        self._plan = plan
+        self._env = env
+        self._blocks: dict[str, Block] = {step.name: registry[step.type](step, env) for step in plan.steps}
+
+    def run(self, image: WorkflowImage) -> tuple[dict[str, Any], list[StepError]]:
+        """The frame's serialised outputs (by output name) and the steps that failed on it."""
+        frame = _Frame(self._plan, image)
+        errors: list[StepError] = []
+        for step in self._plan.steps:
+            frame.outputs[step.name] = self._run_step(step, frame, errors)
+        return {output.name: self._output(output, frame) for output in self._plan.outputs}, errors
+
+    # ------------------------------------------------------------------ steps
+
+    def _run_step(self, step: PlanStep, frame: "_Frame", errors: list[StepError]) -> Any:
+        if any(frame.outputs.get(gate) is not _OPEN for gate in step.gates):
+            return _SKIPPED
+        try:
+            resolved = {name: frame.resolve(value) for name, value in step.params.items()}
+        except _NullInput:
+            return _SKIPPED
+        try:
+            result = self._call(step, resolved, step.dimensionality)
+        except Exception as exc:
+            errors.append(self._error(step, exc))
+            return _SKIPPED
+        if CATALOGUE[step.type].flow_control:
+            return _OPEN if _proceeds(result) else _CLOSED
+        return result
+
+    def _call(self, step: PlanStep, inputs: dict[str, "_Value"], level: int) -> Any:
+        """Call the block at ``level``: once, or once per item of the deepest inputs (a list back)."""
+        if level == 0:
+            return self._blocks[step.name].run(**{name: value.get() for name, value in inputs.items()})
+        length = _common_length(step, inputs, level)
+        results = []
+        for index in range(length):
+            items = {name: value.item(index, level) for name, value in inputs.items()}
+            if any(item.is_null() for item in items.values()):
+                results.append(None)
+                continue
+            results.append(self._call(step, items, level - 1))
+        return results
+
+    def _error(self, step: PlanStep, exc: Exception) -> StepError:
+        message = redact_text(str(exc), tuple(self._env.secrets))
+        log.warning("workflow step %s (%s) failed: %s: %s", step.name, step.type, type(exc).__name__, message)
+        return StepError(step.name, type(exc).__name__, message)
+
+    # ------------------------------------------------------------------ outputs
+
+    def _output(self, output: PlanOutput, frame: "_Frame") -> Any:
+        try:
+            value = frame.resolve(output.selector).get()
+        except _NullInput:
+            return None
+        if output.coordinates_system == "parent":
+            value = _in_parent_coordinates(value)
+        return serialise(value)
+
+
+class _NullInput(Exception):
+    """A selector read a value that is None on this frame: the step is skipped."""
+
+
+class _Gate:
+    pass
+
+
+_OPEN, _CLOSED = _Gate(), _Gate()
+
+
+@dataclass(frozen=True, slots=True)
+class _Value:
+    """A resolved input and how many list levels deep it is."""
+
+    value: Any
+    level: int
+
+    def get(self) -> Any:
+        return self.value
+
+    def is_null(self) -> bool:
+        return self.value is None
+
+    def item(self, index: int, level: int) -> "_Value":
+        """The ``index``-th item when this value is at ``level`` (broadcast when it is shallower)."""
+        if self.level < level:
+            return self
+        return _Value(self.value[index] if index < len(self.value) else None, self.level - 1)
+
+
+class _Frame:
+    """One frame's values: the inputs and each step's outputs so far."""
+
+    def __init__(self, plan: WorkflowPlan, image: WorkflowImage) -> None:
+        self.inputs: dict[str, Any] = {name: image for name in plan.image_inputs}
+        self.inputs.update({name: image.video for name in plan.metadata_inputs})
+        self.outputs: dict[str, Any] = {}
+        self._levels = {step.name: step.dimensionality + CATALOGUE[step.type].dimensionality for step in plan.steps}
+
+    def resolve(self, value: Any) -> Any:
+        """A step parameter with its selectors replaced by values (a :class:`_Value` at top level)."""
+        if isinstance(value, str) and value.startswith("$inputs."):
+            return _Value(self.inputs[value.split(".", 1)[1]], 0)
+        if isinstance(value, str) and value.startswith("$steps."):
+            return self._step_value(value)
+        if isinstance(value, list):
+            resolved = [self._nested(item) for item in value]
+            return _Value([item.value for item in resolved], max((i.level for i in resolved), default=0))
+        if isinstance(value, dict):
+            resolved_map = {key: self._nested(item) for key, item in value.items()}
+            return _Value({k: i.value for k, i in resolved_map.items()},
+                          max((i.level for i in resolved_map.values()), default=0))
+        return _Value(value, 0)
+
+    def _nested(self, value: Any) -> _Value:
+        resolved = self.resolve(value)
+        return resolved if isinstance(resolved, _Value) else _Value(resolved, 0)
+
+    def _step_value(self, selector: str) -> _Value:
+        _, step, output = selector.split(".", 2)
+        produced = self.outputs.get(step, _SKIPPED)
+        if produced is _SKIPPED:
+            raise _NullInput(selector)
+        level = self._levels[step]
+        value = _select(produced, output, level)
+        if value is None:
+            raise _NullInput(selector)
+        return _Value(value, level)
+
+
+def _select(produced: Any, output: str, level: int) -> Any:
+    """One output (or all, for ``*``) out of a step's result, keeping its list levels."""
+    if level == 0:
+        if produced is None:
+            return None
+        return dict(produced) if output == "*" else produced.get(output)
+    return [_select(item, output, level - 1) for item in produced]
+
+
+def _common_length(step: PlanStep, inputs: Mapping[str, _Value], level: int) -> int:
+    lengths = {len(value.value) for value in inputs.values() if value.level >= level and value.value is not None}
+    if len(lengths) > 1:
+        raise ValueError(f"step {step.name!r}: its inputs hold lists of different lengths {sorted(lengths)}")
+    return lengths.pop() if lengths else 0
+
+
+def _proceeds(result: Any) -> bool:
+    if isinstance(result, FlowDecision):
+        return result.proceed
+    if isinstance(result, list):  # a flow step on crops: open when any item lets through
+        return any(_proceeds(item) for item in result if item is not None)
+    return False
+
+
+def _in_parent_coordinates(value: Any) -> Any:
+    if isinstance(value, sv.Detections):
+        return to_root_coordinates(value)
+    if isinstance(value, list):
+        return [_in_parent_coordinates(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _in_parent_coordinates(item) for key, item in value.items()}
+    return value

@@ -1,0 +1,106 @@
+"""The models of a workflow: each loaded once per process, shared by every step that names it.
+
+Model steps on the video frame itself are run ahead of the graph, on the pipeline's inference
+threads (batched across the round's sources, overlapping decode and the previous round's blocks):
+the workflow processor hands their raw outputs to :meth:`ModelService.seed` before running a
+frame's graph, and the model block's :meth:`ModelService.detect` finds them there. Model steps on
+crops and slices run inline, when the graph reaches them.
+"""
+
+import threading
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import supervision as sv
+
+from services.worker.detection.detector import DetectionParams, Detector
+from services.worker.detection.letterbox import LetterboxTransform
+from services.worker.models.repository import ModelRepository
+from services.worker.workflows.values import Classification, WorkflowImage, detections_on
+
+_LOADED: dict[tuple[str, str, int], Any] = {}  # (model_id, device, threads) -> Detector / Classifier
+_LOADING = threading.Lock()
+
+
+class ModelService:
+    """Detection and classification for the blocks of one pipeline (models cached per process)."""
+
+    def __init__(self, repository: ModelRepository, device: str = "cpu", intra_op_threads: int = 0) -> None:
+        self._repository = repository
+        self._device = device
+        self._threads = intra_op_threads
+        # Raw outputs computed ahead for this frame: (model_id, id of the frame's pixels) -> (raw, transform)
+        self._seeds: dict[tuple[str, int], tuple[np.ndarray, LetterboxTransform]] = {}
+
+    def detector(self, model_id: str) -> Detector:
+        return self._load(model_id, "object-detection")  # type: ignore[no-any-return]
+
+    def classifier(self, model_id: str) -> Any:
+        return self._load(model_id, "classification")
+
+    def preload(self, model_ids: Mapping[str, str]) -> None:
+        """Load every model now (model_id -> task): a missing or wrong model fails the INIT, not a frame."""
+        for model_id, task in model_ids.items():
+            self._load(model_id, task)
+
+    def seed(self, model_id: str, image: np.ndarray, raw: np.ndarray, transform: LetterboxTransform) -> None:
+        self._seeds[(model_id, id(image))] = (raw, transform)
+
+    def clear_seeds(self) -> None:
+        self._seeds.clear()
+
+    def detect(self, model_id: str, image: WorkflowImage, params: Mapping[str, Any]) -> sv.Detections:
+        detector = self.detector(model_id)
+        thresholds = DetectionParams(
+            confidence=float(params.get("confidence", 0.4)),
+            iou_threshold=float(params.get("iou_threshold", 0.3)),
+            class_agnostic_nms=bool(params.get("class_agnostic_nms", False)),
+            max_candidates=int(params.get("max_candidates", 3000)),
+            max_detections=int(params.get("max_detections", 300)),
+        )
+        seeded = self._seeds.get((model_id, id(image.image)))
+        if seeded is None:
+            tensor, transform = detector.preprocess(image.image)
+            raw = detector.infer(tensor)[0]
+        else:
+            raw, transform = seeded
+        found = detector.postprocess(raw, transform, thresholds)
+        detections = detections_on(image, found.xyxy, found.confidence, found.class_id, detector.class_names,
+                                   str(uuid.uuid4()))
+        class_filter = params.get("class_filter")
+        if class_filter:
+            detections = detections[np.isin(detections.data["class_name"], list(class_filter))]
+        return detections
+
+    def classify(self, model_id: str, image: WorkflowImage, confidence: float) -> Classification:
+        classifier = self.classifier(model_id)
+        probabilities = classifier.classify(image.image)
+        return Classification(image, tuple(classifier.class_names), np.asarray(probabilities, dtype=np.float32),
+                              str(uuid.uuid4()), confidence)
+
+    def _load(self, model_id: str, task: str) -> Any:
+        key = (model_id, self._device, self._threads)
+        with _LOADING:
+            model = _LOADED.get(key)
+            if model is None:
+                model = self._build(model_id, task)
+                _LOADED[key] = model
+        if _task_of(model) != task:
+            from services.worker.models.errors import InvalidModelError
+
+            raise InvalidModelError(f"model {model_id} is a {_task_of(model)} model; this step needs {task}")
+        return model
+
+    def _build(self, model_id: str, task: str) -> Any:
+        spec = self._repository.resolve(model_id)
+        if getattr(spec, "task_type", "object-detection") == "classification":
+            from services.worker.detection.classifier import Classifier
+
+            return Classifier(spec, device=self._device, intra_op_threads=self._threads)
+        return Detector(spec, device=self._device, intra_op_threads=self._threads)
+
+
+def _task_of(model: Any) -> str:
+    return "object-detection" if isinstance(model, Detector) else "classification"
