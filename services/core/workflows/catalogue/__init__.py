@@ -2,7 +2,9 @@
 
 from services.core.workflows.blocks import BlockSpec
 from services.core.workflows.catalogue import (
+    aggregation,
     analytics,
+    detections_ops,
     flow,
     formatters,
     models,
@@ -12,7 +14,8 @@ from services.core.workflows.catalogue import (
     visualization,
 )
 
-FAMILIES = (models, tracking, analytics, transformations, formatters, flow, visualization, sinks)
+FAMILIES = (models, tracking, analytics, transformations, formatters, flow, visualization, sinks,
+            detections_ops, aggregation)
 
 BLOCKS: tuple[BlockSpec, ...] = tuple(spec for family in FAMILIES for spec in family.BLOCKS)
 

@@ -1,7 +1,9 @@
 """Every block implementation, by canonical type name (one module per family)."""
 
 from services.worker.workflows.blocks import (
+    aggregation,
     analytics,
+    detections_ops,
     flow,
     formatters,
     models,
@@ -14,6 +16,7 @@ from services.worker.workflows.blocks.base import BlockFactory
 
 REGISTRY: dict[str, BlockFactory] = {
     name: factory
-    for family in (models, tracking, analytics, transformations, formatters, flow, visualization, sinks)
+    for family in (models, tracking, analytics, transformations, formatters, flow, visualization, sinks,
+                   detections_ops, aggregation)
     for name, factory in family.BLOCKS.items()
 }

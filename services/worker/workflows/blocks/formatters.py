@@ -1,5 +1,96 @@
-"""formatters blocks."""
+"""Formatter blocks: property_definition, expression (switch-case) and csv_formatter."""
 
-from services.worker.workflows.blocks.base import BlockFactory
+import csv
+import io
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
 
-BLOCKS: dict[str, BlockFactory] = {}
+from services.core.workflows.catalogue.formatters import CSV_FORMATTER, CSV_TIMESTAMP, EXPRESSION, PROPERTY_DEFINITION
+from services.core.workflows.plan import PlanStep
+from services.worker.workflows.blocks.base import BlockEnvironment, BlockFactory
+from services.worker.workflows.operations import apply_operations, evaluate_statement
+
+CSV_INJECTION_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet would run such a cell as a formula
+
+
+class PropertyDefinition:
+    def __init__(self, step: PlanStep, env: BlockEnvironment) -> None:
+        pass
+
+    def run(self, data: Any, operations: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"output": apply_operations(data, operations)}
+
+
+def transformed(data: Mapping[str, Any], operations: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """``data`` with each named value passed through its chain of operations."""
+    result = dict(data)
+    for name, chain in operations.items():
+        if name not in result:
+            raise ValueError(f"operations are given for {name!r}, which the data does not define")
+        result[name] = apply_operations(result[name], chain)
+    return result
+
+
+class Expression:
+    """The first case whose condition holds gives the output; else the default."""
+
+    def __init__(self, step: PlanStep, env: BlockEnvironment) -> None:
+        pass
+
+    def run(self, data: dict[str, Any], data_operations: dict[str, list[dict[str, Any]]],
+            switch: dict[str, Any]) -> dict[str, Any]:
+        variables = transformed(data, data_operations)
+        for case in switch.get("cases", []):
+            if evaluate_statement(case["condition"], variables):
+                return {"output": _result(case["result"], variables)}
+        return {"output": _result(switch["default"], variables)}
+
+
+def _result(definition: Mapping[str, Any], variables: dict[str, Any]) -> Any:
+    if definition.get("type") == "StaticCaseResult":
+        return definition.get("value")
+    name = definition["parameter_name"]
+    if name not in variables:
+        raise ValueError(f"the case result reads {name!r}, which the data does not define")
+    return apply_operations(variables[name], definition.get("operations") or [], variables)
+
+
+class CSVFormatter:
+    """One frame's row (the columns, then a ``timestamp`` column: wall clock, UTC) under its header."""
+
+    def __init__(self, step: PlanStep, env: BlockEnvironment) -> None:
+        self._clock = env.clock
+
+    def run(self, columns_data: dict[str, Any], columns_operations: dict[str, list[dict[str, Any]]]
+            ) -> dict[str, Any]:
+        row = transformed(columns_data, columns_operations)
+        row[CSV_TIMESTAMP] = datetime.fromtimestamp(self._clock(), tz=UTC).isoformat()
+        return {"csv_content": to_csv([row])}
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    """The rows under a header of their keys, as pandas' ``to_csv(index=False)`` writes them."""
+    header = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([_cell(row.get(key)) for key in header])
+    return buffer.getvalue()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    text = str(value)
+    if isinstance(value, str) and text.startswith(CSV_INJECTION_PREFIXES):
+        return "'" + text
+    return text
+
+
+BLOCKS: dict[str, BlockFactory] = {
+    PROPERTY_DEFINITION: PropertyDefinition,
+    EXPRESSION: Expression,
+    CSV_FORMATTER: CSVFormatter,
+}
