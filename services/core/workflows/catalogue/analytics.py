@@ -9,7 +9,7 @@ from services.core.workflows import kinds
 from services.core.workflows.blocks import BlockSpec, Field, image_field
 from services.core.workflows.catalogue.geometry import ANCHORS
 
-_BOXES = (kinds.OBJECT_DETECTION, kinds.INSTANCE_SEGMENTATION)
+_BOXES: tuple[str, ...] = (kinds.OBJECT_DETECTION, kinds.INSTANCE_SEGMENTATION)
 _DETECTIONS = Field("detections", kinds=_BOXES, literal=None)
 _METADATA = Field("metadata", kinds=(kinds.VIDEO_METADATA,), literal=None)
 _IMAGE = image_field("image", ())  # no "images" alias in these manifests
@@ -37,10 +37,10 @@ def _path() -> tuple[Field, ...]:
     return (_anchor(), Field("reference_path", kinds=(kinds.LIST_OF_VALUES,), literal="reference_path"))
 
 
-_COUNTS = {"count_in": (kinds.INTEGER,), "count_out": (kinds.INTEGER,)}
-_TIMED = {"timed_detections": _BOXES}
-_DEVIATION = {"path_deviation_detections": _BOXES}
-_WITH_KEYPOINTS = (kinds.KEYPOINT_DETECTION, kinds.OBJECT_DETECTION, kinds.INSTANCE_SEGMENTATION)
+_COUNTS: dict[str, tuple[str, ...]] = {"count_in": (kinds.INTEGER,), "count_out": (kinds.INTEGER,)}
+_TIMED: dict[str, tuple[str, ...]] = {"timed_detections": _BOXES}
+_DEVIATION: dict[str, tuple[str, ...]] = {"path_deviation_detections": _BOXES}
+_WITH_KEYPOINTS: tuple[str, ...] = (kinds.KEYPOINT_DETECTION, kinds.OBJECT_DETECTION, kinds.INSTANCE_SEGMENTATION)
 
 _LINE_COUNTERS = (
     BlockSpec(
