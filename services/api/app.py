@@ -18,16 +18,23 @@ from services.api.metrics import ClusterMetrics, add_metrics_route
 from services.api.newer import newer_router
 from services.api.older import older_router
 from services.api.openapi import include_schemas
-from services.api.payloads import InitialiseWebRTCPayload, NewerInitialisePayload, OlderInitialisePayload
+from services.api.payloads import (
+    InitialiseWebRTCPayload,
+    NewerInitialisePayload,
+    OlderInitialisePayload,
+    WorkflowDefinition,
+)
 from services.api.security import RequestGuard
 from services.api.settings import ApiSettings
+from services.api.workflows import workflows_router
 from services.client.tcp import AsyncManagerClient
 
 DESCRIPTION = """\
 Start, pause (mute), resume, inspect, consume and terminate video inference pipelines run by the
 stream manager. Wire-compatible with both generations of Roboflow's Stream Management API: the
 older flat routes (`/list_pipelines`, `/status/{id}`, `/initialise`, ...) and the newer ones under
-`/inference_pipelines`. Each generation answers errors in its own body shape.
+`/inference_pipelines`. Each generation answers errors in its own body shape. Named workflows
+(our extension) are stored, listed, read and deleted under `/workflows`, in the newer style.
 
 When the API runs with `API_AUTH_TOKEN`, every route but `/healthz`, `/readyz`, the dashboard's
 page and this documentation needs `Authorization: Bearer <API_AUTH_TOKEN>`; an INIT's `api_key`
@@ -59,19 +66,23 @@ def create_app(settings: ApiSettings) -> FastAPI:
         await metrics.aclose()
 
     app = FastAPI(title="Stream Management API", description=DESCRIPTION, version=_version(), lifespan=lifespan)
-    routers = [older_router(client), newer_router(client), health_router(probe), dashboard.router()]
+    routers = [older_router(client), newer_router(client), workflows_router(client), health_router(probe),
+               dashboard.router()]
     # The guard (origin, token, body size) runs inside CORS: a browser's preflight carries no token.
     app.add_middleware(RequestGuard, cors_origins=settings.cors_origins, max_body_bytes=settings.max_body_bytes,
                        token=settings.auth_token.get_secret_value() if settings.auth_token is not None else None,
                        routes=[route for router in routers for route in router.routes])
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                           allow_methods=["GET", "POST", "PUT", "DELETE"],
                            allow_headers=["Authorization", "Content-Type", "X-Api-Key"])
-    older, newer, health, pages = routers
+    older, newer, workflows, health, pages = routers
     app.include_router(older)
     app.include_router(newer)
+    app.include_router(workflows)
     app.include_router(health)
     add_metrics_route(app, metrics)
     app.include_router(pages)
-    include_schemas(app, [OlderInitialisePayload, NewerInitialisePayload, InitialiseWebRTCPayload])
+    include_schemas(app, [OlderInitialisePayload, NewerInitialisePayload, InitialiseWebRTCPayload,
+                          WorkflowDefinition])
     return app

@@ -78,12 +78,13 @@ STATUS_CODES: Mapping[type[Exception], int] = {
 INTERNAL_ERROR_MESSAGE = "Internal error."
 
 STATUS_DESCRIPTIONS: Mapping[int, str] = {
-    400: "The manager refused the request as invalid (invalid_payload), e.g. a bad INIT payload.",
+    400: "The manager refused the request as invalid (invalid_payload), e.g. a bad INIT payload or workflow "
+         "definition, or an invalid workflow name; the detailed message names the JSON path.",
     401: "API_AUTH_TOKEN is set and `Authorization: Bearer` is missing or wrong (ApiAuthenticationError), or "
          "the manager refused the API's own token (authorisation_error): check API_MANAGER_TOKEN.",
-    403: "A state-changing request from a web page of another origin (CrossOriginRequestRefused).",
+    403: "A state-changing request (POST, PUT, DELETE) from a web page of another origin (CrossOriginRequestRefused).",
     413: "The request body is larger than API_MAX_BODY_BYTES (RequestBodyTooLarge).",
-    404: "No such pipeline (not_found).",
+    404: "No such pipeline or named workflow (not_found).",
     422: "The request body or parameters are malformed (not a JSON object, a wrong type).",
     500: "The manager could not perform the operation (operation_error, internal_error), or the API failed.",
     502: "The stream manager's reply broke the protocol (CommunicationProtocolError).",

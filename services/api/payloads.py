@@ -117,6 +117,25 @@ class NewerInitialisePayload(_Documented):
     device: str | None = Field(default=None, description=_DEVICE)
 
 
+_DEFINITION_EXAMPLE: dict[str, Any] = {
+    "version": "1.0", "inputs": [{"type": "WorkflowImage", "name": "image"}],
+    "steps": [{"type": "roboflow_core/roboflow_object_detection_model@v2", "name": "model",
+               "images": "$inputs.image", "model_id": "yolov3-tiny/coco-416"}],
+    "outputs": [{"type": "JsonField", "name": "predictions", "selector": "$steps.model.predictions"}],
+}
+
+
+class WorkflowDefinition(_Documented):
+    """A Workflows definition in the published JSON format, as PUT /workflows/{workspace}/{id} stores it."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [_DEFINITION_EXAMPLE]})
+
+    version: str | None = None
+    inputs: list[dict[str, Any]] = Field(description="WorkflowImage (the frames), WorkflowParameter, ...")
+    steps: list[dict[str, Any]] = Field(description="Blocks by 'type' and 'name'; fields may be selectors.")
+    outputs: list[dict[str, Any]] = Field(description="JsonField outputs: 'name' and 'selector'.")
+
+
 class WebRTCOffer(_Documented):
     type: str
     sdp: str

@@ -21,8 +21,12 @@ from services.client.models import (
     FrameMetadata,
     InitialiseWebRTCResponse,
     ListPipelinesResponse,
+    ListWorkflowsResponse,
+    PutWorkflowResponse,
     StatusReport,
     StatusResponse,
+    WorkflowResponse,
+    WorkflowSummary,
 )
 from services.client.tcp import AsyncManagerClient, ManagerClient
 
@@ -38,6 +42,7 @@ __all__ = [
     "FrameMetadata",
     "InitialiseWebRTCResponse",
     "ListPipelinesResponse",
+    "ListWorkflowsResponse",
     "ManagerClient",
     "ProcessesManagerAuthorisationError",
     "ProcessesManagerClientError",
@@ -45,6 +50,9 @@ __all__ = [
     "ProcessesManagerInvalidPayload",
     "ProcessesManagerNotFoundError",
     "ProcessesManagerOperationError",
+    "PutWorkflowResponse",
     "StatusReport",
     "StatusResponse",
+    "WorkflowResponse",
+    "WorkflowSummary",
 ]

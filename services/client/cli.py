@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  vsim list\n"
                "  vsim status 3f0c...\n"
                "  vsim --host 10.0.0.5 terminate $(vsim --host 10.0.0.5 list)\n"
-               "  vsim watch 3f0c... --format table\n\n"
+               "  vsim watch 3f0c... --format table\n"
+               "  vsim workflow put acme people people.json\n\n"
                "Global options go before the command. `vsim COMMAND --help` shows each command's options.\n\n"
                + EXIT_CODES)
     parser.add_argument("--host", default=None,
@@ -257,7 +258,41 @@ def build_parser() -> argparse.ArgumentParser:
                        help="stop (exit 0) after this many seconds without a new result (default: never)")
     watch.add_argument("--exclude", action="append", default=[], metavar="FIELD",
                        help="drop this top-level field from every output (jsonl); repeatable")
+    _workflow_parser(commands)
     return parser
+
+
+def _workflow_parser(commands: Any) -> None:
+    workflow = _subparser(
+        commands, "workflow", "store, list, show and delete named workflows (our extension of the protocol)",
+        "  vsim workflow put acme people people.json          # prints: created acme/people (or replaced)\n"
+        "  cat people.json | vsim workflow put acme people -\n"
+        "  vsim workflow list                                  # WORKSPACE/ID  UPDATED_AT, one per line\n"
+        "  vsim workflow list acme\n"
+        "  vsim workflow get acme people > people.json          # the definition, as JSON\n"
+        "  vsim workflow delete acme people",
+        description="Named Workflows definitions, stored by the manager (in Redis) once they compile.\n"
+                    "An INIT names one with processing_configuration.workspace_name + workflow_id.")
+    actions = workflow.add_subparsers(dest="workflow_command", required=True, metavar="ACTION")
+    put = _subparser(actions, "put", "store (or replace) a definition from a JSON file ('-': stdin)",
+                     "  vsim workflow put acme people people.json")
+    put.add_argument("workspace_name", metavar="WORKSPACE")
+    put.add_argument("workflow_id", metavar="ID")
+    put.add_argument("file", metavar="FILE", help="the definition (a JSON object); '-' reads stdin")
+    _json_flag(put)
+    listing = _subparser(actions, "list", "list named workflows: WORKSPACE/ID and when each was put",
+                         "  vsim workflow list\n  vsim workflow list acme --json")
+    listing.add_argument("workspace_name", metavar="WORKSPACE", nargs="?", help="only this workspace's")
+    _json_flag(listing)
+    get = _subparser(actions, "get", "print a named workflow's definition as JSON",
+                     "  vsim workflow get acme people > people.json")
+    get.add_argument("workspace_name", metavar="WORKSPACE")
+    get.add_argument("workflow_id", metavar="ID")
+    get.add_argument("--json", action="store_true", help="print the manager's whole reply instead")
+    delete = _subparser(actions, "delete", "delete a named workflow", "  vsim workflow delete acme people")
+    delete.add_argument("workspace_name", metavar="WORKSPACE")
+    delete.add_argument("workflow_id", metavar="ID")
+    _json_flag(delete)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -459,18 +494,18 @@ def _newer_payload(args: argparse.Namespace) -> dict[str, Any]:
     return payload
 
 
-def _read_payload(path: str, stdin: TextIO) -> dict[str, Any]:
-    name = "stdin" if path == "-" else path
+def _read_payload(path: str, stdin: TextIO, what: str = "payload") -> dict[str, Any]:
+    name = f"{what} stdin" if path == "-" else f"{what} {path}"
     try:
         text = stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise CliError(f"cannot read payload {name}: {exc}", EXIT_USAGE) from exc
+        raise CliError(f"cannot read {name}: {exc}", EXIT_USAGE) from exc
     try:
         payload = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise CliError(f"payload {name} is not valid JSON: {exc}", EXIT_USAGE) from exc
+        raise CliError(f"{name} is not valid JSON: {exc}", EXIT_USAGE) from exc
     if not isinstance(payload, dict):
-        raise CliError(f"payload {name} must be a JSON object, got {type(payload).__name__}", EXIT_USAGE)
+        raise CliError(f"{name} must be a JSON object, got {type(payload).__name__}", EXIT_USAGE)
     return payload
 
 
@@ -574,6 +609,32 @@ def _consume(args: argparse.Namespace) -> int:
             _out(line)
     if reply.dropped:
         _note(f"{reply.dropped} results were trimmed unread since the last consume")
+    return EXIT_OK
+
+
+def _workflow(args: argparse.Namespace) -> int:
+    """``vsim workflow put|list|get|delete``: one manager request each."""
+    client = _client(args)
+    action = args.workflow_command
+    reply: BaseModel
+    if action == "put":
+        reply = client.put_workflow(args.workspace_name, args.workflow_id,
+                                    _read_payload(args.file, sys.stdin, "workflow"))
+        human = [f"{'created' if reply.created else 'replaced'} {args.workspace_name}/{args.workflow_id}"]
+    elif action == "list":
+        reply = client.list_workflows(args.workspace_name)
+        human = [f"{w.workspace_name}/{w.workflow_id}  {w.updated_at}" for w in reply.workflows]
+    elif action == "get":
+        reply = client.get_workflow(args.workspace_name, args.workflow_id)
+        human = [json.dumps(reply.specification, indent=2)]
+    else:
+        reply = client.delete_workflow(args.workspace_name, args.workflow_id)
+        human = [f"deleted {args.workspace_name}/{args.workflow_id}"]
+    if args.json:
+        _print_json(_dump(reply))
+    else:
+        for line in human:
+            _out(line)
     return EXIT_OK
 
 
@@ -719,7 +780,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return _start(args, parser)
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "list": _list, "status": _status, "pause": _control, "resume": _control, "terminate": _control,
-        "consume": _consume, "watch": _watch,
+        "consume": _consume, "watch": _watch, "workflow": _workflow,
     }
     return handlers[args.command](args)
 

@@ -1,6 +1,6 @@
 """Clients of the HTTP Stream Management API: :class:`ApiClient` (blocking) and :class:`AsyncApiClient`.
 
-They speak the newer routes (``/inference_pipelines/...``) and return the same models, and raise the
+They speak the newer routes (``/inference_pipelines/...``, ``/workflows/...``) and return the same models, and raise the
 same errors, as the TCP clients: a failure body's ``error_type`` names the class (the status code
 decides when a body does not, e.g. a proxy's page), its ``context`` keeps the request and pipeline
 ids, and an API that cannot be reached or does not answer in time is
@@ -41,12 +41,16 @@ from services.client.models import (
     ConsumeResponse,
     InitialiseWebRTCResponse,
     ListPipelinesResponse,
+    ListWorkflowsResponse,
+    PutWorkflowResponse,
     StatusResponse,
+    WorkflowResponse,
 )
 from services.client.tcp import DEFAULT_INIT_TIMEOUT, DEFAULT_TIMEOUT
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 PREFIX = "/inference_pipelines"
+WORKFLOWS = "/workflows"
 
 ResponseT = TypeVar("ResponseT", bound=CommandResponse)
 
@@ -146,6 +150,26 @@ class _Routes:
             params.append(("max_entries", max_entries))
         return _Call("GET", self._pipeline(pipeline_id, "consume"), ConsumeResponse, params=params)
 
+    @staticmethod
+    def _workflow_path(workspace_name: str, workflow_id: str | None = None) -> str:
+        path = f"{WORKFLOWS}/{quote(workspace_name, safe='')}"
+        return path if workflow_id is None else f"{path}/{quote(workflow_id, safe='')}"
+
+    def _put_workflow(self, workspace_name: str, workflow_id: str,
+                      specification: Mapping[str, Any]) -> _Call[PutWorkflowResponse]:
+        return _Call("PUT", self._workflow_path(workspace_name, workflow_id), PutWorkflowResponse,
+                     json=dict(specification))
+
+    def _get_workflow(self, workspace_name: str, workflow_id: str) -> _Call[WorkflowResponse]:
+        return _Call("GET", self._workflow_path(workspace_name, workflow_id), WorkflowResponse)
+
+    def _list_workflows(self, workspace_name: str | None) -> _Call[ListWorkflowsResponse]:
+        path = WORKFLOWS if workspace_name is None else self._workflow_path(workspace_name)
+        return _Call("GET", path, ListWorkflowsResponse)
+
+    def _delete_workflow(self, workspace_name: str, workflow_id: str) -> _Call[CommandResponse]:
+        return _Call("DELETE", self._workflow_path(workspace_name, workflow_id), CommandResponse)
+
     def _timeout_of(self, call: _Call[Any]) -> float:
         return self.init_timeout if call.long else self.timeout
 
@@ -241,6 +265,20 @@ class ApiClient(_Routes):
         """The oldest unread result(s); ``max_entries`` > 1 reads up to that many at once (``entries``)."""
         return self._send(self._consume(pipeline_id, excluded_fields, max_entries))
 
+    def put_workflow(self, workspace_name: str, workflow_id: str,
+                     specification: Mapping[str, Any]) -> PutWorkflowResponse:
+        """Store (or replace) a Workflows definition under ``workspace_name/workflow_id``, once it compiles."""
+        return self._send(self._put_workflow(workspace_name, workflow_id, specification))
+
+    def get_workflow(self, workspace_name: str, workflow_id: str) -> WorkflowResponse:
+        return self._send(self._get_workflow(workspace_name, workflow_id))
+
+    def list_workflows(self, workspace_name: str | None = None) -> ListWorkflowsResponse:
+        return self._send(self._list_workflows(workspace_name))
+
+    def delete_workflow(self, workspace_name: str, workflow_id: str) -> CommandResponse:
+        return self._send(self._delete_workflow(workspace_name, workflow_id))
+
     def close(self) -> None:
         self._http.close()
 
@@ -299,6 +337,20 @@ class AsyncApiClient(_Routes):
                       max_entries: int = 1) -> ConsumeResponse:
         """The oldest unread result(s); ``max_entries`` > 1 reads up to that many at once (``entries``)."""
         return await self._send(self._consume(pipeline_id, excluded_fields, max_entries))
+
+    async def put_workflow(self, workspace_name: str, workflow_id: str,
+                           specification: Mapping[str, Any]) -> PutWorkflowResponse:
+        """Store (or replace) a Workflows definition under ``workspace_name/workflow_id``, once it compiles."""
+        return await self._send(self._put_workflow(workspace_name, workflow_id, specification))
+
+    async def get_workflow(self, workspace_name: str, workflow_id: str) -> WorkflowResponse:
+        return await self._send(self._get_workflow(workspace_name, workflow_id))
+
+    async def list_workflows(self, workspace_name: str | None = None) -> ListWorkflowsResponse:
+        return await self._send(self._list_workflows(workspace_name))
+
+    async def delete_workflow(self, workspace_name: str, workflow_id: str) -> CommandResponse:
+        return await self._send(self._delete_workflow(workspace_name, workflow_id))
 
     async def aclose(self) -> None:
         await self._http.aclose()

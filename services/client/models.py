@@ -98,6 +98,30 @@ class InitialiseWebRTCResponse(CommandResponse):
     type: str
 
 
+class WorkflowSummary(_Open):
+    workspace_name: str
+    workflow_id: str
+    updated_at: IsoTimestamp = Field(description="When it was last put (a file's modification time).")
+
+
+class ListWorkflowsResponse(CommandResponse):
+    workflows: list[WorkflowSummary] = Field(description="Named workflows, by workspace and id.")
+
+
+class WorkflowResponse(CommandResponse):
+    workspace_name: str
+    workflow_id: str
+    specification: dict[str, Any] = Field(description="The Workflows definition, as it was put.")
+    updated_at: IsoTimestamp
+
+
+class PutWorkflowResponse(CommandResponse):
+    workspace_name: str
+    workflow_id: str
+    created: bool = Field(description="True when the name was new, false when its definition was replaced.")
+    updated_at: IsoTimestamp
+
+
 # The reference's names for the same shapes.
 InferencePipelineStatusResponse = StatusResponse
 ConsumePipelineResponse = ConsumeResponse

@@ -30,7 +30,10 @@ from services.client.models import (
     ConsumeResponse,
     InitialiseWebRTCResponse,
     ListPipelinesResponse,
+    ListWorkflowsResponse,
+    PutWorkflowResponse,
     StatusResponse,
+    WorkflowResponse,
     context_of,
 )
 from services.core.framing import FrameDecoder, FrameTooLargeError, encode_message
@@ -111,6 +114,18 @@ class _Commands:
         if max_entries != 1:
             command["max_entries"] = max_entries
         return command
+
+    @staticmethod
+    def _workflow_command(kind: str, workspace_name: str, workflow_id: str,
+                          specification: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        command: dict[str, Any] = {"type": kind, "workspace_name": workspace_name, "workflow_id": workflow_id}
+        if specification is not None:
+            command["specification"] = dict(specification)
+        return command
+
+    @staticmethod
+    def _list_workflows_command(workspace_name: str | None) -> dict[str, Any]:
+        return {"type": "list_workflows", **({"workspace_name": workspace_name} if workspace_name is not None else {})}
 
     @staticmethod
     def _checked(envelope: dict[str, Any]) -> dict[str, Any]:
@@ -231,6 +246,25 @@ class AsyncManagerClient(_Commands):
         envelope = await self.call(self._consume_command(pipeline_id, excluded_fields, max_entries))
         return self._typed(envelope, ConsumeResponse)
 
+    # Named workflows (our extension of the protocol).
+
+    async def put_workflow(self, workspace_name: str, workflow_id: str,
+                           specification: Mapping[str, Any]) -> PutWorkflowResponse:
+        """Store (or replace) a Workflows definition under ``workspace_name/workflow_id``, once it compiles."""
+        command = self._workflow_command("put_workflow", workspace_name, workflow_id, specification)
+        return self._typed(await self.call(command), PutWorkflowResponse)
+
+    async def get_workflow(self, workspace_name: str, workflow_id: str) -> WorkflowResponse:
+        command = self._workflow_command("get_workflow", workspace_name, workflow_id)
+        return self._typed(await self.call(command), WorkflowResponse)
+
+    async def list_workflows(self, workspace_name: str | None = None) -> ListWorkflowsResponse:
+        return self._typed(await self.call(self._list_workflows_command(workspace_name)), ListWorkflowsResponse)
+
+    async def delete_workflow(self, workspace_name: str, workflow_id: str) -> CommandResponse:
+        command = self._workflow_command("delete_workflow", workspace_name, workflow_id)
+        return self._typed(await self.call(command), CommandResponse)
+
 
 class ManagerClient(_Commands):
     """Blocking client of the TCP manager, with the same methods as :class:`AsyncManagerClient`."""
@@ -302,6 +336,22 @@ class ManagerClient(_Commands):
     def consume(self, pipeline_id: str, excluded_fields: Iterable[str] = (), max_entries: int = 1) -> ConsumeResponse:
         envelope = self.call(self._consume_command(pipeline_id, excluded_fields, max_entries))
         return self._typed(envelope, ConsumeResponse)
+
+    def put_workflow(self, workspace_name: str, workflow_id: str,
+                     specification: Mapping[str, Any]) -> PutWorkflowResponse:
+        command = self._workflow_command("put_workflow", workspace_name, workflow_id, specification)
+        return self._typed(self.call(command), PutWorkflowResponse)
+
+    def get_workflow(self, workspace_name: str, workflow_id: str) -> WorkflowResponse:
+        return self._typed(self.call(self._workflow_command("get_workflow", workspace_name, workflow_id)),
+                           WorkflowResponse)
+
+    def list_workflows(self, workspace_name: str | None = None) -> ListWorkflowsResponse:
+        return self._typed(self.call(self._list_workflows_command(workspace_name)), ListWorkflowsResponse)
+
+    def delete_workflow(self, workspace_name: str, workflow_id: str) -> CommandResponse:
+        return self._typed(self.call(self._workflow_command("delete_workflow", workspace_name, workflow_id)),
+                           CommandResponse)
 
 
 def _feed(decoder: FrameDecoder, chunk: bytes) -> list[bytes]:

@@ -132,6 +132,38 @@ def worker_registration_pattern() -> str:
     return f"{PREFIX}:worker:*"
 
 
+def workflow(workspace_name: str, workflow_id: str) -> str:
+    """HASH of one named workflow: ``specification`` (the definition's JSON text as it was put) and
+    ``updated_at`` (ISO 8601, UTC).
+
+    Written by the manager's put_workflow (both fields at once, replacing the previous ones) and
+    deleted by delete_workflow, each in one transaction with :func:`workflows_index`; read by
+    get_workflow and by INIT naming ``workspace_name`` + ``workflow_id``. No TTL: kept until deleted.
+    Names are checked by the manager first (letters, digits, ``_ . -``; never ``/``).
+    """
+    return f"{PREFIX}:workflow:{workflow_name(workspace_name, workflow_id)}"
+
+
+def workflows_index() -> str:
+    """HASH of every stored named workflow: field :func:`workflow_name`, value its ``updated_at``.
+
+    Written by the manager with :func:`workflow` (put_workflow HSET, delete_workflow HDEL, same
+    transaction); read by list_workflows, so a listing never loads the definitions. No TTL.
+    """
+    return f"{PREFIX}:workflows"
+
+
+def workflow_name(workspace_name: str, workflow_id: str) -> str:
+    """``<workspace>/<workflow_id>``: a field of :func:`workflows_index` (names never hold ``/``)."""
+    return f"{workspace_name}/{workflow_id}"
+
+
+def split_workflow_name(name: str) -> tuple[str, str]:
+    """The workspace and workflow id of a :func:`workflow_name`."""
+    workspace_name, _, workflow_id = name.partition("/")
+    return workspace_name, workflow_id
+
+
 def pipeline_keys(pipeline_id: str) -> tuple[str, ...]:
     """Every key that belongs to one pipeline, for removal."""
     return (

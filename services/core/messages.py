@@ -2,7 +2,8 @@
 
 Shapes follow the wire contract (protocol.md §2-3): lower-case ``type`` values, unknown extra
 keys ignored, replies keyed ``request_id``, ``response``, ``pipeline_id`` in that order. ``init``
-and ``webrtc`` keep their raw payload; ``services.core.plan`` compiles it.
+and ``webrtc`` keep their raw payload; ``services.core.plan`` compiles it. The ``*_workflow(s)``
+requests (named workflows) are our extension.
 """
 
 import json
@@ -65,6 +66,38 @@ class ConsumeResultRequest(_PipelineRequest):
         return wire
 
 
+Name = Annotated[str, StringConstraints(min_length=1)]  # the manager checks the characters
+
+
+class _WorkflowRequest(_Request):
+    """Our extension (the reference has no such requests): one named workflow."""
+
+    workspace_name: Name
+    workflow_id: Name
+
+
+class PutWorkflowRequest(_WorkflowRequest):
+    """Stores (replaces) a Workflows definition under its name, once it compiles."""
+
+    type: Literal["put_workflow"] = "put_workflow"
+    specification: dict[str, Any] = Field(repr=False)
+
+
+class GetWorkflowRequest(_WorkflowRequest):
+    type: Literal["get_workflow"] = "get_workflow"
+
+
+class DeleteWorkflowRequest(_WorkflowRequest):
+    type: Literal["delete_workflow"] = "delete_workflow"
+
+
+class ListWorkflowsRequest(_Request):
+    """Our extension: the stored workflows' names, of one workspace when it is given."""
+
+    type: Literal["list_workflows"] = "list_workflows"
+    workspace_name: Name | None = None
+
+
 class _PayloadRequest(_Request):
     """A request whose every other key is its payload, kept raw (it holds secrets: no repr)."""
 
@@ -100,7 +133,11 @@ Request = Annotated[
     | ResumeRequest
     | StatusRequest
     | TerminateRequest
-    | ConsumeResultRequest,
+    | ConsumeResultRequest
+    | PutWorkflowRequest
+    | GetWorkflowRequest
+    | ListWorkflowsRequest
+    | DeleteWorkflowRequest,
     Field(discriminator="type"),
 ]
 REQUEST_ADAPTER: TypeAdapter[Request] = TypeAdapter(Request)

@@ -27,16 +27,20 @@ from services.core.errors import (
 from services.core.keys import reply_list
 from services.core.messages import (
     ConsumeResultRequest,
+    DeleteWorkflowRequest,
+    GetWorkflowRequest,
     InitRequest,
     ListPipelinesRequest,
+    ListWorkflowsRequest,
     MuteRequest,
+    PutWorkflowRequest,
     Request,
     ResumeRequest,
     StatusRequest,
     TerminateRequest,
     WebRTCRequest,
 )
-from services.core.plan import PipelineSpec, WorkflowResolver, compile_init
+from services.core.plan import PipelineSpec, compile_init
 from services.core.records import DesiredState, PipelineRecord, PipelineState
 from services.core.references import ReferencePolicy, check_references
 from services.core.tasks import queue_for
@@ -46,6 +50,8 @@ from services.manager.cursor import ResultEntry, ResultsCursor
 from services.manager.dispatch import Dispatcher
 from services.manager.settings import ManagerSettings
 from services.manager.store import PipelineStore
+from services.manager.workflow_store import WorkflowEntry
+from services.manager.workflows import WorkflowRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +73,7 @@ class Services:
     cursor: ResultsCursor
     controller: Controller
     dispatcher: Dispatcher
-    resolve_workflow: WorkflowResolver
+    workflows: WorkflowRegistry
 
 
 def reference_policy(settings: ManagerSettings) -> ReferencePolicy:
@@ -95,6 +101,10 @@ class Handlers:
             StatusRequest: self.status,
             TerminateRequest: self.terminate,
             ConsumeResultRequest: self.consume_result,
+            PutWorkflowRequest: self.put_workflow,
+            GetWorkflowRequest: self.get_workflow,
+            ListWorkflowsRequest: self.list_workflows,
+            DeleteWorkflowRequest: self.delete_workflow,
         }
 
     async def handle(self, request: Request, request_id: str) -> Reply:
@@ -116,7 +126,7 @@ class Handlers:
         raise OperationError("WebRTC is not supported yet", "WebRTC pipelines are not supported yet.")
 
     async def init(self, request: InitRequest, request_id: str) -> Reply:
-        spec = compile_init(request.payload, self._s.resolve_workflow)
+        spec = compile_init(request.payload, await self._s.workflows.resolver_for(request.payload))
         check_references(spec.video_references, self._references)
         device = self._device_of(spec)
         await self._require_device_room(device)
@@ -278,6 +288,28 @@ class Handlers:
         response["dropped"] = batch.dropped
         response["remaining"] = batch.remaining
         return Reply(response, request.pipeline_id)
+
+    async def put_workflow(self, request: PutWorkflowRequest, request_id: str) -> Reply:
+        stored, created = await self._s.workflows.put(request.workspace_name, request.workflow_id,
+                                                      request.specification)
+        return Reply({"status": "success", **_entry(stored.entry), "created": created}, None)
+
+    async def get_workflow(self, request: GetWorkflowRequest, request_id: str) -> Reply:
+        stored = await self._s.workflows.get(request.workspace_name, request.workflow_id)
+        return Reply({"status": "success", "workspace_name": stored.workspace_name, "workflow_id": stored.workflow_id,
+                      "specification": stored.specification, "updated_at": stored.updated_at}, None)
+
+    async def list_workflows(self, request: ListWorkflowsRequest, request_id: str) -> Reply:
+        entries = await self._s.workflows.entries(request.workspace_name)
+        return Reply({"status": "success", "workflows": [_entry(entry) for entry in entries]}, None)
+
+    async def delete_workflow(self, request: DeleteWorkflowRequest, request_id: str) -> Reply:
+        await self._s.workflows.delete(request.workspace_name, request.workflow_id)
+        return Reply(SUCCESS, None)
+
+
+def _entry(entry: WorkflowEntry) -> dict[str, Any]:
+    return {"workspace_name": entry.workspace_name, "workflow_id": entry.workflow_id, "updated_at": entry.updated_at}
 
 
 def empty_report() -> dict[str, Any]:

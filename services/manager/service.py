@@ -17,7 +17,9 @@ from services.manager.reaper import Reaper
 from services.manager.server import StreamManagerServer
 from services.manager.settings import ManagerSettings
 from services.manager.store import PipelineStore
-from services.manager.workflows import WorkflowDirectory
+from services.manager.workflow_directory import WorkflowDirectory
+from services.manager.workflow_store import WorkflowStore
+from services.manager.workflows import WorkflowRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +65,8 @@ class ManagerService:
             cursor=ResultsCursor(self._redis),
             controller=Controller(self._redis, settings.command_timeout),
             dispatcher=dispatcher,
-            resolve_workflow=WorkflowDirectory(settings.workflows_directory),
+            workflows=WorkflowRegistry(WorkflowStore(self._redis), WorkflowDirectory(settings.workflows_directory),
+                                       settings.max_workflow_bytes),
         )
         self.metrics = ManagerMetrics()
         self.metrics_endpoint: MetricsEndpoint | None = None  # started with the server when a port is set

@@ -55,7 +55,12 @@ class ManagerSettings(BaseSettings):
     init_timeout: float = Field(default=30.0, gt=0)  # model load + opening the sources
     default_device: str = "cpu"
     devices: Annotated[tuple[str, ...], NoDecode] = DEFAULT_DEVICES
-    workflows_directory: Path | None = None  # named workflows: <dir>/<workspace>/<workflow_id>.json
+    # Named workflows live in Redis (put_workflow); this directory, when set, is a read-only fallback:
+    # <dir>/<workspace>/<workflow_id>.json.
+    workflows_directory: Path | None = None
+    # Largest definition put_workflow stores (its compact JSON, in bytes). It must also fit in a request
+    # frame (max_frame_size) and the HTTP API's body limit (API_MAX_BODY_BYTES), both 1 MiB by default.
+    max_workflow_bytes: int = Field(default=512 * 1024, ge=1)
     finished_ttl: int = Field(default=600, ge=1)  # seconds an ended pipeline's last status stays readable
     reaper_interval: float = Field(default=1.0, gt=0)
     # STATUS of a running pipeline is answered from the report its task stores every second (and at

@@ -7,14 +7,22 @@ import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from services.api.app import create_app
-from services.api.payloads import InitialiseWebRTCPayload, NewerInitialisePayload, OlderInitialisePayload
+from services.api.payloads import (
+    InitialiseWebRTCPayload,
+    NewerInitialisePayload,
+    OlderInitialisePayload,
+    WorkflowDefinition,
+)
 from services.api.routing import NewerRoute, OlderRoute
 from services.api.settings import ApiSettings
 from services.core.plan import compile_init
+from services.manager.workflows import check_definition
 
 APP = create_app(ApiSettings(manager_port=7070))
 DOCUMENT: dict[str, Any] = APP.openapi()
 PREVIEW = "/inference_pipelines/{pipeline_id}/preview.jpg"
+WORKSPACE = "/workflows/{workspace_name}"
+WORKFLOW = "/workflows/{workspace_name}/{workflow_id}"
 OPERATIONS = [(path, method, operation) for path, item in DOCUMENT["paths"].items()
               for method, operation in item.items()]
 
@@ -30,12 +38,14 @@ def test_both_generations_route_tables() -> None:
         ("POST", "/inference_pipelines/{pipeline_id}/terminate"), ("GET", "/inference_pipelines/{pipeline_id}/consume"),
         ("GET", "/healthz"), ("GET", "/readyz"),
         ("GET", "/dashboard/api/pipelines"), ("GET", PREVIEW),
+        ("GET", "/workflows"), ("GET", WORKSPACE), ("GET", WORKFLOW), ("PUT", WORKFLOW), ("DELETE", WORKFLOW),
     ])
     routes = {context.path: context.route for context in iter_route_contexts(APP.routes)
               if isinstance(context.route, APIRoute) and context.route.include_in_schema}  # not the dashboard's page
     assert set(routes) == {path for path, _, _ in OPERATIONS}  # no route is left out of the document
     for path, route in routes.items():  # each generation answers errors in its own shape
-        newer = path.startswith(("/inference_pipelines", "/dashboard")) or path in ("/healthz", "/readyz")
+        newer = path.startswith(("/inference_pipelines", "/dashboard", "/workflows")) or path in ("/healthz",
+                                                                                                "/readyz")
         assert isinstance(route, NewerRoute if newer else OlderRoute), path
 
 
@@ -63,6 +73,11 @@ def test_every_route_has_a_typed_success_body_and_documented_errors(path: str, m
         assert errors == {}
     elif path == "/readyz":
         assert errors == {"503": "#/components/schemas/Readiness"}
+    elif path.startswith("/workflows"):
+        assert {"401", "500", "502", "503"} <= set(errors)
+        assert set(errors.values()) == {"#/components/schemas/NewerErrorBody"}
+        assert ("404" in errors) == (path == WORKFLOW and method != "put")
+        assert ("400" in errors) == (path != "/workflows")  # an invalid name, or definition
     else:
         model = "NewerErrorBody" if path.startswith(("/inference_pipelines", "/dashboard")) else "OlderErrorBody"
         assert {"401", "500", "502", "503"} <= set(errors)
@@ -92,6 +107,26 @@ def test_init_bodies_are_typed(path: str, model: type[Any]) -> None:
     assert set(schema["required"]) == required
 
 
+def test_the_workflow_routes_are_typed() -> None:
+    body = DOCUMENT["paths"][WORKFLOW]["put"]["requestBody"]
+    assert _schema(body) == {"$ref": "#/components/schemas/WorkflowDefinition"}
+    responses = {(path, method): _schema(DOCUMENT["paths"][path][method]["responses"]["200"])["$ref"]
+                 for path, method in (("/workflows", "get"), (WORKSPACE, "get"), (WORKFLOW, "get"),
+                                      (WORKFLOW, "put"), (WORKFLOW, "delete"))}
+    assert responses == {
+        ("/workflows", "get"): "#/components/schemas/ListWorkflowsResponse",
+        (WORKSPACE, "get"): "#/components/schemas/ListWorkflowsResponse",
+        (WORKFLOW, "get"): "#/components/schemas/WorkflowResponse",
+        (WORKFLOW, "put"): "#/components/schemas/PutWorkflowResponse",
+        (WORKFLOW, "delete"): "#/components/schemas/CommandResponse",
+    }
+
+
+def test_the_documented_workflow_definition_is_one_the_manager_stores() -> None:
+    [example] = WorkflowDefinition.model_json_schema()["examples"]
+    check_definition(example)
+
+
 @pytest.mark.parametrize("model", [OlderInitialisePayload, NewerInitialisePayload])
 def test_the_documented_examples_are_payloads_the_manager_accepts(model: type[Any]) -> None:
     [example] = model.model_json_schema()["examples"]
@@ -115,7 +150,9 @@ def test_the_bearer_scheme_is_documented_on_the_initialise_routes() -> None:
 
 
 def test_every_manager_post_route_documents_the_cross_origin_and_body_size_refusals() -> None:
-    posts = [(path, item["post"]) for path, item in DOCUMENT["paths"].items() if "post" in item]
+    writes = [(path, item[method]) for path, item in DOCUMENT["paths"].items()
+              for method in ("post", "put", "delete") if method in item]
 
-    for path, operation in posts:
+    assert len([path for path, _ in writes if path.startswith("/workflows")]) == 2  # PUT and DELETE
+    for path, operation in writes:
         assert {"403", "413"} <= set(operation["responses"]), path

@@ -11,9 +11,13 @@ from services.core.framing import encode_message
 from services.core.messages import (
     REQUEST_TYPES,
     ConsumeResultRequest,
+    DeleteWorkflowRequest,
+    GetWorkflowRequest,
     InitRequest,
     ListPipelinesRequest,
+    ListWorkflowsRequest,
     MuteRequest,
+    PutWorkflowRequest,
     ResumeRequest,
     StatusRequest,
     TerminateRequest,
@@ -120,7 +124,40 @@ def test_every_request_type_is_known() -> None:
         "status",
         "terminate",
         "consume_result",
+        "put_workflow",
+        "get_workflow",
+        "list_workflows",
+        "delete_workflow",
     )
+
+
+def test_named_workflow_requests_our_extension() -> None:
+    put = parse_request(wire({"type": "put_workflow", "workspace_name": "acme", "workflow_id": "people",
+                              "specification": {"version": "1.0", "steps": []}, "token": "T0KEN"}))
+    listing = parse_request(wire({"type": "list_workflows"}))
+    of_one = parse_request(wire({"type": "list_workflows", "workspace_name": "acme"}))
+    get = parse_request(wire({"type": "get_workflow", "workspace_name": "acme", "workflow_id": "people"}))
+    delete = parse_request(wire({"type": "delete_workflow", "workspace_name": "acme", "workflow_id": "people"}))
+
+    assert isinstance(put, PutWorkflowRequest) and put.specification == {"version": "1.0", "steps": []}
+    assert "specification" not in repr(put) and "T0KEN" not in repr(put)
+    assert put.to_wire()["specification"] == {"version": "1.0", "steps": []}
+    assert listing == ListWorkflowsRequest() and of_one == ListWorkflowsRequest(workspace_name="acme")
+    assert isinstance(get, GetWorkflowRequest) and (get.workspace_name, get.workflow_id) == ("acme", "people")
+    assert isinstance(delete, DeleteWorkflowRequest)
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({"type": "put_workflow", "workspace_name": "a", "workflow_id": "b"}, "field 'specification' is required"),
+    ({"type": "put_workflow", "workspace_name": "a", "workflow_id": "b", "specification": []},
+     "field 'specification': Input should be a valid dictionary"),
+    ({"type": "get_workflow", "workspace_name": "", "workflow_id": "b"}, "field 'workspace_name'"),
+    ({"type": "delete_workflow", "workspace_name": "a"}, "field 'workflow_id' is required"),
+    ({"type": "list_workflows", "workspace_name": 3}, "field 'workspace_name'"),
+])
+def test_named_workflow_requests_are_refused_precisely(body: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidPayloadError, match=message):
+        parse_request(wire(body))
 
 
 @pytest.mark.parametrize(
