@@ -13,13 +13,14 @@ LOAD_SECONDS ?= 60
 
 .PHONY: setup run test bench lint clean
 
-setup: $(STAMP) data/media/vtest.avi data/models/$(MODEL_ID)/model.onnx
+setup: $(STAMP) data/media/vtest.avi data/models/$(MODEL_ID)/model.onnx data/models/yolov3-tiny/coco-320/model.onnx
 
-$(STAMP): pyproject.toml tools/install_system_deps.sh
+$(STAMP): pyproject.toml compose/docker/no-deps-requirements.txt tools/install_system_deps.sh
 	tools/install_system_deps.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[worker,convert,manager,api,flower,dev]'
+	$(PY) -m pip install -q --no-deps -r compose/docker/no-deps-requirements.txt
 	touch $(STAMP)
 
 data/media/vtest.avi: | $(STAMP)
@@ -27,6 +28,10 @@ data/media/vtest.avi: | $(STAMP)
 
 data/models/$(MODEL_ID)/model.onnx: | $(STAMP)
 	$(PY) -m services.worker.models build-default --repository data/models
+
+# A second real model (same weights, 320x320 input) for workflows with two models (consensus, comparison).
+data/models/yolov3-tiny/coco-320/model.onnx: | $(STAMP)
+	$(PY) -m services.worker.models build-default --repository data/models --size 320
 
 run: setup
 	$(PY) -m tools.run_stack --video $(VIDEO) --model $(MODEL_ID) --device $(DEVICE)

@@ -26,6 +26,7 @@ from typing import Any
 
 from services.client import ConsumeResponse, ManagerClient, ProcessesManagerClientError
 from services.client.models import ConsumedEntry
+from services.core.results import detections_in
 from tools.embedded_redis import free_port, running_redis
 from tools.payloads import newer_init
 
@@ -69,7 +70,7 @@ def _print_entries(response: ConsumeResponse, totals: collections.Counter[str]) 
         for output, metadata in zip(entry.outputs, entry.frames_metadata, strict=True):
             if output is None or metadata is None:
                 continue
-            counts = collections.Counter(p["class"] for p in output["predictions"])
+            counts = collections.Counter(str(p.get("class")) for p in detections_in(output))
             totals.update(counts)
             summary = ", ".join(f"{n} {name}" for name, n in counts.most_common()) or "nothing"
             print(f"[src {metadata.source_id} #{metadata.frame_id:>5}] {summary}", flush=True)

@@ -47,3 +47,36 @@ def entry_epoch(fields: Mapping[bytes, bytes] | Mapping[str, str]) -> int | None
         if (key.decode() if isinstance(key, bytes) else key) == EPOCH:
             return int(value)
     return None
+
+
+def detections_in(output: Any, depth: int = 4) -> list[dict[str, Any]]:
+    """Every detection in one source's output: the flat payload's prediction dict, or the prediction
+    dicts (``{"image": {...}, "predictions": [...]}``) anywhere in a workflow's outputs."""
+    if depth < 0:
+        return []
+    if isinstance(output, Mapping):
+        predictions = output.get("predictions")
+        if "image" in output and isinstance(predictions, list):
+            return [item for item in predictions if isinstance(item, dict)]
+        return [found for value in output.values() for found in detections_in(value, depth - 1)]
+    if isinstance(output, list):
+        return [found for value in output for found in detections_in(value, depth - 1)]
+    return []
+
+
+def image_in(output: Any, depth: int = 4) -> str | None:
+    """The first image output (base64 JPEG) in one source's workflow output, if any."""
+    if depth < 0:
+        return None
+    if isinstance(output, Mapping):
+        if output.get("type") == "base64" and isinstance(output.get("value"), str):
+            return str(output["value"])
+        values: Any = output.values()
+    elif isinstance(output, list):
+        values = output
+    else:
+        return None
+    for value in values:
+        if (found := image_in(value, depth - 1)) is not None:
+            return found
+    return None

@@ -31,6 +31,8 @@ from services.worker.workflows.values import WorkflowImage, to_root_coordinates
 log = logging.getLogger(__name__)
 
 ERRORS_KEY = RESERVED_OUTPUT  # the frame output key listing failed steps
+_LOGGED_FAILURES = (1, 10, 100)  # a step's failures that are logged (then every _LOG_EVERY-th)
+_LOG_EVERY = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,7 @@ class WorkflowExecutor:
         self._plan = plan
         self._env = env
         self._blocks: dict[str, Block] = {step.name: registry[step.type](step, env) for step in plan.steps}
+        self._failures: dict[str, int] = {}
 
     def run(self, image: WorkflowImage) -> tuple[dict[str, Any], list[StepError]]:
         """The frame's serialised outputs (by output name) and the steps that failed on it."""
@@ -103,7 +106,10 @@ class WorkflowExecutor:
 
     def _error(self, step: PlanStep, exc: Exception) -> StepError:
         message = redact_text(str(exc), tuple(self._env.secrets))
-        log.warning("workflow step %s (%s) failed: %s: %s", step.name, step.type, type(exc).__name__, message)
+        failures = self._failures[step.name] = self._failures.get(step.name, 0) + 1
+        if failures in _LOGGED_FAILURES or failures % _LOG_EVERY == 0:  # a step failing on every frame
+            log.warning("workflow step %s (%s) failed (%d times on source %d): %s: %s", step.name, step.type,
+                        failures, self._env.source_id, type(exc).__name__, message)
         return StepError(step.name, type(exc).__name__, message)
 
     # ------------------------------------------------------------------ outputs
@@ -131,22 +137,24 @@ _OPEN, _CLOSED = _Gate(), _Gate()
 
 @dataclass(frozen=True, slots=True)
 class _Value:
-    """A resolved input and how many list levels deep it is."""
+    """A resolved input, how many list levels deep it is, and whether a selector gave it."""
 
     value: Any
     level: int
+    selected: bool = False
 
     def get(self) -> Any:
         return self.value
 
     def is_null(self) -> bool:
-        return self.value is None
+        """A selector's null (skips the step); a literal null is just an unset option."""
+        return self.selected and self.value is None
 
     def item(self, index: int, level: int) -> "_Value":
         """The ``index``-th item when this value is at ``level`` (broadcast when it is shallower)."""
         if self.level < level:
             return self
-        return _Value(self.value[index] if index < len(self.value) else None, self.level - 1)
+        return _Value(self.value[index] if index < len(self.value) else None, self.level - 1, selected=True)
 
 
 class _Frame:
@@ -161,7 +169,7 @@ class _Frame:
     def resolve(self, value: Any) -> Any:
         """A step parameter with its selectors replaced by values (a :class:`_Value` at top level)."""
         if isinstance(value, str) and value.startswith("$inputs."):
-            return _Value(self.inputs[value.split(".", 1)[1]], 0)
+            return _Value(self.inputs[value.split(".", 1)[1]], 0, selected=True)
         if isinstance(value, str) and value.startswith("$steps."):
             return self._step_value(value)
         if isinstance(value, list):
@@ -186,7 +194,7 @@ class _Frame:
         value = _select(produced, output, level)
         if value is None:
             raise _NullInput(selector)
-        return _Value(value, level)
+        return _Value(value, level, selected=True)
 
 
 def _select(produced: Any, output: str, level: int) -> Any:

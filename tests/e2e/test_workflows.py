@@ -1,0 +1,206 @@
+"""Users' Workflows through the whole system: TCP manager, Celery worker, real Redis, the real models on
+real video. Every definition is in the published JSON format (tests/support/workflow_definitions.py)."""
+
+import base64
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.manager.fakes import call
+from tests.support import workflow_definitions as wf
+from tests.support.pipelines import write_clip
+from tests.support.redis_server import RedisServer
+from tests.support.stack import Stack, running_stack
+from tests.support.waiting import wait_until
+
+VTEST = Path("data/media/vtest.avi")
+LINE = [[0, 300], [768, 300]]  # across the whole frame: vtest's people walk up and down through it
+
+
+@pytest.fixture(scope="module")
+def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(redis_server.url) as running:
+        running.start_manager(MANAGER_FILE_ROOTS=f"data,{tmp_path_factory.getbasetemp()}")
+        running.start_worker("cpu", "pipelines.cpu", concurrency=2)
+        yield running
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """vtest.avi's first 150 frames (people cross the line at y=300 in them)."""
+    return str(write_clip(VTEST, tmp_path_factory.mktemp("clips") / "vtest-150.mp4", 150))
+
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """vtest.avi's first 20 frames, for the workflows that run a model several times per frame."""
+    return str(write_clip(VTEST, tmp_path_factory.mktemp("clips") / "vtest-20.mp4", 20))
+
+
+def _ok(reply: dict[str, Any]) -> dict[str, Any]:
+    assert reply["response"]["status"] == "success", reply
+    return dict(reply["response"])
+
+
+def run_to_end(stack: Stack, payload: dict[str, Any], timeout: float = 120) -> tuple[str, list[dict[str, Any]]]:
+    """INIT, then every result entry until the file pipeline ended by itself."""
+    reply = call(stack.port, payload)
+    pipeline_id = reply["pipeline_id"]
+    assert pipeline_id and reply["response"]["status"] == "success", reply
+    entries: list[dict[str, Any]] = []
+
+    def ended() -> bool:
+        entries.extend(_ok(call(stack.port, {"type": "consume_result", "pipeline_id": pipeline_id,
+                                             "excluded_fields": [], "max_entries": 500})).get("entries", []))
+        listed = _ok(call(stack.port, {"type": "list_pipelines"}))["pipelines"]
+        return pipeline_id not in listed
+
+    wait_until(ended, timeout=timeout, interval=0.3)
+    entries.extend(_ok(call(stack.port, {"type": "consume_result", "pipeline_id": pipeline_id,
+                                         "excluded_fields": [], "max_entries": 1000})).get("entries", []))
+    return pipeline_id, [entry["outputs"][0] for entry in entries if entry["outputs"][0] is not None]
+
+
+def test_tracking_and_line_counting_with_an_annotated_image(stack: Stack, clip: str) -> None:
+    pipeline_id, outputs = run_to_end(stack, wf.init(clip, wf.counting(LINE)))
+
+    assert len(outputs) == 150
+    counts_in = [o["count_in"] for o in outputs]
+    counts_out = [o["count_out"] for o in outputs]
+    assert counts_in == sorted(counts_in) and counts_out == sorted(counts_out), "counts never go down"
+    assert counts_in[0] == counts_out[0] == 0
+    assert 1 <= counts_in[-1] + counts_out[-1] <= 30, (counts_in[-1], counts_out[-1])  # people cross, not crowds
+    tracked = [p for o in outputs for p in o["tracked"]["predictions"]]
+    assert tracked and all(p["class"] == "person" and p["tracker_id"] >= 1 for p in tracked)
+    assert len({p["tracker_id"] for p in tracked}) >= 3
+    jpeg = base64.b64decode(outputs[-1]["annotated"]["value"])
+    frame = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert frame is not None and frame.shape == (576, 768, 3)
+    assert outputs[-1]["annotated"]["type"] == "base64" and "workflow_errors" not in outputs[-1]
+
+
+def test_excluded_fields_drop_the_image_output(stack: Stack, clip: str) -> None:
+    pipeline_id = call(stack.port, wf.init(clip, wf.counting(LINE)))["pipeline_id"]
+    found: list[dict[str, Any]] = []
+
+    def consumed() -> bool:
+        reply = _ok(call(stack.port, {"type": "consume_result", "pipeline_id": pipeline_id,
+                                      "excluded_fields": ["annotated", "tracked"]}))
+        found.extend(output for output in reply["outputs"] if output)
+        return bool(found)
+
+    wait_until(consumed, timeout=60, interval=0.2)
+    _ok(call(stack.port, {"type": "terminate", "pipeline_id": pipeline_id}))
+    assert set(found[0]) == {"count_in", "count_out"}
+
+
+def test_time_in_zone(stack: Stack, clip: str) -> None:
+    zone = [[100, 100], [668, 100], [668, 476], [100, 476]]
+    _, outputs = run_to_end(stack, wf.init(clip, wf.time_in_zone(zone)))
+
+    timed = [p for o in outputs for p in o["timed"]["predictions"]]
+    assert timed and all(100 <= p["x"] <= 668 and 100 <= p["y"] <= 476 for p in timed), "only inside the zone"
+    by_track: dict[int, list[float]] = {}
+    for prediction in timed:
+        by_track.setdefault(prediction["tracker_id"], []).append(prediction["time_in_zone"])
+    longest = max(by_track.values(), key=len)
+    assert longest[0] == 0.0 and longest == sorted(longest) and longest[-1] > 1.0  # seconds of video
+
+
+class _Hooks(http.server.BaseHTTPRequestHandler):
+    received: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_webhook_sink_posts_counts_to_a_real_server(stack: Stack, clip: str) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hooks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        _, outputs = run_to_end(stack, wf.init(clip, wf.webhook(url), url=url))
+        wait_until(lambda: bool(_Hooks.received), timeout=10)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert all(hook["camera"] == "entrance" and hook["people"] >= 1 for hook in _Hooks.received)
+    # fire and forget with a 1 s cooldown: the first frame sends, the next ones are throttled
+    messages = [o["webhook"]["message"] for o in outputs]
+    assert messages[0] == "Notification sent in the background task"
+    assert "Sink cooldown applies" in messages[1]
+    assert outputs[1]["webhook"]["throttling_status"] is True
+    assert 1 <= len(_Hooks.received) <= len(outputs)
+
+
+def test_slicer_and_stitch(stack: Stack, short_clip: str) -> None:
+    _, outputs = run_to_end(stack, wf.init(short_clip, wf.sahi()))
+
+    assert len(outputs) == 20
+    people = [p for o in outputs for p in o["predictions"]["predictions"] if p["class"] == "person"]
+    assert len(people) > 20
+    # stitched back into the frame's coordinates, whichever slice found them
+    assert all(0 <= p["x"] <= 768 and 0 <= p["y"] <= 576 for p in people)
+    assert max(p["x"] for p in people) > 512, "the right-hand slices contribute"
+    assert outputs[0]["predictions"]["image"] == {"width": 768, "height": 576}
+
+
+def test_two_models_and_consensus(stack: Stack, short_clip: str) -> None:
+    _, outputs = run_to_end(stack, wf.init(short_clip, wf.consensus()))
+
+    agreed = [o["agreed"]["predictions"] for o in outputs]
+    assert sum(map(len, agreed)) > 0
+    assert all(o["present"] in (True, False) for o in outputs)
+    assert any(o["present"] for o in outputs)
+
+
+def test_a_failing_step_reports_per_frame_and_the_pipeline_keeps_running(stack: Stack, clip: str) -> None:
+    pipeline_id, outputs = run_to_end(stack, wf.init(clip, wf.failing_step()))
+
+    assert len(outputs) == 150, "every frame still produces its outputs"
+    failed = [o for o in outputs if "workflow_errors" in o]
+    assert failed, "detections without tracker ids cannot be counted"
+    assert failed[0]["count_in"] is None and failed[0]["predictions"]["predictions"]
+    [error] = failed[0]["workflow_errors"]
+    assert error["step"] == "broken" and "tracker" in error["error_message"].lower()
+    report = _ok(call(stack.port, {"type": "status", "pipeline_id": pipeline_id}))["report"]
+    assert report["pipeline_state"] == "ENDED"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda w: w["steps"].append({"type": "roboflow_core/sam3@v1", "name": "segment"}),
+         "unsupported workflow block type 'roboflow_core/sam3@v1' at "
+         "'processing_configuration.workflow_specification.steps[5].type'; supported: "),
+        (lambda w: w["steps"][2].update(line_segment=[[0, 300]]),
+         "processing_configuration.workflow_specification.steps[2].line_segment"),
+        (lambda w: w["steps"][1].update(detections="$steps.nowhere.predictions"),
+         "selector '$steps.nowhere.predictions' names no step"),
+        (lambda w: w["steps"][0].update(images="$steps.labels.image"), "has a cycle among steps"),
+    ],
+)
+def test_bad_definitions_are_refused_at_init_and_leave_nothing(stack: Stack, mutate: Any, message: str) -> None:
+    workflow = wf.counting(LINE)
+    mutate(workflow)
+    before = _ok(call(stack.port, {"type": "list_pipelines"}))["pipelines"]
+
+    reply = call(stack.port, wf.init(str(VTEST), workflow))
+
+    assert reply["response"]["status"] == "failure" and reply["response"]["error_type"] == "invalid_payload"
+    assert message in reply["response"]["error_message"], reply["response"]["error_message"]
+    assert _ok(call(stack.port, {"type": "list_pipelines"}))["pipelines"] == before

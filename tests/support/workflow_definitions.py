@@ -1,0 +1,136 @@
+"""Workflows definitions in the published JSON format, as users paste them (used by tests and benchmarks)."""
+
+from typing import Any
+
+MODEL = "yolov3-tiny/coco-416"
+SMALL_MODEL = "yolov3-tiny/coco-320"
+IMAGE = {"type": "WorkflowImage", "name": "image"}
+
+
+def detect(name: str = "model", model_id: str = MODEL, images: str = "$inputs.image", **extra: Any) -> dict[str, Any]:
+    return {"type": "roboflow_core/roboflow_object_detection_model@v2", "name": name, "images": images,
+            "model_id": model_id, **extra}
+
+
+def detection_only() -> dict[str, Any]:
+    return {"version": "1.0", "inputs": [IMAGE], "steps": [detect(confidence=0.3)],
+            "outputs": [{"type": "JsonField", "name": "predictions", "selector": "$steps.model.predictions"}]}
+
+
+def counting(line: list[list[int]], image_output: bool = True) -> dict[str, Any]:
+    """detect people -> track -> count at a line -> boxes + tracker-id labels (+ the annotated frame)."""
+    outputs = [
+        {"type": "JsonField", "name": "count_in", "selector": "$steps.line_counter.count_in"},
+        {"type": "JsonField", "name": "count_out", "selector": "$steps.line_counter.count_out"},
+        {"type": "JsonField", "name": "tracked", "selector": "$steps.tracker.tracked_detections"},
+    ]
+    if image_output:
+        outputs.append({"type": "JsonField", "name": "annotated", "selector": "$steps.labels.image"})
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE, {"type": "WorkflowParameter", "name": "classes", "default_value": ["person"]}],
+        "steps": [
+            detect(confidence=0.3, class_filter="$inputs.classes"),
+            {"type": "roboflow_core/byte_tracker@v3", "name": "tracker", "image": "$inputs.image",
+             "detections": "$steps.model.predictions"},
+            {"type": "roboflow_core/line_counter@v2", "name": "line_counter", "image": "$inputs.image",
+             "detections": "$steps.tracker.tracked_detections", "line_segment": line,
+             "triggering_anchor": "CENTER"},
+            {"type": "roboflow_core/bounding_box_visualization@v1", "name": "boxes", "image": "$inputs.image",
+             "predictions": "$steps.tracker.tracked_detections"},
+            {"type": "roboflow_core/label_visualization@v1", "name": "labels", "image": "$steps.boxes.image",
+             "predictions": "$steps.tracker.tracked_detections", "text": "Tracker Id"},
+        ],
+        "outputs": outputs,
+    }
+
+
+def time_in_zone(zone: list[list[int]]) -> dict[str, Any]:
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE],
+        "steps": [
+            detect(confidence=0.3, class_filter=["person"]),
+            {"type": "roboflow_core/byte_tracker@v2", "name": "tracker", "image": "$inputs.image",
+             "detections": "$steps.model.predictions"},
+            {"type": "roboflow_core/time_in_zone@v2", "name": "zone_timer", "image": "$inputs.image",
+             "detections": "$steps.tracker.tracked_detections", "zone": zone, "triggering_anchor": "CENTER"},
+        ],
+        "outputs": [{"type": "JsonField", "name": "timed", "selector": "$steps.zone_timer.timed_detections"}],
+    }
+
+
+def webhook(url: str) -> dict[str, Any]:
+    """Counts people and posts the count to a webhook at most once a second (fire and forget)."""
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE, {"type": "WorkflowParameter", "name": "url"}],
+        "steps": [
+            detect(confidence=0.3),
+            {"type": "roboflow_core/property_definition@v1", "name": "count", "data": "$steps.model.predictions",
+             "operations": [{"type": "SequenceLength"}]},
+            {"type": "roboflow_core/webhook_sink@v1", "name": "notify", "url": "$inputs.url", "method": "POST",
+             "json_payload": {"people": "$steps.count.output", "camera": "entrance"},
+             "cooldown_seconds": 1, "fire_and_forget": True},
+        ],
+        "outputs": [{"type": "JsonField", "name": "people", "selector": "$steps.count.output"},
+                    {"type": "JsonField", "name": "webhook", "selector": "$steps.notify.*"}],
+    }
+
+
+def sahi() -> dict[str, Any]:
+    """image_slicer -> detection on every slice -> detections_stitch (NMS) back onto the frame."""
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE],
+        "steps": [
+            {"type": "roboflow_core/image_slicer@v1", "name": "slicer", "image": "$inputs.image",
+             "slice_width": 512, "slice_height": 512, "overlap_ratio_width": 0.2, "overlap_ratio_height": 0.2},
+            detect("slice_model", images="$steps.slicer.slices", confidence=0.3),
+            {"type": "roboflow_core/detections_stitch@v1", "name": "stitch", "reference_image": "$inputs.image",
+             "predictions": "$steps.slice_model.predictions", "overlap_filtering_strategy": "nms"},
+        ],
+        "outputs": [{"type": "JsonField", "name": "predictions", "selector": "$steps.stitch.predictions"}],
+    }
+
+
+def consensus() -> dict[str, Any]:
+    """Two models (416 and 320 input) vote; a box needs both."""
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE],
+        "steps": [
+            detect("big", confidence=0.3),
+            detect("small", model_id=SMALL_MODEL, confidence=0.3),
+            {"type": "DetectionsConsensus", "name": "consensus",
+             "predictions_batches": ["$steps.big.predictions", "$steps.small.predictions"],
+             "required_votes": 2},
+        ],
+        "outputs": [{"type": "JsonField", "name": "agreed", "selector": "$steps.consensus.predictions"},
+                    {"type": "JsonField", "name": "present", "selector": "$steps.consensus.object_present"}],
+    }
+
+
+def failing_step() -> dict[str, Any]:
+    """A line counter fed untracked detections: fails on every frame with people, the rest still runs."""
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE],
+        "steps": [
+            detect(confidence=0.3),
+            {"type": "roboflow_core/line_counter@v2", "name": "broken", "image": "$inputs.image",
+             "detections": "$steps.model.predictions", "line_segment": [[0, 300], [768, 300]]},
+        ],
+        "outputs": [{"type": "JsonField", "name": "predictions", "selector": "$steps.model.predictions"},
+                    {"type": "JsonField", "name": "count_in", "selector": "$steps.broken.count_in"}],
+    }
+
+
+def init(video: str, workflow: dict[str, Any], **parameters: Any) -> dict[str, Any]:
+    return {
+        "type": "init",
+        "video_configuration": {"type": "VideoConfiguration", "video_reference": video},
+        "processing_configuration": {"type": "WorkflowConfiguration", "workflow_specification": workflow,
+                                     "workflows_parameters": parameters},
+        "sink_configuration": {"type": "MemorySinkConfiguration", "results_buffer_size": 5000},
+    }
