@@ -3,8 +3,10 @@
 A few worker threads take jobs from a queue; at most ``max_pending`` jobs may be waiting or running at
 once, so a slow or dead endpoint costs memory bounded by that count: ``submit`` answers False beyond it
 and never blocks. A job that raises is logged (redacted) and counted; it never stops a worker thread.
-Threads are daemons started on the first submission, so an idle runner costs nothing and a job stuck
-past ``close``'s timeout never holds the process open.
+Threads are daemons started when jobs wait and ending after ``idle_s`` without work, so an idle (or
+never closed) runner holds no thread, and a job stuck past ``close``'s timeout never holds the process
+open. Jobs are queued under the runner's lock, so a thread that finds the queue empty under that lock
+may end: a later submission starts another.
 """
 
 import logging
@@ -42,17 +44,19 @@ class BackgroundRunner:
     """
 
     def __init__(self, max_pending: int, workers: int = 2, secrets: Sequence[str] = (),
-                 name: str = "workflow-background") -> None:
+                 name: str = "workflow-background", idle_s: float = 30.0) -> None:
         if max_pending < 1 or workers < 1:
             raise ValueError(f"max_pending and workers must be >= 1, got {max_pending} and {workers}")
         self._max_pending = max_pending
         self._workers = workers
         self._secrets = secrets
         self._name = name
+        self._idle_s = idle_s
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._threads: list[threading.Thread] = []
+        self._threads: set[threading.Thread] = set()
+        self._started = 0
         self._closed = False
         self._pending = self._submitted = self._refused = self._completed = self._failed = self._dropped = 0
 
@@ -64,9 +68,9 @@ class BackgroundRunner:
                 return False
             self._pending += 1
             self._submitted += 1
-            if not self._threads:
-                self._start_threads()
-        self._queue.put(work)
+            self._queue.put(work)
+            if len(self._threads) < min(self._workers, self._pending):  # every live thread is busy
+                self._start_thread()
         return True
 
     def close(self, timeout: float) -> bool:
@@ -100,20 +104,41 @@ class BackgroundRunner:
     def __exit__(self, *exc_info: object) -> None:
         self.close(timeout=5.0)
 
-    def _start_threads(self) -> None:
-        for index in range(self._workers):
-            thread = threading.Thread(target=self._work, name=f"{self._name}-{index}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+    def _start_thread(self) -> None:
+        self._started += 1
+        thread = threading.Thread(target=self._work, name=f"{self._name}-{self._started}", daemon=True)
+        self._threads.add(thread)
+        thread.start()
 
     def _work(self) -> None:
-        while (job := self._queue.get()) is not None:
+        while (job := self._next_job()) is not None:
             failed = not self._run(job)
             with self._lock:
                 self._pending -= 1
                 self._completed += 1
                 self._failed += failed
                 self._changed.notify_all()
+
+    def _next_job(self) -> Job | None:
+        """The next job; None to end this thread (closing, or idle for ``idle_s``)."""
+        while True:
+            try:
+                job = self._queue.get(timeout=self._idle_s)
+            except queue.Empty:
+                if self._retire(only_if_idle=True):
+                    return None
+                continue
+            if job is None:
+                self._retire(only_if_idle=False)
+            return job
+
+    def _retire(self, only_if_idle: bool) -> bool:
+        """Takes this thread off the live ones (under the lock submissions queue under)."""
+        with self._lock:
+            if only_if_idle and not self._queue.empty():
+                return False
+            self._threads.discard(threading.current_thread())
+            return True
 
     def _run(self, job: Job) -> bool:
         try:

@@ -1,11 +1,36 @@
 """Sink blocks: webhook, local file and e-mail (SMTP) notifications.
 
-Field names, defaults and outputs follow the reference's manifests (``core_steps/sinks/...``). The
-``*_operations`` fields hold query-language chains, applied by the worker; here they are only objects.
+Field names, defaults and outputs follow the reference's manifests (``core_steps/sinks/...``).
+E-mail receivers are checked by a literal check registered here; ``CHECKS`` holds the query-language
+checks of the ``*_operations`` fields, ``(block, field) -> check(value, path)``.
 """
 
+from collections.abc import Callable
+from typing import Any
+
 from services.core.workflows import kinds
-from services.core.workflows.blocks import BlockSpec, Field
+from services.core.workflows.blocks import LITERALS, BlockSpec, Field
+from services.core.workflows.query_language import validate_operations_map
+
+WEBHOOK_SINK = "roboflow_core/webhook_sink@v1"
+LOCAL_FILE_SINK = "roboflow_core/local_file_sink@v1"
+EMAIL_NOTIFICATION = "roboflow_core/email_notification@v1"
+
+
+def is_addresses(value: Any) -> bool:
+    """An e-mail address or a non-empty list of them (the manifest refuses an empty list)."""
+    items = [value] if isinstance(value, str) else value
+    return isinstance(items, list) and bool(items) and all(isinstance(item, str) and item.strip() for item in items)
+
+
+_LITERAL_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "email_addresses": (is_addresses, "an e-mail address or a non-empty list of them"),
+    "optional_email_addresses": (lambda value: value is None or is_addresses(value),
+                                 "an e-mail address, a non-empty list of them or null"),
+}
+for _name, _check in _LITERAL_CHECKS.items():
+    if LITERALS.setdefault(_name, _check) is not _check:
+        raise RuntimeError(f"literal check {_name!r} is registered twice")
 
 _RECIPIENT_KINDS = (kinds.STRING, kinds.LIST_OF_VALUES)
 
@@ -24,67 +49,72 @@ _NOTIFICATION_CONTROL = (
     Field("disable_sink", kinds=(kinds.BOOLEAN,), literal="bool", default=False),
     Field("cooldown_seconds", kinds=(kinds.INTEGER,), literal="non_negative_int", default=5),
 )
-_NOTIFICATION_OUTPUTS = {
+_NOTIFICATION_OUTPUTS: dict[str, tuple[str, ...]] = {
     "error_status": (kinds.BOOLEAN,),
     "throttling_status": (kinds.BOOLEAN,),
     "message": (kinds.STRING,),
 }
+_FILE_OUTPUTS: dict[str, tuple[str, ...]] = {"error_status": (kinds.BOOLEAN,), "message": (kinds.STRING,)}
 
-WEBHOOK = BlockSpec(
-    names=("roboflow_core/webhook_sink@v1",),
-    family="sinks",
-    fields=(
-        Field("url", kinds=(kinds.STRING,), literal="str"),
-        Field("method", literal="str", choices=("GET", "POST", "PUT")),
-        _mapping("query_parameters"),
-        _mapping("headers"),
-        _mapping("json_payload"),
-        _operations("json_payload_operations"),
-        _mapping("multi_part_encoded_files"),
-        _operations("multi_part_encoded_files_operations"),
-        _mapping("form_data"),
-        _operations("form_data_operations"),
-        Field("request_timeout", kinds=(kinds.INTEGER,), literal="positive_int", default=2),
-        *_NOTIFICATION_CONTROL,
+BLOCKS = (
+    BlockSpec(
+        names=(WEBHOOK_SINK,),
+        family="sinks",
+        fields=(
+            Field("url", kinds=(kinds.STRING,), literal="str"),
+            Field("method", literal="str", choices=("GET", "POST", "PUT")),
+            _mapping("query_parameters"),
+            _mapping("headers"),
+            _mapping("json_payload"),
+            _operations("json_payload_operations"),
+            _mapping("multi_part_encoded_files"),
+            _operations("multi_part_encoded_files_operations"),
+            _mapping("form_data"),
+            _operations("form_data_operations"),
+            Field("request_timeout", kinds=(kinds.INTEGER,), literal="positive_int", default=2),
+            *_NOTIFICATION_CONTROL,
+        ),
+        outputs=_NOTIFICATION_OUTPUTS,
     ),
-    outputs=_NOTIFICATION_OUTPUTS,
+    BlockSpec(
+        names=(LOCAL_FILE_SINK,),
+        family="sinks",
+        fields=(
+            Field("content", kinds=(kinds.STRING,), literal=None),
+            Field("file_type", literal="str", default="csv", choices=("csv", "json", "txt")),
+            Field("output_mode", literal="str", choices=("append_log", "separate_files")),
+            Field("target_directory", kinds=(kinds.STRING,), literal="str"),
+            Field("file_name_prefix", kinds=(kinds.STRING,), literal="str", default="workflow_output"),
+            # The manifest's selector takes the string kind here (sic); the worker checks the value.
+            Field("max_entries_per_file", kinds=(kinds.INTEGER, kinds.STRING), literal="positive_int", default=1024),
+        ),
+        outputs=_FILE_OUTPUTS,
+    ),
+    BlockSpec(
+        names=(EMAIL_NOTIFICATION,),
+        family="sinks",
+        fields=(
+            Field("subject", literal="str"),
+            Field("sender_email", kinds=(kinds.STRING,), literal="str"),
+            Field("receiver_email", kinds=_RECIPIENT_KINDS, literal="email_addresses"),
+            Field("cc_receiver_email", kinds=_RECIPIENT_KINDS, literal="optional_email_addresses", default=None),
+            Field("bcc_receiver_email", kinds=_RECIPIENT_KINDS, literal="optional_email_addresses", default=None),
+            Field("message", literal="str"),
+            _mapping("message_parameters"),
+            _operations("message_parameters_operations"),
+            _mapping("attachments"),  # name -> selector of a string or bytes
+            Field("smtp_server", kinds=(kinds.STRING,), literal="str"),
+            Field("sender_email_password", kinds=(kinds.STRING, kinds.SECRET), literal="str"),
+            Field("smtp_port", literal="positive_int", default=465),
+            *_NOTIFICATION_CONTROL,
+        ),
+        outputs=_NOTIFICATION_OUTPUTS,
+    ),
 )
 
-LOCAL_FILE = BlockSpec(
-    names=("roboflow_core/local_file_sink@v1",),
-    family="sinks",
-    fields=(
-        Field("content", kinds=(kinds.STRING,), literal=None),
-        Field("file_type", literal="str", default="csv", choices=("csv", "json", "txt")),
-        Field("output_mode", literal="str", choices=("append_log", "separate_files")),
-        Field("target_directory", kinds=(kinds.STRING,), literal="str"),
-        Field("file_name_prefix", kinds=(kinds.STRING,), literal="str", default="workflow_output"),
-        # The manifest's selector takes the string kind here (sic); the worker checks the value.
-        Field("max_entries_per_file", kinds=(kinds.INTEGER, kinds.STRING), literal="positive_int", default=1024),
-    ),
-    outputs={"error_status": (kinds.BOOLEAN,), "message": (kinds.STRING,)},
-)
-
-EMAIL = BlockSpec(
-    names=("roboflow_core/email_notification@v1",),
-    family="sinks",
-    fields=(
-        Field("subject", literal="str"),
-        Field("sender_email", kinds=(kinds.STRING,), literal="str"),
-        # A string or a non-empty list of strings; the worker checks the shape.
-        Field("receiver_email", kinds=_RECIPIENT_KINDS, literal="any"),
-        Field("cc_receiver_email", kinds=_RECIPIENT_KINDS, literal="any", default=None),
-        Field("bcc_receiver_email", kinds=_RECIPIENT_KINDS, literal="any", default=None),
-        Field("message", literal="str"),
-        _mapping("message_parameters"),
-        _operations("message_parameters_operations"),
-        _mapping("attachments"),
-        Field("smtp_server", kinds=(kinds.STRING,), literal="str"),
-        Field("sender_email_password", kinds=(kinds.STRING, kinds.SECRET), literal="str"),
-        Field("smtp_port", literal="positive_int", default=465),
-        *_NOTIFICATION_CONTROL,
-    ),
-    outputs=_NOTIFICATION_OUTPUTS,
-)
-
-BLOCKS: tuple[BlockSpec, ...] = (WEBHOOK, LOCAL_FILE, EMAIL)
+CHECKS: dict[tuple[str, str], Callable[[Any, str], None]] = {
+    (WEBHOOK_SINK, "json_payload_operations"): validate_operations_map,
+    (WEBHOOK_SINK, "multi_part_encoded_files_operations"): validate_operations_map,
+    (WEBHOOK_SINK, "form_data_operations"): validate_operations_map,
+    (EMAIL_NOTIFICATION, "message_parameters_operations"): validate_operations_map,
+}

@@ -1,5 +1,0 @@
-"""sinks blocks."""
-
-from services.worker.workflows.blocks.base import BlockFactory
-
-BLOCKS: dict[str, BlockFactory] = {}

@@ -1,0 +1,91 @@
+"""``roboflow_core/email_notification@v1``: sends an e-mail through the user's SMTP server.
+
+As the reference: ``disable_sink``, cooldown, then the message with its placeholders filled, sent
+inline or in the background (``fire_and_forget``), after logging in with ``sender_email`` and
+``sender_email_password`` (registered as a secret). The connection is always encrypted and verified
+against the system's CAs (``SSL_CERT_FILE`` points OpenSSL at others): implicit TLS, as the reference
+on every port, except on the ports defined for STARTTLS (25, 587), where the reference cannot connect
+and this block requires STARTTLS. The password is never sent in clear.
+
+Unlike the reference, Cc and Bcc receivers do get the message (the reference gives only the ``To``
+addresses to the server) and Bcc addresses are not written in its headers.
+"""
+
+import smtplib
+import ssl
+from email.message import EmailMessage
+from functools import partial
+from typing import Any
+
+from services.core.workflows.plan import PlanStep
+from services.worker.workflows.blocks.base import BlockEnvironment
+from services.worker.workflows.blocks.sinks import credentials, inputs
+from services.worker.workflows.blocks.sinks.email_message import compose, render
+from services.worker.workflows.blocks.sinks.notification import NotificationSink, check_host
+
+STARTTLS_PORTS = frozenset({25, 587})
+SMTP_TIMEOUT_S = 10.0  # the reference waits forever; a frame sent inline waits at most this per step
+
+
+class EmailNotification(NotificationSink):
+    what = "e-mail"
+
+    def __init__(self, step: PlanStep, env: BlockEnvironment) -> None:
+        super().__init__(env)
+        self._register_password(step.params.get("sender_email_password"))
+
+    def run(self, *, subject: Any, sender_email: Any, receiver_email: Any, cc_receiver_email: Any,
+            bcc_receiver_email: Any, message: Any, message_parameters: Any, message_parameters_operations: Any,
+            attachments: Any, smtp_server: Any, sender_email_password: Any, smtp_port: Any, fire_and_forget: Any,
+            disable_sink: Any, cooldown_seconds: Any) -> dict[str, Any]:
+        self._register_password(sender_email_password)
+        skipped = self.gate(disable_sink, cooldown_seconds)
+        if skipped is not None:
+            return skipped
+        to = inputs.as_addresses(receiver_email, "receiver_email", required=True)
+        cc = inputs.as_addresses(cc_receiver_email, "cc_receiver_email", required=False)
+        bcc = inputs.as_addresses(bcc_receiver_email, "bcc_receiver_email", required=False)
+        sender = inputs.as_str(sender_email, "sender_email")
+        body = render(inputs.as_str(message, "message"), inputs.as_mapping(message_parameters, "message_parameters"),
+                      inputs.as_operations(message_parameters_operations, "message_parameters_operations"))
+        mail = compose(sender, to, cc, inputs.as_str(subject, "subject"), body,
+                       inputs.as_mapping(attachments, "attachments"))
+        server = SmtpServer(inputs.as_str(smtp_server, "smtp_server"), _port(smtp_port),
+                            sender, inputs.as_str(sender_email_password, "sender_email_password"))
+        check_host(server.host, self._env.sinks.allowed_hosts)
+        return self.deliver(partial(server.send, mail, [*to, *cc, *bcc]), fire_and_forget)
+
+    def _register_password(self, password: Any) -> None:
+        if isinstance(password, str) and not password.startswith("$steps."):
+            credentials.register(self._env, [password])
+
+
+class SmtpServer:
+    """One SMTP server and the account that sends through it."""
+
+    def __init__(self, host: str, port: int, user: str, password: str) -> None:
+        self.host, self.port, self._user, self._password = host, port, user, password
+
+    def __repr__(self) -> str:  # never the password, even in a traceback's locals
+        return f"SmtpServer({self.host!r}, {self.port})"
+
+    def send(self, mail: EmailMessage, receivers: list[str]) -> None:
+        context = ssl.create_default_context()
+        if self.port in STARTTLS_PORTS:
+            with smtplib.SMTP(self.host, self.port, timeout=SMTP_TIMEOUT_S) as smtp:
+                smtp.starttls(context=context)  # raises when the server does not offer it: never in clear
+                self._login_and_send(smtp, mail, receivers)
+        else:
+            with smtplib.SMTP_SSL(self.host, self.port, timeout=SMTP_TIMEOUT_S, context=context) as smtp:
+                self._login_and_send(smtp, mail, receivers)
+
+    def _login_and_send(self, smtp: smtplib.SMTP, mail: EmailMessage, receivers: list[str]) -> None:
+        smtp.login(self._user, self._password)
+        smtp.send_message(mail, from_addr=self._user, to_addrs=receivers)
+
+
+def _port(value: Any) -> int:
+    port = inputs.as_int(value, "smtp_port", 1)
+    if port > 65535:
+        raise ValueError(f"smtp_port must be at most 65535, got {port}")
+    return port

@@ -1,0 +1,105 @@
+"""What the notification sinks (webhook, e-mail) share: disable switch, cooldown, and delivery inline
+or in the background, with the reference's outcome messages.
+
+The order is the reference's: ``disable_sink`` first, then the cooldown (wall clock, ``env.clock``),
+then the delivery. A delivery that fails is ``error_status: true`` with a redacted message (inline) or
+a redacted log line (background). The cooldown starts when a delivery is attempted inline or accepted
+by the background runner; one the runner refuses (too many pending) starts none, so the next frame
+may try again.
+"""
+
+import logging
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any
+
+from services.worker.workflows.blocks.base import BlockEnvironment
+from services.worker.workflows.blocks.sinks import inputs
+from services.worker.workflows.blocks.sinks.credentials import redact
+
+log = logging.getLogger(__name__)
+
+DISABLED = "Sink was disabled by parameter `disable_sink`"
+THROTTLED = "Sink cooldown applies"
+IN_BACKGROUND = "Notification sent in the background task"
+SENT = "Notification sent successfully"
+QUEUE_FULL = ("Notification not sent: too many deliveries of this pipeline are still pending "
+              "(the endpoint is slow or unreachable)")
+
+Delivery = Callable[[], None]  # sends once; raises on any failure
+
+
+def outcome(error: bool, throttled: bool, message: str) -> dict[str, Any]:
+    return {"error_status": error, "throttling_status": throttled, "message": message}
+
+
+class NotificationSink:
+    """Base of the webhook and e-mail blocks: ``gate`` then ``deliver`` on each frame."""
+
+    what = "notification"  # "webhook notification", "e-mail": for messages and logs
+
+    def __init__(self, env: BlockEnvironment) -> None:
+        self._env = env
+        self._last_sent: float | None = None
+
+    def gate(self, disable_sink: Any, cooldown_seconds: Any) -> dict[str, Any] | None:
+        """The outcome when this frame sends nothing (disabled, cooling down), else None."""
+        if inputs.as_bool(disable_sink, "disable_sink"):
+            return outcome(False, False, DISABLED)
+        cooldown = inputs.as_int(cooldown_seconds, "cooldown_seconds", 0)
+        if self._last_sent is not None and self._env.clock() - self._last_sent < cooldown:
+            log.info("%s cooldown applies", self.what)
+            return outcome(False, True, THROTTLED)
+        return None
+
+    def deliver(self, delivery: Delivery, fire_and_forget: Any) -> dict[str, Any]:
+        now = self._env.clock()
+        if inputs.as_bool(fire_and_forget, "fire_and_forget"):
+            if not self._env.background.submit(partial(self._attempt_quietly, delivery)):
+                log.warning("%s dropped: too many pending deliveries", self.what)
+                return outcome(True, False, QUEUE_FULL)
+            self._last_sent = now
+            return outcome(False, False, IN_BACKGROUND)
+        self._last_sent = now
+        failure = self._attempt(delivery)
+        return outcome(failure is not None, False, failure or SENT)
+
+    def _attempt_quietly(self, delivery: Delivery) -> None:
+        self._attempt(delivery)  # in the background: the failure is only logged
+
+    def _attempt(self, delivery: Delivery) -> str | None:
+        """Runs ``delivery``; the redacted failure message, or None when it went through."""
+        try:
+            delivery()
+        except Exception as error:
+            message = redact(self._env, f"Failed to send {self.what}. Internal error details: {describe(error)}")
+            log.warning("%s", message)
+            return message
+        return None
+
+
+def describe(error: BaseException) -> str:
+    text = str(error) or "no details"
+    return f"{type(error).__name__}: {text}"
+
+
+def with_operations(values: Mapping[str, Any], operations: Mapping[str, list[dict[str, Any]]],
+                    names: set[str] | None = None) -> dict[str, Any]:
+    """A copy of ``values`` with each named value run through its operations chain.
+
+    ``names``: only these values (the e-mail's message uses some of its parameters).
+    """
+    result = dict(values)
+    for name, chain in operations.items():
+        if not chain or name not in result or (names is not None and name not in names):
+            continue
+        from services.worker.workflows.operations import apply_operations  # numpy-heavy: only when used
+
+        result[name] = apply_operations(result[name], chain, global_parameters={})
+    return result
+
+
+def check_host(host: str | None, allowed_hosts: tuple[str, ...]) -> None:
+    """Raises when ``allowed_hosts`` is set and does not name ``host`` (SinkSettings.allowed_hosts)."""
+    if allowed_hosts and (host or "").lower() not in {allowed.lower() for allowed in allowed_hosts}:
+        raise ValueError(f"host {host!r} is not among the hosts sinks may reach (allowed: {', '.join(allowed_hosts)})")

@@ -1,0 +1,127 @@
+"""The HTTP request a webhook sink sends, built from the step's resolved inputs, and sending it (httpx).
+
+Bodies as the reference (``requests``) builds them: multipart when there are files (form fields go in
+the same body), else a URL-encoded form when there is form data, else the JSON payload. Query and form
+values are written as ``str()`` does (``True``, ``1.5``), lists repeat the key and query parameters
+follow the URL's own query, as ``requests`` does. Redirects are followed, each hop checked against
+the allowed hosts.
+
+Unlike the reference, any workflow value may go into the JSON (detections, images, numpy values:
+serialised as the workflow's outputs are), header values may be numbers, a file may be an image (sent
+as JPEG) or any JSON value, and a GET with an empty payload has no body.
+"""
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import cv2
+import httpx
+
+from services.worker.workflows.blocks.sinks.notification import check_host
+from services.worker.workflows.serialization import serialise
+from services.worker.workflows.values import WorkflowImage
+
+METHODS = ("GET", "POST", "PUT")
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    method: str
+    url: str
+    params: tuple[tuple[str, str], ...] = ()
+    headers: dict[str, str] = field(default_factory=dict)
+    json_body: Any = None  # sent when there are neither files nor form data
+    form: tuple[tuple[str, str], ...] = ()
+    files: list[tuple[str, tuple[str, bytes]]] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, method: str, url: str, query_parameters: dict[str, Any], headers: dict[str, Any],
+              json_payload: dict[str, Any], files: dict[str, Any], form_data: dict[str, Any]) -> "WebhookRequest":
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        check_url(url)
+        # The reference sends the (possibly empty) JSON object whenever there is no other body; an
+        # empty GET goes without a body here, as some servers refuse GET bodies.
+        body = serialise(json_payload) if json_payload or method != "GET" else None
+        return cls(
+            method=method,
+            url=url,
+            params=_pairs(query_parameters),
+            headers={name: _text(value) for name, value in headers.items() if value is not None},
+            json_body=body,
+            form=_pairs(form_data),
+            files=[(name, (name, _file_content(value))) for name, value in files.items() if value is not None],
+        )
+
+    @property
+    def host(self) -> str | None:
+        return urlsplit(self.url).hostname
+
+    def send(self, timeout: float, allowed_hosts: tuple[str, ...]) -> None:
+        """Sends once; raises on a transport error, a refused host or a 4xx/5xx answer."""
+
+        def check(request: httpx.Request) -> None:
+            check_host(request.url.host, allowed_hosts)
+
+        with httpx.Client(timeout=timeout, follow_redirects=True, event_hooks={"request": [check]}) as client:
+            response = client.request(self.method, self._full_url(), headers=self.headers, **self._body())
+        if response.is_error:
+            raise RuntimeError(f"the endpoint answered HTTP {response.status_code} {response.reason_phrase}")
+
+    def _full_url(self) -> str:
+        """The URL with the query parameters after its own (httpx would replace its query)."""
+        if not self.params:
+            return self.url
+        parts = urlsplit(self.url)
+        extra = urlencode(self.params)
+        return urlunsplit(parts._replace(query=f"{parts.query}&{extra}" if parts.query else extra))
+
+    def _body(self) -> dict[str, Any]:
+        if self.files:
+            return {"files": self.files, "data": _grouped(self.form)}
+        if self.form:
+            return {"data": _grouped(self.form)}
+        if self.json_body is not None:
+            return {"json": self.json_body}
+        return {}
+
+
+def check_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("url must be an http:// or https:// URL with a host")
+
+
+def _pairs(values: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    return tuple((name, _text(item)) for name, value in values.items()
+                 for item in (value if isinstance(value, list | tuple) else [value]) if item is not None)
+
+
+def _grouped(pairs: tuple[tuple[str, str], ...]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for name, value in pairs:
+        grouped.setdefault(name, []).append(value)
+    return grouped
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | int | float):
+        return str(value)
+    return json.dumps(serialise(value))
+
+
+def _file_content(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, WorkflowImage):
+        ok, encoded = cv2.imencode(".jpg", value.image)
+        if not ok:
+            raise ValueError("the image cannot be encoded as JPEG")
+        return bytes(encoded.tobytes())
+    return json.dumps(serialise(value)).encode("utf-8")
