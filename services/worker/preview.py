@@ -7,7 +7,8 @@ clock read: only when a preview is due (every ``interval`` seconds) does it keep
 the round's frames and predictions, in a one-slot mailbox that a newer round simply replaces.
 Its own low-priority thread does the work, never the inference path: downscale a copy of each
 source's latest frame to at most ``max_width`` pixels wide, draw the boxes and class labels on it
-with OpenCV, tile the sources of a multi-source pipeline into one grid, encode a JPEG (quality
+with the annotators of the workflow visualization blocks (their configuration functions, the
+preview's own style), tile the sources of a multi-source pipeline into one grid, encode a JPEG (quality
 ``quality``) and store it at ``keys.pipeline_preview`` with a TTL. When the thread is still busy a
 due round is not queued behind it; at most one preview per ``interval`` is ever published.
 
@@ -17,21 +18,27 @@ once; a missing record (Redis restarted without its data; the task restores it) 
 Nothing here can stop the pipeline: any failure is logged once and the next preview is tried.
 """
 
+import functools
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cv2
 import numpy as np
 import redis
+import supervision as sv
 
 from services.core import keys
 from services.worker.engine.frames import VideoFrame
 from services.worker.engine.results import RoundResult
+from services.worker.workflows.blocks.visualization.annotators import box_annotator, label_annotator
+from services.worker.workflows.blocks.visualization.colours import colours
+from services.worker.workflows.blocks.visualization.labels import label_texts
+from services.worker.workflows.blocks.visualization.predictions import detections_from_predictions
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +71,8 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
     (180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148),
     (75, 86, 140), (194, 119, 227), (127, 127, 127), (34, 189, 188), (207, 190, 23),
 )
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
-_FONT_SCALE = 0.4
+_TEXT_SCALE = 0.4
+_TEXT_PADDING = 3
 _BACKGROUND = (24, 24, 24)
 
 
@@ -90,11 +97,15 @@ def annotate(image: np.ndarray, prediction: Mapping[str, Any], max_width: int = 
     height, width = image.shape[:2]
     scale = min(1.0, max_width / width) if width > 0 else 1.0
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    canvas = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if scale < 1.0 else image.copy()
-    for item in prediction.get("predictions", ()):
-        _draw_box(canvas, item, scale)
+    canvas: np.ndarray = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if scale < 1.0 else image.copy()
+    detections = detections_from_predictions(prediction.get("predictions", ()), scale)
+    if len(detections):
+        boxes, labels = _annotators()
+        boxes.annotate(canvas, detections)
+        texts = [_ascii(text) for text in label_texts(detections, "Class and Confidence")]
+        labels.annotate(canvas, _labels_inside(detections, texts, canvas.shape[1]), labels=texts)
     if label:
-        _draw_label(canvas, label, 0, 0, _BACKGROUND, below=True)
+        _draw_caption(canvas, label)
     return canvas
 
 
@@ -259,32 +270,46 @@ class PreviewPublisher:
                   size, spent_ms)
 
 
-def _draw_box(canvas: np.ndarray, item: Mapping[str, Any], scale: float) -> None:
-    try:
-        x, y = float(item["x"]) * scale, float(item["y"]) * scale
-        half_w, half_h = float(item["width"]) * scale / 2, float(item["height"]) * scale / 2
-        class_id = int(item.get("class_id", 0))
-    except (KeyError, TypeError, ValueError):
-        return
-    colour = PALETTE[class_id % len(PALETTE)]
-    x1, y1, x2, y2 = round(x - half_w), round(y - half_h), round(x + half_w), round(y + half_h)
-    cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, 2, cv2.LINE_AA)
-    confidence = item.get("confidence")
-    text = str(item.get("class", class_id))
-    if isinstance(confidence, int | float):
-        text = f"{text} {confidence:.2f}"
-    _draw_label(canvas, text, x1, y1, colour, below=y1 < 14)
+@functools.cache
+def _annotators() -> tuple[sv.BoxAnnotator | sv.RoundBoxAnnotator, sv.LabelAnnotator]:
+    """The preview's style, built once: a bounding_box_visualization and a label_visualization would
+    draw the same with a CUSTOM palette of :data:`PALETTE` by CLASS, thickness 2, and labels at
+    TOP_LEFT of scale 0.4, padding 3."""
+    by_class = colours("CUSTOM", len(PALETTE), [_hex(bgr) for bgr in PALETTE], "CLASS")
+    return (box_annotator(by_class, thickness=2, roundness=0.0),
+            label_annotator(by_class, text_position="TOP_LEFT", text_color="WHITE", text_scale=_TEXT_SCALE,
+                            text_thickness=1, text_padding=_TEXT_PADDING, border_radius=0))
 
 
-def _draw_label(canvas: np.ndarray, text: str, x: int, y: int, colour: tuple[int, int, int], below: bool) -> None:
-    """``text`` on a filled ``colour`` band above (or, at the top edge, below) the point (x, y)."""
-    text = text.encode("ascii", "replace").decode()  # Hershey fonts draw ASCII only
-    (text_width, text_height), baseline = cv2.getTextSize(text, _FONT, _FONT_SCALE, 1)
-    band = text_height + baseline + 2
-    x = max(0, min(x, canvas.shape[1] - text_width - 4))
-    top = max(0, y) if below else max(0, y - band)
-    cv2.rectangle(canvas, (x, top), (x + text_width + 4, top + band), colour, cv2.FILLED)
-    cv2.putText(canvas, text, (x + 2, top + text_height + 1), _FONT, _FONT_SCALE, (255, 255, 255), 1, cv2.LINE_AA)
+def _labels_inside(detections: sv.Detections, texts: Sequence[str], width: int) -> sv.Detections:
+    """Where to anchor the labels so that they stay in the frame: a box at the top edge gets its label
+    just inside its top, one at the right edge a label moved left (supervision's smart positioning
+    does more, at several times the cost of the whole preview)."""
+    anchors = detections.xyxy.copy()
+    for index, text in enumerate(texts):
+        (text_width, text_height), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, _TEXT_SCALE, 1)
+        anchors[index, 0] = max(0, min(anchors[index, 0], width - text_width - 2 * _TEXT_PADDING))
+        anchors[index, 1] = max(anchors[index, 1], text_height + 2 * _TEXT_PADDING)
+    return replace(detections, xyxy=anchors)
+
+
+def _draw_caption(canvas: np.ndarray, text: str) -> None:
+    """``text`` in white on a dark band in the top-left corner."""
+    text = _ascii(text)
+    (width, height), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, _TEXT_SCALE, 1)
+    # draw_text centres the text on the anchor; this anchor puts the band's corner at (0, 0).
+    anchor = sv.Point(width // 2 + _TEXT_PADDING, height - height // 2 + _TEXT_PADDING)
+    sv.draw_text(canvas, text, anchor, text_color=sv.Color.WHITE, text_scale=_TEXT_SCALE,
+                 text_padding=_TEXT_PADDING, background_color=sv.Color.from_bgr_tuple(_BACKGROUND))
+
+
+def _ascii(text: str) -> str:
+    return text.encode("ascii", "replace").decode()  # Hershey fonts draw ASCII only
+
+
+def _hex(bgr: tuple[int, int, int]) -> str:
+    blue, green, red = bgr
+    return f"#{red:02x}{green:02x}{blue:02x}"
 
 
 def _fit_width(image: np.ndarray, width: int) -> np.ndarray:

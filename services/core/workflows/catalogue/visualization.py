@@ -28,7 +28,7 @@ TEXT_SIZE_MODES = ("Manual", "Automatic")
 
 _PREDICTION_KINDS = (*kinds.DETECTIONS, kinds.RLE_INSTANCE_SEGMENTATION)
 _SEGMENTATION_KINDS = (kinds.INSTANCE_SEGMENTATION, kinds.RLE_INSTANCE_SEGMENTATION)
-_OUTPUTS = {"image": (kinds.IMAGE,)}
+_OUTPUTS: dict[str, tuple[str, ...]] = {"image": (kinds.IMAGE,)}
 
 
 def _int(name: str, default: int, literal: str = "non_negative_int") -> Field:

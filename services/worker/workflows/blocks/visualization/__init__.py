@@ -1,0 +1,43 @@
+"""Visualization blocks: predictions, zones and model comparisons drawn with supervision's annotators.
+
+Each block returns the image with the same lineage and new pixels (``copy_image`` true leaves the
+input as it was). The modules: ``colours`` (palette options), ``labels`` (label texts),
+``annotators`` (the box and label configuration the dashboard's preview shares), ``base`` (the
+annotator cache and canvas), ``shapes``, ``label``, ``regions``, ``zones`` and ``comparison``.
+"""
+
+from services.worker.workflows.blocks.base import BlockFactory
+from services.worker.workflows.blocks.visualization.comparison import ModelComparison
+from services.worker.workflows.blocks.visualization.label import LabelV1, LabelV2
+from services.worker.workflows.blocks.visualization.regions import Blur, ColorFill, Crop, Halo, Pixelate
+from services.worker.workflows.blocks.visualization.shapes import (
+    BoundingBox,
+    Circle,
+    Corner,
+    Dot,
+    Ellipse,
+    Trace,
+    Triangle,
+)
+from services.worker.workflows.blocks.visualization.zones import LineCounterZone, PolygonZone
+
+BLOCKS: dict[str, BlockFactory] = {
+    "roboflow_core/bounding_box_visualization@v1": BoundingBox,
+    "roboflow_core/label_visualization@v1": LabelV1,
+    "roboflow_core/label_visualization@v2": LabelV2,
+    "roboflow_core/blur_visualization@v1": Blur,
+    "roboflow_core/pixelate_visualization@v1": Pixelate,
+    "roboflow_core/trace_visualization@v1": Trace,
+    "roboflow_core/dot_visualization@v1": Dot,
+    "roboflow_core/ellipse_visualization@v1": Ellipse,
+    "roboflow_core/halo_visualization@v1": Halo,
+    "roboflow_core/halo_visualization@v2": Halo,
+    "roboflow_core/corner_visualization@v1": Corner,
+    "roboflow_core/triangle_visualization@v1": Triangle,
+    "roboflow_core/circle_visualization@v1": Circle,
+    "roboflow_core/color_visualization@v1": ColorFill,
+    "roboflow_core/crop_visualization@v1": Crop,
+    "roboflow_core/line_counter_visualization@v1": LineCounterZone,
+    "roboflow_core/polygon_zone_visualization@v1": PolygonZone,
+    "roboflow_core/model_comparison_visualization@v1": ModelComparison,
+}
