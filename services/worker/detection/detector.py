@@ -14,13 +14,13 @@ import numpy as np
 import onnxruntime as ort
 
 from services.worker.detection.detections import Detections
-from services.worker.detection.layouts import decode, detect_layout
+from services.worker.detection.layouts import OutputLayout, decode, detect_layout
 from services.worker.detection.letterbox import LetterboxTransform, letterbox
 from services.worker.detection.nms import suppress
 from services.worker.models.errors import InferenceDeviceError, InvalidModelError
-from services.worker.models.repository import ModelSpec
+from services.worker.models.repository import TASK_DETECTION, ModelSpec
 
-__all__ = ["DEVICES", "DetectionParams", "Detections", "Detector", "select_providers"]
+__all__ = ["DEVICES", "DetectionParams", "Detections", "Detector", "open_session", "select_providers"]
 
 log = logging.getLogger(__name__)
 
@@ -86,24 +86,15 @@ class Detector:
         intra_op_threads: int = 0,
         allow_spinning: bool = False,
     ) -> None:
+        if model.task_type != TASK_DETECTION or model.layout is None:
+            raise InvalidModelError(f"model {model.model_id!r} is not an object detector (its task: {model.task_type})")
         self.model = model
+        self._layout: OutputLayout = model.layout
         # Pre-processing runs beside inference on the pipeline's own threads: OpenCV's thread pool
         # would only compete with onnxruntime for the same cores (letterbox measured 2x the CPU
         # time for the same wall time with 2 OpenCV threads on 2 cores).
         cv2.setNumThreads(1)
-        providers = select_providers(device, ort.get_available_providers())
-        try:
-            self._session = ort.InferenceSession(
-                str(model.onnx_path), _session_options(intra_op_threads, allow_spinning), providers=providers
-            )
-        except Exception as exc:  # onnxruntime raises untyped errors for unreadable graphs
-            raise InvalidModelError(f"onnxruntime cannot load {model.model_id}: {exc}") from exc
-        if device != "cpu" and not set(self._session.get_providers()) & set(_ACCELERATED):
-            # onnxruntime falls back to the CPU when the CUDA libraries fail to load: say so instead.
-            raise InferenceDeviceError(
-                f"device {device!r}: onnxruntime could not start {providers[0]} (CUDA/cuDNN libraries missing "
-                f"or not on LD_LIBRARY_PATH?); the session fell back to {self._session.get_providers()}"
-            )
+        self._session = open_session(model, device, intra_op_threads, allow_spinning)
         self._check_graph()
         log.info("loaded model %s on %s with %s", model.model_id, device, self._session.get_providers())
 
@@ -128,7 +119,7 @@ class Detector:
         self, raw: np.ndarray, transform: LetterboxTransform, params: DetectionParams
     ) -> Detections:
         """Decode one image's raw output (batch dimension removed), apply NMS, map to source pixels."""
-        candidates = decode(raw, self.model.layout)
+        candidates = decode(raw, self._layout)
         keep = suppress(
             candidates.xyxy(),
             candidates.score,
@@ -160,8 +151,26 @@ class Detector:
         )
         if model_input.name != self.model.input_name or not fixed:
             raise InvalidModelError(f"{self.model.model_id}: the ONNX input does not match its metadata")
-        if len(outputs) != 1 or detect_layout(outputs[0].shape, self.model.num_classes) != self.model.layout:
+        if len(outputs) != 1 or detect_layout(outputs[0].shape, self.model.num_classes) != self._layout:
             raise InvalidModelError(f"{self.model.model_id}: the ONNX output does not match its metadata")
+
+
+def open_session(model: ModelSpec, device: str, intra_op_threads: int, allow_spinning: bool) -> ort.InferenceSession:
+    """An onnxruntime session of ``model`` on ``device``; InferenceDeviceError if it fell back to the CPU."""
+    providers = select_providers(device, ort.get_available_providers())
+    try:
+        session = ort.InferenceSession(
+            str(model.onnx_path), _session_options(intra_op_threads, allow_spinning), providers=providers
+        )
+    except Exception as exc:  # onnxruntime raises untyped errors for unreadable graphs
+        raise InvalidModelError(f"onnxruntime cannot load {model.model_id}: {exc}") from exc
+    if device != "cpu" and not set(session.get_providers()) & set(_ACCELERATED):
+        # onnxruntime falls back to the CPU when the CUDA libraries fail to load: say so instead.
+        raise InferenceDeviceError(
+            f"device {device!r}: onnxruntime could not start {providers[0]} (CUDA/cuDNN libraries missing "
+            f"or not on LD_LIBRARY_PATH?); the session fell back to {session.get_providers()}"
+        )
+    return session
 
 
 def _session_options(intra_op_threads: int, allow_spinning: bool) -> ort.SessionOptions:

@@ -1,6 +1,8 @@
-"""Model command line: ``build-default`` converts and registers YOLOv3-tiny, ``list`` shows the repository.
+"""Model command line: ``build-default`` converts and registers YOLOv3-tiny, ``build-demo-classifier``
+builds and registers the red/green/blue demo classifier, ``list`` shows the repository.
 
-Usage: ``python -m services.worker.models build-default [--repository DIR] [--downloads DIR] [--size 416]``
+Usage: ``python -m services.worker.models build-default [--repository DIR] [--downloads DIR] [--size 416]``,
+``python -m services.worker.models build-demo-classifier [--repository DIR]``
 and ``python -m services.worker.models list [--repository DIR]``.
 """
 
@@ -15,6 +17,7 @@ from services.worker.models.build import (
     DEFAULT_SIZE,
     build_default_model,
 )
+from services.worker.models.classification_demo import build_demo_classifier
 from services.worker.models.errors import ModelError
 from services.worker.models.repository import ModelRepository
 
@@ -28,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--size", type=int, default=DEFAULT_SIZE, help="input width and height (multiple of 32)"
     )
+    demo = commands.add_parser("build-demo-classifier", help="build and register the red/green/blue classifier")
+    demo.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
     listing = commands.add_parser("list", help="list the registered models")
     listing.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
     return parser
@@ -40,10 +45,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "build-default":
             spec = build_default_model(args.repository, args.downloads, args.size)
             print(f"{spec.model_id}\t{spec.onnx_path}")
+        elif args.command == "build-demo-classifier":
+            spec = build_demo_classifier(args.repository)
+            print(f"{spec.model_id}\t{spec.onnx_path}")
         else:
             for spec in ModelRepository(args.repository).list():
                 print(
-                    f"{spec.model_id}\t{spec.layout}\t{spec.input_width}x{spec.input_height}\t"
+                    f"{spec.model_id}\t{spec.layout or spec.task_type}\t{spec.input_width}x{spec.input_height}\t"
                     f"{spec.num_classes} classes\t{spec.created}"
                 )
     except (ModelError, ValueError) as exc:

@@ -2,6 +2,9 @@
 
 ``model.json`` is written last (temp file + rename), so a model is visible only once complete;
 an interrupted registration leaves at most an orphan ``.tmp`` file, never a half model.
+A model is an object detector (its output layout known) or a multi-class classifier (its
+normalisation and whether it outputs logits or probabilities); ``task_type`` says which, and
+metadata written before classifiers existed reads as an object detector.
 """
 
 import json
@@ -21,6 +24,9 @@ from services.worker.models.errors import InvalidModelError, ModelNotFoundError
 
 log = logging.getLogger(__name__)
 
+TASK_DETECTION = "object-detection"
+TASK_CLASSIFICATION = "classification"
+TASKS = (TASK_DETECTION, TASK_CLASSIFICATION)
 MODEL_FILE = "model.onnx"
 METADATA_FILE = "model.json"
 _SEGMENT = re.compile(r"[A-Za-z0-9_.-]+")
@@ -28,7 +34,12 @@ _SEGMENT = re.compile(r"[A-Za-z0-9_.-]+")
 
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
-    """Everything needed to run a registered model; ``onnx_path`` is absolute."""
+    """Everything needed to run a registered model; ``onnx_path`` is absolute.
+
+    Input = pixels in ``color`` order * ``scale``, then ``(x - mean) / std`` per channel (the
+    classifier's normalisation; an object detector's is the identity). ``layout``: a detector's raw
+    output (None for a classifier); ``logits``: a classifier's output needs a softmax.
+    """
 
     model_id: str
     onnx_path: Path
@@ -36,12 +47,16 @@ class ModelSpec:
     input_name: str
     input_width: int
     input_height: int
-    layout: OutputLayout
+    layout: OutputLayout | None
     color: str
     scale: float
     source: str
     source_sha256: str
     created: str
+    task_type: str = TASK_DETECTION
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    logits: bool = False
 
     @property
     def num_classes(self) -> int:
@@ -62,8 +77,9 @@ class ModelRepository:
     def __init__(self, root: Path) -> None:
         self.root = Path(root).resolve()
 
-    def resolve(self, model_id: str) -> ModelSpec:
-        """The registered model ``model_id``; ModelNotFoundError if there is none."""
+    def resolve(self, model_id: str, task: str | None = None) -> ModelSpec:
+        """The registered model ``model_id``; ModelNotFoundError if there is none, InvalidModelError
+        if ``task`` is given and the model is of another task."""
         directory = self._directory(model_id)
         metadata = directory / METADATA_FILE
         if not metadata.is_file() or not (directory / MODEL_FILE).is_file():
@@ -71,6 +87,10 @@ class ModelRepository:
         spec = _read_spec(metadata, directory / MODEL_FILE)
         if spec.model_id != model_id:
             raise InvalidModelError(f"metadata {metadata} names model {spec.model_id!r}, not {model_id!r}")
+        if task is not None and spec.task_type != task:
+            raise InvalidModelError(
+                f"model {model_id!r} is {_an(spec.task_type)} model; this step needs {_an(task)} model"
+            )
         return spec
 
     def list(self) -> list[ModelSpec]:
@@ -93,33 +113,59 @@ class ModelRepository:
         source: str,
         source_sha256: str,
     ) -> ModelSpec:
-        """Store an ONNX model under ``model_id`` (replacing any previous one) and return its spec.
+        """Store an ONNX object detector under ``model_id`` (replacing any previous one) and return its spec.
 
         The graph is inspected with onnxruntime: one image input [B, 3, H, W] and an output
         whose layout is known, else InvalidModelError.
         """
         directory = self._directory(model_id)
         input_name, width, height, layout = inspect_onnx(onnx_bytes, len(class_names))
+        return self._store(ModelSpec(
+            model_id, directory / MODEL_FILE, tuple(class_names), input_name, width, height, layout,
+            "RGB", 1 / 255, source, source_sha256, _now(),
+        ), onnx_bytes)
+
+    def register_classifier(
+        self,
+        model_id: str,
+        onnx_bytes: bytes,
+        *,
+        class_names: Sequence[str],
+        source: str,
+        source_sha256: str,
+        color: str = "RGB",
+        scale: float = 1 / 255,
+        mean: tuple[float, float, float] = (0.0, 0.0, 0.0),
+        std: tuple[float, float, float] = (1.0, 1.0, 1.0),
+        logits: bool = False,
+    ) -> ModelSpec:
+        """Store an ONNX multi-class classifier: one image input [B, 3, H, W] of a fixed size and one
+        output [B, C] (C = number of classes) of ``logits`` or probabilities."""
+        directory = self._directory(model_id)
+        session = _inspection_session(onnx_bytes)
+        input_name, width, height = _image_input(session)
+        outputs = session.get_outputs()
+        shape = outputs[0].shape if len(outputs) == 1 else []
+        if len(outputs) != 1 or len(shape) != 2 or shape[1] != len(class_names):
+            raise InvalidModelError(
+                f"expected one output [B, {len(class_names)}] (one score per class), got {[o.shape for o in outputs]}"
+            )
+        spec = ModelSpec(
+            model_id, directory / MODEL_FILE, tuple(class_names), input_name, width, height, None,
+            color, scale, source, source_sha256, _now(), TASK_CLASSIFICATION, mean, std, logits,
+        )
+        _check_normalisation(spec)
+        return self._store(spec, onnx_bytes)
+
+    def _store(self, spec: ModelSpec, onnx_bytes: bytes) -> ModelSpec:
+        directory = spec.onnx_path.parent
         directory.mkdir(parents=True, exist_ok=True)
         (directory / METADATA_FILE).unlink(missing_ok=True)  # hide the old model while replacing
         _write_atomic(directory / MODEL_FILE, onnx_bytes)
-        spec = ModelSpec(
-            model_id=model_id,
-            onnx_path=directory / MODEL_FILE,
-            class_names=tuple(class_names),
-            input_name=input_name,
-            input_width=width,
-            input_height=height,
-            layout=layout,
-            color="RGB",
-            scale=1 / 255,
-            source=source,
-            source_sha256=source_sha256,
-            created=datetime.now(UTC).isoformat(timespec="seconds"),
-        )
-        metadata = {**asdict(spec), "onnx_path": MODEL_FILE, "class_names": list(spec.class_names)}
+        metadata = {**asdict(spec), "onnx_path": MODEL_FILE, "class_names": list(spec.class_names),
+                    "mean": list(spec.mean), "std": list(spec.std)}
         _write_atomic(directory / METADATA_FILE, json.dumps(metadata, indent=2).encode())
-        log.info("registered model %s in %s", model_id, directory)
+        log.info("registered %s model %s in %s", spec.task_type, spec.model_id, directory)
         return spec
 
     def _directory(self, model_id: str) -> Path:
@@ -129,42 +175,85 @@ class ModelRepository:
 
 def inspect_onnx(onnx_bytes: bytes, num_classes: int) -> tuple[str, int, int, OutputLayout]:
     """Input name, width, height and output layout of an ONNX detector; InvalidModelError if unusable."""
+    session = _inspection_session(onnx_bytes)
+    input_name, width, height = _image_input(session)
+    outputs = session.get_outputs()
+    if len(outputs) != 1:
+        raise InvalidModelError(f"expected one output, got {len(outputs)}")
+    return input_name, width, height, detect_layout(outputs[0].shape, num_classes)
+
+
+def _inspection_session(onnx_bytes: bytes) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
-        session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors for unreadable graphs
         raise InvalidModelError(f"onnxruntime cannot load the model: {exc}") from exc
-    inputs, outputs = session.get_inputs(), session.get_outputs()
+
+
+def _image_input(session: ort.InferenceSession) -> tuple[str, int, int]:
+    """Name, width and height of the session's one [B, 3, H, W] input of a fixed size."""
+    inputs = session.get_inputs()
     if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] != 3:
         raise InvalidModelError(f"expected one [B, 3, H, W] image input, got {[i.shape for i in inputs]}")
     height, width = inputs[0].shape[2], inputs[0].shape[3]
     if not (isinstance(width, int) and isinstance(height, int)):
         raise InvalidModelError(f"the model input size must be fixed, got {inputs[0].shape}")
-    if len(outputs) != 1:
-        raise InvalidModelError(f"expected one output, got {len(outputs)}")
-    return inputs[0].name, width, height, detect_layout(outputs[0].shape, num_classes)
+    return inputs[0].name, width, height
+
+
+def _check_normalisation(spec: ModelSpec) -> None:
+    if spec.color not in ("RGB", "BGR"):
+        raise InvalidModelError(f"model {spec.model_id!r}: color must be RGB or BGR, got {spec.color!r}")
+    if len(spec.mean) != 3 or len(spec.std) != 3 or not all(value > 0 for value in spec.std):
+        raise InvalidModelError(f"model {spec.model_id!r}: mean and std need 3 values each, std > 0")
+
+
+def _an(task: str) -> str:
+    return f"an {task}" if task[:1] in "aeiou" else f"a {task}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _read_spec(metadata: Path, onnx_path: Path) -> ModelSpec:
     try:
         data = json.loads(metadata.read_text())
-        return ModelSpec(
+        task_type = str(data.get("task_type", TASK_DETECTION))
+        if task_type not in TASKS:
+            raise ValueError(f"task_type {task_type!r} is not one of {', '.join(TASKS)}")
+        layout = data.get("layout")
+        if task_type == TASK_DETECTION and layout is None:
+            raise ValueError("an object-detection model needs an output layout")
+        spec = ModelSpec(
             model_id=str(data["model_id"]),
             onnx_path=onnx_path,
             class_names=tuple(str(name) for name in data["class_names"]),
             input_name=str(data["input_name"]),
             input_width=int(data["input_width"]),
             input_height=int(data["input_height"]),
-            layout=OutputLayout(data["layout"]),
+            layout=None if layout is None else OutputLayout(layout),
             color=str(data["color"]),
             scale=float(data["scale"]),
             source=str(data["source"]),
             source_sha256=str(data["source_sha256"]),
             created=str(data["created"]),
+            task_type=task_type,
+            mean=_triple(data.get("mean", (0.0, 0.0, 0.0))),
+            std=_triple(data.get("std", (1.0, 1.0, 1.0))),
+            logits=bool(data.get("logits", False)),
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InvalidModelError(f"unreadable model metadata {metadata}: {exc}") from exc
+    _check_normalisation(spec)
+    return spec
+
+
+def _triple(values: list[float] | tuple[float, ...]) -> tuple[float, float, float]:
+    first, second, third = (float(value) for value in values)
+    return first, second, third
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

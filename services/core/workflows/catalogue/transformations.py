@@ -6,6 +6,7 @@ whole list of per-slice predictions at once (a ``batch`` field), so it runs back
 """
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from services.core.workflows import kinds
@@ -35,11 +36,15 @@ def is_required_objects(value: Any) -> bool:
     return is_int(value) and value > 0
 
 
-# Literal checks only this family needs (registered once, under names of their own).
-LITERALS.setdefault("colour", (is_colour, "a colour: '#rgb', '#rrggbb', '(r, g, b)' or [r, g, b]"))
-LITERALS.setdefault("overlap_ratio", (is_overlap_ratio, "a number >= 0 and < 1"))
-LITERALS.setdefault("required_objects", (is_required_objects,
-                                         "a positive integer or an object of class name -> positive integer"))
+# Literal checks only this family needs, registered when the catalogue is imported.
+_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "colour": (is_colour, "a colour: '#rgb', '#rrggbb', '(r, g, b)' or [r, g, b]"),
+    "overlap_ratio": (is_overlap_ratio, "a number >= 0 and < 1"),
+    "required_objects": (is_required_objects, "a positive integer or an object of class name -> positive integer"),
+}
+for _name, _check in _CHECKS.items():
+    if LITERALS.setdefault(_name, _check) is not _check:
+        raise RuntimeError(f"literal check {_name!r} is registered twice")
 
 _IMAGES = image_field("images", ("image",))
 _SEGMENTS = (kinds.OBJECT_DETECTION, kinds.INSTANCE_SEGMENTATION)

@@ -1,5 +1,17 @@
-"""transformations blocks."""
+"""transformations blocks: crops, image slicer, detections stitch and consensus (see ``transforms/``)."""
 
 from services.worker.workflows.blocks.base import BlockFactory
+from services.worker.workflows.blocks.transforms.consensus import DetectionsConsensus
+from services.worker.workflows.blocks.transforms.crops import AbsoluteStaticCrop, DynamicCrop, RelativeStaticCrop
+from services.worker.workflows.blocks.transforms.slicer import ImageSlicer, ImageSlicerV2
+from services.worker.workflows.blocks.transforms.stitch import DetectionsStitch
 
-BLOCKS: dict[str, BlockFactory] = {}
+BLOCKS: dict[str, BlockFactory] = {
+    "roboflow_core/dynamic_crop@v1": DynamicCrop,
+    "roboflow_core/absolute_static_crop@v1": AbsoluteStaticCrop,
+    "roboflow_core/relative_static_crop@v1": RelativeStaticCrop,
+    "roboflow_core/image_slicer@v1": ImageSlicer,
+    "roboflow_core/image_slicer@v2": ImageSlicerV2,
+    "roboflow_core/detections_stitch@v1": DetectionsStitch,
+    "roboflow_core/detections_consensus@v1": DetectionsConsensus,
+}

@@ -1,0 +1,89 @@
+"""The classifier: one onnxruntime session for one registered multi-class classification model.
+
+``classify`` = ``preprocess`` (stretch to the model's input size, channel order, scale, mean/std)
+-> ``infer`` (session.run on a batch) -> probabilities per class (softmax when the model outputs
+logits). The image is stretched, not letterboxed, as classifiers are trained on resized crops.
+"""
+
+import logging
+
+import cv2
+import numpy as np
+
+from services.worker.detection.detector import open_session
+from services.worker.models.errors import InvalidModelError
+from services.worker.models.repository import TASK_CLASSIFICATION, ModelSpec
+
+log = logging.getLogger(__name__)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of a [B, C] array (shifted by the row maximum, so large logits do not overflow)."""
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return np.asarray(shifted / shifted.sum(axis=-1, keepdims=True), dtype=np.float32)
+
+
+class Classifier:
+    """Runs one classification model on BGR uint8 images."""
+
+    def __init__(
+        self,
+        model: ModelSpec,
+        *,
+        device: str = "cpu",
+        intra_op_threads: int = 0,
+        allow_spinning: bool = False,
+    ) -> None:
+        if model.task_type != TASK_CLASSIFICATION:
+            raise InvalidModelError(f"model {model.model_id!r} is not a classifier (its task: {model.task_type})")
+        self.model = model
+        self._mean = np.asarray(model.mean, dtype=np.float32).reshape(3, 1, 1)
+        self._inv_std = (1.0 / np.asarray(model.std, dtype=np.float32)).reshape(3, 1, 1)
+        self._session = open_session(model, device, intra_op_threads, allow_spinning)
+        self._check_graph()
+        log.info("loaded classifier %s on %s with %s", model.model_id, device, self._session.get_providers())
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.model.class_names
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self._session.get_providers())
+
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        """A BGR uint8 HxWx3 image as the model's [1, 3, H, W] float32 input."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0:
+            raise ValueError(f"expected a non-empty HxWx3 BGR image, got shape {image.shape}")
+        size = (self.model.input_width, self.model.input_height)
+        if (image.shape[1], image.shape[0]) != size:
+            image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+        if self.model.color == "RGB":
+            image = image[:, :, ::-1]
+        chw = np.transpose(image, (2, 0, 1)).astype(np.float32) * np.float32(self.model.scale)
+        return np.ascontiguousarray(((chw - self._mean) * self._inv_std)[None], dtype=np.float32)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities [B, C] of a [B, 3, H, W] float32 batch."""
+        (raw,) = self._session.run(None, {self.model.input_name: batch})
+        scores = np.asarray(raw, dtype=np.float32).reshape(len(batch), -1)
+        if scores.shape[1] != self.model.num_classes:
+            raise InvalidModelError(
+                f"{self.model.model_id}: the model gave {scores.shape[1]} scores for {self.model.num_classes} classes"
+            )
+        return softmax(scores) if self.model.logits else scores
+
+    def classify(self, image: np.ndarray) -> np.ndarray:
+        """Probability per class (in ``class_names`` order) of one BGR uint8 image."""
+        return np.asarray(self.infer(self.preprocess(image))[0], dtype=np.float32)
+
+    def _check_graph(self) -> None:
+        (model_input,) = self._session.get_inputs()
+        outputs = self._session.get_outputs()
+        expected = (self.model.input_height, self.model.input_width)
+        fixed = all(dim == want for dim, want in zip(model_input.shape[2:], expected, strict=True)
+                    if isinstance(dim, int))
+        if model_input.name != self.model.input_name or not fixed:
+            raise InvalidModelError(f"{self.model.model_id}: the ONNX input does not match its metadata")
+        if len(outputs) != 1 or outputs[0].shape[-1] != self.model.num_classes:
+            raise InvalidModelError(f"{self.model.model_id}: the ONNX output does not match its metadata")

@@ -1,0 +1,1 @@
+"""Implementations of the transformations family (crops, slicer, stitch, consensus), one concept a module."""

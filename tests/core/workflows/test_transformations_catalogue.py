@@ -1,0 +1,148 @@
+"""The transformations family's catalogue entries through the compiler: the reference's published
+definitions (SAHI, model ensemble, stitch after dynamic crop, static crops), levels, defaults, refusals."""
+
+import copy
+from typing import Any
+
+import pytest
+
+from services.core.errors import InvalidPayloadError
+from services.core.workflows.compiler import compile_workflow
+from tests.core.workflows.transformations_definitions import CONSENSUS, CROP_AND_STITCH, IMAGE, RELATIVE_CROP, SAHI
+
+
+def levels(definition: dict[str, Any], **parameters: Any) -> dict[str, int]:
+    plan = compile_workflow(definition, parameters=parameters)
+    return {step.name: plan.step(step.name).dimensionality for step in plan.steps}
+
+
+def refusal(definition: dict[str, Any], **parameters: Any) -> str:
+    with pytest.raises(InvalidPayloadError) as caught:
+        compile_workflow(definition, parameters=parameters)
+    return str(caught.value)
+
+
+def test_sahi_levels_and_parameters() -> None:
+    assert levels(SAHI, overlap_filtering_strategy="nmm") == {
+        "image_slicer": 0, "detection": 1, "stitch": 0, "bbox_visualiser": 0}
+    plan = compile_workflow(SAHI, parameters={"overlap_filtering_strategy": "nmm"})
+    assert plan.step("image_slicer").params == {"image": "$inputs.image", "slice_width": 640, "slice_height": 640,
+                                                "overlap_ratio_width": 0.2, "overlap_ratio_height": 0.2}
+    assert plan.step("stitch").params == {"reference_image": "$inputs.image",
+                                          "predictions": "$steps.detection.predictions",
+                                          "overlap_filtering_strategy": "nmm", "iou_threshold": 0.3}
+    assert "field 'workflow.steps[2].overlap_filtering_strategy': 'soft-nms' is not one of 'none', 'nms', 'nmm'" \
+        in refusal(SAHI, overlap_filtering_strategy="soft-nms")
+
+
+def test_ensemble_compiles_with_the_manifest_defaults() -> None:
+    plan = compile_workflow(CONSENSUS)
+    assert levels(CONSENSUS) == {"detection_1": 0, "detection_2": 0, "consensus": 0}
+    assert plan.step("consensus").params == {
+        "predictions_batches": ["$steps.detection_1.predictions", "$steps.detection_2.predictions"],
+        "required_votes": 2, "class_aware": True, "iou_threshold": 0.3, "confidence": 0.0,
+        "classes_to_consider": None, "required_objects": {"person": 2},
+        "presence_confidence_aggregation": "max", "detections_merge_confidence_aggregation": "average",
+        "detections_merge_coordinates_aggregation": "average", "detections_merge_mask_aggregation": "union",
+    }
+
+
+def test_crop_then_stitch_goes_down_and_back_up() -> None:
+    assert levels(CROP_AND_STITCH) == {"car_detection": 0, "cropping": 0, "plates_detection": 1, "stitch": 0,
+                                       "consensus": 0}
+    plan = compile_workflow(CROP_AND_STITCH)
+    assert plan.step("cropping").params == {"images": "$inputs.image",
+                                            "predictions": "$steps.car_detection.predictions",
+                                            "mask_opacity": 0.0, "background_color": (0, 0, 0)}
+
+
+def test_static_crops_stay_at_the_image_level() -> None:
+    parameters = {"model_id": "m/1", "x_center": 0.5, "y_center": 0.5, "width": 0.3, "height": 0.3}
+    assert levels(RELATIVE_CROP, **parameters) == {"crop": 0, "detection": 0}
+    assert "field 'workflow.steps[0].x_center': expected a number between 0 and 1, got 1.5" in refusal(
+        RELATIVE_CROP, **{**parameters, "x_center": 1.5})
+
+
+def test_crops_of_crops_go_one_level_deeper_each() -> None:
+    definition = copy.deepcopy(CROP_AND_STITCH)
+    definition["steps"] = [
+        *definition["steps"][:3],
+        {"type": "Crop", "name": "plates", "images": "$steps.cropping.crops",
+         "detections": "$steps.plates_detection.predictions"},
+        {"type": "roboflow_core/roboflow_classification_model@v2", "name": "plate_kind",
+         "images": "$steps.plates.crops", "model_id": "demo-colours/1"},
+        {"type": "roboflow_core/image_slicer@v2", "name": "tiles", "images": "$steps.plates.crops"},
+    ]
+    definition["outputs"] = []
+    assert levels(definition) == {"car_detection": 0, "cropping": 0, "plates_detection": 1, "plates": 1,
+                                  "plate_kind": 2, "tiles": 2}
+
+
+@pytest.mark.parametrize(("names", "kind"), [
+    (("roboflow_core/dynamic_crop@v1", "DynamicCrop", "Crop"), "dynamic_crop"),
+    (("roboflow_core/absolute_static_crop@v1", "AbsoluteStaticCrop"), "absolute_static_crop"),
+    (("roboflow_core/relative_static_crop@v1", "roboflow_core/relative_statoic_crop@v1", "RelativeStaticCrop"),
+     "relative_static_crop"),
+    (("roboflow_core/detections_consensus@v1", "DetectionsConsensus"), "detections_consensus"),
+])
+def test_every_name_compiles_to_the_canonical_one(names: tuple[str, ...], kind: str) -> None:
+    fields: dict[str, Any] = {
+        "dynamic_crop": {"image": "$inputs.image", "detections": "$steps.detect.predictions"},
+        "absolute_static_crop": {"images": "$inputs.image", "x_center": 10, "y_center": 10, "width": 5, "height": 5},
+        "relative_static_crop": {"image": "$inputs.image", "x_center": 0.1, "y_center": 0.1, "width": 0.5,
+                                 "height": 0.5},
+        "detections_consensus": {"predictions": ["$steps.detect.predictions"], "required_votes": 1},
+    }[kind]
+    for name in names:
+        definition = {"version": "1.0", "inputs": [IMAGE], "outputs": [], "steps": [
+            {"type": "roboflow_core/roboflow_object_detection_model@v2", "name": "detect",
+             "image": "$inputs.image", "model_id": "m/1"},
+            {"type": name, "name": "step", **fields}]}
+        assert compile_workflow(definition).step("step").type == names[0]
+
+
+def _with(definition: dict[str, Any], index: int, **fields: Any) -> dict[str, Any]:
+    changed = copy.deepcopy(definition)
+    changed["steps"][index].update(fields)
+    return changed
+
+
+@pytest.mark.parametrize(("definition", "index", "fields", "message"), [
+    (SAHI, 0, {"overlap_ratio_width": 1.0}, "'workflow.steps[0].overlap_ratio_width': expected a number >= 0 and < 1"),
+    (SAHI, 0, {"slice_height": 0}, "'workflow.steps[0].slice_height': expected a positive integer, got 0"),
+    (SAHI, 0, {"type": "roboflow_core/image_slicer@v2", "slice_width": 320.5},
+     "'workflow.steps[0].slice_width': expected a positive integer"),
+    (SAHI, 2, {"iou_threshold": 1.5}, "'workflow.steps[2].iou_threshold': expected a number between 0 and 1"),
+    (CROP_AND_STITCH, 1, {"background_color": "#12345"}, "'workflow.steps[1].background_color': expected a colour"),
+    (CROP_AND_STITCH, 1, {"background_color": [0, 0, 256]}, "'workflow.steps[1].background_color': expected a colour"),
+    (CROP_AND_STITCH, 1, {"mask_opacity": 2}, "'workflow.steps[1].mask_opacity': expected a number between 0 and 1"),
+    (CROP_AND_STITCH, 1, {"predictions": "$inputs.image"},
+     "'workflow.steps[1].predictions': '$inputs.image' gives image"),
+    (CROP_AND_STITCH, 3, {"reference_image": "$steps.car_detection.predictions"},
+     "'workflow.steps[3].reference_image': '$steps.car_detection.predictions' gives object_detection_prediction"),
+    (CONSENSUS, 2, {"required_votes": 0}, "'workflow.steps[2].required_votes': expected a positive integer, got 0"),
+    (CONSENSUS, 2, {"required_objects": {"person": 0}},
+     "'workflow.steps[2].required_objects': expected a positive integer or an object of class name"),
+    (CONSENSUS, 2, {"class_aware": "yes"}, "'workflow.steps[2].class_aware': expected true or false"),
+    (CONSENSUS, 2, {"presence_confidence_aggregation": "median"},
+     "'workflow.steps[2].presence_confidence_aggregation': 'median' is not one of 'average', 'max', 'min'"),
+    (CONSENSUS, 2, {"detections_merge_mask_aggregation": "average"},
+     "'workflow.steps[2].detections_merge_mask_aggregation': 'average' is not one of"),
+    (CONSENSUS, 2, {"predictions_batches": 5}, "'workflow.steps[2].predictions_batches': expected a list, got 5"),
+    (CONSENSUS, 2, {"predictions_batches": ["$steps.nothing.predictions"]},
+     "'workflow.steps[2].predictions_batches[0]': selector '$steps.nothing.predictions' names no step"),
+])
+def test_bad_values_refused_with_their_path(definition: dict[str, Any], index: int, fields: dict[str, Any],
+                                            message: str) -> None:
+    assert message in refusal(_with(definition, index, **fields), overlap_filtering_strategy="nms")
+
+
+def test_required_fields() -> None:
+    consensus = copy.deepcopy(CONSENSUS)
+    del consensus["steps"][2]["required_votes"]
+    assert "field 'workflow.steps[2].required_votes' is required by roboflow_core/detections_consensus@v1" \
+        in refusal(consensus)
+    crop = copy.deepcopy(RELATIVE_CROP)
+    del crop["steps"][0]["height"]
+    assert "field 'workflow.steps[0].height' is required" in refusal(crop, model_id="m/1", x_center=0.5,
+                                                                      y_center=0.5, width=0.5)
