@@ -56,7 +56,7 @@ def detections_in(output: Any, depth: int = 4) -> list[dict[str, Any]]:
         return []
     if isinstance(output, Mapping):
         predictions = output.get("predictions")
-        if "image" in output and isinstance(predictions, list):
+        if isinstance(predictions, list) and ("image" in output or len(output) == 1):
             return [item for item in predictions if isinstance(item, dict)]
         return [found for value in output.values() for found in detections_in(value, depth - 1)]
     if isinstance(output, list):

@@ -18,6 +18,7 @@ once; a missing record (Redis restarted without its data; the task restores it) 
 Nothing here can stop the pipeline: any failure is logged once and the next preview is tried.
 """
 
+import base64
 import functools
 import logging
 import math
@@ -33,6 +34,7 @@ import redis
 import supervision as sv
 
 from services.core import keys
+from services.core.results import detections_in, image_in
 from services.worker.engine.frames import VideoFrame
 from services.worker.engine.results import RoundResult
 from services.worker.workflows.blocks.visualization.annotators import box_annotator, label_annotator
@@ -90,15 +92,20 @@ def annotate(image: np.ndarray, prediction: Mapping[str, Any], max_width: int = 
              label: str | None = None) -> np.ndarray:
     """A downscaled copy of ``image`` (BGR) with the prediction's boxes and ``class conf`` labels.
 
-    ``prediction`` is the reference format (box centre and size in source pixels); the boxes are
-    scaled with the image, so the drawing works on the small copy and never touches ``image``.
+    ``prediction`` is one source's output: the reference prediction format (box centre and size in
+    source pixels), or a workflow's outputs. A workflow that outputs an image (e.g. its annotated
+    frame) is shown as it drew it; otherwise the detections found in its outputs are drawn. The boxes
+    are scaled with the image, so the drawing works on the small copy and never touches ``image``.
     ``label`` (e.g. the source id) is written in the top-left corner.
     """
+    drawn = _image_output(prediction)
+    if drawn is not None:
+        image, prediction = drawn, {}
     height, width = image.shape[:2]
     scale = min(1.0, max_width / width) if width > 0 else 1.0
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     canvas: np.ndarray = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if scale < 1.0 else image.copy()
-    detections = detections_from_predictions(prediction.get("predictions", ()), scale)
+    detections = detections_from_predictions(detections_in(prediction), scale)
     if len(detections):
         boxes, labels = _annotators()
         boxes.annotate(canvas, detections)
@@ -107,6 +114,14 @@ def annotate(image: np.ndarray, prediction: Mapping[str, Any], max_width: int = 
     if label:
         _draw_caption(canvas, label)
     return canvas
+
+
+def _image_output(output: Mapping[str, Any]) -> np.ndarray | None:
+    encoded = image_in(output)
+    if encoded is None:
+        return None
+    decoded = cv2.imdecode(np.frombuffer(base64.b64decode(encoded), np.uint8), cv2.IMREAD_COLOR)
+    return decoded if decoded is not None and decoded.size else None
 
 
 def render(tiles: Sequence[np.ndarray], max_width: int = MAX_WIDTH, quality: int = QUALITY) -> bytes:

@@ -7,7 +7,7 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
@@ -69,7 +69,7 @@ def run_to_end(stack: Stack, payload: dict[str, Any], timeout: float = 120) -> t
 
 
 def test_tracking_and_line_counting_with_an_annotated_image(stack: Stack, clip: str) -> None:
-    pipeline_id, outputs = run_to_end(stack, wf.init(clip, wf.counting(LINE)))
+    _, outputs = run_to_end(stack, wf.init(clip, wf.counting(LINE)))
 
     assert len(outputs) == 150
     counts_in = [o["count_in"] for o in outputs]
@@ -115,9 +115,9 @@ def test_time_in_zone(stack: Stack, clip: str) -> None:
 
 
 class _Hooks(http.server.BaseHTTPRequestHandler):
-    received: list[dict[str, Any]] = []
+    received: ClassVar[list[dict[str, Any]]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.received.append(json.loads(body))
         self.send_response(200)

@@ -4,7 +4,7 @@ The catalogue is plain data (``services.core.workflows.catalogue``): the manager
 against it at INIT with no heavy imports; the worker registers one implementation per entry.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +100,12 @@ class BlockSpec:
     # +1: one output item per input item's crop/slice (a list); -1: collapses a list back.
     dimensionality: int = 0
     flow_control: bool = False
+    # Outputs named by the step's own fields (data_aggregator's ``<name>_<mode>``): called with the
+    # step's definition, they replace ``outputs``.
+    dynamic_outputs: Callable[[Mapping[str, Any]], dict[str, tuple[str, ...]]] | None = None
+
+    def outputs_of(self, step: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+        return self.dynamic_outputs(step) if self.dynamic_outputs is not None else self.outputs
 
     @property
     def name(self) -> str:

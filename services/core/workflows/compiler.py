@@ -14,7 +14,7 @@ from typing import Any
 from services.core.errors import InvalidPayloadError
 from services.core.workflows import kinds
 from services.core.workflows.blocks import LITERALS, BlockSpec, Field
-from services.core.workflows.catalogue import CATALOGUE, supported_types
+from services.core.workflows.catalogue import CATALOGUE, CHECKS, supported_types
 from services.core.workflows.plan import PlanOutput, PlanStep, WorkflowPlan
 
 IMAGE_INPUTS = ("WorkflowImage", "InferenceImage")
@@ -56,7 +56,7 @@ class _Context:
     metadata_inputs: list[str] = field(default_factory=list)
     parameter_inputs: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     blocks: dict[str, BlockSpec] = field(default_factory=dict)  # step name -> its block
-    step_paths: dict[str, str] = field(default_factory=dict)  # step name -> its JSON path
+    definitions: dict[str, Mapping[str, Any]] = field(default_factory=dict)  # step name -> as given
 
 
 def compile_workflow(
@@ -160,7 +160,7 @@ def _declare_steps(context: _Context, steps: list[Any]) -> None:
         if name in context.blocks:
             raise InvalidPayloadError(f"field '{path}.name': step name {name!r} is used twice")
         context.blocks[name] = spec
-        context.step_paths[name] = path
+        context.definitions[name] = step
 
 
 def _compile_step(context: _Context, step: Mapping[str, Any], name: str, path: str) -> PlanStep:
@@ -176,7 +176,10 @@ def _compile_step(context: _Context, step: Mapping[str, Any], name: str, path: s
                 raise InvalidPayloadError(f"field '{field_path}' is required by {spec.name}")
             params[spec_field.name] = spec_field.default
             continue
-        params[spec_field.name] = _compile_value(context, spec_field, step[given[0]], field_path, name)
+        params[spec_field.name] = value = _compile_value(context, spec_field, step[given[0]], field_path, name)
+        check = CHECKS.get((spec.name, spec_field.name))
+        if check is not None and not (isinstance(value, str) and value.startswith("$")):
+            check(value, field_path)
     return PlanStep(name=name, type=spec.name, params=params)
 
 
@@ -232,12 +235,13 @@ def _step_output_kinds(context: _Context, selector: Selector, text: str, path: s
         raise InvalidPayloadError(f"field '{path}': {text!r} names a step, not one of its outputs")
     if selector.output == "*":
         return (kinds.WILDCARD,)
-    if selector.output not in spec.outputs:
+    outputs = spec.outputs_of(context.definitions[selector.name])
+    if selector.output not in outputs:
         raise InvalidPayloadError(
             f"field '{path}': step {selector.name!r} ({spec.name}) has no output {selector.output!r}; "
-            f"its outputs: {', '.join(spec.outputs) or 'none'}"
+            f"its outputs: {', '.join(outputs) or 'none'}"
         )
-    return spec.outputs[selector.output]
+    return outputs[selector.output]
 
 
 def _step_references(context: _Context, value: Any, path: str, step: str) -> list[str]:

@@ -81,27 +81,37 @@ class WorkflowExecutor:
             resolved = {name: frame.resolve(value) for name, value in step.params.items()}
         except _NullInput:
             return _SKIPPED
-        try:
-            result = self._call(step, resolved, step.dimensionality)
-        except Exception as exc:
-            errors.append(self._error(step, exc))
+        result = self._call(step, resolved, step.dimensionality, errors)
+        if result is _SKIPPED:
             return _SKIPPED
         if CATALOGUE[step.type].flow_control:
             return _OPEN if _proceeds(result) else _CLOSED
         return result
 
-    def _call(self, step: PlanStep, inputs: dict[str, "_Value"], level: int) -> Any:
-        """Call the block at ``level``: once, or once per item of the deepest inputs (a list back)."""
+    def _call(self, step: PlanStep, inputs: dict[str, "_Value"], level: int, errors: list[StepError]) -> Any:
+        """Call the block at ``level``: once, or once per item of the deepest inputs (a list back).
+
+        A failure fails its own call only: the whole step at level 0, one item (None) below it.
+        """
         if level == 0:
-            return self._blocks[step.name].run(**{name: value.get() for name, value in inputs.items()})
-        length = _common_length(step, inputs, level)
-        results = []
+            try:
+                return self._blocks[step.name].run(**{name: value.get() for name, value in inputs.items()})
+            except Exception as exc:
+                errors.append(self._error(step, exc))
+                return _SKIPPED
+        try:
+            length = _common_length(step, inputs, level)
+        except ValueError as exc:
+            errors.append(self._error(step, exc))
+            return _SKIPPED
+        results: list[Any] = []
         for index in range(length):
             items = {name: value.item(index, level) for name, value in inputs.items()}
             if any(item.is_null() for item in items.values()):
                 results.append(None)
                 continue
-            results.append(self._call(step, items, level - 1))
+            result = self._call(step, items, level - 1, errors)
+            results.append(None if result is _SKIPPED else result)
         return results
 
     def _error(self, step: PlanStep, exc: Exception) -> StepError:
@@ -137,24 +147,43 @@ _OPEN, _CLOSED = _Gate(), _Gate()
 
 @dataclass(frozen=True, slots=True)
 class _Value:
-    """A resolved input, how many list levels deep it is, and whether a selector gave it."""
+    """A resolved input, how many list levels deep it is, and whether a selector gave it.
+
+    A nested field (a list or object of selectors) keeps its resolved parts, so taking its
+    ``index``-th item takes the item of every part (broadcasting the shallower ones).
+    """
 
     value: Any
     level: int
     selected: bool = False
+    parts: list["_Value"] | dict[str, "_Value"] | None = None
 
     def get(self) -> Any:
         return self.value
 
     def is_null(self) -> bool:
-        """A selector's null (skips the step); a literal null is just an unset option."""
+        """A selector's null anywhere in it (skips the step); a literal null is just an unset option."""
+        if isinstance(self.parts, list):
+            return any(part.is_null() for part in self.parts)
+        if isinstance(self.parts, dict):
+            return any(part.is_null() for part in self.parts.values())
         return self.selected and self.value is None
 
     def item(self, index: int, level: int) -> "_Value":
         """The ``index``-th item when this value is at ``level`` (broadcast when it is shallower)."""
         if self.level < level:
             return self
+        if isinstance(self.parts, list):
+            return _container([part.item(index, level) for part in self.parts])
+        if isinstance(self.parts, dict):
+            return _container({key: part.item(index, level) for key, part in self.parts.items()})
         return _Value(self.value[index] if index < len(self.value) else None, self.level - 1, selected=True)
+
+
+def _container(parts: list[_Value] | dict[str, _Value]) -> _Value:
+    values = parts if isinstance(parts, list) else list(parts.values())
+    value: Any = [p.value for p in parts] if isinstance(parts, list) else {k: p.value for k, p in parts.items()}
+    return _Value(value, max((p.level for p in values), default=0), parts=parts)
 
 
 class _Frame:
@@ -173,12 +202,9 @@ class _Frame:
         if isinstance(value, str) and value.startswith("$steps."):
             return self._step_value(value)
         if isinstance(value, list):
-            resolved = [self._nested(item) for item in value]
-            return _Value([item.value for item in resolved], max((i.level for i in resolved), default=0))
+            return _container([self._nested(item) for item in value])
         if isinstance(value, dict):
-            resolved_map = {key: self._nested(item) for key, item in value.items()}
-            return _Value({k: i.value for k, i in resolved_map.items()},
-                          max((i.level for i in resolved_map.values()), default=0))
+            return _container({key: self._nested(item) for key, item in value.items()})
         return _Value(value, 0)
 
     def _nested(self, value: Any) -> _Value:
@@ -207,10 +233,19 @@ def _select(produced: Any, output: str, level: int) -> Any:
 
 
 def _common_length(step: PlanStep, inputs: Mapping[str, _Value], level: int) -> int:
-    lengths = {len(value.value) for value in inputs.values() if value.level >= level and value.value is not None}
+    lengths = {len(leaf.value) for value in inputs.values() for leaf in _leaves(value)
+               if leaf.level >= level and leaf.value is not None}
     if len(lengths) > 1:
         raise ValueError(f"step {step.name!r}: its inputs hold lists of different lengths {sorted(lengths)}")
     return lengths.pop() if lengths else 0
+
+
+def _leaves(value: _Value) -> list[_Value]:
+    if isinstance(value.parts, list):
+        return [leaf for part in value.parts for leaf in _leaves(part)]
+    if isinstance(value.parts, dict):
+        return [leaf for part in value.parts.values() for leaf in _leaves(part)]
+    return [value]
 
 
 def _proceeds(result: Any) -> bool:

@@ -10,7 +10,7 @@ crops and slices run inline, when the graph reaches them.
 import threading
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import supervision as sv
@@ -71,7 +71,7 @@ class ModelService:
                                    str(uuid.uuid4()))
         class_filter = params.get("class_filter")
         if class_filter:
-            detections = detections[np.isin(detections.data["class_name"], list(class_filter))]
+            detections = cast(sv.Detections, detections[np.isin(detections.data["class_name"], list(class_filter))])
         return detections
 
     def classify(self, model_id: str, image: WorkflowImage, confidence: float) -> Classification:

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import cast
 
 import numpy as np
 import supervision as sv
@@ -165,7 +166,7 @@ def to_root_coordinates(detections: sv.Detections) -> sv.Detections:
     offsets = np.asarray(detections.data[ROOT_PARENT_COORDINATES], dtype=np.float32)
     if not offsets.any():
         return detections
-    moved = detections[np.arange(len(detections))]  # a copy
+    moved = cast(sv.Detections, detections[np.arange(len(detections))])  # a copy
     moved.xyxy = detections.xyxy + np.hstack([offsets, offsets])
     moved.data[IMAGE_DIMENSIONS] = np.asarray(detections.data[ROOT_PARENT_DIMENSIONS])
     moved.data[PARENT_ID] = np.asarray(detections.data[ROOT_PARENT_ID])

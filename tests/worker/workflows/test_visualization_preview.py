@@ -1,7 +1,6 @@
-"""The dashboard preview draws with the visualization blocks' annotators, and that drawing is cheap
-enough for every frame of a pipeline (bounding box + label well under a 3 ms post-model budget)."""
+"""The dashboard preview draws with the visualization blocks' annotators: the same drawing code as the
+blocks (its cost is measured by the workflow benchmark, not here)."""
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +11,7 @@ import pytest
 from services.worker.preview import PALETTE, annotate
 from services.worker.workflows.blocks.visualization.predictions import detections_from_predictions
 from services.worker.workflows.values import CLASS_NAME
-from tests.worker.workflows.visualization_support import Step, detections, workflow_image
+from tests.worker.workflows.visualization_support import Step, workflow_image
 
 
 @pytest.fixture
@@ -50,17 +49,3 @@ def test_the_preview_draws_as_a_box_and_a_label_visualization_would(frame: np.nd
     labelled = Step("roboflow_core/label_visualization@v1", text="Class and Confidence", text_scale=0.4,
                     text_padding=3, **colours)(image=boxed, predictions=found)
     np.testing.assert_array_equal(preview, labelled.image)
-
-
-def test_box_and_label_cost_well_under_a_frame_budget(frame: np.ndarray) -> None:
-    image = workflow_image(frame)
-    found = detections(image)
-    boxes = Step("roboflow_core/bounding_box_visualization@v1")
-    labels = Step("roboflow_core/label_visualization@v1", text="Class and Confidence")
-    timings = []
-    for _ in range(60):
-        started = time.perf_counter()
-        labels(image=boxes(image=image, predictions=found), predictions=found)
-        timings.append(time.perf_counter() - started)
-    # About 0.6 ms on one core of the development machine; the budget after the model is 3 ms.
-    assert float(np.median(timings[10:])) < 0.003

@@ -1,5 +1,8 @@
 """Every block type the engine runs, by every name it answers to (canonical and legacy)."""
 
+from collections.abc import Callable
+from typing import Any
+
 from services.core.workflows.blocks import BlockSpec
 from services.core.workflows.catalogue import (
     aggregation,
@@ -20,6 +23,12 @@ FAMILIES = (models, tracking, analytics, transformations, formatters, flow, visu
 BLOCKS: tuple[BlockSpec, ...] = tuple(spec for family in FAMILIES for spec in family.BLOCKS)
 
 CATALOGUE: dict[str, BlockSpec] = {name: spec for spec in BLOCKS for name in spec.names}
+
+# (canonical block name, field name) -> a structural check of that field's literal value, raising
+# InvalidPayloadError with the path (query-language operations and statements, aggregation modes).
+CHECKS: dict[tuple[str, str], Callable[[Any, str], None]] = {
+    key: check for family in FAMILIES for key, check in getattr(family, "CHECKS", {}).items()
+}
 
 
 def supported_types() -> list[str]:

@@ -57,7 +57,7 @@ BLOCKS = (
             Field("interval_unit", literal="str", default="seconds", choices=INTERVAL_UNITS),
             Field("interval", literal="positive_int"),
         ),
-        outputs={},  # dynamic: aggregator_outputs(params)
+        dynamic_outputs=aggregator_outputs,
     ),
 )
 

@@ -17,11 +17,11 @@ _NMS = (
     Field("max_candidates", kinds=(kinds.INTEGER,), literal="positive_int", default=3000),
 )
 _CONFIDENCE = Field("confidence", kinds=(kinds.FLOAT_ZERO_TO_ONE,), literal="unit", default=0.4)
-_DETECTION_OUTPUTS_V1 = {
+_DETECTION_OUTPUTS_V1: dict[str, tuple[str, ...]] = {
     "inference_id": (kinds.INFERENCE_ID,),
     "predictions": (kinds.OBJECT_DETECTION,),
 }
-_CLASSIFICATION_OUTPUTS_V1 = {
+_CLASSIFICATION_OUTPUTS_V1: dict[str, tuple[str, ...]] = {
     "inference_id": (kinds.INFERENCE_ID,),
     "predictions": (kinds.CLASSIFICATION,),
 }

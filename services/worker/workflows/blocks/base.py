@@ -63,7 +63,9 @@ class BlockEnvironment:
 
 
 class Block(Protocol):
-    def run(self, **inputs: Any) -> dict[str, Any] | FlowDecision: ...
+    # ``run(**inputs)``: each block names its own fields, so the protocol only asks for a callable.
+    @property
+    def run(self) -> Callable[..., Any]: ...
 
 
 BlockFactory = Callable[[PlanStep, BlockEnvironment], Block]
