@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 MODEL_ID ?= yolov3-tiny/coco-416
 VIDEO ?= data/media/vtest.avi
 DEVICE ?= cpu
+WORKFLOW ?=
 PYTEST_ARGS ?=
 SOAK ?= 600
 LOAD_SECONDS ?= 60
@@ -34,13 +35,14 @@ data/models/yolov3-tiny/coco-320/model.onnx: | $(STAMP)
 	$(PY) -m services.worker.models build-default --repository data/models --size 320
 
 run: setup
-	$(PY) -m tools.run_stack --video $(VIDEO) --model $(MODEL_ID) --device $(DEVICE)
+	$(PY) -m tools.run_stack --video $(VIDEO) --model $(MODEL_ID) --device $(DEVICE) $(if $(WORKFLOW),--workflow $(WORKFLOW))
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) -m tests.benchmarks.engine --output docs/benchmarks.md --soak-seconds $(SOAK)
+	$(PY) -m tests.benchmarks.workflows --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.control --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.faults --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.fuzz --output docs/benchmarks.md

@@ -19,7 +19,7 @@ def newer_init(video: str, max_fps: float | None = None, results_buffer_size: in
                 "inputs": [{"type": "WorkflowImage", "name": "image"}],
                 "steps": [{"type": "roboflow_core/roboflow_object_detection_model@v2", "name": "model",
                            "images": "$inputs.image", "model_id": model_id, "confidence": confidence}],
-                "outputs": [{"type": "JsonField", "name": "predictions", "selector": "$steps.model.*"}],
+                "outputs": [{"type": "JsonField", "name": "predictions", "selector": "$steps.model.predictions"}],
             },
         },
         "sink_configuration": {"type": "MemorySinkConfiguration", "results_buffer_size": results_buffer_size},

@@ -2,8 +2,9 @@
 
 Starts Redis (an embedded redis-server unless ``REDIS_URL`` is set), Flower, the manager, one CPU
 worker, then starts a pipeline through the manager's TCP endpoint exactly as a reference client would
-(the newer init generation with an inline object-detection workflow), and prints its detections
-as CONSUME_RESULT returns them, plus a status line every second. Ends when the video has been
+(the newer init generation with an inline object-detection workflow, or ``--workflow FILE``), and
+prints its detections (and a workflow's plain outputs, e.g. counts) as CONSUME_RESULT returns them,
+plus a status line every second. Ends when the video has been
 processed; Ctrl-C terminates the pipeline and stops everything cleanly.
 
 Flower gets the basic auth of ``FLOWER_BASIC_AUTH`` when set, else user ``vsim`` with a password
@@ -14,6 +15,7 @@ loopback (``FLOWER_ADDRESS``), on ``FLOWER_PORT`` or a free port.
 import argparse
 import collections
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -70,11 +72,18 @@ def _print_entries(response: ConsumeResponse, totals: collections.Counter[str]) 
         for output, metadata in zip(entry.outputs, entry.frames_metadata, strict=True):
             if output is None or metadata is None:
                 continue
-            counts = collections.Counter(str(p.get("class")) for p in detections_in(output))
+            counts = collections.Counter(str(p.get("class")) for p in detections_in(output) or [])
             totals.update(counts)
             summary = ", ".join(f"{n} {name}" for name, n in counts.most_common()) or "nothing"
-            print(f"[src {metadata.source_id} #{metadata.frame_id:>5}] {summary}", flush=True)
+            print(f"[src {metadata.source_id} #{metadata.frame_id:>5}] {summary}{_scalars(output)}", flush=True)
     return len(entries)
+
+
+def _scalars(output: dict[str, Any]) -> str:
+    """A workflow's plain outputs (counts, flags, texts), e.g. `` | count_in=3 count_out=1``."""
+    plain = [f"{name}={value}" for name, value in output.items()
+             if isinstance(value, int | float | str | bool) and name != "predictions"]
+    return " | " + " ".join(plain) if plain else ""
 
 
 def _status_line(client: ManagerClient, pipeline_id: str, frames: int, started: float) -> str:
@@ -125,6 +134,8 @@ def main() -> None:
     parser.add_argument("--video", default="data/media/vtest.avi")
     parser.add_argument("--model", default="yolov3-tiny/coco-416")
     parser.add_argument("--max-fps", type=float, default=None)
+    parser.add_argument("--workflow", type=Path, default=None,
+                        help="a Workflows definition (published JSON format) to run instead of plain detection")
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu", "jetson"),
                         help="the worker's device (gpu/jetson need onnxruntime-gpu and CUDA on this host)")
     args = parser.parse_args()
@@ -151,9 +162,11 @@ def main() -> None:
         stack.enter_context(_process("worker", [PY, "-m", "services.worker", "--queues", f"pipelines.{args.device}",
                                                 "--concurrency", "1", "--hostname", "run@%h"], env, log_dir))
         client = ManagerClient("127.0.0.1", port)
-        pipeline_id = _wait_for_init(client, newer_init(args.video, max_fps=args.max_fps, results_buffer_size=1000,
-                                                          confidence=0.4, model_id=args.model),
-                                     time.monotonic() + 120)
+        payload = newer_init(args.video, max_fps=args.max_fps, results_buffer_size=1000, confidence=0.4,
+                             model_id=args.model)
+        if args.workflow is not None:
+            payload["processing_configuration"]["workflow_specification"] = json.loads(args.workflow.read_text())
+        pipeline_id = _wait_for_init(client, payload, time.monotonic() + 120)
         print(f"pipeline {pipeline_id} started on {args.video}", file=sys.stderr, flush=True)
         if flower.poll() is not None:
             print(f"flower exited with status {flower.returncode}; see {log_dir}/flower.log", file=sys.stderr)

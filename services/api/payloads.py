@@ -96,7 +96,7 @@ _NEWER_EXAMPLE: dict[str, Any] = {
         "version": "1.0", "inputs": [{"type": "WorkflowImage", "name": "image"}],
         "steps": [{"type": "roboflow_core/roboflow_object_detection_model@v2", "name": "model",
                    "images": "$inputs.image", "model_id": "yolov3-tiny/coco-416", "confidence": 0.3}],
-        "outputs": [{"type": "JsonField", "name": "predictions", "selector": "$steps.model.*"}]}},
+        "outputs": [{"type": "JsonField", "name": "predictions", "selector": "$steps.model.predictions"}]}},
     "sink_configuration": {"type": "MemorySinkConfiguration", "results_buffer_size": 64},
 }
 

@@ -36,7 +36,7 @@ from services.client.tcp import DEFAULT_INIT_TIMEOUT, DEFAULT_TIMEOUT, ManagerCl
 from services.core import keys
 from services.core.records import PipelineState
 from services.core.redaction import redact_reference, redact_text
-from services.core.results import decode_entry, entry_epoch
+from services.core.results import decode_entry, detections_in, entry_epoch
 
 EXIT_OK = 0
 EXIT_REFUSED = 1  # the manager answered with a failure (not_found, invalid_payload, ...), or watch: no such pipeline
@@ -329,10 +329,11 @@ def _local_time(timestamp: str | None) -> str:
 
 
 def _summary(output: dict[str, Any]) -> str:
-    predictions = output.get("predictions")
-    if not isinstance(predictions, list):
-        return "-"  # the predictions field was excluded, or a non-detection output
-    counts = collections.Counter(str(p.get("class", "?")) for p in predictions if isinstance(p, dict))
+    """Detections per class in one source's output (a prediction dict, or a workflow's outputs)."""
+    found = detections_in(output)
+    if found is None:
+        return "-"  # the predictions were excluded, or a workflow without detection outputs
+    counts = collections.Counter(str(p.get("class", "?")) for p in found)
     return ", ".join(f"{n} {name}" for name, n in counts.most_common()) or "nothing"
 
 
@@ -482,7 +483,7 @@ def _newer_payload(args: argparse.Namespace) -> dict[str, Any]:
                 "version": "1.0",
                 "inputs": [{"type": "WorkflowImage", "name": "image"}],
                 "steps": [step],
-                "outputs": [{"type": "JsonField", "name": "predictions", "selector": "$steps.model.*"}],
+                "outputs": [{"type": "JsonField", "name": "predictions", "selector": "$steps.model.predictions"}],
             },
         },
         "sink_configuration": sink,

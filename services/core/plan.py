@@ -181,11 +181,11 @@ def compile_init(
 
 def _compile_flat_payload(payload: Mapping[str, Any]) -> _Draft:
     draft = _Draft()
-    if payload.get("model_id") is None:
-        raise InvalidPayloadError("invalid init payload: field 'model_id' is required")
     draft.put("model_id", payload.get("model_id"), "model_id")
     draft.put("video_references", payload.get("video_reference"), "video_reference")
     sink = _section(payload, "sink_configuration", "udp_sink", required=True)
+    if payload.get("model_id") is None:  # the spec itself also takes a workflow instead
+        raise InvalidPayloadError("invalid init payload: field 'model_id' is required")
     draft.put("udp_sink", {k: sink[k] for k in ("host", "port") if k in sink}, "sink_configuration")
     model = _section(payload, "model_configuration", "object-detection", required=False)
     for name in DETECTION_PARAMS:

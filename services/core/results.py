@@ -49,19 +49,24 @@ def entry_epoch(fields: Mapping[bytes, bytes] | Mapping[str, str]) -> int | None
     return None
 
 
-def detections_in(output: Any, depth: int = 4) -> list[dict[str, Any]]:
+def detections_in(output: Any, depth: int = 4) -> list[dict[str, Any]] | None:
     """Every detection in one source's output: the flat payload's prediction dict, or the prediction
-    dicts (``{"image": {...}, "predictions": [...]}``) anywhere in a workflow's outputs."""
+    dicts (``{"image": {...}, "predictions": [...]}``) anywhere in a workflow's outputs. None when the
+    output holds no prediction dict at all (excluded, or a workflow without detection outputs)."""
     if depth < 0:
-        return []
+        return None
     if isinstance(output, Mapping):
         predictions = output.get("predictions")
         if isinstance(predictions, list) and ("image" in output or len(output) == 1):
             return [item for item in predictions if isinstance(item, dict)]
-        return [found for value in output.values() for found in detections_in(value, depth - 1)]
-    if isinstance(output, list):
-        return [found for value in output for found in detections_in(value, depth - 1)]
-    return []
+        children: Any = output.values()
+    elif isinstance(output, list):
+        children = output
+    else:
+        return None
+    found = [detections_in(child, depth - 1) for child in children]
+    present = [items for items in found if items is not None]
+    return [item for items in present for item in items] if present else None
 
 
 def image_in(output: Any, depth: int = 4) -> str | None:

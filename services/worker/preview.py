@@ -105,7 +105,7 @@ def annotate(image: np.ndarray, prediction: Mapping[str, Any], max_width: int = 
     scale = min(1.0, max_width / width) if width > 0 else 1.0
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     canvas: np.ndarray = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if scale < 1.0 else image.copy()
-    detections = detections_from_predictions(detections_in(prediction), scale)
+    detections = detections_from_predictions(detections_in(prediction) or [], scale)
     if len(detections):
         boxes, labels = _annotators()
         boxes.annotate(canvas, detections)

@@ -134,7 +134,7 @@ def test_the_documented_examples_are_payloads_the_manager_accepts(model: type[An
 
     spec = compile_init(example)
 
-    assert spec.model_id == "yolov3-tiny/coco-416"
+    assert spec.model_ids() == ["yolov3-tiny/coco-416"]
 
 
 def test_consume_documents_its_body_and_query() -> None:

@@ -28,7 +28,9 @@ def test_flags_build_a_newer_generation_payload_the_manager_compiles() -> None:
     assert "video_configuration" in payload
     spec = compile_init(payload)
     assert spec.video_references == ["data/a.mp4", 0]  # a camera index stays an integer
-    assert (spec.max_fps, spec.confidence, spec.iou_threshold, spec.model_id) == (5, 0.4, 0.45, "coco/3")
+    assert spec.workflow is not None
+    step = spec.workflow.steps[0].params
+    assert (spec.max_fps, step["confidence"], step["iou_threshold"], step["model_id"]) == (5, 0.4, 0.45, "coco/3")
     assert (spec.device, spec.results_buffer_size, spec.consumption_timeout) == ("gpu", 10, 30)
     assert spec.source_buffer_filling_strategy is BufferFillingStrategy.DROP_OLDEST
     assert spec.api_key is not None and spec.api_key.get_secret_value() == "k-123"

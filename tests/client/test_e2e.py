@@ -37,8 +37,9 @@ def people(response: ConsumeResponse) -> list[dict[str, Any]]:
     for entry in response.entries or []:
         [output], [metadata] = entry.outputs, entry.frames_metadata
         assert output is not None and metadata is not None and metadata.source_id == 0
-        assert output["image"] == {"width": 768, "height": 576}
-        found += [p for p in output["predictions"] if p["class"] == "person"]
+        prediction = output["predictions"]  # the workflow's output named "predictions"
+        assert prediction["image"] == {"width": 768, "height": 576}
+        found += [p for p in prediction["predictions"] if p["class"] == "person"]
     return found
 
 

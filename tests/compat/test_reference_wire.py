@@ -46,6 +46,8 @@ SOURCE_PROPERTIES_KEYS = {"width", "height", "total_frames", "is_file", "fps", "
                           "timestamp_created"}
 FRAME_METADATA_KEYS = {"frame_timestamp", "frame_id", "source_id"}
 PREDICTION_KEYS = {"x", "y", "width", "height", "confidence", "class", "class_id", "detection_id"}
+# A workflow's detections also name the image they were found on (the reference's "image.[0]").
+WORKFLOW_PREDICTION_KEYS = PREDICTION_KEYS | {"parent_id"}
 FAILURE_KEYS = ["status", "error_type", "error_class", "error_message", "public_error_message"]
 ERROR_TYPES = {"internal_error", "invalid_payload", "not_found", "operation_error", "authorisation_error"}
 
@@ -172,11 +174,11 @@ def assert_report(report: dict[str, Any], video: str) -> None:
     assert_iso(source["source_properties"]["timestamp_created"])
 
 
-def assert_prediction(output: dict[str, Any]) -> None:
+def assert_prediction(output: dict[str, Any], keys: set[str] = PREDICTION_KEYS) -> None:
     assert output["image"] == {"width": 768, "height": 576}
     assert output["predictions"], "vtest.avi shows people in every frame"
     for prediction in output["predictions"]:
-        assert set(prediction) == PREDICTION_KEYS, prediction
+        assert set(prediction) == keys, prediction
         assert 0 <= prediction["x"] <= 768 and 0 <= prediction["y"] <= 576 and 0 < prediction["confidence"] <= 1
     assert "person" in {p["class"] for p in output["predictions"]}
 
@@ -193,7 +195,9 @@ def assert_consumed(response: dict[str, Any]) -> None:
     assert set(metadata) == FRAME_METADATA_KEYS and metadata["source_id"] == 0
     assert isinstance(metadata["frame_id"], int)
     assert_iso(metadata["frame_timestamp"])
-    assert_prediction(output)
+    assert list(output) == ["predictions"]  # the workflow's outputs by name, as the reference
+    assert_prediction(output["predictions"], WORKFLOW_PREDICTION_KEYS)
+    assert {p["parent_id"] for p in output["predictions"]["predictions"]} == {"image.[0]"}
 
 
 # --- the tests ------------------------------------------------------------------------------------
@@ -235,7 +239,7 @@ def test_newer_generation_lifecycle(stack: Stack) -> None:
     trimmed: list[dict[str, Any]] = []
     wait_until(lambda: trimmed.append(succeeds(port, {**consume, "excluded_fields": ["predictions"]}))
                or trimmed[-1]["outputs"], timeout=30, interval=0.2)
-    assert trimmed[-1]["outputs"] == [{"image": {"width": 768, "height": 576}}]
+    assert trimmed[-1]["outputs"] == [{}]  # excluded_fields removes outputs by name
 
     assert succeeds(port, {"type": "mute", "pipeline_id": pipeline_id}) == {"status": "success"}
     wait_until(lambda: status(port, pipeline_id)["pipeline_state"] == "MUTED", timeout=10)
@@ -248,7 +252,7 @@ def test_outputs_are_aligned_with_the_sources(stack: Stack) -> None:
     payload = reference_newer_init(VTEST)
     payload["video_configuration"]["video_reference"] = [VTEST, BIKES]
     pipeline_id = send(stack.port, payload)["pipeline_id"]
-    consume = {"type": "consume_result", "pipeline_id": pipeline_id, "excluded_fields": ["predictions"]}
+    consume = {"type": "consume_result", "pipeline_id": pipeline_id, "excluded_fields": []}
 
     rounds: list[dict[str, Any]] = []
     wait_until(lambda: rounds.append(succeeds(stack.port, consume)) or sum(bool(r["outputs"]) for r in rounds) >= 5,
@@ -263,7 +267,8 @@ def test_outputs_are_aligned_with_the_sources(stack: Stack) -> None:
         assert len(entry["outputs"]) == len(entry["frames_metadata"]) == 2
         for source_id, (output, metadata) in enumerate(zip(entry["outputs"], entry["frames_metadata"], strict=True)):
             assert (output is None) == (metadata is None)
-            assert metadata is None or (metadata["source_id"], output) == (source_id, {"image": images[source_id]})
+            assert metadata is None or (metadata["source_id"], output["predictions"]["image"]) == (
+                source_id, images[source_id])
     assert [m["source_id"] for m in report["sources_metadata"]] == [0, 1]
     assert [m["source_reference"] for m in report["sources_metadata"]] == [VTEST, BIKES]
     assert [latency["source_id"] for latency in report["latency_reports"]] == [0, 1]

@@ -82,7 +82,7 @@ def test_lifecycle_of_a_pipeline_over_tcp(stack: Stack) -> None:
         time.sleep(0.2)
     assert set(single) >= {"status", "outputs", "frames_metadata"}
     assert len(single["outputs"]) == len(single["frames_metadata"]) == 1
-    persons = [p for p in single["outputs"][0]["predictions"] if p["class"] == "person"]
+    persons = [p for p in single["outputs"][0]["predictions"]["predictions"] if p["class"] == "person"]
     assert persons, single["outputs"][0]
     assert single["frames_metadata"][0]["source_id"] == 0
 
