@@ -19,16 +19,30 @@ from tests.support.pipelines import write_clip
 from tests.support.redis_server import RedisServer
 from tests.support.stack import Stack, running_stack
 from tests.support.waiting import wait_until
+from tests.worker.workflows.sink_support import Certificate, SmtpRecorder, make_certificate
 
 VTEST = Path("data/media/vtest.avi")
 LINE = [[0, 300], [768, 300]]  # across the whole frame: vtest's people walk up and down through it
 
 
 @pytest.fixture(scope="module")
-def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
+    """The test SMTP server's certificate: the worker trusts it as its CA (SSL_CERT_FILE)."""
+    return make_certificate(tmp_path_factory.mktemp("smtp-tls"))
+
+
+@pytest.fixture(scope="module")
+def file_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("sink-files")
+
+
+@pytest.fixture(scope="module")
+def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory, certificate: Certificate,
+          file_root: Path) -> Iterator[Stack]:
     with running_stack(redis_server.url) as running:
         running.start_manager(MANAGER_FILE_ROOTS=f"data,{tmp_path_factory.getbasetemp()}")
-        running.start_worker("cpu", "pipelines.cpu", concurrency=2)
+        running.start_worker_with_env("cpu", "pipelines.cpu", concurrency=2, env={
+            "SSL_CERT_FILE": str(certificate.cert), "WORKER_WORKFLOW_FILE_ROOT": str(file_root)})
         yield running
 
 
@@ -145,6 +159,37 @@ def test_a_webhook_sink_posts_counts_to_a_real_server(stack: Stack, clip: str) -
     assert "Sink cooldown applies" in messages[1]
     assert outputs[1]["webhook"]["throttling_status"] is True
     assert 1 <= len(_Hooks.received) <= len(outputs)
+
+
+def test_an_email_notification_reaches_a_real_smtp_server(stack: Stack, short_clip: str,
+                                                         certificate: Certificate) -> None:
+    server = SmtpRecorder(certificate, "tls", "alerts@example.com", "smtp-Pa55word")
+    try:
+        workflow = wf.email(server.port)
+        pipeline_id, outputs = run_to_end(stack, wf.init(short_clip, workflow, password="smtp-Pa55word"))
+        [mail] = server.wait_for(1)
+    finally:
+        server.close()
+    message = mail.message()
+    assert (mail.sender, mail.receivers, mail.tls) == ("alerts@example.com", ["ops@example.com"], True)
+    assert message["Subject"] == "People at the gate"
+    body = message.get_body(("plain", "html"))
+    assert body is not None and "people in view:" in body.get_content()
+    assert outputs[0]["email"]["message"] == "Notification sent in the background task"
+    assert all(o["email"]["throttling_status"] for o in outputs[1:]), "a 60 s cooldown: one mail"
+    report = _ok(call(stack.port, {"type": "status", "pipeline_id": pipeline_id}))["report"]
+    assert "smtp-Pa55word" not in json.dumps(report) and "smtp-Pa55word" not in json.dumps(outputs)
+
+
+def test_csv_rows_are_written_by_a_local_file_sink_under_its_root(stack: Stack, short_clip: str,
+                                                                  file_root: Path) -> None:
+    _, outputs = run_to_end(stack, wf.init(short_clip, wf.csv_log("counts")))
+
+    assert all(o["sink"]["error_status"] is False for o in outputs), outputs[0]
+    [written] = list((file_root / "counts").iterdir())
+    rows = written.read_text().splitlines()
+    assert rows[0].split(",") == ["people", "timestamp"] and len(rows) == 1 + len(outputs)
+    assert all(int(row.split(",")[0]) >= 1 for row in rows[1:])
 
 
 def test_slicer_and_stitch(stack: Stack, short_clip: str) -> None:

@@ -78,6 +78,44 @@ def webhook(url: str) -> dict[str, Any]:
     }
 
 
+def email(smtp_port: int) -> dict[str, Any]:
+    """Mails the number of people in view, at most once a minute (fire and forget, over TLS)."""
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE, {"type": "WorkflowParameter", "name": "password"}],
+        "steps": [
+            detect(confidence=0.3, class_filter=["person"]),
+            {"type": "roboflow_core/property_definition@v1", "name": "count", "data": "$steps.model.predictions",
+             "operations": [{"type": "SequenceLength"}]},
+            {"type": "roboflow_core/email_notification@v1", "name": "notify", "subject": "People at the gate",
+             "sender_email": "alerts@example.com", "receiver_email": "ops@example.com",
+             "message": "people in view: {{ $parameters.people }}",
+             "message_parameters": {"people": "$steps.count.output"},
+             "smtp_server": "127.0.0.1", "smtp_port": smtp_port, "sender_email_password": "$inputs.password",
+             "cooldown_seconds": 60},
+        ],
+        "outputs": [{"type": "JsonField", "name": "email", "selector": "$steps.notify.*"}],
+    }
+
+
+def csv_log(directory: str) -> dict[str, Any]:
+    """One CSV row per frame (people in view, wall-clock timestamp) appended to a log file."""
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE],
+        "steps": [
+            detect(confidence=0.3, class_filter=["person"]),
+            {"type": "roboflow_core/csv_formatter@v1", "name": "row",
+             "columns_data": {"people": "$steps.model.predictions"},
+             "columns_operations": {"people": [{"type": "SequenceLength"}]}},
+            {"type": "roboflow_core/local_file_sink@v1", "name": "writer", "content": "$steps.row.csv_content",
+             "file_type": "csv", "output_mode": "append_log", "target_directory": directory,
+             "file_name_prefix": "people"},
+        ],
+        "outputs": [{"type": "JsonField", "name": "sink", "selector": "$steps.writer.*"}],
+    }
+
+
 def sahi() -> dict[str, Any]:
     """image_slicer -> detection on every slice -> detections_stitch (NMS) back onto the frame."""
     return {

@@ -4,7 +4,6 @@ arrives (placeholders, receivers, attachments), TLS modes, failures, cooldown an
 secrecy."""
 
 import logging
-import shutil
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
@@ -24,8 +23,6 @@ from tests.worker.workflows.sink_support import (
     make_certificate,
     make_env,
 )
-
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 
 SENDER, PASSWORD = "alerts@example.com", "pa55-SECRET-smtp"
 SENT = "Notification sent successfully"
