@@ -27,6 +27,7 @@ from services.core.errors import InvalidPayloadError, NotFoundError, invalid_pay
 from services.core.redaction import REDACTED, redact_reference
 from services.core.states import BufferConsumptionStrategy, BufferFillingStrategy
 from services.core.workflows import WorkflowPlan, compile_workflow
+from services.core.workflows.compiler import object_at
 
 WorkflowResolver = Callable[[str, str], dict[str, Any]]
 
@@ -220,7 +221,7 @@ def _compile_workflow_payload(payload: Mapping[str, Any], resolve: WorkflowResol
         draft.put(name, payload.get(name), name)
     processing = _section(payload, "processing_configuration", "WorkflowConfiguration", required=True)
     workflow, where = _workflow_of(processing, resolve)
-    parameters = _object_at(
+    parameters = object_at(
         processing.get("workflows_parameters") or {}, "processing_configuration.workflows_parameters"
     )
     names = {key: processing.get(key) for key in ("image_input_name", "video_metadata_input_name")}
@@ -259,7 +260,7 @@ def _workflow_of(
     inline = processing.get("workflow_specification")
     if inline is not None:
         where = "processing_configuration.workflow_specification"
-        return _object_at(inline, where), where
+        return object_at(inline, where), where
     workspace, workflow_id = processing.get("workspace_name"), processing.get("workflow_id")
     if not (isinstance(workspace, str) and workspace and isinstance(workflow_id, str) and workflow_id):
         raise InvalidPayloadError(
@@ -272,7 +273,7 @@ def _workflow_of(
             f"Workflow '{workspace}/{workflow_id}' was not found.",
         )
     where = f"workflow({workspace}/{workflow_id})"
-    return _object_at(resolve(workspace, workflow_id), where), where
+    return object_at(resolve(workspace, workflow_id), where), where
 
 
 def _section(payload: Mapping[str, Any], key: str, expected_type: str, required: bool) -> Mapping[str, Any]:
@@ -282,25 +283,13 @@ def _section(payload: Mapping[str, Any], key: str, expected_type: str, required:
         if required:
             raise InvalidPayloadError(f"field '{key}' is required (an object of type {expected_type!r})")
         return {}
-    section = _object_at(value, key)
+    section = object_at(value, key)
     kind = section.get("type", expected_type)
     if kind != expected_type:
         raise InvalidPayloadError(
             f"field '{key}.type': {kind!r} is not supported; expected {expected_type!r}"
         )
     return section
-
-
-def _object_at(value: Any, path: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise InvalidPayloadError(f"field '{path}' must be an object, got {type(value).__name__}")
-    return value
-
-
-def _list_at(value: Any, path: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise InvalidPayloadError(f"field '{path}' must be a list, got {type(value).__name__}")
-    return value
 
 
 def _type_of(value: Any) -> Any:

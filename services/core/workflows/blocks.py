@@ -63,6 +63,13 @@ LITERALS: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
+def register_literals(checks: Mapping[str, tuple[Callable[[Any], bool], str]]) -> None:
+    """Add a family's own literal checks to :data:`LITERALS` (names must not collide)."""
+    for name, check in checks.items():
+        if LITERALS.setdefault(name, check) is not check:
+            raise RuntimeError(f"literal check {name!r} is registered twice")
+
+
 @dataclass(frozen=True, slots=True)
 class Field:
     """One manifest field.

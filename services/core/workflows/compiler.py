@@ -67,10 +67,10 @@ def compile_workflow(
     video_metadata_input_name: str = "video_metadata",
 ) -> WorkflowPlan:
     """The plan of one definition; ``parameters`` are the INIT's ``workflows_parameters``."""
-    definition = _object(definition, where)
+    definition = object_at(definition, where)
     context = _Context(where, parameters or {})
-    _declare_inputs(context, _list(definition.get("inputs", []), f"{where}.inputs"))
-    steps = _list(definition.get("steps", []), f"{where}.steps")
+    _declare_inputs(context, list_at(definition.get("inputs", []), f"{where}.inputs"))
+    steps = list_at(definition.get("steps", []), f"{where}.steps")
     _declare_steps(context, steps)
     image_input = _frame_input(context, image_input_name)
     del video_metadata_input_name  # every WorkflowVideoMetadata input gets the frame's metadata
@@ -81,7 +81,7 @@ def compile_workflow(
     ordered = _topological(context, compiled)
     outputs = [
         _compile_output(context, item, f"{where}.outputs[{index}]")
-        for index, item in enumerate(_list(definition.get("outputs", []), f"{where}.outputs"))
+        for index, item in enumerate(list_at(definition.get("outputs", []), f"{where}.outputs"))
     ]
     _unique([o.name for o in outputs], f"{where}.outputs", "output")
     return WorkflowPlan(
@@ -99,7 +99,7 @@ def compile_workflow(
 def _declare_inputs(context: _Context, declared: list[Any]) -> None:
     for index, item in enumerate(declared):
         path = f"{context.where}.inputs[{index}]"
-        item = _object(item, path)
+        item = object_at(item, path)
         name = _name(item.get("name"), f"{path}.name")
         kind = item.get("type")
         if name in context.image_inputs + context.metadata_inputs or name in context.parameter_inputs:
@@ -149,7 +149,7 @@ def _parameter(context: _Context, name: str, path: str) -> Any:
 def _declare_steps(context: _Context, steps: list[Any]) -> None:
     for index, step in enumerate(steps):
         path = f"{context.where}.steps[{index}]"
-        step = _object(step, path)
+        step = object_at(step, path)
         kind = step.get("type")
         spec = CATALOGUE.get(kind) if isinstance(kind, str) else None
         if spec is None:
@@ -345,7 +345,7 @@ def _step_names(value: Any) -> Iterator[str]:
 
 
 def _compile_output(context: _Context, item: Any, path: str) -> PlanOutput:
-    item = _object(item, path)
+    item = object_at(item, path)
     if item.get("type", "JsonField") != "JsonField":
         raise InvalidPayloadError(
             f"field '{path}.type': output type {item.get('type')!r} is not supported; expected 'JsonField'"
@@ -378,13 +378,13 @@ def _compile_output(context: _Context, item: Any, path: str) -> PlanOutput:
 # ---------------------------------------------------------------------------- helpers
 
 
-def _object(value: Any, path: str) -> Mapping[str, Any]:
+def object_at(value: Any, path: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise InvalidPayloadError(f"field '{path}' must be an object, got {type(value).__name__}")
     return value
 
 
-def _list(value: Any, path: str) -> list[Any]:
+def list_at(value: Any, path: str) -> list[Any]:
     if not isinstance(value, list):
         raise InvalidPayloadError(f"field '{path}' must be a list, got {type(value).__name__}")
     return value
@@ -404,4 +404,4 @@ def _unique(names: list[str], path: str, what: str) -> None:
         seen.add(name)
 
 
-__all__ = ["Selector", "compile_workflow"]
+__all__ = ["Selector", "compile_workflow", "list_at", "object_at"]

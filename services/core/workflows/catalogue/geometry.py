@@ -8,7 +8,7 @@ with its JSON path instead of failing on every frame in the worker.
 from collections.abc import Callable
 from typing import Any
 
-from services.core.workflows.blocks import LITERALS, is_points
+from services.core.workflows.blocks import is_points, register_literals
 
 # supervision's Position values (sv.Position.list()), kept here so the manager needs no supervision.
 ANCHORS = (
@@ -51,8 +51,6 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "smoothing_alpha": (is_smoothing_alpha, "a number in (0, 1]"),
 }
 
-for _name, _check in _CHECKS.items():
-    if LITERALS.setdefault(_name, _check) is not _check:
-        raise RuntimeError(f"literal check {_name!r} is registered twice")
+register_literals(_CHECKS)
 
 __all__ = ["ANCHORS", "is_line_segment", "is_path", "is_polygon", "is_polygons"]

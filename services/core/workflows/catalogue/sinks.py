@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from services.core.workflows import kinds
-from services.core.workflows.blocks import LITERALS, BlockSpec, Field
+from services.core.workflows.blocks import BlockSpec, Field, register_literals
 from services.core.workflows.query_language import validate_operations_map
 
 WEBHOOK_SINK = "roboflow_core/webhook_sink@v1"
@@ -28,9 +28,7 @@ _LITERAL_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "optional_email_addresses": (lambda value: value is None or is_addresses(value),
                                  "an e-mail address, a non-empty list of them or null"),
 }
-for _name, _check in _LITERAL_CHECKS.items():
-    if LITERALS.setdefault(_name, _check) is not _check:
-        raise RuntimeError(f"literal check {_name!r} is registered twice")
+register_literals(_LITERAL_CHECKS)
 
 _RECIPIENT_KINDS = (kinds.STRING, kinds.LIST_OF_VALUES)
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from services.core.workflows import kinds
-from services.core.workflows.blocks import LITERALS, BlockSpec, Field, detections_field, image_field, is_int
+from services.core.workflows.blocks import BlockSpec, Field, detections_field, image_field, is_int, register_literals
 
 _HEX = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 _TUPLE = re.compile(r"\(\s*\d{1,3}\s*,\s*\d{1,3}\s*,\s*\d{1,3}\s*\)")
@@ -42,9 +42,7 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "overlap_ratio": (is_overlap_ratio, "a number >= 0 and < 1"),
     "required_objects": (is_required_objects, "a positive integer or an object of class name -> positive integer"),
 }
-for _name, _check in _CHECKS.items():
-    if LITERALS.setdefault(_name, _check) is not _check:
-        raise RuntimeError(f"literal check {_name!r} is registered twice")
+register_literals(_CHECKS)
 
 _IMAGES = image_field("images", ("image",))
 _SEGMENTS = (kinds.OBJECT_DETECTION, kinds.INSTANCE_SEGMENTATION)
