@@ -14,7 +14,8 @@ LOAD_SECONDS ?= 60
 
 .PHONY: setup run test bench lint clean
 
-setup: $(STAMP) data/media/vtest.avi data/models/$(MODEL_ID)/model.onnx data/models/yolov3-tiny/coco-320/model.onnx
+setup: $(STAMP) data/media/vtest.avi data/models/$(MODEL_ID)/model.onnx data/models/yolov3-tiny/coco-320/model.onnx \
+       data/models/demo-colours/1/model.onnx
 
 $(STAMP): pyproject.toml compose/docker/no-deps-requirements.txt tools/install_system_deps.sh
 	tools/install_system_deps.sh
@@ -33,6 +34,10 @@ data/models/$(MODEL_ID)/model.onnx: | $(STAMP)
 # A second real model (same weights, 320x320 input) for workflows with two models (consensus, comparison).
 data/models/yolov3-tiny/coco-320/model.onnx: | $(STAMP)
 	$(PY) -m services.worker.models build-default --repository data/models --size 320
+
+# A small real classification model (dominant colour: red/green/blue) for classification workflows.
+data/models/demo-colours/1/model.onnx: | $(STAMP)
+	$(PY) -m services.worker.models build-demo-classifier --repository data/models
 
 run: setup
 	$(PY) -m tools.run_stack --video $(VIDEO) --model $(MODEL_ID) --device $(DEVICE) $(if $(WORKFLOW),--workflow $(WORKFLOW))

@@ -213,6 +213,22 @@ def test_two_models_and_consensus(stack: Stack, short_clip: str) -> None:
     assert any(o["present"] for o in outputs)
 
 
+def test_a_classification_model_runs_on_every_crop(stack: Stack, short_clip: str) -> None:
+    _, outputs = run_to_end(stack, wf.init(short_clip, wf.classify_crops()))
+
+    assert len(outputs) == 20
+    for output in outputs:
+        people, colours = output["people"]["predictions"], output["colours"]
+        assert len(colours) == len(people) > 0, "one classification per detected person"
+        for person, colour in zip(people, colours, strict=True):
+            assert colour["top"] in ("red", "green", "blue") and 0 < colour["confidence"] <= 1
+            assert colour["prediction_type"] == "classification"
+            # each crop is the person's box: its size, and the crop named after the detection
+            assert (colour["image"]["width"], colour["image"]["height"]) == (
+                pytest.approx(person["width"], abs=2), pytest.approx(person["height"], abs=2))
+            assert colour["parent_id"] == person["detection_id"]
+
+
 def test_a_failing_step_reports_per_frame_and_the_pipeline_keeps_running(stack: Stack, clip: str) -> None:
     pipeline_id, outputs = run_to_end(stack, wf.init(clip, wf.failing_step()))
 

@@ -4,6 +4,7 @@ from typing import Any
 
 MODEL = "yolov3-tiny/coco-416"
 SMALL_MODEL = "yolov3-tiny/coco-320"
+CLASSIFIER = "demo-colours/1"  # make setup builds it (python -m services.worker.models build-demo-classifier)
 IMAGE = {"type": "WorkflowImage", "name": "image"}
 
 
@@ -146,6 +147,23 @@ def consensus() -> dict[str, Any]:
         ],
         "outputs": [{"type": "JsonField", "name": "agreed", "selector": "$steps.consensus.predictions"},
                     {"type": "JsonField", "name": "present", "selector": "$steps.consensus.object_present"}],
+    }
+
+
+def classify_crops() -> dict[str, Any]:
+    """Detect people -> crop each one -> classify each crop's dominant colour (a model per crop)."""
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE],
+        "steps": [
+            detect(confidence=0.3, class_filter=["person"]),
+            {"type": "roboflow_core/dynamic_crop@v1", "name": "crops", "images": "$inputs.image",
+             "predictions": "$steps.model.predictions"},
+            {"type": "roboflow_core/roboflow_classification_model@v2", "name": "colour", "images": "$steps.crops.crops",
+             "model_id": CLASSIFIER},
+        ],
+        "outputs": [{"type": "JsonField", "name": "colours", "selector": "$steps.colour.predictions"},
+                    {"type": "JsonField", "name": "people", "selector": "$steps.model.predictions"}],
     }
 
 
