@@ -1,5 +1,6 @@
 """The worker's preview: annotated, downscaled, JPEG-encoded, rate limited and fenced by the task's ownership."""
 
+import base64
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -86,6 +87,24 @@ def test_annotate_keeps_small_frames_and_ignores_malformed_predictions() -> None
     assert canvas.shape == image.shape and canvas is not image
     assert canvas.any()  # the valid box was drawn
     assert not image.any()
+
+
+def test_a_workflow_output_shows_its_image_output_else_the_detections_it_holds() -> None:
+    frame = np.full((576, 768, 3), 128, np.uint8)
+    drawn = np.zeros((576, 768, 3), np.uint8)
+    drawn[100:200, 100:200] = (0, 0, 255)  # what the workflow's visualisation steps drew
+    ok, jpeg = cv2.imencode(".png", drawn)
+    image_output = {"type": "base64", "value": base64.b64encode(jpeg.tobytes()).decode(), "video_metadata": {}}
+    detections = {"image": {"width": 768, "height": 576},
+                  "predictions": [_box(384, 288, 192, 144, class_id=2, name="car")]}
+
+    shown = annotate(frame, {"count_in": 3, "annotated": image_output, "tracked": detections})
+    boxes = annotate(frame, {"count_in": 3, "tracked": detections})
+
+    assert ok and shown.shape == (360, 480, 3)
+    np.testing.assert_array_equal(shown, cv2.resize(drawn, (480, 360), interpolation=cv2.INTER_AREA))
+    np.testing.assert_array_equal(boxes, annotate(frame, detections))  # found inside the workflow's outputs
+    assert not np.array_equal(boxes, cv2.resize(frame, (480, 360), interpolation=cv2.INTER_AREA))
 
 
 def test_render_a_real_frame_is_a_small_jpeg_of_the_same_aspect() -> None:
