@@ -5,6 +5,7 @@ key, onto the spec's fields (remembering where each value came from), then valid
 ``PipelineSpec``, so every error names the offending path of the payload the client sent.
 """
 
+import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -24,10 +25,11 @@ from pydantic import (
 )
 
 from services.core.errors import InvalidPayloadError, NotFoundError, invalid_payload_from
-from services.core.redaction import REDACTED, redact_reference
+from services.core.redaction import REDACTED, redact_reference, redact_text
 from services.core.states import BufferConsumptionStrategy, BufferFillingStrategy
 from services.core.workflows import WorkflowPlan, compile_workflow
 from services.core.workflows.compiler import object_at
+from services.core.workflows.secrets import plan_secrets
 
 WorkflowResolver = Callable[[str, str], dict[str, Any]]
 
@@ -117,6 +119,11 @@ class PipelineSpec(BaseModel):
             raise ValueError("a pipeline runs either one model (model_id) or a workflow, not both or neither")
         return self
 
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret the spec holds: the api_key and the workflow's (sink passwords, tokens, ...)."""
+        found = (self.api_key.get_secret_value(),) if self.api_key is not None else ()
+        return found + (plan_secrets(self.workflow) if self.workflow is not None else ())
+
     def model_ids(self) -> list[str]:
         """Every model the pipeline needs."""
         return [self.model_id] if self.model_id is not None else self.workflow.model_ids() if self.workflow else []
@@ -132,12 +139,16 @@ class PipelineSpec(BaseModel):
         dumped = self.model_dump(mode="json")
         dumped["api_key"] = REDACTED if self.api_key is not None else None
         dumped["video_references"] = [redact_reference(ref) for ref in self.video_references]
+        if self.workflow is not None:  # sink passwords, tokens in webhook headers or URLs
+            dumped["workflow"] = json.loads(redact_text(json.dumps(dumped["workflow"]), self.secrets()))
         return dumped
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         for name, value in super().__repr_args__():
             if name == "video_references":
                 value = [redact_reference(ref) for ref in self.video_references]
+            elif name == "workflow" and self.workflow is not None:  # its sinks may hold secrets
+                value = f"<workflow of {len(self.workflow.steps)} steps>"
             yield name, value
 
 

@@ -15,6 +15,8 @@ from celery.utils.saferepr import saferepr
 
 from services.core.redaction import REDACTED, redact_reference, redact_text
 from services.core.tasks import RUN_PIPELINE, celery_config, queue_for
+from services.core.workflows.plan import WorkflowPlan
+from services.core.workflows.secrets import plan_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,9 @@ def redacted_kwargs_repr(kwargs: dict[str, Any]) -> str:
     references = spec.get("video_references")
     if isinstance(references, list):
         spec["video_references"] = [redact_reference(ref) if isinstance(ref, str | int) else ref for ref in references]
-    secrets = (api_key,) if isinstance(api_key, str) else ()
+    secrets: tuple[str, ...] = (api_key,) if isinstance(api_key, str) else ()
+    workflow = spec.get("workflow")
+    if isinstance(workflow, dict):  # sink passwords, tokens in headers or URLs
+        secrets += plan_secrets(WorkflowPlan.model_validate(workflow))
     return redact_text(saferepr({**kwargs, "spec": spec}, 1024), secrets)
 

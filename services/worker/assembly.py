@@ -68,7 +68,7 @@ def build_pipeline(
         return InferencePipeline(config, processor, sinks, on_update=on_update, observers=observers,
                                  watchdog=watchdog)
     except Exception as exc:
-        raise as_stream_manager_error(exc, secrets_of(spec)) from exc
+        raise as_stream_manager_error(exc, spec.secrets()) from exc
 
 
 def as_stream_manager_error(exc: Exception, secrets: tuple[str, ...] = ()) -> StreamManagerError:
@@ -138,7 +138,7 @@ def _processor(spec: PipelineSpec, settings: WorkerSettings, watchdog: Watchdog)
 
     def environment(source_id: int) -> BlockEnvironment:
         return BlockEnvironment(source_id=source_id, models=models, background=background, sinks=sinks,
-                                secrets=list(secrets_of(spec)))
+                                secrets=list(spec.secrets()))
 
     return WorkflowProcessor(spec.workflow, models, environment,
                              on_step_errors=lambda errors: watchdog.on_step_errors([e.step for e in errors]))
@@ -160,6 +160,3 @@ def _observers(pipeline_id: str, client: redis.Redis, settings: WorkerSettings,
         return []
     return [PreviewPublisher(client, pipeline_id, fence.epoch, fence.owner, settings.preview_interval)]
 
-
-def secrets_of(spec: PipelineSpec) -> tuple[str, ...]:
-    return (spec.api_key.get_secret_value(),) if spec.api_key is not None else ()

@@ -32,7 +32,7 @@ from services.core.plan import PipelineSpec
 from services.core.records import PipelineState
 from services.core.redaction import redact_text
 from services.core.results import decode_entry
-from services.worker.assembly import build_pipeline, secrets_of
+from services.worker.assembly import build_pipeline
 from services.worker.control_listener import ControlListener
 from services.worker.engine import events
 from services.worker.engine.events import StatusUpdate
@@ -67,7 +67,7 @@ def run(
                 f"pipeline {pipeline_id} was terminated before it started",
                 "The pipeline was terminated before it started.")))
         return None
-    secrets = secrets_of(spec)
+    secrets = spec.secrets()
     wake = threading.Event()
     fenced = threading.Event()  # set by the results sink when a write is refused (epoch superseded)
 

@@ -1,8 +1,5 @@
-"""Which sink inputs are secrets, and registering them so nothing reports or logs them.
-
-A value is a secret when its field says so (``sender_email_password``), when it sits under a key named
-like a credential (``Authorization``, ``api_key``, ``X-Token``, ...) in headers or query parameters, or
-when it is a URL's password or secret query value. Registered strings go to the environment's
+"""Registering sink secrets so nothing reports or logs them (which values are secrets:
+``services.core.workflows.secrets``). Registered strings go to the environment's
 ``secrets`` (the executor and the logs redact them) and are removed from every message a sink returns.
 
 httpx logs each request's URL (query included) at INFO; a filter on its logger removes the secrets
@@ -10,66 +7,12 @@ registered in this process from those lines.
 """
 
 import logging
-import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from collections.abc import Iterable
 
 from services.core.redaction import redact_text
+from services.core.workflows.secrets import is_secret_name, secret_strings, secrets_in_mapping, secrets_in_url
 from services.worker.workflows.blocks.base import BlockEnvironment
-
-_SECRET_NAME = re.compile(
-    r"auth|api[-_]?key|apikey|token|secret|passw|pwd|signature|cookie|credential|session|private[-_]?key",
-    re.IGNORECASE,
-)
-# "Bearer abc", "Basic abc", "Token abc": the credential after the scheme is a secret on its own too.
-_AUTH_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*\s+(?P<credential>\S.*)$")
-
-
-def is_secret_name(name: str) -> bool:
-    return _SECRET_NAME.search(name) is not None
-
-
-def secrets_in_url(url: Any) -> Iterator[str]:
-    """The password (and whole user info) and the secret query values of a URL."""
-    if not isinstance(url, str) or _is_selector(url):
-        return
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return
-    if "@" in parts.netloc:
-        userinfo = parts.netloc.rsplit("@", 1)[0]
-        yield userinfo
-        if ":" in userinfo:
-            yield userinfo.split(":", 1)[1]
-    yield from secrets_in_mapping(dict(parse_qsl(parts.query)))
-
-
-def secrets_in_mapping(values: Any) -> Iterator[str]:
-    """The values under credential-like keys of headers or query parameters (selectors left out)."""
-    if not isinstance(values, Mapping):
-        return
-    for key, value in values.items():
-        if isinstance(key, str) and is_secret_name(key):
-            yield from _secret_strings(value)
-
-
-def _secret_strings(value: Any) -> Iterator[str]:
-    if isinstance(value, list | tuple):
-        for item in value:
-            yield from _secret_strings(item)
-        return
-    if value is None or isinstance(value, bool):
-        return
-    text = value if isinstance(value, str) else str(value)
-    if not text or _is_selector(text):
-        return
-    yield text
-    if (match := _AUTH_SCHEME.match(text)) is not None:
-        yield match["credential"]
-
 
 _REGISTERED: set[str] = set()  # every sink secret of this process, for the httpx log filter
 _REGISTERED_LOCK = threading.Lock()
@@ -90,10 +33,6 @@ def redact(env: BlockEnvironment, text: str) -> str:
     return redact_text(text, tuple(sorted(env.secrets, key=len, reverse=True)))
 
 
-def _is_selector(text: str) -> bool:
-    return text.startswith("$inputs.") or text.startswith("$steps.")
-
-
 class _LogRedaction(logging.Filter):
     """Rewrites a record's message without URL credentials and registered secrets."""
 
@@ -105,3 +44,5 @@ class _LogRedaction(logging.Filter):
 
 
 logging.getLogger("httpx").addFilter(_LogRedaction())
+
+__all__ = ["is_secret_name", "redact", "register", "secret_strings", "secrets_in_mapping", "secrets_in_url"]
