@@ -7,7 +7,7 @@ output of a compatible kind), missing parameters and cycles. Every problem is an
 """
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +15,7 @@ from services.core.errors import InvalidPayloadError
 from services.core.workflows import kinds
 from services.core.workflows.blocks import LITERALS, BlockSpec, Field
 from services.core.workflows.catalogue import CATALOGUE, CHECKS, supported_types
+from services.core.workflows.graph import in_dependency_order, with_levels
 from services.core.workflows.plan import PlanOutput, PlanStep, WorkflowPlan
 
 IMAGE_INPUTS = ("WorkflowImage", "InferenceImage")
@@ -78,7 +79,7 @@ def compile_workflow(
         name: _compile_step(context, steps[index], name, f"{where}.steps[{index}]")
         for index, name in enumerate(context.blocks)
     }
-    ordered = _topological(context, compiled)
+    ordered = in_dependency_order(context.where, compiled)
     outputs = [
         _compile_output(context, item, f"{where}.outputs[{index}]")
         for index, item in enumerate(list_at(definition.get("outputs", []), f"{where}.outputs"))
@@ -88,7 +89,7 @@ def compile_workflow(
         image_input=image_input,
         image_inputs=context.image_inputs,
         metadata_inputs=context.metadata_inputs,
-        steps=_with_dimensionality(context, ordered),
+        steps=with_levels(context.blocks, ordered),
         outputs=outputs,
     )
 
@@ -273,72 +274,6 @@ def _literal(spec_field: Field, value: Any, path: str) -> Any:
             f"field '{path}': {value!r} is not one of {', '.join(map(repr, spec_field.choices))}"
         )
     return value
-
-
-# ---------------------------------------------------------------------------- graph
-
-
-def _dependencies(step: PlanStep) -> set[str]:
-    found: set[str] = set()
-
-    def walk(value: Any) -> None:
-        if isinstance(value, str) and value.startswith("$steps."):
-            found.add(value.split(".")[1])
-        elif isinstance(value, list):
-            for item in value:
-                walk(item)
-        elif isinstance(value, dict):
-            for item in value.values():
-                walk(item)
-
-    walk({k: v for k, v in step.params.items() if k != "next_steps"})
-    return found
-
-
-def _topological(context: _Context, compiled: dict[str, PlanStep]) -> list[PlanStep]:
-    """Steps in dependency order (stable: definition order where free); a cycle is an error."""
-    gates: dict[str, list[str]] = {name: [] for name in compiled}
-    for name, step in compiled.items():
-        for gated in step.params.get("next_steps") or []:
-            gates[gated].append(name)
-    needs = {name: _dependencies(step) | set(gates[name]) for name, step in compiled.items()}
-    ordered: list[str] = []
-    while len(ordered) < len(compiled):
-        ready = [name for name in compiled if name not in ordered and needs[name] <= set(ordered)]
-        if not ready:
-            stuck = [name for name in compiled if name not in ordered]
-            raise InvalidPayloadError(
-                f"workflow at '{context.where}' has a cycle among steps {', '.join(map(repr, stuck))}"
-            )
-        ordered.append(ready[0])
-    return [compiled[name].model_copy(update={"gates": gates[name]}) for name in ordered]
-
-
-def _with_dimensionality(context: _Context, ordered: list[PlanStep]) -> list[PlanStep]:
-    """Each step's running level: the deepest of its inputs (a batch field takes one level off)."""
-    output_level: dict[str, int] = {}
-    result = []
-    for step in ordered:
-        spec = context.blocks[step.name]
-        level = 0
-        for spec_field in spec.fields:
-            for reference in _step_names(step.params.get(spec_field.name)):
-                depth = output_level[reference] - (1 if spec_field.batch else 0)
-                level = max(level, depth)
-        output_level[step.name] = level + spec.dimensionality
-        result.append(step.model_copy(update={"dimensionality": level}))
-    return result
-
-
-def _step_names(value: Any) -> Iterator[str]:
-    if isinstance(value, str) and value.startswith("$steps."):
-        yield value.split(".")[1]
-    elif isinstance(value, list):
-        for item in value:
-            yield from _step_names(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _step_names(item)
 
 
 # ---------------------------------------------------------------------------- outputs
