@@ -76,7 +76,8 @@ def _with(mutate: Any) -> dict[str, Any]:
         (_with(lambda d: d["steps"][1].update(detections="$steps.tracker.tracked_detections")),
          "step 'tracker' cannot read its own output"),
         (_with(lambda d: d["steps"][0].update(images="$steps.labels.image")), "has a cycle among steps"),
-        (_with(lambda d: d["steps"][2].update(name="model")), "field 'workflow.steps[2].name': step name 'model' is used twice"),
+        (_with(lambda d: d["steps"][2].update(name="model")),
+         "field 'workflow.steps[2].name': step name 'model' is used twice"),
         (_with(lambda d: d["steps"][1].update(detections="$steps.model")), "names a step, not one of its outputs"),
         (_with(lambda d: d["steps"][1].update(detections="$steps.model.boxes")),
          "step 'model' (roboflow_core/roboflow_object_detection_model@v2) has no output 'boxes'; its outputs: "
