@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from services.core.results import detections_in
 from tests.benchmarks.report import stamp
 
 VIDEO = Path("data/media/vtest.avi")
@@ -134,7 +135,7 @@ def _stack_run(device: str = "gpu") -> list[str]:
                 for output in entry.outputs:
                     if output is not None:
                         frames += 1
-                        counts.update(p["class"] for p in output["predictions"])
+                        counts.update(p["class"] for p in detections_in(output) or [])
             if not batch.entries:
                 status = client.status(pipeline_id).report
                 if status.pipeline_state in ("ENDED", "FAILED", "TERMINATED"):

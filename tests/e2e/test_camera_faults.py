@@ -250,7 +250,7 @@ def test_camera_unreachable_at_start_keeps_the_pipeline_until_it_comes_up(
         camera.start()
         entries = wait_for_results(client, pipeline_id)
         if kind == "http":  # the RTSP camera streams a test pattern: results, but nothing to detect
-            assert any(p["class"] == "person" for e in entries for p in e["outputs"][0]["predictions"])
+            assert any(p["class"] == "person" for e in entries for p in e["outputs"][0]["predictions"]["predictions"])
         wait_until(lambda: source_state(client, pipeline_id) == "RUNNING", timeout=10)
         assert source(client, pipeline_id)["offline_since"] is None
         terminate(client, pipeline_id, f"RUNNING ({kind} camera that came up late)", capsys)
