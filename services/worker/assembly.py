@@ -132,7 +132,7 @@ def _processor(spec: PipelineSpec, settings: WorkerSettings, watchdog: Watchdog)
         return DetectionProcessor(detector, params)
     models = ModelService(repository, settings.device, threads)
     models.preload(model_tasks(spec.workflow))
-    background = BackgroundRunner(max_pending=settings.workflow_max_pending_deliveries)
+    background = BackgroundRunner(max_pending=settings.workflow_max_pending_deliveries, secrets=spec.secrets())
     sinks = SinkSettings(file_root=settings.workflow_file_root,
                          max_pending_deliveries=settings.workflow_max_pending_deliveries)
 
@@ -140,7 +140,7 @@ def _processor(spec: PipelineSpec, settings: WorkerSettings, watchdog: Watchdog)
         return BlockEnvironment(source_id=source_id, models=models, background=background, sinks=sinks,
                                 secrets=list(spec.secrets()))
 
-    return WorkflowProcessor(spec.workflow, models, environment,
+    return WorkflowProcessor(spec.workflow, models, environment, background=background,
                              on_step_errors=lambda errors: watchdog.on_step_errors([e.step for e in errors]))
 
 

@@ -55,3 +55,6 @@ class DetectionProcessor:
             height, width = frame.image.shape[:2]
             outputs.append(to_prediction(detections, self._detector.class_names, width, height))
         return outputs
+
+    def close(self, timeout: float) -> None:
+        pass  # the detector's session goes with the process

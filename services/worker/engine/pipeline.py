@@ -63,6 +63,9 @@ class RoundProcessor(Protocol):
 
     def finish(self, frames: Sequence[VideoFrame], prepared: Any, inferred: Any) -> list[dict[str, Any]]: ...
 
+    def close(self, timeout: float) -> None:
+        """The pipeline ended: let go of what the processor holds (background deliveries, ...)."""
+
 
 class RoundObserver(Protocol):
     """Sees every emitted round with its frames, on the post thread (e.g. the dashboard's preview).
@@ -395,6 +398,10 @@ class InferencePipeline:
     def _close_sinks(self, timeout: float) -> None:
         for sink in self._sinks:
             sink.close(timeout / max(1, len(self._sinks)))
+        try:
+            self._processor.close(timeout)
+        except Exception:
+            log.exception("round processor %s failed to close", type(self._processor).__name__)
         for observer in self._observers:
             try:
                 observer.close()

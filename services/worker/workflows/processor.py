@@ -15,6 +15,7 @@ import numpy as np
 
 from services.core.workflows.plan import WorkflowPlan
 from services.worker.engine.frames import VideoFrame
+from services.worker.workflows.background import BackgroundRunner
 from services.worker.workflows.blocks import REGISTRY
 from services.worker.workflows.blocks.base import BlockEnvironment, BlockFactory
 from services.worker.workflows.executor import ERRORS_KEY, StepError, WorkflowExecutor
@@ -52,12 +53,14 @@ class WorkflowProcessor:
         environment: Callable[[int], BlockEnvironment],
         on_step_errors: Callable[[Sequence[StepError]], None] = lambda errors: None,
         registry: Mapping[str, BlockFactory] = REGISTRY,
+        background: BackgroundRunner | None = None,
     ) -> None:
         self._plan = plan
         self._models = models
         self._environment = environment
         self._on_step_errors = on_step_errors
         self._registry = registry
+        self._background = background  # closed with the pipeline: pending deliveries get a last chance
         self._ahead = models_ahead(plan)
         self._executors: dict[int, WorkflowExecutor] = {}
 
@@ -87,6 +90,10 @@ class WorkflowProcessor:
                 self._on_step_errors(errors)
             outputs.append(result)
         return outputs
+
+    def close(self, timeout: float) -> None:
+        if self._background is not None:
+            self._background.close(timeout)
 
     def _executor(self, source_id: int) -> WorkflowExecutor:
         executor = self._executors.get(source_id)
