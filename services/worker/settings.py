@@ -57,6 +57,12 @@ class WorkerSettings(BaseSettings):
     # clear error), and how many fire-and-forget deliveries (webhook, email) may wait per pipeline.
     workflow_file_root: Path | None = None
     workflow_max_pending_deliveries: int = Field(default=64, ge=1)
+    # Hosts webhook and email sinks may reach, comma-separated (empty: any). A worker on a private
+    # network can keep users' workflows from calling its neighbours.
+    workflow_allowed_hosts: str = ""
+
+    def sink_hosts(self) -> tuple[str, ...]:
+        return tuple(host.strip() for host in self.workflow_allowed_hosts.split(",") if host.strip())
 
     def inference_sizing(self, cores: int) -> tuple[int, int]:
         """(inference workers, intra-op threads) for one pipeline on a host with ``cores`` cores."""
