@@ -105,7 +105,7 @@ def _source_families(pipelines: list[PipelineSample]) -> Iterator[Metric]:
     dropped = CounterMetricFamily(
         "vsim_frames_dropped",
         "Frames not processed, by reason: buffer_full, adaptive, eager_skip (buffer strategies), max_fps, muted, "
-        "decode_error, terminated.", labels=[*SOURCE_LABELS, "reason"])
+        "decode_error, terminated, stale (older than the pipeline's max_staleness).", labels=[*SOURCE_LABELS, "reason"])
     reconnects = CounterMetricFamily("vsim_source_reconnects", "Reconnect attempts of a live source.",
                                      labels=SOURCE_LABELS)
     for sample in pipelines:

@@ -12,10 +12,21 @@ from pydantic import BaseModel, ConfigDict, Field
 
 FillingStrategy = Literal["WAIT", "DROP_OLDEST", "DROP_LATEST", "ADAPTIVE_DROP_OLDEST", "ADAPTIVE_DROP_LATEST"]
 ConsumptionStrategy = Literal["LAZY", "EAGER"]
+ProcessingMode = Literal["every_frame", "freshest"]
 VideoReference = str | int | list[str | int]
 
 _FILLING = "Unset: WAIT for files (every frame is processed), DROP_OLDEST for live streams."
 _CONSUMPTION = "Unset: LAZY for files, EAGER for live streams."
+_MODE = (
+    "Our extension, for every source: 'every_frame' (WAIT/LAZY: every frame processed in order; a live camera "
+    "then falls behind real time when the model is slower) or 'freshest' (DROP_OLDEST/EAGER: the newest frame "
+    "each round). Unset: every_frame for files, freshest for live streams. Refused when explicit buffer "
+    "strategies contradict it."
+)
+_STALENESS = (
+    "Our extension, seconds > 0, only with processing_mode 'freshest': a frame older than this (since it was "
+    "decoded) is never processed; such drops are counted as 'stale'. Unset: no age limit."
+)
 _DEVICE = "Our extension: the worker queue pipelines.<device> (default: the manager's MANAGER_DEFAULT_DEVICE)."
 _API_KEY = "Optional; when absent, the initialise routes take it from 'Authorization: Bearer <key>'."
 
@@ -55,6 +66,8 @@ class OlderInitialisePayload(_Documented):
     max_fps: float | None = Field(default=None, gt=0)
     source_buffer_filling_strategy: FillingStrategy | None = Field(default=None, description=_FILLING)
     source_buffer_consumption_strategy: ConsumptionStrategy | None = Field(default=None, description=_CONSUMPTION)
+    processing_mode: ProcessingMode | None = Field(default=None, description=_MODE)
+    max_staleness: float | None = Field(default=None, gt=0, description=_STALENESS)
     model_configuration: ObjectDetectionConfiguration | None = None
     video_source_properties: dict[str, float] | None = Field(
         default=None, description="Capture properties, e.g. frame_width, frame_height, fps.")
@@ -70,6 +83,8 @@ class VideoConfiguration(_Documented):
     max_fps: float | None = Field(default=None, gt=0)
     source_buffer_filling_strategy: FillingStrategy | None = Field(default=None, description=_FILLING)
     source_buffer_consumption_strategy: ConsumptionStrategy | None = Field(default=None, description=_CONSUMPTION)
+    processing_mode: ProcessingMode | None = Field(default=None, description=_MODE)
+    max_staleness: float | None = Field(default=None, gt=0, description=_STALENESS)
     video_source_properties: dict[str, float] | None = None
     batch_collection_timeout: float | None = None
 
@@ -91,7 +106,7 @@ class MemorySinkConfiguration(_Documented):
 
 _NEWER_EXAMPLE: dict[str, Any] = {
     "video_configuration": {"type": "VideoConfiguration", "video_reference": "rtsp://user:password@camera/stream",
-                            "max_fps": 5},
+                            "max_fps": 5, "processing_mode": "freshest", "max_staleness": 0.5},
     "processing_configuration": {"type": "WorkflowConfiguration", "workflow_specification": {
         "version": "1.0", "inputs": [{"type": "WorkflowImage", "name": "image"}],
         "steps": [{"type": "roboflow_core/roboflow_object_detection_model@v2", "name": "model",

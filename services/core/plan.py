@@ -20,13 +20,14 @@ from pydantic import (
     StrictStr,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from services.core.errors import InvalidPayloadError, NotFoundError, invalid_payload_from
 from services.core.redaction import REDACTED, redact_reference, redact_text
-from services.core.states import BufferConsumptionStrategy, BufferFillingStrategy
+from services.core.states import BufferConsumptionStrategy, BufferFillingStrategy, ProcessingMode
 from services.core.workflows import WorkflowPlan, compile_workflow
 from services.core.workflows.compiler import object_at
 from services.core.workflows.secrets import plan_secrets
@@ -86,6 +87,9 @@ class PipelineSpec(BaseModel):
     max_fps: float | None = Field(default=None, gt=0)
     source_buffer_filling_strategy: BufferFillingStrategy | None = None
     source_buffer_consumption_strategy: BufferConsumptionStrategy | None = None
+    # Declared after the strategies: their validators check against them (``ValidationInfo.data``).
+    processing_mode: ProcessingMode | None = None
+    max_staleness: float | None = Field(default=None, gt=0, strict=True)  # seconds; only with freshest
     decoding_buffer_size: int = Field(default=64, ge=1)
     video_source_properties: dict[str, Number] | None = None
     batch_collection_timeout: float | None = Field(default=None, ge=0)
@@ -105,6 +109,35 @@ class PipelineSpec(BaseModel):
     @classmethod
     def _upper_case(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("processing_mode", mode="before")
+    @classmethod
+    def _lower_case(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("processing_mode")
+    @classmethod
+    def _agrees_with_strategies(cls, mode: ProcessingMode | None, info: ValidationInfo) -> ProcessingMode | None:
+        if mode is None:
+            return mode
+        for name, implied in (("source_buffer_filling_strategy", mode.filling),
+                              ("source_buffer_consumption_strategy", mode.consumption)):
+            given = info.data.get(name)
+            if given is not None and given is not implied:
+                raise ValueError(
+                    f"{mode.value!r} means {mode.filling.value}/{mode.consumption.value} buffers; it contradicts "
+                    f"field '{_origin(name, info)}' {given.value!r} (give one of the two, or values that agree)"
+                )
+        return mode
+
+    @field_validator("max_staleness")
+    @classmethod
+    def _only_when_freshest(cls, value: float | None, info: ValidationInfo) -> float | None:
+        mode = info.data.get("processing_mode", ProcessingMode.FRESHEST)  # absent: its own error is reported
+        if value is not None and mode is not ProcessingMode.FRESHEST:
+            shown = "not given" if mode is None else repr(mode.value)
+            raise ValueError(f"needs field '{_origin('processing_mode', info)}' 'freshest' (it is {shown})")
+        return value
 
     @field_validator("model_id")
     @classmethod
@@ -152,6 +185,12 @@ class PipelineSpec(BaseModel):
             yield name, value
 
 
+def _origin(name: str, info: ValidationInfo) -> str:
+    """Where a spec field came from in the client's payload (the context of :meth:`_Draft.build`)."""
+    origins = info.context.get("origins", {}) if isinstance(info.context, Mapping) else {}
+    return str(origins.get(name, name))
+
+
 @dataclass
 class _Draft:
     """Spec field values gathered from a payload, with the payload path each came from."""
@@ -166,7 +205,7 @@ class _Draft:
 
     def build(self) -> PipelineSpec:
         try:
-            return PipelineSpec.model_validate(self.values)
+            return PipelineSpec.model_validate(self.values, context={"origins": self.origins})
         except ValidationError as exc:
             raise invalid_payload_from(exc, "init payload", rename=self.origins) from exc
 
@@ -207,6 +246,8 @@ def _compile_flat_payload(payload: Mapping[str, Any]) -> _Draft:
         "max_fps",
         "source_buffer_filling_strategy",
         "source_buffer_consumption_strategy",
+        "processing_mode",
+        "max_staleness",
         "video_source_properties",
         "batch_collection_timeout",
         "device",
@@ -260,7 +301,8 @@ def _put_video_configuration(draft: _Draft, video: Mapping[str, Any]) -> None:
     draft.put(
         "source_buffer_consumption_strategy", consumption, f"{where}.source_buffer_consumption_strategy"
     )
-    for name in ("max_fps", "video_source_properties", "batch_collection_timeout"):
+    for name in ("max_fps", "processing_mode", "max_staleness", "video_source_properties",
+                 "batch_collection_timeout"):
         draft.put(name, video.get(name), f"{where}.{name}")
 
 

@@ -101,6 +101,8 @@ def _pipeline_config(spec: PipelineSpec, settings: WorkerSettings) -> PipelineCo
         buffer_size=spec.decoding_buffer_size,
         filling=spec.source_buffer_filling_strategy,
         consumption=spec.source_buffer_consumption_strategy,
+        processing_mode=spec.processing_mode,
+        max_staleness=spec.max_staleness,
         max_fps=spec.max_fps,
         properties=dict(spec.video_source_properties or {}),
         backoff=BackoffPolicy(initial=settings.reconnect_initial_delay, cap=settings.reconnect_max_delay),

@@ -165,6 +165,33 @@ def test_a_file_pipeline_ends_by_itself_and_its_status_stays_readable(stack: Sta
     assert report["sources_metadata"][0]["state"] == "ENDED"
 
 
+def test_a_processing_mode_and_its_stale_drops_show_in_status(stack: Stack) -> None:
+    # A file decodes faster than the model, so every prepared round waits in the queue for an inference
+    # thread (tens of ms on CPU): with a 5 ms limit most frames go stale before inference starts.
+    video = {"type": "VideoConfiguration", "video_reference": BIKES, "processing_mode": "freshest",
+             "max_staleness": 0.005}
+    reply = call(stack.port, {**newer_init(BIKES), "video_configuration": video})
+    _ok(reply)
+    pipeline_id = reply["pipeline_id"]
+    wait_until(lambda: pipeline_id not in _ok(call(stack.port, {"type": "list_pipelines"}))["pipelines"],
+               timeout=90)
+    report = _ok(call(stack.port, {"type": "status", "pipeline_id": pipeline_id}))["report"]
+
+    source = report["sources_metadata"][0]
+    assert (source["processing_mode"], source["max_staleness"]) == ("freshest", 0.005)
+    assert (source["buffer_filling_strategy"], source["buffer_consumption_strategy"]) == ("DROP_OLDEST", "EAGER")
+    dropped = source["frames_dropped"]
+    assert dropped["stale"] > 0, dropped
+    # Every decoded frame is either processed or dropped for a counted cause.
+    assert source["frames_decoded"] == 250 == report["frames_processed"] + sum(dropped.values()), (report, dropped)
+
+    contradiction = {**video, "max_staleness": None, "source_buffer_consumption_strategy": "LAZY"}
+    refused = call(stack.port, {**newer_init(BIKES), "video_configuration": contradiction})["response"]
+    assert refused["status"] == "failure" and refused["error_type"] == "invalid_payload", refused
+    assert "video_configuration.processing_mode" in refused["error_message"]
+    assert "video_configuration.source_buffer_consumption_strategy" in refused["error_message"]
+
+
 def test_a_manager_restart_loses_no_pipeline(stack: Stack) -> None:
     reply = call(stack.port, newer_init(VTEST, max_fps=2))
     _ok(reply)

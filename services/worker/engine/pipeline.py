@@ -20,6 +20,22 @@ and no synchronisation overhead (docs/benchmarks.md). Every queue is bounded: wi
 sources a slow model back-pressures all the way to the decoder and no frame is lost; the sinks are the one place that
 drops instead of blocking (counted), so a broken sink never stalls inference.
 
+Processing modes (per pipeline, the same for every source): ``every_frame`` is WAIT/LAZY, so the
+back-pressure above reaches the decoder and nothing is dropped (a live camera then falls behind
+real time); ``freshest`` is DROP_OLDEST/EAGER, each round takes the newest frame. With
+``max_staleness`` the pipeline never runs inference on a frame older than that (age: now minus the
+frame's monotonic ``decoded_at``). The rule is checked twice: by the collector once a round is
+collected (a frame may have waited for the round's other sources), and by the inference thread
+right before ``processor.infer``, the last moment, since a prepared round can wait in the queue
+behind slow inference. There a round whose frames are all stale is emptied; it still travels to
+the post stage, which skips it, so round order holds. A round that lost only some of its frames
+(several sources) is prepared again from the fresh ones on the inference thread (``prepare`` keeps
+no state) and checked again, as preparing took time; each pass removes a frame, so this ends.
+Slicing a prepared batch instead would make every processor expose its layout, for a case that
+only mixed sources reach. The last check's time is the round's inference start (its latency's
+decoding part), so that part never exceeds ``max_staleness``. Every frame dropped by the rule
+counts as ``stale`` in its source's drop counters (STATUS, ``vsim_frames_dropped``).
+
 A pipeline ends by itself when every source has finished (files ended) and the queues are drained;
 ``terminate`` ends it from any state within its timeout. ``mute`` keeps sources decoding but
 discards their frames, so no new results appear until ``resume``.
@@ -47,13 +63,15 @@ from services.worker.engine.watchdog import FrameLatency, Watchdog
 log = logging.getLogger(__name__)
 
 POLL = 0.05  # how often blocked threads look at the stop flag (seconds)
+DROP_STALE = "stale"  # a frame older than max_staleness, dropped by the pipeline (see the module docstring)
 
 
 class RoundProcessor(Protocol):
     """What the pipeline does with a round's frames, in three stages (see the module docstring).
 
-    ``prepare`` runs on the collector thread, ``infer`` on the inference threads (concurrently for
-    different rounds: it must keep no state), ``finish`` on the post thread, once per round in
+    ``prepare`` runs on the collector thread (and again on an inference thread for a round that lost
+    stale frames: it must keep no state), ``infer`` on the inference threads (concurrently for
+    different rounds: it must keep no state either), ``finish`` on the post thread, once per round in
     round order (state across frames belongs there). ``finish`` returns one output per frame.
     """
 
@@ -234,6 +252,7 @@ class InferencePipeline:
                 for _ in range(self._config.inference_workers):  # one END per inference thread
                     self._put(self._prepared, _END)
                 return
+            frames = self._fresh(frames, time.monotonic())
             if frames:
                 self._put(self._prepared, self._prepare(frames))
 
@@ -289,14 +308,46 @@ class InferencePipeline:
                 self._put(self._inferred, _END)
                 return
             assert isinstance(item, _Round)
-            item.started = time.monotonic()
-            try:
-                item.inferred = self._processor.infer(item.prepared)
-            except Exception as exc:  # a bad frame or model error loses this round, not the pipeline
-                item.failed = True
-                self._inference_failed(exc)
-            item.finished = time.monotonic()
-            self._put(self._inferred, item)  # failed rounds too: post must not wait for their seq
+            if self._still_fresh(item):
+                self._run(item)
+            self._put(self._inferred, item)  # failed and emptied rounds too: post must not wait for their seq
+
+    def _run(self, item: _Round) -> None:
+        try:
+            item.inferred = self._processor.infer(item.prepared)
+        except Exception as exc:  # a bad frame or model error loses this round, not the pipeline
+            item.failed = True
+            self._inference_failed(exc)
+        item.finished = time.monotonic()
+
+    def _still_fresh(self, item: _Round) -> bool:
+        """Drops the round's stale frames right before inference (preparing the rest again); False if none is left.
+
+        Sets ``item.started`` to the moment of the last check, which inference follows at once.
+        """
+        while True:
+            now = time.monotonic()
+            fresh = self._fresh(item.frames, now)
+            if len(fresh) == len(item.frames):
+                item.started = now
+                return True
+            item.frames = fresh
+            if not fresh:
+                return False
+            item.prepared = self._processor.prepare(fresh)
+
+    def _fresh(self, frames: list[VideoFrame], now: float) -> list[VideoFrame]:
+        """The frames no older than max_staleness at ``now``; the others are counted as ``stale`` drops."""
+        limit = self._config.source.max_staleness
+        if limit is None:
+            return frames
+        fresh: list[VideoFrame] = []
+        for frame in frames:
+            if now - frame.decoded_at <= limit:
+                fresh.append(frame)
+            else:
+                self._sources[frame.source_id].count_drop(DROP_STALE)
+        return fresh
 
     def _post(self) -> None:
         waiting: dict[int, _Round] = {}  # rounds that finished before an earlier one
@@ -315,7 +366,7 @@ class InferencePipeline:
                 expected += 1
 
     def _emit(self, item: _Round) -> None:
-        if item.failed:
+        if item.failed or not item.frames:  # not item.frames: every frame was stale
             return
         try:
             result = self._round_result(item)

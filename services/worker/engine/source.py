@@ -9,7 +9,10 @@ skipped for ``max_fps`` (live sources) or while muted are grabbed but never retr
 a live connection current at little cost; files are paced instead, so no frame is lost.
 
 The consumer calls ``read(timeout)``; the buffer applies the filling strategy on the producer
-side and the consumption strategy on the consumer side, and counts every dropped frame.
+side and the consumption strategy on the consumer side, and counts every dropped frame (the
+consumer adds its own drops with ``count_drop``). A processing mode names a pair of strategies:
+``every_frame`` is WAIT/LAZY, ``freshest`` DROP_OLDEST/EAGER (its ``max_staleness`` is the
+pipeline's rule).
 
 States (the reference's): NOT_STARTED -> INITIALISING -> RUNNING <-> MUTED. A live source whose
 open or read fails goes RESTARTING and retries forever with jittered exponential backoff, until
@@ -35,7 +38,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from services.core.redaction import redact_reference, redact_text
-from services.core.states import BufferConsumptionStrategy, BufferFillingStrategy, StreamState
+from services.core.states import BufferConsumptionStrategy, BufferFillingStrategy, ProcessingMode, StreamState
 from services.worker.engine.capture import (
     Capture,
     CaptureOptions,
@@ -76,8 +79,12 @@ ERROR_CONTEXT = "stream_consumer_thread"
 @dataclass(frozen=True, slots=True)
 class SourceConfig:
     buffer_size: int = 64  # the reference's decoding_buffer_size
-    filling: BufferFillingStrategy | None = None  # None: WAIT for files, DROP_OLDEST for live
-    consumption: BufferConsumptionStrategy | None = None  # None: LAZY for files, EAGER for live
+    # Unset strategies come from the processing mode, else: WAIT/LAZY for files, DROP_OLDEST/EAGER for live.
+    filling: BufferFillingStrategy | None = None
+    consumption: BufferConsumptionStrategy | None = None
+    processing_mode: ProcessingMode | None = None
+    # Freshest mode only: the pipeline never processes a frame older than this (seconds since decoding).
+    max_staleness: float | None = None
     max_fps: float | None = None
     properties: Mapping[str, float] = field(default_factory=dict)  # video_source_properties
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
@@ -89,9 +96,23 @@ class SourceConfig:
             raise ValueError("buffer_size must be >= 1")
         if self.max_fps is not None and self.max_fps <= 0:
             raise ValueError("max_fps must be > 0")
+        self._check_mode()
         if self.open_timeout <= 0 or self.read_timeout <= 0:
             raise ValueError("open and read timeouts must be > 0")
         property_ids(self.properties)  # unknown names fail here, not in the thread
+
+    def _check_mode(self) -> None:
+        mode = self.processing_mode
+        if self.max_staleness is not None and (mode is not ProcessingMode.FRESHEST or self.max_staleness <= 0):
+            raise ValueError("max_staleness must be > 0 and needs processing_mode freshest")
+        if mode is not None and (self.filling not in (None, mode.filling)
+                                 or self.consumption not in (None, mode.consumption)):
+            raise ValueError(f"processing_mode {mode.value} contradicts the buffer strategies given")
+
+    def strategies(self, live: bool) -> tuple[BufferFillingStrategy, BufferConsumptionStrategy]:
+        """The strategies a source uses: given ones, else its mode's, else its kind's default."""
+        default = self.processing_mode or (ProcessingMode.FRESHEST if live else ProcessingMode.EVERY_FRAME)
+        return self.filling or default.filling, self.consumption or default.consumption
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,13 +153,7 @@ class VideoSource:
         self._kind = classify(reference)
         self._config = config
         self._options = CaptureOptions(config.open_timeout, config.read_timeout, dict(config.properties))
-        live = self._kind.is_live
-        self._filling = config.filling or (
-            BufferFillingStrategy.DROP_OLDEST if live else BufferFillingStrategy.WAIT
-        )
-        self._consumption = config.consumption or (
-            BufferConsumptionStrategy.EAGER if live else BufferConsumptionStrategy.LAZY
-        )
+        self._filling, self._consumption = config.strategies(self._kind.is_live)
         self._buffer: FrameBuffer[VideoFrame] = FrameBuffer(
             config.buffer_size, self._filling, self._consumption
         )
@@ -217,6 +232,7 @@ class VideoSource:
             properties = self._properties
             offline_since = self._offline_since
             state, decoded, reconnects = self._state, self._frames_decoded, self._reconnects
+        mode = ProcessingMode.of(self._filling, self._consumption)
         return {
             "source_properties": properties.to_dict() if properties else None,
             "source_reference": self._redacted,
@@ -224,12 +240,19 @@ class VideoSource:
             "state": state.value,
             "buffer_filling_strategy": self._filling.value,
             "buffer_consumption_strategy": self._consumption.value,
+            # Ours: the mode the strategies amount to (None for another pair), and its staleness limit.
+            "processing_mode": mode.value if mode is not None else None,
+            "max_staleness": self._config.max_staleness,
             "source_id": self.source_id,
             "reconnect_attempts": reconnects,
             "offline_since": offline_since.isoformat() if offline_since else None,
             "frames_decoded": decoded,
             "frames_dropped": self._buffer.dropped(),
         }
+
+    def count_drop(self, reason: str, count: int = 1) -> None:
+        """Counts frames the consumer dropped after reading them (e.g. the pipeline's ``stale``)."""
+        self._buffer.count_drop(reason, count)
 
     def stats(self) -> SourceStats:
         with self._lock:

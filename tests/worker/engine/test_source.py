@@ -29,7 +29,7 @@ LIVE = "rtsp://127.0.0.1:9/fake"  # classified as a live stream; fake openers ne
 METADATA_KEYS = {
     "source_properties", "source_reference", "buffer_size", "state", "buffer_filling_strategy",
     "buffer_consumption_strategy", "source_id", "reconnect_attempts", "offline_since",
-    "frames_decoded", "frames_dropped",
+    "frames_decoded", "frames_dropped", "processing_mode", "max_staleness",
 }  # fmt: skip
 
 
