@@ -43,4 +43,8 @@ def celery_config(broker_url: str, visibility_timeout: int = 3600) -> dict[str, 
         "worker_send_task_events": True,  # Flower shows tasks
         "task_send_sent_event": True,
         "worker_hijack_root_logger": False,
+        # A pipeline process imports the engine (OpenCV, onnxruntime, supervision: about 2 s on 2
+        # cores) as soon as it is forked, before any task reaches it; Celery's default of 4 s for a
+        # new process to report alive is too tight for that on a loaded host.
+        "worker_proc_alive_timeout": 60.0,
     }

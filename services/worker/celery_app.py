@@ -68,8 +68,17 @@ def _connect_hooks(app: Celery, settings: WorkerSettings) -> None:
         configure_logging(loglevel or logging.INFO, settings.log_format)
 
     signals.setup_logging.connect(setup_logging, weak=False, dispatch_uid="vsim-worker-logging")
+    signals.worker_process_init.connect(warm_up, weak=False, dispatch_uid="vsim-worker-warm-up")
     signals.task_prerun.connect(_bind_pipeline_logs, weak=False, dispatch_uid="vsim-worker-bind-logs")
     signals.task_postrun.connect(_unbind_pipeline_logs, weak=False, dispatch_uid="vsim-worker-unbind-logs")
+
+
+def warm_up(**kwargs: Any) -> None:
+    """In each new pipeline process, right after the fork and before a task reaches it: import the
+    engine and every workflow block. With one process per pipeline (``worker_max_tasks_per_child=1``)
+    the next process is forked while the previous pipeline ends, so an INIT no longer waits for these
+    imports (docs/benchmarks.md, control plane). The main process still never imports them."""
+    from services.worker import assembly, runner  # noqa: F401  (imported for their side effect: loaded modules)
 
 
 def _identity(consumer: Any, settings: WorkerSettings) -> WorkerIdentity:

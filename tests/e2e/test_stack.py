@@ -104,6 +104,24 @@ def test_lifecycle_of_a_pipeline_over_tcp(stack: Stack) -> None:
     wait_until(lambda: (stack.registration("cpu@test") or {}).get("free_slots") == 2, timeout=15)
 
 
+def _maps(pid: int) -> str:
+    with open(f"/proc/{pid}/maps") as maps:
+        return maps.read()
+
+
+def test_pipeline_processes_are_warm_before_any_task_and_the_main_process_stays_light(stack: Stack) -> None:
+    import psutil
+
+    main = psutil.Process(stack.workers["edge"].pid)
+    # the edge worker has run no pipeline in this module before this test: its pool child is fresh
+    children = main.children(recursive=True)
+    assert children, "the prefork pool has its pipeline process"
+    engine = ("onnxruntime", "cv2", "scipy")
+    wait_until(lambda: all(all(name in _maps(child.pid) for name in engine) for child in children), timeout=60)
+    assert not any(name in _maps(main.pid) for name in ("onnxruntime_pybind11_state", "/cv2/")), (
+        "the worker's main process never loads the engine")
+
+
 def test_older_generation_with_udp_sink(stack: Stack) -> None:
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     receiver.bind(("127.0.0.1", 0))
