@@ -135,9 +135,7 @@ def _processor(spec: PipelineSpec, settings: WorkerSettings, watchdog: Watchdog)
     models = ModelService(repository, settings.device, threads)
     models.preload(model_tasks(spec.workflow))
     background = BackgroundRunner(max_pending=settings.workflow_max_pending_deliveries, secrets=spec.secrets())
-    sinks = SinkSettings(file_root=settings.workflow_file_root,
-                         max_pending_deliveries=settings.workflow_max_pending_deliveries,
-                         allowed_hosts=settings.sink_hosts())
+    sinks = SinkSettings(file_root=settings.workflow_file_root, allowed_hosts=settings.sink_hosts())
 
     def environment(source_id: int) -> BlockEnvironment:
         return BlockEnvironment(source_id=source_id, models=models, background=background, sinks=sinks,

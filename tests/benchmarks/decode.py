@@ -33,7 +33,7 @@ from typing import Any
 
 import psutil
 
-from tests.benchmarks.report import stamp, write_section
+from tests.benchmarks.report import run_child, stamp, write_section
 
 VIDEO = Path("data/media/vtest.avi")
 MODEL_ID = "yolov3-tiny/coco-416"
@@ -189,12 +189,7 @@ _PATHS: dict[str, Callable[[str], tuple[int, int]]] = {
 
 
 def _spawn(args: list[str]) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-m", "tests.benchmarks.decode", "--child", *args],
-                          capture_output=True, text=True, timeout=300, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"benchmark child {args[:2]} failed: {done.stderr[-2000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return run_child("tests.benchmarks.decode", args, timeout=300)
 
 
 def _server(clip: Path) -> Any:

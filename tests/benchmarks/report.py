@@ -1,10 +1,14 @@
 """Writes one benchmark's section into docs/benchmarks.md, leaving the other sections alone."""
 
+import json
 import os
 import platform
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 HEADER = "# Benchmarks\n\nWritten by `make bench`; each section is replaced by its own benchmark run.\n"
 
@@ -34,3 +38,14 @@ def write_section(path: Path, name: str, markdown: str) -> None:
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+def run_child(module: str, args: list[str], timeout: float) -> dict[str, Any]:
+    """Runs ``python -m <module> --child <args>`` (one measurement in a fresh process); its last
+    stdout line is the JSON result."""
+    done = subprocess.run([sys.executable, "-m", module, "--child", *args],
+                          capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmark child {module} {args[:2]} failed: {done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result

@@ -20,14 +20,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks.report import stamp, write_section
+from tests.benchmarks.report import run_child, stamp, write_section
 from tests.support import workflow_definitions as wf
 
 VIDEO = Path("data/media/vtest.avi")
@@ -137,12 +135,7 @@ def measure_executor(frames: int = 5000) -> dict[str, Any]:
 
 
 def _spawn(args: list[str]) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-m", "tests.benchmarks.workflows", "--child", *args],
-                          capture_output=True, text=True, timeout=1200, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"benchmark child {args} failed: {done.stderr[-2000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return run_child("tests.benchmarks.workflows", args, timeout=1200)
 
 
 def run(rounds: int, redis_url: str, output: Path, log: Callable[[str], None]) -> None:

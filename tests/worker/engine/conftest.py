@@ -13,6 +13,7 @@ import pytest
 from services.core.states import StreamState
 from services.worker.engine.capture import Capture, CaptureOptions, SourceConnectionError
 from services.worker.engine.events import SOURCE_STATE_UPDATE, StatusUpdate
+from services.worker.engine.pipeline import InferencePipeline
 from services.worker.engine.reconnect import BackoffPolicy
 from services.worker.engine.source import SourceConfig, VideoSource
 from tests.support.waiting import wait_until
@@ -151,3 +152,12 @@ def make_source(recorder: Recorder) -> Iterator[Callable[..., VideoSource]]:
     yield factory
     for source in made:
         source.terminate(timeout=2.0)
+
+
+@pytest.fixture
+def running() -> Iterator[list[InferencePipeline]]:
+    """Pipelines a test started; terminated whatever the test's outcome."""
+    pipelines: list[InferencePipeline] = []
+    yield pipelines
+    for pipeline in pipelines:
+        pipeline.terminate()

@@ -3,7 +3,6 @@
 import json
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,15 +30,6 @@ VTEST = MEDIA / "vtest.avi"
 @pytest.fixture(scope="module")
 def detector(default_model) -> Detector:  # type: ignore[no-untyped-def]
     return Detector(default_model, intra_op_threads=2)
-
-
-@pytest.fixture
-def running() -> Iterator[list[InferencePipeline]]:
-    """Pipelines a test started; terminated whatever the test's outcome."""
-    pipelines: list[InferencePipeline] = []
-    yield pipelines
-    for pipeline in pipelines:
-        pipeline.terminate()
 
 
 def _entries(client: redis.Redis, pipeline_id: str) -> list[tuple[list, list]]:  # type: ignore[type-arg]

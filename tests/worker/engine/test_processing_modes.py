@@ -9,7 +9,7 @@ HTTP stream served by ffmpeg at real time (10 fps).
 import dataclasses
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,14 +98,6 @@ class RoundSink:
 
     def frame_ids(self, source_id: int = 0) -> list[int]:
         return [slot.frame_id for result in self.rounds if (slot := result.slots[source_id]) is not None]
-
-
-@pytest.fixture
-def running() -> Iterator[list[InferencePipeline]]:
-    pipelines: list[InferencePipeline] = []
-    yield pipelines
-    for pipeline in pipelines:
-        pipeline.terminate()
 
 
 def _start(running: list[InferencePipeline], references: tuple[str, ...], processor: SlowRecorder,

@@ -54,16 +54,6 @@ def smtp_server() -> Iterator[Callable[..., SmtpRecorder]]:
         server.close()
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def env(clock: FakeClock) -> BlockEnvironment:
-    return make_env(clock)
-
-
 def email(port: int, **fields: Any) -> dict[str, Any]:
     step = {
         "type": "roboflow_core/email_notification@v1", "name": "mail", "subject": "Workflow alert",

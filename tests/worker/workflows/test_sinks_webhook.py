@@ -32,16 +32,6 @@ def server() -> Iterator[HttpRecorder]:
     recorder.close()
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def env(clock: FakeClock) -> BlockEnvironment:
-    return make_env(clock)
-
-
 def webhook(url: str, **fields: Any) -> dict[str, Any]:
     return {"type": "roboflow_core/webhook_sink@v1", "name": "hook", "url": url, "method": "POST", **fields}
 

@@ -29,8 +29,6 @@ class SinkSettings:
 
     # local_file_sink writes only under this directory (None: the block fails with a clear error).
     file_root: Path | None = None
-    # Fire-and-forget deliveries (webhook, email) waiting at once per pipeline; more are refused.
-    max_pending_deliveries: int = 64
     # Hosts SMTP / webhooks may reach; empty = any.
     allowed_hosts: tuple[str, ...] = ()
 
