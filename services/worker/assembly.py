@@ -21,7 +21,7 @@ from services.core.errors import (
 )
 from services.core.plan import PipelineSpec
 from services.core.redaction import redact_reference, redact_text
-from services.worker.detection.detector import DetectionParams, Detector
+from services.worker.detection.detector import DetectionParams
 from services.worker.detection.processor import DetectionProcessor
 from services.worker.engine.capture import SourceKind, classify
 from services.worker.engine.events import StatusUpdate
@@ -32,6 +32,7 @@ from services.worker.engine.sinks.redis_stream import Fence, RedisStreamSink
 from services.worker.engine.sinks.udp import UdpSink
 from services.worker.engine.source import SourceConfig
 from services.worker.engine.watchdog import Watchdog
+from services.worker.inference.client import InferenceClient
 from services.worker.models.errors import InferenceDeviceError, InvalidModelError, ModelNotFoundError
 from services.worker.models.repository import ModelRepository
 from services.worker.preview import PreviewPublisher
@@ -60,9 +61,11 @@ def build_pipeline(
     """
     try:
         _check_files(spec)
-        config = dataclasses.replace(_pipeline_config(spec, settings), resume_after=dict(resume_after or {}))
+        service = InferenceClient.from_environment() if settings.inference_service else None
+        config = dataclasses.replace(_pipeline_config(spec, settings, service is not None),
+                                     resume_after=dict(resume_after or {}))
         watchdog = Watchdog(len(config.video_references))
-        processor = _processor(spec, settings, watchdog)
+        processor = _processor(spec, settings, watchdog, service)
         sinks = _sinks(spec, pipeline_id, client, on_update, fence)
         observers = _observers(pipeline_id, client, settings, fence)
         return InferencePipeline(config, processor, sinks, on_update=on_update, observers=observers,
@@ -96,7 +99,8 @@ def _check_files(spec: PipelineSpec) -> None:
             raise NotFoundError(f"video file {shown} does not exist", f"Video file {shown} was not found.")
 
 
-def _pipeline_config(spec: PipelineSpec, settings: WorkerSettings) -> PipelineConfig:
+def _pipeline_config(spec: PipelineSpec, settings: WorkerSettings, shared: bool) -> PipelineConfig:
+    cores = os.cpu_count() or 1
     source = SourceConfig(
         buffer_size=spec.decoding_buffer_size,
         filling=spec.source_buffer_filling_strategy,
@@ -112,15 +116,19 @@ def _pipeline_config(spec: PipelineSpec, settings: WorkerSettings) -> PipelineCo
         source=source,
         batch_collection_timeout=spec.batch_collection_timeout,
         sink_queue_size=spec.predictions_queue_size,
-        inference_workers=settings.inference_sizing(os.cpu_count() or 1)[0],
+        inference_workers=(settings.pipeline_in_flight(cores) if shared else settings.inference_sizing(cores)[0]),
     )
 
 
-def _processor(spec: PipelineSpec, settings: WorkerSettings, watchdog: Watchdog) -> RoundProcessor:
-    """A workflow's processor (every model loaded now), or one detection model's."""
+def _processor(spec: PipelineSpec, settings: WorkerSettings, watchdog: Watchdog,
+               client: InferenceClient | None) -> RoundProcessor:
+    """A workflow's processor (every model loaded now), or one detection model's.
+
+    With ``client`` the models run in the worker's inference service (loaded there now, if not yet).
+    """
     # spec.device chose the queue; the worker serving that queue knows its own hardware.
     _, threads = settings.inference_sizing(os.cpu_count() or 1)
-    repository = ModelRepository(settings.model_repository)
+    models = ModelService(ModelRepository(settings.model_repository), settings.device, threads, client)
     if spec.workflow is None:
         assert spec.model_id is not None  # PipelineSpec holds one or the other
         params = DetectionParams(
@@ -130,9 +138,7 @@ def _processor(spec: PipelineSpec, settings: WorkerSettings, watchdog: Watchdog)
             max_candidates=spec.max_candidates,
             max_detections=spec.max_detections,
         )
-        detector = Detector(repository.resolve(spec.model_id), device=settings.device, intra_op_threads=threads)
-        return DetectionProcessor(detector, params)
-    models = ModelService(repository, settings.device, threads)
+        return DetectionProcessor(models.detector(spec.model_id), params)
     models.preload(model_tasks(spec.workflow))
     background = BackgroundRunner(max_pending=settings.workflow_max_pending_deliveries, secrets=spec.secrets())
     sinks = SinkSettings(file_root=settings.workflow_file_root, allowed_hosts=settings.sink_hosts())

@@ -3,9 +3,10 @@
 ``celery -A services.worker.celery_app worker -Q pipelines.cpu --pool prefork --concurrency N``
 finds ``app`` here (built on first access from ``WorkerSettings``); ``python -m services.worker``
 builds its own with ``create_app``. Importing this module connects to nothing and loads neither
-OpenCV nor onnxruntime. Hooks, all in the worker's main process: ``worker_ready`` starts the
-registration thread, ``worker_shutting_down`` stops the running pipelines (``shutdown``),
-``worker_shutdown`` deletes the registration.
+OpenCV nor onnxruntime. Hooks, all in the worker's main process: ``worker_init`` starts the
+inference service process (before the pool forks, so the pipeline processes inherit its socket's
+path), ``worker_ready`` starts the registration thread, ``worker_shutting_down`` stops the running
+pipelines (``shutdown``), ``worker_shutdown`` deletes the registration and stops the service.
 """
 
 import logging
@@ -17,6 +18,7 @@ from services.core import logs
 from services.core.logs import LogFormat
 from services.core.tasks import RUN_PIPELINE, celery_config, queue_for
 from services.worker import shutdown
+from services.worker.inference.process import InferenceServiceProcess
 from services.worker.registration import Registration, WorkerIdentity
 from services.worker.settings import WorkerSettings
 from services.worker.tasks import redis_client, register_tasks
@@ -42,6 +44,15 @@ def configure_logging(level: str | int = logging.INFO, log_format: LogFormat = "
 
 def _connect_hooks(app: Celery, settings: WorkerSettings) -> None:
     registrations: dict[str, Registration] = {}
+    services: list[InferenceServiceProcess] = []
+
+    def on_init(sender: Any, **kwargs: Any) -> None:
+        if sender.app is not app or not settings.inference_service:
+            return
+        service = InferenceServiceProcess()
+        service.start()
+        services.append(service)
+        log.info("inference service for %s on %s", settings.device, service.socket_path)
 
     def on_ready(sender: Any, **kwargs: Any) -> None:
         if sender.app is not app:
@@ -55,8 +66,11 @@ def _connect_hooks(app: Celery, settings: WorkerSettings) -> None:
         registration = registrations.pop(getattr(sender, "hostname", ""), None)
         if registration is not None:
             registration.stop()
+        while services:
+            services.pop().stop()
 
     uid = f"vsim-worker-{id(app)}"
+    signals.worker_init.connect(on_init, weak=False, dispatch_uid=f"{uid}-init")
     signals.worker_ready.connect(on_ready, weak=False, dispatch_uid=f"{uid}-ready")
     signals.worker_shutdown.connect(on_shutdown, weak=False, dispatch_uid=f"{uid}-shutdown")
     signals.worker_shutting_down.connect(

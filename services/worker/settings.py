@@ -61,6 +61,37 @@ class WorkerSettings(BaseSettings):
     # network can keep users' workflows from calling its neighbours.
     workflow_allowed_hosts: str = ""
 
+    # The per-device inference service (services.worker.inference): one process beside the worker that
+    # loads each model once and batches the frames of all its pipelines. false: every pipeline loads
+    # its own models in its own process (as before the service; kept for comparison and isolation).
+    inference_service: bool = True
+    # session.run calls at once in the service (0: one per core on CPU, 2 on accelerators) and the
+    # most frames in one batch; batches form by themselves when the runners are busy.
+    inference_runners: int = Field(default=0, ge=0)
+    inference_max_batch: int = Field(default=8, ge=1, le=64)
+    # Rounds one pipeline keeps at the service at once (0: runners + 1, so one pipeline alone keeps
+    # every runner busy while its next round travels).
+    inference_in_flight: int = Field(default=0, ge=0)
+    # Model ids the service loads when it starts, comma-separated, so the first INIT does not wait
+    # for a model load (None: the default model; "": none).
+    preload_models: str | None = None
+    # Where TensorRT keeps the engines it builds (a volume: building one takes minutes on a Jetson).
+    tensorrt_cache: Path | None = None
+
+    def preload(self) -> tuple[str, ...]:
+        listed = self.default_model_id if self.preload_models is None else self.preload_models
+        return tuple(model_id.strip() for model_id in listed.split(",") if model_id.strip())
+
+    def service_sizing(self, cores: int) -> tuple[int, int]:
+        """(runners, intra-op threads per run) of the inference service on a host with ``cores`` cores."""
+        if self.device != "cpu":
+            return self.inference_runners or 2, self.intra_op_threads
+        return self.inference_runners or max(1, cores), self.intra_op_threads or 1
+
+    def pipeline_in_flight(self, cores: int) -> int:
+        """Rounds one pipeline keeps at the inference service at once."""
+        return self.inference_in_flight or self.service_sizing(cores)[0] + 1
+
     def sink_hosts(self) -> tuple[str, ...]:
         return tuple(host.strip() for host in self.workflow_allowed_hosts.split(",") if host.strip())
 

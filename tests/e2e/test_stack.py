@@ -114,10 +114,15 @@ def test_pipeline_processes_are_warm_before_any_task_and_the_main_process_stays_
 
     main = psutil.Process(stack.workers["edge"].pid)
     # the edge worker has run no pipeline in this module before this test: its pool child is fresh
-    children = main.children(recursive=True)
-    assert children, "the prefork pool has its pipeline process"
-    engine = ("onnxruntime", "cv2", "scipy")
-    wait_until(lambda: all(all(name in _maps(child.pid) for name in engine) for child in children), timeout=60)
+    children = main.children()
+    services = [child for child in children if "services.worker.inference" in " ".join(child.cmdline())]
+    pool = [child for child in children if child not in services]
+    assert len(services) == 1, "one inference service process per worker"
+    assert pool, "the prefork pool has its pipeline process"
+    wait_until(lambda: all(all(name in _maps(child.pid) for name in ("cv2", "scipy")) for child in pool), timeout=60)
+    wait_until(lambda: "onnxruntime_pybind11_state" in _maps(services[0].pid), timeout=60)  # the preloaded model
+    assert not any("onnxruntime_pybind11_state" in _maps(child.pid) for child in pool), (
+        "pipeline processes leave onnxruntime to the inference service")
     assert not any(name in _maps(main.pid) for name in ("onnxruntime_pybind11_state", "/cv2/")), (
         "the worker's main process never loads the engine")
 

@@ -5,16 +5,12 @@
 logits). The image is stretched, not letterboxed, as classifiers are trained on resized crops.
 """
 
-import logging
-
 import cv2
 import numpy as np
 
-from services.worker.detection.detector import open_session
+from services.worker.detection.detector import ModelRunner, load_runner
 from services.worker.models.errors import InvalidModelError
 from services.worker.models.repository import TASK_CLASSIFICATION, ModelSpec
-
-log = logging.getLogger(__name__)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -33,15 +29,14 @@ class Classifier:
         device: str = "cpu",
         intra_op_threads: int = 0,
         allow_spinning: bool = False,
+        runner: ModelRunner | None = None,
     ) -> None:
         if model.task_type != TASK_CLASSIFICATION:
             raise InvalidModelError(f"model {model.model_id!r} is not a classifier (its task: {model.task_type})")
         self.model = model
         self._mean = np.asarray(model.mean, dtype=np.float32).reshape(3, 1, 1)
         self._inv_std = (1.0 / np.asarray(model.std, dtype=np.float32)).reshape(3, 1, 1)
-        self._session = open_session(model, device, intra_op_threads, allow_spinning)
-        self._check_graph()
-        log.info("loaded classifier %s on %s with %s", model.model_id, device, self._session.get_providers())
+        self._runner = runner or load_runner(model, device, intra_op_threads, allow_spinning)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -49,7 +44,7 @@ class Classifier:
 
     @property
     def providers(self) -> list[str]:
-        return list(self._session.get_providers())
+        return self._runner.providers
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         """A BGR uint8 HxWx3 image as the model's [1, 3, H, W] float32 input."""
@@ -65,8 +60,7 @@ class Classifier:
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities [B, C] of a [B, 3, H, W] float32 batch."""
-        (raw,) = self._session.run(None, {self.model.input_name: batch})
-        scores = np.asarray(raw, dtype=np.float32).reshape(len(batch), -1)
+        scores = np.asarray(self._runner.run(batch), dtype=np.float32).reshape(len(batch), -1)
         if scores.shape[1] != self.model.num_classes:
             raise InvalidModelError(
                 f"{self.model.model_id}: the model gave {scores.shape[1]} scores for {self.model.num_classes} classes"
@@ -76,14 +70,3 @@ class Classifier:
     def classify(self, image: np.ndarray) -> np.ndarray:
         """Probability per class (in ``class_names`` order) of one BGR uint8 image."""
         return np.asarray(self.infer(self.preprocess(image))[0], dtype=np.float32)
-
-    def _check_graph(self) -> None:
-        (model_input,) = self._session.get_inputs()
-        outputs = self._session.get_outputs()
-        expected = (self.model.input_height, self.model.input_width)
-        fixed = all(dim == want for dim, want in zip(model_input.shape[2:], expected, strict=True)
-                    if isinstance(dim, int))
-        if model_input.name != self.model.input_name or not fixed:
-            raise InvalidModelError(f"{self.model.model_id}: the ONNX input does not match its metadata")
-        if len(outputs) != 1 or outputs[0].shape[-1] != self.model.num_classes:
-            raise InvalidModelError(f"{self.model.model_id}: the ONNX output does not match its metadata")

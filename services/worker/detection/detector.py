@@ -3,24 +3,35 @@
 ``detect`` = ``preprocess`` (letterbox) -> ``infer`` (session.run on a batch) -> ``postprocess``
 (decode, NMS, undo the letterbox). The three steps are public so a pipeline can batch frames of
 several sources into one ``infer`` call.
+
+``infer`` goes through a :class:`ModelRunner`: a :class:`SessionRunner` owns an onnxruntime session
+in this process; the worker's pipelines use the per-device inference service's runner instead
+(``services.worker.inference``), so pre- and post-processing stay in the pipeline's process and only
+``session.run`` is shared.
 """
 
 import ctypes
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 
 from services.worker.detection.detections import Detections
 from services.worker.detection.layouts import OutputLayout, decode, detect_layout
 from services.worker.detection.letterbox import LetterboxTransform, letterbox
 from services.worker.detection.nms import suppress
 from services.worker.models.errors import InferenceDeviceError, InvalidModelError
-from services.worker.models.repository import TASK_DETECTION, ModelSpec
+from services.worker.models.repository import TASK_CLASSIFICATION, TASK_DETECTION, ModelSpec
 
-__all__ = ["DEVICES", "DetectionParams", "Detections", "Detector", "open_session", "select_providers"]
+if TYPE_CHECKING:  # onnxruntime is imported where a session is opened: pipelines fed by the service never load it
+    import onnxruntime as ort
+
+__all__ = ["DEVICES", "DetectionParams", "Detections", "Detector", "ModelRunner", "SessionRunner", "load_runner",
+           "open_session", "select_providers"]
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +86,42 @@ def select_providers(device: str, available: list[str], tensorrt: bool | None = 
     return [*accelerated, _CPU]
 
 
+class ModelRunner(Protocol):
+    """Runs a model's graph on a batch: ``[B, ...]`` float32 in, its one raw output (B first) back."""
+
+    @property
+    def providers(self) -> list[str]: ...
+
+    def run(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+class SessionRunner:
+    """A checked onnxruntime session in this process; ``run`` may be called from several threads at once."""
+
+    def __init__(self, session: "ort.InferenceSession", input_name: str) -> None:
+        self._session = session
+        self._input_name = input_name
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self._session.get_providers())
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        (raw,) = self._session.run(None, {self._input_name: batch})
+        return np.asarray(raw)
+
+
+def load_runner(model: ModelSpec, device: str = "cpu", intra_op_threads: int = 0, allow_spinning: bool = False,
+                tensorrt_cache: Path | None = None) -> SessionRunner:
+    """Open ``model``'s session on ``device`` and check its graph against the metadata (InvalidModelError)."""
+    session = open_session(model, device, intra_op_threads, allow_spinning, tensorrt_cache)
+    check_graph(session, model)
+    log.info("loaded model %s on %s with %s", model.model_id, device, session.get_providers())
+    return SessionRunner(session, model.input_name)
+
+
 class Detector:
-    """Runs one model; not thread-safe for concurrent ``infer`` calls with different threads settings."""
+    """Pre- and post-processing of one detection model around its runner (local session by default)."""
 
     def __init__(
         self,
@@ -85,6 +130,7 @@ class Detector:
         device: str = "cpu",
         intra_op_threads: int = 0,
         allow_spinning: bool = False,
+        runner: ModelRunner | None = None,
     ) -> None:
         if model.task_type != TASK_DETECTION or model.layout is None:
             raise InvalidModelError(f"model {model.model_id!r} is not an object detector (its task: {model.task_type})")
@@ -94,9 +140,7 @@ class Detector:
         # would only compete with onnxruntime for the same cores (letterbox measured 2x the CPU
         # time for the same wall time with 2 OpenCV threads on 2 cores).
         cv2.setNumThreads(1)
-        self._session = open_session(model, device, intra_op_threads, allow_spinning)
-        self._check_graph()
-        log.info("loaded model %s on %s with %s", model.model_id, device, self._session.get_providers())
+        self._runner = runner or load_runner(model, device, intra_op_threads, allow_spinning)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -104,7 +148,7 @@ class Detector:
 
     @property
     def providers(self) -> list[str]:
-        return list(self._session.get_providers())
+        return self._runner.providers
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, LetterboxTransform]:
         """Letterbox a BGR uint8 frame into a [1, 3, H, W] input tensor."""
@@ -112,8 +156,7 @@ class Detector:
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Run the model on a [B, 3, H, W] float32 batch; the raw output has B first."""
-        (raw,) = self._session.run(None, {self.model.input_name: batch})
-        return np.asarray(raw)
+        return self._runner.run(batch)
 
     def postprocess(
         self, raw: np.ndarray, transform: LetterboxTransform, params: DetectionParams
@@ -140,27 +183,39 @@ class Detector:
         tensor, transform = self.preprocess(image)
         return self.postprocess(self.infer(tensor)[0], transform, params)
 
-    def _check_graph(self) -> None:
-        (model_input,) = self._session.get_inputs()
-        outputs = self._session.get_outputs()
-        expected = (self.model.input_height, self.model.input_width)
-        fixed = all(
-            dim == want
-            for dim, want in zip(model_input.shape[2:], expected, strict=True)
-            if isinstance(dim, int)
-        )
-        if model_input.name != self.model.input_name or not fixed:
-            raise InvalidModelError(f"{self.model.model_id}: the ONNX input does not match its metadata")
-        if len(outputs) != 1 or detect_layout(outputs[0].shape, self.model.num_classes) != self._layout:
-            raise InvalidModelError(f"{self.model.model_id}: the ONNX output does not match its metadata")
 
 
-def open_session(model: ModelSpec, device: str, intra_op_threads: int, allow_spinning: bool) -> ort.InferenceSession:
-    """An onnxruntime session of ``model`` on ``device``; InferenceDeviceError if it fell back to the CPU."""
+def check_graph(session: "ort.InferenceSession", model: ModelSpec) -> None:
+    """InvalidModelError unless the ONNX graph's one input and one output match the model's metadata."""
+    (model_input,) = session.get_inputs()
+    outputs = session.get_outputs()
+    expected = (model.input_height, model.input_width)
+    fixed = all(dim == want for dim, want in zip(model_input.shape[2:], expected, strict=True) if isinstance(dim, int))
+    if model_input.name != model.input_name or not fixed:
+        raise InvalidModelError(f"{model.model_id}: the ONNX input does not match its metadata")
+    if model.task_type == TASK_CLASSIFICATION:
+        matches = len(outputs) == 1 and outputs[0].shape[-1] == model.num_classes
+    else:
+        matches = (len(outputs) == 1 and model.layout is not None
+                   and detect_layout(outputs[0].shape, model.num_classes) == model.layout)
+    if not matches:
+        raise InvalidModelError(f"{model.model_id}: the ONNX output does not match its metadata")
+
+
+def open_session(model: ModelSpec, device: str, intra_op_threads: int, allow_spinning: bool,
+                 tensorrt_cache: Path | None = None) -> "ort.InferenceSession":
+    """An onnxruntime session of ``model`` on ``device``; InferenceDeviceError if it fell back to the CPU.
+
+    ``tensorrt_cache``: where TensorRT keeps the engines it builds (a volume, so a restart does not
+    rebuild them: minutes per model on a Jetson).
+    """
+    import onnxruntime as ort
+
     providers = select_providers(device, ort.get_available_providers())
     try:
         session = ort.InferenceSession(
-            str(model.onnx_path), _session_options(intra_op_threads, allow_spinning), providers=providers
+            str(model.onnx_path), _session_options(intra_op_threads, allow_spinning),
+            providers=[(name, provider_options(name, tensorrt_cache)) for name in providers],
         )
     except Exception as exc:  # onnxruntime raises untyped errors for unreadable graphs
         raise InvalidModelError(f"onnxruntime cannot load {model.model_id}: {exc}") from exc
@@ -173,7 +228,23 @@ def open_session(model: ModelSpec, device: str, intra_op_threads: int, allow_spi
     return session
 
 
-def _session_options(intra_op_threads: int, allow_spinning: bool) -> ort.SessionOptions:
+def provider_options(provider: str, tensorrt_cache: Path | None) -> Mapping[str, Any]:
+    """onnxruntime options of one execution provider: TensorRT's engine and timing caches when a cache
+    directory is set, nothing for the others (precision stays FP32, as on the CPU and CUDA)."""
+    if provider != "TensorrtExecutionProvider" or tensorrt_cache is None:
+        return {}
+    tensorrt_cache.mkdir(parents=True, exist_ok=True)
+    return {
+        "trt_engine_cache_enable": "True",
+        "trt_engine_cache_path": str(tensorrt_cache),
+        "trt_timing_cache_enable": "True",
+        "trt_timing_cache_path": str(tensorrt_cache),
+    }
+
+
+def _session_options(intra_op_threads: int, allow_spinning: bool) -> "ort.SessionOptions":
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     if intra_op_threads > 0:
         options.intra_op_num_threads = intra_op_threads

@@ -16,11 +16,13 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-
-import onnxruntime as ort
+from typing import TYPE_CHECKING
 
 from services.worker.detection.layouts import OutputLayout, detect_layout
 from services.worker.models.errors import InvalidModelError, ModelNotFoundError
+
+if TYPE_CHECKING:  # imported where a graph is inspected: resolving a model's metadata needs no onnxruntime
+    import onnxruntime as ort
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +185,9 @@ def inspect_onnx(onnx_bytes: bytes, num_classes: int) -> tuple[str, int, int, Ou
     return input_name, width, height, detect_layout(outputs[0].shape, num_classes)
 
 
-def _inspection_session(onnx_bytes: bytes) -> ort.InferenceSession:
+def _inspection_session(onnx_bytes: bytes) -> "ort.InferenceSession":
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
@@ -192,7 +196,7 @@ def _inspection_session(onnx_bytes: bytes) -> ort.InferenceSession:
         raise InvalidModelError(f"onnxruntime cannot load the model: {exc}") from exc
 
 
-def _image_input(session: ort.InferenceSession) -> tuple[str, int, int]:
+def _image_input(session: "ort.InferenceSession") -> tuple[str, int, int]:
     """Name, width and height of the session's one [B, 3, H, W] input of a fixed size."""
     inputs = session.get_inputs()
     if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] != 3:

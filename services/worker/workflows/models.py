@@ -5,6 +5,10 @@ threads (batched across the round's sources, overlapping decode and the previous
 the workflow processor hands their raw outputs to :meth:`ModelService.seed` before running a
 frame's graph, and the model block's :meth:`ModelService.detect` finds them there. Model steps on
 crops and slices run inline, when the graph reaches them.
+
+With an :class:`~services.worker.inference.client.InferenceClient` the models' ``session.run`` goes
+to the worker's inference service (loaded once per worker, batched across its pipelines); without
+one each process opens its own sessions.
 """
 
 import threading
@@ -17,20 +21,23 @@ import supervision as sv
 
 from services.worker.detection.detector import DetectionParams, Detector
 from services.worker.detection.letterbox import LetterboxTransform
+from services.worker.inference.client import InferenceClient, RemoteRunner
 from services.worker.models.repository import ModelRepository
 from services.worker.workflows.values import Classification, WorkflowImage, detections_on
 
-_LOADED: dict[tuple[str, str, int], Any] = {}  # (model_id, device, threads) -> Detector / Classifier
+_LOADED: dict[tuple[str, str, int, str], Any] = {}  # (model_id, device, threads, service) -> Detector / Classifier
 _LOADING = threading.Lock()
 
 
 class ModelService:
     """Detection and classification for the blocks of one pipeline (models cached per process)."""
 
-    def __init__(self, repository: ModelRepository, device: str = "cpu", intra_op_threads: int = 0) -> None:
+    def __init__(self, repository: ModelRepository, device: str = "cpu", intra_op_threads: int = 0,
+                 client: InferenceClient | None = None) -> None:
         self._repository = repository
         self._device = device
         self._threads = intra_op_threads
+        self._client = client
         # Raw outputs computed ahead for this frame: (model_id, id of the frame's pixels) -> (raw, transform)
         self._seeds: dict[tuple[str, int], tuple[np.ndarray, LetterboxTransform]] = {}
 
@@ -81,7 +88,7 @@ class ModelService:
                               str(uuid.uuid4()), confidence)
 
     def _load(self, model_id: str, task: str) -> Any:
-        key = (model_id, self._device, self._threads)
+        key = (model_id, self._device, self._threads, str(self._client.path) if self._client else "")
         with _LOADING:
             model = _LOADED.get(key)
             if model is None:
@@ -95,11 +102,14 @@ class ModelService:
 
     def _build(self, model_id: str, task: str) -> Any:
         spec = self._repository.resolve(model_id)
+        runner = None
+        if self._client is not None:
+            runner = RemoteRunner(self._client, model_id, self._client.load(model_id))
         if getattr(spec, "task_type", "object-detection") == "classification":
             from services.worker.detection.classifier import Classifier
 
-            return Classifier(spec, device=self._device, intra_op_threads=self._threads)
-        return Detector(spec, device=self._device, intra_op_threads=self._threads)
+            return Classifier(spec, device=self._device, intra_op_threads=self._threads, runner=runner)
+        return Detector(spec, device=self._device, intra_op_threads=self._threads, runner=runner)
 
 
 def _task_of(model: Any) -> str:

@@ -1,0 +1,156 @@
+"""The inference service's Unix socket: one thread per connection (each pipeline inference thread holds one).
+
+Requests on a connection are answered in order, one at a time: a pipeline keeps several rounds in
+flight by using several connections. Ops (headers, ``services.worker.inference.wire``):
+
+- ``buffer`` {size} + a memfd: the connection's shared buffer from now on;
+- ``load`` {model}: load the model if needed -> {providers};
+- ``infer`` {model, shape, dtype, inline}: the batch is in the buffer (or follows inline) -> the
+  output's {shape, dtype, inline}, the output in the buffer (or following inline);
+- ``stats``: the service's counters.
+
+Errors answer ``{"ok": false, "kind", "message"}`` and keep the connection; a broken connection
+only ends its own thread. The socket lives in a directory only this user can enter.
+"""
+
+import contextlib
+import logging
+import os
+import socket
+import stat
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from services.worker.inference.service import MAX_FRAMES_PER_REQUEST, BadRequestError, InferenceService
+from services.worker.inference.wire import Reader, SharedBuffer, WireError, send
+from services.worker.models.errors import InferenceDeviceError, InvalidModelError, ModelNotFoundError
+
+log = logging.getLogger(__name__)
+
+MAX_BUFFER_BYTES = 1 << 30
+
+
+def error_kind(exc: BaseException) -> str:
+    """The wire name of an error (the client raises the matching type)."""
+    if isinstance(exc, ModelNotFoundError):
+        return "not_found"
+    if isinstance(exc, InvalidModelError):
+        return "invalid_model"
+    if isinstance(exc, InferenceDeviceError):
+        return "device"
+    if isinstance(exc, (BadRequestError, ValueError)):
+        return "bad_request"
+    return "internal"
+
+
+class InferenceServer:
+    def __init__(self, service: InferenceService, path: Path) -> None:
+        self._service = service
+        self._path = path
+        self._listener: socket.socket | None = None
+        self._closed = threading.Event()
+
+    def bind(self) -> None:
+        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if stat.S_IMODE(self._path.parent.stat().st_mode) & 0o077:
+            os.chmod(self._path.parent, 0o700)
+        if self._path.is_socket():
+            self._path.unlink()  # left by a service that died: our parent owns this name
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(self._path))
+        os.chmod(self._path, 0o600)
+        listener.listen(128)
+        self._listener = listener
+
+    def serve_forever(self) -> None:
+        assert self._listener is not None, "bind() first"
+        while not self._closed.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                if self._closed.is_set():
+                    return
+                raise
+            threading.Thread(target=self._serve, args=(connection,), name="connection", daemon=True).start()
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._listener is not None:
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
+            self._listener.close()
+        with contextlib.suppress(FileNotFoundError):
+            self._path.unlink()
+
+    def _serve(self, connection: socket.socket) -> None:
+        reader, buffer = Reader(connection), None
+        try:
+            while True:
+                header = reader.header()
+                op = header.get("op")
+                if op == "buffer":
+                    buffer = self._adopt(reader, header, buffer)
+                    continue  # no reply: the next request uses it
+                try:
+                    reply, payload = self._answer(op, header, reader, buffer)
+                except (WireError, OSError):
+                    raise
+                except Exception as exc:
+                    reply, payload = {"ok": False, "kind": error_kind(exc), "message": str(exc)}, None
+                send(connection, reply, payload)
+        except (WireError, OSError):
+            pass  # the pipeline went away (ended, crashed): only its connection is affected
+        except Exception:
+            log.exception("inference connection failed")
+        finally:
+            reader.close()
+            if buffer is not None:
+                buffer.close()
+            connection.close()
+
+    def _adopt(self, reader: Reader, header: dict[str, Any], old: SharedBuffer | None) -> SharedBuffer:
+        size = int(header.get("size", 0))
+        fd = reader.take_fd()
+        if not 0 < size <= MAX_BUFFER_BYTES or os.fstat(fd).st_size < size:
+            os.close(fd)
+            raise WireError(f"bad shared buffer of {size} bytes")
+        if old is not None:
+            old.close()
+        return SharedBuffer(size, fd)
+
+    def _answer(self, op: Any, header: dict[str, Any], reader: Reader,
+                buffer: SharedBuffer | None) -> tuple[dict[str, Any], memoryview | None]:
+        if op == "load":
+            runner = self._service.load(str(header["model"]))
+            return {"ok": True, "providers": runner.providers}, None
+        if op == "stats":
+            return {"ok": True, "stats": self._service.stats()}, None
+        if op != "infer":
+            raise BadRequestError(f"unknown op {op!r}")
+        batch = self._batch(header, reader, buffer)
+        output = np.ascontiguousarray(self._service.infer(str(header["model"]), batch))
+        if buffer is not None and output.nbytes <= buffer.size:
+            buffer.array(output.shape, output.dtype)[...] = output
+            return {"ok": True, "shape": list(output.shape), "dtype": output.dtype.str, "inline": False}, None
+        return ({"ok": True, "shape": list(output.shape), "dtype": output.dtype.str, "inline": True},
+                output.data.cast("B"))
+
+    def _batch(self, header: dict[str, Any], reader: Reader, buffer: SharedBuffer | None) -> np.ndarray:
+        shape = tuple(int(size) for size in header.get("shape", ()))
+        if len(shape) != 4 or not 1 <= shape[0] <= MAX_FRAMES_PER_REQUEST or min(shape) < 1:
+            raise WireError(f"bad batch shape {list(shape)}")  # the payload's size is unknown: drop the connection
+        if int(np.prod(shape, dtype=np.int64)) * 4 > MAX_BUFFER_BYTES:
+            raise WireError(f"a batch of shape {list(shape)} is over {MAX_BUFFER_BYTES} bytes")
+        dtype = np.dtype(np.float32)
+        if header.get("dtype") != dtype.str:
+            raise WireError(f"batches are float32 ({dtype.str}), got {header.get('dtype')!r}")
+        if header.get("inline"):
+            batch = np.empty(shape, dtype)
+            reader.payload_into(batch.data)
+            return batch
+        if buffer is None:
+            raise BadRequestError("no shared buffer on this connection")
+        return buffer.array(shape, dtype)

@@ -1,0 +1,217 @@
+"""The per-device inference service: every model loaded once, the frames of all pipelines batched together.
+
+One service process runs beside each worker (``services.worker.inference.process`` starts and
+restarts it); the worker's pipelines send it their prepared batches over a Unix socket
+(``server``) and get the raw model output back, in their own order since each inference thread of
+a pipeline waits for its own request. Pre- and post-processing stay in the pipelines' processes, so
+they scale with the pipelines; the service does nothing but ``session.run``.
+
+Batching is greedy, not timed: ``runners`` threads run the models; a runner that comes free takes
+everything waiting for the model whose oldest request is oldest, up to ``max_batch`` frames. Under
+light load a request runs at once (no collection window to wait out); under heavy load requests
+pile up while the runners are busy, so batches grow by themselves, exactly as far as the load
+needs. A slow or dead camera never holds a batch back: a batch is made of what has arrived. With
+more than one runner more than one batch is in flight (on CPU, single-threaded runs side by side
+beat one multi-threaded run: docs/benchmarks.md).
+
+Isolation: every request is checked against its model's input (dtype, channels, size) before it
+joins a batch, so one pipeline's bad tensor cannot fail another's frames; should a batch still
+fail, its requests run again one by one and only the failing one gets the error. A model loads on
+the thread of the connection that asked for it, never on a runner, so a cold load does not stall
+the running pipelines. Different models share the runners.
+"""
+
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from services.worker.detection.detector import ModelRunner
+from services.worker.models.repository import ModelRepository, ModelSpec
+
+log = logging.getLogger(__name__)
+
+MAX_FRAMES_PER_REQUEST = 64
+Loader = Callable[[ModelSpec], ModelRunner]
+
+
+class BadRequestError(ValueError):
+    """A request that does not match its model's input."""
+
+
+class ServiceStoppedError(RuntimeError):
+    """The service stopped before the request ran."""
+
+
+@dataclass(slots=True)
+class _Request:
+    batch: np.ndarray
+    enqueued: float
+    done: threading.Event = field(default_factory=threading.Event)
+    output: np.ndarray | None = None
+    error: BaseException | None = None
+
+    @property
+    def frames(self) -> int:
+        return int(self.batch.shape[0])
+
+
+@dataclass(slots=True)
+class _Model:
+    spec: ModelSpec
+    runner: ModelRunner
+    queue: deque[_Request] = field(default_factory=deque)
+
+
+class InferenceService:
+    def __init__(self, repository: ModelRepository, loader: Loader, runners: int, max_batch: int) -> None:
+        if runners < 1 or max_batch < 1:
+            raise ValueError("runners and max_batch must be at least 1")
+        self._repository = repository
+        self._loader = loader
+        self._max_batch = max_batch
+        self._models: dict[str, _Model] = {}
+        self._load_locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._batch_sizes: Counter[int] = Counter()
+        self._totals = Counter[str]()
+        self._runners = [threading.Thread(target=self._run_batches, name=f"runner-{index}", daemon=True)
+                         for index in range(runners)]
+        for thread in self._runners:
+            thread.start()
+
+    # ----------------------------------------------------------------- callers (connection threads)
+
+    def load(self, model_id: str) -> ModelRunner:
+        """The model's runner, loading it first if needed (only this caller waits; errors propagate)."""
+        loaded = self._models.get(model_id)
+        if loaded is not None:
+            return loaded.runner
+        with self._locks_guard:
+            lock = self._load_locks.setdefault(model_id, threading.Lock())
+        with lock:
+            loaded = self._models.get(model_id)
+            if loaded is None:
+                started = time.monotonic()
+                spec = self._repository.resolve(model_id)
+                runner = self._loader(spec)
+                with self._cond:
+                    loaded = self._models[model_id] = _Model(spec, runner)
+                log.info("model %s ready in %.2f s", model_id, time.monotonic() - started)
+        return loaded.runner
+
+    def infer(self, model_id: str, batch: np.ndarray, timeout: float | None = None) -> np.ndarray:
+        """The model's raw output for ``batch`` ([B, 3, H, W] float32), run in some batch with other callers'."""
+        self.load(model_id)
+        model = self._models[model_id]
+        self._check(model.spec, batch)
+        request = _Request(batch, time.monotonic())
+        with self._cond:
+            if self._stopping:
+                raise ServiceStoppedError("the inference service is stopping")
+            model.queue.append(request)
+            self._cond.notify()
+        if not request.done.wait(timeout):
+            raise TimeoutError(f"no result from {model_id} within {timeout} s")
+        if request.error is not None:
+            raise request.error
+        assert request.output is not None
+        return request.output
+
+    def stats(self) -> dict[str, Any]:
+        with self._cond:
+            return {
+                "models": sorted(self._models),
+                "requests": self._totals["requests"],
+                "frames": self._totals["frames"],
+                "batches": self._totals["batches"],
+                "failed_requests": self._totals["failed"],
+                "batch_sizes": {str(size): count for size, count in sorted(self._batch_sizes.items())},
+                "queued": sum(len(model.queue) for model in self._models.values()),
+            }
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            pending = [request for model in self._models.values() for request in model.queue]
+            for model in self._models.values():
+                model.queue.clear()
+            self._cond.notify_all()
+        for request in pending:
+            request.error = ServiceStoppedError("the inference service stopped")
+            request.done.set()
+        for thread in self._runners:
+            thread.join(5)
+
+    # ----------------------------------------------------------------- runners
+
+    def _check(self, spec: ModelSpec, batch: Any) -> None:
+        if not isinstance(batch, np.ndarray) or batch.dtype != np.float32:
+            raise BadRequestError(f"{spec.model_id}: expected a float32 array")
+        expected = (3, spec.input_height, spec.input_width)
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != expected or not 1 <= batch.shape[0] <= MAX_FRAMES_PER_REQUEST:
+            raise BadRequestError(f"{spec.model_id}: expected [B, {', '.join(map(str, expected))}] with "
+                                  f"1 <= B <= {MAX_FRAMES_PER_REQUEST}, got {list(batch.shape)}")
+
+    def _run_batches(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping and not any(model.queue for model in self._models.values()):
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                model, requests = self._take()
+            self._run(model, requests)
+
+    def _take(self) -> tuple[_Model, list[_Request]]:
+        """The waiting requests of the model with the oldest one, up to ``max_batch`` frames (at least one request)."""
+        model = min((m for m in self._models.values() if m.queue), key=lambda m: m.queue[0].enqueued)
+        requests = [model.queue.popleft()]
+        frames = requests[0].frames
+        while model.queue and frames + model.queue[0].frames <= self._max_batch:
+            frames += model.queue[0].frames
+            requests.append(model.queue.popleft())
+        if model.queue:
+            self._cond.notify()  # more waiting than this batch holds: wake another runner
+        return model, requests
+
+    def _run(self, model: _Model, requests: list[_Request]) -> None:
+        try:
+            batch = requests[0].batch if len(requests) == 1 else np.concatenate([r.batch for r in requests])
+            output = model.runner.run(batch)
+            if output.shape[0] != batch.shape[0]:
+                raise RuntimeError(f"{model.spec.model_id}: {output.shape[0]} outputs for {batch.shape[0]} frames")
+        except Exception as exc:
+            if len(requests) > 1:  # find the culprit: the others must not pay for it
+                for request in requests:
+                    self._run(model, [request])
+                return
+            self._finish(requests, None, exc)
+            return
+        self._finish(requests, output, None)
+
+    def _finish(self, requests: list[_Request], output: np.ndarray | None, error: BaseException | None) -> None:
+        start = 0
+        for request in requests:
+            if output is not None:
+                request.output = output[start:start + request.frames]
+                start += request.frames
+            else:
+                request.error = error
+            request.done.set()
+        with self._cond:
+            self._totals["requests"] += len(requests)
+            self._totals["frames"] += sum(r.frames for r in requests)
+            self._totals["batches"] += 1
+            self._batch_sizes[sum(r.frames for r in requests)] += 1
+            if error is not None:
+                self._totals["failed"] += len(requests)
+        if error is not None:
+            log.warning("inference failed: %s: %s", type(error).__name__, error)

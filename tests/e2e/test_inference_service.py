@@ -1,0 +1,128 @@
+"""The per-device inference service under real pipelines: the manager, a Celery worker with three
+pipeline slots and its service process, real Redis, the real model on a live RTSP camera and a file.
+
+Shown here: the worker's pipelines share one model load and their frames are batched together; a
+pipeline process that crashes touches neither the service nor the other pipelines; the pipelines
+ride out a crash of the service itself (the worker starts it again, their rounds resume).
+"""
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from services.client import ManagerClient
+from services.worker.inference.client import InferenceClient
+from tests.support import faults
+from tests.support.redis_server import RedisServer
+from tests.support.stack import Stack, running_stack
+from tests.support.streams import rtsp_live_stream
+from tests.support.waiting import wait_until
+from tools.payloads import MODEL_ID, newer_init
+
+VTEST = "data/media/vtest.avi"
+
+
+@pytest.fixture(scope="module")
+def camera() -> Iterator[str]:
+    with rtsp_live_stream() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def stack(redis_server: RedisServer) -> Iterator[Stack]:
+    with running_stack(redis_server.url) as running:
+        running.start_manager()
+        running.start_worker("shared", "pipelines.cpu", concurrency=3)
+        yield running
+
+
+@pytest.fixture
+def client(stack: Stack) -> Iterator[ManagerClient]:
+    manager = ManagerClient(port=stack.port, timeout=15)
+    yield manager
+    for pipeline_id in manager.list_pipelines().pipelines:
+        manager.terminate(pipeline_id)
+
+
+def _service(stack: Stack) -> psutil.Process:
+    """The worker's inference service process (the one child that is not a pool process)."""
+    def find() -> psutil.Process | None:
+        for child in psutil.Process(stack.workers["shared"].pid).children():
+            try:
+                if "services.worker.inference" in " ".join(child.cmdline()):
+                    return child
+            except psutil.NoSuchProcess:
+                continue
+        return None
+
+    wait_until(lambda: find() is not None, timeout=30)
+    found = find()
+    assert found is not None
+    return found
+
+
+def _stats(service: psutil.Process) -> dict[str, object]:
+    command = service.cmdline()
+    client = InferenceClient(Path(command[command.index("--socket") + 1]))
+    try:
+        return client.stats()
+    finally:
+        client.close()
+
+
+def _start(client: ManagerClient, stack: Stack, video: str, **extra: object) -> str:
+    pipeline_id = client.initialise(newer_init(video, **extra)).context.pipeline_id  # type: ignore[arg-type]
+    assert pipeline_id is not None
+    wait_until(lambda: faults.audit(stack.client, pipeline_id).count(1) >= 3, timeout=60)
+    return pipeline_id
+
+
+def test_pipelines_of_a_worker_share_one_model_load_and_their_frames_are_batched(
+        client: ManagerClient, stack: Stack) -> None:
+    service = _service(stack)
+    before = _stats(service)
+    pipelines = [_start(client, stack, VTEST, results_buffer_size=1000) for _ in range(3)]
+    wait_until(lambda: all(faults.audit(stack.client, p).count(1) >= 100 for p in pipelines), timeout=120)
+    stats = _stats(service)
+    assert stats["models"] == [MODEL_ID], "one load of the model for all three pipelines"
+    assert int(stats["frames"]) - int(before["frames"]) >= 300  # type: ignore[call-overload]
+    sizes = {int(size) for size in stats["batch_sizes"]}  # type: ignore[attr-defined]
+    assert max(sizes) > 1, f"frames of several pipelines were batched together: {stats['batch_sizes']}"
+    assert stats["failed_requests"] == 0
+    for pipeline_id in pipelines:
+        report = client.status(pipeline_id).report
+        assert report.inference_errors == 0  # type: ignore[attr-defined]
+
+
+def test_a_crashed_pipeline_process_touches_neither_the_service_nor_the_other_pipelines(
+        client: ManagerClient, stack: Stack, camera: str) -> None:
+    service = _service(stack)
+    victim = _start(client, stack, camera, max_fps=10)
+    survivor = _start(client, stack, camera, max_fps=10)
+    faults.kill_tree(faults.task_pid(stack.client, victim))
+    counted = faults.audit(stack.client, survivor).count(1)
+    wait_until(lambda: faults.audit(stack.client, survivor).count(1) >= counted + 30, timeout=30)
+    assert _service(stack).pid == service.pid and service.is_running()
+    assert client.status(survivor).report.inference_errors == 0  # type: ignore[attr-defined]
+    # the manager restarts the victim (epoch 2), on the same service
+    wait_until(lambda: faults.audit(stack.client, victim).count(2) >= 3, timeout=60)
+    assert _stats(service)["models"] == [MODEL_ID]
+
+
+def test_pipelines_ride_out_a_crash_of_the_inference_service(client: ManagerClient, stack: Stack,
+                                                            camera: str) -> None:
+    pipeline_id = _start(client, stack, camera, max_fps=10)
+    old = _service(stack)
+    old.kill()
+    old.wait(10)
+    killed_at = faults.audit(stack.client, pipeline_id).count(1)
+    wait_until(lambda: _service(stack).pid != old.pid, timeout=30)  # the worker started a new one
+    wait_until(lambda: faults.audit(stack.client, pipeline_id).count(1) >= killed_at + 20, timeout=60)
+    time.sleep(1.5)  # the next stored status report
+    report = client.status(pipeline_id).report
+    assert report.pipeline_state == "RUNNING"
+    assert faults.record(stack.client, pipeline_id).epoch == 1, "the pipeline itself was not restarted"
+    assert _stats(_service(stack))["models"] == [MODEL_ID], "the new service loaded the model again"

@@ -1,0 +1,202 @@
+"""The batching core of the inference service, with small scripted runners (no socket, no model)."""
+
+import threading
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+
+from services.worker.inference.service import BadRequestError, InferenceService, ServiceStoppedError
+from services.worker.models.repository import ModelSpec
+from tests.support.waiting import wait_until
+
+SIZE = 8
+
+
+class _Repository:
+    """Resolves any id to a tiny 3x8x8 'model'; ids starting with 'missing' are not there."""
+
+    def resolve(self, model_id: str) -> ModelSpec:
+        if model_id.startswith("missing"):
+            from services.worker.models.errors import ModelNotFoundError
+
+            raise ModelNotFoundError(model_id)
+        return ModelSpec(model_id, Path("/dev/null"), ("a",), "images", SIZE, SIZE, None, "RGB", 1.0, "", "", "")
+
+
+class _Runner:
+    """Output per frame = the frame's sum; fails a batch holding a NaN; may be held at a gate."""
+
+    providers: ClassVar[list[str]] = ["ScriptedProvider"]
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.gate.set()
+        self.running = threading.Event()
+        self.batches: list[int] = []
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        self.running.set()
+        self.gate.wait(10)
+        self.batches.append(len(batch))
+        if np.isnan(batch).any():
+            raise RuntimeError("NaN in the batch")
+        return np.asarray(batch.reshape(len(batch), -1).sum(axis=1, keepdims=True))
+
+
+def _frames(value: float, count: int = 1) -> np.ndarray:
+    return np.full((count, 3, SIZE, SIZE), value, dtype=np.float32)
+
+
+def _service(runner: _Runner, runners: int = 1, max_batch: int = 8, loader=None) -> InferenceService:  # type: ignore[no-untyped-def]
+    return InferenceService(_Repository(), loader or (lambda spec: runner), runners, max_batch)  # type: ignore[arg-type]
+
+
+def _submit_all(service: InferenceService, values: list[float], results: dict[float, object]) -> list[threading.Thread]:
+    def call(value: float) -> None:
+        try:
+            results[value] = float(service.infer("m/1", _frames(value))[0, 0])
+        except Exception as exc:
+            results[value] = exc
+
+    threads = [threading.Thread(target=call, args=(value,)) for value in values]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def test_requests_that_wait_while_the_runner_is_busy_form_one_batch_and_each_gets_its_own_output() -> None:
+    runner = _Runner()
+    service = _service(runner, max_batch=8)
+    runner.gate.clear()
+    results: dict[float, object] = {}
+    first = _submit_all(service, [1.0], results)
+    assert runner.running.wait(5)
+    others = _submit_all(service, [2.0, 3.0, 4.0, 5.0, 6.0], results)
+    wait_until(lambda: service.stats()["queued"] == 5)
+    runner.gate.set()
+    for thread in first + others:
+        thread.join(10)
+    assert runner.batches == [1, 5]
+    assert results == {value: value * 3 * SIZE * SIZE for value in (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)}
+    assert service.stats()["batch_sizes"] == {"1": 1, "5": 1}
+    service.stop()
+
+
+def test_a_batch_never_exceeds_max_batch_frames() -> None:
+    runner = _Runner()
+    service = _service(runner, max_batch=4)
+    runner.gate.clear()
+    results: dict[float, object] = {}
+    threads = _submit_all(service, [0.0], results)
+    assert runner.running.wait(5)
+    threads += _submit_all(service, [float(value) for value in range(1, 10)], results)
+    wait_until(lambda: service.stats()["queued"] == 9)
+    runner.gate.set()
+    for thread in threads:
+        thread.join(10)
+    assert runner.batches == [1, 4, 4, 1]
+    assert len(results) == 10 and all(not isinstance(r, Exception) for r in results.values())
+    service.stop()
+
+
+def test_one_bad_frame_fails_only_its_own_request_not_the_batch_it_was_in() -> None:
+    runner = _Runner()
+    service = _service(runner)
+    runner.gate.clear()
+    results: dict[float, object] = {}
+    threads = _submit_all(service, [1.0], results)
+    assert runner.running.wait(5)
+    threads += _submit_all(service, [2.0, float("nan"), 4.0], results)
+    wait_until(lambda: service.stats()["queued"] == 3)
+    runner.gate.set()
+    for thread in threads:
+        thread.join(10)
+    failed = [value for value, result in results.items() if isinstance(result, Exception)]
+    assert len(failed) == 1 and np.isnan(failed[0])
+    assert results[2.0] == 2.0 * 3 * SIZE * SIZE and results[4.0] == 4.0 * 3 * SIZE * SIZE
+    assert service.stats()["failed_requests"] == 1
+    service.stop()
+
+
+def test_a_tensor_of_the_wrong_shape_or_type_is_refused_before_it_joins_a_batch() -> None:
+    runner = _Runner()
+    service = _service(runner)
+    with pytest.raises(BadRequestError, match=r"expected \[B, 3, 8, 8\]"):
+        service.infer("m/1", np.zeros((1, 3, SIZE, SIZE + 1), np.float32))
+    with pytest.raises(BadRequestError, match="float32"):
+        service.infer("m/1", np.zeros((1, 3, SIZE, SIZE), np.float64))
+    with pytest.raises(BadRequestError):
+        service.infer("m/1", np.zeros((65, 3, SIZE, SIZE), np.float32))
+    assert runner.batches == []
+    assert float(service.infer("m/1", _frames(1.0))[0, 0]) == 3 * SIZE * SIZE
+    service.stop()
+
+
+def test_a_cold_model_load_does_not_stall_requests_for_a_loaded_model() -> None:
+    runner = _Runner()
+    release = threading.Event()
+
+    def loader(spec: ModelSpec) -> _Runner:
+        if spec.model_id == "slow/1":
+            release.wait(10)
+        return runner
+
+    service = _service(runner, loader=loader)
+    service.load("m/1")
+    loading = threading.Thread(target=service.load, args=("slow/1",))
+    loading.start()
+    for value in range(5):  # served while slow/1 is still loading
+        assert float(service.infer("m/1", _frames(float(value)))[0, 0]) == value * 3 * SIZE * SIZE
+    assert loading.is_alive()
+    release.set()
+    loading.join(10)
+    assert service.stats()["models"] == ["m/1", "slow/1"]
+    service.stop()
+
+
+def test_a_missing_model_raises_its_error_and_a_later_registration_is_found() -> None:
+    runner = _Runner()
+    service = _service(runner)
+    from services.worker.models.errors import ModelNotFoundError
+
+    with pytest.raises(ModelNotFoundError):
+        service.load("missing/1")
+    assert service.stats()["models"] == []
+    service.stop()
+
+
+def test_stopping_fails_the_waiting_requests_instead_of_leaving_them_hanging() -> None:
+    runner = _Runner()
+    service = _service(runner)
+    runner.gate.clear()
+    results: dict[float, object] = {}
+    threads = _submit_all(service, [1.0], results)
+    assert runner.running.wait(5)
+    threads += _submit_all(service, [2.0, 3.0], results)
+    wait_until(lambda: service.stats()["queued"] == 2)
+    stopper = threading.Thread(target=service.stop)
+    stopper.start()
+    wait_until(lambda: isinstance(results.get(2.0), Exception) and isinstance(results.get(3.0), Exception))
+    assert isinstance(results[2.0], ServiceStoppedError)
+    runner.gate.set()
+    stopper.join(10)
+    for thread in threads:
+        thread.join(10)
+    with pytest.raises(ServiceStoppedError):
+        service.infer("m/1", _frames(1.0))
+
+
+def test_two_runners_run_two_batches_at_once() -> None:
+    runner = _Runner()
+    service = _service(runner, runners=2, max_batch=1)
+    runner.gate.clear()
+    results: dict[float, object] = {}
+    threads = _submit_all(service, [1.0, 2.0], results)
+    wait_until(lambda: service.stats()["queued"] == 0)  # both taken while the gate is closed: two runs in flight
+    runner.gate.set()
+    for thread in threads:
+        thread.join(10)
+    assert runner.batches == [1, 1] and len(results) == 2
+    service.stop()
