@@ -182,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="source buffer filling strategy (default: WAIT for files, DROP_OLDEST for live)")
     start.add_argument("--buffer-consumption", type=str.upper, choices=CONSUMPTION_STRATEGIES,
                        help="source buffer consumption strategy (default: LAZY for files, EAGER for live)")
+    start.add_argument("--processing-mode", choices=("every_frame", "freshest"),
+                       help="every_frame: nothing dropped (files); freshest: always the newest frame (live)")
+    start.add_argument("--max-staleness", type=_positive_float, metavar="SECONDS",
+                       help="with freshest: never run inference on a frame older than this (dropped, counted)")
     start.add_argument("--udp", type=_udp_address, metavar="HOST:PORT",
                        help="older generation: send each result as a UDP datagram to HOST:PORT")
     start.add_argument("--results-buffer-size", type=_positive_int, metavar="N",
@@ -429,7 +433,8 @@ def status_table(pipeline_id: str, report: StatusReport, events: int) -> list[st
 
 
 _BUILD_FLAGS = ("video", "model", "max_fps", "confidence", "iou_threshold", "device", "buffer_filling",
-                "buffer_consumption", "udp", "results_buffer_size", "consumption_timeout")
+                "buffer_consumption", "processing_mode", "max_staleness", "udp", "results_buffer_size",
+                "consumption_timeout")
 
 
 def _flag(name: str) -> str:
@@ -454,6 +459,7 @@ def _older_payload(args: argparse.Namespace) -> dict[str, Any]:
         payload["model_configuration"] = {"type": "object-detection", **model}
     for key, value in (("max_fps", args.max_fps), ("source_buffer_filling_strategy", args.buffer_filling),
                        ("source_buffer_consumption_strategy", args.buffer_consumption),
+                       ("processing_mode", args.processing_mode), ("max_staleness", args.max_staleness),
                        ("device", args.device), ("api_key", args.api_key)):
         if value is not None:
             payload[key] = value
@@ -464,7 +470,8 @@ def _newer_payload(args: argparse.Namespace) -> dict[str, Any]:
     """The workflow generation with an inline one-step object-detection workflow, as its clients send it."""
     video: dict[str, Any] = {"type": "VideoConfiguration", "video_reference": _references(args.video)}
     for key, value in (("max_fps", args.max_fps), ("source_buffer_filling_strategy", args.buffer_filling),
-                       ("source_buffer_consumption_strategy", args.buffer_consumption)):
+                       ("source_buffer_consumption_strategy", args.buffer_consumption),
+                       ("processing_mode", args.processing_mode), ("max_staleness", args.max_staleness)):
         if value is not None:
             video[key] = value
     step: dict[str, Any] = {"type": "roboflow_core/roboflow_object_detection_model@v2", "name": "model",

@@ -57,7 +57,8 @@ def _connect_hooks(app: Celery, settings: WorkerSettings) -> None:
     def on_ready(sender: Any, **kwargs: Any) -> None:
         if sender.app is not app:
             return
-        registration = Registration(redis_client(settings), _identity(sender, settings), _pipeline_pids)
+        registration = Registration(redis_client(settings), _identity(sender, settings), _pipeline_pids,
+                                    lambda: {pid for service in services if (pid := service.pid) is not None})
         registrations[sender.hostname] = registration
         registration.start()
         log.info("worker %s registered for %s", sender.hostname, ", ".join(_queues(sender)))

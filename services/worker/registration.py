@@ -7,7 +7,9 @@ Redis errors are logged once per outage and retried on the next beat.
 Besides the queues, the key carries what the manager's admission control needs
 (``services.manager.admission``): the slots and how many are busy, the host's RAM, the RAM the
 running pipelines use (RSS of the pool processes running one, their own children included), the
-largest single pipeline seen since the worker started, and the worker's optional RAM budget. A
+largest single pipeline seen since the worker started, and the worker's optional RAM budget. The
+RAM of the pipelines includes the worker's inference service (the models they share), so a budget
+covers the models too. A
 busy slot is a pool process that is running a pipeline task, so a slot counts as free again as
 soon as its process is gone, whatever Celery's bookkeeping says.
 """
@@ -49,19 +51,23 @@ class PipelineUsage:
     largest_mb: int  # the RSS of the largest one (0 when none runs)
 
 
-def measure(pipeline_pids: Collection[int], worker: psutil.Process) -> PipelineUsage:
+def measure(pipeline_pids: Collection[int], worker: psutil.Process, shared_pids: Collection[int] = ()) -> PipelineUsage:
     """The usage of the pipelines running in ``pipeline_pids`` that are still ``worker``'s processes.
 
     A pid counts only while it is a live child of the worker (or the worker itself: the solo pool
     runs its one task in the main process), so a pool process that died is never a busy slot.
     RSS counts the pages a child still shares with the worker it was forked from in every child
-    again: an overestimate, on the safe side for admission.
+    again: an overestimate, on the safe side for admission. ``shared_pids`` (the inference service)
+    add to the RAM, not to the busy slots nor to the largest pipeline.
     """
     processes = {child.pid: child for child in _children(worker)}
     processes[worker.pid] = worker
     sizes = [size for pid in set(pipeline_pids) if pid in processes
              if (size := _rss_with_children(processes[pid])) is not None]
-    return PipelineUsage(busy=len(sizes), ram_mb=sum(sizes) // MIB, largest_mb=max(sizes, default=0) // MIB)
+    shared = sum(size for pid in set(shared_pids) if pid in processes
+                 if (size := _rss_with_children(processes[pid])) is not None)
+    return PipelineUsage(busy=len(sizes), ram_mb=(sum(sizes) + shared) // MIB,
+                         largest_mb=max(sizes, default=0) // MIB)
 
 
 def _children(process: psutil.Process) -> list[psutil.Process]:
@@ -92,11 +98,14 @@ class Registration:
         client: redis.Redis,
         identity: WorkerIdentity,
         pipeline_pids: Callable[[], Collection[int]] = frozenset,
+        shared_pids: Callable[[], Collection[int]] = frozenset,
     ) -> None:
-        """``pipeline_pids`` names the processes running a pipeline task (from Celery's state)."""
+        """``pipeline_pids`` names the processes running a pipeline task (from Celery's state),
+        ``shared_pids`` the ones serving them all (the inference service)."""
         self._client = client
         self._identity = identity
         self._pipeline_pids = pipeline_pids
+        self._shared_pids = shared_pids
         self._process = psutil.Process()
         self._largest_mb = 0  # the largest pipeline seen so far: the need of the next one
         self._key = keys.worker_registration(identity.hostname)
@@ -119,7 +128,7 @@ class Registration:
     def payload(self) -> dict[str, Any]:
         """The registration as of now (measures the pipelines, and remembers the largest one)."""
         memory = psutil.virtual_memory()
-        usage = measure(self._pipeline_pids(), self._process)
+        usage = measure(self._pipeline_pids(), self._process, self._shared_pids())
         # Kept for the worker's life, not only while a pipeline runs: like the reference, the next
         # pipeline is assumed to need as much as the largest one observed, even on an idle worker.
         self._largest_mb = max(self._largest_mb, usage.largest_mb)

@@ -37,6 +37,17 @@ def test_flags_build_a_newer_generation_payload_the_manager_compiles() -> None:
     assert spec.udp_sink is None
 
 
+@pytest.mark.parametrize("udp", [(), ("--udp", "127.0.0.1:9")], ids=["newer", "older"])
+def test_processing_mode_flags_reach_the_spec_of_either_generation(udp: tuple[str, ...]) -> None:
+    from services.core.plan import ProcessingMode
+
+    spec = compile_init(_payload("--video", "rtsp://cam/live", "--processing-mode", "freshest",
+                                 "--max-staleness", "0.2", *udp))
+    assert (spec.processing_mode, spec.max_staleness) == (ProcessingMode.FRESHEST, 0.2)
+    spec = compile_init(_payload("--video", "a.mp4", "--processing-mode", "every_frame", *udp))
+    assert (spec.processing_mode, spec.max_staleness) == (ProcessingMode.EVERY_FRAME, None)
+
+
 def test_udp_flag_builds_an_older_generation_payload() -> None:
     payload = _payload("--video", "rtsp://cam/live", "--udp", "127.0.0.1:9999", "--confidence", "0.3")
     assert payload["sink_configuration"] == {"type": "udp_sink", "host": "127.0.0.1", "port": 9999}

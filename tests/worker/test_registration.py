@@ -70,6 +70,15 @@ def test_busy_slots_and_ram_count_the_children_running_a_pipeline(spawn: Spawn) 
     assert both.busy == 2 and both.ram_mb >= 2 * BALLAST_MB and BALLAST_MB <= both.largest_mb < both.ram_mb
 
 
+def test_the_inference_service_adds_to_the_ram_but_is_neither_a_slot_nor_a_pipeline(spawn: Spawn) -> None:
+    pipeline, service = spawn(), spawn()
+
+    usage = measure({pipeline.pid}, psutil.Process(), shared_pids={service.pid})
+
+    assert usage.busy == 1 and usage.ram_mb >= 2 * BALLAST_MB
+    assert BALLAST_MB <= usage.largest_mb < usage.ram_mb
+
+
 def test_a_pipelines_own_children_count_towards_it(spawn: Spawn) -> None:
     pipeline = spawn(nested=True)
 

@@ -94,3 +94,36 @@ def test_provider_selection() -> None:
     assert select_providers("gpu", available) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     with pytest.raises(InferenceDeviceError, match="unknown device"):
         select_providers("tpu", available)
+
+
+def test_tensorrt_keeps_its_engines_in_the_configured_cache_and_other_providers_get_no_options(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from services.worker.detection.detector import provider_options
+
+    cache = tmp_path / "trt"
+    options = provider_options("TensorrtExecutionProvider", cache)
+    assert options["trt_engine_cache_enable"] == "True"
+    assert options["trt_engine_cache_path"] == options["trt_timing_cache_path"] == str(cache)
+    assert cache.is_dir()  # created up front: TensorRT does not create it
+    assert provider_options("TensorrtExecutionProvider", None) == {}
+    assert provider_options("CUDAExecutionProvider", cache) == {}
+    assert provider_options("CPUExecutionProvider", cache) == {}
+
+
+def test_a_detector_on_a_given_runner_opens_no_session_of_its_own(default_model: ModelSpec,
+                                                                  detector: Detector) -> None:
+    class Recording:
+        providers = ["RecordingProvider"]  # noqa: RUF012
+
+        def __init__(self) -> None:
+            self.shapes: list[tuple[int, ...]] = []
+
+        def run(self, batch: np.ndarray) -> np.ndarray:
+            self.shapes.append(batch.shape)
+            return detector.infer(batch)
+
+    runner = Recording()
+    remote = Detector(default_model, runner=runner)
+    frame = np.zeros((480, 640, 3), np.uint8)
+    assert remote.providers == ["RecordingProvider"]
+    assert remote.detect(frame, DetectionParams()).xyxy.shape == detector.detect(frame, DetectionParams()).xyxy.shape
+    assert runner.shapes == [(1, 3, 416, 416)]
