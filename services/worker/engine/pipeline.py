@@ -34,7 +34,10 @@ no state) and checked again, as preparing took time; each pass removes a frame, 
 Slicing a prepared batch instead would make every processor expose its layout, for a case that
 only mixed sources reach. The last check's time is the round's inference start (its latency's
 decoding part), so that part never exceeds ``max_staleness``. Every frame dropped by the rule
-counts as ``stale`` in its source's drop counters (STATUS, ``vsim_frames_dropped``).
+counts as ``stale`` in its source's drop counters (STATUS, ``vsim_frames_dropped``). With the
+worker's shared inference service, a round can also wait in the service's queue: the round's
+deadline travels with the request (``staleness``) and a round the service refuses as stale goes
+through the same check again here.
 
 A pipeline ends by itself when every source has finished (files ended) and the queues are drained;
 ``terminate`` ends it from any state within its timeout. ``mute`` keeps sources decoding but
@@ -58,6 +61,7 @@ from services.worker.engine.results import RoundResult, SourceResult
 from services.worker.engine.sinks import ResultSink
 from services.worker.engine.sinks.buffered import BufferedSink
 from services.worker.engine.source import SourceConfig, VideoSource
+from services.worker.engine.staleness import StaleFrameError, deadline_scope
 from services.worker.engine.watchdog import FrameLatency, Watchdog
 
 log = logging.getLogger(__name__)
@@ -313,12 +317,22 @@ class InferencePipeline:
             self._put(self._inferred, item)  # failed and emptied rounds too: post must not wait for their seq
 
     def _run(self, item: _Round) -> None:
-        try:
-            item.inferred = self._processor.infer(item.prepared)
-        except Exception as exc:  # a bad frame or model error loses this round, not the pipeline
-            item.failed = True
-            self._inference_failed(exc)
+        while True:
+            try:
+                with deadline_scope(self._deadline(item)):
+                    item.inferred = self._processor.infer(item.prepared)
+            except StaleFrameError:  # it waited past max_staleness behind other pipelines' batches
+                if self._still_fresh(item):  # counts the stale frames; a multi-source round may keep some
+                    continue
+            except Exception as exc:  # a bad frame or model error loses this round, not the pipeline
+                item.failed = True
+                self._inference_failed(exc)
+            break
         item.finished = time.monotonic()
+
+    def _deadline(self, item: _Round) -> float | None:
+        limit = self._config.source.max_staleness
+        return None if limit is None else min(frame.decoded_at for frame in item.frames) + limit
 
     def _still_fresh(self, item: _Round) -> bool:
         """Drops the round's stale frames right before inference (preparing the rest again); False if none is left.

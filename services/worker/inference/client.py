@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from services.worker.engine.staleness import StaleFrameError, current_deadline
 from services.worker.inference import SOCKET_ENV
 from services.worker.inference.wire import Reader, SharedBuffer, WireError, send
 from services.worker.models.errors import InferenceDeviceError, InvalidModelError, ModelNotFoundError
@@ -36,6 +37,7 @@ _ERRORS: dict[str, type[Exception]] = {
     "invalid_model": InvalidModelError,
     "device": InferenceDeviceError,
     "bad_request": ValueError,
+    "stale": StaleFrameError,
 }
 
 
@@ -91,9 +93,14 @@ class InferenceClient:
         return [str(provider) for provider in reply["providers"]]
 
     def run(self, model_id: str, batch: np.ndarray) -> np.ndarray:
+        """The raw output; StaleFrameError if the round's deadline (``engine.staleness``) passed in the queue."""
         batch = np.ascontiguousarray(batch, dtype=np.float32)
-        _, output = self._call({"op": "infer", "model": model_id, "shape": list(batch.shape),
-                                "dtype": batch.dtype.str}, batch=batch)
+        header: dict[str, Any] = {"op": "infer", "model": model_id, "shape": list(batch.shape),
+                                  "dtype": batch.dtype.str}
+        deadline = current_deadline()
+        if deadline is not None:
+            header["deadline"] = deadline
+        _, output = self._call(header, batch=batch)
         assert output is not None
         return output
 

@@ -5,7 +5,7 @@ flight by using several connections. Ops (headers, ``services.worker.inference.w
 
 - ``buffer`` {size} + a memfd: the connection's shared buffer from now on;
 - ``load`` {model}: load the model if needed -> {providers};
-- ``infer`` {model, shape, dtype, inline}: the batch is in the buffer (or follows inline) -> the
+- ``infer`` {model, shape, dtype, inline, deadline?}: the batch is in the buffer (or follows inline) -> the
   output's {shape, dtype, inline}, the output in the buffer (or following inline);
 - ``stats``: the service's counters.
 
@@ -24,7 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from services.worker.inference.service import MAX_FRAMES_PER_REQUEST, BadRequestError, InferenceService
+from services.worker.inference.service import (
+    MAX_FRAMES_PER_REQUEST,
+    BadRequestError,
+    DeadlineMissedError,
+    InferenceService,
+)
 from services.worker.inference.wire import Reader, SharedBuffer, WireError, send
 from services.worker.models.errors import InferenceDeviceError, InvalidModelError, ModelNotFoundError
 
@@ -35,6 +40,8 @@ MAX_BUFFER_BYTES = 1 << 30
 
 def error_kind(exc: BaseException) -> str:
     """The wire name of an error (the client raises the matching type)."""
+    if isinstance(exc, DeadlineMissedError):
+        return "stale"
     if isinstance(exc, ModelNotFoundError):
         return "not_found"
     if isinstance(exc, InvalidModelError):
@@ -131,7 +138,9 @@ class InferenceServer:
         if op != "infer":
             raise BadRequestError(f"unknown op {op!r}")
         batch = self._batch(header, reader, buffer)
-        output = np.ascontiguousarray(self._service.infer(str(header["model"]), batch))
+        deadline = header.get("deadline")
+        output = np.ascontiguousarray(self._service.infer(
+            str(header["model"]), batch, deadline=float(deadline) if isinstance(deadline, (int, float)) else None))
         if buffer is not None and output.nbytes <= buffer.size:
             buffer.array(output.shape, output.dtype)[...] = output
             return {"ok": True, "shape": list(output.shape), "dtype": output.dtype.str, "inline": False}, None

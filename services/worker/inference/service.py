@@ -14,6 +14,10 @@ needs. A slow or dead camera never holds a batch back: a batch is made of what h
 more than one runner more than one batch is in flight (on CPU, single-threaded runs side by side
 beat one multi-threaded run: docs/benchmarks.md).
 
+A request may carry a deadline (a live pipeline's ``max_staleness``): a runner answers a request
+whose deadline passed while it waited instead of running it, so no runner time goes to frames the
+pipeline would throw away, and the pipeline takes a fresher frame.
+
 Isolation: every request is checked against its model's input (dtype, channels, size) before it
 joins a batch, so one pipeline's bad tensor cannot fail another's frames; should a batch still
 fail, its requests run again one by one and only the failing one gets the error. A model loads on
@@ -48,10 +52,15 @@ class ServiceStoppedError(RuntimeError):
     """The service stopped before the request ran."""
 
 
+class DeadlineMissedError(RuntimeError):
+    """The request's deadline passed while it waited for a runner (it was not run)."""
+
+
 @dataclass(slots=True)
 class _Request:
     batch: np.ndarray
     enqueued: float
+    deadline: float | None = None  # time.monotonic(): not run after it (the frames' max_staleness)
     done: threading.Event = field(default_factory=threading.Event)
     output: np.ndarray | None = None
     error: BaseException | None = None
@@ -107,12 +116,17 @@ class InferenceService:
                 log.info("model %s ready in %.2f s", model_id, time.monotonic() - started)
         return loaded.runner
 
-    def infer(self, model_id: str, batch: np.ndarray, timeout: float | None = None) -> np.ndarray:
-        """The model's raw output for ``batch`` ([B, 3, H, W] float32), run in some batch with other callers'."""
+    def infer(self, model_id: str, batch: np.ndarray, timeout: float | None = None,
+              deadline: float | None = None) -> np.ndarray:
+        """The model's raw output for ``batch`` ([B, 3, H, W] float32), run in some batch with other callers'.
+
+        ``deadline`` (``time.monotonic()``): if no runner took the request by then, it is not run
+        and :class:`DeadlineMissedError` is raised (the caller's frames are too old by then).
+        """
         self.load(model_id)
         model = self._models[model_id]
         self._check(model.spec, batch)
-        request = _Request(batch, time.monotonic())
+        request = _Request(batch, time.monotonic(), deadline)
         with self._cond:
             if self._stopping:
                 raise ServiceStoppedError("the inference service is stopping")
@@ -133,6 +147,7 @@ class InferenceService:
                 "frames": self._totals["frames"],
                 "batches": self._totals["batches"],
                 "failed_requests": self._totals["failed"],
+                "missed_deadlines": self._totals["missed"],
                 "batch_sizes": {str(size): count for size, count in sorted(self._batch_sizes.items())},
                 "queued": sum(len(model.queue) for model in self._models.values()),
             }
@@ -163,24 +178,34 @@ class InferenceService:
     def _run_batches(self) -> None:
         while True:
             with self._cond:
-                while not self._stopping and not any(model.queue for model in self._models.values()):
-                    self._cond.wait()
-                if self._stopping:
-                    return
-                model, requests = self._take()
-            self._run(model, requests)
+                taken = None
+                while taken is None:
+                    while not self._stopping and not any(model.queue for model in self._models.values()):
+                        self._cond.wait()
+                    if self._stopping:
+                        return
+                    taken = self._take()
+            self._run(*taken)
 
-    def _take(self) -> tuple[_Model, list[_Request]]:
-        """The waiting requests of the model with the oldest one, up to ``max_batch`` frames (at least one request)."""
+    def _take(self) -> tuple[_Model, list[_Request]] | None:
+        """The waiting requests of the model with the oldest one, up to ``max_batch`` frames; None when
+        every waiting request of that model had missed its deadline (answered, not run)."""
         model = min((m for m in self._models.values() if m.queue), key=lambda m: m.queue[0].enqueued)
-        requests = [model.queue.popleft()]
-        frames = requests[0].frames
-        while model.queue and frames + model.queue[0].frames <= self._max_batch:
-            frames += model.queue[0].frames
-            requests.append(model.queue.popleft())
+        now = time.monotonic()
+        requests: list[_Request] = []
+        frames = 0
+        while model.queue and (not requests or frames + model.queue[0].frames <= self._max_batch):
+            request = model.queue.popleft()
+            if request.deadline is not None and request.deadline < now:
+                self._totals["missed"] += 1
+                request.error = DeadlineMissedError("the frames' deadline passed in the queue")
+                request.done.set()
+                continue
+            frames += request.frames
+            requests.append(request)
         if model.queue:
             self._cond.notify()  # more waiting than this batch holds: wake another runner
-        return model, requests
+        return (model, requests) if requests else None
 
     def _run(self, model: _Model, requests: list[_Request]) -> None:
         try:

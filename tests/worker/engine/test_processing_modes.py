@@ -21,6 +21,7 @@ from services.worker.engine.frames import VideoFrame
 from services.worker.engine.pipeline import DROP_STALE, InferencePipeline, PipelineConfig
 from services.worker.engine.results import RoundResult
 from services.worker.engine.source import SourceConfig, VideoSource
+from services.worker.engine.staleness import StaleFrameError, current_deadline
 from tests.support.streams import http_live_stream
 from tests.support.waiting import wait_until
 from tests.worker.engine.conftest import FakeCapture, FakeOpener
@@ -232,6 +233,53 @@ def test_a_round_with_some_stale_frames_keeps_only_the_fresh_ones(running: list[
     for source_id in (0, 1):
         ids = sink.frame_ids(source_id)
         assert ids == sorted(ids)
+
+
+class QueuedRecorder(SlowRecorder):
+    """Stands for the shared inference service: every other round waits ``queue_wait`` behind other
+    pipelines' batches, then is refused with StaleFrameError if the deadline the pipeline stated passed."""
+
+    def __init__(self, queue_wait: float) -> None:
+        super().__init__(delay=0.01)
+        self.queue_wait = queue_wait
+        self.calls = 0
+        self.deadlines: list[tuple[float | None, float]] = []  # (stated deadline, oldest decoded_at)
+
+    def infer(self, prepared: list[VideoFrame]) -> None:
+        deadline = current_deadline()
+        self.deadlines.append((deadline, min(frame.decoded_at for frame in prepared)))
+        self.calls += 1
+        if self.calls % 2 == 0:
+            time.sleep(self.queue_wait)
+        if deadline is not None and time.monotonic() > deadline:
+            raise StaleFrameError
+        super().infer(prepared)
+
+
+def test_a_round_refused_as_stale_by_the_inference_service_counts_as_stale_drops_not_errors(
+        running: list[InferencePipeline]) -> None:
+    limit = 0.1
+    processor = QueuedRecorder(queue_wait=0.15)
+    source = SourceConfig(processing_mode=ProcessingMode.FRESHEST, max_staleness=limit)
+    pipeline, sink = _start(running, ("rtsp://127.0.0.1:9/a",), processor, source,
+                            source_factory=_sources_with_lags(0.0))
+    wait_until(lambda: len(sink.frame_ids()) >= 5 and _dropped(pipeline).get(DROP_STALE, 0) >= 5, timeout=30)
+    pipeline.terminate()
+
+    assert all(deadline == oldest + limit for deadline, oldest in processor.deadlines)
+    assert max(f.age for f in processor.inferred) <= limit + TOLERANCE
+    assert pipeline.status_report()["inference_errors"] == 0
+    assert pipeline.state is StreamState.ENDED
+    ids = sink.frame_ids()
+    assert ids == sorted(ids)
+
+
+def test_without_max_staleness_no_deadline_is_stated(running: list[InferencePipeline]) -> None:
+    processor = QueuedRecorder(queue_wait=0.0)
+    pipeline, sink = _start(running, (BIKES,), processor, SourceConfig(processing_mode=ProcessingMode.EVERY_FRAME))
+    assert pipeline.wait(timeout=60)
+    assert {deadline for deadline, _ in processor.deadlines} == {None}
+    assert sink.frame_ids() == list(range(1, 251))
 
 
 # ------------------------------------------------------------------ configuration

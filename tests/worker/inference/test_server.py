@@ -118,6 +118,22 @@ def test_errors_come_back_as_their_own_types_and_the_connection_stays_usable(
     client.close()
 
 
+def test_a_round_past_its_deadline_is_refused_as_stale_and_the_next_one_runs(
+        service: "subprocess.Popen[bytes]", socket_path: Path, tensors: list[np.ndarray]) -> None:
+    import time
+
+    from services.worker.engine.staleness import StaleFrameError, deadline_scope
+
+    client = InferenceClient(socket_path)
+    client.load(MODEL)
+    with deadline_scope(time.monotonic() - 0.01), pytest.raises(StaleFrameError):
+        client.run(MODEL, tensors[0])
+    with deadline_scope(time.monotonic() + 30):
+        assert client.run(MODEL, tensors[0]).shape == (1, 2535, 85)
+    assert client.stats()["missed_deadlines"] == 1
+    client.close()
+
+
 def test_a_client_that_dies_mid_request_touches_no_other_client(
         service: "subprocess.Popen[bytes]", socket_path: Path, tensors: list[np.ndarray]) -> None:
     client = InferenceClient(socket_path)

@@ -200,3 +200,37 @@ def test_two_runners_run_two_batches_at_once() -> None:
         thread.join(10)
     assert runner.batches == [1, 1] and len(results) == 2
     service.stop()
+
+
+def test_a_request_whose_deadline_passes_in_the_queue_is_answered_without_running() -> None:
+    import time
+
+    from services.worker.inference.service import DeadlineMissedError
+
+    runner = _Runner()
+    service = _service(runner)
+    runner.gate.clear()
+    results: dict[float, object] = {}
+    threads = _submit_all(service, [1.0], results)
+    assert runner.running.wait(5)
+
+    def call(value: float, deadline: float | None) -> None:
+        try:
+            results[value] = float(service.infer("m/1", _frames(value), deadline=deadline)[0, 0])
+        except Exception as exc:
+            results[value] = exc
+
+    late = threading.Thread(target=call, args=(2.0, time.monotonic() + 0.05))
+    patient = threading.Thread(target=call, args=(3.0, time.monotonic() + 60))
+    for thread in (late, patient):
+        thread.start()
+    wait_until(lambda: service.stats()["queued"] == 2)
+    time.sleep(0.1)  # the first deadline passes while the runner is busy
+    runner.gate.set()
+    for thread in [*threads, late, patient]:
+        thread.join(10)
+    assert isinstance(results[2.0], DeadlineMissedError)
+    assert results[3.0] == 3.0 * 3 * SIZE * SIZE
+    assert runner.batches == [1, 1]  # the late request never reached the model
+    assert service.stats()["missed_deadlines"] == 1
+    service.stop()

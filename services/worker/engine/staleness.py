@@ -1,0 +1,34 @@
+"""A round's inference deadline, visible to whatever runs the model (the inference service's client).
+
+With ``max_staleness`` the pipeline checks its frames right before ``processor.infer``; with the
+shared inference service a request can still wait in the service's queue behind other pipelines'
+batches. So the pipeline states the round's deadline (its oldest frame's ``decoded_at`` plus
+``max_staleness``, on the host's monotonic clock, which every process shares) for the duration of
+the call; the client sends it with the request, and the service answers :class:`StaleFrameError`
+instead of running a request whose deadline passed while it waited. The pipeline then counts the
+frames as ``stale`` drops and takes fresher ones, exactly as for a frame found stale before.
+"""
+
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+
+_DEADLINE: ContextVar[float | None] = ContextVar("inference_deadline", default=None)
+
+
+class StaleFrameError(Exception):
+    """The round's deadline passed before its inference started."""
+
+
+@contextlib.contextmanager
+def deadline_scope(deadline: float | None) -> Iterator[None]:
+    token = _DEADLINE.set(deadline)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def current_deadline() -> float | None:
+    """The deadline (``time.monotonic()`` seconds) of the round being inferred on this thread, if any."""
+    return _DEADLINE.get()
