@@ -282,6 +282,36 @@ def test_without_max_staleness_no_deadline_is_stated(running: list[InferencePipe
     assert sink.frame_ids() == list(range(1, 251))
 
 
+class _StalledCapture(FakeCapture):
+    """A camera that delivers ``frames`` frames, then hangs in ``grab`` (connected, silent) until released."""
+
+    def grab(self) -> bool:
+        if self.frames is not None and self.grabbed >= self.frames:
+            self.released.wait()
+            return False
+        return super().grab()
+
+
+def test_a_stalled_camera_never_holds_back_the_rounds_of_the_others(running: list[InferencePipeline]) -> None:
+    def factory(reference: str | int, source_id: int, config: SourceConfig, on_update: Any) -> VideoSource:
+        capture = FakeCapture(grab_delay=0.01) if source_id == 0 else _StalledCapture(frames=3, grab_delay=0.01)
+        return VideoSource(reference, source_id, config, on_update, opener=FakeOpener(capture))
+
+    processor = SlowRecorder(delay=0.005)
+    config = PipelineConfig(video_references=("rtsp://127.0.0.1:9/live", "rtsp://127.0.0.1:9/stalled"),
+                            source=SourceConfig(processing_mode=ProcessingMode.FRESHEST),
+                            batch_collection_timeout=0.05)
+    sink = RoundSink()
+    pipeline = InferencePipeline(config, processor, [sink], source_factory=factory)
+    running.append(pipeline)
+    pipeline.start()
+    wait_until(lambda: len(sink.frame_ids(0)) >= 3 + 30, timeout=30)
+    pipeline.terminate()
+
+    assert len(sink.frame_ids(1)) <= 3  # the stalled camera's few frames, then nothing
+    assert sum(1 for r in sink.rounds if r.slots[1] is None) >= 30, "rounds went on without it"
+
+
 # ------------------------------------------------------------------ configuration
 
 
