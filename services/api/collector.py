@@ -135,7 +135,10 @@ def _worker_families(snapshot: ClusterSnapshot) -> Iterator[Metric]:
     ram_available = GaugeMetricFamily("vsim_worker_ram_available_bytes", "RAM available on the worker's host.",
                                       labels=["worker"])
     pipelines_ram = GaugeMetricFamily("vsim_worker_pipelines_ram_bytes",
-                                      "RSS of the worker's pipeline processes together.", labels=["worker"])
+                                      "PSS of the worker's pipeline processes together.", labels=["worker"])
+    service_ram = GaugeMetricFamily("vsim_worker_inference_service_ram_bytes",
+                                    "PSS of the worker's inference service (the models its pipelines share).",
+                                    labels=["worker"])
     for worker in snapshot.workers:
         for queue in worker.queues:
             slots.add_metric([worker.hostname, queue], float(worker.slots))
@@ -144,4 +147,6 @@ def _worker_families(snapshot: ClusterSnapshot) -> Iterator[Metric]:
             ram_available.add_metric([worker.hostname], float(worker.ram_available_mb * MIB))
         if worker.pipelines_ram_mb is not None:
             pipelines_ram.add_metric([worker.hostname], float(worker.pipelines_ram_mb * MIB))
-    yield from (slots, free, ram_available, pipelines_ram)
+        if worker.inference_service_ram_mb is not None:
+            service_ram.add_metric([worker.hostname], float(worker.inference_service_ram_mb * MIB))
+    yield from (slots, free, ram_available, pipelines_ram, service_ram)

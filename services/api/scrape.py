@@ -72,6 +72,7 @@ class WorkerSample:
     free_slots: int
     ram_available_mb: int | None = None
     pipelines_ram_mb: int | None = None
+    inference_service_ram_mb: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,4 +171,9 @@ def _worker(registration: dict[str, Any]) -> WorkerSample:
         free_slots=int(registration.get("free_slots", 0)),
         ram_available_mb=int(ram_available) if ram_available is not None else None,
         pipelines_ram_mb=int(pipelines_ram) if pipelines_ram is not None else None,
+        inference_service_ram_mb=_optional_int(registration.get("inference_service_ram_mb")),
     )
+
+
+def _optional_int(value: Any) -> int | None:
+    return int(value) if value is not None else None

@@ -6,10 +6,12 @@ Redis errors are logged once per outage and retried on the next beat.
 
 Besides the queues, the key carries what the manager's admission control needs
 (``services.manager.admission``): the slots and how many are busy, the host's RAM, the RAM the
-running pipelines use (RSS of the pool processes running one, their own children included), the
-largest single pipeline seen since the worker started, and the worker's optional RAM budget. The
-RAM of the pipelines includes the worker's inference service (the models they share), so a budget
-covers the models too. A
+running pipelines use (PSS of the pool processes running one, their own children included), the
+largest single pipeline seen since the worker started, and the worker's optional RAM budget. PSS,
+not RSS: pipeline processes share the engine's pages with the worker they were forked from (and
+each other), and RSS would count those pages again in every one of them. The worker's inference
+service (the models every pipeline shares) is published on its own, ``inference_service_ram_mb``:
+it is the worker's fixed cost, not a pipeline's. A
 busy slot is a pool process that is running a pipeline task, so a slot counts as free again as
 soon as its process is gone, whatever Celery's bookkeeping says.
 """
@@ -47,8 +49,9 @@ class PipelineUsage:
     """What the processes running pipelines use at one instant."""
 
     busy: int  # pool processes running a pipeline
-    ram_mb: int  # their RSS together
-    largest_mb: int  # the RSS of the largest one (0 when none runs)
+    ram_mb: int  # their PSS together
+    largest_mb: int  # the PSS of the largest one (0 when none runs)
+    shared_mb: int = 0  # the PSS of the processes serving them all (the inference service)
 
 
 def measure(pipeline_pids: Collection[int], worker: psutil.Process, shared_pids: Collection[int] = ()) -> PipelineUsage:
@@ -56,18 +59,16 @@ def measure(pipeline_pids: Collection[int], worker: psutil.Process, shared_pids:
 
     A pid counts only while it is a live child of the worker (or the worker itself: the solo pool
     runs its one task in the main process), so a pool process that died is never a busy slot.
-    RSS counts the pages a child still shares with the worker it was forked from in every child
-    again: an overestimate, on the safe side for admission. ``shared_pids`` (the inference service)
-    add to the RAM, not to the busy slots nor to the largest pipeline.
+    ``shared_pids`` (the inference service) are measured apart, as ``shared_mb``.
     """
     processes = {child.pid: child for child in _children(worker)}
     processes[worker.pid] = worker
     sizes = [size for pid in set(pipeline_pids) if pid in processes
-             if (size := _rss_with_children(processes[pid])) is not None]
+             if (size := _memory_with_children(processes[pid])) is not None]
     shared = sum(size for pid in set(shared_pids) if pid in processes
-                 if (size := _rss_with_children(processes[pid])) is not None)
-    return PipelineUsage(busy=len(sizes), ram_mb=(sum(sizes) + shared) // MIB,
-                         largest_mb=max(sizes, default=0) // MIB)
+                 if (size := _memory_with_children(processes[pid])) is not None)
+    return PipelineUsage(busy=len(sizes), ram_mb=sum(sizes) // MIB, largest_mb=max(sizes, default=0) // MIB,
+                         shared_mb=shared // MIB)
 
 
 def _children(process: psutil.Process) -> list[psutil.Process]:
@@ -77,19 +78,26 @@ def _children(process: psutil.Process) -> list[psutil.Process]:
         return []
 
 
-def _rss_with_children(process: psutil.Process) -> int | None:
-    """RSS in bytes of ``process`` and its descendants; None when it has exited."""
+def _memory_with_children(process: psutil.Process) -> int | None:
+    """Memory in bytes of ``process`` and its descendants (PSS, else RSS); None when it has exited."""
     try:
-        total = int(process.memory_info().rss)
+        total = _memory(process)
         descendants = process.children(recursive=True)
     except psutil.Error:
         return None
     for child in descendants:
         try:
-            total += int(child.memory_info().rss)
+            total += _memory(child)
         except psutil.Error:  # exited meanwhile
             continue
     return total
+
+
+def _memory(process: psutil.Process) -> int:
+    try:
+        return int(process.memory_full_info().pss)
+    except (psutil.AccessDenied, AttributeError):  # no /proc/<pid>/smaps here: RSS, an overestimate
+        return int(process.memory_info().rss)
 
 
 class Registration:
@@ -144,6 +152,7 @@ class Registration:
             "ram_available_mb": memory.available // MIB,
             "pipelines_ram_mb": usage.ram_mb,
             "largest_pipeline_ram_mb": self._largest_mb or None,  # None: no pipeline ran here yet
+            "inference_service_ram_mb": usage.shared_mb,
             "max_ram_mb": self._identity.max_ram_mb,
         }
 

@@ -106,13 +106,14 @@ def test_stored_reports_render_as_labelled_families_without_credentials(
     redis_client.sadd(keys.pipelines_index(), "p-gone")  # retired between the index read and the script
     redis_client.set(keys.worker_registration("w@host"), json.dumps({
         "hostname": "w@host", "queues": ["pipelines.gpu", "pipelines.cpu"], "concurrency": 2, "free_slots": 1,
-        "ram_available_mb": 1024, "pipelines_ram_mb": 300}))
+        "ram_available_mb": 1024, "pipelines_ram_mb": 300, "inference_service_ram_mb": 150}))
 
     text = _render(_read(redis_server.url))
     assert "hunter2" not in text and "admin" not in text and API_KEY not in text and "rtsp" not in text
     samples = _samples(text)
 
     assert _value(samples, "vsim_metrics_redis_up") == 1
+    assert _value(samples, "vsim_worker_inference_service_ram_bytes", worker="w@host") == 150 * 2**20
     assert _value(samples, "vsim_pipelines", state="RUNNING") == 1
     assert _value(samples, "vsim_pipelines", state="PENDING") == 1
     assert _value(samples, "vsim_pipelines", state="FAILED") == 0

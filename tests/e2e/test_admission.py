@@ -2,9 +2,9 @@
 that no worker has room for, naming the missing resource, and leaves nothing behind.
 
 One stack for the module: a worker with one slot on ``pipelines.cpu``, and a worker with two slots and a
-100 MB RAM budget (the reference's ``STREAM_MANAGER_MAX_RAM_MB``) on ``pipelines.edge``. The manager
+30 MB RAM budget (the reference's ``STREAM_MANAGER_MAX_RAM_MB``) on ``pipelines.edge``. The manager
 assumes 1 MB per pipeline until a worker has run one, so the budget worker admits its first pipeline
-and, once it has measured it (about 290 MB RSS), refuses the next.
+and, once it has measured it (its PSS: well over 30 MB with its decoded frames), refuses the next.
 """
 
 import re
@@ -25,6 +25,7 @@ from tools.payloads import newer_init
 
 VTEST = "data/media/vtest.avi"
 SLOTS, BUDGET = "slots@test", "budget@test"
+BUDGET_MB = 30
 INIT_TIMEOUT = 4  # seconds the race's loser waits; a pipeline starts in under a second on a ready pool process
 
 
@@ -33,7 +34,7 @@ def stack(redis_server: RedisServer) -> Iterator[Stack]:
     with running_stack(redis_server.url, devices="cpu,edge") as running:
         running.start_manager(MANAGER_PIPELINE_RAM_ESTIMATE_MB="1", MANAGER_INIT_TIMEOUT=str(INIT_TIMEOUT))
         running.start_worker_with_env("slots", "pipelines.cpu", {}, concurrency=1)
-        running.start_worker_with_env("budget", "pipelines.edge", {"STREAM_MANAGER_MAX_RAM_MB": "100"},
+        running.start_worker_with_env("budget", "pipelines.edge", {"STREAM_MANAGER_MAX_RAM_MB": str(BUDGET_MB)},
                                       concurrency=2)
         yield running
 
@@ -82,7 +83,8 @@ def _pool_ready(stack: Stack, hostname: str) -> bool:
     used = {int(owner.rsplit(":", 1)[1]) for owner in owners if owner.startswith(f"{hostname}:")}
     try:
         live = [child.pid for child in psutil.Process(int(registration["pid"])).children()
-                if child.status() != psutil.STATUS_ZOMBIE]
+                if child.status() != psutil.STATUS_ZOMBIE
+                and "services.worker.inference" not in " ".join(child.cmdline())]  # not a pool process
     except (KeyError, psutil.Error):
         return False
     return len(live) == registration["concurrency"] and not used.intersection(live)
@@ -119,23 +121,23 @@ def test_a_full_worker_refuses_the_next_init_until_its_pipeline_ends(stack: Stac
 def test_a_worker_whose_ram_budget_is_smaller_than_a_pipeline_refuses_naming_the_budget(stack: Stack) -> None:
     running = _started(_init(stack, "edge"))  # admitted on the 1 MB estimate: nothing measured yet
     # Measured once a second: an early measure may catch the process before its model is loaded.
-    wait_until(lambda: _registration(stack, BUDGET).get("pipelines_ram_mb", 0) > 100, timeout=15)
+    wait_until(lambda: _registration(stack, BUDGET).get("pipelines_ram_mb", 0) > BUDGET_MB, timeout=15)
     before = _traces(stack)
 
     refused = _refusal(_init(stack, "edge"))
 
-    budget = re.fullmatch(rf"no capacity on pipelines\.edge: {BUDGET}: RAM budget 100 MB, (\d+) MB used \+ "
+    budget = re.fullmatch(rf"no capacity on pipelines\.edge: {BUDGET}: RAM budget {BUDGET_MB} MB, (\d+) MB used \+ "
                           r"(\d+) MB per pipeline \(largest observed\)", refused)
     assert budget is not None, refused
     used, largest = int(budget[1]), int(budget[2])
-    assert used > 100 and largest > 100  # one pipeline runs: a free slot is left, the RAM is not
+    assert used > BUDGET_MB and largest > BUDGET_MB  # one pipeline runs: a free slot is left, the RAM is not
     assert _listed(stack) == [running] and _traces(stack) == before
 
     _terminate(stack, running)
     wait_until(lambda: _registration(stack, BUDGET).get("pipelines_ram_mb") == 0, timeout=15)
     idle = _refusal(_init(stack, "edge"))  # the worker remembers what a pipeline needs
 
-    assert re.fullmatch(rf"no capacity on pipelines\.edge: {BUDGET}: RAM budget 100 MB, 0 MB used \+ \d+ MB "
+    assert re.fullmatch(rf"no capacity on pipelines\.edge: {BUDGET}: RAM budget {BUDGET_MB} MB, 0 MB used \+ \d+ MB "
                         r"per pipeline \(largest observed\)", idle), idle
     assert _registration(stack, BUDGET)["free_slots"] == 2
     assert running not in _listed(stack)

@@ -45,6 +45,8 @@ def client(stack: Stack) -> Iterator[ManagerClient]:
     yield manager
     for pipeline_id in manager.list_pipelines().pipelines:
         manager.terminate(pipeline_id)
+    # every slot free again (each pipeline's process is replaced by a fresh one) before the next test's INITs
+    wait_until(lambda: (stack.registration("shared@test") or {}).get("free_slots") == 3, timeout=30)
 
 
 def _service(stack: Stack) -> psutil.Process:

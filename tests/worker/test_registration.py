@@ -70,13 +70,47 @@ def test_busy_slots_and_ram_count_the_children_running_a_pipeline(spawn: Spawn) 
     assert both.busy == 2 and both.ram_mb >= 2 * BALLAST_MB and BALLAST_MB <= both.largest_mb < both.ram_mb
 
 
-def test_the_inference_service_adds_to_the_ram_but_is_neither_a_slot_nor_a_pipeline(spawn: Spawn) -> None:
+def test_the_inference_service_is_measured_apart_from_the_pipelines(spawn: Spawn) -> None:
     pipeline, service = spawn(), spawn()
 
     usage = measure({pipeline.pid}, psutil.Process(), shared_pids={service.pid})
 
-    assert usage.busy == 1 and usage.ram_mb >= 2 * BALLAST_MB
-    assert BALLAST_MB <= usage.largest_mb < usage.ram_mb
+    assert usage.busy == 1 and BALLAST_MB <= usage.ram_mb == usage.largest_mb < 2 * BALLAST_MB
+    assert usage.shared_mb >= BALLAST_MB
+
+
+SHARER = f"""
+import os, sys, time
+ballast = bytearray({BALLAST_MB * 2} * 2**20)
+for at in range(0, len(ballast), 4096):
+    ballast[at] = 1  # resident in the parent
+if os.fork() == 0:
+    total = sum(ballast[at] for at in range(0, len(ballast), 4096))  # read: shared with the parent, not copied
+    print("ready", flush=True)
+    time.sleep(120)
+    os._exit(0)
+time.sleep(120)
+"""
+
+
+def test_pages_a_pipeline_shares_with_the_worker_count_once_not_in_every_process() -> None:
+    parent = subprocess.Popen([sys.executable, "-c", SHARER], stdout=subprocess.PIPE)
+    try:
+        assert parent.stdout is not None and parent.stdout.readline() == b"ready\n"
+        worker = psutil.Process(parent.pid)
+        (child,) = worker.children()
+        assert child.memory_info().rss >= 2 * BALLAST_MB * 2**20  # RSS counts the shared pages in full
+
+        usage = measure({child.pid}, worker)
+
+        assert usage.ram_mb < 1.5 * BALLAST_MB, usage  # PSS: half of them (two processes share them)
+    finally:
+        for process in psutil.Process(parent.pid).children():
+            process.kill()
+        parent.kill()
+        parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()
 
 
 def test_a_pipelines_own_children_count_towards_it(spawn: Spawn) -> None:

@@ -3,7 +3,8 @@
 :class:`RemoteRunner` is a :class:`~services.worker.detection.detector.ModelRunner`, so a
 ``Detector`` or ``Classifier`` built on it pre- and post-processes in the pipeline's process and
 sends only ``session.run`` to the service. Each thread (a pipeline's inference threads) gets its
-own connection and shared buffer, so a pipeline keeps as many rounds in flight as it has threads.
+own connection and shared buffer, so a pipeline keeps as many rounds in flight as it has threads;
+the connections of threads that ended are closed when the next one opens.
 
 When the service is unreachable (restarting after a crash, say) a call waits up to
 ``connect_timeout`` for it, then raises :class:`InferenceUnavailableError`; a running pipeline
@@ -28,6 +29,10 @@ from services.worker.models.errors import InferenceDeviceError, InvalidModelErro
 _MIB = 1 << 20
 
 
+_SHARED: dict[str, "InferenceClient"] = {}
+_SHARED_LOCK = threading.Lock()
+
+
 class InferenceUnavailableError(InferenceDeviceError):
     """The inference service cannot be reached (or stopped answering)."""
 
@@ -43,6 +48,7 @@ _ERRORS: dict[str, type[Exception]] = {
 
 class _Connection:
     def __init__(self, path: Path, timeout: float) -> None:
+        self.owner = threading.current_thread()
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         try:
@@ -83,9 +89,16 @@ class InferenceClient:
 
     @classmethod
     def from_environment(cls) -> "InferenceClient | None":
-        """The client of the service the worker started for this process, or None (models load in-process)."""
+        """The client of the service the worker started for this process (one per process and service),
+        or None: models load in-process."""
         path = os.environ.get(SOCKET_ENV)
-        return cls(Path(path)) if path else None
+        if not path:
+            return None
+        with _SHARED_LOCK:
+            client = _SHARED.get(path)
+            if client is None:
+                client = _SHARED[path] = cls(Path(path))
+        return client
 
     def load(self, model_id: str) -> list[str]:
         """Load ``model_id`` in the service (if needed); its providers. Model errors raise their own types."""
@@ -161,7 +174,11 @@ class InferenceClient:
                 time.sleep(0.1)
         self._local.connection = connection
         with self._lock:
+            gone = {c for c in self._connections if not c.owner.is_alive()}  # threads of pipelines that ended
+            self._connections -= gone
             self._connections.add(connection)
+        for stale in gone:
+            stale.close()
         return connection
 
     def _drop(self, connection: _Connection) -> None:
