@@ -10,6 +10,11 @@ configuration-free checks of ``services.core.references`` and, when FFmpeg would
 ``protocol:...``, name a streaming scheme (never ``concat:``, ``pipe:``, ``file:``, ...): defence in depth
 behind the manager's INIT validation.
 
+A live stream with ``max_fps`` (and no ``video_source_properties``) is first offered to PyAV
+(``services.worker.engine.pyav_capture``), which decodes only the frames the pacing takes where the
+stream allows it; whatever PyAV cannot serve as OpenCV would opens here as before. Such a reader is
+a :class:`SelectiveCapture`: the source asks it which grabbed frames are cheap to retrieve.
+
 Native logging bypasses the redaction of Python's logs (FFmpeg prints to stderr, at debug level with
 the URL and its password), so importing this module quiets it: FFmpeg's log is off
 (``OPENCV_FFMPEG_LOGLEVEL=-8``) and OpenCV's own shows errors only, unless the operator set
@@ -21,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 import cv2
@@ -74,6 +79,15 @@ class SourceReadError(Exception):
     """An opened live source stopped delivering frames."""
 
 
+class DecodePath(StrEnum):
+    """How a source's frames are decoded (``SourceStats.decode_path``); see ``pyav_capture``."""
+
+    OPENCV = "opencv"  # grab() decodes every frame, retrieve() converts it
+    PYAV_INTRA = "pyav-intra"  # every packet decodes alone: only the frames taken are decoded
+    PYAV_KEYFRAMES = "pyav-keyframes"  # keyframes satisfy max_fps: only they are decoded, alone
+    PYAV_ALL = "pyav-all"  # every packet decoded (references), only the frames taken converted
+
+
 class Capture(Protocol):
     """The part of ``cv2.VideoCapture`` a source uses; tests substitute fakes."""
 
@@ -85,11 +99,35 @@ class Capture(Protocol):
     def release(self) -> None: ...
 
 
+@runtime_checkable
+class SelectiveCapture(Capture, Protocol):
+    """A capture that decodes only what is retrieved, where it can (``pyav_capture.PyAVCapture``).
+
+    ``frames_decoded`` counts the frames its decoder produced (OpenCV's grab decodes every frame).
+    """
+
+    frames_decoded: int
+
+    def retrievable(self) -> bool:
+        """Whether the grabbed frame can be retrieved without decoding more than itself; the pacing
+        skips the others (counted as ``max_fps`` drops)."""
+        ...
+
+    def slack(self) -> float:
+        """Seconds before its due time a retrievable frame may be taken (keyframes arrive once per
+        interval: without it, jitter would make every other one a little early and skipped)."""
+        ...
+
+    def decode_path(self) -> DecodePath: ...
+
+
 @dataclass(frozen=True, slots=True)
 class CaptureOptions:
     open_timeout: float = 5.0
     read_timeout: float = 5.0
     properties: Mapping[str, float] = field(default_factory=dict)
+    # Set for live streams paced by max_fps: they may be read by PyAV, decoding only what is taken.
+    max_fps: float | None = None
 
 
 Opener = Callable[[str | int, CaptureOptions], Capture]
@@ -158,6 +196,9 @@ def open_capture(reference: str | int, options: CaptureOptions) -> Capture:
         reason = unsafe_reason(str(reference))
         if reason is not None:
             raise SourceConnectionError(f"refusing to open video source {redact_reference(reference)}: {reason}")
+        selective = _open_selective(str(reference), options)
+        if selective is not None:
+            return selective
         params = [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
             int(options.open_timeout * 1000),
@@ -171,6 +212,16 @@ def open_capture(reference: str | int, options: CaptureOptions) -> Capture:
     for prop_id, value in props.items():
         capture.set(prop_id, value)  # unsupported properties are ignored, as the reference does
     return capture
+
+
+def _open_selective(reference: str, options: CaptureOptions) -> Capture | None:
+    """The PyAV reader where it applies (see the module docstring), else None."""
+    if (not options.max_fps or options.properties or classify(reference) is not SourceKind.STREAM
+            or "OPENCV_FFMPEG_CAPTURE_OPTIONS" in os.environ):
+        return None
+    from services.worker.engine.pyav_capture import open_pyav  # imports capture: loaded on first use
+
+    return open_pyav(reference, options, 1.0 / options.max_fps)
 
 
 def read_properties(capture: Capture, kind: SourceKind) -> SourceProperties:

@@ -8,6 +8,14 @@ RUNNING (or MUTED), then loops ``grab`` -> decide -> ``retrieve`` -> ``FrameBuff
 skipped for ``max_fps`` (live sources) or while muted are grabbed but never retrieved, which keeps
 a live connection current at little cost; files are paced instead, so no frame is lost.
 
+A live stream with ``max_fps`` may be read by PyAV instead (``capture.open_capture`` decides, see
+``pyav_capture``): its ``grab`` only demuxes where the stream allows, so frames skipped for
+``max_fps`` are never decoded. Such a :class:`~services.worker.engine.capture.SelectiveCapture`
+also says which grabbed frames can be retrieved alone (in keyframes-only decoding, the keyframes):
+the pacing takes the first of those due, up to its ``slack`` early. Frame ids, drop reasons and
+states are the same on both paths; ``stats()`` tells the decode path and how many frames the
+decoder produced (``decoder_frames``; OpenCV's grab decodes every frame).
+
 The consumer calls ``read(timeout)``; the buffer applies the filling strategy on the producer
 side and the consumption strategy on the consumer side, and counts every dropped frame (the
 consumer adds its own drops with ``count_drop``). A processing mode names a pair of strategies:
@@ -42,7 +50,9 @@ from services.core.states import BufferConsumptionStrategy, BufferFillingStrateg
 from services.worker.engine.capture import (
     Capture,
     CaptureOptions,
+    DecodePath,
     Opener,
+    SelectiveCapture,
     SourceConnectionError,
     SourceKind,
     SourceProperties,
@@ -117,9 +127,11 @@ class SourceConfig:
 
 @dataclass(frozen=True, slots=True)
 class SourceStats:
-    frames_decoded: int
+    frames_decoded: int  # frames grabbed (the reference's name): the last frame id
     frames_dropped: Mapping[str, int]
     reconnects: int
+    decoder_frames: int = 0  # frames the video decoder produced, all connections together
+    decode_path: DecodePath = DecodePath.OPENCV  # of the current (or last) connection
 
 
 class _Outcome(Enum):
@@ -152,7 +164,9 @@ class VideoSource:
         self._secrets = _secrets_of(reference)
         self._kind = classify(reference)
         self._config = config
-        self._options = CaptureOptions(config.open_timeout, config.read_timeout, dict(config.properties))
+        # Only live streams may decode fewer frames for max_fps: files deliver every frame (paced).
+        paced = config.max_fps if self._kind is SourceKind.STREAM else None
+        self._options = CaptureOptions(config.open_timeout, config.read_timeout, dict(config.properties), paced)
         self._filling, self._consumption = config.strategies(self._kind.is_live)
         self._buffer: FrameBuffer[VideoFrame] = FrameBuffer(
             config.buffer_size, self._filling, self._consumption
@@ -166,6 +180,9 @@ class VideoSource:
         self._muted = False
         self._properties: SourceProperties | None = None
         self._frames_decoded = 0
+        self._decoder_frames = 0
+        self._decoder_seen = 0  # the current capture's frames_decoded already added to the above
+        self._decode_path = DecodePath.OPENCV
         self._reconnects = 0
         self._offline_since: datetime | None = None
         self._consumption_started = False
@@ -257,7 +274,8 @@ class VideoSource:
     def stats(self) -> SourceStats:
         with self._lock:
             decoded, reconnects = self._frames_decoded, self._reconnects
-        return SourceStats(decoded, self._buffer.dropped(), reconnects)
+            decoder, path = self._decoder_frames, self._decode_path
+        return SourceStats(decoded, self._buffer.dropped(), reconnects, decoder, path)
 
     # ----------------------------------------------------------------- decode thread
 
@@ -309,6 +327,7 @@ class VideoSource:
         with self._lock:
             self._properties = properties
             self._offline_since = None
+            self._decoder_seen = 0
             muted = self._muted
         self._backoff.connected(time.monotonic())
         self._transition(StreamState.MUTED if muted else StreamState.RUNNING)
@@ -316,6 +335,7 @@ class VideoSource:
 
     def _pump(self, capture: Capture) -> _Outcome:
         interval = 1.0 / self._config.max_fps if self._config.max_fps else 0.0
+        selective = capture if isinstance(capture, SelectiveCapture) else None
         next_due = time.monotonic()
         while not self._stop.is_set():
             if interval and not self._kind.is_live and self._stop.wait(max(0.0, next_due - time.monotonic())):
@@ -323,20 +343,25 @@ class VideoSource:
             if not capture.grab():
                 return self._read_failed()
             now = time.monotonic()
-            frame_id = self._count_decoded(now)
+            frame_id = self._count_decoded(now, selective)
             if interval:  # paced before the mute check, so a muted file still advances at max_fps
-                if now < next_due:  # only live sources get here early: files were paced above
+                # Only live sources get here early (files were paced above); a selective capture's
+                # frames that cannot be retrieved alone are skipped, the next one is taken instead.
+                slack = selective.slack() if selective is not None else 0.0
+                if now < next_due - slack or (selective is not None and not selective.retrievable()):
                     self._buffer.count_drop(DROP_MAX_FPS)
                     continue
                 next_due = max(next_due + interval, now)
             if self._is_muted():
                 self._buffer.count_drop(DROP_MUTED)
                 continue
-            self._deliver(capture, frame_id)
+            self._deliver(capture, frame_id, selective)
         return _Outcome.STOPPED
 
-    def _deliver(self, capture: Capture, frame_id: int) -> None:
+    def _deliver(self, capture: Capture, frame_id: int, selective: SelectiveCapture | None = None) -> None:
         ok, image = capture.retrieve()
+        if selective is not None:  # retrieving may decode (intra-only and keyframe packets)
+            self._count_decoder(selective)
         if not ok or image is None:
             self._buffer.count_drop(DROP_DECODE_ERROR)
             return
@@ -371,14 +396,28 @@ class VideoSource:
                 return _Outcome.ENDED  # the file ended within them: nothing left to process
             with self._lock:
                 self._frames_decoded += 1
+                self._decoder_frames += 1  # files are read by OpenCV, whose grab decodes
         logger.info("source %d: resumed after frame %d", self.source_id, skip)
         return None
 
-    def _count_decoded(self, now: float) -> int:
+    def _count_decoded(self, now: float, selective: SelectiveCapture | None) -> int:
         self._backoff.healthy(now)
+        if selective is not None:
+            self._count_decoder(selective)
         with self._lock:
             self._frames_decoded += 1
+            if selective is None:  # OpenCV's grab decodes the frame
+                self._decoder_frames += 1
+                self._decode_path = DecodePath.OPENCV
             return self._frames_decoded
+
+    def _count_decoder(self, selective: SelectiveCapture) -> None:
+        """Adds what the capture's decoder produced since the last call; notes its decode path."""
+        total, path = selective.frames_decoded, selective.decode_path()
+        with self._lock:
+            self._decoder_frames += total - self._decoder_seen
+            self._decoder_seen = total
+            self._decode_path = path
 
     def _is_muted(self) -> bool:
         with self._lock:
