@@ -49,6 +49,7 @@ bench: setup
 	$(PY) -m tests.benchmarks.engine --output docs/benchmarks.md --soak-seconds $(SOAK)
 	$(PY) -m tests.benchmarks.workflows --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.decode --output docs/benchmarks.md
+	$(PY) -m tests.benchmarks.streams --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.control --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.faults --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.fuzz --output docs/benchmarks.md
