@@ -102,6 +102,19 @@ def test_max_fps_paces_a_file_without_dropping(make_source: MakeSource, vtest: P
     assert source.stats().frames_dropped == {}
 
 
+def test_a_waiting_file_decodes_only_a_few_frames_ahead_whatever_the_buffer_size(
+        make_source: MakeSource, vtest: Path) -> None:
+    from services.worker.engine.source import FILE_READ_AHEAD
+
+    source = make_source(vtest, buffer_size=64)
+    source.start()
+    wait_until(lambda: source.stats().frames_decoded >= FILE_READ_AHEAD, timeout=10)
+    time.sleep(0.5)  # nobody reads: decoding would run on up to 64 frames ahead if nothing held it back
+    assert source.stats().frames_decoded <= FILE_READ_AHEAD + 1  # + the frame waiting to be put
+    frames = [source.read(timeout=5) for _ in range(20)]  # and nothing is lost
+    assert [frame.frame_id for frame in frames if frame is not None] == list(range(1, 21))
+
+
 def test_missing_file_is_an_error(make_source: MakeSource, recorder: Recorder, tmp_path: Path) -> None:
     source = make_source(tmp_path / "missing.mp4")
     source.start()
