@@ -105,6 +105,7 @@ def preload_engine() -> None:
     import gc
 
     from services.worker import assembly, runner  # noqa: F401  (imported for their side effect: loaded modules)
+    from services.worker.engine import pyav_capture  # noqa: F401  (PyAV: imported on a live stream's first open)
 
     gc.freeze()
 
