@@ -7,7 +7,9 @@ a pipeline waits for its own request. Pre- and post-processing stay in the pipel
 they scale with the pipelines; the service does nothing but ``session.run``.
 
 Batching is greedy, not timed: ``runners`` threads run the models; a runner that comes free takes
-everything waiting for the model whose oldest request is oldest, up to ``max_batch`` frames. Under
+everything waiting for the model whose oldest request is oldest, up to ``max_batch`` frames, and
+no more than its share when other runners are idle too (two requests and two idle runners: one
+each, so a lone pipeline keeps every runner busy instead of one runner batching its rounds). Under
 light load a request runs at once (no collection window to wait out); under heavy load requests
 pile up while the runners are busy, so batches grow by themselves, exactly as far as the load
 needs. A slow or dead camera never holds a batch back: a batch is made of what has arrived. With
@@ -89,6 +91,7 @@ class InferenceService:
         self._locks_guard = threading.Lock()
         self._cond = threading.Condition()
         self._stopping = False
+        self._idle = 0  # runners waiting for work (they split the queue between them)
         self._batch_sizes: Counter[int] = Counter()
         self._totals = Counter[str]()
         self._runners = [threading.Thread(target=self._run_batches, name=f"runner-{index}", daemon=True)
@@ -180,21 +183,26 @@ class InferenceService:
             with self._cond:
                 taken = None
                 while taken is None:
+                    self._idle += 1
                     while not self._stopping and not any(model.queue for model in self._models.values()):
                         self._cond.wait()
+                    self._idle -= 1
                     if self._stopping:
                         return
                     taken = self._take()
             self._run(*taken)
 
     def _take(self) -> tuple[_Model, list[_Request]] | None:
-        """The waiting requests of the model with the oldest one, up to ``max_batch`` frames; None when
-        every waiting request of that model had missed its deadline (answered, not run)."""
+        """The waiting requests of the model with the oldest one, up to ``max_batch`` frames and no more
+        than this runner's share of them with the other idle runners; None when every request looked
+        at had missed its deadline (answered, not run)."""
         model = min((m for m in self._models.values() if m.queue), key=lambda m: m.queue[0].enqueued)
         now = time.monotonic()
+        waiting = sum(request.frames for request in model.queue)
+        limit = min(self._max_batch, -(-waiting // (self._idle + 1)))  # idle runners split the queue
         requests: list[_Request] = []
         frames = 0
-        while model.queue and (not requests or frames + model.queue[0].frames <= self._max_batch):
+        while model.queue and (not requests or frames + model.queue[0].frames <= limit):
             request = model.queue.popleft()
             if request.deadline is not None and request.deadline < now:
                 self._totals["missed"] += 1

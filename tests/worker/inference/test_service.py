@@ -234,3 +234,23 @@ def test_a_request_whose_deadline_passes_in_the_queue_is_answered_without_runnin
     assert runner.batches == [1, 1]  # the late request never reached the model
     assert service.stats()["missed_deadlines"] == 1
     service.stop()
+
+
+def test_idle_runners_split_the_waiting_frames_instead_of_one_batching_them_all() -> None:
+    import time
+
+    from services.worker.inference.service import _Request
+
+    service = _service(_Runner(), runners=2, max_batch=8)
+    service.load("m/1")
+    wait_until(lambda: service._idle == 2)  # both runners wait for work
+    model = service._models["m/1"]
+    with service._cond:  # as a third runner would see it: two others idle, four frames waiting
+        model.queue.extend(_Request(_frames(float(value)), time.monotonic()) for value in range(4))
+        taken = service._take()
+        assert taken is not None and [r.frames for r in taken[1]] == [1, 1]  # ceil(4 / 3) = 2 frames
+        service._idle = 0  # nobody else idle: a runner takes everything up to max_batch
+        taken = service._take()
+        assert taken is not None and len(taken[1]) == 2
+        service._idle = 2
+    service.stop()
