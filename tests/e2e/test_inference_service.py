@@ -99,6 +99,20 @@ def test_pipelines_of_a_worker_share_one_model_load_and_their_frames_are_batched
         assert report.inference_errors == 0  # type: ignore[attr-defined]
 
 
+def test_a_live_pipeline_with_max_staleness_takes_turns_at_the_service(client: ManagerClient, stack: Stack,
+                                                                       camera: str) -> None:
+    service = _service(stack)
+    before = int(_stats(service)["turns"])  # type: ignore[call-overload]
+    payload = newer_init(camera)
+    payload["video_configuration"].update(processing_mode="freshest", max_staleness=0.5)
+    pipeline_id = client.initialise(payload).context.pipeline_id
+    assert pipeline_id is not None
+    wait_until(lambda: faults.audit(stack.client, pipeline_id).count(1) >= 20, timeout=60)
+    stats = _stats(service)
+    assert int(stats["turns"]) - before >= 20  # type: ignore[call-overload]
+    assert client.status(pipeline_id).report.inference_errors == 0  # type: ignore[attr-defined]
+
+
 def test_a_crashed_pipeline_process_touches_neither_the_service_nor_the_other_pipelines(
         client: ManagerClient, stack: Stack, camera: str) -> None:
     service = _service(stack)

@@ -150,6 +150,11 @@ class Detector:
     def providers(self) -> list[str]:
         return self._runner.providers
 
+    def take_turn(self) -> object | None:
+        """The runner's turn for the next request, where it takes turns (the inference service); else None."""
+        take = getattr(self._runner, "take_turn", None)
+        return take() if take is not None else None
+
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, LetterboxTransform]:
         """Letterbox a BGR uint8 frame into a [1, 3, H, W] input tensor."""
         return letterbox(image, self.model.input_width, self.model.input_height)

@@ -40,6 +40,11 @@ class DetectionProcessor:
         self._detector = detector
         self._params = params or DetectionParams()
 
+    def take_turn(self) -> object | None:
+        """A turn at the inference service before the next round's frames are picked (None: runs locally)."""
+        take = getattr(self._detector, "take_turn", None)
+        return take() if take is not None else None
+
     def prepare(self, frames: Sequence[VideoFrame]) -> PreparedBatch:
         tensors, transforms = zip(*(self._detector.preprocess(frame.image) for frame in frames), strict=True)
         batch = tensors[0] if len(tensors) == 1 else np.concatenate(tensors)

@@ -37,7 +37,9 @@ decoding part), so that part never exceeds ``max_staleness``. Every frame droppe
 counts as ``stale`` in its source's drop counters (STATUS, ``vsim_frames_dropped``). With the
 worker's shared inference service, a round can also wait in the service's queue: the round's
 deadline travels with the request (``staleness``) and a round the service refuses as stale goes
-through the same check again here.
+through the same check again here. Better still, such a pipeline takes a turn at the service
+before it collects a round (``take_turn``, when its processor can): the frames are picked once the
+service has room for them, so they are fresh when a runner takes them and none goes stale waiting.
 
 A pipeline ends by itself when every source has finished (files ended) and the queues are drained;
 ``terminate`` ends it from any state within its timeout. ``mute`` keeps sources decoding but
@@ -61,7 +63,7 @@ from services.worker.engine.results import RoundResult, SourceResult
 from services.worker.engine.sinks import ResultSink
 from services.worker.engine.sinks.buffered import BufferedSink
 from services.worker.engine.source import SourceConfig, VideoSource
-from services.worker.engine.staleness import StaleFrameError, deadline_scope
+from services.worker.engine.staleness import StaleFrameError, deadline_scope, turn_scope
 from services.worker.engine.watchdog import FrameLatency, Watchdog
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,9 @@ class RoundProcessor(Protocol):
 
     def close(self, timeout: float) -> None:
         """The pipeline ended: let go of what the processor holds (background deliveries, ...)."""
+
+    # Optional: ``take_turn() -> object | None``, called by the collector of a pipeline with
+    # ``max_staleness`` before it picks a round's frames (the inference service's turn; see below).
 
 
 class RoundObserver(Protocol):
@@ -124,6 +129,7 @@ class _Round:
     finished: float = 0.0
     inferred: Any = None
     failed: bool = False  # a failed inference: the round is skipped, in order
+    turn: object | None = None  # the processor's turn at the inference service, for this round's request
 
 
 _END = object()  # sentinel travelling down the queues when every source has finished
@@ -146,6 +152,9 @@ class InferencePipeline:
             raise ValueError("inference_workers must be at least 1")
         self._config = config
         self._processor = processor
+        # Live pipelines that bound staleness pick each round's frames only once the inference
+        # service has room for them (when the processor can take turns): the freshest frame then.
+        self._takes_turns = config.source.max_staleness is not None and hasattr(processor, "take_turn")
         self._extra_handler = on_update
         self.watchdog = watchdog or Watchdog(len(config.video_references))
         self._sources = [
@@ -250,7 +259,10 @@ class InferencePipeline:
     # ----------------------------------------------------------------- stages
 
     def _collect(self) -> None:
+        turn = None
         while not self._stop.is_set():
+            if turn is None and self._takes_turns:
+                turn = self._take_turn()
             frames = self._collect_round()
             if frames is None:
                 for _ in range(self._config.inference_workers):  # one END per inference thread
@@ -258,7 +270,18 @@ class InferencePipeline:
                 return
             frames = self._fresh(frames, time.monotonic())
             if frames:
-                self._put(self._prepared, self._prepare(frames))
+                item = self._prepare(frames)
+                item.turn, turn = turn, None
+                self._put(self._prepared, item)
+
+    def _take_turn(self) -> object | None:
+        """The processor's turn at the inference service; None (the round goes without one) if none came."""
+        try:
+            turn: object | None = self._processor.take_turn()  # type: ignore[attr-defined]
+            return turn
+        except Exception as exc:  # the service is busy or restarting: deadlines still hold
+            log.debug("no inference turn: %s: %s", type(exc).__name__, exc)
+            return None
 
     def _collect_round(self) -> list[VideoFrame] | None:
         """One frame per source that has one; [] when nothing came yet; None when all finished."""
@@ -319,7 +342,7 @@ class InferencePipeline:
     def _run(self, item: _Round) -> None:
         while True:
             try:
-                with deadline_scope(self._deadline(item)):
+                with deadline_scope(self._deadline(item)), turn_scope(item.turn):
                     item.inferred = self._processor.infer(item.prepared)
             except StaleFrameError:  # it waited past max_staleness behind other pipelines' batches
                 if self._still_fresh(item):  # counts the stale frames; a multi-source round may keep some

@@ -7,6 +7,10 @@ batches. So the pipeline states the round's deadline (its oldest frame's ``decod
 the call; the client sends it with the request, and the service answers :class:`StaleFrameError`
 instead of running a request whose deadline passed while it waited. The pipeline then counts the
 frames as ``stale`` drops and takes fresher ones, exactly as for a frame found stale before.
+
+A live pipeline also takes its turn before it picks a round's frames (``RoundProcessor``'s optional
+``take_turn``), so the frame is chosen when the service has room for it; the turn travels with the
+round to its inference call the same way (``turn_scope``).
 """
 
 import contextlib
@@ -14,6 +18,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 
 _DEADLINE: ContextVar[float | None] = ContextVar("inference_deadline", default=None)
+_TURN: ContextVar[object | None] = ContextVar("inference_turn", default=None)
 
 
 class StaleFrameError(Exception):
@@ -32,3 +37,17 @@ def deadline_scope(deadline: float | None) -> Iterator[None]:
 def current_deadline() -> float | None:
     """The deadline (``time.monotonic()`` seconds) of the round being inferred on this thread, if any."""
     return _DEADLINE.get()
+
+
+@contextlib.contextmanager
+def turn_scope(turn: object | None) -> Iterator[None]:
+    token = _TURN.set(turn)
+    try:
+        yield
+    finally:
+        _TURN.reset(token)
+
+
+def current_turn() -> object | None:
+    """The turn (from the processor's ``take_turn``) of the round being inferred on this thread, if any."""
+    return _TURN.get()

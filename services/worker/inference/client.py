@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from services.worker.engine.staleness import StaleFrameError, current_deadline
+from services.worker.engine.staleness import StaleFrameError, current_deadline, current_turn
 from services.worker.inference import SOCKET_ENV
 from services.worker.inference.wire import Reader, SharedBuffer, WireError, send
 from services.worker.models.errors import InferenceDeviceError, InvalidModelError, ModelNotFoundError
@@ -110,12 +110,19 @@ class InferenceClient:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         header: dict[str, Any] = {"op": "infer", "model": model_id, "shape": list(batch.shape),
                                   "dtype": batch.dtype.str}
-        deadline = current_deadline()
+        deadline, turn = current_deadline(), current_turn()
         if deadline is not None:
             header["deadline"] = deadline
+        if isinstance(turn, str):
+            header["turn"] = turn
         _, output = self._call(header, batch=batch)
         assert output is not None
         return output
+
+    def turn(self, model_id: str, timeout: float = 10.0) -> str:
+        """Wait for a turn to send ``model_id`` a request (see ``InferenceService.take_turn``); its token."""
+        reply, _ = self._call({"op": "turn", "model": model_id, "timeout": timeout}, timeout=timeout + 5)
+        return str(reply["turn"])
 
     def stats(self) -> dict[str, Any]:
         reply, _ = self._call({"op": "stats"})
@@ -202,3 +209,6 @@ class RemoteRunner:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self._client.run(self._model_id, batch)
+
+    def take_turn(self) -> str:
+        return self._client.turn(self._model_id, timeout=1.0)

@@ -5,7 +5,8 @@ flight by using several connections. Ops (headers, ``services.worker.inference.w
 
 - ``buffer`` {size} + a memfd: the connection's shared buffer from now on;
 - ``load`` {model}: load the model if needed -> {providers};
-- ``infer`` {model, shape, dtype, inline, deadline?}: the batch is in the buffer (or follows inline) -> the
+- ``turn`` {model, timeout}: wait for a turn -> {turn} (a live pipeline, before it picks a frame);
+- ``infer`` {model, shape, dtype, inline, deadline?, turn?}: the batch is in the buffer (or follows inline) -> the
   output's {shape, dtype, inline}, the output in the buffer (or following inline);
 - ``stats``: the service's counters.
 
@@ -135,12 +136,16 @@ class InferenceServer:
             return {"ok": True, "providers": runner.providers}, None
         if op == "stats":
             return {"ok": True, "stats": self._service.stats()}, None
+        if op == "turn":
+            timeout = min(float(header.get("timeout", 10.0)), 60.0)
+            return {"ok": True, "turn": self._service.take_turn(str(header["model"]), timeout)}, None
         if op != "infer":
             raise BadRequestError(f"unknown op {op!r}")
         batch = self._batch(header, reader, buffer)
-        deadline = header.get("deadline")
+        deadline, turn = header.get("deadline"), header.get("turn")
         output = np.ascontiguousarray(self._service.infer(
-            str(header["model"]), batch, deadline=float(deadline) if isinstance(deadline, (int, float)) else None))
+            str(header["model"]), batch, deadline=float(deadline) if isinstance(deadline, (int, float)) else None,
+            turn=turn if isinstance(turn, str) else None))
         if buffer is not None and output.nbytes <= buffer.size:
             buffer.array(output.shape, output.dtype)[...] = output
             return {"ok": True, "shape": list(output.shape), "dtype": output.dtype.str, "inline": False}, None

@@ -20,6 +20,10 @@ A request may carry a deadline (a live pipeline's ``max_staleness``): a runner a
 whose deadline passed while it waited instead of running it, so no runner time goes to frames the
 pipeline would throw away, and the pipeline takes a fresher frame.
 
+Live pipelines (``freshest`` with ``max_staleness``) take turns (:meth:`InferenceService.take_turn`):
+they pick and prepare their next frame only once the service has room for it, so the frame is as
+fresh as it can be when a runner takes it, and no work goes to frames that would go stale waiting.
+
 Isolation: every request is checked against its model's input (dtype, channels, size) before it
 joins a batch, so one pipeline's bad tensor cannot fail another's frames; should a batch still
 fail, its requests run again one by one and only the failing one gets the error. A model loads on
@@ -30,6 +34,7 @@ the running pipelines. Different models share the runners.
 import logging
 import threading
 import time
+import uuid
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +48,7 @@ from services.worker.models.repository import ModelRepository, ModelSpec
 log = logging.getLogger(__name__)
 
 MAX_FRAMES_PER_REQUEST = 64
+TURN_TTL = 1.0  # seconds a turn is held for its request; then it lapses (its pipeline died, or dropped the round)
 Loader = Callable[[ModelSpec], ModelRunner]
 
 
@@ -77,6 +83,15 @@ class _Model:
     spec: ModelSpec
     runner: ModelRunner
     queue: deque[_Request] = field(default_factory=deque)
+    running: int = 0  # requests taken by runners, not finished yet
+    grants: dict[str, float] = field(default_factory=dict)  # turn token -> expiry (time.monotonic())
+    turn_waiters: deque["_TurnWaiter"] = field(default_factory=deque)
+
+
+@dataclass(slots=True)
+class _TurnWaiter:
+    event: threading.Event = field(default_factory=threading.Event)
+    token: str | None = None
 
 
 class InferenceService:
@@ -86,6 +101,7 @@ class InferenceService:
         self._repository = repository
         self._loader = loader
         self._max_batch = max_batch
+        self._capacity = runners + 1  # requests per model queued, running or granted, for turn-takers
         self._models: dict[str, _Model] = {}
         self._load_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -120,11 +136,12 @@ class InferenceService:
         return loaded.runner
 
     def infer(self, model_id: str, batch: np.ndarray, timeout: float | None = None,
-              deadline: float | None = None) -> np.ndarray:
+              deadline: float | None = None, turn: str | None = None) -> np.ndarray:
         """The model's raw output for ``batch`` ([B, 3, H, W] float32), run in some batch with other callers'.
 
         ``deadline`` (``time.monotonic()``): if no runner took the request by then, it is not run
         and :class:`DeadlineMissedError` is raised (the caller's frames are too old by then).
+        ``turn``: the token of the caller's turn (:meth:`take_turn`), used up by this request.
         """
         self.load(model_id)
         model = self._models[model_id]
@@ -133,6 +150,8 @@ class InferenceService:
         with self._cond:
             if self._stopping:
                 raise ServiceStoppedError("the inference service is stopping")
+            if turn is not None:
+                model.grants.pop(turn, None)  # the turn becomes this queued request
             model.queue.append(request)
             self._cond.notify()
         if not request.done.wait(timeout):
@@ -141,6 +160,31 @@ class InferenceService:
             raise request.error
         assert request.output is not None
         return request.output
+
+    def take_turn(self, model_id: str, timeout: float) -> str:
+        """Wait for a turn to send ``model_id`` a request; its token (to send with the request).
+
+        Live pipelines ask for a turn before they pick and prepare their next frame, so the frame is
+        chosen when a runner is about to be free instead of waiting in the queue: at most ``runners
+        + 1`` requests per model are queued, running or granted at once, and waiting pipelines get
+        turns in the order they asked. TimeoutError if none came within ``timeout``.
+        """
+        self.load(model_id)
+        model = self._models[model_id]
+        waiter = _TurnWaiter()
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            model.turn_waiters.append(waiter)
+            self._grant(model)
+        while not waiter.event.wait(min(TURN_TTL, max(0.0, deadline - time.monotonic()))):
+            with self._cond:
+                if waiter.token is None and time.monotonic() >= deadline:
+                    model.turn_waiters.remove(waiter)
+                    raise TimeoutError(f"no turn for {model_id} within {timeout} s")
+                self._grant(model)  # lapsed turns make room
+        if waiter.token is None:
+            raise ServiceStoppedError("the inference service stopped")
+        return waiter.token
 
     def stats(self) -> dict[str, Any]:
         with self._cond:
@@ -151,6 +195,8 @@ class InferenceService:
                 "batches": self._totals["batches"],
                 "failed_requests": self._totals["failed"],
                 "missed_deadlines": self._totals["missed"],
+                "turns": self._totals["turns"],
+                "lapsed_turns": self._totals["lapsed_turns"],
                 "batch_sizes": {str(size): count for size, count in sorted(self._batch_sizes.items())},
                 "queued": sum(len(model.queue) for model in self._models.values()),
             }
@@ -161,6 +207,9 @@ class InferenceService:
             pending = [request for model in self._models.values() for request in model.queue]
             for model in self._models.values():
                 model.queue.clear()
+                for waiter in model.turn_waiters:
+                    waiter.event.set()  # no token: the service stopped
+                model.turn_waiters.clear()
             self._cond.notify_all()
         for request in pending:
             request.error = ServiceStoppedError("the inference service stopped")
@@ -211,9 +260,26 @@ class InferenceService:
                 continue
             frames += request.frames
             requests.append(request)
+        model.running += len(requests)
         if model.queue:
             self._cond.notify()  # more waiting than this batch holds: wake another runner
+        self._grant(model)  # missed deadlines made room
         return (model, requests) if requests else None
+
+    def _grant(self, model: _Model) -> None:
+        """Turns to the waiting pipelines, in order, while the model has room (lock held)."""
+        now = time.monotonic()
+        for token in [token for token, expiry in model.grants.items() if expiry < now]:
+            del model.grants[token]
+            self._totals["lapsed_turns"] += 1
+        room = self._capacity - len(model.queue) - model.running - len(model.grants)
+        while room > 0 and model.turn_waiters:
+            waiter = model.turn_waiters.popleft()
+            waiter.token = uuid.uuid4().hex
+            model.grants[waiter.token] = now + TURN_TTL
+            self._totals["turns"] += 1
+            waiter.event.set()
+            room -= 1
 
     def _run(self, model: _Model, requests: list[_Request]) -> None:
         try:
@@ -226,11 +292,12 @@ class InferenceService:
                 for request in requests:
                     self._run(model, [request])
                 return
-            self._finish(requests, None, exc)
+            self._finish(model, requests, None, exc)
             return
-        self._finish(requests, output, None)
+        self._finish(model, requests, output, None)
 
-    def _finish(self, requests: list[_Request], output: np.ndarray | None, error: BaseException | None) -> None:
+    def _finish(self, model: _Model, requests: list[_Request], output: np.ndarray | None,
+                error: BaseException | None) -> None:
         start = 0
         for request in requests:
             if output is not None:
@@ -240,6 +307,8 @@ class InferenceService:
                 request.error = error
             request.done.set()
         with self._cond:
+            model.running -= len(requests)
+            self._grant(model)
             self._totals["requests"] += len(requests)
             self._totals["frames"] += sum(r.frames for r in requests)
             self._totals["batches"] += 1

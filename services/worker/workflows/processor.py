@@ -64,6 +64,10 @@ class WorkflowProcessor:
         self._ahead = models_ahead(plan)
         self._executors: dict[int, WorkflowExecutor] = {}
 
+    def take_turn(self) -> object | None:
+        """A turn at the inference service for the first model run ahead (None: no such model, or local)."""
+        return self._models.detector(self._ahead[0]).take_turn() if self._ahead else None
+
     def prepare(self, frames: Sequence[VideoFrame]) -> dict[str, tuple[np.ndarray, list[Any]]]:
         prepared = {}
         for model_id in self._ahead:

@@ -21,7 +21,7 @@ from services.worker.engine.frames import VideoFrame
 from services.worker.engine.pipeline import DROP_STALE, InferencePipeline, PipelineConfig
 from services.worker.engine.results import RoundResult
 from services.worker.engine.source import SourceConfig, VideoSource
-from services.worker.engine.staleness import StaleFrameError, current_deadline
+from services.worker.engine.staleness import StaleFrameError, current_deadline, current_turn
 from tests.support.streams import http_live_stream
 from tests.support.waiting import wait_until
 from tests.worker.engine.conftest import FakeCapture, FakeOpener
@@ -272,6 +272,46 @@ def test_a_round_refused_as_stale_by_the_inference_service_counts_as_stale_drops
     assert pipeline.state is StreamState.ENDED
     ids = sink.frame_ids()
     assert ids == sorted(ids)
+
+
+class TurnTaker(SlowRecorder):
+    """A processor whose model takes turns: hands out numbered turns and records which one each infer saw."""
+
+    def __init__(self) -> None:
+        super().__init__(delay=0.01)
+        self.turns = 0
+        self.seen: list[object | None] = []
+
+    def take_turn(self) -> object:
+        self.turns += 1
+        return f"turn-{self.turns}"
+
+    def infer(self, prepared: list[VideoFrame]) -> None:
+        self.seen.append(current_turn())
+        super().infer(prepared)
+
+
+def test_a_pipeline_with_max_staleness_takes_a_turn_before_each_round_and_sends_it_with_the_round(
+        running: list[InferencePipeline]) -> None:
+    processor = TurnTaker()
+    source = SourceConfig(processing_mode=ProcessingMode.FRESHEST, max_staleness=0.5)
+    pipeline, sink = _start(running, ("rtsp://127.0.0.1:9/a",), processor, source,
+                            source_factory=_sources_with_lags(0.0))
+    wait_until(lambda: len(sink.frame_ids()) >= 10, timeout=30)
+    pipeline.terminate()
+
+    seen = processor.seen
+    assert all(isinstance(turn, str) for turn in seen)
+    assert len(set(seen)) == len(seen), "one turn per round"
+    assert [int(str(turn).split("-")[1]) for turn in seen] == sorted(int(str(t).split("-")[1]) for t in seen)
+
+
+def test_without_max_staleness_no_turn_is_taken(running: list[InferencePipeline]) -> None:
+    processor = TurnTaker()
+    pipeline, sink = _start(running, (BIKES,), processor, SourceConfig(processing_mode=ProcessingMode.EVERY_FRAME))
+    assert pipeline.wait(timeout=60)
+    assert processor.turns == 0 and set(processor.seen) == {None}
+    assert sink.frame_ids() == list(range(1, 251))
 
 
 def test_without_max_staleness_no_deadline_is_stated(running: list[InferencePipeline]) -> None:

@@ -254,3 +254,44 @@ def test_idle_runners_split_the_waiting_frames_instead_of_one_batching_them_all(
         assert taken is not None and len(taken[1]) == 2
         service._idle = 2
     service.stop()
+
+
+def test_turns_keep_at_most_runners_plus_one_requests_per_model_and_come_in_order() -> None:
+    runner = _Runner()
+    service = _service(runner, runners=1)  # room for 2: queued + running + granted
+    first, second = service.take_turn("m/1", 5), service.take_turn("m/1", 5)
+    order: list[str] = []
+
+    def wait_turn(name: str) -> None:
+        service.take_turn("m/1", 10)
+        order.append(name)
+
+    third = threading.Thread(target=wait_turn, args=("third",))
+    third.start()
+    wait_until(lambda: len(service._models["m/1"].turn_waiters) == 1)
+    fourth = threading.Thread(target=wait_turn, args=("fourth",))
+    fourth.start()
+    wait_until(lambda: len(service._models["m/1"].turn_waiters) == 2)
+    assert order == []  # no room: two turns are out
+    service.infer("m/1", _frames(1.0), turn=first)  # the turn becomes a request; once it ran, room for one
+    wait_until(lambda: order == ["third"])
+    service.infer("m/1", _frames(2.0), turn=second)
+    wait_until(lambda: order == ["third", "fourth"])
+    for thread in (third, fourth):
+        thread.join(10)
+    service.stop()
+
+
+def test_a_turn_never_used_lapses_and_frees_its_room(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.worker.inference import service as module
+
+    monkeypatch.setattr(module, "TURN_TTL", 0.2)
+    service = _service(_Runner(), runners=1)
+    service.take_turn("m/1", 5)
+    service.take_turn("m/1", 5)  # both turns held by a pipeline that died
+    assert isinstance(service.take_turn("m/1", 5), str)  # granted once they lapsed
+    assert service.stats()["lapsed_turns"] == 2
+    service.take_turn("m/1", 5)
+    with pytest.raises(TimeoutError):
+        service.take_turn("m/1", 0.05)  # room for 2, both granted, and a lapse takes 0.2 s
+    service.stop()
