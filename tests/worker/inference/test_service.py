@@ -256,9 +256,9 @@ def test_idle_runners_split_the_waiting_frames_instead_of_one_batching_them_all(
     service.stop()
 
 
-def test_turns_keep_at_most_runners_plus_one_requests_per_model_and_come_in_order() -> None:
+def test_turns_keep_at_most_one_request_per_runner_and_model_and_come_in_order() -> None:
     runner = _Runner()
-    service = _service(runner, runners=1)  # room for 2: queued + running + granted
+    service = _service(runner, runners=2)  # room for 2: queued + running + granted
     first, second = service.take_turn("m/1", 5), service.take_turn("m/1", 5)
     order: list[str] = []
 
@@ -286,7 +286,7 @@ def test_a_turn_never_used_lapses_and_frees_its_room(monkeypatch: pytest.MonkeyP
     from services.worker.inference import service as module
 
     monkeypatch.setattr(module, "TURN_TTL", 0.2)
-    service = _service(_Runner(), runners=1)
+    service = _service(_Runner(), runners=2)
     service.take_turn("m/1", 5)
     service.take_turn("m/1", 5)  # both turns held by a pipeline that died
     assert isinstance(service.take_turn("m/1", 5), str)  # granted once they lapsed
