@@ -66,18 +66,25 @@ def _submit_all(service: InferenceService, values: list[float], results: dict[fl
     return threads
 
 
+def _queued_behind_one(service: InferenceService, runner: _Runner, first: float,
+                       values: list[float]) -> dict[float, object]:
+    """``first`` runs with the runner held at its gate, ``values`` queue behind it, then the gate opens."""
+    runner.gate.clear()
+    results: dict[float, object] = {}
+    threads = _submit_all(service, [first], results)
+    assert runner.running.wait(5)
+    threads += _submit_all(service, values, results)
+    wait_until(lambda: service.stats()["queued"] == len(values))
+    runner.gate.set()
+    for thread in threads:
+        thread.join(10)
+    return results
+
+
 def test_requests_that_wait_while_the_runner_is_busy_form_one_batch_and_each_gets_its_own_output() -> None:
     runner = _Runner()
     service = _service(runner, max_batch=8)
-    runner.gate.clear()
-    results: dict[float, object] = {}
-    first = _submit_all(service, [1.0], results)
-    assert runner.running.wait(5)
-    others = _submit_all(service, [2.0, 3.0, 4.0, 5.0, 6.0], results)
-    wait_until(lambda: service.stats()["queued"] == 5)
-    runner.gate.set()
-    for thread in first + others:
-        thread.join(10)
+    results = _queued_behind_one(service, runner, 1.0, [2.0, 3.0, 4.0, 5.0, 6.0])
     assert runner.batches == [1, 5]
     assert results == {value: value * 3 * SIZE * SIZE for value in (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)}
     assert service.stats()["batch_sizes"] == {"1": 1, "5": 1}
@@ -87,15 +94,7 @@ def test_requests_that_wait_while_the_runner_is_busy_form_one_batch_and_each_get
 def test_a_batch_never_exceeds_max_batch_frames() -> None:
     runner = _Runner()
     service = _service(runner, max_batch=4)
-    runner.gate.clear()
-    results: dict[float, object] = {}
-    threads = _submit_all(service, [0.0], results)
-    assert runner.running.wait(5)
-    threads += _submit_all(service, [float(value) for value in range(1, 10)], results)
-    wait_until(lambda: service.stats()["queued"] == 9)
-    runner.gate.set()
-    for thread in threads:
-        thread.join(10)
+    results = _queued_behind_one(service, runner, 0.0, [float(value) for value in range(1, 10)])
     assert runner.batches == [1, 4, 4, 1]
     assert len(results) == 10 and all(not isinstance(r, Exception) for r in results.values())
     service.stop()
@@ -104,15 +103,7 @@ def test_a_batch_never_exceeds_max_batch_frames() -> None:
 def test_one_bad_frame_fails_only_its_own_request_not_the_batch_it_was_in() -> None:
     runner = _Runner()
     service = _service(runner)
-    runner.gate.clear()
-    results: dict[float, object] = {}
-    threads = _submit_all(service, [1.0], results)
-    assert runner.running.wait(5)
-    threads += _submit_all(service, [2.0, float("nan"), 4.0], results)
-    wait_until(lambda: service.stats()["queued"] == 3)
-    runner.gate.set()
-    for thread in threads:
-        thread.join(10)
+    results = _queued_behind_one(service, runner, 1.0, [2.0, float("nan"), 4.0])
     failed = [value for value, result in results.items() if isinstance(result, Exception)]
     assert len(failed) == 1 and np.isnan(failed[0])
     assert results[2.0] == 2.0 * 3 * SIZE * SIZE and results[4.0] == 4.0 * 3 * SIZE * SIZE
