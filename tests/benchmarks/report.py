@@ -1,5 +1,7 @@
-"""Writes one benchmark's section into docs/benchmarks.md, leaving the other sections alone."""
+"""Writes one benchmark's section into docs/benchmarks.md, leaving the other sections alone; and the
+process accounting the stack benchmarks share (process trees, their CPU seconds, the host's)."""
 
+import contextlib
 import json
 import os
 import platform
@@ -9,6 +11,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 HEADER = "# Benchmarks\n\nWritten by `make bench`; each section is replaced by its own benchmark run.\n"
 
@@ -49,3 +53,27 @@ def run_child(module: str, args: list[str], timeout: float) -> dict[str, Any]:
         raise RuntimeError(f"benchmark child {module} {args[:2]} failed: {done.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+def process_tree(root: psutil.Process) -> list[psutil.Process]:
+    """``root`` and all its descendants (prefork children, an inference service process, ...)."""
+    try:
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> dict[int, float]:
+    """User + system CPU seconds so far, by pid (processes that are gone are left out)."""
+    seconds = {}
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            seconds[process.pid] = times.user + times.system
+    return seconds
+
+
+def host_busy() -> float:
+    """CPU seconds the whole host has been busy (all cores, neither idle nor waiting for I/O)."""
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))

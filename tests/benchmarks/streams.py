@@ -53,6 +53,9 @@ import redis
 
 from services.core import keys
 from services.core.results import FRAMES_METADATA
+from tests.benchmarks.report import cpu_seconds as _cpu_seconds
+from tests.benchmarks.report import host_busy as _host_busy
+from tests.benchmarks.report import process_tree as _tree
 from tests.benchmarks.report import run_child, stamp, write_section
 
 VIDEO = Path("data/media/vtest.avi")
@@ -228,26 +231,7 @@ def grid_cells(cores: int) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------ process accounting (parent)
 
 
-def _tree(root: psutil.Process) -> list[psutil.Process]:
-    """``root`` and all its descendants (prefork children, an inference service process, ...)."""
-    try:
-        return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
 
-
-def _cpu_seconds(processes: list[psutil.Process]) -> dict[int, float]:
-    seconds = {}
-    for process in processes:
-        with contextlib.suppress(psutil.Error):
-            times = process.cpu_times()
-            seconds[process.pid] = times.user + times.system
-    return seconds
-
-
-def _host_busy() -> float:
-    times = psutil.cpu_times()
-    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
 
 
 def tree_memory(root: psutil.Process) -> Memory:
