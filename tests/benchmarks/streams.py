@@ -231,9 +231,6 @@ def grid_cells(cores: int) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------ process accounting (parent)
 
 
-
-
-
 def tree_memory(root: psutil.Process) -> Memory:
     """(sum of PSS, sum of RSS) over ``root``'s process tree, MiB."""
     pss = rss = 0
