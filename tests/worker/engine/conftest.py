@@ -13,6 +13,7 @@ import pytest
 from services.core.states import StreamState
 from services.worker.engine.capture import Capture, CaptureOptions, SourceConnectionError
 from services.worker.engine.events import SOURCE_STATE_UPDATE, StatusUpdate
+from services.worker.engine.frames import VideoFrame
 from services.worker.engine.pipeline import InferencePipeline
 from services.worker.engine.reconnect import BackoffPolicy
 from services.worker.engine.source import SourceConfig, VideoSource
@@ -161,3 +162,15 @@ def running() -> Iterator[list[InferencePipeline]]:
     yield pipelines
     for pipeline in pipelines:
         pipeline.terminate()
+
+
+def read_until(source: VideoSource, count: int, timeout: float = 15.0) -> list[VideoFrame]:
+    """``count`` frames read from ``source`` (AssertionError, with its state, if they did not come in time)."""
+    frames: list[VideoFrame] = []
+    deadline = time.monotonic() + timeout
+    while len(frames) < count and time.monotonic() < deadline:
+        frame = source.read(timeout=0.2)
+        if frame is not None:
+            frames.append(frame)
+    assert len(frames) >= count, f"got {len(frames)} of {count} frames; state {source.state}"
+    return frames

@@ -9,7 +9,6 @@ image taken is compared with OpenCV's decode of the same frame. The live tests g
 import json
 import logging
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,14 +24,13 @@ from services.core.states import StreamState
 from services.worker.detection.detector import Detector
 from services.worker.detection.processor import DetectionProcessor
 from services.worker.engine.capture import CaptureOptions, DecodePath, SourceConnectionError, open_capture
-from services.worker.engine.frames import VideoFrame
 from services.worker.engine.pipeline import InferencePipeline, PipelineConfig
 from services.worker.engine.pyav_capture import PyAVCapture, open_pyav
 from services.worker.engine.sinks.redis_stream import RedisStreamSink
 from services.worker.engine.source import DROP_DECODE_ERROR, DROP_MAX_FPS, SourceConfig, VideoSource
 from tests.support.streams import LiveStream, free_port
 from tests.support.waiting import wait_until
-from tests.worker.engine.conftest import FAST_BACKOFF, MEDIA
+from tests.worker.engine.conftest import FAST_BACKOFF, MEDIA, read_until
 
 FPS = 10  # vtest.avi's rate, kept by every clip
 FRAMES = 120
@@ -281,17 +279,6 @@ def sources() -> Iterator[list[VideoSource]]:
         source.terminate()
 
 
-def read_frames(source: VideoSource, count: int, timeout: float = 30.0) -> list[VideoFrame]:
-    frames: list[VideoFrame] = []
-    deadline = time.monotonic() + timeout
-    while len(frames) < count and time.monotonic() < deadline:
-        frame = source.read(timeout=0.2)
-        if frame is not None:
-            frames.append(frame)
-    assert len(frames) >= count, f"{len(frames)} of {count} frames; state {source.state}"
-    return frames
-
-
 def closest(image: np.ndarray, frames: list[np.ndarray]) -> tuple[int, float]:
     """The index of the clip frame ``image`` shows, and how far it is from OpenCV's decode of it."""
     distances = [difference(image, frame) for frame in frames]
@@ -309,7 +296,7 @@ def test_live_mjpeg_decodes_only_what_max_fps_takes(
         source = VideoSource(url, 0, SourceConfig(max_fps=2), updates.append)
         sources.append(source)
         source.start()
-        frames = read_frames(source, 6)
+        frames = read_until(source, timeout=30, count=6)
         source.terminate()
     stats = source.stats()
     assert stats.decode_path is DecodePath.PYAV_INTRA
@@ -334,7 +321,7 @@ def test_live_h264_decodes_keyframes_only_when_the_gop_allows(
         source.start()
         wait_until(lambda: source.stats().decode_path is DecodePath.PYAV_KEYFRAMES, timeout=30)
         switched = source.stats()
-        frames = read_frames(source, 4)
+        frames = read_until(source, timeout=30, count=4)
         later = source.stats()
     assert later.decode_path is DecodePath.PYAV_KEYFRAMES
     # After the switch: nine frames in ten grabbed, never decoded.
@@ -350,7 +337,7 @@ def test_live_h264_with_a_long_gop_decodes_everything(clips: dict[str, Path], so
         source = VideoSource(stream.url, 0, SourceConfig(max_fps=1), lambda update: None)
         sources.append(source)
         source.start()
-        read_frames(source, 3)
+        read_until(source, timeout=30, count=3)
         source.terminate()
     stats = source.stats()
     assert stats.decode_path is DecodePath.PYAV_ALL
@@ -363,12 +350,12 @@ def test_live_pyav_source_reconnects_and_keeps_counting(clips: dict[str, Path], 
                              lambda update: None)
         sources.append(source)
         source.start()
-        before = read_frames(source, 3)
+        before = read_until(source, timeout=30, count=3)
         stream.stop()
         wait_until(lambda: source.state is StreamState.RESTARTING, timeout=15)
         stream.start()
         wait_until(lambda: source.state is StreamState.RUNNING, timeout=15)
-        after = read_frames(source, 3)
+        after = read_until(source, timeout=30, count=3)
     assert source.stats().reconnects >= 1 and source.stats().decode_path is DecodePath.PYAV_INTRA
     assert after[-1].frame_id > before[-1].frame_id
 
@@ -381,7 +368,7 @@ def test_live_sources_without_max_fps_or_with_properties_stay_on_opencv(
         source = VideoSource(stream.url, 0, SourceConfig(**config), lambda update: None)  # type: ignore[arg-type]  # kwargs
         sources.append(source)
         source.start()
-        read_frames(source, 2)
+        read_until(source, timeout=30, count=2)
         stats = source.stats()
     assert stats.decode_path is DecodePath.OPENCV
     assert stats.decoder_frames == stats.frames_decoded  # OpenCV's grab decodes every frame
@@ -391,7 +378,7 @@ def test_files_stay_on_opencv_and_deliver_every_frame(clips: dict[str, Path], so
     source = VideoSource(str(clips["mjpeg.avi"]), 0, SourceConfig(max_fps=100), lambda update: None)
     sources.append(source)
     source.start()
-    frames = read_frames(source, FRAMES)
+    frames = read_until(source, timeout=30, count=FRAMES)
     wait_until(lambda: source.finished, timeout=10)
     assert [frame.frame_id for frame in frames] == list(range(1, FRAMES + 1))
     assert source.stats().decode_path is DecodePath.OPENCV and source.stats().decoder_frames == FRAMES

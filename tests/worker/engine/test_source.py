@@ -20,6 +20,7 @@ from tests.worker.engine.conftest import (
     FakeCapture,
     FakeOpener,
     Recorder,
+    read_until,
     refused,
     wait_for_state,
 )
@@ -40,17 +41,6 @@ def read_frames(source: VideoSource, seconds: float) -> list[VideoFrame]:
         frame = source.read(timeout=0.1)
         if frame is not None:
             frames.append(frame)
-    return frames
-
-
-def read_until(source: VideoSource, count: int, timeout: float = 15.0) -> list[VideoFrame]:
-    frames: list[VideoFrame] = []
-    deadline = time.monotonic() + timeout
-    while len(frames) < count and time.monotonic() < deadline:
-        frame = source.read(timeout=0.2)
-        if frame is not None:
-            frames.append(frame)
-    assert len(frames) >= count, f"got {len(frames)} of {count} frames; state {source.state}"
     return frames
 
 
