@@ -63,7 +63,7 @@ from services.worker.engine.results import RoundResult, SourceResult
 from services.worker.engine.sinks import ResultSink
 from services.worker.engine.sinks.buffered import BufferedSink
 from services.worker.engine.source import SourceConfig, VideoSource
-from services.worker.engine.staleness import StaleFrameError, deadline_scope, turn_scope
+from services.worker.engine.staleness import StaleFrameError, round_scope
 from services.worker.engine.watchdog import FrameLatency, Watchdog
 
 log = logging.getLogger(__name__)
@@ -342,7 +342,7 @@ class InferencePipeline:
     def _run(self, item: _Round) -> None:
         while True:
             try:
-                with deadline_scope(self._deadline(item)), turn_scope(item.turn):
+                with round_scope(self._deadline(item), item.turn):
                     item.inferred = self._processor.infer(item.prepared)
             except StaleFrameError:  # it waited past max_staleness behind other pipelines' batches
                 if self._still_fresh(item):  # counts the stale frames; a multi-source round may keep some

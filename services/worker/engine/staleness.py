@@ -10,15 +10,22 @@ frames as ``stale`` drops and takes fresher ones, exactly as for a frame found s
 
 A live pipeline also takes its turn before it picks a round's frames (``RoundProcessor``'s optional
 ``take_turn``), so the frame is chosen when the service has room for it; the turn travels with the
-round to its inference call the same way (``turn_scope``).
+round to its inference call the same way (``round_scope``).
 """
 
 import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
+from dataclasses import dataclass
 
-_DEADLINE: ContextVar[float | None] = ContextVar("inference_deadline", default=None)
-_TURN: ContextVar[object | None] = ContextVar("inference_turn", default=None)
+
+@dataclass(frozen=True, slots=True)
+class _Round:
+    deadline: float | None = None
+    turn: object | None = None
+
+
+_ROUND: ContextVar[_Round | None] = ContextVar("inference_round", default=None)
 
 
 class StaleFrameError(Exception):
@@ -26,28 +33,22 @@ class StaleFrameError(Exception):
 
 
 @contextlib.contextmanager
-def deadline_scope(deadline: float | None) -> Iterator[None]:
-    token = _DEADLINE.set(deadline)
+def round_scope(deadline: float | None = None, turn: object | None = None) -> Iterator[None]:
+    """For the duration of a round's ``processor.infer`` on this thread: its deadline and its turn."""
+    token = _ROUND.set(_Round(deadline, turn))
     try:
         yield
     finally:
-        _DEADLINE.reset(token)
+        _ROUND.reset(token)
 
 
 def current_deadline() -> float | None:
     """The deadline (``time.monotonic()`` seconds) of the round being inferred on this thread, if any."""
-    return _DEADLINE.get()
-
-
-@contextlib.contextmanager
-def turn_scope(turn: object | None) -> Iterator[None]:
-    token = _TURN.set(turn)
-    try:
-        yield
-    finally:
-        _TURN.reset(token)
+    scope = _ROUND.get()
+    return scope.deadline if scope is not None else None
 
 
 def current_turn() -> object | None:
     """The turn (from the processor's ``take_turn``) of the round being inferred on this thread, if any."""
-    return _TURN.get()
+    scope = _ROUND.get()
+    return scope.turn if scope is not None else None

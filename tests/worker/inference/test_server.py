@@ -122,13 +122,13 @@ def test_a_round_past_its_deadline_is_refused_as_stale_and_the_next_one_runs(
         service: "subprocess.Popen[bytes]", socket_path: Path, tensors: list[np.ndarray]) -> None:
     import time
 
-    from services.worker.engine.staleness import StaleFrameError, deadline_scope
+    from services.worker.engine.staleness import StaleFrameError, round_scope
 
     client = InferenceClient(socket_path)
     client.load(MODEL)
-    with deadline_scope(time.monotonic() - 0.01), pytest.raises(StaleFrameError):
+    with round_scope(time.monotonic() - 0.01), pytest.raises(StaleFrameError):
         client.run(MODEL, tensors[0])
-    with deadline_scope(time.monotonic() + 30):
+    with round_scope(time.monotonic() + 30):
         assert client.run(MODEL, tensors[0]).shape == (1, 2535, 85)
     assert client.stats()["missed_deadlines"] == 1
     client.close()
