@@ -49,7 +49,8 @@ def newer_router(client: AsyncManagerClient) -> APIRouter:
 
     @router.post("/initialise_webrtc", response_model=InitialiseWebRTCResponse,
                  summary="Starts new InferencePipeline consuming a WebRTC video track",
-                 description="Not supported by this manager yet: answers 500 with ProcessesManagerOperationError.",
+                 description="The worker running the pipeline answers the offer; the reply carries its SDP answer. The "
+                             "pipeline ends when the peer closes or sends nothing for webrtc_peer_timeout.",
                  responses=_INIT_ERRORS, openapi_extra=_WEBRTC_BODY)
     async def initialise_webrtc(payload: InitPayload) -> InitialiseWebRTCResponse:
         return await client.initialise_webrtc(payload)

@@ -152,19 +152,35 @@ class WorkflowDefinition(_Documented):
 
 
 class WebRTCOffer(_Documented):
-    type: str
-    sdp: str
+    type: str = Field(description="'offer'.")
+    sdp: str = Field(description="The peer's SDP offer with its ICE candidates gathered (no trickle ICE); it "
+                                 "must carry a video track that is both sent and received.")
+
+
+class WebRTCTurnConfig(_Documented):
+    urls: str | list[str] = Field(description="One TURN/STUN URL or several.")
+    username: str | None = None
+    credential: str | None = Field(default=None, description="Never logged or shown in a status.")
 
 
 class InitialiseWebRTCPayload(NewerInitialisePayload):
-    """A newer payload plus the WebRTC offer (this manager answers operation_error: not supported yet)."""
+    """A newer payload whose video is the peer's track: the reply carries the SDP answer.
+
+    ``video_configuration.video_reference`` is ignored. The first name of ``stream_output`` is the workflow
+    output whose image goes back as video (``[""]``: the first image output; none: the input frame); the
+    first of ``data_output`` is sent as JSON on the data channel the peer opened, one message per frame.
+    """
 
     webrtc_offer: WebRTCOffer
-    webrtc_turn_config: dict[str, Any] | None = None
-    stream_output: list[str | None] | None = None
-    data_output: list[str | None] | None = None
-    webcam_fps: float | None = None
-    webrtc_realtime_processing: bool = True
+    webrtc_turn_config: WebRTCTurnConfig | None = Field(
+        default=None, description="The ICE server for this peer; none: the worker's WORKER_WEBRTC_TURN_* settings.")
+    stream_output: list[str] | None = None
+    data_output: list[str] | None = None
+    webcam_fps: float | None = Field(default=None, description="The peer's frame rate when known.")
+    webrtc_realtime_processing: bool = Field(
+        default=True, description="true: always the freshest frame (stale ones dropped); false: every frame.")
+    webrtc_peer_timeout: float | None = Field(
+        default=None, description="Seconds without a frame from the peer before the pipeline ends (10).")
 
 
 class ConsumePayload(BaseModel):

@@ -28,6 +28,7 @@ from pydantic import (
 from services.core.errors import InvalidPayloadError, NotFoundError, invalid_payload_from
 from services.core.redaction import REDACTED, redact_reference, redact_text
 from services.core.states import BufferConsumptionStrategy, BufferFillingStrategy, ProcessingMode
+from services.core.webrtc import PEER_REFERENCE, WebRTCSpec, compile_webrtc
 from services.core.workflows import WorkflowPlan, compile_workflow
 from services.core.workflows.compiler import object_at
 from services.core.workflows.secrets import plan_secrets
@@ -99,6 +100,8 @@ class PipelineSpec(BaseModel):
     consumption_timeout: float | None = Field(default=None, gt=0)
     api_key: SecretStr | None = None
     device: str = Field(default="", pattern=r"^[A-Za-z0-9_.\-]{0,64}$")
+    # A WEBRTC request's peer (its offer, what goes back to it); its one source is PEER_REFERENCE.
+    webrtc: WebRTCSpec | None = None
 
     @field_validator("video_references", mode="before")
     @classmethod
@@ -150,11 +153,19 @@ class PipelineSpec(BaseModel):
     def _one_processing(self) -> "PipelineSpec":
         if (self.model_id is None) == (self.workflow is None):
             raise ValueError("a pipeline runs either one model (model_id) or a workflow, not both or neither")
+        if (self.webrtc is not None) != (PEER_REFERENCE in self.video_references):
+            raise ValueError(f"the video reference {PEER_REFERENCE!r} is the source of a WebRTC pipeline, and only")
         return self
+
+    @property
+    def movable(self) -> bool:
+        """Whether another worker can take the pipeline over (a WebRTC peer is bound to its worker)."""
+        return self.webrtc is None
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret the spec holds: the api_key and the workflow's (sink passwords, tokens, ...)."""
         found = (self.api_key.get_secret_value(),) if self.api_key is not None else ()
+        found += self.webrtc.secrets() if self.webrtc is not None else ()
         return found + (plan_secrets(self.workflow) if self.workflow is not None else ())
 
     def model_ids(self) -> list[str]:
@@ -165,6 +176,8 @@ class PipelineSpec(BaseModel):
         """JSON-ready dump WITH the api_key revealed: only for the Celery task and the spec key."""
         dumped = self.model_dump(mode="json")
         dumped["api_key"] = self.api_key.get_secret_value() if self.api_key is not None else None
+        if self.webrtc is not None:
+            dumped["webrtc"] = self.webrtc.task_payload()
         return dumped
 
     def redacted(self) -> dict[str, Any]:
@@ -174,6 +187,8 @@ class PipelineSpec(BaseModel):
         dumped["video_references"] = [redact_reference(ref) for ref in self.video_references]
         if self.workflow is not None:  # sink passwords, tokens in webhook headers or URLs
             dumped["workflow"] = json.loads(redact_text(json.dumps(dumped["workflow"]), self.secrets()))
+        if self.webrtc is not None:
+            dumped["webrtc"] = self.webrtc.redacted()
         return dumped
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
@@ -182,6 +197,8 @@ class PipelineSpec(BaseModel):
                 value = [redact_reference(ref) for ref in self.video_references]
             elif name == "workflow" and self.workflow is not None:  # its sinks may hold secrets
                 value = f"<workflow of {len(self.workflow.steps)} steps>"
+            elif name == "webrtc" and self.webrtc is not None:  # the offer's ICE password, the TURN credential
+                value = self.webrtc.redacted()
             yield name, value
 
 
@@ -228,6 +245,31 @@ def compile_init(
         "video_reference, sink_configuration {type: 'udp_sink', host, port}) or the workflow form "
         "(video_configuration, processing_configuration, sink_configuration)"
     )
+
+
+def compile_webrtc_init(
+    payload: Mapping[str, Any], resolve_workflow: WorkflowResolver | None = None
+) -> PipelineSpec:
+    """The plan of a WEBRTC request: an INIT of the workflow generation whose source is the peer.
+
+    ``video_configuration.video_reference`` is ignored (the peer's track is the video). Unless the
+    payload names a processing mode or buffer strategies, ``webrtc_realtime_processing`` chooses:
+    true (the default) processes the freshest frame, false every frame.
+    """
+    if "processing_configuration" not in payload:
+        raise InvalidPayloadError("a webrtc payload is an init payload of the workflow generation: field "
+                                  "'processing_configuration' is required")
+    draft = _compile_workflow_payload(payload, resolve_workflow)
+    draft.put("video_references", [PEER_REFERENCE], "video_configuration.video_reference")
+    plan = draft.values["workflow"]
+    webrtc = compile_webrtc(payload, [output.name for output in plan.outputs])
+    draft.put("webrtc", webrtc, "webrtc_offer")
+    chosen = any(draft.values.get(name) is not None for name in (
+        "processing_mode", "source_buffer_filling_strategy", "source_buffer_consumption_strategy"))
+    if not chosen:
+        mode = ProcessingMode.FRESHEST if webrtc.realtime else ProcessingMode.EVERY_FRAME
+        draft.put("processing_mode", mode.value, "webrtc_realtime_processing")
+    return draft.build()
 
 
 def _compile_flat_payload(payload: Mapping[str, Any]) -> _Draft:

@@ -54,6 +54,9 @@ class PipelineRecord:
     # record, not in the manager's memory, so a manager restart still carries it out.
     restart_at: float = 0.0
     last_error: str = ""
+    # False for a pipeline no other worker can take over (a WebRTC peer is connected to its worker):
+    # when its task is lost it is retired FAILED with the reason instead of being re-dispatched.
+    movable: bool = True
 
     def to_hash(self) -> dict[str, str]:
         return {f.name: str(getattr(self, f.name)) for f in fields(self)}
@@ -75,4 +78,5 @@ class PipelineRecord:
             failures=int(data.get("failures", 0)),
             restart_at=float(data.get("restart_at", 0.0)),
             last_error=data.get("last_error", ""),
+            movable=data.get("movable", "True") != "False",
         )

@@ -40,7 +40,7 @@ from services.core.messages import (
     TerminateRequest,
     WebRTCRequest,
 )
-from services.core.plan import PipelineSpec, compile_init
+from services.core.plan import PipelineSpec, compile_init, compile_webrtc_init
 from services.core.records import DesiredState, PipelineRecord, PipelineState
 from services.core.references import ReferencePolicy, check_references
 from services.core.tasks import queue_for
@@ -123,30 +123,40 @@ class Handlers:
         return Reply({"status": "success", "pipelines": await self._s.store.live_ids()}, None)
 
     async def webrtc(self, request: WebRTCRequest, request_id: str) -> Reply:
-        raise OperationError("WebRTC is not supported yet", "WebRTC pipelines are not supported yet.")
+        """An INIT whose video is the peer's track; the reply carries the task's SDP answer."""
+        spec = compile_webrtc_init(request.payload, await self._s.workflows.resolver_for(request.payload))
+        return await self._launch(spec, request_id)
 
     async def init(self, request: InitRequest, request_id: str) -> Reply:
         spec = compile_init(request.payload, await self._s.workflows.resolver_for(request.payload))
         check_references(spec.video_references, self._references)
+        return await self._launch(spec, request_id)
+
+    async def _launch(self, spec: PipelineSpec, request_id: str) -> Reply:
+        """Records and dispatches the pipeline; its task's reply, or a failure that leaves nothing behind.
+
+        The task's success reply is passed on as it came: ``{"status": "success"}`` for an INIT, with the
+        SDP answer (``sdp``, ``type``) for a WEBRTC request.
+        """
         device = self._device_of(spec)
         await self._require_device_room(device)
         await self._require_worker(queue_for(device))
         now = time.time()
-        record = PipelineRecord(str(uuid.uuid4()), device=device, created_at=now, updated_at=now)
+        record = PipelineRecord(str(uuid.uuid4()), device=device, created_at=now, updated_at=now,
+                                movable=spec.movable)
         payload = {**spec.task_payload(), "device": device}
         await self._s.store.create(record, payload)
-        secrets = (spec.api_key.get_secret_value(),) if spec.api_key else ()
         started = False
         try:
             response = await self._start(record, payload, request_id)
             started = response.get("status") == "success"
         except Exception as exc:
             logger.warning("init of pipeline %s failed: %s", record.pipeline_id, type(exc).__name__)
-            response = failure_response(exc, secrets)
+            response = failure_response(exc, spec.secrets())
         finally:
             if not started:
                 await asyncio.shield(self._abandon(record, request_id))
-        return Reply(SUCCESS if started else response, record.pipeline_id)
+        return Reply(response, record.pipeline_id)
 
     def _device_of(self, spec: PipelineSpec) -> str:
         device = spec.device or self._settings.default_device

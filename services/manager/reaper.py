@@ -17,7 +17,9 @@ lives in the record (``restart_at``), so a manager restart still carries it out.
 re-dispatch is sent only when a live worker of the pipeline's device queue has room for it (the
 same admission as an INIT: a free slot, RAM); until then the pipeline waits, PENDING, with the
 reason in ``last_error``. After ``max_restarts`` crashes, or
-when termination was requested, it is retired as FAILED / TERMINATED instead.
+when termination was requested, it is retired as FAILED / TERMINATED instead. A pipeline that is not
+``movable`` (a WebRTC pipeline: the peer connection lived in the lost task) is retired FAILED at once,
+with that reason, whether its worker crashed or shut down.
 
 Redis outages: while Redis is unreachable no task can refresh its heartbeat, and the keys may
 expire meanwhile (a Redis restarted with its data drops those whose TTL passed while it was down).
@@ -52,6 +54,7 @@ logger = logging.getLogger(__name__)
 
 HEARTBEAT_LOST = "worker lost (no heartbeat)"
 NEVER_CLAIMED = "no worker claimed the pipeline in time"
+NOT_MOVABLE = "a WebRTC pipeline cannot move to another worker (its peer was connected to the lost one)"
 _BEATING = (PipelineState.INITIALISING, PipelineState.RUNNING, PipelineState.MUTED)
 
 
@@ -140,6 +143,9 @@ class Reaper:
         self._missing_since.pop(pid, None)
         if record.desired_state is DesiredState.TERMINATED:
             await self._retire_lost(record, PipelineState.TERMINATED, f"{reason}; termination was requested")
+            return
+        if not record.movable:  # its peer connection was on the lost worker: nothing can take it over
+            await self._retire_lost(record, PipelineState.FAILED, f"{reason}; {NOT_MOVABLE}")
             return
         failure = reason != WORKER_SHUTDOWN
         if failure and record.failures >= self._settings.max_restarts:

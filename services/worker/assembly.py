@@ -5,10 +5,12 @@ come first (video files, source options), the model load last, so a bad payload 
 """
 
 import dataclasses
+import functools
 import os
 import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -30,7 +32,7 @@ from services.worker.engine.reconnect import BackoffPolicy
 from services.worker.engine.sinks import ResultSink
 from services.worker.engine.sinks.redis_stream import Fence, RedisStreamSink
 from services.worker.engine.sinks.udp import UdpSink
-from services.worker.engine.source import SourceConfig
+from services.worker.engine.source import SourceConfig, VideoSource
 from services.worker.engine.watchdog import Watchdog
 from services.worker.inference.client import InferenceClient
 from services.worker.models.errors import InferenceDeviceError, InvalidModelError, ModelNotFoundError
@@ -41,6 +43,9 @@ from services.worker.workflows.background import BackgroundRunner
 from services.worker.workflows.blocks.base import BlockEnvironment, SinkSettings
 from services.worker.workflows.models import ModelService
 from services.worker.workflows.processor import WorkflowProcessor, model_tasks
+
+if TYPE_CHECKING:
+    from services.worker.webrtc import WebRTCSession
 
 StatusHandler = Callable[[StatusUpdate], None]
 
@@ -53,11 +58,13 @@ def build_pipeline(
     on_update: StatusHandler,
     fence: Fence | None = None,
     resume_after: Mapping[int, int] | None = None,
+    peer: "WebRTCSession | None" = None,
 ) -> InferencePipeline:
     """The pipeline the spec describes, not started. Raises a :class:`StreamManagerError`.
 
     ``fence``: the task's ownership, checked by the results sink on every write.
     ``resume_after``: source id -> frames already processed by a previous task (files skip them).
+    ``peer``: a WebRTC pipeline's session: its video track is the source, and each round goes back to it.
     """
     try:
         _check_files(spec)
@@ -68,10 +75,48 @@ def build_pipeline(
         processor = _processor(spec, settings, watchdog, service)
         sinks = _sinks(spec, pipeline_id, client, on_update, fence)
         observers = _observers(pipeline_id, client, settings, fence)
+        source_factory: Callable[..., VideoSource] = VideoSource
+        if peer is not None:
+            source_factory = functools.partial(VideoSource, opener=peer.open_capture)
+            observers.append(peer.observer)
         return InferencePipeline(config, processor, sinks, on_update=on_update, observers=observers,
-                                 watchdog=watchdog)
+                                 watchdog=watchdog, source_factory=source_factory)
     except Exception as exc:
         raise as_stream_manager_error(exc, spec.secrets()) from exc
+
+
+def webrtc_session(spec: PipelineSpec, settings: WorkerSettings) -> "WebRTCSession":
+    """The peer side of a WebRTC pipeline, from its spec and this worker's ICE settings (not negotiated yet).
+
+    The request's TURN configuration wins over the worker's; with neither, only host candidates are
+    gathered (never a public STUN server the operator did not choose).
+    """
+    from services.worker.webrtc import IceServer, WebRTCOptions, WebRTCSession  # aiortc: WebRTC tasks only
+
+    assert spec.webrtc is not None
+    peer = spec.webrtc
+    servers: tuple[IceServer, ...] = ()
+    if peer.ice_server is not None:
+        credential = peer.ice_server.credential
+        servers = (IceServer(tuple(peer.ice_server.urls), peer.ice_server.username,
+                             credential.get_secret_value() if credential is not None else None),)
+    elif settings.webrtc_turn_urls.strip():
+        credential = settings.webrtc_turn_credential
+        urls = tuple(url.strip() for url in settings.webrtc_turn_urls.split(",") if url.strip())
+        servers = (IceServer(urls, settings.webrtc_turn_username,
+                             credential.get_secret_value() if credential is not None else None),)
+    options = WebRTCOptions(
+        stream_output=peer.stream_output,
+        data_output=peer.data_output,
+        realtime=peer.realtime,
+        peer_timeout=peer.peer_timeout,
+        ice_servers=servers,
+        host_addresses=tuple(a.strip() for a in settings.webrtc_host_addresses.split(",") if a.strip()),
+        port_range=settings.webrtc_ports(),
+        backlog=spec.decoding_buffer_size,
+        declared_fps=peer.declared_fps,
+    )
+    return WebRTCSession(options)
 
 
 def as_stream_manager_error(exc: Exception, secrets: tuple[str, ...] = ()) -> StreamManagerError:

@@ -8,7 +8,10 @@ Theory of operation
 2. **Build** the engine from the spec. A failure (unknown model, missing file, bad options...)
    records FAILED with a redacted ``last_error`` and pushes a failure reply onto ``reply_to``.
 3. **Start**: the control listener subscribes first (so a command sent right after the init reply
-   is heard), then the engine starts, then the success reply goes onto ``reply_to``.
+   is heard), then the engine starts, then the success reply goes onto ``reply_to``. A WebRTC
+   pipeline negotiates with its peer between the build and the start (the model and workflow are
+   ready by then, so a request that cannot run is refused before the peer connects); its success
+   reply carries the SDP answer, and the peer connection is closed when the task ends, however it ends.
 4. **Supervise** (``supervisor``): a fenced write every second (heartbeat, report, state), desired
    state reconciliation, consumption timeout, until the engine ends, a stop is requested, the
    worker shuts down, or another epoch takes the record over (then we stop writing at once).
@@ -32,7 +35,7 @@ from services.core.plan import PipelineSpec
 from services.core.records import PipelineState
 from services.core.redaction import redact_text
 from services.core.results import decode_entry
-from services.worker.assembly import build_pipeline
+from services.worker import assembly
 from services.worker.control_listener import ControlListener
 from services.worker.engine import events
 from services.worker.engine.events import StatusUpdate
@@ -77,14 +80,31 @@ def run(
 
     fence = Fence(epoch, ownership.owner, on_fenced, ownership.restore)
     resume_after = _resume_points(redis_client, pipeline_id) if epoch > 1 else {}
-    with ownership.beating():
-        try:
-            pipeline = build_pipeline(spec, pipeline_id, redis_client, settings, _waker(wake), fence, resume_after)
-        except StreamManagerError as exc:
-            return _fail(ownership, redis_client, reply_to, exc, secrets)
-    options = Options(consumption_timeout=spec.consumption_timeout, secrets=secrets)
-    supervisor = Supervisor(pipeline, ownership, wake, shutdown or threading.Event(), options, fenced)
-    return _serve(pipeline, supervisor, ownership, redis_client, reply_to, secrets)
+    peer = assembly.webrtc_session(spec, settings) if spec.webrtc is not None else None
+    try:
+        with ownership.beating():
+            try:
+                pipeline = assembly.build_pipeline(spec, pipeline_id, redis_client, settings, _waker(wake), fence,
+                                                   resume_after, peer)
+            except StreamManagerError as exc:
+                return _fail(ownership, redis_client, reply_to, exc, secrets)
+            answer: dict[str, Any] = {}
+            if peer is not None and spec.webrtc is not None:
+                try:  # after the build: a model or workflow that cannot run is refused before the peer connects
+                    answer = peer.negotiate(spec.webrtc.offer_sdp, spec.webrtc.offer_type,
+                                            settings.webrtc_negotiation_timeout)
+                except Exception as exc:
+                    pipeline.terminate()
+                    return _fail(ownership, redis_client, reply_to, assembly.as_stream_manager_error(exc, secrets),
+                                 secrets)
+        options = Options(consumption_timeout=spec.consumption_timeout, secrets=secrets,
+                          **({"end_reason": lambda: peer.end_reason, "report_sections": {"webrtc": peer.stats}}
+                             if peer is not None else {}))
+        supervisor = Supervisor(pipeline, ownership, wake, shutdown or threading.Event(), options, fenced)
+        return _serve(pipeline, supervisor, ownership, redis_client, reply_to, secrets, answer)
+    finally:
+        if peer is not None:
+            peer.close()
 
 
 def reject(
@@ -135,7 +155,9 @@ def _serve(
     client: redis.Redis,
     reply_to: str,
     secrets: tuple[str, ...],
+    answer: dict[str, Any],
 ) -> PipelineState | None:
+    """Starts the pipeline, replies (with a WebRTC pipeline's SDP ``answer``) and supervises it to its end."""
     listener = ControlListener(
         client, ownership.pipeline_id, ownership.epoch, supervisor.handle, supervisor.reconcile_with_record
     )
@@ -150,7 +172,7 @@ def _serve(
         except Exception as exc:
             pipeline.terminate()
             return _fail(ownership, client, reply_to, exc, secrets)
-        _reply(client, reply_to, dict(SUCCESS))
+        _reply(client, reply_to, {**SUCCESS, **answer})
         return supervisor.supervise()
     finally:
         listener.stop()

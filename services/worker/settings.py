@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.core.logs import LogFormat
@@ -77,6 +77,26 @@ class WorkerSettings(BaseSettings):
     preload_models: str | None = None
     # Where TensorRT keeps the engines it builds (a volume: building one takes minutes on a Jetson).
     tensorrt_cache: Path | None = None
+
+    # WebRTC pipelines (services.worker.webrtc). ICE host candidates: these addresses only (comma-separated;
+    # empty: every interface's, loopback when there is no other) on UDP ports of ``webrtc_port_range``
+    # ("50000-50099"; empty: any port), the range the compose files publish. A STUN/TURN server for peers
+    # behind NAT when the request names none (``webrtc_turn_config``); empty: host candidates only.
+    webrtc_host_addresses: str = ""
+    webrtc_port_range: str = Field(default="", pattern=r"^(\d{1,5}-\d{1,5})?$")
+    webrtc_turn_urls: str = ""
+    webrtc_turn_username: str | None = None
+    webrtc_turn_credential: SecretStr | None = None
+    # Seconds from the offer to the answer (ICE gathering included); past it the request fails cleanly.
+    webrtc_negotiation_timeout: float = Field(default=10.0, gt=0)
+
+    def webrtc_ports(self) -> tuple[int, int] | None:
+        if not self.webrtc_port_range:
+            return None
+        low, high = (int(part) for part in self.webrtc_port_range.split("-"))
+        if not 1024 <= low <= high <= 65535:
+            raise ValueError(f"WORKER_WEBRTC_PORT_RANGE {self.webrtc_port_range!r}: want LOW-HIGH within 1024-65535")
+        return low, high
 
     def preload(self) -> tuple[str, ...]:
         listed = self.default_model_id if self.preload_models is None else self.preload_models

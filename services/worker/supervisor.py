@@ -12,7 +12,8 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -45,6 +46,10 @@ class StopReason(Enum):
 class Options:
     consumption_timeout: float | None = None
     secrets: tuple[str, ...] = ()
+    # Why the sources ended when that is worth telling (a WebRTC peer left): the ENDED record's last_error.
+    end_reason: Callable[[], str | None] = lambda: None
+    # Sections added to the status report (a WebRTC pipeline's peer statistics), each read per report.
+    report_sections: Mapping[str, Callable[[], Any]] = field(default_factory=dict)
 
 
 class Supervisor:
@@ -125,7 +130,7 @@ class Supervisor:
         sources_failed = all(source.state is StreamState.ERROR for source in self._pipeline.sources)
         if self._pipeline.state is StreamState.ERROR or sources_failed:
             return self._release(PipelineState.FAILED, self._source_errors())
-        return self._release(PipelineState.ENDED, "")
+        return self._release(PipelineState.ENDED, self._options.end_reason() or "")
 
     def _stop(self, reason: StopReason) -> PipelineState | None:
         log.info("pipeline %s: stopping (%s)", self._ownership.pipeline_id, reason.value)
@@ -196,6 +201,8 @@ class Supervisor:
             owner=self._ownership.owner,
             reported_at=time.time(),  # lets the manager answer STATUS from the stored copy while fresh
         )
+        for name, section in self._options.report_sections.items():
+            report[name] = section()
         return report
 
     # ----------------------------------------------------------------- helpers

@@ -32,6 +32,7 @@ from tests.manager.conftest import ManagerFactory, RunningManager
 from tests.manager.fakes import FakeWorker, call, register_worker
 from tests.manager.test_server import INIT_PAYLOAD, UUID
 from tests.support.redis_server import RedisServer, free_port
+from tools.payloads import newer_init
 
 PIPELINE_ROUTES = [  # (method, path with {id}, the wire command it sends)
     ("GET", "/status/{id}", "status"),
@@ -117,16 +118,16 @@ def test_an_unknown_pipeline_is_404_for_every_command(api: ServedApi, manager: R
                                             "no-such-pipeline")
 
 
-def test_webrtc_is_a_clean_operation_error(api: ServedApi, manager: RunningManager) -> None:
-    payload = {**INIT_PAYLOAD, "webrtc_offer": {"type": "offer", "sdp": "v=0"}}
+def test_a_webrtc_offer_without_video_is_an_invalid_payload(api: ServedApi, manager: RunningManager) -> None:
+    payload = {**newer_init("data/media/vtest.avi"), "webrtc_offer": {"type": "offer", "sdp": "v=0"}}
     wire = call(manager.port, {**payload, "type": "webrtc"})["response"]
+    assert wire["error_type"] == "invalid_payload" and "no video section" in wire["error_message"]
 
     response = send(api, "POST", "/inference_pipelines/initialise_webrtc", json=payload)
 
-    assert response.status_code == 500
-    assert response.json() == expected_body("/inference_pipelines", wire, "ProcessesManagerOperationError",
+    assert response.status_code == 400
+    assert response.json() == expected_body("/inference_pipelines", wire, "ProcessesManagerInvalidPayload",
                                              request_id_of(response), None)
-    assert response.json()["message"] == "WebRTC pipelines are not supported yet."
 
 
 @pytest.mark.parametrize("path", INIT_ROUTES)

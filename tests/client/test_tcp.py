@@ -210,10 +210,9 @@ def test_unknown_pipeline_is_not_found(client: Any, method: str) -> None:
     assert "ghost" in str(raised.value)
 
 
-def test_webrtc_is_an_operation_error(client: Any) -> None:
-    with pytest.raises(ProcessesManagerOperationError, match="WebRTC is not supported yet") as raised:
+def test_a_flat_webrtc_payload_is_an_invalid_payload(client: Any) -> None:
+    with pytest.raises(ProcessesManagerInvalidPayload, match="processing_configuration"):
         client.initialise_webrtc(INIT_PAYLOAD)
-    assert raised.value.public_message == "WebRTC pipelines are not supported yet."
 
 
 def test_a_failed_init_carries_the_pipeline_id_it_was_given(client: Any, fake_worker: FakeWorker) -> None:

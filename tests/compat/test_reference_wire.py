@@ -312,7 +312,7 @@ WEBRTC = {**reference_newer_init(VTEST), "webrtc_offer": {"type": "offer", "sdp"
         ({"type": "consume_result", "pipeline_id": "ghost", "excluded_fields": []}, "not_found", "ghost"),
         ({"video_reference": VTEST, "type": "init"}, "invalid_payload", None),
         ({"type": "explode"}, "invalid_payload", None),
-        (WEBRTC, "operation_error", None),
+        (WEBRTC, "invalid_payload", None),  # an offer without video
     ],
     ids=["status", "mute", "resume", "terminate", "consume", "init-incomplete", "unknown-type", "webrtc"],
 )

@@ -50,6 +50,7 @@ class FakeTask(threading.Thread):
         self.pipeline_id, self.epoch, self.reply_to, self.behaviour = pipeline_id, epoch, reply_to, behaviour
         self.commands: list[str] = []
         self.answer = True  # False: receives commands but never replies (a hung task)
+        self.extra: dict[str, Any] = {}  # added to the success reply (a WebRTC task's SDP answer)
         self._lost = threading.Event()
         self.subscribed = threading.Event()
 
@@ -75,7 +76,7 @@ class FakeTask(threading.Thread):
             pubsub.get_message(timeout=1.0)  # the subscribe confirmation
             self.subscribed.set()
             self._beat()
-            push_reply(self.client, self.reply_to, {"status": "success"})
+            push_reply(self.client, self.reply_to, {"status": "success", **self.extra})
             while not self._lost.is_set():
                 message = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.05)
                 self._beat()
@@ -108,6 +109,7 @@ class FakeWorker:
     def __init__(self, url: str) -> None:
         self.url = url
         self.behaviour = "run"
+        self.extra: dict[str, Any] = {}  # each task's success reply carries these fields too
         self.tasks: list[FakeTask] = []
         self.calls: list[dict[str, Any]] = []
 
@@ -116,6 +118,7 @@ class FakeWorker:
         self.calls.append({"pipeline_id": pipeline_id, "epoch": epoch, "spec": spec,
                            "reply_to": reply_to, "device": device})
         task = FakeTask(self.url, pipeline_id, epoch, reply_to, self.behaviour)
+        task.extra = dict(self.extra)
         self.tasks.append(task)
         task.start()
 

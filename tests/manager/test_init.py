@@ -99,13 +99,6 @@ def test_init_the_task_refuses_is_relayed_and_leaves_nothing_behind(
     assert pipeline_keys(redis_client) == []
 
 
-def test_webrtc_is_not_supported_yet(manager: RunningManager) -> None:
-    reply = call(manager.port, {**INIT_PAYLOAD, "type": "webrtc"})
-
-    assert reply["response"]["error_type"] == "operation_error"
-    assert "WebRTC is not supported yet" in reply["response"]["error_message"]
-
-
 WORKFLOW = {
     "version": "1.0",
     "inputs": [{"type": "WorkflowImage", "name": "image"}],
