@@ -134,3 +134,16 @@ def _check_offer(sdp: Any) -> None:
     if not any(line.startswith("m=video ") for line in lines):
         raise InvalidPayloadError("field 'webrtc_offer.sdp': the offer has no video section (m=video): "
                                   "a WebRTC pipeline needs the peer's camera as a video track")
+
+
+def advertise(sdp: str, address: str) -> str:
+    """``sdp`` with the address of every host candidate replaced by ``address`` (1:1 NAT, e.g. a container
+    whose UDP ports are published on the host's address): the peer then sends its checks there."""
+    lines = []
+    for line in sdp.split("\r\n"):
+        parts = line.split(" ")
+        if line.startswith("a=candidate:") and len(parts) >= 8 and parts[6] == "typ" and parts[7] == "host":
+            parts[4] = address
+            line = " ".join(parts)
+        lines.append(line)
+    return "\r\n".join(lines)

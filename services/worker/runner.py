@@ -35,6 +35,7 @@ from services.core.plan import PipelineSpec
 from services.core.records import PipelineState
 from services.core.redaction import redact_text
 from services.core.results import decode_entry
+from services.core.webrtc import advertise
 from services.worker import assembly
 from services.worker.control_listener import ControlListener
 from services.worker.engine import events
@@ -93,6 +94,8 @@ def run(
                 try:  # after the build: a model or workflow that cannot run is refused before the peer connects
                     answer = peer.negotiate(spec.webrtc.offer_sdp, spec.webrtc.offer_type,
                                             settings.webrtc_negotiation_timeout)
+                    if settings.webrtc_advertised_address:
+                        answer["sdp"] = advertise(answer["sdp"], settings.webrtc_advertised_address)
                 except Exception as exc:
                     pipeline.terminate()
                     return _fail(ownership, redis_client, reply_to, assembly.as_stream_manager_error(exc, secrets),

@@ -84,6 +84,9 @@ class WorkerSettings(BaseSettings):
     # behind NAT when the request names none (``webrtc_turn_config``); empty: host candidates only.
     webrtc_host_addresses: str = ""
     webrtc_port_range: str = Field(default="", pattern=r"^(\d{1,5}-\d{1,5})?$")
+    # The address peers reach the host candidates at, when it is not the worker's own (a container whose
+    # UDP range is published on the host: the host's address). Empty: the candidates' own addresses.
+    webrtc_advertised_address: str = ""
     webrtc_turn_urls: str = ""
     webrtc_turn_username: str | None = None
     webrtc_turn_credential: SecretStr | None = None

@@ -196,13 +196,38 @@ def test_ports_are_published_on_loopback_by_default(stack: str, rendered: dict[s
     services = rendered[stack]["services"]
     for name, port in PUBLISHED.items():
         assert _published(services[name]) == [("127.0.0.1", port, port)], name
-    assert _published(services[f"worker-{stack}"]) == []
+    assert _webrtc_range(services[f"worker-{stack}"]) == ("127.0.0.1", WEBRTC_PORTS)
 
 
-def test_the_worker_only_file_publishes_nothing(rendered: dict[str, dict[str, Any]]) -> None:
+WEBRTC_PORTS = list(range(47000, 47100))
+
+
+def _webrtc_range(service: dict[str, Any]) -> tuple[str, list[int]]:
+    """A worker publishes only its WebRTC UDP range, 1:1, on one address, and advertises that range."""
+    ports = service.get("ports", [])
+    assert all(port["protocol"] == "udp" for port in ports)
+    addresses = {port.get("host_ip", "") for port in ports}
+    published = [int(port["published"]) for port in ports]
+    assert published == [int(port["target"]) for port in ports] and len(addresses) == 1
+    environment = service["environment"]
+    assert environment["WORKER_WEBRTC_PORT_RANGE"] == f"{min(published)}-{max(published)}"
+    return addresses.pop(), published
+
+
+def test_the_worker_only_file_publishes_only_the_webrtc_range(rendered: dict[str, dict[str, Any]]) -> None:
     for profile in PROFILES:
         for service in rendered[f"worker:{profile}"]["services"].values():
-            assert not service.get("ports")
+            assert _webrtc_range(service) == ("127.0.0.1", WEBRTC_PORTS)
+            assert service["environment"]["WORKER_WEBRTC_ADVERTISED_ADDRESS"] == "127.0.0.1"
+
+
+def test_the_webrtc_range_and_address_are_settings(tmp_path: Path) -> None:
+    env = {**STACK_ENV, "WEBRTC_PUBLISH_ADDRESS": "0.0.0.0", "WEBRTC_ADVERTISED_ADDRESS": "192.0.2.7",
+           "WEBRTC_PORT_MIN": "50000", "WEBRTC_PORT_MAX": "50009"}
+    worker = render(STACKS["cpu"], env, tmp_path)["services"]["worker-cpu"]
+    assert _webrtc_range(worker) == ("0.0.0.0", list(range(50000, 50010)))
+    assert worker["environment"]["WORKER_WEBRTC_ADVERTISED_ADDRESS"] == "192.0.2.7"
+    assert _published(render(STACKS["cpu"], env, tmp_path)["services"]["api"])[0][0] == "127.0.0.1"
 
 
 def test_publishing_is_a_documented_setting(tmp_path: Path) -> None:
