@@ -51,6 +51,7 @@ bench: setup
 	$(PY) -m tests.benchmarks.decode --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.streams --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.control --output docs/benchmarks.md
+	$(PY) -m tests.benchmarks.webrtc --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.faults --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.fuzz --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.load --output docs/benchmarks.md --seconds $(LOAD_SECONDS)

@@ -6,7 +6,10 @@ what it reads: each pipeline's device, owner worker, state, restarts, last error
 its throughput and latency over the last minutes (sparklines kept by the page). Its buttons and its
 form call the API's own newer routes (pause, resume, terminate, initialise), and each pipeline's
 ``<img>`` shows ``GET /inference_pipelines/{id}/preview.jpg``: the latest annotated frame that the
-worker publishes into Redis (``keys.pipeline_preview``), which needs ``API_REDIS_URL``.
+worker publishes into Redis (``keys.pipeline_preview``), which needs ``API_REDIS_URL``. Its webcam
+view (``/dashboard#webcam``) is a WebRTC client of ``POST /inference_pipelines/initialise_webrtc``: the
+camera goes to a worker, the workflow's video and data-channel messages come back to the browser
+directly (the CSP needs nothing more: a ``MediaStream`` shown through ``srcObject`` is not a fetch).
 
 The snapshot costs one manager ``list_pipelines``, one ``status`` per pipeline (concurrently; the
 manager answers those from the report the task stored within the last second) and, with Redis,

@@ -164,7 +164,7 @@ class PipelineSpec(BaseModel):
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret the spec holds: the api_key and the workflow's (sink passwords, tokens, ...)."""
-        found = (self.api_key.get_secret_value(),) if self.api_key is not None else ()
+        found: tuple[str, ...] = (self.api_key.get_secret_value(),) if self.api_key is not None else ()
         found += self.webrtc.secrets() if self.webrtc is not None else ()
         return found + (plan_secrets(self.workflow) if self.workflow is not None else ())
 

@@ -117,7 +117,7 @@ def _first_name(value: Any, key: str, names: Sequence[str], allow_any_image: boo
         raise InvalidPayloadError(f"field '{key}': one output name at most (got {len(listed)})")
     (name,) = listed
     if name == "" and allow_any_image:
-        return name
+        return str(name)
     if name not in names:
         known = ", ".join(repr(n) for n in names) or "none"
         raise InvalidPayloadError(f"field '{key}': the workflow has no output {name!r} (its outputs: {known})")

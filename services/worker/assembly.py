@@ -115,6 +115,7 @@ def webrtc_session(spec: PipelineSpec, settings: WorkerSettings) -> "WebRTCSessi
         port_range=settings.webrtc_ports(),
         backlog=spec.decoding_buffer_size,
         declared_fps=peer.declared_fps,
+        output_names=frozenset(output.name for output in spec.workflow.outputs) if spec.workflow is not None else None,
     )
     return WebRTCSession(options)
 
@@ -193,7 +194,8 @@ def _processor(spec: PipelineSpec, settings: WorkerSettings, watchdog: Watchdog,
                                 secrets=list(spec.secrets()))
 
     return WorkflowProcessor(spec.workflow, models, environment, background=background,
-                             on_step_errors=lambda errors: watchdog.on_step_errors([e.step for e in errors]))
+                             on_step_errors=lambda errors: watchdog.on_step_errors([e.step for e in errors]),
+                             keep_pixels=spec.webrtc is not None)  # a WebRTC peer gets the images as video
 
 
 def _sinks(

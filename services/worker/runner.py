@@ -22,6 +22,7 @@ Theory of operation
    restart without persistence) is restored by this task (``ownership``) and the pipeline goes on.
 """
 
+import dataclasses
 import logging
 import os
 import threading
@@ -100,9 +101,10 @@ def run(
                     pipeline.terminate()
                     return _fail(ownership, redis_client, reply_to, assembly.as_stream_manager_error(exc, secrets),
                                  secrets)
-        options = Options(consumption_timeout=spec.consumption_timeout, secrets=secrets,
-                          **({"end_reason": lambda: peer.end_reason, "report_sections": {"webrtc": peer.stats}}
-                             if peer is not None else {}))
+        options = Options(consumption_timeout=spec.consumption_timeout, secrets=secrets)
+        if peer is not None:  # the peer's end is the pipeline's; its statistics go into STATUS
+            options = dataclasses.replace(options, end_reason=lambda: peer.end_reason,
+                                          report_sections={"webrtc": peer.stats})
         supervisor = Supervisor(pipeline, ownership, wake, shutdown or threading.Event(), options, fenced)
         return _serve(pipeline, supervisor, ownership, redis_client, reply_to, secrets, answer)
     finally:

@@ -1,197 +1,227 @@
-"""A WebRTC peer for tests and benchmarks: streams video frames to a WebRTC pipeline, keeps what comes back.
+"""A real aiortc client peer for tests and benchmarks: it streams frames of data/media/vtest.avi to a WebRTC
+pipeline (or a bare session) and records what comes back.
 
-It plays the browser's part with aiortc: a video track that is sent and received (the pipeline answers
-with its annotated frames on the same transceiver) and a data channel it opens itself, as the
-reference's client does, before the offer. ICE gathering completes before the offer is returned (no
-trickle ICE). Everything runs on the peer's own asyncio loop in a thread; the methods are blocking.
-
-Each sent frame carries its index in a band of black and white blocks at its top (``stamp``), so a
-frame that comes back can be matched with the one sent, whatever the codecs did to timestamps:
-``received`` records (index, arrival time, image) and ``sent_at`` the send time of each index.
+The client runs on its own asyncio loop in a thread, as a browser would be another process: it offers a
+sendrecv video track (and, unless told otherwise, a data channel, created before the offer as the
+reference's client does), sends the frames at ``fps`` with their index drawn into them as a row of
+black/white blocks (:func:`mark`, read back by :func:`index_of`, robust to the VP8 compression), and keeps
+the size, index and arrival time of every frame and every data channel message it receives. ``sent_at``
+holds when each index left the track: a frame that comes back is matched with the one sent by its index,
+whatever the codecs did to timestamps (glass-to-glass latency).
 """
 
 import asyncio
-import json
+import fractions
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from fractions import Fraction
-from typing import Any
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
 
-import av
+import cv2
 import numpy as np
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import VideoFrame
 
-BITS = 16  # frame indices modulo 2**16
-BAND = 24  # pixels: the height of the stamp band
-CLOCK = 90_000  # the video RTP clock
+MEDIA = Path(__file__).resolve().parents[2] / "data" / "media"
+BITS = 10  # the frame index modulo 1024, in blocks along the top edge
+BLOCK = 48  # pixels per block side
+T = TypeVar("T")
 
 
-def stamp(image: np.ndarray, index: int) -> np.ndarray:
-    """A copy of ``image`` whose top band encodes ``index`` in BITS blocks (white = 1)."""
-    stamped = image.copy()
-    width = stamped.shape[1] // BITS
+def vtest_frames(count: int) -> list[np.ndarray]:
+    """The first ``count`` frames of vtest.avi (768x576 BGR)."""
+    path = MEDIA / "vtest.avi"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run `make setup`")
+    capture = cv2.VideoCapture(str(path))
+    try:
+        frames: list[np.ndarray] = []
+        while len(frames) < count:
+            ok, image = capture.read()
+            if not ok:
+                break
+            frames.append(image)
+    finally:
+        capture.release()
+    assert len(frames) == count, f"vtest.avi has fewer than {count} frames"
+    return frames
+
+
+def mark(image: np.ndarray, index: int) -> np.ndarray:
+    """A copy of ``image`` with ``index`` drawn as BITS black/white blocks along its top edge."""
+    marked = image.copy()
     for bit in range(BITS):
         value = 255 if (index >> bit) & 1 else 0
-        stamped[:BAND, bit * width:(bit + 1) * width] = value
-    return stamped
+        marked[:BLOCK, bit * BLOCK:(bit + 1) * BLOCK] = value
+    return marked
 
 
-def read_stamp(image: np.ndarray) -> int:
-    """The index a stamped frame carries (the mean of the middle of each block, thresholded)."""
-    width = image.shape[1] // BITS
+def index_of(image: np.ndarray) -> int:
+    """The index :func:`mark` drew (modulo 1024), read from the centre of each block."""
     index = 0
+    margin = BLOCK // 4
     for bit in range(BITS):
-        block = image[BAND // 4:3 * BAND // 4, bit * width + width // 4:(bit + 1) * width - width // 4]
+        block = image[margin:BLOCK - margin, bit * BLOCK + margin:(bit + 1) * BLOCK - margin]
         if float(block.mean()) > 127:
             index |= 1 << bit
     return index
 
 
-class _FramesTrack(MediaStreamTrack):
-    """Sends ``frames`` in a loop at ``fps``, each stamped with its index."""
+class FileTrack(MediaStreamTrack):
+    """Sends the images in a loop at ``fps``, each marked with its index; ``pause`` makes it silent."""
 
     kind = "video"
 
-    def __init__(self, frames: Sequence[np.ndarray], fps: float, peer: "WebRTCPeer") -> None:
+    def __init__(self, images: list[np.ndarray], fps: float, sent_at: dict[int, float] | None = None) -> None:
         super().__init__()
-        self._frames = frames
+        self._images = images
         self._fps = fps
-        self._peer = peer
-        self._count = 0
+        self.sent_at = sent_at if sent_at is not None else {}  # index -> time.monotonic() it left the track
+        self.sent = 0
         self._start: float | None = None
+        self.paused = asyncio.Event()
 
-    async def recv(self) -> av.VideoFrame:
-        if self._peer.stop_sending.is_set():
-            self.stop()
-            raise MediaStreamError
-        index = self._count
-        self._count += 1
+    async def recv(self) -> VideoFrame:
         if self._start is None:
             self._start = time.monotonic()
-        await asyncio.sleep(max(0.0, self._start + index / self._fps - time.monotonic()))
-        image = stamp(self._frames[index % len(self._frames)], index % (1 << BITS))
-        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-        frame.pts = round(index * CLOCK / self._fps)
-        frame.time_base = Fraction(1, CLOCK)
-        self._peer.sent_at[index % (1 << BITS)] = time.monotonic()
-        self._peer.frames_sent += 1
+        due = self._start + self.sent / self._fps
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        while self.paused.is_set():  # silent: the connection stays up, no frame goes out
+            await asyncio.sleep(0.05)
+        index = self.sent
+        frame = VideoFrame.from_ndarray(mark(self._images[index % len(self._images)], index), format="bgr24")
+        frame.pts = round(index * 90_000 / self._fps)
+        frame.time_base = fractions.Fraction(1, 90_000)
+        self.sent_at[index % (1 << BITS)] = time.monotonic()
+        self.sent += 1
         return frame
 
 
-@dataclass
-class Received:
-    index: int
-    at: float  # time.monotonic() of arrival
-    shape: tuple[int, ...]
+class ClientPeer:
+    """The offerer (module docstring). ``close`` closes the peer connection and stops the loop thread."""
 
-
-@dataclass
-class WebRTCPeer:
-    frames: Sequence[np.ndarray]
-    fps: float = 15.0
-    keep_images: int = 2  # the newest received images kept (for checks of their content)
-    received: list[Received] = field(default_factory=list)
-    images: list[np.ndarray] = field(default_factory=list)
-    messages: list[Any] = field(default_factory=list)
-    sent_at: dict[int, float] = field(default_factory=dict)
-    frames_sent: int = 0
-    stop_sending: threading.Event = field(default_factory=threading.Event)
-
-    def __post_init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="webrtc-test-peer", daemon=True)
+    def __init__(self, images: list[np.ndarray], fps: float = 15.0, keep_images: int = 5) -> None:
+        self._images = images
+        self._fps = fps
+        self._keep_images = keep_images
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="test-client-peer", daemon=True)
         self._thread.start()
-        self._pc: RTCPeerConnection | None = None
-        self._channel: Any = None
-        self._readers: list[asyncio.Task[None]] = []
-        self.connection_states: list[str] = []
+        self.pc: RTCPeerConnection | None = None
+        self.track: FileTrack | None = None
+        self.channel: Any = None
+        self.sizes: list[tuple[int, int]] = []  # of the frames received back
+        self.images: list[np.ndarray] = []  # the last few frames received back
+        self.messages: list[str] = []
+        self.sent_at: dict[int, float] = {}  # frame index -> when it left the track (time.monotonic())
+        self.arrivals: list[tuple[int, float]] = []  # (frame index, time.monotonic()) of each frame received back
+        self._lock = threading.Lock()
 
-    def _run(self, coroutine: Any, timeout: float = 30.0) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_forever()
+        finally:
+            self.loop.run_until_complete(self.loop.shutdown_default_executor())
+            self.loop.close()
 
-    # ------------------------------------------------------------------ signalling
+    def call(self, coroutine: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
-    def offer(self, video: bool = True, channel: bool = True) -> dict[str, str]:
-        """The offer to send in ``webrtc_offer`` (candidates gathered)."""
-        return dict(self._run(self._offer(video, channel)))
+    # ----------------------------------------------------------------- offers
 
-    async def _offer(self, video: bool, channel: bool) -> dict[str, str]:
-        pc = self._pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        pc.on("connectionstatechange", lambda: self.connection_states.append(pc.connectionState))
+    def offer(self, video: str | None = "sendrecv", data_channel: bool = True, audio: bool = False) -> str:
+        """Creates the peer and its offer: ``video`` is the video section's direction (None: no video);
+        ``audio`` adds a sendrecv audio section (a microphone)."""
+        return self.call(self._offer(video, data_channel, audio))
+
+    async def _offer(self, video: str | None, data_channel: bool, audio: bool) -> str:
+        pc = self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        if audio:
+            pc.addTransceiver("audio", direction="sendrecv")
+        if video == "sendrecv":
+            self.track = FileTrack(self._images, self._fps, self.sent_at)
+            pc.addTrack(self.track)
+        elif video is not None:
+            pc.addTransceiver("video", direction=video)
+        if data_channel:
+            self.channel = pc.createDataChannel("inference")
+            self.channel.on("message", self._on_message)
         pc.on("track", self._on_track)
-        if channel:
-            self._channel = pc.createDataChannel("inference")
-            self._channel.on("message", self._on_message)
-        if video:
-            pc.addTrack(_FramesTrack(self.frames, self.fps, self))
-        else:  # only a data channel, or audio: an offer a video pipeline must refuse
-            pc.createDataChannel("only-data") if not channel else None
         await pc.setLocalDescription(await pc.createOffer())
-        return {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
+        return str(pc.localDescription.sdp)
 
-    def accept(self, answer: dict[str, Any]) -> None:
-        """Applies the pipeline's answer (``sdp`` and ``type`` of the reply)."""
-        self._run(self._accept(answer))
+    def accept(self, answer: dict[str, str]) -> None:
+        assert self.pc is not None
+        self.call(self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"])))
 
-    async def _accept(self, answer: dict[str, Any]) -> None:
-        assert self._pc is not None
-        await self._pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
-
-    # ------------------------------------------------------------------ what comes back
+    # ----------------------------------------------------------------- what comes back
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "video":
-            self._readers.append(asyncio.ensure_future(self._read(track)))
+            self.loop.create_task(self._consume(track))
 
-    async def _read(self, track: MediaStreamTrack) -> None:
+    async def _consume(self, track: MediaStreamTrack) -> None:
         while True:
             try:
                 frame = await track.recv()
             except MediaStreamError:
                 return
+            arrived = time.monotonic()
+            assert isinstance(frame, VideoFrame)
             image = frame.to_ndarray(format="bgr24")
-            self.received.append(Received(read_stamp(image), time.monotonic(), image.shape))
-            self.images = [*self.images[-(self.keep_images - 1):], image] if self.keep_images else []
+            with self._lock:
+                self.sizes.append((frame.width, frame.height))
+                marked = image.shape[1] >= BITS * BLOCK and image.shape[0] >= BLOCK  # else not our frame size
+                self.arrivals.append((index_of(image) if marked else -1, arrived))
+                if self._keep_images:
+                    self.images = [*self.images, image][-self._keep_images:]
 
-    def _on_message(self, message: str | bytes) -> None:
-        try:
-            self.messages.append(json.loads(message))
-        except (TypeError, ValueError):
+    def _on_message(self, message: str) -> None:
+        with self._lock:
             self.messages.append(message)
 
-    def send_message(self, message: dict[str, Any]) -> None:
-        """Sends JSON on the data channel (e.g. to switch the outputs)."""
-        self._loop.call_soon_threadsafe(self._channel.send, json.dumps(message))
+    def received_sizes(self) -> list[tuple[int, int]]:
+        with self._lock:
+            return list(self.sizes)
+
+    def received_messages(self) -> list[str]:
+        with self._lock:
+            return list(self.messages)
+
+    def send(self, message: str) -> None:
+        self.loop.call_soon_threadsafe(self.channel.send, message)
+
+    def channel_open(self) -> bool:
+        return self.channel is not None and self.channel.readyState == "open"
+
+    # ----------------------------------------------------------------- control
+
+    def pause(self) -> None:
+        assert self.track is not None
+        self.loop.call_soon_threadsafe(self.track.paused.set)
+
+    def sent(self) -> int:
+        return self.track.sent if self.track is not None else 0
+
+    def received_arrivals(self) -> list[tuple[int, float]]:
+        with self._lock:
+            return list(self.arrivals)
 
     @property
     def connection_state(self) -> str:
-        return self._pc.connectionState if self._pc is not None else "new"
+        return self.pc.connectionState if self.pc is not None else "new"
 
-    # ------------------------------------------------------------------ the end
-
-    def vanish(self) -> None:
-        """Stops sending without a goodbye (a browser tab killed, a network cut): media stops, no close."""
-        self.stop_sending.set()
+    def close_peer(self) -> None:
+        if self.pc is not None:
+            self.call(self.pc.close())
 
     def close(self) -> None:
-        if self._loop.is_closed():
-            return
-        try:
-            if self._pc is not None:
-                self._run(self._pc.close(), timeout=10.0)
-            for reader in self._readers:
-                self._loop.call_soon_threadsafe(reader.cancel)
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-            if not self._thread.is_alive():
-                self._loop.close()
-
-    def __enter__(self) -> "WebRTCPeer":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        if self._thread.is_alive():
+            try:
+                self.close_peer()
+            finally:
+                self.loop.call_soon_threadsafe(self.loop.stop)
+                self._thread.join(5.0)

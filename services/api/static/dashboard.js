@@ -2,6 +2,8 @@
 // Plain browser JavaScript, no build step and nothing loaded from elsewhere. Every string that comes from
 // the API (ids, references, errors) is put into the page with textContent or an attribute, never as HTML.
 // URLs are relative to the page (/dashboard), so the page also works behind a proxy that adds a path prefix.
+// Two views, chosen by the URL's fragment: the pipelines (the default) and #webcam, the browser's camera sent
+// through a workflow over WebRTC (see "the webcam view" below).
 "use strict";
 
 (() => {
@@ -385,6 +387,7 @@
     if (snapshot.redis_error) warnings.push(`Devices and previews unavailable: ${snapshot.redis_error}`);
     else if (!snapshot.previews) warnings.push("Previews and devices need the API to read Redis (API_REDIS_URL).");
     setConnection(true, warnings.join(" "));
+    webcamSnapshot(snapshot);
   }
 
   // ------------------------------------------------------------------ the start form
@@ -443,8 +446,523 @@
     }
   }
 
+  // ------------------------------------------------------------------ views
+
+  const VIEWS = ["pipelines", "webcam"];
+
+  function showView() {
+    const wanted = location.hash.replace(/^#/, "");
+    const view = VIEWS.includes(wanted) ? wanted : "pipelines";
+    for (const name of VIEWS) document.getElementById(`view-${name}`).hidden = name !== view;
+    for (const tab of document.querySelectorAll(".views button")) {
+      if (tab.dataset.view === view) tab.setAttribute("aria-current", "page");
+      else tab.removeAttribute("aria-current");
+    }
+    if (view === "webcam" && !webcam.listed) loadWorkflows();
+  }
+
+  // ------------------------------------------------------------------ the webcam view
+
+  // The browser's camera through a workflow, over WebRTC. This page is the offerer: it sends the camera as a
+  // send-and-receive video track and opens the data channel before it makes the offer (the worker only
+  // answers, and only keeps a channel the page opened), waits until ICE gathering is complete (the API takes
+  // one offer, no trickle ICE) and POSTs it to inference_pipelines/initialise_webrtc with the workflow and
+  // its chosen outputs. The reply's SDP answer is applied; the worker then sends the chosen output's image
+  // back on the same video section and one JSON message per processed frame on the data channel. Stop
+  // terminates the pipeline first and then closes the peer connection (a worker that waits for the next
+  // frame finishes sooner while frames still come); closing the tab ends it too (the worker notices the
+  // peer going away), and the page also sends a last terminate then.
+  const ICE_GATHERING_MS = 5000; // at most this long for the candidates (host ones take milliseconds)
+  const PEER_TIMEOUT_S = 10; // the worker ends the pipeline after this long without a camera frame
+  const WEBCAM_STATS_MS = 1000;
+  const MESSAGE_CHARS = 20000; // the latest message is shown up to this long
+  const MESSAGE_DRAW_MS = 100; // the counts are redrawn at most this often
+  const OUTPUT = "output:"; // an output select's value: this prefix and the output's name
+  // The built-in choice: the default model's detections (as tools/payloads.py's INIT has them, output
+  // "predictions") and the frame with their boxes and labels drawn (output "annotated") for the video.
+  const DETECT_OUTPUTS = { names: ["predictions", "annotated"], video: `${OUTPUT}annotated`, data: `${OUTPUT}predictions` };
+
+  function detectWorkflow(modelId) {
+    return {
+      version: "1.0",
+      inputs: [{ type: "WorkflowImage", name: "image" }],
+      steps: [
+        { type: "roboflow_core/roboflow_object_detection_model@v2", name: "model", images: "$inputs.image",
+          model_id: modelId, confidence: 0.3 },
+        { type: "roboflow_core/bounding_box_visualization@v1", name: "boxes", image: "$inputs.image",
+          predictions: "$steps.model.predictions" },
+        { type: "roboflow_core/label_visualization@v1", name: "labels", image: "$steps.boxes.image",
+          predictions: "$steps.model.predictions" },
+      ],
+      outputs: [
+        { type: "JsonField", name: "predictions", selector: "$steps.model.predictions" },
+        { type: "JsonField", name: "annotated", selector: "$steps.labels.image" },
+      ],
+    };
+  }
+
+  const webcam = {
+    listed: false, // the stored workflows were read once
+    choosing: 0, // the latest workflow choice whose outputs are being read
+    ready: false, // the chosen workflow's outputs are known
+    session: null, // the running (or starting) session
+  };
+  const byId = (id) => document.getElementById(id);
+
+  function selectedWorkflow() {
+    const select = byId("webcam-workflow");
+    return select.options[select.selectedIndex] || select.options[0];
+  }
+
+  async function loadWorkflows() {
+    webcam.listed = true;
+    const select = byId("webcam-workflow");
+    try {
+      const response = await request("workflows", { cache: "no-store", headers: { Accept: "application/json" } });
+      if (!response.ok) throw new Error(await errorText(response));
+      const body = await response.json();
+      const previous = select.value;
+      while (select.options.length > 1) select.remove(1); // the built-in choice stays
+      for (const item of body.workflows || []) {
+        const name = `${item.workspace_name}/${item.workflow_id}`;
+        const option = new Option(name, `named:${name}`);
+        option.dataset.workspace = item.workspace_name;
+        option.dataset.workflowId = item.workflow_id;
+        select.add(option);
+      }
+      select.value = Array.from(select.options).some((option) => option.value === previous) ? previous : "builtin";
+    } catch (error) {
+      webcam.listed = false;
+      setText(byId("webcam-result"), `stored workflows unavailable: ${error.message}`);
+    }
+    await chooseWorkflow();
+  }
+
+  // Reads the chosen workflow's output names (the built-in one's are known) into the two output lists.
+  async function chooseWorkflow() {
+    const option = selectedWorkflow();
+    const builtin = option.value === "builtin";
+    byId("webcam-model").hidden = !builtin;
+    const ticket = ++webcam.choosing;
+    webcam.ready = false;
+    updateWebcamButtons();
+    let outputs = null;
+    if (builtin) {
+      outputs = DETECT_OUTPUTS;
+    } else {
+      try {
+        const path = `workflows/${encodeURIComponent(option.dataset.workspace)}/${encodeURIComponent(option.dataset.workflowId)}`;
+        const response = await request(path, { cache: "no-store", headers: { Accept: "application/json" } });
+        if (!response.ok) throw new Error(await errorText(response));
+        const body = await response.json();
+        const declared = (body.specification && Array.isArray(body.specification.outputs)) ? body.specification.outputs : [];
+        const names = declared.map((output) => output && output.name).filter((name) => typeof name === "string" && name);
+        outputs = { names, video: "any", data: names.length ? `${OUTPUT}${names[0]}` : "none" };
+      } catch (error) {
+        if (ticket === webcam.choosing) setText(byId("webcam-result"), `workflow unavailable: ${error.message}`);
+      }
+    }
+    if (ticket !== webcam.choosing) return; // a later choice is being read
+    fillOutputs(outputs);
+    webcam.ready = outputs !== null;
+    updateWebcamButtons();
+  }
+
+  function fillOutputs(outputs) {
+    const video = byId("webcam-stream-output");
+    const data = byId("webcam-data-output");
+    video.replaceChildren(new Option("the camera frame, unchanged", "input"), new Option("the first image output", "any"));
+    data.replaceChildren(new Option("nothing", "none"));
+    for (const name of outputs ? outputs.names : []) {
+      video.add(new Option(name, `${OUTPUT}${name}`));
+      data.add(new Option(name, `${OUTPUT}${name}`));
+    }
+    video.value = outputs ? outputs.video : "input";
+    data.value = outputs ? outputs.data : "none";
+  }
+
+  // What the form says, read when Start is clicked (the controls are disabled while a session runs).
+  function webcamChoice(form) {
+    const data = new FormData(form);
+    const option = selectedWorkflow();
+    const processing = { type: "WorkflowConfiguration" };
+    if (option.value === "builtin") {
+      processing.workflow_specification = detectWorkflow(String(data.get("model_id") || "").trim());
+    } else {
+      processing.workspace_name = option.dataset.workspace;
+      processing.workflow_id = option.dataset.workflowId;
+    }
+    const video = String(data.get("stream_output") || "input");
+    const channel = String(data.get("data_output") || "none");
+    const maxFps = String(data.get("max_fps") || "").trim();
+    return {
+      processing,
+      maxFps: maxFps ? Number(maxFps) : null,
+      // []: the camera frame comes back; [""]: the first image output; [name]: that output's image.
+      streamOutput: video.startsWith(OUTPUT) ? [video.slice(OUTPUT.length)] : video === "any" ? [""] : [],
+      dataOutput: channel.startsWith(OUTPUT) ? [channel.slice(OUTPUT.length)] : [],
+      realtime: data.get("realtime") !== null,
+    };
+  }
+
+  function webcamPayload(choice, offer, fps) {
+    const payload = {
+      // video_reference is ignored (the peer's track is the video); max_fps limits the frames processed.
+      video_configuration: { type: "VideoConfiguration", video_reference: "webcam", max_fps: choice.maxFps },
+      processing_configuration: choice.processing,
+      webrtc_offer: { type: offer.type, sdp: offer.sdp },
+      stream_output: choice.streamOutput,
+      data_output: choice.dataOutput,
+      webrtc_realtime_processing: choice.realtime,
+      webrtc_peer_timeout: PEER_TIMEOUT_S,
+    };
+    if (typeof fps === "number" && isFinite(fps) && fps > 0) payload.webcam_fps = fps;
+    return payload;
+  }
+
+  async function openCamera() {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia || typeof RTCPeerConnection === "undefined") {
+      throw new Error("this browser cannot send a camera from this page: browsers allow cameras only on secure " +
+                      "(https) pages and on localhost or 127.0.0.1");
+    }
+    try {
+      return await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
+    } catch (error) {
+      const reason = error && error.name === "NotAllowedError" ? "camera permission denied" : "no camera";
+      throw new Error(`${reason} (${error && error.name ? error.name : "error"}${error && error.message ? `: ${error.message}` : ""})`);
+    }
+  }
+
+  // Resolves when ICE gathering is complete, or after ``ms`` with the candidates found so far.
+  function iceGathered(pc, ms) {
+    if (pc.iceGatheringState === "complete") return Promise.resolve();
+    return new Promise((resolve) => {
+      const finish = () => {
+        clearTimeout(timer);
+        pc.removeEventListener("icegatheringstatechange", check);
+        resolve();
+      };
+      const check = () => {
+        if (pc.iceGatheringState === "complete") finish();
+      };
+      const timer = setTimeout(finish, ms);
+      pc.addEventListener("icegatheringstatechange", check);
+    });
+  }
+
+  function stopped(session) {
+    if (session.stopping) throw new Error("stopped before it started");
+  }
+
+  async function onWebcamStart(event) {
+    event.preventDefault();
+    if (webcam.session || !webcam.ready) return;
+    const choice = webcamChoice(event.target);
+    const result = byId("webcam-result");
+    const session = {
+      pc: null, stream: null, channel: null, pipelineId: null, seen: false, stopping: false, ended: false, messages: 0,
+      latest: null, drawTimer: null, statsTimer: null,
+    };
+    webcam.session = session;
+    clearSessionView();
+    updateWebcamButtons();
+    try {
+      setText(result, "opening the camera…");
+      session.stream = await openCamera();
+      stopped(session);
+      const track = session.stream.getVideoTracks()[0];
+      if (!track) throw new Error("the camera gave no video track");
+      // Inference wants the camera's full resolution: under load the encoder drops frames, not pixels.
+      if ("contentHint" in track) track.contentHint = "detail";
+      byId("webcam-local").srcObject = session.stream;
+
+      const pc = session.pc = new RTCPeerConnection({ iceServers: [] }); // host candidates: no outside server
+      pc.addTransceiver(track, { direction: "sendrecv", streams: [session.stream] });
+      session.channel = pc.createDataChannel("inference"); // before the offer, so the offer carries it
+      session.channel.addEventListener("message", (message) => onChannelMessage(session, message));
+      pc.addEventListener("track", (trackEvent) => {
+        byId("webcam-remote").srcObject = trackEvent.streams[0] || new MediaStream([trackEvent.track]);
+      });
+      pc.addEventListener("connectionstatechange", () => onPeerState(session));
+
+      setText(result, "gathering network candidates…");
+      await pc.setLocalDescription(await pc.createOffer());
+      await iceGathered(pc, ICE_GATHERING_MS);
+      stopped(session);
+
+      setText(result, "starting the pipeline… (a worker loads the workflow and answers)");
+      const fps = track.getSettings ? track.getSettings().frameRate : undefined;
+      const body = await post("inference_pipelines/initialise_webrtc", webcamPayload(choice, pc.localDescription, fps));
+      session.pipelineId = (body.context && body.context.pipeline_id) || null;
+      setText(byId("webcam-pipeline"), session.pipelineId);
+      stopped(session);
+      if (typeof body.sdp !== "string") throw new Error("the reply carries no SDP answer");
+      await pc.setRemoteDescription({ type: body.type || "answer", sdp: body.sdp });
+      stopped(session);
+      setText(result, `started ${text(session.pipelineId)}`);
+      session.statsTimer = setInterval(() => showStats(session), WEBCAM_STATS_MS);
+      schedulePoll(0);
+    } catch (error) {
+      if (session.ended) return; // Stop came after the answer and has done everything
+      const id = session.pipelineId;
+      const wasStopped = session.stopping;
+      endSession(session);
+      if (id) {
+        await terminateQuietly(id); // it started but the page cannot use it
+        await showFinalState(id);
+      }
+      setText(result, wasStopped ? `stopped${id ? ` ${id}` : ""} before it started` : `not started: ${error.message}`);
+    } finally {
+      updateWebcamButtons();
+    }
+  }
+
+  async function onWebcamStop() {
+    const session = webcam.session;
+    if (!session || session.stopping) return;
+    session.stopping = true;
+    updateWebcamButtons();
+    const id = session.pipelineId;
+    const result = byId("webcam-result");
+    if (!id || session.pc === null || session.pc.remoteDescription === null) {
+      setText(result, "stopping…"); // still starting: onWebcamStart ends it at its next step
+      return;
+    }
+    setText(result, `stopping ${id}…`);
+    let outcome = `stopped ${id}`;
+    try {
+      await post(pipelinePath(id, "terminate"));
+    } catch (error) {
+      outcome = `terminate failed: ${error.message} (the worker ends the pipeline once the camera stops)`;
+    }
+    endSession(session);
+    await showFinalState(id);
+    setText(result, outcome);
+    schedulePoll(0);
+  }
+
+  async function terminateQuietly(id) {
+    try {
+      await post(pipelinePath(id, "terminate"));
+    } catch (_) {
+      // already gone, or the worker ends it when the peer stops sending
+    }
+  }
+
+  // The pipeline's state as the manager keeps it after the end (TERMINATED, ENDED, FAILED), and its last error.
+  async function showFinalState(id) {
+    let state = "ENDED";
+    let problem = null;
+    try {
+      const response = await request(pipelinePath(id, "status"), { cache: "no-store", headers: { Accept: "application/json" } });
+      if (response.ok) {
+        const report = (await response.json()).report || {};
+        state = report.pipeline_state || state;
+        problem = report.last_error || null;
+      }
+    } catch (_) {
+      // the state stays "ENDED"
+    }
+    if (webcam.session === null) showWebcamState(state);
+    return problem;
+  }
+
+  // Closes everything the session holds; the pipeline itself is the caller's business.
+  function endSession(session) {
+    session.stopping = true;
+    session.ended = true;
+    clearInterval(session.statsTimer);
+    clearTimeout(session.drawTimer);
+    if (session.channel) session.channel.close();
+    if (session.pc) session.pc.close();
+    if (session.stream) for (const track of session.stream.getTracks()) track.stop();
+    if (webcam.session === session) {
+      webcam.session = null;
+      byId("webcam-local").srcObject = null;
+      byId("webcam-remote").srcObject = null;
+      setText(byId("webcam-peer"), session.pc ? "closed" : null);
+      setText(byId("webcam-fps"), null);
+      showVideoSize("local");
+      showVideoSize("remote");
+    }
+    updateWebcamButtons();
+  }
+
+  function clearSessionView() {
+    for (const id of ["webcam-pipeline", "webcam-peer", "webcam-fps", "webcam-local-size", "webcam-remote-size"]) {
+      setText(byId(id), null);
+    }
+    showWebcamState(null);
+    byId("webcam-messages").textContent = "0";
+    byId("webcam-counts").dataset.messages = "0";
+    byId("webcam-total").textContent = "";
+    byId("webcam-message").textContent = "";
+    byId("webcam-counts").tBodies[0].replaceChildren();
+  }
+
+  function updateWebcamButtons() {
+    const session = webcam.session;
+    byId("webcam-start").disabled = session !== null || !webcam.ready;
+    byId("webcam-stop").disabled = session === null || session.stopping;
+    for (const element of byId("webcam-form").querySelectorAll("select, input, #webcam-reload")) {
+      element.disabled = session !== null;
+    }
+    // The model id belongs to the built-in workflow only (disabled, its emptiness does not block the form).
+    const modelId = byId("webcam-form").elements.namedItem("model_id");
+    modelId.disabled = session !== null || selectedWorkflow().value !== "builtin";
+  }
+
+  function showWebcamState(state) {
+    const badge = byId("webcam-state");
+    setText(badge, state);
+    badge.dataset.state = state || "NONE";
+  }
+
+  function showVideoSize(which) {
+    const video = byId(`webcam-${which}`);
+    const size = video.srcObject && video.videoWidth ? `${video.videoWidth}×${video.videoHeight}` : "";
+    byId(`webcam-${which}-size`).textContent = size;
+  }
+
+  function onPeerState(session) {
+    if (webcam.session !== session || !session.pc) return;
+    const state = session.pc.connectionState;
+    setText(byId("webcam-peer"), state);
+    if ((state === "failed" || state === "closed") && !session.stopping && session.pipelineId) {
+      const id = session.pipelineId;
+      endSession(session);
+      setText(byId("webcam-peer"), state);
+      terminateQuietly(id).then(() => showFinalState(id));
+      setText(byId("webcam-result"), `the connection to the worker ${state === "failed" ? "failed" : "closed"}; ` +
+                                     `pipeline ${id} is terminated`);
+    }
+  }
+
+  // Receiving: the decoded size and frame rate of the video that comes back.
+  async function showStats(session) {
+    if (webcam.session !== session || !session.pc) return;
+    try {
+      const report = await session.pc.getStats();
+      for (const stats of report.values()) {
+        if (stats.type !== "inbound-rtp" || stats.kind !== "video") continue;
+        const size = stats.frameWidth ? `${stats.frameWidth}×${stats.frameHeight}` : "no frame yet";
+        const fps = typeof stats.framesPerSecond === "number" ? ` at ${fixed(stats.framesPerSecond, 1)} fps` : "";
+        setText(byId("webcam-fps"), `${size}${fps}`);
+      }
+    } catch (_) {
+      // closed meanwhile
+    }
+  }
+
+  // ------------------------------------------------------------------ the data channel's messages
+
+  function onChannelMessage(session, message) {
+    if (webcam.session !== session) return;
+    session.messages += 1;
+    session.latest = message.data;
+    if (session.drawTimer === null) session.drawTimer = setTimeout(() => drawMessage(session), MESSAGE_DRAW_MS);
+  }
+
+  // The detections in a message: a detections output ({image, predictions: [...]}), a list of detections,
+  // or a dict output holding one of those; null when it holds none.
+  function detectionsIn(value, depth = 0) {
+    if (Array.isArray(value)) {
+      return value.length && value.every((item) => item && typeof item === "object" && "class" in item) ? value : null;
+    }
+    if (!value || typeof value !== "object" || depth > 2) return null;
+    if (Array.isArray(value.predictions)) return value.predictions;
+    for (const inner of Object.values(value)) {
+      const found = detectionsIn(inner, depth + 1);
+      if (found) return found;
+    }
+    return null;
+  }
+
+  function drawMessage(session) {
+    session.drawTimer = null;
+    if (webcam.session !== session) return;
+    const raw = session.latest;
+    byId("webcam-messages").textContent = String(session.messages);
+    let value;
+    let shown;
+    if (typeof raw === "string") {
+      try {
+        value = JSON.parse(raw);
+        shown = JSON.stringify(value, null, 1);
+      } catch (_) {
+        shown = raw; // not JSON: shown as it came
+      }
+    } else {
+      shown = `(a binary message of ${raw && raw.byteLength !== undefined ? raw.byteLength : raw.size} bytes)`;
+    }
+    const detections = value === undefined ? null : detectionsIn(value);
+    const counts = new Map();
+    for (const detection of detections || []) {
+      const name = detection && typeof detection.class === "string" ? detection.class : "?";
+      counts.set(name, (counts.get(name) || 0) + 1);
+    }
+    const rows = Array.from(counts).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+    const body = byId("webcam-counts").tBodies[0];
+    while (body.rows.length > rows.length) body.deleteRow(-1);
+    rows.forEach(([name, count], index) => {
+      const row = body.rows[index] || body.insertRow();
+      while (row.cells.length < 2) row.insertCell();
+      setText(row.cells[0], name);
+      setText(row.cells[1], count);
+    });
+    const total = detections ? detections.length : 0;
+    byId("webcam-total").textContent = detections ? `· ${total} object${total === 1 ? "" : "s"}` : "· no detections in it";
+    byId("webcam-counts").dataset.messages = String(session.messages);
+    byId("webcam-message").textContent = shown.length > MESSAGE_CHARS ? `${shown.slice(0, MESSAGE_CHARS)}…` : shown;
+  }
+
+  // ------------------------------------------------------------------ the webcam session and the snapshot
+
+  // The session's pipeline as the poll lists it; once listed and then gone, the pipeline has ended.
+  function webcamSnapshot(snapshot) {
+    const session = webcam.session;
+    if (!session || !session.pipelineId || session.stopping) return;
+    const found = snapshot.pipelines.find((pipeline) => pipeline.pipeline_id === session.pipelineId);
+    if (found) {
+      session.seen = true;
+      showWebcamState(found.pipeline_state || "UNKNOWN");
+    } else if (session.seen) {
+      const id = session.pipelineId;
+      endSession(session);
+      showFinalState(id).then((problem) => {
+        setText(byId("webcam-result"), `pipeline ${id} ended${problem ? `: ${problem}` : ""}`);
+      });
+    }
+  }
+
+  function onPageHide() {
+    const session = webcam.session;
+    if (!session) return;
+    if (session.pipelineId) {
+      const init = { method: "POST", keepalive: true, headers: { Accept: "application/json" } };
+      request(pipelinePath(session.pipelineId, "terminate"), init).catch(() => {});
+    }
+    endSession(session);
+  }
+
   document.getElementById("start-form").addEventListener("submit", onStart);
   document.getElementById("login-form").addEventListener("submit", onLogin);
+  document.getElementById("webcam-form").addEventListener("submit", onWebcamStart);
+  document.getElementById("webcam-stop").addEventListener("click", onWebcamStop);
+  document.getElementById("webcam-reload").addEventListener("click", loadWorkflows);
+  document.getElementById("webcam-workflow").addEventListener("change", chooseWorkflow);
+  document.getElementById("webcam-remote").addEventListener("resize", () => showVideoSize("remote"));
+  document.getElementById("webcam-local").addEventListener("resize", () => showVideoSize("local"));
+  for (const tab of document.querySelectorAll(".views button")) {
+    tab.addEventListener("click", () => {
+      location.hash = tab.dataset.view === "pipelines" ? "" : tab.dataset.view; // the view is in the URL
+    });
+  }
+  window.addEventListener("hashchange", showView);
+  window.addEventListener("pagehide", onPageHide);
+  fillOutputs(null);
+  updateWebcamButtons();
+  showView();
   setInterval(previewLoop, 250);
   poll();
 })();

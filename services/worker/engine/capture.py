@@ -10,6 +10,10 @@ configuration-free checks of ``services.core.references`` and, when FFmpeg would
 ``protocol:...``, name a streaming scheme (never ``concat:``, ``pipe:``, ``file:``, ...): defence in depth
 behind the manager's INIT validation.
 
+A ``webrtc:`` reference names a WebRTC peer's video: live but not reconnectable (a peer that went away
+does not come back), and opened only by its session's opener (``services.worker.webrtc``); ``open_capture``
+refuses it.
+
 A live stream with ``max_fps`` (and no ``video_source_properties``) is first offered to PyAV
 (``services.worker.engine.pyav_capture``), which decodes only the frames the pacing takes where the
 stream allows it; whatever PyAV cannot serve as OpenCV would opens here as before. Such a reader is
@@ -38,6 +42,7 @@ from services.core.references import scheme_of, syntax_refusal
 AV_LOG_QUIET = -8
 
 STREAM_SCHEMES = frozenset({"rtsp", "rtsps", "http", "https", "rtmp", "udp", "tcp"})
+WEBRTC_SCHEME = "webrtc"
 
 # video_source_properties names -> cv2.CAP_PROP_* ids, e.g. "frame_width" -> CAP_PROP_FRAME_WIDTH.
 # Only the generic properties (ids 0-99); backend-specific ones (XI_, OPENNI_, ...) are left out.
@@ -65,10 +70,17 @@ class SourceKind(StrEnum):
     CAMERA = "camera"
     STREAM = "stream"
     FILE = "file"
+    # A WebRTC peer's video (``webrtc:<name>``): opened only by its session's opener, never by FFmpeg.
+    WEBRTC = "webrtc"
 
     @property
     def is_live(self) -> bool:
         return self is not SourceKind.FILE
+
+    @property
+    def is_reconnectable(self) -> bool:
+        """A live source worth reopening when it fails; a WebRTC peer that went away does not come back."""
+        return self in (SourceKind.CAMERA, SourceKind.STREAM)
 
 
 class SourceConnectionError(Exception):
@@ -121,6 +133,18 @@ class SelectiveCapture(Capture, Protocol):
     def decode_path(self) -> DecodePath: ...
 
 
+@runtime_checkable
+class PeerEndedCapture(Capture, Protocol):
+    """A capture fed by a remote peer (``services.worker.webrtc``): once ``grab`` returns False the peer is gone
+    for good, and ``end_reason`` says why; ``interrupt`` makes a waiting ``grab`` return False at once (the
+    source is terminating)."""
+
+    @property
+    def end_reason(self) -> str | None: ...
+
+    def interrupt(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class CaptureOptions:
     open_timeout: float = 5.0
@@ -162,6 +186,8 @@ def classify(reference: str | int) -> SourceKind:
         scheme = urlsplit(reference).scheme.lower()
     except ValueError:
         return SourceKind.FILE
+    if scheme == WEBRTC_SCHEME:
+        return SourceKind.WEBRTC
     return SourceKind.STREAM if scheme in STREAM_SCHEMES else SourceKind.FILE
 
 
@@ -190,7 +216,13 @@ def property_ids(properties: Mapping[str, float]) -> dict[int, float]:
 def open_capture(reference: str | int, options: CaptureOptions) -> Capture:
     """An opened capture with ``options.properties`` applied, or :class:`SourceConnectionError`."""
     props = property_ids(options.properties)
-    if classify(reference) is SourceKind.CAMERA:
+    kind = classify(reference)
+    if kind is SourceKind.WEBRTC:  # only its session opens it (a source given the session's opener)
+        raise SourceConnectionError(
+            f"refusing to open video source {redact_reference(reference)}: a WebRTC peer's video is opened "
+            "only by its session"
+        )
+    if kind is SourceKind.CAMERA:
         capture = cv2.VideoCapture(reference)
     else:
         reason = unsafe_reason(str(reference))
@@ -233,5 +265,5 @@ def read_properties(capture: Capture, kind: SourceKind) -> SourceProperties:
         total_frames=frames if is_file and frames > 0 else None,
         fps=float(capture.get(cv2.CAP_PROP_FPS)),
         is_file=is_file,
-        is_reconnectable=not is_file,
+        is_reconnectable=kind.is_reconnectable,
     )

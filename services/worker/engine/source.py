@@ -25,11 +25,15 @@ pipeline's rule).
 States (the reference's): NOT_STARTED -> INITIALISING -> RUNNING <-> MUTED. A live source whose
 open or read fails goes RESTARTING and retries forever with jittered exponential backoff, until
 terminated. A file that ends goes ENDED; a file that cannot be opened or decodes no frame goes
-ERROR. ``terminate()`` works from every state: it sets the stop event (every sleep is an
+ERROR. A WebRTC peer's video (``webrtc:`` references, opened by the session's opener) is live but not
+reconnectable: when the peer is gone (``grab`` False) the source goes ENDED with the capture's
+``end_reason`` in its log line and VIDEO_CONSUMPTION_FINISHED event; when it cannot be opened, ERROR.
+``terminate()`` works from every state: it sets the stop event (every sleep is an
 ``Event.wait``), closes the buffer (unblocking a producer waiting for room) and joins the thread
 for at most ``timeout``; TERMINATING -> ENDED. A thread still inside a blocking OpenCV call
 releases its capture when that call returns (bounded by the open/read timeout) and reports nothing
-more: no error, no offline time, no reconnect attempt for a source that was terminated.
+more: no error, no offline time, no reconnect attempt for a source that was terminated. A peer's
+capture waiting in ``grab`` (WebRTC) is interrupted instead, so it returns at once.
 
 Only the redacted reference ever reaches an event, a log line or the metadata.
 """
@@ -52,6 +56,7 @@ from services.worker.engine.capture import (
     CaptureOptions,
     DecodePath,
     Opener,
+    PeerEndedCapture,
     SelectiveCapture,
     SourceConnectionError,
     SourceKind,
@@ -190,6 +195,8 @@ class VideoSource:
         self._reconnects = 0
         self._offline_since: datetime | None = None
         self._consumption_started = False
+        self._capture: Capture | None = None  # the open capture, for terminate to interrupt a peer's wait
+        self._end_reason: str | None = None  # why a peer ended (non-reconnectable sources)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -235,6 +242,10 @@ class VideoSource:
         """Stops from any state within ``timeout``; buffered frames are dropped ('terminated'). Idempotent."""
         deadline = time.monotonic() + timeout
         self._stop.set()
+        with self._lock:
+            capture = self._capture
+        if isinstance(capture, PeerEndedCapture):  # its grab may wait for the peer: wake it
+            capture.interrupt()
         self._transition(StreamState.TERMINATING)
         self._buffer.close()
         self._buffer.clear(DROP_TERMINATED)
@@ -302,7 +313,7 @@ class VideoSource:
         while not self._stop.is_set():
             capture = self._open()
             if capture is None:
-                if not self._kind.is_live or self._stop.is_set():
+                if not self._kind.is_reconnectable or self._stop.is_set():
                     return
                 self._wait_before_reconnect()
                 continue
@@ -310,11 +321,14 @@ class VideoSource:
                 outcome = self._skip(capture) if self._skip_frames else None
                 outcome = outcome or self._pump(capture)
             finally:
+                with self._lock:
+                    self._capture = None
                 capture.release()
             if outcome is _Outcome.ENDED:
-                self._emit(
-                    VIDEO_CONSUMPTION_FINISHED, {"source_id": self.source_id}, context=CONTEXT_CONSUMER
-                )
+                payload: dict[str, Any] = {"source_id": self.source_id}
+                if self._end_reason is not None:
+                    payload["reason"] = self._end_reason
+                self._emit(VIDEO_CONSUMPTION_FINISHED, payload, context=CONTEXT_CONSUMER)
                 self._transition(StreamState.ENDED)
             if outcome is not _Outcome.LOST or self._stop.is_set():
                 return
@@ -327,7 +341,7 @@ class VideoSource:
         except SourceConnectionError as exc:
             if self._stop.is_set():  # terminated while OpenCV was opening: nothing to report any more
                 return None
-            if self._kind.is_live:
+            if self._kind.is_reconnectable:
                 self._go_offline(exc)
             else:
                 self._report_error(exc, logging.ERROR)
@@ -335,6 +349,7 @@ class VideoSource:
             return None
         properties = read_properties(capture, self._kind)
         with self._lock:
+            self._capture = capture
             self._properties = properties
             self._offline_since = None
             self._decoder_seen = 0
@@ -351,7 +366,7 @@ class VideoSource:
             if interval and not self._kind.is_live and self._stop.wait(max(0.0, next_due - time.monotonic())):
                 return _Outcome.STOPPED
             if not capture.grab():
-                return self._read_failed()
+                return self._read_failed(capture)
             now = time.monotonic()
             frame_id = self._count_decoded(now, selective)
             if interval:  # paced before the mute check, so a muted file still advances at max_fps
@@ -383,11 +398,16 @@ class VideoSource:
             self._emit(VIDEO_CONSUMPTION_STARTED, {"source_id": self.source_id}, context=CONTEXT_CONSUMER)
         self._buffer.put(frame)
 
-    def _read_failed(self) -> _Outcome:
+    def _read_failed(self, capture: Capture) -> _Outcome:
         if self._stop.is_set():
             return _Outcome.STOPPED
-        if self._kind.is_live:
+        if self._kind.is_reconnectable:
             return _Outcome.LOST
+        if self._kind.is_live:  # a peer that went away (WebRTC): the source ends, it is not reopened
+            reason = capture.end_reason if isinstance(capture, PeerEndedCapture) else None
+            self._end_reason = reason or "the peer stopped sending video"
+            logger.info("source %s (%s): the peer ended: %s", self.source_id, self._redacted, self._end_reason)
+            return _Outcome.ENDED
         with self._lock:
             decoded = self._frames_decoded
         if decoded == 0:

@@ -20,6 +20,7 @@ from services.worker.workflows.blocks import REGISTRY
 from services.worker.workflows.blocks.base import BlockEnvironment, BlockFactory
 from services.worker.workflows.executor import ERRORS_KEY, StepError, WorkflowExecutor
 from services.worker.workflows.models import ModelService
+from services.worker.workflows.serialization import drop_pixels
 from services.worker.workflows.values import VideoMetadata, WorkflowImage
 
 _DETECTION = "roboflow_core/roboflow_object_detection_model@"
@@ -54,8 +55,12 @@ class WorkflowProcessor:
         on_step_errors: Callable[[Sequence[StepError]], None] = lambda errors: None,
         registry: Mapping[str, BlockFactory] = REGISTRY,
         background: BackgroundRunner | None = None,
+        keep_pixels: bool = False,
     ) -> None:
         self._plan = plan
+        # Image outputs keep their pixels beside their JPEG only for a consumer in this process (a WebRTC
+        # peer's video); otherwise a result waiting in a sink queue would hold them too.
+        self._keep_pixels = keep_pixels
         self._models = models
         self._environment = environment
         self._on_step_errors = on_step_errors
@@ -89,6 +94,8 @@ class WorkflowProcessor:
                 result, errors = self._executor(frame.source_id).run(self._image(frame))
             finally:
                 self._models.clear_seeds()
+            if not self._keep_pixels:
+                drop_pixels(result)
             if errors:
                 result[ERRORS_KEY] = [error.as_dict() for error in errors]
                 self._on_step_errors(errors)

@@ -3,7 +3,8 @@
 Detections become the reference's prediction dict (``{"image": {width, height}, "predictions":
 [...]}`` with centre x/y, width, height, confidence, class_id, [tracker_id], class, detection_id,
 parent_id, then the extra fields blocks add); images ``{"type": "base64", "value": <JPEG>,
-"video_metadata": {...}}``; numpy values plain numbers and lists; anything else as JSON allows.
+"video_metadata": {...}}`` (a :class:`SerialisedImage`, which also carries the pixels, outside the
+JSON); numpy values plain numbers and lists; anything else as JSON allows.
 """
 
 import base64
@@ -102,8 +103,36 @@ def _image_size(detections: sv.Detections) -> dict[str, int | None]:
     return {"width": None, "height": None}
 
 
-def serialise_image(image: v.WorkflowImage) -> dict[str, Any]:
-    return {"type": "base64", "value": jpeg_base64(image.image), "video_metadata": image.video.as_dict()}
+class SerialisedImage(dict[str, Any]):
+    """An image output's JSON (``{"type": "base64", "value": <JPEG>, ...}``) that also keeps its BGR pixels.
+
+    ``pixels`` is an attribute, not a key: ``json.dumps`` writes only the keys, while a consumer in the same
+    process (the WebRTC session's outgoing video) uses the pixels as they are instead of decoding the JPEG.
+    """
+
+    __slots__ = ("pixels",)
+
+    def __init__(self, fields: dict[str, Any], pixels: np.ndarray | None) -> None:
+        super().__init__(fields)
+        self.pixels = pixels
+
+
+def drop_pixels(value: Any) -> None:
+    """Forgets the pixels of every image in a serialised output (their JSON stays): a result that waits in
+    a sink queue then holds only its JPEG. Pipelines that send no video back call this on every output."""
+    if isinstance(value, SerialisedImage):
+        value.pixels = None
+    if isinstance(value, dict):
+        for item in value.values():
+            drop_pixels(item)
+    elif isinstance(value, list):
+        for item in value:
+            drop_pixels(item)
+
+
+def serialise_image(image: v.WorkflowImage) -> SerialisedImage:
+    fields = {"type": "base64", "value": jpeg_base64(image.image), "video_metadata": image.video.as_dict()}
+    return SerialisedImage(fields, image.image)
 
 
 def jpeg_base64(pixels: np.ndarray) -> str:
