@@ -47,6 +47,7 @@ def test_the_task_answer_comes_back_in_the_reference_envelope(
     spec = fake_worker.calls[0]["spec"]
     assert spec["video_references"] == [PEER_REFERENCE]
     assert spec["processing_mode"] == "freshest"  # webrtc_realtime_processing defaults to true
+    assert spec["max_staleness"] == 0.2  # realtime: frames wait for a free runner, stale ones are dropped
     webrtc = spec["webrtc"]
     assert (webrtc["offer_sdp"], webrtc["data_output"], webrtc["stream_output"]) == (OFFER_SDP, "predictions", None)
     assert (webrtc["peer_timeout"], webrtc["declared_fps"]) == (10.0, 30.0)
@@ -67,6 +68,7 @@ def test_non_realtime_processes_every_frame(
 
     assert reply["response"]["status"] == "success"
     assert fake_worker.calls[0]["spec"]["processing_mode"] == "every_frame"
+    assert fake_worker.calls[0]["spec"]["max_staleness"] is None
 
 
 @pytest.mark.parametrize(("fields", "message"), [
