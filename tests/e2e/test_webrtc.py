@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 
 from services.core import keys
+from services.manager.reaper import NOT_MOVABLE
 from tests.manager.fakes import call
+from tests.support import faults
 from tests.support import workflow_definitions as wf
 from tests.support.redis_server import RedisServer
 from tests.support.stack import Stack, running_stack
@@ -174,3 +176,15 @@ def test_an_offer_without_a_video_track_is_refused(stack: Stack, frames: list[np
     assert reply["response"]["error_type"] == "invalid_payload"
     assert "no video section" in reply["response"]["error_message"]
     assert reply["pipeline_id"] is None  # refused before a record was made
+
+
+def test_a_lost_task_ends_the_pipeline_failed_instead_of_moving_it(stack: Stack, frames: list[np.ndarray]) -> None:
+    with closing(ClientPeer(frames, fps=15)) as peer:
+        pipeline_id = start(stack, peer)
+        wait_until(lambda: len(peer.received_sizes()) >= 3, timeout=60)
+
+        faults.kill_tree(faults.task_pid(stack.client, pipeline_id))  # the peer connection dies with it
+
+        record = final_record(stack, pipeline_id, timeout=30)
+        assert record["state"] == "FAILED" and record["last_error"].endswith(NOT_MOVABLE), record
+        assert record["epoch"] == "1"  # never re-dispatched: no other worker could reach the peer
