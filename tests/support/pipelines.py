@@ -2,15 +2,18 @@
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from services.core import keys
 from services.core.control import Command, ControlCommand, ControlReply
 from services.core.records import DesiredState, PipelineRecord, PipelineState
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def create_record(
@@ -78,6 +81,21 @@ def last_result_id(client: redis.Redis, pipeline_id: str) -> bytes | None:
     return entries[0][0] if entries else None
 
 
+def read_frames(source: Path, count: int) -> "Iterator[np.ndarray]":
+    """The first ``count`` frames of a video (fewer if it is shorter), decoded one at a time."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(source))
+    try:
+        for _ in range(count):
+            ok, image = capture.read()
+            if not ok:
+                return
+            yield image
+    finally:
+        capture.release()
+
+
 def write_clip(source: Path, target: Path, frames: int) -> Path:
     """The first ``frames`` frames of a real video, re-encoded, so a test can run a file to its end."""
     import cv2
@@ -85,14 +103,11 @@ def write_clip(source: Path, target: Path, frames: int) -> Path:
     capture = cv2.VideoCapture(str(source))
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    capture.release()
     writer = cv2.VideoWriter(str(target), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
     try:
-        for _ in range(frames):
-            ok, image = capture.read()
-            if not ok:
-                break
+        for image in read_frames(source, frames):
             writer.write(image)
     finally:
         writer.release()
-        capture.release()
     return target

@@ -18,11 +18,12 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-import cv2
 import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
+
+from tests.support.pipelines import read_frames
 
 MEDIA = Path(__file__).resolve().parents[2] / "data" / "media"
 BITS = 10  # the frame index modulo 1024, in blocks along the top edge
@@ -35,16 +36,7 @@ def vtest_frames(count: int) -> list[np.ndarray]:
     path = MEDIA / "vtest.avi"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: run `make setup`")
-    capture = cv2.VideoCapture(str(path))
-    try:
-        frames: list[np.ndarray] = []
-        while len(frames) < count:
-            ok, image = capture.read()
-            if not ok:
-                break
-            frames.append(image)
-    finally:
-        capture.release()
+    frames = list(read_frames(path, count))
     assert len(frames) == count, f"vtest.avi has fewer than {count} frames"
     return frames
 
