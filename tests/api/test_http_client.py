@@ -18,7 +18,6 @@ from services.client.errors import (
     ProcessesManagerClientError,
     ProcessesManagerInvalidPayload,
     ProcessesManagerNotFoundError,
-    ProcessesManagerOperationError,
 )
 from services.core import keys
 from tests.api.conftest import ApiFactory

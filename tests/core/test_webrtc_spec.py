@@ -4,7 +4,8 @@ from services.core.plan import PipelineSpec, compile_webrtc_init
 from services.core.webrtc import PEER_REFERENCE, advertise
 from tools.payloads import newer_init
 
-OFFER = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=ice-pwd:ICE-PASSWORD\r\n"
+OFFER = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+         "a=ice-pwd:ICE-PASSWORD\r\n")
 
 
 def spec(**fields: object) -> PipelineSpec:
