@@ -27,8 +27,10 @@ class NoListenerError(Exception):
 
 
 class Controller:
-    def __init__(self, redis: Redis, command_timeout: float) -> None:
+    def __init__(self, redis: Redis, command_timeout: float, blocking: Redis | None = None) -> None:
+        """``blocking``: the client of the reply waits (a BLPOP holds its connection); default ``redis``."""
         self._redis = redis
+        self._blocking = blocking or redis
         self._timeout = command_timeout
 
     async def send(self, pipeline_id: str, epoch: int, command: Command, request_id: str) -> dict[str, Any]:
@@ -42,7 +44,7 @@ class Controller:
                                               message.model_dump_json())
         if receivers == 0:
             raise NoListenerError(pipeline_id)
-        response = await wait_reply(self._redis, request_id, self._timeout)
+        response = await wait_reply(self._blocking, request_id, self._timeout)
         if response is None:
             raise OperationError(
                 f"the worker running pipeline {pipeline_id} did not answer {command.value} "

@@ -69,6 +69,7 @@ class Services:
     """What the handlers talk to, built once by the service."""
 
     redis: Redis
+    blocking: Redis  # the reply waits' own connections (a BLPOP holds one for seconds)
     store: PipelineStore
     cursor: ResultsCursor
     controller: Controller
@@ -189,7 +190,7 @@ class Handlers:
         """The task's init reply, or a failure when none comes within ``init_timeout``."""
         await self._s.dispatcher.dispatch(record.pipeline_id, record.epoch, payload,
                                           reply_list(request_id), record.device)
-        response = await wait_reply(self._s.redis, request_id, self._settings.init_timeout)
+        response = await wait_reply(self._s.blocking, request_id, self._settings.init_timeout)
         if response is None:
             raise OperationError(
                 f"no worker started pipeline {record.pipeline_id} within {self._settings.init_timeout:g} s",

@@ -24,11 +24,16 @@ from services.manager.workflows import WorkflowRegistry
 logger = logging.getLogger(__name__)
 
 STOP_GRACE = 2.0  # seconds a background task gets to finish when the manager stops
-REDIS_POOL_SIZE = 100  # Redis connections at once; further requests wait for one (redis-py's default size)
+REAPER_POOL_SIZE = 2  # the reaper's own Redis connections (it runs one sweep at a time)
 
 
-def redis_client(settings: ManagerSettings) -> Redis:
-    """The manager's one Redis client, bounded so a request during an outage is answered, not hung.
+def redis_client(settings: ManagerSettings, max_connections: int) -> Redis:
+    """A Redis client of the manager, bounded so a request during an outage is answered, not hung.
+
+    The manager has three (``ManagerService``): one for requests, one for the blocking waits for a
+    task's reply, one for the reaper. One shared pool let the waits (a BLPOP holds its connection for
+    seconds) take every connection under load: requests then waited for one, and the reaper's sweep
+    failed on the pool's timeout and was logged as a Redis outage.
 
     Every call is bounded by the socket and connect timeouts. A connection error is retried at most
     twice within 0.3 s (a pooled connection broken by a Redis restart is replaced transparently; a
@@ -42,7 +47,7 @@ def redis_client(settings: ManagerSettings) -> Redis:
         # redis-py's default pool raises MaxConnectionsError beyond 100 connections in use, which answered
         # internal_error to clients under load (1,000 concurrent clients, tests/benchmarks/load.py): a request
         # now waits its turn for a free connection, bounded by its handler's own timeout.
-        max_connections=REDIS_POOL_SIZE,
+        max_connections=max_connections,
         timeout=settings.handler_timeout,
         socket_timeout=settings.redis_socket_timeout,
         socket_connect_timeout=settings.redis_connect_timeout,
@@ -54,16 +59,19 @@ def redis_client(settings: ManagerSettings) -> Redis:
 class ManagerService:
     def __init__(self, settings: ManagerSettings, dispatcher: Dispatcher | None = None) -> None:
         self.settings = settings
-        self._redis = redis_client(settings)
+        self._redis = redis_client(settings, settings.redis_pool_size)
+        self._blocking = redis_client(settings, settings.redis_blocking_pool_size)  # reply waits (BLPOP)
+        self._reaper_redis = redis_client(settings, REAPER_POOL_SIZE)
         self._celery: CeleryDispatcher | None = None
         if dispatcher is None:
             dispatcher = self._celery = CeleryDispatcher(settings.redis_url)
         store = PipelineStore(self._redis, settings.finished_ttl)
         services = Services(
             redis=self._redis,
+            blocking=self._blocking,
             store=store,
             cursor=ResultsCursor(self._redis),
-            controller=Controller(self._redis, settings.command_timeout),
+            controller=Controller(self._redis, settings.command_timeout, self._blocking),
             dispatcher=dispatcher,
             workflows=WorkflowRegistry(WorkflowStore(self._redis), WorkflowDirectory(settings.workflows_directory),
                                        settings.max_workflow_bytes),
@@ -71,7 +79,8 @@ class ManagerService:
         self.metrics = ManagerMetrics()
         self.metrics_endpoint: MetricsEndpoint | None = None  # started with the server when a port is set
         self.server = StreamManagerServer(settings, Handlers(settings, services), self.metrics)
-        self.reaper = Reaper(settings, store, dispatcher, self._redis)
+        self.reaper = Reaper(settings, PipelineStore(self._reaper_redis, settings.finished_ttl), dispatcher,
+                             self._reaper_redis)
         self._reaper_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
@@ -95,7 +104,8 @@ class ManagerService:
         if self.metrics_endpoint is not None:
             await asyncio.to_thread(self.metrics_endpoint.close)
             self.metrics_endpoint = None
-        await self._redis.aclose()
+        for client in (self._redis, self._blocking, self._reaper_redis):
+            await client.aclose()
         if self._celery is not None:
             await asyncio.to_thread(self._celery.close)
         logger.info("stream manager stopped")

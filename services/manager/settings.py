@@ -53,6 +53,11 @@ class ManagerSettings(BaseSettings):
     idle_timeout: float = Field(default=30.0, gt=0)
     command_timeout: float = Field(default=5.0, gt=0)
     init_timeout: float = Field(default=30.0, gt=0)  # model load + opening the sources
+    # Redis connections: requests share ``redis_pool_size``; the waits for a task's reply (INIT, control
+    # commands: a BLPOP each, seconds long) have their own ``redis_blocking_pool_size``, and the reaper its
+    # own two, so that neither can starve the other nor requests (a request waits for a free connection).
+    redis_pool_size: int = Field(default=100, ge=1)
+    redis_blocking_pool_size: int = Field(default=200, ge=1)
     default_device: str = "cpu"
     devices: Annotated[tuple[str, ...], NoDecode] = DEFAULT_DEVICES
     # Named workflows live in Redis (put_workflow); this directory, when set, is a read-only fallback:

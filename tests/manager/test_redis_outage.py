@@ -60,7 +60,7 @@ def test_an_outage_restarts_no_pipeline_and_a_task_that_died_meanwhile_is_restar
 async def _outage_scenario(server: RedisServer) -> None:
     settings = ManagerSettings(redis_url=server.url, reaper_interval=0.05, heartbeat_grace=0.3, outage_grace=2.0,
                                restart_backoff_initial=0.0)
-    client = redis_client(settings)
+    client = redis_client(settings, settings.redis_pool_size)
     store = PipelineStore(client, settings.finished_ttl)
     reaper = Reaper(settings, store, RecordingDispatcher(), client)
     alive, died = "alive", "died"  # whose task ticks again once Redis is back, and whose does not
@@ -100,7 +100,7 @@ def test_a_reply_wait_longer_than_the_socket_timeout_neither_fails_nor_loses_the
     pusher = redis.Redis.from_url(redis_server.url)
 
     async def scenario() -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        client = redis_client(ManagerSettings(redis_url=redis_server.url, redis_socket_timeout=0.5))
+        client = redis_client(ManagerSettings(redis_url=redis_server.url, redis_socket_timeout=0.5), 4)
         try:
             late = asyncio.get_running_loop().call_later(
                 1.2, pusher.rpush, keys.reply_list(request_id),
