@@ -12,12 +12,12 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.api.conftest import ApiFactory
-from tests.dashboard.test_browser import _eventually, browser
+from tests.dashboard.test_browser import _eventually, browser, camera_video
 from tests.manager.conftest import RunningManager
 from tests.manager.fakes import register_worker
 from tests.manager.test_server import INIT_PAYLOAD
 
-__all__ = ["browser"]
+__all__ = ["browser", "camera_video"]  # fixtures of the dashboard's browser tests, shared
 
 TOKEN = "browser-token-0123456789"
 
