@@ -14,7 +14,7 @@ LOAD_SECONDS ?= 60
 
 .PHONY: setup run test bench lint clean
 
-setup: $(STAMP) data/media/vtest.avi data/models/$(MODEL_ID)/model.onnx data/models/yolov3-tiny/coco-320/model.onnx \
+setup: $(STAMP) data/media/vtest.avi data/media/bikes.mp4 data/models/$(MODEL_ID)/model.onnx data/models/yolov3-tiny/coco-320/model.onnx \
        data/models/demo-colours/1/model.onnx
 
 $(STAMP): pyproject.toml compose/docker/no-deps-requirements.txt tools/install_system_deps.sh
@@ -25,7 +25,8 @@ $(STAMP): pyproject.toml compose/docker/no-deps-requirements.txt tools/install_s
 	$(PY) -m pip install -q --no-deps -r compose/docker/no-deps-requirements.txt
 	touch $(STAMP)
 
-data/media/vtest.avi: | $(STAMP)
+# Both sample videos, each checked against its pinned SHA-256 (a wrong one is deleted and fails the build).
+data/media/vtest.avi data/media/bikes.mp4 &: | $(STAMP)
 	$(PY) -m tools.fetch_media --dest data/media
 
 data/models/$(MODEL_ID)/model.onnx: | $(STAMP)
@@ -39,10 +40,17 @@ data/models/yolov3-tiny/coco-320/model.onnx: | $(STAMP)
 data/models/demo-colours/1/model.onnx: | $(STAMP)
 	$(PY) -m services.worker.models build-demo-classifier --repository data/models
 
+# The source named with VIDEO= (a file anywhere, a camera index, a URL) is allowed for this run's manager only;
+# a permanent error (no such file, a refused source) stops the run at once with status 1 (tools/run_stack.py).
 run: setup
-	$(PY) -m tools.run_stack --video $(VIDEO) --model $(MODEL_ID) --device $(DEVICE) $(if $(WORKFLOW),--workflow $(WORKFLOW))
+	$(PY) -m tools.run_stack --video '$(VIDEO)' --model '$(MODEL_ID)' --device '$(DEVICE)' $(if $(WORKFLOW),--workflow '$(WORKFLOW)')
 
-test: setup
+# OpenCV 4 in a virtual environment of its own: its Darknet reader is the converter's oracle (OpenCV 5 has none).
+data/opencv4/requirements.txt: tools/opencv4_env.py | $(STAMP)
+	$(PY) -m tools.opencv4_env --dest data/opencv4
+	touch $@
+
+test: setup data/opencv4/requirements.txt
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup

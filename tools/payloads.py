@@ -8,7 +8,7 @@ from typing import Any
 MODEL_ID = "yolov3-tiny/coco-416"
 
 
-def newer_init(video: str, max_fps: float | None = None, results_buffer_size: int = 64, confidence: float = 0.3,
+def newer_init(video: str | int, max_fps: float | None = None, results_buffer_size: int = 64, confidence: float = 0.3,
                model_id: str = MODEL_ID, **extra: Any) -> dict[str, Any]:
     return {
         "video_configuration": {"type": "VideoConfiguration", "video_reference": video, "max_fps": max_fps},

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from services.core import keys
+from services.core import keys, registry
 from services.core.metrics import PipelineMetrics
 
 logger = logging.getLogger(__name__)
@@ -148,13 +148,8 @@ def _number(value: Any) -> float | None:
 
 
 async def _workers(redis: Redis) -> list[WorkerSample]:
-    names = sorted([key async for key in redis.scan_iter(match=keys.worker_registration_pattern(), count=100)])
-    if not names:
-        return []
     workers = []
-    for raw in await redis.mget(names):
-        if raw is None:  # expired between SCAN and MGET
-            continue
+    for _, raw in await registry.live_registrations(redis):  # the registry of live workers, no SCAN
         try:
             workers.append(_worker(json.loads(raw)))
         except (ValueError, TypeError, KeyError):

@@ -4,7 +4,8 @@ Both speak the reference protocol exactly as its client does: one connection per
 4-byte big-endian length, a UTF-8 JSON body, one reply. The command dictionaries and the reading
 of replies are shared (:class:`_Commands`); only the socket work differs. Every call has a
 deadline covering connect, send and the whole reply; past it the call raises
-:class:`~services.client.errors.ConnectivityError` and the connection is closed.
+:class:`~services.client.errors.ConnectivityError` and the connection is closed (aborted when the
+server took no part of the request: a graceful close would wait for the unsent bytes forever).
 
 Defaults come from the reference's variables ``STREAM_MANAGER_HOST`` / ``STREAM_MANAGER_PORT``;
 ``STREAM_MANAGER_TOKEN`` supplies the shared token when the manager requires one.
@@ -41,6 +42,7 @@ from services.core.framing import FrameDecoder, FrameTooLargeError, encode_messa
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_INIT_TIMEOUT = 60.0  # the manager may take its init_timeout (30 s) to load a model and open cameras
 MAX_REPLY_SIZE = 64 * 1024 * 1024
+CLOSE_TIMEOUT = 1.0  # longest the async client waits for a closed connection's unsent bytes to leave
 _READ_SIZE = 65536
 
 ResponseT = TypeVar("ResponseT", bound=CommandResponse)
@@ -201,10 +203,14 @@ class AsyncManagerClient(_Commands):
                 frames = _feed(decoder, chunk)
                 if frames:
                     return _parse_envelope(frames[0])
+        except BaseException:
+            writer.transport.abort()  # cancelled (the deadline) or failed: drop what is unsent
+            raise
         finally:
             writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+            with contextlib.suppress(OSError, TimeoutError):
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await writer.wait_closed()
 
     async def call(self, command: Mapping[str, Any], timeout: float | None = None) -> dict[str, Any]:
         """The reply envelope to ``command``; a failure reply raises its error class."""
@@ -280,13 +286,11 @@ class ManagerClient(_Commands):
         deadline = time.monotonic() + limit
         try:
             with self._connect(limit) as conn:
-                conn.sendall(encode_message(self._with_token(dict(command))))
+                conn.settimeout(_remaining(deadline))  # connecting (and the TLS handshake) used some
+                conn.sendall(encode_message(self._with_token(dict(command))))  # bounded in total since 3.5
                 decoder = FrameDecoder(MAX_REPLY_SIZE)
                 while True:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise TimeoutError("deadline passed")
-                    conn.settimeout(remaining)
+                    conn.settimeout(_remaining(deadline))
                     chunk = conn.recv(_READ_SIZE)
                     if not chunk:
                         raise _closed_early()
@@ -352,6 +356,13 @@ class ManagerClient(_Commands):
     def delete_workflow(self, workspace_name: str, workflow_id: str) -> CommandResponse:
         return self._typed(self.call(self._workflow_command("delete_workflow", workspace_name, workflow_id)),
                            CommandResponse)
+
+
+def _remaining(deadline: float) -> float:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("deadline passed")
+    return remaining
 
 
 def _feed(decoder: FrameDecoder, chunk: bytes) -> list[bytes]:

@@ -121,15 +121,23 @@ REPLY_TTL = 60  # seconds
 def worker_registration(hostname: str) -> str:
     """STRING (JSON: hostname, queues, slots, free slots, RAM) with a short TTL.
 
-    Refreshed every second by each worker process; read by the manager to know which device queues
-    have a live worker before it dispatches.
+    Refreshed every second by each worker process, always together with its member in
+    :func:`workers_registry` (``services.core.registry``); read by the manager to know which device
+    queues have a live worker before it dispatches, by the API's /metrics, and by the worker's
+    container healthcheck (its own key only).
     """
     return f"{PREFIX}:worker:{hostname}"
 
 
-def worker_registration_pattern() -> str:
-    """SCAN pattern matching every worker registration key."""
-    return f"{PREFIX}:worker:*"
+def workers_registry() -> str:
+    """SORTED SET of worker hostnames, each scored by the time (Redis's clock) its registration key expires.
+
+    Written by each worker's registration beat in the same script as :func:`worker_registration`
+    (ZADD) and by its clean stop (ZREM); members whose score has passed are pruned by the readers
+    (the manager's admission, the API's /metrics), which thereby find the live workers without a
+    SCAN of the keyspace. No TTL (an empty sorted set does not exist).
+    """
+    return f"{PREFIX}:workers"
 
 
 def workflow(workspace_name: str, workflow_id: str) -> str:

@@ -1,6 +1,6 @@
 """The TCP requests as one closed union keyed by ``type``, their one parser, and the reply envelope.
 
-Shapes follow the wire contract (protocol.md §2-3): lower-case ``type`` values, unknown extra
+Shapes follow the reference's wire contract (README, "The wire protocol"): lower-case ``type`` values, unknown extra
 keys ignored, replies keyed ``request_id``, ``response``, ``pipeline_id`` in that order. ``init``
 and ``webrtc`` keep their raw payload; ``services.core.plan`` compiles it. The ``*_workflow(s)``
 requests (named workflows) are our extension.

@@ -1,6 +1,6 @@
 """Compiles both init payload generations into one ``PipelineSpec``, the payload of a pipeline task.
 
-The older flat payload and the newer workflow payload (shared protocol.md §4) are first mapped, key by
+The older flat payload and the newer workflow payload (README, "The wire protocol") are first mapped, key by
 key, onto the spec's fields (remembering where each value came from), then validated once by
 ``PipelineSpec``, so every error names the offending path of the payload the client sent.
 """
@@ -35,6 +35,20 @@ from services.core.workflows.secrets import plan_secrets
 
 WorkflowResolver = Callable[[str, str], dict[str, Any]]
 REALTIME_MAX_STALENESS = 0.2  # seconds: the max_staleness of a realtime WebRTC pipeline that names none
+
+# Ceilings of every size and duration a client sends, enforced wherever a spec is validated: by the
+# manager (which may be configured lower: MANAGER_MAX_DECODING_BUFFER_SIZE, ...) and again by the
+# worker that receives the task, so no payload makes a task allocate without bound. A decoded
+# 1920x1080 frame is 6 MiB: a decoding buffer at the ceiling holds 6 GiB per source.
+MAX_DECODING_BUFFER_SIZE = 1024  # frames per source
+MAX_PREDICTIONS_QUEUE_SIZE = 100_000  # inference rounds waiting for a sink
+MAX_RESULTS_BUFFER_SIZE = 100_000  # entries of the results stream (in Redis)
+MAX_DETECTIONS = 100_000  # max_candidates, max_detections
+MAX_SOURCE_PROPERTIES = 64  # entries of video_source_properties
+MAX_FPS = 1000.0
+MAX_BATCH_COLLECTION_TIMEOUT = 60.0  # seconds
+MAX_STALENESS = 3600.0  # seconds
+MAX_CONSUMPTION_TIMEOUT = 7 * 86_400.0  # seconds
 
 
 def _video_reference(value: Any) -> str | int:
@@ -84,21 +98,22 @@ class PipelineSpec(BaseModel):
     confidence: float = Field(default=0.5, ge=0.0, le=1.0)
     iou_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     class_agnostic_nms: bool = False
-    max_candidates: int = Field(default=3000, ge=1)
-    max_detections: int = Field(default=300, ge=1)
-    max_fps: float | None = Field(default=None, gt=0)
+    max_candidates: int = Field(default=3000, ge=1, le=MAX_DETECTIONS)
+    max_detections: int = Field(default=300, ge=1, le=MAX_DETECTIONS)
+    max_fps: float | None = Field(default=None, gt=0, le=MAX_FPS)
     source_buffer_filling_strategy: BufferFillingStrategy | None = None
     source_buffer_consumption_strategy: BufferConsumptionStrategy | None = None
     # Declared after the strategies: their validators check against them (``ValidationInfo.data``).
     processing_mode: ProcessingMode | None = None
-    max_staleness: float | None = Field(default=None, gt=0, strict=True)  # seconds; only with freshest
-    decoding_buffer_size: int = Field(default=64, ge=1)
-    video_source_properties: dict[str, Number] | None = None
-    batch_collection_timeout: float | None = Field(default=None, ge=0)
+    # seconds; only with freshest
+    max_staleness: float | None = Field(default=None, gt=0, le=MAX_STALENESS, strict=True)
+    decoding_buffer_size: int = Field(default=64, ge=1, le=MAX_DECODING_BUFFER_SIZE)
+    video_source_properties: dict[str, Number] | None = Field(default=None, max_length=MAX_SOURCE_PROPERTIES)
+    batch_collection_timeout: float | None = Field(default=None, ge=0, le=MAX_BATCH_COLLECTION_TIMEOUT)
     udp_sink: UdpSink | None = None
-    results_buffer_size: int = Field(default=64, ge=1, le=100_000)
-    predictions_queue_size: int = Field(default=512, ge=1)
-    consumption_timeout: float | None = Field(default=None, gt=0)
+    results_buffer_size: int = Field(default=64, ge=1, le=MAX_RESULTS_BUFFER_SIZE)
+    predictions_queue_size: int = Field(default=512, ge=1, le=MAX_PREDICTIONS_QUEUE_SIZE)
+    consumption_timeout: float | None = Field(default=None, gt=0, le=MAX_CONSUMPTION_TIMEOUT)
     api_key: SecretStr | None = None
     device: str = Field(default="", pattern=r"^[A-Za-z0-9_.\-]{0,64}$")
     # A WEBRTC request's peer (its offer, what goes back to it); its one source is PEER_REFERENCE.

@@ -1,9 +1,9 @@
 """The pipeline record kept in Redis (a HASH at ``keys.pipeline_record``), as typed values.
 
 Field ownership: the manager writes ``desired_state``, ``epoch``, ``device``, ``created_at``,
-``restarts``, ``failures``, ``restart_at``; the task holding the current epoch writes ``state``,
-``owner``, ``updated_at``, ``last_error``. A task only writes while the record's epoch is its own
-(the claim script checks).
+``restarts``, ``failures``, ``restart_at``, ``dispatched_at``, ``crash_signature``; the task holding
+the current epoch writes ``state``, ``owner``, ``updated_at``, ``last_error``. A task only writes
+while the record's epoch is its own (the claim script checks).
 """
 
 from dataclasses import dataclass, fields
@@ -53,6 +53,11 @@ class PipelineRecord:
     # A re-dispatch scheduled for this time (epoch already bumped); 0 = none pending. Kept in the
     # record, not in the manager's memory, so a manager restart still carries it out.
     restart_at: float = 0.0
+    # When the manager last sent the current epoch to a worker (its clock; 0 = unknown, a record
+    # written before this field existed), and how the previous task was lost when that was a crash
+    # soon after its dispatch ("" otherwise): the reaper's evidence for "died twice the same way".
+    dispatched_at: float = 0.0
+    crash_signature: str = ""
     last_error: str = ""
     # False for a pipeline no other worker can take over (a WebRTC peer is connected to its worker):
     # when its task is lost it is retired FAILED with the reason instead of being re-dispatched.
@@ -77,6 +82,8 @@ class PipelineRecord:
             restarts=int(data.get("restarts", 0)),
             failures=int(data.get("failures", 0)),
             restart_at=float(data.get("restart_at", 0.0)),
+            dispatched_at=float(data.get("dispatched_at", 0.0)),
+            crash_signature=data.get("crash_signature", ""),
             last_error=data.get("last_error", ""),
             movable=data.get("movable", "True") != "False",
         )

@@ -1,7 +1,7 @@
 """Celery task and queue names and the Celery configuration shared by the manager and the workers.
 
 The manager dispatches by name (``send_task``) with JSON, so it never imports worker code.
-Configuration follows docs/design: early ack, no prefetch, one task per child process, no time
+Configuration: early ack, no prefetch, one task per child process, no time
 limits — a pipeline task runs for days and must never be redelivered while it runs.
 """
 

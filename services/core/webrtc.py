@@ -1,7 +1,7 @@
 """The WebRTC part of a pipeline spec: the peer's offer and what goes back to it.
 
 A WEBRTC request is an INIT of the workflow generation plus the ``webrtc_*``, ``stream_output`` and
-``data_output`` fields (shared webrtc.md). Its video comes from the peer's track, so the payload's
+``data_output`` fields (README, "WebRTC pipelines"). Its video comes from the peer's track, so the payload's
 ``video_reference`` is ignored (the reference ignores it too): the spec's one source is
 :data:`PEER_REFERENCE`, which only a worker holding the peer connection can open.
 

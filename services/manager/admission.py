@@ -2,8 +2,9 @@
 
 Every worker publishes its room each second (``services.worker.registration``): free slots, the
 host's available RAM, the RAM its pipelines use, the largest pipeline it has run and its optional
-RAM budget. INIT reads all registrations once (one SCAN, one MGET: O(workers)) and :func:`admit`
-decides, as a pure function, before anything is written, so a refused INIT leaves nothing behind.
+RAM budget. INIT reads all registrations once (the registry of live workers, then one MGET:
+O(workers), ``services.core.registry``) and :func:`admit` decides, as a pure function, before
+anything is written, so a refused INIT leaves nothing behind.
 A worker has room when it has a free slot, when its budget (if any) holds what its pipelines use
 plus one more pipeline (as large as the largest it has run, like the reference's
 ``STREAM_MANAGER_MAX_RAM_MB`` check, or the configured estimate before it ran any), and when its
@@ -18,8 +19,15 @@ task, when a slot finally takes it, finds no record to claim and writes nothing.
 cannot choose the worker either: Celery hands the task to whichever worker of the queue asks
 first, so a worker with a free slot but no RAM left may take it when another worker had room.
 Fields a registration lacks (an older worker) are not checked.
+
+The reaper admits several re-dispatches against one read of the registrations (a sweep), so it
+draws on a :class:`Ledger`: each admission books one slot and one pipeline's RAM on the worker that
+admitted it, and so does every pipeline already dispatched but not yet claimed (its slot is not
+busy in any registration yet). One snapshot therefore never admits more pipelines than its workers
+have room for, in one sweep or the next ones while the registrations lag.
 """
 
+import contextlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,7 +35,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.asyncio import Redis
 
-from services.core import keys
+from services.core import registry
 from services.core.errors import OperationError
 
 logger = logging.getLogger(__name__)
@@ -55,14 +63,9 @@ class AdmissionPolicy:
 
 
 async def read_registrations(redis: Redis) -> list[WorkerRegistration]:
-    """Every live worker registration; unreadable ones and those that expire meanwhile are skipped."""
-    names = [key async for key in redis.scan_iter(match=keys.worker_registration_pattern(), count=100)]
-    if not names:
-        return []
+    """Every live worker registration, by hostname; unreadable ones are skipped."""
     registrations = []
-    for name, raw in zip(names, await redis.mget(names), strict=True):
-        if raw is None:  # expired between SCAN and MGET
-            continue
+    for name, raw in await registry.live_registrations(redis):
         try:
             registrations.append(WorkerRegistration.model_validate_json(raw))
         except ValidationError:
@@ -70,8 +73,8 @@ async def read_registrations(redis: Redis) -> list[WorkerRegistration]:
     return registrations
 
 
-def admit(queue: str, registrations: Iterable[WorkerRegistration], policy: AdmissionPolicy) -> None:
-    """Returns when a live worker of ``queue`` has room for one more pipeline; else raises
+def admit(queue: str, registrations: Iterable[WorkerRegistration], policy: AdmissionPolicy) -> WorkerRegistration:
+    """The first live worker of ``queue`` (by hostname) with room for one more pipeline; else raises
     ``OperationError`` naming the queue and, for each of its workers, what it lacks."""
     serving = sorted((r for r in registrations if queue in r.queues), key=lambda r: r.hostname)
     if not serving:
@@ -80,10 +83,39 @@ def admit(queue: str, registrations: Iterable[WorkerRegistration], policy: Admis
     for registration in serving:
         lacking = shortfalls(registration, policy)
         if not lacking:
-            return
+            return registration
         refusals.append(f"{registration.hostname}: {' and '.join(lacking)}")
     raise OperationError(f"no capacity on {queue}: " + "; ".join(refusals),
                          "No worker has room for another pipeline on the requested device.")
+
+
+def booked(worker: WorkerRegistration, policy: AdmissionPolicy) -> WorkerRegistration:
+    """``worker`` as it is once it runs one more pipeline: a slot fewer, one pipeline's RAM more."""
+    need, _ = _pipeline_need(worker, policy)
+    changes: dict[str, int] = {"pipelines_ram_mb": worker.pipelines_ram_mb + need}
+    if worker.free_slots is not None:
+        changes["free_slots"] = max(0, worker.free_slots - 1)
+    if worker.ram_available_mb is not None:
+        changes["ram_available_mb"] = max(0, worker.ram_available_mb - need)
+    return worker.model_copy(update=changes)
+
+
+class Ledger:
+    """One read of the registrations that admissions draw on, each booking what it admitted."""
+
+    def __init__(self, registrations: Iterable[WorkerRegistration], policy: AdmissionPolicy) -> None:
+        self._workers = {registration.hostname: registration for registration in registrations}
+        self._policy = policy
+
+    def admit(self, queue: str) -> None:
+        """Books one pipeline on a worker of ``queue`` with room; else raises like :func:`admit`."""
+        chosen = admit(queue, self._workers.values(), self._policy)
+        self._workers[chosen.hostname] = booked(chosen, self._policy)
+
+    def book(self, queue: str) -> None:
+        """Books a pipeline already sent to ``queue`` (dispatched, not yet claimed) where there is room."""
+        with contextlib.suppress(OperationError):  # no room left: it waits in the queue, nothing to book
+            self.admit(queue)
 
 
 def shortfalls(worker: WorkerRegistration, policy: AdmissionPolicy) -> list[str]:

@@ -1,7 +1,10 @@
 """Sends pipeline tasks to the device queues, and finds which queues have a live worker.
 
 The Celery app exists only to ``send_task`` by name (``services.core.tasks``), so the manager never
-imports worker code. Publishing is blocking I/O, so it runs in a thread. The task's ``kwargsrepr`` —
+imports worker code. Publishing is blocking I/O, so it runs in a thread, and every socket operation of the
+broker connection has a timeout (kombu waits forever without one on a broker that stopped answering:
+the publish, and its thread, would never end); a timed-out publish is retried by Celery's publish retry
+policy, then raises. The task's ``kwargsrepr`` —
 what task events, ``inspect active`` and so Flower show instead of the kwargs — is redacted: the
 spec holds the api_key and video references that may carry ``user:password@`` or secret query values.
 """
@@ -29,9 +32,15 @@ class Dispatcher(Protocol):
 
 
 class CeleryDispatcher:
-    def __init__(self, broker_url: str) -> None:
+    def __init__(self, broker_url: str, socket_timeout: float = 5.0, connect_timeout: float = 2.0) -> None:
+        """``socket_timeout`` / ``connect_timeout``: seconds (the manager's MANAGER_REDIS_SOCKET_TIMEOUT and
+        MANAGER_REDIS_CONNECT_TIMEOUT)."""
         self._app = Celery("vsim-manager", set_as_current=False)
-        self._app.conf.update(celery_config(broker_url))
+        config = celery_config(broker_url)
+        config["broker_transport_options"] = {**config["broker_transport_options"], "socket_timeout": socket_timeout,
+                                              "socket_connect_timeout": connect_timeout}
+        config["broker_connection_timeout"] = connect_timeout
+        self._app.conf.update(config)
 
     async def dispatch(self, pipeline_id: str, epoch: int, spec: dict[str, Any], reply_to: str,
                        device: str) -> None:

@@ -40,6 +40,7 @@ from services.core.messages import (
     TerminateRequest,
     WebRTCRequest,
 )
+from services.core.networks import DestinationRefusedError, NetworkPolicy, resolve_checked_async
 from services.core.plan import PipelineSpec, compile_init, compile_webrtc_init
 from services.core.records import DesiredState, PipelineRecord, PipelineState
 from services.core.references import ReferencePolicy, check_references
@@ -93,6 +94,7 @@ class Handlers:
         self._settings = settings
         self._s = services
         self._references = reference_policy(settings)
+        self._udp_sinks = NetworkPolicy.parse(settings.udp_sink_allowed_networks, "MANAGER_UDP_SINK_ALLOWED_NETWORKS")
         self._routes: dict[type[Any], Callable[[Any, str], Awaitable[Reply]]] = {
             ListPipelinesRequest: self.list_pipelines,
             InitRequest: self.init,
@@ -126,12 +128,27 @@ class Handlers:
     async def webrtc(self, request: WebRTCRequest, request_id: str) -> Reply:
         """An INIT whose video is the peer's track; the reply carries the task's SDP answer."""
         spec = compile_webrtc_init(request.payload, await self._s.workflows.resolver_for(request.payload))
+        await self._check_udp_sink(spec)
         return await self._launch(spec, request_id)
 
     async def init(self, request: InitRequest, request_id: str) -> Reply:
         spec = compile_init(request.payload, await self._s.workflows.resolver_for(request.payload))
         check_references(spec.video_references, self._references)
+        await self._check_udp_sink(spec)
         return await self._launch(spec, request_id)
+
+    async def _check_udp_sink(self, spec: PipelineSpec) -> None:
+        """Refuses, before anything is written, a udp_sink whose host resolves to an address outside
+        MANAGER_UDP_SINK_ALLOWED_NETWORKS (the worker checks again with its own resolver and settings)."""
+        if spec.udp_sink is None:
+            return
+        try:
+            await resolve_checked_async(spec.udp_sink.host, spec.udp_sink.port, self._udp_sinks)
+        except DestinationRefusedError as exc:
+            raise InvalidPayloadError(
+                f"field 'sink_configuration.host': {exc}",
+                "The UDP sink's host (sink_configuration.host) is not an allowed destination.",
+            ) from None
 
     async def _launch(self, spec: PipelineSpec, request_id: str) -> Reply:
         """Records and dispatches the pipeline; its task's reply, or a failure that leaves nothing behind.
@@ -139,12 +156,13 @@ class Handlers:
         The task's success reply is passed on as it came: ``{"status": "success"}`` for an INIT, with the
         SDP answer (``sdp``, ``type``) for a WEBRTC request.
         """
+        self._check_sizes(spec)
         device = self._device_of(spec)
         await self._require_device_room(device)
         await self._require_worker(queue_for(device))
         now = time.time()
         record = PipelineRecord(str(uuid.uuid4()), device=device, created_at=now, updated_at=now,
-                                movable=spec.movable)
+                                dispatched_at=now, movable=spec.movable)
         payload = {**spec.task_payload(), "device": device}
         await self._s.store.create(record, payload)
         started = False
@@ -158,6 +176,19 @@ class Handlers:
             if not started:
                 await asyncio.shield(self._abandon(record, request_id))
         return Reply(response, record.pipeline_id)
+
+    def _check_sizes(self, spec: PipelineSpec) -> None:
+        """Refuses a buffer larger than this manager allows (the spec itself holds the workers' ceilings)."""
+        limits = (
+            ("decoding_buffer_size", "decoding_buffer_size", self._settings.max_decoding_buffer_size),
+            ("predictions_queue_size", "predictions_queue_size", self._settings.max_predictions_queue_size),
+            ("results_buffer_size", "sink_configuration.results_buffer_size", self._settings.max_results_buffer_size),
+        )
+        for name, path, limit in limits:
+            value = getattr(spec, name)
+            if value > limit:
+                raise InvalidPayloadError(f"field '{path}': {value} is above the maximum of {limit} "
+                                          f"(MANAGER_MAX_{name.upper()})")
 
     def _device_of(self, spec: PipelineSpec) -> str:
         device = spec.device or self._settings.default_device

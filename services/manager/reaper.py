@@ -11,15 +11,43 @@ Every ``reaper_interval`` it looks at each indexed pipeline:
 
 A lost pipeline is **restarted** (at-least-once): one Lua script bumps its epoch (fencing out any
 task still running the old epoch: its every write, results included, is refused from then on),
-sets it PENDING and schedules a re-dispatch: at once after a first crash or a shutdown
-hand-off, then after an exponential backoff for a pipeline that keeps crashing. The schedule
-lives in the record (``restart_at``), so a manager restart still carries it out. The due
+sets it PENDING and schedules a re-dispatch: at once after a first crash, a shutdown hand-off
+or a dispatch nobody claimed, then after an exponential backoff for a pipeline that keeps
+crashing. The schedule lives in the record (``restart_at``), so a manager restart still carries it out. The due
 re-dispatch is sent only when a live worker of the pipeline's device queue has room for it (the
 same admission as an INIT: a free slot, RAM); until then the pipeline waits, PENDING, with the
 reason in ``last_error``. After ``max_restarts`` crashes, or
 when termination was requested, it is retired as FAILED / TERMINATED instead. A pipeline that is not
 ``movable`` (a WebRTC pipeline: the peer connection lived in the lost task) is retired FAILED at once,
 with that reason, whether its worker crashed or shut down.
+
+Which losses are crashes: only a task that claimed the pipeline and then stopped beating
+(``HEARTBEAT_LOST``). A worker's shutdown hand-off is not one, and neither is a dispatch nobody
+claimed in time (``NEVER_CLAIMED``: the task waited in a busy queue or its message was lost; no
+process died running it). Those are restarted at once and count only in ``restarts``.
+
+A task that died twice the same way is not restarted a third time. A spec that kills the process
+running it (a decoder or model that exhausts memory, a native crash) would otherwise take down one
+worker after another until ``max_restarts``. What the manager can observe of a loss is its reason,
+the record's state when it was lost, and how long after its dispatch (both on the manager's own
+clock) it was declared lost. A crash declared less than ``crash_loop_window`` after its dispatch is
+**early**, and its **signature** is its reason and state, e.g. "worker lost (no heartbeat) while
+INITIALISING". Each restart stores the signature of the loss that caused it ("" when that loss was
+not an early crash); when the next loss is an early crash with the same stored signature, the
+pipeline is FAILED with "the pipeline's task died twice the same way (<signature>, within <window> s
+of its dispatch); not restarted". Any other loss in between clears the stored signature: only two
+consecutive early crashes of one kind count. A worker that happens to die soon after taking the
+pipeline, twice in a row, at the same stage, is what the rule cannot tell apart from a poisonous
+spec; ``MANAGER_CRASH_LOOP_WINDOW=0`` turns it off.
+
+Admission of re-dispatches: a sweep reads the registrations once and draws on them through an
+``admission.Ledger``: every pipeline already dispatched but not claimed yet, then every re-dispatch
+as it is sent, books a slot (and its RAM), so a sweep never sends more pipelines to a queue than its
+workers have room for, even while their registrations (refreshed each second) have not caught up.
+
+Each pipeline is handled on its own: an error on one (anything but Redis being unreachable) is
+logged with its traceback and the sweep goes on with the next, so one bad record never stops the
+supervision of the others.
 
 Redis outages: while Redis is unreachable no task can refresh its heartbeat, and the keys may
 expire meanwhile (a Redis restarted with its data drops those whose TTL passed while it was down).
@@ -45,7 +73,7 @@ from services.core import keys
 from services.core.errors import OperationError
 from services.core.records import WORKER_SHUTDOWN, DesiredState, PipelineRecord, PipelineState
 from services.core.tasks import queue_for
-from services.manager.admission import AdmissionPolicy, WorkerRegistration, admit, read_registrations
+from services.manager.admission import AdmissionPolicy, Ledger, read_registrations
 from services.manager.dispatch import Dispatcher
 from services.manager.settings import ManagerSettings
 from services.manager.store import LiveRecord, PipelineStore
@@ -80,8 +108,8 @@ class Reaper:
                 await self.sweep()
             except RedisError as exc:
                 self._on_redis_error(exc)
-            except Exception as exc:
-                logger.warning("reaper sweep failed: %s: %s", type(exc).__name__, exc)
+            except Exception:
+                logger.exception("reaper sweep failed; the next one retries")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._settings.reaper_interval):
                     await stop.wait()
@@ -102,15 +130,31 @@ class Reaper:
                         self._settings.outage_grace)
         seen = {item.record.pipeline_id for item in live}
         self._missing_since = {pid: t for pid, t in self._missing_since.items() if pid in seen}
-        workers: list[WorkerRegistration] | None = None  # read once per sweep, only when a re-dispatch is due
+        ledger: Ledger | None = None  # read once per sweep, only when a re-dispatch is due
         for item in live:
             record = item.record
-            if record.state is PipelineState.PENDING and 0 < record.restart_at <= time.time():
-                if workers is None:
-                    workers = await read_registrations(self._redis)
-                await self._redispatch(record, workers)
-            else:
-                await self._inspect(item)
+            try:
+                if record.state is PipelineState.PENDING and 0 < record.restart_at <= time.time():
+                    if ledger is None:
+                        ledger = await self._ledger(live)
+                    await self._redispatch(record, ledger)
+                else:
+                    await self._inspect(item)
+            except RedisError:
+                raise  # Redis itself: the whole sweep stops (run() starts the outage handling)
+            except Exception:
+                logger.exception("reaper: pipeline %s (state %s) could not be handled; the sweep goes on",
+                                 record.pipeline_id, record.state.value)
+
+    async def _ledger(self, live: list[LiveRecord]) -> Ledger:
+        """The registrations as of now, with every dispatched, not yet claimed pipeline booked."""
+        policy = AdmissionPolicy(pipeline_ram_estimate_mb=self._settings.pipeline_ram_estimate_mb,
+                                 min_free_ram_mb=self._settings.min_free_ram_mb)
+        ledger = Ledger(await read_registrations(self._redis), policy)
+        for item in live:
+            if item.record.state is PipelineState.PENDING and item.record.restart_at == 0:
+                ledger.book(queue_for(item.record.device))
+        return ledger
 
     async def _inspect(self, item: LiveRecord) -> None:
         record = item.record
@@ -147,16 +191,31 @@ class Reaper:
         if not record.movable:  # its peer connection was on the lost worker: nothing can take it over
             await self._retire_lost(record, PipelineState.FAILED, f"{reason}; {NOT_MOVABLE}")
             return
-        failure = reason != WORKER_SHUTDOWN
+        failure = reason == HEARTBEAT_LOST  # the task claimed it, then died (see the module docstring)
+        signature = self._crash_signature(record, reason)
+        if signature and signature == record.crash_signature:
+            await self._retire_lost(record, PipelineState.FAILED,
+                                    f"the pipeline's task died twice the same way ({signature}, within "
+                                    f"{self._settings.crash_loop_window:g} s of its dispatch); not restarted")
+            return
         if failure and record.failures >= self._settings.max_restarts:
             await self._retire_lost(record, PipelineState.FAILED,
                                     f"{reason}; gave up after {record.failures} restarts")
             return
         delay = self._backoff(record.failures) if failure else 0.0
-        epoch = await self._store.restart(record, reason, time.time() + delay, failure)
+        epoch = await self._store.restart(record, reason, time.time() + delay, failure, signature)
         if epoch is None:
             return  # it changed meanwhile (a heartbeat came back, a terminate): the next sweep sees it
         logger.warning("pipeline %s lost (%s); epoch %d will be dispatched in %.1f s", pid, reason, epoch, delay)
+
+    def _crash_signature(self, record: PipelineRecord, reason: str) -> str:
+        """How the task died when this loss is an early crash (see the module docstring); else ""."""
+        window = self._settings.crash_loop_window
+        if reason != HEARTBEAT_LOST or window <= 0 or record.dispatched_at <= 0:
+            return ""
+        if time.time() - record.dispatched_at >= window:
+            return ""
+        return f"{reason} while {record.state.value}"
 
     def _backoff(self, failures: int) -> float:
         """0 for the first crash (most are one-offs), then initial, 2 x initial, ... up to the cap."""
@@ -170,18 +229,17 @@ class Reaper:
                                     only_in_state=record.state):
             logger.warning("pipeline %s %s: %s", record.pipeline_id, state.value, reason)
 
-    async def _redispatch(self, record: PipelineRecord, workers: list[WorkerRegistration]) -> None:
+    async def _redispatch(self, record: PipelineRecord, ledger: Ledger) -> None:
         queue = queue_for(record.device)
-        policy = AdmissionPolicy(pipeline_ram_estimate_mb=self._settings.pipeline_ram_estimate_mb,
-                                 min_free_ram_mb=self._settings.min_free_ram_mb)
-        try:
-            admit(queue, workers, policy)  # the same admission as an INIT's
-        except OperationError:
-            return  # waits, PENDING, until a worker of the queue has room (or a terminate)
         spec = await self._store.spec(record.pipeline_id)
         if spec is None:
-            await self._retire_lost(record, PipelineState.FAILED, "cannot restart: the pipeline's spec is gone")
+            await self._retire_lost(record, PipelineState.FAILED,
+                                    "cannot restart: the pipeline's spec is gone or unreadable")
             return
+        try:
+            ledger.admit(queue)  # the same admission as an INIT's, booked in this sweep's ledger
+        except OperationError:
+            return  # waits, PENDING, until a worker of the queue has room (or a terminate)
         # Marked first: if the send then fails, the claim deadline retires or restarts it again;
         # the reverse order could send the same epoch twice (harmless, the claim refuses the second).
         if not await self._store.mark_dispatched(record.pipeline_id, record.epoch):

@@ -8,7 +8,10 @@ send several requests on one connection (the reference's clients send one and re
 over the size cap is answered ``invalid_payload`` and the connection closed (the stream cannot be
 resynchronised); a connection idle for ``idle_timeout`` is closed; a client that goes away mid-frame
 is dropped. Every handler runs under a timeout, and any exception becomes a failure reply: one
-client can never stop the server.
+client can never stop the server. Every wait on the network is bounded too: a reply that cannot be
+written within ``write_timeout`` (a client that stopped reading, its socket buffers full) aborts the
+connection, and closing one waits at most ``CLOSE_TIMEOUT`` for unsent bytes before aborting it, so a
+client that never reads cannot hold a server task.
 
 Limits, each refusal naming its setting: beyond ``max_connections`` open connections a new one gets
 one ``operation_error`` frame and is closed; each connection has a token bucket of
@@ -54,6 +57,11 @@ READ_SIZE = 64 * 1024
 RATE_LIMIT_STRIKES = 10  # refused requests in a row after which a connection is closed
 REFUSAL_LINGER = 1.0  # seconds a refused connection waits for its client to close (so it reads the reply)
 HANDSHAKE_TIMEOUT = 10.0  # longest TLS handshake (also bounded by idle_timeout)
+CLOSE_TIMEOUT = 2.0  # longest a closing connection waits for its unsent bytes to leave before it is aborted
+
+
+class WriteTimeoutError(Exception):
+    """A reply could not be written within ``write_timeout``: the client does not read."""
 
 
 def ssl_context(settings: ManagerSettings) -> ssl.SSLContext | None:
@@ -141,6 +149,10 @@ class StreamManagerServer:
                 await self._refuse_connection(reader, writer, limit)
         except (ConnectionError, asyncio.IncompleteReadError):
             logger.debug("client went away")
+        except WriteTimeoutError:
+            logger.warning("closing a connection whose client read no reply for %g s (MANAGER_WRITE_TIMEOUT)",
+                           self._settings.write_timeout)
+            writer.transport.abort()
         except asyncio.CancelledError:
             pass  # the server is closing
         except Exception:
@@ -150,9 +162,7 @@ class StreamManagerServer:
                 self._admitted -= 1
                 self._metrics.disconnected()
             self._connections.discard(task)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            await _close(writer)
 
     async def _refuse_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                                  limit: int) -> None:
@@ -161,7 +171,7 @@ class StreamManagerServer:
         exc = OperationError(f"connection limit: {limit} connections already open (MANAGER_MAX_CONNECTIONS)",
                              "The stream manager has too many open connections; retry later.")
         self._metrics.answered(INVALID, exc.error_type, 0.0)
-        await _send(writer, failure_envelope(new_request_id(), exc, None))
+        await self._send(writer, failure_envelope(new_request_id(), exc, None))
         # Closing with the client's request unread would reset the connection, and the client could
         # lose the reply: half-close, and give the client a moment to read it and close.
         if writer.can_write_eof():
@@ -205,17 +215,27 @@ class StreamManagerServer:
             except FrameTooLargeError as exc:
                 self._metrics.answered(INVALID, exc.error_type, 0.0)
                 refusal = InvalidPayloadError(f"{exc} (MANAGER_MAX_FRAME_SIZE)", exc.public_message)
-                await _send(writer, failure_envelope(new_request_id(), refusal, None))
+                await self._send(writer, failure_envelope(new_request_id(), refusal, None))
                 return
             for body in frames:
                 if bucket is not None and not bucket.take():
                     strikes += 1
-                    await _send(writer, self._rate_limited(bucket, strikes))
+                    await self._send(writer, self._rate_limited(bucket, strikes))
                     if strikes >= RATE_LIMIT_STRIKES:
                         return
                     continue
                 strikes = 0
-                await _send(writer, await self.answer(body))
+                await self._send(writer, await self.answer(body))
+
+    async def _send(self, writer: asyncio.StreamWriter, envelope: dict[str, Any]) -> None:
+        """Writes one reply frame; raises :class:`WriteTimeoutError` when the client has not taken it
+        (nor what was queued before it) within ``write_timeout``."""
+        writer.write(encode_message(envelope))
+        try:
+            async with asyncio.timeout(self._settings.write_timeout):
+                await writer.drain()
+        except TimeoutError:
+            raise WriteTimeoutError from None
 
     async def answer(self, body: bytes) -> dict[str, Any]:
         """The reply envelope for one frame body; never raises (but for cancellation)."""
@@ -266,6 +286,14 @@ def _envelope(request_id: str, reply: Reply) -> dict[str, Any]:
     return {"request_id": request_id, "response": reply.response, "pipeline_id": reply.pipeline_id}
 
 
-async def _send(writer: asyncio.StreamWriter, envelope: dict[str, Any]) -> None:
-    writer.write(encode_message(envelope))
-    await writer.drain()
+async def _close(writer: asyncio.StreamWriter) -> None:
+    """Closes the connection; one whose unsent bytes do not leave within CLOSE_TIMEOUT (its client does not
+    read: a plain close would wait for them forever) is aborted."""
+    writer.close()
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            await writer.wait_closed()
+    except TimeoutError:
+        writer.transport.abort()
+    except Exception:
+        logger.debug("error while closing a connection", exc_info=True)

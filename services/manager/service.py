@@ -64,7 +64,8 @@ class ManagerService:
         self._reaper_redis = redis_client(settings, REAPER_POOL_SIZE)
         self._celery: CeleryDispatcher | None = None
         if dispatcher is None:
-            dispatcher = self._celery = CeleryDispatcher(settings.redis_url)
+            dispatcher = self._celery = CeleryDispatcher(settings.redis_url, settings.redis_socket_timeout,
+                                                         settings.redis_connect_timeout)
         store = PipelineStore(self._redis, settings.finished_ttl)
         services = Services(
             redis=self._redis,

@@ -12,6 +12,8 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.core.logs import LogFormat
+from services.core.networks import LOOPBACK_NETWORKS, normalise_entries
+from services.core.plan import MAX_DECODING_BUFFER_SIZE, MAX_PREDICTIONS_QUEUE_SIZE, MAX_RESULTS_BUFFER_SIZE
 from services.core.references import DEFAULT_ALLOWED_SCHEMES, DEFAULT_MAX_SOURCES
 from services.core.tasks import DEFAULT_DEVICES
 
@@ -41,6 +43,13 @@ class ManagerSettings(BaseSettings):
     # Live pipelines per device queue (0 = no limit), checked by INIT admission before anything is
     # written. Pipelines per worker are the worker's concurrency (WORKER_CONCURRENCY), also checked there.
     max_pipelines_per_device: int = Field(default=0, ge=0)
+    # The largest buffers an INIT or WEBRTC request may ask for; above, it is refused (invalid_payload,
+    # naming the field and the setting) before anything is written. Each is at most the ceiling every
+    # worker enforces again (services.core.plan). Decoded frames per source (64 1080p frames: 400 MiB),
+    # inference rounds queued for a sink, entries of the pipeline's results stream in Redis.
+    max_decoding_buffer_size: int = Field(default=256, ge=1, le=MAX_DECODING_BUFFER_SIZE)
+    max_predictions_queue_size: int = Field(default=4096, ge=1, le=MAX_PREDICTIONS_QUEUE_SIZE)
+    max_results_buffer_size: int = Field(default=MAX_RESULTS_BUFFER_SIZE, ge=1, le=MAX_RESULTS_BUFFER_SIZE)
     # TLS of the TCP endpoint: a PEM certificate (chain) and its key; with a client CA, clients must
     # present a certificate it signed (mutual TLS).
     tls_cert_file: Path | None = None
@@ -51,6 +60,9 @@ class ManagerSettings(BaseSettings):
     # The reference closes after one request (5 s socket timeout); we keep a connection for
     # several requests and close it once it has been idle this long.
     idle_timeout: float = Field(default=30.0, gt=0)
+    # Longest a reply may take to be written to a client (its socket buffers full: a client that stopped
+    # reading); past it the connection is dropped, so such a client cannot hold a server task.
+    write_timeout: float = Field(default=10.0, gt=0)
     command_timeout: float = Field(default=5.0, gt=0)
     init_timeout: float = Field(default=30.0, gt=0)  # model load + opening the sources
     # Redis connections: requests share ``redis_pool_size``; the waits for a task's reply (INIT, control
@@ -84,10 +96,15 @@ class ManagerSettings(BaseSettings):
     outage_grace: float = Field(default=5.0, ge=0)
     # A lost pipeline is re-dispatched at once after its first crash, then after initial * 2^(n-1)
     # seconds for its n-th (at most max); after max_restarts crashes it is FAILED. A worker
-    # shutdown hand-off is immediate and not counted as a crash.
+    # shutdown hand-off, or a dispatch no worker claimed within init_timeout, is re-dispatched at
+    # once and not counted as a crash.
     max_restarts: int = Field(default=5, ge=0)
     restart_backoff_initial: float = Field(default=1.0, ge=0)
     restart_backoff_max: float = Field(default=30.0, ge=0)
+    # A pipeline whose task is lost twice in a row the same way (the same reason, in the same state)
+    # each time less than this long after it was dispatched is FAILED instead of being sent to a third
+    # worker: a spec that kills the process running it (services.manager.reaper). 0 = off.
+    crash_loop_window: float = Field(default=60.0, ge=0)
     # Admission of INIT (services.manager.admission): a worker of the queue needs a free slot, its host
     # this much available RAM, and, when it has a RAM budget (WORKER_MAX_RAM_MB), room in it for one
     # more pipeline: the largest it has run, or this estimate before it ran any (a YOLOv3-tiny CPU
@@ -108,6 +125,10 @@ class ManagerSettings(BaseSettings):
     file_roots: Annotated[tuple[Path, ...], NoDecode] = (Path("data"),)
     allowed_cameras: Annotated[tuple[int, ...], NoDecode] = ()
     max_sources: int = Field(default=DEFAULT_MAX_SOURCES, ge=1)
+    # Where an INIT's udp_sink may send results (services.core.networks): CIDRs or addresses, comma-separated,
+    # and "public" for every globally routable address; every address the host resolves to must be allowed.
+    # The worker checks again against WORKER_UDP_SINK_ALLOWED_NETWORKS.
+    udp_sink_allowed_networks: Annotated[tuple[str, ...], NoDecode] = LOOPBACK_NETWORKS
     log_level: str = "INFO"
     # "text" or "json" (one object per line); VSIM_LOG_FORMAT sets every service's at once.
     log_format: LogFormat = Field(default="text",
@@ -146,6 +167,14 @@ class ManagerSettings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("udp_sink_allowed_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        try:
+            return normalise_entries(value)
+        except ValueError as exc:
+            raise ValueError(f"MANAGER_UDP_SINK_ALLOWED_NETWORKS: {exc}") from None
 
     @field_validator("allowed_cameras")
     @classmethod

@@ -58,9 +58,9 @@ return 1
 
 
 # KEYS: record, heartbeat. ARGV: expected epoch, expected state, now, restart_at, reason,
-# count as failure ('1'/'0'). A lost pipeline gets a new epoch (fencing out whatever may still run
-# the old one) and a scheduled re-dispatch, unless it changed meanwhile or a heartbeat came back.
-# Returns the new epoch, or 0 when a condition did not hold.
+# count as failure ('1'/'0'), crash signature ('' = not an early crash). A lost pipeline gets a new
+# epoch (fencing out whatever may still run the old one) and a scheduled re-dispatch, unless it
+# changed meanwhile or a heartbeat came back. Returns the new epoch, or 0 when a condition did not hold.
 _RESTART = """
 local fields = redis.call('HMGET', KEYS[1], 'epoch', 'state', 'desired_state')
 if not fields[1] or tonumber(fields[1]) ~= tonumber(ARGV[1]) or fields[2] ~= ARGV[2] then return 0 end
@@ -70,16 +70,17 @@ local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 redis.call('HINCRBY', KEYS[1], 'restarts', 1)
 if ARGV[6] == '1' then redis.call('HINCRBY', KEYS[1], 'failures', 1) end
 redis.call('HSET', KEYS[1], 'state', 'PENDING', 'owner', '', 'updated_at', ARGV[3], 'restart_at', ARGV[4],
-           'last_error', ARGV[5])
+           'last_error', ARGV[5], 'crash_signature', ARGV[7])
 return epoch
 """
 
 # KEYS: record. ARGV: expected epoch, now. Marks a scheduled re-dispatch as sent (restart_at 0,
-# updated_at now: the claim deadline counts from here). Returns 1, or 0 when the record moved on.
+# updated_at and dispatched_at now: the claim deadline and the crash-loop window count from here).
+# Returns 1, or 0 when the record moved on.
 _DISPATCHED = """
 local fields = redis.call('HMGET', KEYS[1], 'epoch', 'state')
 if tonumber(fields[1]) ~= tonumber(ARGV[1]) or fields[2] ~= 'PENDING' then return 0 end
-redis.call('HSET', KEYS[1], 'restart_at', '0', 'updated_at', ARGV[2])
+redis.call('HSET', KEYS[1], 'restart_at', '0', 'updated_at', ARGV[2], 'dispatched_at', ARGV[2])
 return 1
 """
 
@@ -100,6 +101,7 @@ class PipelineStore:
         self._retire = redis.register_script(_RETIRE)
         self._restart = redis.register_script(_RESTART)
         self._dispatched = redis.register_script(_DISPATCHED)
+        self._unreadable: set[str] = set()  # ids whose unreadable record was already logged
 
     async def create(self, record: PipelineRecord, spec: dict[str, Any]) -> None:
         """Record, spec and index entry, all or nothing."""
@@ -133,18 +135,28 @@ class PipelineStore:
         return [pid for _, pid in sorted(zip((float(c or 0) for c in created), ids, strict=True))]
 
     async def live_records(self) -> list[LiveRecord]:
-        """Every indexed pipeline's record and heartbeat presence (ids without a record skipped)."""
+        """Every indexed pipeline's record and heartbeat presence.
+
+        Ids without a record are skipped, and so are records that do not parse (a field a newer
+        version wrote, a hand edit): each is logged once with its error, and the others are served.
+        """
         ids = [_text(member) for member in await self._redis.smembers(keys.pipelines_index())]
         async with self._redis.pipeline(transaction=False) as pipe:
             for pipeline_id in ids:
                 pipe.hgetall(keys.pipeline_record(pipeline_id))
                 pipe.exists(keys.pipeline_heartbeat(pipeline_id))
             replies = await pipe.execute()
-        return [
-            LiveRecord(PipelineRecord.from_hash(_texts(raw)), bool(beat))
-            for raw, beat in zip(replies[::2], replies[1::2], strict=True)
-            if raw
-        ]
+        live = []
+        for pipeline_id, raw, beat in zip(ids, replies[::2], replies[1::2], strict=True):
+            if not raw:
+                continue
+            try:
+                live.append(LiveRecord(PipelineRecord.from_hash(_texts(raw)), bool(beat)))
+            except (KeyError, ValueError):
+                if pipeline_id not in self._unreadable:
+                    logger.exception("pipeline %s: unreadable record, left as it is", pipeline_id)
+                self._unreadable.add(pipeline_id)
+        return live
 
     async def retire(
         self,
@@ -171,15 +183,18 @@ class PipelineStore:
         )
         return bool(retired)
 
-    async def restart(self, record: PipelineRecord, reason: str, restart_at: float, failure: bool) -> int | None:
+    async def restart(self, record: PipelineRecord, reason: str, restart_at: float, failure: bool,
+                      crash_signature: str = "") -> int | None:
         """Bumps the epoch of a lost pipeline and schedules its re-dispatch; the new epoch, or None.
 
         Atomic with the conditions that make it safe: the record is still at ``record``'s epoch
-        and state, nobody asked to terminate it, and no heartbeat exists.
+        and state, nobody asked to terminate it, and no heartbeat exists. ``crash_signature`` is
+        remembered for the next loss ('' when this one was not an early crash).
         """
         epoch = await self._restart(
             keys=[keys.pipeline_record(record.pipeline_id), keys.pipeline_heartbeat(record.pipeline_id)],
-            args=[record.epoch, record.state.value, time.time(), restart_at, reason, "1" if failure else "0"],
+            args=[record.epoch, record.state.value, time.time(), restart_at, reason, "1" if failure else "0",
+                  crash_signature],
         )
         return int(epoch) or None
 
@@ -187,11 +202,15 @@ class PipelineStore:
         return bool(await self._dispatched(keys=[keys.pipeline_record(pipeline_id)], args=[epoch, time.time()]))
 
     async def spec(self, pipeline_id: str) -> dict[str, Any] | None:
-        """The task payload stored at INIT (what a re-dispatch sends again)."""
+        """The task payload stored at INIT (what a re-dispatch sends again); None when missing or unreadable."""
         raw = await self._redis.get(keys.pipeline_spec(pipeline_id))
         if raw is None:
             return None
-        spec = json.loads(raw)
+        try:
+            spec = json.loads(raw)
+        except ValueError:
+            logger.warning("pipeline %s has an unreadable stored spec", pipeline_id)
+            return None
         return spec if isinstance(spec, dict) else None
 
     async def remove(self, pipeline_id: str) -> None:

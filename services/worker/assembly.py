@@ -21,6 +21,7 @@ from services.core.errors import (
     OperationError,
     StreamManagerError,
 )
+from services.core.networks import DestinationRefusedError
 from services.core.plan import PipelineSpec
 from services.core.redaction import redact_reference, redact_text
 from services.worker.detection.detector import DetectionParams
@@ -73,7 +74,7 @@ def build_pipeline(
                                      resume_after=dict(resume_after or {}))
         watchdog = Watchdog(len(config.video_references))
         processor = _processor(spec, settings, watchdog, service)
-        sinks = _sinks(spec, pipeline_id, client, on_update, fence)
+        sinks = _sinks(spec, pipeline_id, client, settings, on_update, fence)
         observers = _observers(pipeline_id, client, settings, fence)
         source_factory: Callable[..., VideoSource] = VideoSource
         if peer is not None:
@@ -187,7 +188,8 @@ def _processor(spec: PipelineSpec, settings: WorkerSettings, watchdog: Watchdog,
         return DetectionProcessor(models.detector(spec.model_id), params)
     models.preload(model_tasks(spec.workflow))
     background = BackgroundRunner(max_pending=settings.workflow_max_pending_deliveries, secrets=spec.secrets())
-    sinks = SinkSettings(file_root=settings.workflow_file_root, allowed_hosts=settings.sink_hosts())
+    sinks = SinkSettings(file_root=settings.workflow_file_root, allowed_hosts=settings.sink_hosts(),
+                         allowed_networks=settings.workflow_networks())
 
     def environment(source_id: int) -> BlockEnvironment:
         return BlockEnvironment(source_id=source_id, models=models, background=background, sinks=sinks,
@@ -198,13 +200,20 @@ def _processor(spec: PipelineSpec, settings: WorkerSettings, watchdog: Watchdog,
                              keep_pixels=spec.webrtc is not None)  # a WebRTC peer gets the images as video
 
 
-def _sinks(
-    spec: PipelineSpec, pipeline_id: str, client: redis.Redis, on_update: StatusHandler, fence: Fence | None
-) -> list[ResultSink]:
-    sinks: list[ResultSink] = [RedisStreamSink(client, pipeline_id, maxlen=spec.results_buffer_size, fence=fence)]
+def _sinks(spec: PipelineSpec, pipeline_id: str, client: redis.Redis, settings: WorkerSettings,
+           on_update: StatusHandler, fence: Fence | None) -> list[ResultSink]:
+    """The results stream, and the UDP sink when the spec has one and its host is an allowed destination
+    (WORKER_UDP_SINK_ALLOWED_NETWORKS; a refusal is ``invalid_payload`` naming the field)."""
+    udp: list[ResultSink] = []
     if spec.udp_sink is not None:
-        sinks.append(UdpSink(spec.udp_sink.host, spec.udp_sink.port, on_update))
-    return sinks
+        try:
+            udp.append(UdpSink(spec.udp_sink.host, spec.udp_sink.port, on_update, allowed=settings.udp_sink_networks()))
+        except DestinationRefusedError as exc:
+            raise InvalidPayloadError(
+                f"field 'sink_configuration.host': {exc}",
+                "The UDP sink's host (sink_configuration.host) is not an allowed destination.",
+            ) from None
+    return [RedisStreamSink(client, pipeline_id, maxlen=spec.results_buffer_size, fence=fence), *udp]
 
 
 def _observers(pipeline_id: str, client: redis.Redis, settings: WorkerSettings,

@@ -1,8 +1,10 @@
 """The worker's registration: a key with a short TTL that tells the manager a queue has a live worker, and its room.
 
 A daemon thread in the worker's main process refreshes ``keys.worker_registration(hostname)``
-every second (``SET ... EX 5``); the key is deleted on a clean shutdown and expires after a crash.
-Redis errors are logged once per outage and retried on the next beat.
+every second (TTL 5 s), together with the worker's member in the registry of live workers
+(``services.core.registry``: one script writes both); both are removed on a clean shutdown, and
+after a crash the key expires and the readers prune the member. Redis errors are logged once per
+outage and retried on the next beat.
 
 Besides the queues, the key carries what the manager's admission control needs
 (``services.manager.admission``): the slots and how many are busy, the host's RAM, the RAM the
@@ -26,7 +28,7 @@ from typing import Any
 import psutil
 import redis
 
-from services.core import keys
+from services.core import keys, registry
 
 log = logging.getLogger(__name__)
 
@@ -125,11 +127,11 @@ class Registration:
         self._thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Stops refreshing and deletes the key (best effort: it expires anyway)."""
+        """Stops refreshing and deletes the key and the registry member (best effort: both expire anyway)."""
         self._stop.set()
         self._thread.join(timeout)
         try:
-            self._client.delete(self._key)
+            registry.withdraw(self._client, self._identity.hostname)
         except redis.RedisError as exc:
             log.warning("could not delete worker registration %s: %s", self._key, exc)
 
@@ -168,7 +170,7 @@ class Registration:
             log.exception("worker registration %s: cannot measure the worker", self._key)
             return
         try:
-            self._client.set(self._key, payload, ex=TTL)
+            registry.publish(self._client, self._identity.hostname, payload, TTL)
         except redis.RedisError as exc:
             if not self._failing:
                 log.warning("worker registration %s not refreshed: %s", self._key, exc)

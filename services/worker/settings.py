@@ -1,12 +1,13 @@
 """The worker's settings, read once from the environment (prefix ``WORKER_``) in ``__main__``."""
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.core.logs import LogFormat
+from services.core.networks import LOOPBACK_NETWORKS, NetworkPolicy, normalise_entries
 
 Device = Literal["cpu", "gpu", "jetson"]
 
@@ -57,9 +58,16 @@ class WorkerSettings(BaseSettings):
     # clear error), and how many fire-and-forget deliveries (webhook, email) may wait per pipeline.
     workflow_file_root: Path | None = None
     workflow_max_pending_deliveries: int = Field(default=64, ge=1)
-    # Hosts webhook and email sinks may reach, comma-separated (empty: any). A worker on a private
+    # Hosts webhook and email sinks may reach, comma-separated (empty: any name). A worker on a private
     # network can keep users' workflows from calling its neighbours.
     workflow_allowed_hosts: str = ""
+    # Networks those sinks may connect to (services.core.networks): CIDRs or addresses, comma-separated, and
+    # "public" for every globally routable address. Every address a host resolves to must be allowed, checked
+    # on each connection (redirects too). Loopback only by default; empty: none.
+    workflow_allowed_networks: Annotated[tuple[str, ...], NoDecode] = LOOPBACK_NETWORKS
+    # Where a pipeline's udp_sink may send results, checked when the pipeline starts (the manager checked
+    # the INIT against MANAGER_UDP_SINK_ALLOWED_NETWORKS; this worker's resolver and rules decide again).
+    udp_sink_allowed_networks: Annotated[tuple[str, ...], NoDecode] = LOOPBACK_NETWORKS
 
     # The per-device inference service (services.worker.inference): one process beside the worker that
     # loads each model once and batches the frames of all its pipelines. false: every pipeline loads
@@ -92,6 +100,17 @@ class WorkerSettings(BaseSettings):
     webrtc_turn_credential: SecretStr | None = None
     # Seconds from the offer to the answer (ICE gathering included); past it the request fails cleanly.
     webrtc_negotiation_timeout: float = Field(default=10.0, gt=0)
+
+    @field_validator("workflow_allowed_networks", "udp_sink_allowed_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        return normalise_entries(value)
+
+    def workflow_networks(self) -> NetworkPolicy:
+        return NetworkPolicy.parse(self.workflow_allowed_networks, "WORKER_WORKFLOW_ALLOWED_NETWORKS")
+
+    def udp_sink_networks(self) -> NetworkPolicy:
+        return NetworkPolicy.parse(self.udp_sink_allowed_networks, "WORKER_UDP_SINK_ALLOWED_NETWORKS")
 
     def webrtc_ports(self) -> tuple[int, int] | None:
         if not self.webrtc_port_range:

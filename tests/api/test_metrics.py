@@ -18,6 +18,7 @@ from services.api.metrics import ClusterMetrics
 from services.api.scrape import ClusterReader, ClusterSnapshot
 from services.api.settings import ApiSettings
 from services.core import keys
+from services.core import registry as workers_registry
 from services.core.metrics import LatencyHistogram, PipelineMetrics, SinkMetrics, SourceMetrics
 from services.core.records import PipelineRecord, PipelineState
 from tests.support.redis_server import RedisServer, free_port
@@ -104,9 +105,9 @@ def test_stored_reports_render_as_labelled_families_without_credentials(
     _store_pipeline(redis_client, "p-run", PipelineState.RUNNING, restarts=2, report=_report(), results=8, consumed=4)
     _store_pipeline(redis_client, "p-new", PipelineState.PENDING, restarts=0, report=None)
     redis_client.sadd(keys.pipelines_index(), "p-gone")  # retired between the index read and the script
-    redis_client.set(keys.worker_registration("w@host"), json.dumps({
+    workers_registry.publish(redis_client, "w@host", json.dumps({
         "hostname": "w@host", "queues": ["pipelines.gpu", "pipelines.cpu"], "concurrency": 2, "free_slots": 1,
-        "ram_available_mb": 1024, "pipelines_ram_mb": 300, "inference_service_ram_mb": 150}))
+        "ram_available_mb": 1024, "pipelines_ram_mb": 300, "inference_service_ram_mb": 150}), 60)
 
     text = _render(_read(redis_server.url))
     assert "hunter2" not in text and "admin" not in text and API_KEY not in text and "rtsp" not in text
@@ -166,6 +167,19 @@ def test_unread_results_beyond_the_buffer_fill_it_and_a_bad_report_is_skipped(
     assert _value(samples, "vsim_results_buffer_fill_ratio", pipeline_id="p-full") == 1.0  # 25 unread, 10 kept
     assert _value(samples, "vsim_pipeline_fps", pipeline_id="p-odd") == 3.0  # the rest of its report still counts
     assert "vsim_frame_decode_seconds_bucket" not in samples
+
+
+def test_workers_are_found_through_their_registry_without_scanning_the_keyspace(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    workers_registry.publish(redis_client, "w@host", json.dumps({"hostname": "w@host", "queues": ["pipelines.cpu"]}),
+                             60)
+    redis_client.config_resetstat()
+
+    snapshot = _read(redis_server.url)
+
+    assert [worker.hostname for worker in snapshot.workers] == ["w@host"]
+    assert "cmdstat_scan" not in redis_client.info("commandstats")
 
 
 def test_without_redis_the_scrape_answers_and_says_so() -> None:

@@ -14,7 +14,7 @@ a Redis Stream sink); after its first processed frame and a warm-up it measures 
 - the ffmpeg server's CPU, and every other process's (host busy time minus both), so a run that
   shared the machine shows it.
 
-Each max_fps runs twice: as the engine reads the stream (PyAV, ``services/worker/engine/pyav_capture``:
+Each max_fps runs twice: as the engine reads the stream (PyAV, ``services/worker/engine/pyav_capture.py``:
 at max_fps 1 the 1 s GOP lets it decode keyframes only; at 30 it decodes everything) and with OpenCV
 as before (forced by setting ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` to OpenCV's default in the child, which
 leaves every stream to OpenCV). Configurations run interleaved, ``--rounds`` times. Then the decode

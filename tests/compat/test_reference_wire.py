@@ -1,6 +1,7 @@
 """Wire compatibility with the reference's clients: our manager (a real process, a real Celery worker,
 the real model on the sample video) driven with the exact bytes Roboflow's ``StreamManagerClient``
-sends, its replies read exactly as that client reads them (protocol.md §1-§5).
+sends, its replies read exactly as that client reads them (framing, requests, replies, both INIT
+generations, the UDP sink's datagrams).
 
 Each request is built as the reference builds it: ``json.dumps`` (default separators) of a dict whose
 keys come in the reference's order (an init payload is the pydantic model's dump without ``None``
@@ -145,7 +146,7 @@ def status(port: int, pipeline_id: str) -> dict[str, Any]:
     return dict(response["report"])
 
 
-# --- the shapes of protocol.md §3 and §5 ----------------------------------------------------------
+# --- the shapes of the replies and of the UDP sink's datagrams ----------------------------------------
 
 def assert_iso(timestamp: object) -> None:
     assert isinstance(timestamp, str) and datetime.fromisoformat(timestamp)

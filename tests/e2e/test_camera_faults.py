@@ -1,7 +1,7 @@
 """Camera faults end to end: the real manager and Celery worker processes, the real model, real
 ffmpeg (HTTP) and GStreamer (RTSP) cameras that the tests start, kill, restart or leave hanging.
 
-What must hold (protocol.md §7 items 4-5):
+What must hold (README, "When something dies"):
 
 - a live camera unreachable at start, dropped mid-stream or back after a long outage keeps its
   pipeline alive: INIT succeeds (sources are opened by the task, after it replied), the source

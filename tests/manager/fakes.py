@@ -14,7 +14,7 @@ from typing import Any
 import redis
 
 from services.client import ManagerClient
-from services.core import keys
+from services.core import keys, registry
 from services.core.control import ControlCommand, ControlReply
 from services.core.errors import OperationError, failure_response
 from services.core.framing import FrameDecoder, encode_frame, encode_message
@@ -30,9 +30,12 @@ REPORT = {
 }
 
 
-def register_worker(client: redis.Redis, device: str = "cpu", hostname: str = "fake@host") -> None:
-    client.set(keys.worker_registration(hostname), json.dumps({"hostname": hostname,
-                                                               "queues": [queue_for(device)]}), ex=60)
+def register_worker(client: redis.Redis, device: str = "cpu", hostname: str = "fake@host", ttl: int = 60,
+                    **fields: Any) -> None:
+    """Registers a worker of ``device``'s queue as a worker does (its key and its registry member);
+    ``fields`` add to or replace the registration's (``free_slots=0``: a full worker)."""
+    registry.publish(client, hostname, json.dumps({"hostname": hostname, "queues": [queue_for(device)], **fields}),
+                     ttl)
 
 
 def push_reply(client: redis.Redis, reply_to: str, response: dict[str, Any]) -> None:

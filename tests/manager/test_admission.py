@@ -9,15 +9,16 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from services.core import keys
+from services.core import keys, registry
 from services.core.errors import OperationError
 from services.core.tasks import queue_for
-from services.manager.admission import AdmissionPolicy, WorkerRegistration, admit, read_registrations
+from services.manager.admission import AdmissionPolicy, Ledger, WorkerRegistration, admit, read_registrations
 from tests.manager.conftest import ManagerFactory, RunningManager
 from tests.manager.fakes import FakeWorker, call
 from tests.manager.test_init import pipeline_keys
 from tests.manager.test_server import INIT_PAYLOAD
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_until
 
 CPU = queue_for("cpu")
 POLICY = AdmissionPolicy(pipeline_ram_estimate_mb=500, min_free_ram_mb=256)
@@ -111,15 +112,50 @@ def test_a_registration_without_capacity_fields_is_not_checked() -> None:
     admit(CPU, [WorkerRegistration(hostname="old@host", queues=(CPU,))], POLICY)
 
 
+# --- one read, several admissions (the reaper's sweep) -------------------------------------------
+
+def test_a_ledger_books_each_admission_so_one_read_never_admits_more_than_the_free_slots() -> None:
+    ledger = Ledger([worker("w1@host", free_slots=1), worker("w2@host", free_slots=1)], POLICY)
+
+    ledger.admit(CPU)
+    ledger.admit(CPU)
+
+    with pytest.raises(OperationError) as refused:
+        ledger.admit(CPU)
+    assert str(refused.value) == (f"no capacity on {CPU}: w1@host: no free slot (2 of 2 busy); "
+                                  "w2@host: no free slot (2 of 2 busy)")
+
+
+def test_a_ledger_books_the_ram_of_each_admission_against_the_budget() -> None:
+    ledger = Ledger([worker(max_ram_mb=1000, largest_pipeline_ram_mb=400)], POLICY)
+
+    ledger.admit(CPU)
+    ledger.admit(CPU)
+
+    with pytest.raises(OperationError) as refused:
+        ledger.admit(CPU)
+    assert "RAM budget 1000 MB, 800 MB used + 400 MB per pipeline (largest observed)" in str(refused.value)
+
+
+def test_booking_a_pipeline_already_sent_takes_its_slot_and_never_fails() -> None:
+    ledger = Ledger([worker(free_slots=1)], POLICY)
+
+    ledger.book(CPU)  # a dispatched task not yet claimed: its slot is not busy in the registration yet
+    ledger.book(CPU)  # nothing left to book: no error, it waits in the queue
+
+    with pytest.raises(OperationError):
+        ledger.admit(CPU)
+
+
 # --- reading the registrations --------------------------------------------------------------------
 
 def test_registrations_are_read_in_one_sweep_and_bad_ones_skipped(
     redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
     register(redis_client, "good@host", free_slots=1)
-    redis_client.set(keys.worker_registration("junk@host"), "not json", ex=60)
-    redis_client.set(keys.worker_registration("negative@host"), json.dumps({"hostname": "x", "free_slots": -1}))
-    redis_client.set(keys.worker_registration("nameless@host"), json.dumps({"queues": [CPU]}), ex=60)
+    registry.publish(redis_client, "junk@host", "not json", 60)
+    registry.publish(redis_client, "negative@host", json.dumps({"hostname": "x", "free_slots": -1}), 60)
+    registry.publish(redis_client, "nameless@host", json.dumps({"queues": [CPU]}), 60)
     redis_client.set("vsim:pipeline:unrelated", "{}")
 
     async def read() -> list[WorkerRegistration]:
@@ -134,6 +170,54 @@ def test_registrations_are_read_in_one_sweep_and_bad_ones_skipped(
     assert [(r.hostname, r.free_slots, r.queues) for r in registrations] == [("good@host", 1, (CPU,))]
 
 
+def read_now(url: str) -> list[WorkerRegistration]:
+    async def read() -> list[WorkerRegistration]:
+        client = Redis.from_url(url)
+        try:
+            return await read_registrations(client)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(read())
+
+
+def test_registrations_come_from_the_registry_without_scanning_the_keyspace(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    register(redis_client, "w2@host")
+    register(redis_client, "w1@host")
+    redis_client.mset({f"vsim:pipeline:{n}:results:dropped": 0 for n in range(200)})  # other keys
+    redis_client.config_resetstat()
+
+    registrations = read_now(redis_server.url)
+
+    assert [r.hostname for r in registrations] == ["w1@host", "w2@host"]
+    commands = redis_client.info("commandstats")
+    assert "cmdstat_scan" not in commands and "cmdstat_keys" not in commands
+
+
+def test_an_expired_registration_is_pruned_from_the_registry(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    register(redis_client, "live@host")
+    registry.publish(redis_client, "dead@host", json.dumps({"hostname": "dead@host", "queues": [CPU]}), 1)
+    assert [r.hostname for r in read_now(redis_server.url)] == ["dead@host", "live@host"]
+
+    wait_until(lambda: [r.hostname for r in read_now(redis_server.url)] == ["live@host"])  # its key expired
+
+    assert redis_client.zrange(keys.workers_registry(), 0, -1) == [b"live@host"]
+
+
+def test_a_key_without_a_registry_member_is_not_a_live_worker(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    """A registration written the old way (the key alone) is not seen: workers upgrade before the manager."""
+    redis_client.set(keys.worker_registration("old@host"), json.dumps({"hostname": "old@host", "queues": [CPU]}),
+                     ex=60)
+
+    assert read_now(redis_server.url) == []
+
+
 # --- through the manager --------------------------------------------------------------------------
 
 def register(client: redis.Redis, hostname: str, queue: str = CPU, **fields: Any) -> None:
@@ -141,7 +225,7 @@ def register(client: redis.Redis, hostname: str, queue: str = CPU, **fields: Any
     payload = {"hostname": hostname, "queues": [queue], "concurrency": 2, "free_slots": 2, "busy_slots": 0,
                "device": "cpu", "pid": 1, "ram_total_mb": 16000, "ram_available_mb": 8000,
                "pipelines_ram_mb": 0, "largest_pipeline_ram_mb": None, "max_ram_mb": None, **fields}
-    client.set(keys.worker_registration(hostname), json.dumps(payload), ex=60)
+    registry.publish(client, hostname, json.dumps(payload), 60)
 
 
 def assert_refused_without_trace(reply: dict[str, Any], message: str, manager: RunningManager,

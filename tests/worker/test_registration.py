@@ -160,10 +160,14 @@ def test_the_thread_refreshes_the_key_and_deletes_it_on_stop(redis_client: redis
     registration.start()
     wait_until(lambda: redis_client.exists(key))
     published: dict[str, Any] = json.loads(redis_client.get(key) or "{}")
+    # Its member in the registry of live workers, scored by when the key expires (Redis's clock).
+    expires_at = redis_client.zscore(keys.workers_registry(), "w@host")
+    seconds, micros = redis_client.time()
     registration.stop()
 
     assert published["max_ram_mb"] is None and published["free_slots"] == 1
-    assert redis_client.exists(key) == 0
+    assert expires_at is not None and 0 < expires_at - (seconds + micros / 1e6) <= 5
+    assert redis_client.exists(key) == 0 and redis_client.zscore(keys.workers_registry(), "w@host") is None
 
 
 @pytest.mark.parametrize(("environment", "budget"), [

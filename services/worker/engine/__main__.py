@@ -90,11 +90,12 @@ def main() -> None:
     sinks: list[ResultSink] = [] if args.quiet else [ConsoleSink()]
     client = None
     if args.redis_url:
-        client = redis.Redis.from_url(args.redis_url)
+        client = redis.Redis.from_url(args.redis_url, socket_timeout=settings.redis_socket_timeout,
+                                      socket_connect_timeout=settings.redis_connect_timeout)
         sinks.append(RedisStreamSink(client, args.pipeline_id, maxlen=10_000))
     if args.udp:
         host, port = args.udp.rsplit(":", 1)
-        sinks.append(UdpSink(host, int(port), on_update=lambda update: None))
+        sinks.append(UdpSink(host, int(port), on_update=lambda update: None, allowed=settings.udp_sink_networks()))
     config = PipelineConfig(
         video_references=tuple(args.video),
         source=SourceConfig(max_fps=args.max_fps),

@@ -1,9 +1,10 @@
 """The reference's published definitions that use the transformations family (from its integration tests
-under tests/workflows/integration_tests/execution/), shared by the catalogue and the block tests."""
+under roboflow/inference/tests/workflows/integration_tests/execution/), shared by the catalogue and the block tests."""
 
 IMAGE = {"type": "WorkflowImage", "name": "image"}
 
-# The reference's SAHI example (tests/workflows/integration_tests/execution/test_workflow_with_sahi.py).
+# The reference's SAHI example
+# (roboflow/inference/tests/workflows/integration_tests/execution/test_workflow_with_sahi.py).
 SAHI = {
     "version": "1.0.0",
     "inputs": [IMAGE, {"type": "WorkflowParameter", "name": "overlap_filtering_strategy"}],

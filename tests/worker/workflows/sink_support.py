@@ -108,9 +108,9 @@ class ReceivedRequest:
 
 
 class HttpRecorder:
-    """An HTTP server on 127.0.0.1 answering ``status`` (after ``delay`` s) to GET, POST and PUT."""
+    """An HTTP server on ``host`` (127.0.0.1) answering ``status`` (after ``delay`` s) to GET, POST and PUT."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.requests: list[ReceivedRequest] = []
         self.status = 200
         self.redirect: str | None = None  # answer 302 to this location instead
@@ -141,7 +141,7 @@ class HttpRecorder:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((host, 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()

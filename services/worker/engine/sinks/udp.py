@@ -3,6 +3,11 @@
 The datagram is the prediction dict plus ``inference_metadata`` {source_id, frame_id,
 frame_decoding_time, emission_time}. The socket never blocks; a datagram larger than
 ``max_datagram`` bytes is not sent but counted and reported (status update + log), never silently lost.
+
+The host is resolved once, when the sink is made, and every address it resolves to must lie in
+``allowed`` (``services.core.networks``; the worker passes WORKER_UDP_SINK_ALLOWED_NETWORKS, loopback by
+default), else :class:`~services.core.networks.DestinationRefusedError`; datagrams then go to the
+checked address, never to a later answer of the name's DNS.
 """
 
 import json
@@ -11,6 +16,7 @@ import socket
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from services.core.networks import NetworkPolicy, resolve_checked
 from services.worker.engine import events
 from services.worker.engine.events import StatusHandler, StatusUpdate
 from services.worker.engine.results import RoundResult, SourceResult
@@ -23,8 +29,10 @@ MAX_UDP_PAYLOAD = 65_507  # IPv4 limit: 65,535 - 8 (UDP header) - 20 (IP header)
 class UdpSink:
     name = "udp"
 
-    def __init__(self, host: str, port: int, on_update: StatusHandler, max_datagram: int = MAX_UDP_PAYLOAD):
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+    def __init__(self, host: str, port: int, on_update: StatusHandler, max_datagram: int = MAX_UDP_PAYLOAD,
+                 allowed: NetworkPolicy | None = None):
+        policy = NetworkPolicy.loopback() if allowed is None else allowed
+        family, kind, proto, _, address = resolve_checked(host, port, policy, socket.SOCK_DGRAM)[0]
         self._address = address
         self._socket = socket.socket(family, kind, proto)
         self._socket.setblocking(False)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from services.core.networks import NetworkPolicy
 from services.core.workflows.plan import PlanStep
 
 
@@ -23,14 +24,20 @@ class FlowDecision:
     proceed: bool
 
 
+NETWORKS_SETTING = "WORKER_WORKFLOW_ALLOWED_NETWORKS"
+
+
 @dataclass(frozen=True, slots=True)
 class SinkSettings:
     """Where sinks may write and how long they may take (set by the worker's operator)."""
 
     # local_file_sink writes only under this directory (None: the block fails with a clear error).
     file_root: Path | None = None
-    # Hosts SMTP / webhooks may reach; empty = any.
+    # Hosts SMTP / webhooks may reach; empty = any name.
     allowed_hosts: tuple[str, ...] = ()
+    # Networks they may connect to: every address a host resolves to, checked at each connection
+    # (services.core.networks). Loopback only unless the operator allows more.
+    allowed_networks: NetworkPolicy = field(default_factory=lambda: NetworkPolicy.loopback(NETWORKS_SETTING))
 
 
 class ModelRunner(Protocol):

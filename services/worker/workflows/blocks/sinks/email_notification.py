@@ -7,21 +7,28 @@ against the system's CAs (``SSL_CERT_FILE`` points OpenSSL at others): implicit 
 on every port, except on the ports defined for STARTTLS (25, 587), where the reference cannot connect
 and this block requires STARTTLS. The password is never sent in clear.
 
+The server's host must be an allowed name (``SinkSettings.allowed_hosts``) whose every address lies in
+``SinkSettings.allowed_networks``: checked when the step runs (a refusal fails the step), and again
+when the connection is opened, which goes to one of the checked addresses (``connect_checked``), never
+to a later answer of the name's DNS. TLS still verifies the certificate against the host's name.
+
 Unlike the reference, Cc and Bcc receivers do get the message (the reference gives only the ``To``
 addresses to the server) and Bcc addresses are not written in its headers.
 """
 
 import smtplib
+import socket
 import ssl
 from email.message import EmailMessage
 from functools import partial
 from typing import Any
 
+from services.core.networks import NetworkPolicy, connect_checked
 from services.core.workflows.plan import PlanStep
 from services.worker.workflows.blocks.base import BlockEnvironment
 from services.worker.workflows.blocks.sinks import credentials, inputs
 from services.worker.workflows.blocks.sinks.email_message import compose, render
-from services.worker.workflows.blocks.sinks.notification import NotificationSink, check_host
+from services.worker.workflows.blocks.sinks.notification import NotificationSink, check_destination
 
 STARTTLS_PORTS = frozenset({25, 587})
 SMTP_TIMEOUT_S = 10.0  # the reference waits forever; a frame sent inline waits at most this per step
@@ -51,8 +58,9 @@ class EmailNotification(NotificationSink):
         mail = compose(sender, to, cc, inputs.as_str(subject, "subject"), body,
                        inputs.as_mapping(attachments, "attachments"))
         server = SmtpServer(inputs.as_str(smtp_server, "smtp_server"), _port(smtp_port),
-                            sender, inputs.as_str(sender_email_password, "sender_email_password"))
-        check_host(server.host, self._env.sinks.allowed_hosts)
+                            sender, inputs.as_str(sender_email_password, "sender_email_password"),
+                            self._env.sinks.allowed_networks)
+        check_destination(server.host, server.port, self._env.sinks)
         return self.deliver(partial(server.send, mail, [*to, *cc, *bcc]), fire_and_forget)
 
     def _register_password(self, password: Any) -> None:
@@ -63,8 +71,9 @@ class EmailNotification(NotificationSink):
 class SmtpServer:
     """One SMTP server and the account that sends through it."""
 
-    def __init__(self, host: str, port: int, user: str, password: str) -> None:
+    def __init__(self, host: str, port: int, user: str, password: str, networks: NetworkPolicy) -> None:
         self.host, self.port, self._user, self._password = host, port, user, password
+        self._networks = networks
 
     def __repr__(self) -> str:  # never the password, even in a traceback's locals
         return f"SmtpServer({self.host!r}, {self.port})"
@@ -72,16 +81,37 @@ class SmtpServer:
     def send(self, mail: EmailMessage, receivers: list[str]) -> None:
         context = ssl.create_default_context()
         if self.port in STARTTLS_PORTS:
-            with smtplib.SMTP(self.host, self.port, timeout=SMTP_TIMEOUT_S) as smtp:
+            with _CheckedSMTP(self._networks, self.host, self.port, timeout=SMTP_TIMEOUT_S) as smtp:
                 smtp.starttls(context=context)  # raises when the server does not offer it: never in clear
                 self._login_and_send(smtp, mail, receivers)
         else:
-            with smtplib.SMTP_SSL(self.host, self.port, timeout=SMTP_TIMEOUT_S, context=context) as smtp:
+            with _CheckedSMTPSSL(self._networks, self.host, self.port, timeout=SMTP_TIMEOUT_S,
+                                 context=context) as smtp:
                 self._login_and_send(smtp, mail, receivers)
 
     def _login_and_send(self, smtp: smtplib.SMTP, mail: EmailMessage, receivers: list[str]) -> None:
         smtp.login(self._user, self._password)
         smtp.send_message(mail, from_addr=self._user, to_addrs=receivers)
+
+
+class _CheckedSMTP(smtplib.SMTP):
+    """``smtplib.SMTP`` whose socket goes only to an address ``networks`` allows (``_get_socket`` is the hook
+    both ``SMTP.connect`` and ``SMTP_SSL``'s own ``_get_socket`` call)."""
+
+    def __init__(self, networks: NetworkPolicy, *args: Any, **kwargs: Any) -> None:
+        self._networks = networks  # before connecting: SMTP(host) connects in __init__
+        super().__init__(*args, **kwargs)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return connect_checked(host, port, self._networks, timeout)
+
+
+class _CheckedSMTPSSL(smtplib.SMTP_SSL, _CheckedSMTP):
+    """``smtplib.SMTP_SSL`` over a checked socket: its ``_get_socket`` wraps what ``_CheckedSMTP``'s returns."""
+
+    def __init__(self, networks: NetworkPolicy, *args: Any, **kwargs: Any) -> None:
+        self._networks = networks
+        smtplib.SMTP_SSL.__init__(self, *args, **kwargs)
 
 
 def _port(value: Any) -> int:

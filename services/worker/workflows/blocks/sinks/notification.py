@@ -9,11 +9,13 @@ may try again.
 """
 
 import logging
+import socket
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-from services.worker.workflows.blocks.base import BlockEnvironment
+from services.core.networks import resolve_checked
+from services.worker.workflows.blocks.base import BlockEnvironment, SinkSettings
 from services.worker.workflows.blocks.sinks import inputs
 from services.worker.workflows.blocks.sinks.credentials import redact
 
@@ -103,3 +105,10 @@ def check_host(host: str | None, allowed_hosts: tuple[str, ...]) -> None:
     """Raises when ``allowed_hosts`` is set and does not name ``host`` (SinkSettings.allowed_hosts)."""
     if allowed_hosts and (host or "").lower() not in {allowed.lower() for allowed in allowed_hosts}:
         raise ValueError(f"host {host!r} is not among the hosts sinks may reach (allowed: {', '.join(allowed_hosts)})")
+
+
+def check_destination(host: str, port: int, sinks: SinkSettings) -> None:
+    """Raises (a ValueError: the step fails) unless ``host`` is an allowed name and every address it resolves
+    to now lies in ``sinks.allowed_networks``. The connection checks again (it resolves the name anew)."""
+    check_host(host, sinks.allowed_hosts)
+    resolve_checked(host, port, sinks.allowed_networks, socket.SOCK_STREAM)

@@ -3,8 +3,10 @@
 As the reference: ``disable_sink``, then the cooldown, then the ``*_operations`` chains on the payloads,
 then one request (inline with ``request_timeout``, or in the background with ``fire_and_forget``,
 whose outcome is only logged). Credentials in the URL and in credential-named headers or query
-parameters are registered as secrets; a bad URL, method or a host outside ``SinkSettings.allowed_hosts``
-fails the step with a clear error instead of reporting a delivery failure.
+parameters are registered as secrets; a bad URL, method, a host outside ``SinkSettings.allowed_hosts`` or
+one that resolves to an address outside ``SinkSettings.allowed_networks`` fails the step with a clear error
+instead of reporting a delivery failure. The request checks the addresses again on every connection it
+opens (redirects included; ``webhook_request.CheckedTransport``): a refusal there is a delivery failure.
 """
 
 from functools import partial
@@ -13,7 +15,7 @@ from typing import Any
 from services.core.workflows.plan import PlanStep
 from services.worker.workflows.blocks.base import BlockEnvironment
 from services.worker.workflows.blocks.sinks import credentials, inputs
-from services.worker.workflows.blocks.sinks.notification import NotificationSink, check_host, with_operations
+from services.worker.workflows.blocks.sinks.notification import NotificationSink, check_destination, with_operations
 from services.worker.workflows.blocks.sinks.webhook_request import WebhookRequest
 
 
@@ -42,10 +44,9 @@ class WebhookSink(NotificationSink):
             files=_operated(multi_part_encoded_files, multi_part_encoded_files_operations, "multi_part_encoded_files"),
             form_data=_operated(form_data, form_data_operations, "form_data"),
         )
-        allowed = self._env.sinks.allowed_hosts
-        check_host(request.host, allowed)
+        check_destination(request.host, request.port, self._env.sinks)
         timeout = inputs.as_int(request_timeout, "request_timeout", 1)
-        return self.deliver(partial(request.send, timeout, allowed), fire_and_forget)
+        return self.deliver(partial(request.send, timeout, self._env.sinks), fire_and_forget)
 
     def _register_secrets(self, url: Any, query_parameters: Any, headers: Any) -> None:
         credentials.register(self._env, credentials.secrets_in_url(url))

@@ -6,19 +6,29 @@ values are written as ``str()`` does (``True``, ``1.5``), lists repeat the key a
 follow the URL's own query, as ``requests`` does. Redirects are followed, each hop checked against
 the allowed hosts.
 
+Every connection (the first and each redirect's) is opened by :class:`CheckedTransport`: the host is
+resolved once, every address must lie in the allowed networks, and the socket connects to one of
+those addresses (TLS still verifies the certificate against the host's name). A name that resolved to
+an allowed address when the step checked it and to another when the request connects (DNS
+rebinding) is refused, and environment proxies are not used (the check must see the destination).
+
 Unlike the reference, any workflow value may go into the JSON (detections, images, numpy values:
 serialised as the workflow's outputs are), header values may be numbers, a file may be an image (sent
 as JPEG) or any JSON value, and a GET with an empty payload has no body.
 """
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import cv2
+import httpcore
 import httpx
 
+from services.core.networks import NetworkPolicy, resolve_checked
+from services.worker.workflows.blocks.base import SinkSettings
 from services.worker.workflows.blocks.sinks.notification import check_host
 from services.worker.workflows.serialization import serialise
 from services.worker.workflows.values import WorkflowImage
@@ -56,16 +66,22 @@ class WebhookRequest:
         )
 
     @property
-    def host(self) -> str | None:
-        return urlsplit(self.url).hostname
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""  # check_url made sure there is one
 
-    def send(self, timeout: float, allowed_hosts: tuple[str, ...]) -> None:
-        """Sends once; raises on a transport error, a refused host or a 4xx/5xx answer."""
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (443 if parts.scheme == "https" else 80)
+
+    def send(self, timeout: float, sinks: SinkSettings) -> None:
+        """Sends once; raises on a transport error, a refused host or address, or a 4xx/5xx answer."""
 
         def check(request: httpx.Request) -> None:
-            check_host(request.url.host, allowed_hosts)
+            check_host(request.url.host, sinks.allowed_hosts)
 
-        with httpx.Client(timeout=timeout, follow_redirects=True, event_hooks={"request": [check]}) as client:
+        with httpx.Client(timeout=timeout, follow_redirects=True, event_hooks={"request": [check]},
+                          transport=CheckedTransport(sinks.allowed_networks)) as client:
             response = client.request(self.method, self._full_url(), headers=self.headers, **self._body())
         if response.is_error:
             raise RuntimeError(f"the endpoint answered HTTP {response.status_code} {response.reason_phrase}")
@@ -86,6 +102,33 @@ class WebhookRequest:
         if self.json_body is not None:
             return {"json": self.json_body}
         return {}
+
+
+class CheckedTransport(httpx.HTTPTransport):
+    """httpx's transport whose connections go only to addresses ``policy`` allows (see the module doc)."""
+
+    def __init__(self, policy: NetworkPolicy) -> None:
+        super().__init__()
+        # httpx offers no network backend option; its pool is httpcore's, which does.
+        self._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(),
+                                             network_backend=_CheckedNetwork(policy))
+
+
+class _CheckedNetwork(httpcore.SyncBackend):
+    def __init__(self, policy: NetworkPolicy) -> None:
+        self._policy = policy
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+        """A connection to the first reachable address of ``host``, every one checked first."""
+        error: httpcore.ConnectError | None = None
+        for *_, sockaddr in resolve_checked(host, port, self._policy):  # raises DestinationRefusedError
+            try:
+                return super().connect_tcp(str(sockaddr[0]), port, timeout, local_address, socket_options)
+            except httpcore.ConnectError as exc:
+                error = exc
+        assert error is not None  # resolve_checked returns at least one address
+        raise error
 
 
 def check_url(url: str) -> None:

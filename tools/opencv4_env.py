@@ -1,0 +1,63 @@
+"""A virtual environment with OpenCV 4, whose own Darknet reader is the converter's oracle.
+
+The project pins OpenCV 5, which no longer reads Darknet files (``cv2.dnn.readNetFromDarknet`` is
+gone); OpenCV 4 still does. ``tests/worker/models/test_darknet_oracle.py`` runs the same cfg/weights
+through that reader and through our Darknet -> ONNX converter and compares the detections, so this
+environment holds only the two PyPI wheels it needs, pinned, apart from the project's ``.venv``.
+
+Idempotent: an environment already built from the same requirements (its ``requirements.txt``) is
+left alone. ``make setup`` builds it; the test builds it too when it is missing.
+Usage: ``python -m tools.opencv4_env [--dest data/opencv4]``
+"""
+
+import argparse
+import logging
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+log = logging.getLogger("opencv4_env")
+
+DEFAULT_DEST = Path("data/opencv4")
+REQUIREMENTS = ("opencv-python-headless==4.11.0.86", "numpy==2.2.6")
+
+
+def python_of(dest: Path) -> Path:
+    return dest / "bin" / "python"
+
+
+def ensure(dest: Path = DEFAULT_DEST) -> Path:
+    """The interpreter of the OpenCV 4 environment at ``dest``, built (with pip, from PyPI) unless current."""
+    stamp = dest / "requirements.txt"
+    wanted = "\n".join(REQUIREMENTS) + "\n"
+    if python_of(dest).is_file() and stamp.is_file() and stamp.read_text() == wanted:
+        return python_of(dest)
+    log.info("building %s with %s", dest, ", ".join(REQUIREMENTS))
+    shutil.rmtree(dest, ignore_errors=True)
+    venv.EnvBuilder(with_pip=True, clear=True).create(dest)
+    result = subprocess.run([str(python_of(dest)), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                             "--only-binary=:all:", *REQUIREMENTS], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise RuntimeError(f"pip install {' '.join(REQUIREMENTS)} into {dest} failed: {result.stderr[-800:]}")
+    stamp.write_text(wanted)  # written last: an interrupted build is rebuilt
+    return python_of(dest)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dest", type=Path, default=DEFAULT_DEST)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        python = ensure(args.dest)
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    print(f"OpenCV 4 oracle ready: {python}")
+
+
+if __name__ == "__main__":
+    main()
