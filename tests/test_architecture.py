@@ -45,8 +45,15 @@ def test_the_core_does_no_io() -> None:
             assert name not in IO_MODULES and name.split(".")[0] not in IO_MODULES, f"{path} imports {name}"
 
 
+def test_the_shared_adapters_import_only_the_core() -> None:
+    for path in _modules("infra"):
+        for name in _imports(path):
+            parts = name.split(".")
+            assert parts[0] != "services" or parts[1] in ("core", "infra"), f"{path} imports {name}"
+
+
 def test_heavy_imports_stay_in_the_worker() -> None:
-    for package in ("api", "manager", "core", "client"):
+    for package in ("api", "manager", "core", "client", "infra"):
         for path in _modules(package):
             for name in _imports(path):
                 assert name.split(".")[0] not in {"cv2", "onnxruntime", "onnx", "numpy"}, f"{path} imports {name}"

@@ -1,8 +1,9 @@
 """The FastAPI application: both generations of the Stream Management API over one manager client.
 
-Every route is a thin adapter: read the request, call :class:`~services.client.AsyncManagerClient`
-(one TCP connection per command, as the reference does), return the client's typed model. Errors
-become HTTP responses in :mod:`services.api.errors`; nothing here holds pipeline state.
+Every route is a thin adapter: read the request, call the manager client (an
+:class:`~services.client.AsyncManagerClient` whose commands share a bounded pool of persistent
+connections, :mod:`services.api.manager_pool`), return the client's typed model. Errors become HTTP
+responses in :mod:`services.api.errors`; nothing here holds pipeline state.
 """
 
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from services.api.dashboard import Dashboard
 from services.api.health import ReadinessProbe, health_router
+from services.api.manager_pool import PooledManagerClient
 from services.api.metrics import ClusterMetrics, add_metrics_route
 from services.api.newer import newer_router
 from services.api.older import older_router
@@ -27,7 +29,6 @@ from services.api.payloads import (
 from services.api.security import RequestGuard
 from services.api.settings import ApiSettings
 from services.api.workflows import workflows_router
-from services.client.tcp import AsyncManagerClient
 
 DESCRIPTION = """\
 Start, pause (mute), resume, inspect, consume and terminate video inference pipelines run by the
@@ -52,8 +53,10 @@ def _version() -> str:
 
 def create_app(settings: ApiSettings) -> FastAPI:
     token = settings.manager_token.get_secret_value() if settings.manager_token is not None else None
-    client = AsyncManagerClient(settings.manager_host, settings.manager_port, timeout=settings.manager_timeout,
-                                init_timeout=settings.init_timeout, token=token)
+    client = PooledManagerClient(settings.manager_host, settings.manager_port, timeout=settings.manager_timeout,
+                                 init_timeout=settings.init_timeout, token=token, pool_size=settings.manager_pool_size,
+                                 idle_timeout=settings.manager_pool_idle_timeout,
+                                 max_requests=settings.manager_pool_max_requests)
     probe = ReadinessProbe(client, settings)
     dashboard = Dashboard(client, settings)
     metrics = ClusterMetrics(settings)
@@ -64,6 +67,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         await probe.aclose()
         await dashboard.aclose()
         await metrics.aclose()
+        await client.aclose()
 
     app = FastAPI(title="Stream Management API", description=DESCRIPTION, version=_version(), lifespan=lifespan)
     routers = [older_router(client), newer_router(client), workflows_router(client), health_router(probe),

@@ -17,8 +17,9 @@ from typing import Any
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from services.core import keys, registry
+from services.core import keys
 from services.core.metrics import PipelineMetrics
+from services.infra import registry
 
 logger = logging.getLogger(__name__)
 

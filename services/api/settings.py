@@ -31,6 +31,12 @@ class ApiSettings(BaseSettings):
     # INIT waits for a worker to load the model and open the sources (the manager's own limit is 30 s).
     init_timeout: float = Field(default=60.0, gt=0)
     readiness_timeout: float = Field(default=2.0, gt=0)  # each dependency check of /readyz
+    # Persistent manager connections (services.api.manager_pool): at most this many, one request in flight on
+    # each (requests beyond wait for one); closed after idling this long (keep it below MANAGER_IDLE_TIMEOUT)
+    # and after carrying this many requests (keep it below MANAGER_MAX_REQUEST_BURST; 0: no limit).
+    manager_pool_size: int = Field(default=8, ge=1)
+    manager_pool_idle_timeout: float = Field(default=10.0, gt=0)
+    manager_pool_max_requests: int = Field(default=100, ge=0)
     # Optional: when set, /readyz also requires Redis to answer PING. A URL may hold a password.
     redis_url: SecretStr | None = None
     # The manager's shared token (its MANAGER_AUTH_TOKEN), the same variable the TCP clients read.

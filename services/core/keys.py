@@ -122,7 +122,7 @@ def worker_registration(hostname: str) -> str:
     """STRING (JSON: hostname, queues, slots, free slots, RAM) with a short TTL.
 
     Refreshed every second by each worker process, always together with its member in
-    :func:`workers_registry` (``services.core.registry``); read by the manager to know which device
+    :func:`workers_registry` (``services.infra.registry``); read by the manager to know which device
     queues have a live worker before it dispatches, by the API's /metrics, and by the worker's
     container healthcheck (its own key only).
     """

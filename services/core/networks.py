@@ -10,16 +10,15 @@ A destination (host name or address, port) is resolved ONCE and EVERY address it
 in an allowed network; a name with one disallowed address is refused, since which address a connection
 uses is the resolver's choice. The refusal names the host, the first disallowed address, the allowed
 networks and the setting that allows more. Callers then connect to one of the checked addresses and
-never resolve the name again (:func:`connect_checked`, the UDP sink's ``sendto``), so a name whose
+never resolve the name again (``services.infra.destinations``: resolving and connecting is I/O, kept out
+of the core), so a name whose
 records change between the check and the connection (DNS rebinding) cannot reach an address nobody
 checked; the webhook sink does this for every connection it opens, redirects included. IPv4-mapped
 IPv6 addresses (``::ffff:10.0.0.1``) are checked as the IPv4 address they reach; IPv6 scope ids are
 ignored.
 """
 
-import asyncio
 import ipaddress
-import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +30,6 @@ Resolver = Callable[..., list[AddrInfo]]
 
 PUBLIC = "public"  # the keyword for every globally routable unicast address
 LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
-RESOLVE_TIMEOUT = 5.0  # seconds the manager waits for a sink host's name to resolve
 
 
 class DestinationRefusedError(ValueError):
@@ -95,7 +93,7 @@ def refusal(host: str, addresses: Sequence[AddrInfo], policy: NetworkPolicy) -> 
     if not addresses:
         return f"host {host!r} resolves to no address"
     for info in addresses:
-        address = _address_of(info)
+        address = address_of(info)
         if not policy.allows(address):
             what = f"address {address}" if _is_literal(host) else f"host {host!r} resolves to {address}, which"
             setting = f" ({policy.setting})" if policy.setting else ""
@@ -103,56 +101,7 @@ def refusal(host: str, addresses: Sequence[AddrInfo], policy: NetworkPolicy) -> 
     return None
 
 
-def resolve_checked(host: str, port: int, policy: NetworkPolicy, kind: socket.SocketKind = socket.SOCK_STREAM,
-                    resolve: Resolver | None = None) -> list[AddrInfo]:
-    """Every address ``host`` resolves to (``resolve``, default ``socket.getaddrinfo``), once all are allowed;
-    raises :class:`DestinationRefusedError`."""
-    try:
-        addresses = (resolve or socket.getaddrinfo)(host, port, type=kind)
-    except (OSError, UnicodeError) as exc:
-        raise DestinationRefusedError(f"host {host!r} cannot be resolved ({exc})") from exc
-    reason = refusal(host, addresses, policy)
-    if reason is not None:
-        raise DestinationRefusedError(reason)
-    return addresses
-
-
-async def resolve_checked_async(host: str, port: int, policy: NetworkPolicy,
-                                kind: socket.SocketKind = socket.SOCK_DGRAM,
-                                timeout: float = RESOLVE_TIMEOUT) -> list[AddrInfo]:
-    """:func:`resolve_checked` for an event loop, the resolution bounded by ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    try:
-        async with asyncio.timeout(timeout):
-            addresses: list[AddrInfo] = await loop.getaddrinfo(host, port, type=kind)
-    except TimeoutError:
-        raise DestinationRefusedError(f"host {host!r} could not be resolved within {timeout:g} s") from None
-    except (OSError, UnicodeError) as exc:
-        raise DestinationRefusedError(f"host {host!r} cannot be resolved ({exc})") from exc
-    reason = refusal(host, addresses, policy)
-    if reason is not None:
-        raise DestinationRefusedError(reason)
-    return addresses
-
-
-def connect_checked(host: str, port: int, policy: NetworkPolicy, timeout: float | None) -> socket.socket:
-    """A TCP connection to ``host``: resolved and checked once, then each checked address tried in turn
-    (as ``socket.create_connection`` does), never resolving the name again."""
-    error: OSError | None = None
-    for family, kind, proto, _, sockaddr in resolve_checked(host, port, policy):
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.settimeout(timeout)
-            sock.connect(sockaddr)
-            return sock
-        except OSError as exc:
-            sock.close()
-            error = exc
-    assert error is not None  # resolve_checked returns at least one address
-    raise error
-
-
-def _address_of(info: AddrInfo) -> Address:
+def address_of(info: AddrInfo) -> Address:
     return ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
 
 

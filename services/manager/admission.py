@@ -3,7 +3,7 @@
 Every worker publishes its room each second (``services.worker.registration``): free slots, the
 host's available RAM, the RAM its pipelines use, the largest pipeline it has run and its optional
 RAM budget. INIT reads all registrations once (the registry of live workers, then one MGET:
-O(workers), ``services.core.registry``) and :func:`admit` decides, as a pure function, before
+O(workers), ``services.infra.registry``) and :func:`admit` decides, as a pure function, before
 anything is written, so a refused INIT leaves nothing behind.
 A worker has room when it has a free slot, when its budget (if any) holds what its pipelines use
 plus one more pipeline (as large as the largest it has run, like the reference's
@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.asyncio import Redis
 
-from services.core import registry
 from services.core.errors import OperationError
+from services.infra import registry
 
 logger = logging.getLogger(__name__)
 

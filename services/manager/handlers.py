@@ -40,11 +40,12 @@ from services.core.messages import (
     TerminateRequest,
     WebRTCRequest,
 )
-from services.core.networks import DestinationRefusedError, NetworkPolicy, resolve_checked_async
+from services.core.networks import DestinationRefusedError, NetworkPolicy
 from services.core.plan import PipelineSpec, compile_init, compile_webrtc_init
 from services.core.records import DesiredState, PipelineRecord, PipelineState
 from services.core.references import ReferencePolicy, check_references
 from services.core.tasks import queue_for
+from services.infra.destinations import resolve_checked_async
 from services.manager.admission import AdmissionPolicy, admit, read_registrations
 from services.manager.control import Controller, NoListenerError, wait_reply
 from services.manager.cursor import ResultEntry, ResultsCursor

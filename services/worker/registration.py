@@ -2,7 +2,7 @@
 
 A daemon thread in the worker's main process refreshes ``keys.worker_registration(hostname)``
 every second (TTL 5 s), together with the worker's member in the registry of live workers
-(``services.core.registry``: one script writes both); both are removed on a clean shutdown, and
+(``services.infra.registry``: one script writes both); both are removed on a clean shutdown, and
 after a crash the key expires and the readers prune the member. Redis errors are logged once per
 outage and retried on the next beat.
 
@@ -28,7 +28,8 @@ from typing import Any
 import psutil
 import redis
 
-from services.core import keys, registry
+from services.core import keys
+from services.infra import registry
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from services.api.metrics import ClusterMetrics
 from services.api.scrape import ClusterReader, ClusterSnapshot
 from services.api.settings import ApiSettings
 from services.core import keys
-from services.core import registry as workers_registry
 from services.core.metrics import LatencyHistogram, PipelineMetrics, SinkMetrics, SourceMetrics
 from services.core.records import PipelineRecord, PipelineState
+from services.infra import registry as workers_registry
 from tests.support.redis_server import RedisServer, free_port
 
 CAMERA = "rtsp://admin:hunter2@10.0.0.5/stream"

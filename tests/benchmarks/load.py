@@ -1,30 +1,40 @@
 """Load: 1,000 concurrent TCP clients on persistent connections sending STATUS / LIST_PIPELINES in a loop, then
-the HTTP API under 100 concurrent connections (list and status), each for ``--seconds``; latency percentiles,
-errors and the manager's RSS over time.
+the HTTP API under 50 concurrent keep-alive connections: ``/healthz`` (the HTTP stack alone), ``GET
+/inference_pipelines/list`` and ``GET /inference_pipelines/{id}/status``, each for ``--seconds``; throughput,
+latency percentiles, errors, the CPU share of each process and the RSS of the manager and the API over time.
 
 Real processes: redis-server, `python -m services.manager` (rate and connection limits off:
 ``MANAGER_MAX_REQUESTS_PER_SECOND=0``, ``MANAGER_MAX_CONNECTIONS=0``), one worker (nice 10) running 2
-pipelines on vtest.avi at max_fps 1, and `python -m services.api` for part (b). The load generators are
-asyncio in this process (raw sockets for TCP, httpx for HTTP), so on a small host their own CPU use is part
-of the latencies measured.
+pipelines on vtest.avi at max_fps 1, and `python -m services.api` (its pool of ``--pool-size`` persistent
+manager connections) for the HTTP part.
+
+Theory of operation of the load generator: it is a process of its own (``--child``), so its CPU use is
+measured, not hidden inside the latencies. Each connection is a raw asyncio protocol that works in a
+closed loop: the callback that completes a reply (a 4-byte length + JSON frame, or an HTTP/1.1 response
+read by its ``Content-Length``) records the latency and writes the next request at once; no task, no
+HTTP library, no parsing beyond the status line and the length. Connections are opened first; the
+measured window then starts for all of them at once and each stops sending at its end. The generator
+reports its own CPU seconds over the window (getrusage); the parent reads the API's and the manager's
+(psutil) and the host's 1-minute load average at the end of each window, and samples the API's
+established connections to the manager (which the pool bounds).
 
 Usage: ``python -m tests.benchmarks.load [--output docs/benchmarks.md] [--seconds 60] [--clients 1000]
-[--http-connections 100]``
+[--http-connections 50] [--pool-size 8]``
 """
 
 import argparse
 import asyncio
-import contextlib
 import json
+import os
 import resource
-import statistics
-import struct
+import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 
 from services.core.framing import encode_frame
@@ -35,6 +45,203 @@ from tests.support.stack import running_stack
 from tools.payloads import newer_init
 
 MANAGER_ENV = {"MANAGER_MAX_REQUESTS_PER_SECOND": "0", "MANAGER_MAX_CONNECTIONS": "0", "MANAGER_LOG_LEVEL": "WARNING"}
+API_ENV = {"API_LOG_LEVEL": "WARNING"}
+FIRST_ERRORS = 5
+WINDOW_STARTS, WINDOW_ENDS = "window starts", "window ends"  # the child's stdout lines around the measured window
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The load generator (the child process)
+
+
+class _Run:
+    """One measured window shared by every connection of the generator."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.deadline = float("inf")  # set when the window starts
+        self.latencies: list[float] = []
+        self.errors = 0
+        self.first_errors: list[str] = []
+        self.open = 0
+        self.last_reply = 0.0
+        self.all_closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def error(self, text: str) -> None:
+        self.errors += 1
+        if len(self.first_errors) < FIRST_ERRORS:
+            self.first_errors.append(text[:300])
+
+    def closed(self) -> None:
+        self.open -= 1
+        if self.open == 0 and not self.all_closed.done():
+            self.all_closed.set_result(None)
+
+
+class _ClosedLoop(asyncio.Protocol):
+    """One connection: sends a request, and from the callback that completes its reply, the next one."""
+
+    def __init__(self, run: _Run, requests: Sequence[bytes], offset: int) -> None:
+        self._run = run
+        self._requests = requests
+        self._count = offset
+        self._buffer = bytearray()
+        self._sent_at: float | None = None
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        self._run.open += 1
+
+    def start(self) -> None:
+        self._send()
+
+    def _send(self) -> None:
+        assert self._transport is not None
+        now = time.perf_counter()
+        if now >= self._run.deadline:
+            self._sent_at = None
+            self._transport.close()
+            return
+        self._sent_at = now
+        self._transport.write(self._requests[self._count % len(self._requests)])
+        self._count += 1
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        try:
+            while (reply := self._reply()) is not None:
+                self._answered(*reply)
+        except ValueError as exc:
+            self._run.error(f"unreadable reply: {exc}")
+            assert self._transport is not None
+            self._transport.close()
+
+    def _reply(self) -> tuple[bool, str] | None:
+        """The next complete reply in the buffer (consumed): (success, what failed); None: incomplete."""
+        raise NotImplementedError
+
+    def _answered(self, ok: bool, detail: str) -> None:
+        now = time.perf_counter()
+        if self._sent_at is None:
+            self._run.error("a reply to no request")
+            return
+        self._run.latencies.append(now - self._sent_at)
+        self._run.last_reply = now
+        if not ok:
+            self._run.error(detail)
+        self._send()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._sent_at is not None:
+            self._run.error(f"connection lost before the reply: {exc!r}")
+        self._run.closed()
+
+
+class _FrameLoop(_ClosedLoop):
+    """The manager's protocol: a 4-byte big-endian length, a JSON envelope."""
+
+    def _reply(self) -> tuple[bool, str] | None:
+        if len(self._buffer) < 4:
+            return None
+        end = 4 + int.from_bytes(self._buffer[:4], "big")
+        if len(self._buffer) < end:
+            return None
+        body = bytes(self._buffer[4:end])
+        del self._buffer[:end]
+        response = json.loads(body).get("response", {})
+        return response.get("status") == "success", body.decode(errors="replace")
+
+
+class _HttpLoop(_ClosedLoop):
+    """HTTP/1.1 keep-alive: a response is its head and ``Content-Length`` bytes of body."""
+
+    _need: int | None = None
+    _status = 0
+
+    def _reply(self) -> tuple[bool, str] | None:
+        if self._need is None:
+            end = self._buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return None
+            head = bytes(self._buffer[:end]).lower()
+            at = head.find(b"\r\ncontent-length:")
+            if at < 0:
+                raise ValueError(f"no content-length in {head[:200]!r}")
+            line_end = head.find(b"\r\n", at + 2)
+            self._need = end + 4 + int(head[at + 17 : line_end if line_end >= 0 else len(head)])
+            self._status = int(head[9:12])
+        if len(self._buffer) < self._need:
+            return None
+        body = bytes(self._buffer[: self._need]) if self._status != 200 else b""
+        del self._buffer[: self._need]
+        self._need = None
+        return self._status == 200, f"HTTP {self._status}: {body[-200:].decode(errors='replace')}"
+
+
+async def _generate(factory: Callable[[_Run, int], _ClosedLoop], connections: int, port: int,
+                    seconds: float) -> dict[str, Any]:
+    run = _Run(seconds)
+    loop = asyncio.get_running_loop()
+    protocols: list[_ClosedLoop] = []
+    for index in range(connections):  # in waves, so the accept backlog is never overrun
+        try:
+            _, protocol = await loop.create_connection(lambda index=index: factory(run, index),  # type: ignore[misc]
+                                                       "127.0.0.1", port)
+            protocols.append(protocol)
+        except OSError as exc:
+            run.error(f"connect: {exc!r}")
+        if index % 100 == 99:
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
+    print(WINDOW_STARTS, flush=True)  # the parent reads the servers' CPU times now
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    begin = time.perf_counter()
+    run.deadline = begin + seconds
+    for protocol in protocols:
+        protocol.start()
+    try:
+        await asyncio.wait_for(asyncio.shield(run.all_closed), seconds + 60)
+    except TimeoutError:
+        run.error(f"{run.open} connections still waiting for a reply 60 s after the window")
+    end = max(run.last_reply, run.deadline)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    print(WINDOW_ENDS, flush=True)
+    cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
+    latencies = sorted(run.latencies)
+
+    def percentile(fraction: float) -> float:
+        return latencies[min(len(latencies) - 1, round(fraction * (len(latencies) - 1)))] if latencies else 0.0
+
+    return {"connections": len(protocols), "answered": len(latencies), "elapsed": end - begin,
+            "p50": percentile(0.5), "p99": percentile(0.99), "max": latencies[-1] if latencies else 0.0,
+            "errors": run.errors, "first_errors": run.first_errors, "cpu": cpu}
+
+
+def _child(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("kind", choices=["tcp", "http"])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--connections", type=int, required=True)
+    parser.add_argument("--seconds", type=float, required=True)
+    parser.add_argument("--requests", required=True, help="JSON list: manager commands (tcp) or paths (http)")
+    args = parser.parse_args(argv)
+    _raise_nofile(args.connections + 256)
+    items = json.loads(args.requests)
+    factory: Callable[[_Run, int], _ClosedLoop]
+    if args.kind == "tcp":
+        frames = [encode_frame(json.dumps(command).encode()) for command in items]
+        factory = lambda run, index: _FrameLoop(run, frames, index)  # noqa: E731
+    else:
+        host = f"Host: 127.0.0.1:{args.port}\r\n"
+        requests = [f"GET {path} HTTP/1.1\r\n{host}\r\n".encode() for path in items]
+        factory = lambda run, index: _HttpLoop(run, requests, index)  # noqa: E731
+    result = asyncio.run(_generate(factory, args.connections, args.port, args.seconds))
+    print(json.dumps(result))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The benchmark (the parent process)
 
 
 def _raise_nofile(wanted: int) -> int:
@@ -44,134 +251,101 @@ def _raise_nofile(wanted: int) -> int:
     return target
 
 
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+class Sampler(threading.Thread):
+    """Samples a process's RSS every 5 s and, optionally, its established connections to ``port`` every 0.2 s."""
+
+    def __init__(self, process: psutil.Process, connections_to: int | None = None) -> None:
+        super().__init__(daemon=True)
+        self._process = process
+        self._port = connections_to
+        self.rss: list[float] = []
+        self.max_connections = 0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        next_rss = 0.0
+        while True:
+            now = time.monotonic()
+            if now >= next_rss:
+                self.rss.append(self._process.memory_info().rss / 2**20)
+                next_rss = now + 5.0
+            if self._port is not None:
+                established = [c for c in self._process.net_connections(kind="tcp")
+                               if c.raddr and c.raddr.port == self._port and c.status == psutil.CONN_ESTABLISHED]
+                self.max_connections = max(self.max_connections, len(established))
+            if self._halt.wait(0.2):
+                break
+        self.rss.append(self._process.memory_info().rss / 2**20)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(10)
 
 
-class Stats:
-    def __init__(self) -> None:
-        self.latencies: list[float] = []
-        self.errors: list[str] = []
-
-    def row(self, name: str, seconds: float) -> str:
-        lat = self.latencies
-        if not lat:
-            return f"| {name} | 0 | 0 | - | - | - | {len(self.errors)} |"
-        return (f"| {name} | {len(lat):,} | {len(lat) / seconds:,.0f} | {1000 * statistics.median(lat):.1f} | "
-                f"{1000 * _percentile(lat, 0.99):.1f} | {1000 * max(lat):.1f} | {len(self.errors)} |")
+def _cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
 
-class Window:
-    """The measured window, set once every client is connected."""
+class Measured:
+    """One row: the generator's summary plus the CPU shares of the servers over the same time."""
 
-    def __init__(self) -> None:
-        self.started = asyncio.Event()
-        self.deadline = 0.0
+    def __init__(self, name: str, result: dict[str, Any], wall: float, servers: dict[str, float]) -> None:
+        self.name = name
+        self.result = result
+        self.servers = servers  # CPU share of each server process over the run, 1.0 = one core
+        self.load = os.getloadavg()[0]
+        self.wall = wall
 
+    @property
+    def rate(self) -> float:
+        return float(self.result["answered"]) / float(self.result["elapsed"])
 
-async def _tcp_client(port: int, index: int, pipeline_ids: list[str], window: Window, stats: Stats) -> None:
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    except OSError as exc:
-        stats.errors.append(f"connect: {exc!r}")
-        return
-    await window.started.wait()
-    count = index
-    try:
-        while time.perf_counter() < window.deadline:
-            count += 1
-            request: dict[str, Any] = ({"type": "list_pipelines"} if count % 2 else
-                                       {"type": "status", "pipeline_id": pipeline_ids[count % len(pipeline_ids)]})
-            sent = time.perf_counter()
-            writer.write(encode_frame(json.dumps(request).encode()))
-            (size,) = struct.unpack(">I", await reader.readexactly(4))
-            reply = json.loads(await reader.readexactly(size))
-            stats.latencies.append(time.perf_counter() - sent)
-            if reply["response"].get("status") != "success":
-                stats.errors.append(json.dumps(reply)[:300])
-    except (OSError, asyncio.IncompleteReadError) as exc:
-        stats.errors.append(f"connection: {exc!r}")
-    finally:
-        writer.close()
+    def row(self) -> str:
+        r = self.result
+        shares = ", ".join(f"{name} {100 * share:.0f}%" for name, share in self.servers.items())
+        return (f"| {self.name} | {r['answered']:,} | {self.rate:,.0f} | {1000 * r['p50']:.1f} | {1000 * r['p99']:.1f} "
+                f"| {1000 * r['max']:.1f} | {r['errors']} | {100 * r['cpu'] / r['elapsed']:.0f}% | {shares} "
+                f"| {self.load:.2f} |")
 
 
-async def _sample_rss(process: psutil.Process, samples: list[tuple[float, float]], stop: asyncio.Event) -> None:
-    begin = time.perf_counter()
-    while not stop.is_set():
-        samples.append((time.perf_counter() - begin, process.memory_info().rss / 2**20))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 5.0)
-    samples.append((time.perf_counter() - begin, process.memory_info().rss / 2**20))
+def measure(name: str, kind: str, port: int, connections: int, seconds: float, requests: list[Any],
+            servers: dict[str, psutil.Process]) -> Measured:
+    """Runs the generator in a child process; the servers' CPU times are read when it says its window starts
+    and ends (its stdout lines), so their shares cover the same window as its figures."""
+    command = [sys.executable, "-m", "tests.benchmarks.load", "--child", kind, "--port", str(port), "--connections",
+               str(connections), "--seconds", str(seconds), "--requests", json.dumps(requests)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as child:
+        assert child.stdout is not None
+        lines = iter(child.stdout.readline, "")
+        if next(lines, "").strip() != WINDOW_STARTS:
+            raise RuntimeError("the load generator failed before its window")
+        before, started = {label: _cpu(process) for label, process in servers.items()}, time.perf_counter()
+        if next(lines, "").strip() != WINDOW_ENDS:
+            raise RuntimeError("the load generator failed in its window")
+        after, wall = {label: _cpu(process) for label, process in servers.items()}, time.perf_counter() - started
+        result: dict[str, Any] = json.loads(next(lines, "{}"))
+        if child.wait(timeout=60) != 0 or not result:
+            raise RuntimeError(f"the load generator exited with status {child.returncode}")
+    return Measured(name, result, wall, {label: (after[label] - before[label]) / wall for label in servers})
 
 
-async def run_tcp(port: int, clients: int, seconds: float, pipeline_ids: list[str],
-                  manager: psutil.Process) -> tuple[Stats, list[tuple[float, float]], float]:
-    stats, samples, stop, window = Stats(), [], asyncio.Event(), Window()
-    sampler = asyncio.create_task(_sample_rss(manager, samples, stop))
-    tasks = []
-    for index in range(clients):  # connect in waves, so the accept backlog is never overrun
-        tasks.append(asyncio.create_task(_tcp_client(port, index, pipeline_ids, window, stats)))
-        if index % 100 == 99:
-            await asyncio.sleep(0.05)
-    await asyncio.sleep(1.0)
-    begin = time.perf_counter()
-    window.deadline = begin + seconds
-    window.started.set()
-    await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - begin
-    stop.set()
-    await sampler
-    return stats, samples, elapsed
-
-
-async def _http_client(http: httpx.AsyncClient, index: int, pipeline_ids: list[str], deadline: float,
-                       stats: Stats) -> None:
-    count = index
-    while time.perf_counter() < deadline:
-        count += 1
-        path = ("/inference_pipelines/list" if count % 2 else
-                f"/inference_pipelines/{pipeline_ids[count % len(pipeline_ids)]}/status")
-        sent = time.perf_counter()
-        try:
-            response = await http.get(path)
-        except httpx.HTTPError as exc:
-            stats.errors.append(f"{path}: {exc!r}")
-            continue
-        stats.latencies.append(time.perf_counter() - sent)
-        if response.status_code != 200:
-            stats.errors.append(f"{path}: {response.status_code} {response.text[:200]}")
-
-
-async def run_http(url: str, connections: int, seconds: float, pipeline_ids: list[str],
-                   api: psutil.Process) -> tuple[Stats, list[tuple[float, float]], float]:
-    stats, samples, stop = Stats(), [], asyncio.Event()
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as http:
-        sampler = asyncio.create_task(_sample_rss(api, samples, stop))
-        begin = time.perf_counter()
-        await asyncio.gather(*(_http_client(http, index, pipeline_ids, begin + seconds, stats)
-                               for index in range(connections)))
-        elapsed = time.perf_counter() - begin
-        stop.set()
-        await sampler
-    return stats, samples, elapsed
-
-
-def _rss_line(name: str, samples: list[tuple[float, float]]) -> str:
-    values = [rss for _, rss in samples]
-    trail = ", ".join(f"{rss:.0f}" for _, rss in samples[:: max(1, len(samples) // 8)])
-    return (f"{name} RSS every 5 s, MiB: first {values[0]:.0f}, last {values[-1]:.0f}, max {max(values):.0f} "
+def _rss_line(name: str, samples: list[float]) -> str:
+    trail = ", ".join(f"{rss:.0f}" for rss in samples[:: max(1, len(samples) // 8)])
+    return (f"{name} RSS every 5 s, MiB: first {samples[0]:.0f}, last {samples[-1]:.0f}, max {max(samples):.0f} "
             f"(samples: {trail}).")
 
 
-def run(seconds: float, clients: int, connections: int, nice: int, log: Any) -> str:
+def run(seconds: float, clients: int, connections: int, pool_size: int, nice: int, log: Any) -> str:
     nofile = _raise_nofile(clients * 2 + 256)  # the manager (a child) inherits the raised limit
+    quiet_load = os.getloadavg()[0]
     with running_redis() as server, running_stack(server.url) as stack:
         stack.start_manager(**MANAGER_ENV)
         stack.start_worker("bench", "pipelines.cpu", concurrency=2, nice=nice)
         assert stack.manager is not None
         manager = psutil.Process(stack.manager.pid)
+        assert server.process is not None
+        redis_process = psutil.Process(server.process.pid)
         pipeline_ids = []
         for _ in range(2):
             reply = call(stack.port, newer_init("data/media/vtest.avi", max_fps=1))
@@ -179,12 +353,34 @@ def run(seconds: float, clients: int, connections: int, nice: int, log: Any) -> 
                 raise RuntimeError(f"init failed: {reply}")
             pipeline_ids.append(reply["pipeline_id"])
         time.sleep(2)
-        tcp, tcp_rss, tcp_elapsed = asyncio.run(run_tcp(stack.port, clients, seconds, pipeline_ids, manager))
-        log(f"TCP: {tcp.row('tcp', tcp_elapsed)}; errors {tcp.errors[:3]}")
-        url = stack.start_api()
+
+        manager_sampler = Sampler(manager)
+        manager_sampler.start()
+        commands = [{"type": "list_pipelines"}, {"type": "status", "pipeline_id": pipeline_ids[0]},
+                    {"type": "list_pipelines"}, {"type": "status", "pipeline_id": pipeline_ids[1]}]
+        tcp = measure(f"TCP: {clients:,} concurrent clients, persistent connections, status / list_pipelines "
+                      f"alternately, {seconds:.0f} s", "tcp", stack.port, clients, seconds, commands,
+                      {"manager": manager, "Redis": redis_process})
+        manager_sampler.stop()
+        log(f"TCP: {tcp.row()}; errors {tcp.result['first_errors']}")
+
+        url = stack.start_api(**API_ENV, API_MANAGER_POOL_SIZE=str(pool_size))
+        api_port = int(url.rsplit(":", 1)[1])
         api = psutil.Process(stack.apis["api"].pid)
-        http, api_rss, http_elapsed = asyncio.run(run_http(url, connections, seconds, pipeline_ids, api))
-        log(f"HTTP: {http.row('http', http_elapsed)}; errors {http.errors[:3]}")
+        api_sampler = Sampler(api, connections_to=stack.port)
+        api_sampler.start()
+        http = []
+        for label, paths in [
+            ("`GET /healthz` (no manager call)", ["/healthz"]),
+            ("`GET /inference_pipelines/list`", ["/inference_pipelines/list"]),
+            ("`GET /inference_pipelines/{id}/status`", [f"/inference_pipelines/{i}/status" for i in pipeline_ids]),
+        ]:
+            measured = measure(f"HTTP API: {connections} keep-alive connections, {label}, {seconds:.0f} s", "http",
+                               api_port, connections, seconds, paths,
+                               {"API": api, "manager": manager, "Redis": redis_process})
+            log(f"HTTP: {measured.row()}; errors {measured.result['first_errors']}")
+            http.append(measured)
+        api_sampler.stop()
         manager_after = manager.memory_info().rss / 2**20
         for pipeline_id in pipeline_ids:
             call(stack.port, {"type": "terminate", "pipeline_id": pipeline_id})
@@ -192,34 +388,44 @@ def run(seconds: float, clients: int, connections: int, nice: int, log: Any) -> 
         "## Load", "", stamp(), "",
         f"Real processes: redis-server, the manager ({', '.join(f'`{k}={v}`' for k, v in MANAGER_ENV.items())}; "
         f"RLIMIT_NOFILE {nofile}), one worker (`nice -n {nice}`) running 2 pipelines on vtest.avi at max_fps 1, "
-        "and for HTTP `python -m services.api` (one manager connection per command, as the reference). The load "
-        "generators are asyncio in one process on the same host, so their own CPU use is inside the latencies.",
+        f"and for HTTP `python -m services.api` (`API_MANAGER_POOL_SIZE={pool_size}` persistent manager connections, "
+        f"{', '.join(f'`{k}={v}`' for k, v in API_ENV.items())}). The load generator is a process of its own on "
+        "the same host: raw asyncio protocols, one per connection, each writing its next request from the callback "
+        "that completes the previous reply. CPU columns: "
+        "CPU seconds over wall seconds of the run, 100% = one core; load average: the host's 1-minute one at the end "
+        f"of the run ({quiet_load:.2f} before the benchmark started).",
         "",
-        "| load | requests answered | per second | p50 ms | p99 ms | max ms | errors |",
-        "|---|---|---|---|---|---|---|",
-        tcp.row(f"TCP: {clients:,} concurrent clients, persistent connections, status / list_pipelines "
-                f"alternately, {tcp_elapsed:.0f} s", tcp_elapsed),
-        http.row(f"HTTP API: {connections} concurrent keep-alive connections (httpx), `GET /inference_pipelines/list`"
-                 f" / `/{{id}}/status` alternately, {http_elapsed:.0f} s", http_elapsed),
+        "| load | requests answered | per second | p50 ms | p99 ms | max ms | errors | generator CPU | server CPU "
+        "| load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        tcp.row(),
+        *(measured.row() for measured in http),
         "",
-        _rss_line("Manager, during the TCP load:", tcp_rss),
+        f"The API's established connections to the manager during the HTTP runs: at most "
+        f"{api_sampler.max_connections} (sampled every 0.2 s; the pool holds at most {pool_size}).",
+        _rss_line("Manager, during the TCP load:", manager_sampler.rss),
         f"Manager after the HTTP load too: {manager_after:.0f} MiB.",
-        _rss_line("API, during the HTTP load:", api_rss),
+        _rss_line("API, during the HTTP load:", api_sampler.rss),
     ]
-    if tcp.errors or http.errors:
-        lines += ["", "First errors: " + "; ".join((tcp.errors + http.errors)[:5])]
+    errors = [error for measured in (tcp, *http) for error in measured.result["first_errors"]]
+    if errors:
+        lines += ["", "First errors: " + "; ".join(errors[:FIRST_ERRORS])]
     return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    if sys.argv[1:2] == ["--child"]:
+        _child(sys.argv[2:])
+        return
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--clients", type=int, default=1000)
-    parser.add_argument("--http-connections", type=int, default=100)
+    parser.add_argument("--http-connections", type=int, default=50)
+    parser.add_argument("--pool-size", type=int, default=8, help="the API's API_MANAGER_POOL_SIZE")
     parser.add_argument("--nice", type=int, default=10, help="nice value of the worker (it shares the host)")
     args = parser.parse_args()
-    markdown = run(args.seconds, args.clients, args.http_connections, args.nice,
+    markdown = run(args.seconds, args.clients, args.http_connections, args.pool_size, args.nice,
                    lambda text: print(text, file=sys.stderr, flush=True))
     write_section(args.output, "load", markdown)
     print(markdown)

@@ -8,13 +8,8 @@ from typing import Any
 
 import pytest
 
-from services.core.networks import (
-    DestinationRefusedError,
-    NetworkPolicy,
-    connect_checked,
-    normalise_entries,
-    resolve_checked,
-)
+from services.core.networks import DestinationRefusedError, NetworkPolicy, normalise_entries
+from services.infra.destinations import connect_checked, resolve_checked
 
 SETTING = "SOME_ALLOWED_NETWORKS"
 

@@ -14,11 +14,12 @@ from typing import Any
 import redis
 
 from services.client import ManagerClient
-from services.core import keys, registry
+from services.core import keys
 from services.core.control import ControlCommand, ControlReply
 from services.core.errors import OperationError, failure_response
 from services.core.framing import FrameDecoder, encode_frame, encode_message
 from services.core.tasks import queue_for
+from services.infra import registry
 
 REPORT = {
     "video_source_status_updates": [],

@@ -9,9 +9,10 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from services.core import keys, registry
+from services.core import keys
 from services.core.errors import OperationError
 from services.core.tasks import queue_for
+from services.infra import registry
 from services.manager.admission import AdmissionPolicy, Ledger, WorkerRegistration, admit, read_registrations
 from tests.manager.conftest import ManagerFactory, RunningManager
 from tests.manager.fakes import FakeWorker, call

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 import redis
 
-from services.core import keys, registry
+from services.core import keys
 from services.core.records import WORKER_SHUTDOWN, PipelineRecord
+from services.infra import registry
 from tests.manager.conftest import ManagerFactory, RunningManager
 from tests.manager.fakes import FakeWorker, call, register_worker
 from tests.manager.test_control import INIT_PAYLOAD, orphan_pipeline, start_pipeline

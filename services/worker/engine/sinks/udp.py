@@ -16,7 +16,8 @@ import socket
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from services.core.networks import NetworkPolicy, resolve_checked
+from services.core.networks import NetworkPolicy
+from services.infra.destinations import resolve_checked
 from services.worker.engine import events
 from services.worker.engine.events import StatusHandler, StatusUpdate
 from services.worker.engine.results import RoundResult, SourceResult

@@ -23,8 +23,9 @@ from email.message import EmailMessage
 from functools import partial
 from typing import Any
 
-from services.core.networks import NetworkPolicy, connect_checked
+from services.core.networks import NetworkPolicy
 from services.core.workflows.plan import PlanStep
+from services.infra.destinations import connect_checked
 from services.worker.workflows.blocks.base import BlockEnvironment
 from services.worker.workflows.blocks.sinks import credentials, inputs
 from services.worker.workflows.blocks.sinks.email_message import compose, render

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-from services.core.networks import resolve_checked
+from services.infra.destinations import resolve_checked
 from services.worker.workflows.blocks.base import BlockEnvironment, SinkSettings
 from services.worker.workflows.blocks.sinks import inputs
 from services.worker.workflows.blocks.sinks.credentials import redact

@@ -27,7 +27,8 @@ import cv2
 import httpcore
 import httpx
 
-from services.core.networks import NetworkPolicy, resolve_checked
+from services.core.networks import NetworkPolicy
+from services.infra.destinations import resolve_checked
 from services.worker.workflows.blocks.base import SinkSettings
 from services.worker.workflows.blocks.sinks.notification import check_host
 from services.worker.workflows.serialization import serialise
