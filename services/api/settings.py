@@ -6,7 +6,6 @@ bind address and ``STREAM_MANAGER_HOST`` / ``_PORT`` for the manager (which ``AP
 Everything else is ``API_<FIELD>``. Field names work as constructor arguments (tests, embedding).
 """
 
-import ipaddress
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +13,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.core.logs import LogFormat
+from services.core.settings_values import comma_list, is_loopback
 
 
 class ApiSettings(BaseSettings):
@@ -63,9 +63,7 @@ class ApiSettings(BaseSettings):
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
+        return comma_list(value)
 
     @field_validator("auth_token", "tls_key_password", mode="before")
     @classmethod
@@ -94,12 +92,4 @@ class ApiSettings(BaseSettings):
         return f"{self.manager_host}:{self.manager_port}"
 
 
-def is_loopback(host: str) -> bool:
-    """Whether binding ``host`` listens on this machine's loopback only (127.0.0.0/8, ::1, localhost)."""
-    name = host.strip().strip("[]").lower()
-    if name in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False  # "" and 0.0.0.0 are every interface; a host name may resolve to anything
+__all__ = ["ApiSettings", "is_loopback"]

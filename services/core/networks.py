@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from services.core.settings_values import comma_list
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 AddrInfo = tuple[Any, Any, Any, Any, tuple[Any, ...]]  # (family, type, proto, canonname, sockaddr): getaddrinfo's
@@ -82,8 +84,7 @@ class NetworkPolicy:
 
 def normalise_entries(value: Any) -> tuple[str, ...]:
     """A settings value (comma-separated text or a list) as entries, each checked by :meth:`NetworkPolicy.parse`."""
-    items = value.split(",") if isinstance(value, str) else list(value)
-    entries = tuple(str(item).strip() for item in items if str(item).strip())
+    entries = tuple(str(item).strip() for item in comma_list(value) if str(item).strip())
     NetworkPolicy.parse(entries)  # raises ValueError naming a bad entry
     return entries
 

@@ -21,10 +21,7 @@ def resolve_checked(host: str, port: int, policy: NetworkPolicy, kind: socket.So
         addresses = (resolve or socket.getaddrinfo)(host, port, type=kind)
     except (OSError, UnicodeError) as exc:
         raise DestinationRefusedError(f"host {host!r} cannot be resolved ({exc})") from exc
-    reason = refusal(host, addresses, policy)
-    if reason is not None:
-        raise DestinationRefusedError(reason)
-    return addresses
+    return _allowed(host, addresses, policy)
 
 
 async def resolve_checked_async(host: str, port: int, policy: NetworkPolicy,
@@ -39,6 +36,10 @@ async def resolve_checked_async(host: str, port: int, policy: NetworkPolicy,
         raise DestinationRefusedError(f"host {host!r} could not be resolved within {timeout:g} s") from None
     except (OSError, UnicodeError) as exc:
         raise DestinationRefusedError(f"host {host!r} cannot be resolved ({exc})") from exc
+    return _allowed(host, addresses, policy)
+
+
+def _allowed(host: str, addresses: list[AddrInfo], policy: NetworkPolicy) -> list[AddrInfo]:
     reason = refusal(host, addresses, policy)
     if reason is not None:
         raise DestinationRefusedError(reason)

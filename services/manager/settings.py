@@ -4,7 +4,6 @@ The reference's names are kept where they exist (``STREAM_MANAGER_HOST``, ``STRE
 everything else is ``MANAGER_<FIELD>`` (e.g. ``MANAGER_REDIS_URL``, ``MANAGER_DEVICES=cpu,gpu``).
 """
 
-import ipaddress
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +14,7 @@ from services.core.logs import LogFormat
 from services.core.networks import LOOPBACK_NETWORKS, normalise_entries
 from services.core.plan import MAX_DECODING_BUFFER_SIZE, MAX_PREDICTIONS_QUEUE_SIZE, MAX_RESULTS_BUFFER_SIZE
 from services.core.references import DEFAULT_ALLOWED_SCHEMES, DEFAULT_MAX_SOURCES
+from services.core.settings_values import comma_list, is_loopback
 from services.core.tasks import DEFAULT_DEVICES
 
 
@@ -157,16 +157,12 @@ class ManagerSettings(BaseSettings):
     @field_validator("allowed_schemes", mode="before")
     @classmethod
     def _schemes(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.split(",")
-        return tuple(str(part).strip().lower() for part in value if str(part).strip())
+        return tuple(str(part).strip().lower() for part in comma_list(value) if str(part).strip())
 
     @field_validator("file_roots", "allowed_cameras", mode="before")
     @classmethod
     def _list(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
+        return comma_list(value)
 
     @field_validator("udp_sink_allowed_networks", mode="before")
     @classmethod
@@ -186,9 +182,7 @@ class ManagerSettings(BaseSettings):
     @field_validator("devices", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
+        return comma_list(value)
 
     @property
     def handler_timeout(self) -> float:
@@ -198,16 +192,6 @@ class ManagerSettings(BaseSettings):
     @property
     def init_handler_timeout(self) -> float:
         return self.init_timeout + 10.0
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is "localhost" or an address in 127.0.0.0/8 or ::1 (a name is not resolved)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def insecure_bind(settings: ManagerSettings) -> str | None:

@@ -24,6 +24,7 @@ from services.core.errors import (
 from services.core.networks import DestinationRefusedError
 from services.core.plan import PipelineSpec
 from services.core.redaction import redact_reference, redact_text
+from services.core.settings_values import comma_list
 from services.worker.detection.detector import DetectionParams
 from services.worker.detection.processor import DetectionProcessor
 from services.worker.engine.capture import SourceKind, classify
@@ -103,7 +104,7 @@ def webrtc_session(spec: PipelineSpec, settings: WorkerSettings) -> "WebRTCSessi
                              credential.get_secret_value() if credential is not None else None),)
     elif settings.webrtc_turn_urls.strip():
         credential = settings.webrtc_turn_credential
-        urls = tuple(url.strip() for url in settings.webrtc_turn_urls.split(",") if url.strip())
+        urls = tuple(comma_list(settings.webrtc_turn_urls))
         servers = (IceServer(urls, settings.webrtc_turn_username,
                              credential.get_secret_value() if credential is not None else None),)
     options = WebRTCOptions(
@@ -112,7 +113,7 @@ def webrtc_session(spec: PipelineSpec, settings: WorkerSettings) -> "WebRTCSessi
         realtime=peer.realtime,
         peer_timeout=peer.peer_timeout,
         ice_servers=servers,
-        host_addresses=tuple(a.strip() for a in settings.webrtc_host_addresses.split(",") if a.strip()),
+        host_addresses=tuple(comma_list(settings.webrtc_host_addresses)),
         port_range=settings.webrtc_ports(),
         backlog=spec.decoding_buffer_size,
         declared_fps=peer.declared_fps,

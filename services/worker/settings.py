@@ -8,6 +8,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.core.logs import LogFormat
 from services.core.networks import LOOPBACK_NETWORKS, NetworkPolicy, normalise_entries
+from services.core.settings_values import comma_list
 
 Device = Literal["cpu", "gpu", "jetson"]
 
@@ -122,7 +123,7 @@ class WorkerSettings(BaseSettings):
 
     def preload(self) -> tuple[str, ...]:
         listed = self.default_model_id if self.preload_models is None else self.preload_models
-        return tuple(model_id.strip() for model_id in listed.split(",") if model_id.strip())
+        return tuple(comma_list(listed))
 
     def service_sizing(self, cores: int) -> tuple[int, int]:
         """(runners, intra-op threads per run) of the inference service on a host with ``cores`` cores."""
@@ -135,7 +136,7 @@ class WorkerSettings(BaseSettings):
         return self.inference_in_flight or self.service_sizing(cores)[0] + 1
 
     def sink_hosts(self) -> tuple[str, ...]:
-        return tuple(host.strip() for host in self.workflow_allowed_hosts.split(",") if host.strip())
+        return tuple(comma_list(self.workflow_allowed_hosts))
 
     def inference_sizing(self, cores: int) -> tuple[int, int]:
         """(inference workers, intra-op threads) for one pipeline on a host with ``cores`` cores."""
