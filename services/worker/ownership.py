@@ -49,6 +49,7 @@ import redis
 from redis.commands.core import Script
 
 from services.core import keys
+from services.core.fencing import fence_lua
 from services.core.records import DesiredState, PipelineState
 
 log = logging.getLogger(__name__)
@@ -93,12 +94,7 @@ return {{1, record[3] or '{DesiredState.RUNNING.value}', server, redis.call('HGE
 
 # The fence every later write starts with: the record still has our epoch and our owner. Missing
 # (Redis lost it, or it was removed): {-1, server}, for the caller to decide whether to restore.
-_FENCE = f"""
-local record = redis.call('HMGET', KEYS[1], 'epoch', 'owner', 'desired_state')
-{_SERVER}
-if not record[1] then return {{-1, server}} end
-if tonumber(record[1]) ~= tonumber(ARGV[1]) or record[2] ~= ARGV[2] then return {{0}} end
-"""
+_FENCE = fence_lua("{-1, server}", "{0}", ("desired_state",), _SERVER)
 
 # KEYS: record, heartbeat, report, consumed. ARGV: epoch, owner, now, ttl, heartbeat value, state,
 # report. Returns {1, desired_state, last_non_empty or '', server} when owned.

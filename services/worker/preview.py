@@ -34,6 +34,7 @@ import redis
 import supervision as sv
 
 from services.core import keys
+from services.core.fencing import fence_lua
 from services.core.results import detections_in, image_in
 from services.worker.engine.frames import VideoFrame
 from services.worker.engine.results import RoundResult
@@ -49,21 +50,14 @@ QUALITY = 70  # JPEG quality
 CLOSE_TIMEOUT = 0.5  # seconds the pipeline's end waits for the preview thread (it finishes on its own)
 
 # KEYS: record, preview. ARGV: epoch, owner, jpeg, ttl. 1 written, 0 fenced out, -1 record missing.
-_FENCED_SET = """
-local record = redis.call('HMGET', KEYS[1], 'epoch', 'owner')
-if not record[1] then return -1 end
-if tonumber(record[1]) ~= tonumber(ARGV[1]) or record[2] ~= ARGV[2] then return 0 end
+_FENCED_SET = fence_lua("-1", "0") + """
 redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
 return 1
 """
 
 # KEYS: record, preview. ARGV: epoch, owner. Removes our preview when the pipeline ends.
-_FENCED_DEL = """
-local record = redis.call('HMGET', KEYS[1], 'epoch', 'owner')
-if record[1] and tonumber(record[1]) == tonumber(ARGV[1]) and record[2] == ARGV[2] then
-    return redis.call('DEL', KEYS[2])
-end
-return 0
+_FENCED_DEL = fence_lua("0", "0") + """
+return redis.call('DEL', KEYS[2])
 """
 
 OWNED, FENCED, MISSING = 1, 0, -1

@@ -21,16 +21,14 @@ import redis
 from redis.commands.core import Script
 
 from services.core import keys
+from services.core.fencing import fence_lua
 from services.core.results import EPOCH, FRAMES_METADATA, OUTPUTS, encode_entry
 from services.worker.engine.results import RoundResult
 
 # KEYS: record, stream, dropped counter. ARGV: epoch, owner, maxlen, dropped, then per round its
 # outputs and frames_metadata JSON. Returns the number of entries added, -1 when fenced out (the
 # record is at another epoch or owner), -2 when the record is missing (nothing written either way).
-_FENCED_APPEND = f"""
-local record = redis.call('HMGET', KEYS[1], 'epoch', 'owner')
-if not record[1] then return -2 end
-if tonumber(record[1]) ~= tonumber(ARGV[1]) or record[2] ~= ARGV[2] then return -1 end
+_FENCED_APPEND = fence_lua("-2", "-1") + f"""
 local added = 0
 for i = 5, #ARGV, 2 do
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*',
