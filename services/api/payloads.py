@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.client.payloads import detection_workflow, workflow_init
+
 FillingStrategy = Literal["WAIT", "DROP_OLDEST", "DROP_LATEST", "ADAPTIVE_DROP_OLDEST", "ADAPTIVE_DROP_LATEST"]
 ConsumptionStrategy = Literal["LAZY", "EAGER"]
 ProcessingMode = Literal["every_frame", "freshest"]
@@ -105,14 +107,11 @@ class MemorySinkConfiguration(_Documented):
 
 
 _NEWER_EXAMPLE: dict[str, Any] = {
-    "video_configuration": {"type": "VideoConfiguration", "video_reference": "rtsp://user:password@camera/stream",
-                            "max_fps": 5, "processing_mode": "freshest", "max_staleness": 0.5},
-    "processing_configuration": {"type": "WorkflowConfiguration", "workflow_specification": {
-        "version": "1.0", "inputs": [{"type": "WorkflowImage", "name": "image"}],
-        "steps": [{"type": "roboflow_core/roboflow_object_detection_model@v2", "name": "model",
-                   "images": "$inputs.image", "model_id": "yolov3-tiny/coco-416", "confidence": 0.3}],
-        "outputs": [{"type": "JsonField", "name": "predictions", "selector": "$steps.model.predictions"}]}},
-    "sink_configuration": {"type": "MemorySinkConfiguration", "results_buffer_size": 64},
+    key: value for key, value in workflow_init(
+        {"video_reference": "rtsp://user:password@camera/stream", "max_fps": 5, "processing_mode": "freshest",
+         "max_staleness": 0.5},
+        detection_workflow("yolov3-tiny/coco-416", confidence=0.3), {"results_buffer_size": 64}).items()
+    if key != "type"
 }
 
 

@@ -32,6 +32,7 @@ from services.client.errors import (
     ProcessesManagerClientError,
 )
 from services.client.models import StatusReport, StatusUpdate
+from services.client.payloads import detection_workflow, workflow_init
 from services.client.tcp import DEFAULT_INIT_TIMEOUT, DEFAULT_TIMEOUT, ManagerClient
 from services.core import keys
 from services.core.records import PipelineState
@@ -468,33 +469,17 @@ def _older_payload(args: argparse.Namespace) -> dict[str, Any]:
 
 def _newer_payload(args: argparse.Namespace) -> dict[str, Any]:
     """The workflow generation with an inline one-step object-detection workflow, as its clients send it."""
-    video: dict[str, Any] = {"type": "VideoConfiguration", "video_reference": _references(args.video)}
+    video: dict[str, Any] = {"video_reference": _references(args.video)}
     for key, value in (("max_fps", args.max_fps), ("source_buffer_filling_strategy", args.buffer_filling),
                        ("source_buffer_consumption_strategy", args.buffer_consumption),
                        ("processing_mode", args.processing_mode), ("max_staleness", args.max_staleness)):
         if value is not None:
             video[key] = value
-    step: dict[str, Any] = {"type": "roboflow_core/roboflow_object_detection_model@v2", "name": "model",
-                            "images": "$inputs.image", "model_id": args.model or DEFAULT_MODEL_ID}
-    for key, value in (("confidence", args.confidence), ("iou_threshold", args.iou_threshold)):
-        if value is not None:
-            step[key] = value
-    sink: dict[str, Any] = {"type": "MemorySinkConfiguration"}
-    if args.results_buffer_size is not None:
-        sink["results_buffer_size"] = args.results_buffer_size
-    payload: dict[str, Any] = {
-        "video_configuration": video,
-        "processing_configuration": {
-            "type": "WorkflowConfiguration",
-            "workflow_specification": {
-                "version": "1.0",
-                "inputs": [{"type": "WorkflowImage", "name": "image"}],
-                "steps": [step],
-                "outputs": [{"type": "JsonField", "name": "predictions", "selector": "$steps.model.predictions"}],
-            },
-        },
-        "sink_configuration": sink,
-    }
+    params = {key: value for key, value in (("confidence", args.confidence), ("iou_threshold", args.iou_threshold))
+              if value is not None}
+    sink = {} if args.results_buffer_size is None else {"results_buffer_size": args.results_buffer_size}
+    payload = workflow_init(video, detection_workflow(args.model or DEFAULT_MODEL_ID, **params), sink)
+    del payload["type"]  # the client adds it when it sends
     for key, value in (("consumption_timeout", args.consumption_timeout), ("device", args.device),
                        ("api_key", args.api_key)):
         if value is not None:

@@ -2,6 +2,8 @@
 
 from typing import Any
 
+from services.client.payloads import detection_step, workflow_init
+
 MODEL = "yolov3-tiny/coco-416"
 SMALL_MODEL = "yolov3-tiny/coco-320"
 CLASSIFIER = "demo-colours/1"  # make setup builds it (python -m services.worker.models build-demo-classifier)
@@ -9,8 +11,7 @@ IMAGE = {"type": "WorkflowImage", "name": "image"}
 
 
 def detect(name: str = "model", model_id: str = MODEL, images: str = "$inputs.image", **extra: Any) -> dict[str, Any]:
-    return {"type": "roboflow_core/roboflow_object_detection_model@v2", "name": name, "images": images,
-            "model_id": model_id, **extra}
+    return detection_step(name, model_id, images, **extra)
 
 
 def detection_only() -> dict[str, Any]:
@@ -183,10 +184,4 @@ def failing_step() -> dict[str, Any]:
 
 
 def init(video: str, workflow: dict[str, Any], **parameters: Any) -> dict[str, Any]:
-    return {
-        "type": "init",
-        "video_configuration": {"type": "VideoConfiguration", "video_reference": video},
-        "processing_configuration": {"type": "WorkflowConfiguration", "workflow_specification": workflow,
-                                     "workflows_parameters": parameters},
-        "sink_configuration": {"type": "MemorySinkConfiguration", "results_buffer_size": 5000},
-    }
+    return workflow_init({"video_reference": video}, workflow, {"results_buffer_size": 5000}, parameters)
