@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 
 from services.core import keys
 from services.core.metrics import PipelineMetrics
+from services.core.registration import WorkerRegistration
 from services.infra import registry
 
 logger = logging.getLogger(__name__)
@@ -152,22 +153,21 @@ async def _workers(redis: Redis) -> list[WorkerSample]:
     workers = []
     for _, raw in await registry.live_registrations(redis):  # the registry of live workers, no SCAN
         try:
-            workers.append(_worker(json.loads(raw)))
-        except (ValueError, TypeError, KeyError):
+            workers.append(_worker(WorkerRegistration.model_validate_json(raw)))
+        except ValidationError:
             logger.warning("ignoring an unreadable worker registration")
     return workers
 
 
-def _worker(registration: dict[str, Any]) -> WorkerSample:
-    ram_available, pipelines_ram = registration.get("ram_available_mb"), registration.get("pipelines_ram_mb")
+def _worker(registration: WorkerRegistration) -> WorkerSample:
     return WorkerSample(
-        hostname=str(registration["hostname"]),
-        queues=tuple(str(queue) for queue in registration.get("queues", [])),
-        slots=int(registration.get("concurrency", 0)),
-        free_slots=int(registration.get("free_slots", 0)),
-        ram_available_mb=int(ram_available) if ram_available is not None else None,
-        pipelines_ram_mb=int(pipelines_ram) if pipelines_ram is not None else None,
-        inference_service_ram_mb=_optional_int(registration.get("inference_service_ram_mb")),
+        hostname=registration.hostname,
+        queues=registration.queues,
+        slots=registration.concurrency or 0,
+        free_slots=registration.free_slots or 0,
+        ram_available_mb=registration.ram_available_mb,
+        pipelines_ram_mb=registration.pipelines_ram_mb,
+        inference_service_ram_mb=registration.inference_service_ram_mb,
     )
 
 

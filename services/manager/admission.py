@@ -32,28 +32,14 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from services.core.errors import OperationError
+from services.core.registration import WorkerRegistration
 from services.infra import registry
 
 logger = logging.getLogger(__name__)
-
-
-class WorkerRegistration(BaseModel):
-    """A worker's registration as the manager reads it; every capacity field is optional."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    hostname: str
-    queues: tuple[str, ...] = ()
-    concurrency: int | None = Field(default=None, ge=0)
-    free_slots: int | None = Field(default=None, ge=0)
-    ram_available_mb: int | None = Field(default=None, ge=0)
-    pipelines_ram_mb: int = Field(default=0, ge=0)
-    largest_pipeline_ram_mb: int | None = Field(default=None, ge=0)  # None: no pipeline ran there yet
-    max_ram_mb: int | None = Field(default=None, ge=0)  # None: no budget
 
 
 @dataclass(frozen=True, slots=True)

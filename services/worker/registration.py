@@ -18,17 +18,16 @@ busy slot is a pool process that is running a pipeline task, so a slot counts as
 soon as its process is gone, whatever Celery's bookkeeping says.
 """
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any
 
 import psutil
 import redis
 
 from services.core import keys
+from services.core.registration import WorkerRegistration
 from services.infra import registry
 
 log = logging.getLogger(__name__)
@@ -136,28 +135,28 @@ class Registration:
         except redis.RedisError as exc:
             log.warning("could not delete worker registration %s: %s", self._key, exc)
 
-    def payload(self) -> dict[str, Any]:
+    def payload(self) -> WorkerRegistration:
         """The registration as of now (measures the pipelines, and remembers the largest one)."""
         memory = psutil.virtual_memory()
         usage = measure(self._pipeline_pids(), self._process, self._shared_pids())
         # Kept for the worker's life, not only while a pipeline runs: like the reference, the next
         # pipeline is assumed to need as much as the largest one observed, even on an idle worker.
         self._largest_mb = max(self._largest_mb, usage.largest_mb)
-        return {
-            "hostname": self._identity.hostname,
-            "queues": list(self._identity.queues),
-            "concurrency": self._identity.concurrency,
-            "busy_slots": usage.busy,
-            "free_slots": max(0, self._identity.concurrency - usage.busy),
-            "device": self._identity.device,
-            "pid": self._process.pid,
-            "ram_total_mb": memory.total // MIB,
-            "ram_available_mb": memory.available // MIB,
-            "pipelines_ram_mb": usage.ram_mb,
-            "largest_pipeline_ram_mb": self._largest_mb or None,  # None: no pipeline ran here yet
-            "inference_service_ram_mb": usage.shared_mb,
-            "max_ram_mb": self._identity.max_ram_mb,
-        }
+        return WorkerRegistration(
+            hostname=self._identity.hostname,
+            queues=tuple(self._identity.queues),
+            concurrency=self._identity.concurrency,
+            busy_slots=usage.busy,
+            free_slots=max(0, self._identity.concurrency - usage.busy),
+            device=self._identity.device,
+            pid=self._process.pid,
+            ram_total_mb=memory.total // MIB,
+            ram_available_mb=memory.available // MIB,
+            pipelines_ram_mb=usage.ram_mb,
+            largest_pipeline_ram_mb=self._largest_mb or None,  # None: no pipeline ran here yet
+            inference_service_ram_mb=usage.shared_mb,
+            max_ram_mb=self._identity.max_ram_mb,
+        )
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -166,7 +165,7 @@ class Registration:
 
     def _beat(self) -> None:
         try:
-            payload = json.dumps(self.payload())
+            payload = self.payload().model_dump_json()
         except Exception:  # a measuring bug must not end the thread: the worker would look dead
             log.exception("worker registration %s: cannot measure the worker", self._key)
             return

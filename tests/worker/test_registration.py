@@ -136,12 +136,12 @@ def test_the_payload_publishes_slots_ram_and_the_largest_pipeline_seen(
     running: set[int] = set()
     identity = WorkerIdentity("w@host", ("pipelines.cpu",), concurrency=2, device="cpu", max_ram_mb=1000)
     registration = Registration(redis_client, identity, lambda: running)
-    idle = registration.payload()
+    idle = registration.payload().model_dump()
 
     running.add(spawn().pid)
-    busy = registration.payload()
+    busy = registration.payload().model_dump()
     running.clear()
-    after = registration.payload()
+    after = registration.payload().model_dump()
 
     assert (idle["busy_slots"], idle["free_slots"], idle["pipelines_ram_mb"]) == (0, 2, 0)
     assert idle["largest_pipeline_ram_mb"] is None and idle["max_ram_mb"] == 1000
