@@ -59,10 +59,12 @@ bench: setup
 	$(PY) -m tests.benchmarks.decode --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.streams --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.control --output docs/benchmarks.md
+	$(PY) -m tests.benchmarks.fleet --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.webrtc --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.faults --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.fuzz --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.load --output docs/benchmarks.md --seconds $(LOAD_SECONDS)
+	$(PY) -m tests.benchmarks.tcp_front --output docs/benchmarks.md
 
 lint: setup
 	$(VENV)/bin/ruff check services tests tools

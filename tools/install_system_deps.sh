@@ -3,7 +3,8 @@
 # redis-server (embedded Redis for `make run` and the tests), ffmpeg (live HTTP test streams) and
 # GStreamer's RTSP server with the system Python's gi bindings (live RTSP test streams),
 # Chromium with its WebDriver (the dashboard's browser tests drive it headless) and docker-compose
-# 1.29 (tests/deploy validates every compose file with it; no Docker engine needed).
+# 1.29 (tests/deploy validates every compose file with it; no Docker engine needed) and HAProxy
+# (tests/deploy checks the configuration of compose's load balancer in front of several managers).
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
@@ -12,6 +13,7 @@ command -v dpkg-deb >/dev/null || missing+=(dpkg)
 [ -x /usr/bin/docker-compose ] || missing+=(docker-compose)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 if ! /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer" 2>/dev/null \
    || ! command -v gst-inspect-1.0 >/dev/null || ! gst-inspect-1.0 x264enc >/dev/null 2>&1; then
   missing+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good

@@ -12,38 +12,19 @@ Usage: ``python -m tools.opencv4_env [--dest data/opencv4]``
 
 import argparse
 import logging
-import shutil
-import subprocess
 import sys
-import venv
 from pathlib import Path
 
-log = logging.getLogger("opencv4_env")
+from tools import side_env
 
 DEFAULT_DEST = Path("data/opencv4")
 REQUIREMENTS = ("opencv-python-headless==4.11.0.86", "numpy==2.2.6")
-
-
-def python_of(dest: Path) -> Path:
-    return dest / "bin" / "python"
+python_of = side_env.python_of
 
 
 def ensure(dest: Path = DEFAULT_DEST) -> Path:
     """The interpreter of the OpenCV 4 environment at ``dest``, built (with pip, from PyPI) unless current."""
-    stamp = dest / "requirements.txt"
-    wanted = "\n".join(REQUIREMENTS) + "\n"
-    if python_of(dest).is_file() and stamp.is_file() and stamp.read_text() == wanted:
-        return python_of(dest)
-    log.info("building %s with %s", dest, ", ".join(REQUIREMENTS))
-    shutil.rmtree(dest, ignore_errors=True)
-    venv.EnvBuilder(with_pip=True, clear=True).create(dest)
-    result = subprocess.run([str(python_of(dest)), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                             "--only-binary=:all:", *REQUIREMENTS], capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        shutil.rmtree(dest, ignore_errors=True)
-        raise RuntimeError(f"pip install {' '.join(REQUIREMENTS)} into {dest} failed: {result.stderr[-800:]}")
-    stamp.write_text(wanted)  # written last: an interrupted build is rebuilt
-    return python_of(dest)
+    return side_env.ensure(dest, REQUIREMENTS)
 
 
 def main() -> None:

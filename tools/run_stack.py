@@ -45,6 +45,7 @@ from services.client.errors import ConnectivityError, ProcessesManagerOperationE
 from services.client.models import ConsumedEntry, StatusReport
 from services.core.references import scheme_of
 from services.core.results import detections_in
+from services.infra.redis_connect import RedisUrlError, parse_redis_url
 from services.manager.settings import ManagerSettings
 from tools.embedded_redis import free_port, running_redis
 from tools.payloads import newer_init
@@ -253,7 +254,11 @@ def _run(args: argparse.Namespace) -> int:
         api_env = dict(env, STREAM_MANAGEMENT_API_HOST="127.0.0.1", STREAM_MANAGEMENT_API_PORT=str(api_port),
                        API_MANAGER_HOST="127.0.0.1", API_MANAGER_PORT=str(port), API_REDIS_URL=redis_url)
         flower_env, flower_line = _flower_env(env)
-        print(f"redis {redis_url} | manager 127.0.0.1:{port} | logs in {log_dir}/", file=sys.stderr)
+        try:  # a Sentinel URL (redis+sentinel://...) works too; the banner never shows a password
+            shown = parse_redis_url(redis_url, "REDIS_URL").redacted()
+        except RedisUrlError as exc:
+            raise StackError(str(exc)) from None
+        print(f"redis {shown} | manager 127.0.0.1:{port} | logs in {log_dir}/", file=sys.stderr)
         print(f"api http://127.0.0.1:{api_port} (OpenAPI docs at /docs)", file=sys.stderr)
         print(flower_line, file=sys.stderr)
         # Started first and stopped last, so it sees the worker come online and the pipeline's events.

@@ -15,6 +15,7 @@ import uvicorn
 from services.api.app import create_app
 from services.api.settings import ApiSettings, is_loopback
 from services.core.logs import configure_logging
+from services.infra.redis_connect import RedisUrlError
 
 logger = logging.getLogger("services.api")
 
@@ -71,8 +72,9 @@ def main() -> None:
     configure_logging(settings.log_level, settings.log_format)
     try:
         check_bind(settings)
+        settings.redis_target()  # a malformed API_REDIS_URL stops the start, naming it (never its password)
         asyncio.run(serve(settings))
-    except StartupRefused as exc:
+    except (StartupRefused, RedisUrlError) as exc:
         logger.error("%s", exc)
         sys.exit(2)
 

@@ -28,6 +28,7 @@ from services.api.payloads import (
 )
 from services.api.security import RequestGuard
 from services.api.settings import ApiSettings
+from services.api.workers import workers_router
 from services.api.workflows import workflows_router
 
 DESCRIPTION = """\
@@ -35,7 +36,8 @@ Start, pause (mute), resume, inspect, consume and terminate video inference pipe
 stream manager. Wire-compatible with both generations of Roboflow's Stream Management API: the
 older flat routes (`/list_pipelines`, `/status/{id}`, `/initialise`, ...) and the newer ones under
 `/inference_pipelines`. Each generation answers errors in its own body shape. Named workflows
-(our extension) are stored, listed, read and deleted under `/workflows`, in the newer style.
+(our extension) are stored, listed, read and deleted under `/workflows`, in the newer style, and
+workers are listed and drained (rolling upgrades) under `/workers`.
 
 When the API runs with `API_AUTH_TOKEN`, every route but `/healthz`, `/readyz`, the dashboard's
 page and this documentation needs `Authorization: Bearer <API_AUTH_TOKEN>`; an INIT's `api_key`
@@ -56,7 +58,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
     client = PooledManagerClient(settings.manager_host, settings.manager_port, timeout=settings.manager_timeout,
                                  init_timeout=settings.init_timeout, token=token, pool_size=settings.manager_pool_size,
                                  idle_timeout=settings.manager_pool_idle_timeout,
-                                 max_requests=settings.manager_pool_max_requests)
+                                 max_requests=settings.manager_pool_max_requests,
+                                 addresses=settings.manager_addresses or None, retry_after=settings.manager_retry_after,
+                                 connect_timeout=settings.manager_connect_timeout)
     probe = ReadinessProbe(client, settings)
     dashboard = Dashboard(client, settings)
     metrics = ClusterMetrics(settings)
@@ -71,7 +75,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     app = FastAPI(title="Stream Management API", description=DESCRIPTION, version=_version(), lifespan=lifespan)
     routers = [older_router(client), newer_router(client), workflows_router(client), health_router(probe),
-               dashboard.router()]
+               dashboard.router(), workers_router(client)]
     # The guard (origin, token, body size) runs inside CORS: a browser's preflight carries no token.
     app.add_middleware(RequestGuard, cors_origins=settings.cors_origins, max_body_bytes=settings.max_body_bytes,
                        token=settings.auth_token.get_secret_value() if settings.auth_token is not None else None,
@@ -80,10 +84,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                            allow_methods=["GET", "POST", "PUT", "DELETE"],
                            allow_headers=["Authorization", "Content-Type", "X-Api-Key"])
-    older, newer, workflows, health, pages = routers
+    older, newer, workflows, health, pages, workers = routers
     app.include_router(older)
     app.include_router(newer)
     app.include_router(workflows)
+    app.include_router(workers)
     app.include_router(health)
     add_metrics_route(app, metrics)
     app.include_router(pages)

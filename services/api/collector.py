@@ -74,8 +74,12 @@ def _pipeline_families(snapshot: ClusterSnapshot) -> Iterator[Metric]:
                                       "Frames on which a workflow step failed (the frame was still processed).",
                                       labels=[*PIPELINE_LABELS, "step"])
     dropped = CounterMetricFamily("vsim_results_dropped",
-                                  "Result rounds a sink lost, by sink and reason (queue_full, sink_error).",
+                                  "Result rounds a sink lost, by sink and reason (queue_full, sink_error, server_lost: "
+                                  "acknowledged, then lost in a failover or a Redis restart without data).",
                                   labels=[*PIPELINE_LABELS, "sink", "reason"])
+    replayed = CounterMetricFamily("vsim_results_replayed",
+                                   "Result rounds the server had lost (a failover, a restart without data) that the "
+                                   "sink wrote again with their original ids.", labels=[*PIPELINE_LABELS, "sink"])
     for sample in snapshot.pipelines:
         labels = [sample.pipeline_id, sample.device]
         restarts.add_metric(labels, float(sample.restarts))
@@ -92,7 +96,8 @@ def _pipeline_families(snapshot: ClusterSnapshot) -> Iterator[Metric]:
             for sink in sample.metrics.sinks:
                 for reason, count in sorted(sink.dropped.items()):
                     dropped.add_metric([*labels, sink.name, reason], float(count))
-    yield from (fps, restarts, age, fill, errors, step_errors, dropped)
+                replayed.add_metric([*labels, sink.name], float(sink.replayed))
+    yield from (fps, restarts, age, fill, errors, step_errors, dropped, replayed)
 
 
 def _source_families(pipelines: list[PipelineSample]) -> Iterator[Metric]:

@@ -39,6 +39,7 @@ from services.client.models import StatusReport
 from services.client.tcp import AsyncManagerClient
 from services.core import keys
 from services.core.redaction import redact_text
+from services.infra.redis_connect import async_client
 
 logger = logging.getLogger(__name__)
 
@@ -195,8 +196,8 @@ class Dashboard:
     def _connection(self) -> Redis:
         if self._redis is None:
             assert self._redis_url is not None
-            self._redis = Redis.from_url(self._redis_url.get_secret_value(), socket_timeout=self._timeout,
-                                         socket_connect_timeout=self._timeout)
+            self._redis = async_client(self._redis_url.get_secret_value(), "API_REDIS_URL",
+                                       socket_timeout=self._timeout, socket_connect_timeout=self._timeout)
         return self._redis
 
     def _redis_failure(self, exc: BaseException) -> str:

@@ -20,6 +20,7 @@ from services.api.settings import ApiSettings
 from services.client.errors import ProcessesManagerClientError
 from services.client.tcp import AsyncManagerClient
 from services.core.redaction import redact_text
+from services.infra.redis_connect import async_client
 
 
 class Health(BaseModel):
@@ -64,8 +65,8 @@ class ReadinessProbe:
         if self._redis_url is None:
             return Check(ok=True, detail="not configured")
         if self._redis is None:
-            self._redis = Redis.from_url(self._redis_url.get_secret_value(), socket_timeout=self._timeout,
-                                         socket_connect_timeout=self._timeout)
+            self._redis = async_client(self._redis_url.get_secret_value(), "API_REDIS_URL",
+                                       socket_timeout=self._timeout, socket_connect_timeout=self._timeout)
         try:
             await asyncio.wait_for(_awaited(self._redis.ping()), self._timeout)
         except (RedisError, OSError, TimeoutError) as exc:

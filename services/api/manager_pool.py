@@ -29,6 +29,13 @@ skip results. A request past its deadline closes its connection, so its late rep
 the next request. The errors are those of the one-connection client: ``OSError`` and ``TimeoutError``
 become :class:`~services.client.errors.ConnectivityError` in :class:`PooledManagerClient`, a
 connection closed before its reply or an oversized reply is a ``CommunicationProtocolError``.
+
+Several managers (``API_MANAGER_ADDRESSES``): a new connection goes to the first address that accepts
+one, in the order of :mod:`services.client.addresses` (an address whose connection failed is tried
+after the others for a few seconds); a failed connect moves on to the next address at once, as no
+request was written. Pooled connections keep the manager they were opened to. When a manager dies its
+connections see their FIN or reset and leave the pool; a request written on one just then fails as
+above (a read is sent again on a new connection, which the next manager takes).
 """
 
 import asyncio
@@ -40,14 +47,17 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any, cast
 
+from services.client.addresses import DEFAULT_CONNECT_TIMEOUT, DEFAULT_RETRY_AFTER, Address, AddressList
 from services.client.errors import CommunicationProtocolError
 from services.client.tcp import (
     DEFAULT_INIT_TIMEOUT,
     DEFAULT_TIMEOUT,
     MAX_REPLY_SIZE,
+    AddressesOption,
     AsyncManagerClient,
     TLSOption,
     _closed_early,
+    _none_reachable,
     _parse_envelope,
     _unreachable,
 )
@@ -80,8 +90,9 @@ class _ConnectionLost(Exception):
 class _Connection(asyncio.Protocol):
     """One connection to the manager: sends one frame, resolves the reply's future with one frame."""
 
-    def __init__(self, pool: "ManagerPool", max_reply: int) -> None:
+    def __init__(self, pool: "ManagerPool", max_reply: int, address: Address) -> None:
         self._pool = pool
+        self.address = address  # the manager it was opened to
         self._decoder = FrameDecoder(max_reply)
         self._transport: asyncio.Transport | None = None
         self._waiter: asyncio.Future[bytes] | None = None
@@ -157,7 +168,8 @@ class _Connection(asyncio.Protocol):
 
 
 class ManagerPool:
-    """At most ``size`` persistent connections to ``host:port``, one request in flight on each.
+    """At most ``size`` persistent connections to ``host:port`` (or to the managers of ``addresses``), one
+    request in flight on each.
 
     ``idle_timeout``: seconds an unused connection is kept; ``max_requests``: requests a connection
     carries before it is closed (0: no limit). The pool belongs to the event loop that first uses it
@@ -167,12 +179,13 @@ class ManagerPool:
     def __init__(self, host: str, port: int, *, size: int = DEFAULT_POOL_SIZE,
                  ssl_context: ssl.SSLContext | None = None, server_hostname: str | None = None,
                  idle_timeout: float = DEFAULT_IDLE_TIMEOUT, max_requests: int = DEFAULT_MAX_REQUESTS,
-                 max_reply: int = MAX_REPLY_SIZE) -> None:
+                 max_reply: int = MAX_REPLY_SIZE, addresses: AddressList | None = None) -> None:
         if size < 1:
             raise ValueError(f"a pool needs at least one connection, got size={size}")
         if max_requests < 0:
             raise ValueError(f"max_requests must be 0 (no limit) or more, got {max_requests}")
         self.host, self.port, self.size = host, port, size
+        self.addresses = addresses or AddressList(((host, port),))
         self._ssl_context = ssl_context
         self._server_hostname = server_hostname if ssl_context is not None else None
         self._idle_timeout = idle_timeout
@@ -186,7 +199,7 @@ class ManagerPool:
         self.opened = 0  # connections opened so far
 
     def __repr__(self) -> str:
-        return (f"ManagerPool({self.host}:{self.port}, {len(self._open)}/{self.size} open"
+        return (f"ManagerPool({self.addresses}, {len(self._open)}/{self.size} open"
                 f"{', TLS' if self._ssl_context else ''})")
 
     @property
@@ -203,12 +216,13 @@ class ManagerPool:
                     return await self._send(connection, frame)
                 except _ConnectionLost as lost:
                     if lost.written and not read:
-                        raise lost.public() from None
+                        raise _public(lost, connection) from None
                     logger.debug("a pooled manager connection was lost (%s); sending the read again", lost)
+            connection = await self._connect()
             try:
-                return await self._send(await self._connect(), frame)
+                return await self._send(connection, frame)
             except _ConnectionLost as lost:
-                raise lost.public() from None
+                raise _public(lost, connection) from None
 
     async def aclose(self, grace: float = 1.0) -> None:
         """Closes every connection (waiting up to ``grace`` s for TLS to say goodbye); later requests fail
@@ -252,17 +266,41 @@ class ManagerPool:
         return None
 
     async def _connect(self) -> _Connection:
+        """A new connection to the first address that accepts one; ``ConnectivityError`` naming each
+        address when none does (with one address: the connection's own ``OSError``)."""
         if self._closed:
             raise OSError("the API is shutting down: its manager connections are closed")
         loop = asyncio.get_running_loop()
-        _, connection = await loop.create_connection(lambda: _Connection(self, self._max_reply), self.host, self.port,
-                                                     ssl=self._ssl_context, server_hostname=self._server_hostname)
+        failures: list[tuple[Address, BaseException]] = []
+        for address in self.addresses.order():
+            try:
+                if len(self.addresses) == 1:  # bounded by the request's own deadline, as before
+                    _, connection = await self._create(loop, address)
+                else:
+                    async with asyncio.timeout(self.addresses.connect_timeout):
+                        _, connection = await self._create(loop, address)
+            except (OSError, TimeoutError) as exc:
+                self.addresses.failed(address)
+                if len(self.addresses) == 1:
+                    raise
+                failures.append((address, exc))
+                continue
+            self.addresses.succeeded(address)
+            break
+        else:
+            raise _none_reachable(failures)
         self.opened += 1
         self._open.add(connection)
         if self._closed:
             connection.close()
             raise OSError("the API is shutting down: its manager connections are closed")
         return connection
+
+    async def _create(self, loop: asyncio.AbstractEventLoop,
+                      address: Address) -> tuple[asyncio.BaseTransport, _Connection]:
+        hostname = (self._server_hostname or address[0]) if self._ssl_context is not None else None
+        return await loop.create_connection(lambda: _Connection(self, self._max_reply, address), *address,
+                                            ssl=self._ssl_context, server_hostname=hostname)
 
     async def _send(self, connection: _Connection, frame: bytes) -> bytes:
         try:
@@ -283,6 +321,12 @@ class ManagerPool:
             self._idle.remove(connection)
 
 
+def _public(lost: _ConnectionLost, connection: _Connection) -> Exception:
+    """The error for a request lost on ``connection``: an ``OSError`` names the connection's manager."""
+    public = lost.public()
+    return _unreachable(*connection.address, public) if isinstance(public, OSError) else public
+
+
 class PooledManagerClient(AsyncManagerClient):
     """:class:`~services.client.tcp.AsyncManagerClient` whose commands share a :class:`ManagerPool`
     instead of opening a connection each; same methods, replies, errors, token and TLS settings."""
@@ -291,12 +335,15 @@ class PooledManagerClient(AsyncManagerClient):
                  init_timeout: float = DEFAULT_INIT_TIMEOUT, token: str | None = None, tls: TLSOption = None,
                  ca_file: str | os.PathLike[str] | None = None,
                  server_hostname: str | None = None, pool_size: int = DEFAULT_POOL_SIZE,
-                 idle_timeout: float = DEFAULT_IDLE_TIMEOUT, max_requests: int = DEFAULT_MAX_REQUESTS) -> None:
+                 idle_timeout: float = DEFAULT_IDLE_TIMEOUT, max_requests: int = DEFAULT_MAX_REQUESTS,
+                 addresses: AddressesOption = None, retry_after: float = DEFAULT_RETRY_AFTER,
+                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> None:
         super().__init__(host, port, timeout=timeout, init_timeout=init_timeout, token=token, tls=tls,
-                         ca_file=ca_file, server_hostname=server_hostname)
+                         ca_file=ca_file, server_hostname=server_hostname, addresses=addresses,
+                         retry_after=retry_after, connect_timeout=connect_timeout)
         self.pool = ManagerPool(self.host, self.port, size=pool_size, ssl_context=self.ssl_context,
-                                server_hostname=self.server_hostname, idle_timeout=idle_timeout,
-                                max_requests=max_requests)
+                                server_hostname=self._server_hostname, idle_timeout=idle_timeout,
+                                max_requests=max_requests, addresses=self.addresses)
 
     async def request(self, command: Mapping[str, Any], timeout: float | None = None) -> dict[str, Any]:
         """The raw reply envelope to ``command`` (success or failure alike); raises only on I/O."""

@@ -22,6 +22,7 @@ from services.api.collector import ClusterCollector
 from services.api.scrape import ClusterReader, ClusterSnapshot
 from services.api.settings import ApiSettings
 from services.core.redaction import redact_text
+from services.infra.redis_connect import async_client
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +43,8 @@ class ClusterMetrics:
         if self._redis_url is None:
             return ClusterSnapshot(time.time(), redis_up=False)
         if self._reader is None:
-            self._redis = Redis.from_url(self._redis_url.get_secret_value(), socket_timeout=SCRAPE_TIMEOUT,
-                                         socket_connect_timeout=SCRAPE_TIMEOUT)
+            self._redis = async_client(self._redis_url.get_secret_value(), "API_REDIS_URL",
+                                       socket_timeout=SCRAPE_TIMEOUT, socket_connect_timeout=SCRAPE_TIMEOUT)
             self._reader = ClusterReader(self._redis)
         try:
             snapshot = await self._reader.read()

@@ -12,8 +12,10 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from services.client.addresses import parse_addresses
 from services.core.logs import LogFormat
 from services.core.settings_values import comma_list, is_loopback
+from services.infra.redis_connect import RedisTarget, parse_redis_url
 
 
 class ApiSettings(BaseSettings):
@@ -27,6 +29,12 @@ class ApiSettings(BaseSettings):
                               validation_alias=AliasChoices("API_MANAGER_HOST", "STREAM_MANAGER_HOST"))
     manager_port: int = Field(default=7070, ge=1, le=65535,
                               validation_alias=AliasChoices("API_MANAGER_PORT", "STREAM_MANAGER_PORT"))
+    # Several managers sharing one Redis, comma-separated host:port (a host alone: manager_port); when set it
+    # replaces manager_host / manager_port. A connection that cannot be made goes to the next address
+    # (services.client.addresses); one that failed is tried after the others for manager_retry_after seconds.
+    manager_addresses: Annotated[tuple[str, ...], NoDecode] = ()
+    manager_retry_after: float = Field(default=5.0, gt=0)
+    manager_connect_timeout: float = Field(default=3.0, gt=0)  # each connection attempt, with several addresses
     manager_timeout: float = Field(default=10.0, gt=0)  # every command but INIT
     # INIT waits for a worker to load the model and open the sources (the manager's own limit is 30 s).
     init_timeout: float = Field(default=60.0, gt=0)
@@ -65,6 +73,20 @@ class ApiSettings(BaseSettings):
     def _comma_separated(cls, value: Any) -> Any:
         return comma_list(value)
 
+    @field_validator("manager_addresses", mode="before")
+    @classmethod
+    def _addresses(cls, value: Any) -> Any:
+        return tuple(str(item).strip() for item in comma_list(value) if str(item).strip())
+
+    @model_validator(mode="after")
+    def _addresses_parse(self) -> "ApiSettings":
+        if self.manager_addresses:
+            try:
+                parse_addresses(self.manager_addresses, self.manager_port)
+            except ValueError as exc:
+                raise ValueError(f"API_MANAGER_ADDRESSES: {exc}") from None
+        return self
+
     @field_validator("auth_token", "tls_key_password", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
@@ -89,7 +111,14 @@ class ApiSettings(BaseSettings):
 
     @property
     def manager_address(self) -> str:
+        """The manager's address, or the comma-separated list of API_MANAGER_ADDRESSES."""
+        if self.manager_addresses:
+            return ",".join(self.manager_addresses)
         return f"{self.manager_host}:{self.manager_port}"
+
+    def redis_target(self) -> RedisTarget | None:
+        """``API_REDIS_URL`` parsed (plain or Sentinel), None when unset; raises ``RedisUrlError`` naming it."""
+        return None if self.redis_url is None else parse_redis_url(self.redis_url.get_secret_value(), "API_REDIS_URL")
 
 
 __all__ = ["ApiSettings", "is_loopback"]

@@ -26,18 +26,20 @@ from typing import Any, TextIO
 import redis
 from pydantic import BaseModel
 
+from services.client.addresses import parse_addresses
 from services.client.errors import (
     CommunicationProtocolError,
     ConnectivityError,
     ProcessesManagerClientError,
 )
-from services.client.models import StatusReport, StatusUpdate
+from services.client.models import StatusReport, StatusUpdate, WorkerInfo
 from services.client.payloads import detection_workflow, workflow_init
-from services.client.tcp import DEFAULT_INIT_TIMEOUT, DEFAULT_TIMEOUT, ManagerClient
+from services.client.tcp import DEFAULT_INIT_TIMEOUT, DEFAULT_TIMEOUT, ManagerClient, default_address
 from services.core import keys
 from services.core.records import PipelineState
 from services.core.redaction import redact_reference, redact_text
 from services.core.results import decode_entry, detections_in, entry_epoch
+from services.infra.redis_connect import RedisUrlError, sync_client
 
 EXIT_OK = 0
 EXIT_REFUSED = 1  # the manager answered with a failure (not_found, invalid_payload, ...), or watch: no such pipeline
@@ -115,6 +117,13 @@ def _udp_address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _manager_addresses(text: str) -> tuple[tuple[str, int], ...]:
+    try:
+        return parse_addresses(text, default_address()[1])  # a host alone: $STREAM_MANAGER_PORT or 7070
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _video_reference(text: str) -> str | int:
     """A camera index stays an integer on the wire (the reference opens ``cv2.VideoCapture(0)``)."""
     return int(text) if text.isdigit() else text
@@ -141,14 +150,19 @@ def build_parser() -> argparse.ArgumentParser:
                "  vsim list\n"
                "  vsim status 3f0c...\n"
                "  vsim --host 10.0.0.5 terminate $(vsim --host 10.0.0.5 list)\n"
+               "  vsim --managers 10.0.0.5:7070,10.0.0.6:7070 list\n"
                "  vsim watch 3f0c... --format table\n"
-               "  vsim workflow put acme people people.json\n\n"
+               "  vsim workflow put acme people people.json\n"
+               "  vsim drain cpu1@host --wait                 # before stopping a worker (rolling upgrades)\n\n"
                "Global options go before the command. `vsim COMMAND --help` shows each command's options.\n\n"
                + EXIT_CODES)
     parser.add_argument("--host", default=None,
                         help="manager host (default: $STREAM_MANAGER_HOST or 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None,
                         help="manager TCP port (default: $STREAM_MANAGER_PORT or 7070)")
+    parser.add_argument("--managers", type=_manager_addresses, default=None, metavar="HOST:PORT,...",
+                        help="several managers sharing one Redis, comma-separated: each command goes to the first "
+                             "that accepts a connection (default: $STREAM_MANAGER_ADDRESSES; replaces --host/--port)")
     parser.add_argument("--token", default=None,
                         help="shared token when the manager requires one (default: $STREAM_MANAGER_TOKEN)")
     parser.add_argument("--timeout", type=_positive_float, default=None, metavar="SECONDS",
@@ -264,7 +278,33 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--exclude", action="append", default=[], metavar="FIELD",
                        help="drop this top-level field from every output (jsonl); repeatable")
     _workflow_parser(commands)
+    _worker_parsers(commands)
     return parser
+
+
+def _worker_parsers(commands: Any) -> None:
+    workers = _subparser(
+        commands, "workers", "list the workers: pipelines, slots, drain progress (our extension)",
+        "  vsim workers            # HOSTNAME  STATE  PIPELINES  SLOTS  DRAIN\n  vsim workers --json")
+    _json_flag(workers)
+    drain = _subparser(
+        commands, "drain", "drain a worker: it takes no new pipeline, its pipelines move to other workers",
+        "  vsim drain cpu1@host                 # starts the drain, prints its progress\n"
+        "  vsim drain cpu1@host --wait          # ... and waits until the worker can be stopped\n"
+        "  vsim drain cpu1@host --wait && docker compose restart worker-1 && vsim undrain cpu1@host",
+        description="Drain a worker (rolling upgrades): admission skips it, it stops consuming its queue, and\n"
+                    "the manager moves its pipelines to other workers one at a time (each restarted there with\n"
+                    "a new epoch; a WebRTC pipeline cannot move and is left running). With --wait, the command\n"
+                    "returns once the worker runs no movable pipeline (exit 0), or fails after --wait-timeout.")
+    drain.add_argument("hostname", metavar="HOSTNAME", help="the worker's registered name (see `vsim workers`)")
+    drain.add_argument("--wait", action="store_true", help="wait until the drain is done, showing its progress")
+    drain.add_argument("--wait-timeout", type=_positive_float, default=600.0, metavar="SECONDS",
+                       help="longest --wait (default: %(default)s s)")
+    _json_flag(drain)
+    undrain = _subparser(commands, "undrain", "end a worker's drain: it takes new pipelines again",
+                         "  vsim undrain cpu1@host")
+    undrain.add_argument("hostname", metavar="HOSTNAME")
+    _json_flag(undrain)
 
 
 def _workflow_parser(commands: Any) -> None:
@@ -529,9 +569,11 @@ def init_payload(parser: argparse.ArgumentParser, args: argparse.Namespace,
 
 
 def _client(args: argparse.Namespace) -> ManagerClient:
+    addresses = getattr(args, "managers", None)
     if args.timeout is None:
-        return ManagerClient(args.host, args.port, token=args.token)
-    return ManagerClient(args.host, args.port, timeout=args.timeout, init_timeout=args.timeout, token=args.token)
+        return ManagerClient(args.host, args.port, token=args.token, addresses=addresses)
+    return ManagerClient(args.host, args.port, timeout=args.timeout, init_timeout=args.timeout, token=args.token,
+                         addresses=addresses)
 
 
 def _start(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -628,6 +670,63 @@ def _workflow(args: argparse.Namespace) -> int:
     else:
         for line in human:
             _out(line)
+    return EXIT_OK
+
+
+def worker_line(worker: WorkerInfo) -> str:
+    """``HOSTNAME  STATE  PIPELINES  SLOTS  DRAIN`` for ``vsim workers``."""
+    state = "stopped" if not worker.registered else "draining" if worker.draining else "serving"
+    slots = f"{worker.busy_slots}/{worker.concurrency}" if worker.concurrency is not None else "-"
+    line = f"{worker.hostname}  {state}  {worker.pipelines} pipelines  slots {slots}"
+    drain = worker.drain
+    if drain is not None:
+        line += f"  drain: {'done' if drain.done else 'in progress'}, {drain.moved} moved, {drain.pipelines_left} left"
+        if drain.moving:
+            line += f", moving {drain.moving}"
+        if drain.unmovable:
+            line += f", {len(drain.unmovable)} cannot move"
+        if drain.waiting:
+            line += f" (waiting: {drain.waiting})"
+    return line
+
+
+def _workers(args: argparse.Namespace) -> int:
+    reply = _client(args).list_workers()
+    if args.json:
+        _print_json(_dump(reply))
+    else:
+        for worker in reply.workers:
+            _out(worker_line(worker))
+    return EXIT_OK
+
+
+def _drain(args: argparse.Namespace) -> int:
+    """``vsim drain`` / ``vsim undrain``: one request, then (``--wait``) the listing each second until done."""
+    client = _client(args)
+    if args.command == "undrain":
+        reply = client.undrain_worker(args.hostname)
+        if args.json:
+            _print_json(_dump(reply))
+        else:
+            _out(worker_line(reply.worker))
+        return EXIT_OK
+    worker = client.drain_worker(args.hostname).worker
+    shown = worker_line(worker)
+    if args.wait:
+        _note(shown)
+    deadline = time.monotonic() + args.wait_timeout
+    while args.wait and not (worker.drain is not None and worker.drain.done):
+        if time.monotonic() > deadline:
+            raise CliError(f"drain of {args.hostname} not done after {args.wait_timeout:g} s: {shown}", EXIT_REFUSED)
+        time.sleep(1.0)
+        worker = next((w for w in client.list_workers().workers if w.hostname == args.hostname), worker)
+        if worker_line(worker) != shown:
+            shown = worker_line(worker)
+            _note(shown)
+    if args.json:
+        _print_json(worker.model_dump(mode="json"))
+    else:
+        _out(worker_line(worker))
     return EXIT_OK
 
 
@@ -740,9 +839,11 @@ def _is_final(state: str) -> bool:
 def _watch(args: argparse.Namespace) -> int:
     connect_timeout = args.timeout or 5.0
     try:
-        client = redis.Redis.from_url(args.redis_url, socket_connect_timeout=connect_timeout,
-                                      socket_timeout=connect_timeout + WATCH_BLOCK_SECONDS)
-    except ValueError as exc:  # a malformed URL
+        client = sync_client(args.redis_url, "--redis-url", socket_connect_timeout=connect_timeout,
+                             socket_timeout=connect_timeout + WATCH_BLOCK_SECONDS)
+    except RedisUrlError as exc:  # a malformed URL (plain or Sentinel); the message names it, redacted
+        raise CliError(str(exc), EXIT_USAGE) from None
+    except ValueError as exc:
         raise CliError(f"bad --redis-url {redact_reference(args.redis_url)}: {exc}", EXIT_USAGE) from exc
     try:
         return _Watcher(client, args).run()
@@ -774,6 +875,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "list": _list, "status": _status, "pause": _control, "resume": _control, "terminate": _control,
         "consume": _consume, "watch": _watch, "workflow": _workflow,
+        "workers": _workers, "drain": _drain, "undrain": _drain,
     }
     return handlers[args.command](args)
 

@@ -1,9 +1,9 @@
 """Clients of the HTTP Stream Management API: :class:`ApiClient` (blocking) and :class:`AsyncApiClient`.
 
-They speak the newer routes (``/inference_pipelines/...``, ``/workflows/...``) and return the same models, and raise the
-same errors, as the TCP clients: a failure body's ``error_type`` names the class (the status code
-decides when a body does not, e.g. a proxy's page), its ``context`` keeps the request and pipeline
-ids, and an API that cannot be reached or does not answer in time is
+They speak the newer routes (``/inference_pipelines/...``, ``/workflows/...``, ``/workers/...``) and
+return the same models, and raise the same errors, as the TCP clients: a failure body's ``error_type``
+names the class (the status code decides when a body does not, e.g. a proxy's page), its ``context``
+keeps the request and pipeline ids, and an API that cannot be reached or does not answer in time is
 :class:`~services.client.errors.ConnectivityError`. The requests and the reading of responses are
 shared (:class:`_Routes`); only the I/O differs.
 
@@ -41,9 +41,11 @@ from services.client.models import (
     ConsumeResponse,
     InitialiseWebRTCResponse,
     ListPipelinesResponse,
+    ListWorkersResponse,
     ListWorkflowsResponse,
     PutWorkflowResponse,
     StatusResponse,
+    WorkerResponse,
     WorkflowResponse,
 )
 from services.client.tcp import DEFAULT_INIT_TIMEOUT, DEFAULT_TIMEOUT
@@ -51,6 +53,7 @@ from services.client.tcp import DEFAULT_INIT_TIMEOUT, DEFAULT_TIMEOUT
 DEFAULT_URL = "http://127.0.0.1:8080"
 PREFIX = "/inference_pipelines"
 WORKFLOWS = "/workflows"
+WORKERS = "/workers"
 
 ResponseT = TypeVar("ResponseT", bound=CommandResponse)
 
@@ -170,6 +173,12 @@ class _Routes:
     def _delete_workflow(self, workspace_name: str, workflow_id: str) -> _Call[CommandResponse]:
         return _Call("DELETE", self._workflow_path(workspace_name, workflow_id), CommandResponse)
 
+    def _list_workers(self) -> _Call[ListWorkersResponse]:
+        return _Call("GET", WORKERS, ListWorkersResponse)
+
+    def _drain(self, hostname: str, method: str) -> _Call[WorkerResponse]:
+        return _Call(method, f"{WORKERS}/{quote(hostname, safe='')}/drain", WorkerResponse)
+
     def _timeout_of(self, call: _Call[Any]) -> float:
         return self.init_timeout if call.long else self.timeout
 
@@ -279,6 +288,16 @@ class ApiClient(_Routes):
     def delete_workflow(self, workspace_name: str, workflow_id: str) -> CommandResponse:
         return self._send(self._delete_workflow(workspace_name, workflow_id))
 
+    def list_workers(self) -> ListWorkersResponse:
+        return self._send(self._list_workers())
+
+    def drain_worker(self, hostname: str) -> WorkerResponse:
+        """The worker takes no new pipeline; its pipelines move to other workers one at a time."""
+        return self._send(self._drain(hostname, "POST"))
+
+    def undrain_worker(self, hostname: str) -> WorkerResponse:
+        return self._send(self._drain(hostname, "DELETE"))
+
     def close(self) -> None:
         self._http.close()
 
@@ -351,6 +370,16 @@ class AsyncApiClient(_Routes):
 
     async def delete_workflow(self, workspace_name: str, workflow_id: str) -> CommandResponse:
         return await self._send(self._delete_workflow(workspace_name, workflow_id))
+
+    async def list_workers(self) -> ListWorkersResponse:
+        return await self._send(self._list_workers())
+
+    async def drain_worker(self, hostname: str) -> WorkerResponse:
+        """The worker takes no new pipeline; its pipelines move to other workers one at a time."""
+        return await self._send(self._drain(hostname, "POST"))
+
+    async def undrain_worker(self, hostname: str) -> WorkerResponse:
+        return await self._send(self._drain(hostname, "DELETE"))
 
     async def aclose(self) -> None:
         await self._http.aclose()

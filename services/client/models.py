@@ -122,6 +122,45 @@ class PutWorkflowResponse(CommandResponse):
     updated_at: IsoTimestamp
 
 
+class WorkerDrain(_Open):
+    """A drain's progress (our extension: rolling upgrades, ``services.manager.drain``)."""
+
+    requested_at: float = Field(description="Unix time the drain was requested.")
+    pipelines_left: int = Field(description="Pipelines still running on the worker (movable or not).")
+    movable_left: int = Field(description="Of which pipelines the drain will still move.")
+    moving: str | None = Field(default=None, description="The pipeline being handed over right now.")
+    moved: int = Field(default=0, description="Pipelines handed over to other workers so far.")
+    last_move_s: float | None = Field(default=None, description="Seconds the last hand-over took "
+                                                                "(its restart to RUNNING on another worker).")
+    waiting: str | None = Field(default=None, description="Why the drain does not progress right now.")
+    unmovable: list[str] = Field(default=[], description="Pipelines that cannot move (WebRTC): left running.")
+    done: bool = Field(description="The worker takes no task and runs no movable pipeline: it can be stopped.")
+
+
+class WorkerInfo(_Open):
+    hostname: str = Field(description="The worker's Celery node name, as registered.")
+    registered: bool = Field(description="False for a drained worker that is not running (e.g. being upgraded).")
+    draining: bool
+    pipelines: int = Field(description="Pipelines its tasks run (claimed, not over).")
+    queues: list[str] = []
+    device: str | None = None
+    concurrency: int | None = None
+    busy_slots: int | None = None
+    free_slots: int | None = None
+    format_version: str | None = Field(default=None, description="Its registration's format version.")
+    consuming: bool | None = Field(default=None, description="Whether it takes tasks from its queues (null: a "
+                                                             "worker too old to say; it cannot drain).")
+    drain: WorkerDrain | None = None
+
+
+class ListWorkersResponse(CommandResponse):
+    workers: list[WorkerInfo] = Field(description="Registered and drained workers, by hostname.")
+
+
+class WorkerResponse(CommandResponse):
+    worker: WorkerInfo
+
+
 # The reference's names for the same shapes.
 InferencePipelineStatusResponse = StatusResponse
 ConsumePipelineResponse = ConsumeResponse

@@ -9,6 +9,11 @@ server took no part of the request: a graceful close would wait for the unsent b
 
 Defaults come from the reference's variables ``STREAM_MANAGER_HOST`` / ``STREAM_MANAGER_PORT``;
 ``STREAM_MANAGER_TOKEN`` supplies the shared token when the manager requires one.
+
+Several managers: ``addresses="h1:7070,h2:7070"`` (or ``host="h1:7070,h2:7070"``, or
+``$STREAM_MANAGER_ADDRESSES`` when no host is given) makes each command connect to the first manager
+that accepts a connection; a connection that cannot be made moves on to the next address at once, a
+failure once the command was sent is raised (it is in flight). See :mod:`services.client.addresses`.
 ``STREAM_MANAGER_TLS=1`` speaks TLS (verified against the system's CAs, or ``STREAM_MANAGER_CA_FILE``);
 ``tls=`` may also be an ``ssl.SSLContext`` (e.g. one holding a client certificate for mutual TLS).
 """
@@ -20,20 +25,31 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from services.client.addresses import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_RETRY_AFTER,
+    Address,
+    AddressList,
+    env_addresses,
+    format_address,
+    parse_addresses,
+)
 from services.client.errors import CommunicationProtocolError, ConnectivityError, error_from_envelope
 from services.client.models import (
     CommandResponse,
     ConsumeResponse,
     InitialiseWebRTCResponse,
     ListPipelinesResponse,
+    ListWorkersResponse,
     ListWorkflowsResponse,
     PutWorkflowResponse,
     StatusResponse,
+    WorkerResponse,
     WorkflowResponse,
     context_of,
 )
@@ -53,6 +69,7 @@ def default_address() -> tuple[str, int]:
 
 
 TLSOption = bool | ssl.SSLContext | None
+AddressesOption = str | Sequence[str | Address] | None
 
 
 def client_ssl_context(tls: TLSOption = None, ca_file: str | os.PathLike[str] | None = None,
@@ -78,18 +95,34 @@ class _Commands:
     """What both clients share: settings, the command dictionaries, the reading of replies."""
 
     def __init__(self, host: str | None, port: int | None, timeout: float, init_timeout: float,
-                 token: str | None, tls: ssl.SSLContext | None = None, server_hostname: str | None = None) -> None:
+                 token: str | None, tls: ssl.SSLContext | None = None, server_hostname: str | None = None,
+                 addresses: AddressesOption = None, retry_after: float = DEFAULT_RETRY_AFTER,
+                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> None:
         default_host, default_port = default_address()
-        self.host = host or default_host
-        self.port = port or default_port
+        listed: tuple[Address, ...] | None
+        if addresses is not None:
+            listed = parse_addresses(addresses, port or default_port)
+        elif host is not None and "," in host:
+            listed = parse_addresses(host, port or default_port)
+        else:
+            listed = env_addresses(port or default_port) if host is None else None
+        if listed is None:
+            listed = ((host or default_host, port or default_port),)
+        self.addresses = AddressList(listed, retry_after=retry_after, connect_timeout=connect_timeout)
+        self.host, self.port = listed[0]  # the first address (a single-address client's only one)
         self.timeout = timeout
         self.init_timeout = init_timeout
         self.token = token if token is not None else os.environ.get("STREAM_MANAGER_TOKEN") or None
         self.ssl_context = tls
+        self._server_hostname = server_hostname
         self.server_hostname = server_hostname or self.host  # the name the server's certificate must carry
 
     def __repr__(self) -> str:  # never the token
-        return f"{type(self).__name__}({self.host}:{self.port}{', TLS' if self.ssl_context else ''})"
+        return f"{type(self).__name__}({self.addresses}{', TLS' if self.ssl_context else ''})"
+
+    def _hostname_for(self, address: Address) -> str:
+        """The name ``address``'s certificate must carry: the one given, else the address's host."""
+        return self._server_hostname or address[0]
 
     def _with_token(self, command: dict[str, Any]) -> dict[str, Any]:
         if self.token is None or "token" in command:
@@ -159,10 +192,28 @@ def _parse_envelope(body: bytes) -> dict[str, Any]:
     return envelope
 
 
+def _what_failed(exc: BaseException) -> str:
+    """How a connection failed, in words that do not depend on the event loop (asyncio's own and
+    uvloop word a refused connect differently; the errno's text is the same everywhere)."""
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return "did not answer in time"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"unreachable ([Errno {exc.errno}] {os.strerror(exc.errno)})"
+    return f"unreachable ({exc})"
+
+
 def _unreachable(host: str, port: int, exc: BaseException) -> ConnectivityError:
-    what = "did not answer in time" if isinstance(exc, TimeoutError | socket.timeout) else f"unreachable ({exc})"
-    return ConnectivityError(f"stream manager at {host}:{port} {what}",
+    return ConnectivityError(f"stream manager at {format_address((host, port))} {_what_failed(exc)}",
                              "Could not communicate with the stream manager.", inner_error=exc)
+
+
+def _none_reachable(failures: list[tuple[Address, BaseException]]) -> ConnectivityError:
+    """Every address refused or timed out before the request was sent (one address: its own error)."""
+    if len(failures) == 1:
+        return _unreachable(*failures[0][0], failures[0][1])
+    reasons = "; ".join(f"{format_address(address)} {_what_failed(exc)}" for address, exc in failures)
+    return ConnectivityError(f"no stream manager could be reached: {reasons}",
+                             "Could not communicate with the stream manager.", inner_error=failures[-1][1])
 
 
 def _closed_early() -> CommunicationProtocolError:
@@ -175,25 +226,46 @@ class AsyncManagerClient(_Commands):
 
     def __init__(self, host: str | None = None, port: int | None = None, *, timeout: float = DEFAULT_TIMEOUT,
                  init_timeout: float = DEFAULT_INIT_TIMEOUT, token: str | None = None, tls: TLSOption = None,
-                 ca_file: str | os.PathLike[str] | None = None, server_hostname: str | None = None) -> None:
-        super().__init__(host, port, timeout, init_timeout, token, client_ssl_context(tls, ca_file), server_hostname)
+                 ca_file: str | os.PathLike[str] | None = None, server_hostname: str | None = None,
+                 addresses: AddressesOption = None, retry_after: float = DEFAULT_RETRY_AFTER,
+                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> None:
+        super().__init__(host, port, timeout, init_timeout, token, client_ssl_context(tls, ca_file), server_hostname,
+                         addresses, retry_after, connect_timeout)
 
     async def request(self, command: Mapping[str, Any], timeout: float | None = None) -> dict[str, Any]:
         """The raw reply envelope to ``command`` (success or failure alike); raises only on I/O."""
         limit = self.timeout if timeout is None else timeout
+        frame = encode_message(self._with_token(dict(command)))
+        deadline = time.monotonic() + limit
+        reader, writer, address = await self._open(deadline)
         try:
-            return await asyncio.wait_for(self._exchange(self._with_token(dict(command))), limit)
+            return await asyncio.wait_for(self._exchange(reader, writer, frame), _remaining_or_zero(deadline))
         except (OSError, TimeoutError) as exc:
-            raise _unreachable(self.host, self.port, exc) from exc
+            raise _unreachable(*address, exc) from exc
 
-    async def _exchange(self, command: dict[str, Any]) -> dict[str, Any]:
-        if self.ssl_context is None:
-            reader, writer = await asyncio.open_connection(self.host, self.port)
-        else:
-            reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self.ssl_context,
-                                                           server_hostname=self.server_hostname)
+    async def _open(self, deadline: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Address]:
+        """A connection to the first address that accepts one (see :mod:`services.client.addresses`)."""
+        failures: list[tuple[Address, BaseException]] = []
+        for address, timeout in self.addresses.attempts(deadline, failures):
+            try:
+                async with asyncio.timeout(timeout):
+                    if self.ssl_context is None:
+                        reader, writer = await asyncio.open_connection(*address)
+                    else:
+                        reader, writer = await asyncio.open_connection(
+                            *address, ssl=self.ssl_context, server_hostname=self._hostname_for(address))
+            except (OSError, TimeoutError) as exc:
+                self.addresses.failed(address)
+                failures.append((address, exc))
+                continue
+            self.addresses.succeeded(address)
+            return reader, writer, address
+        raise _none_reachable(failures)
+
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                        frame: bytes) -> dict[str, Any]:
         try:
-            writer.write(encode_message(command))
+            writer.write(frame)
             await writer.drain()
             decoder = FrameDecoder(MAX_REPLY_SIZE)
             while True:
@@ -271,23 +343,40 @@ class AsyncManagerClient(_Commands):
         command = self._workflow_command("delete_workflow", workspace_name, workflow_id)
         return self._typed(await self.call(command), CommandResponse)
 
+    # Workers (our extension of the protocol: rolling upgrades).
+
+    async def list_workers(self) -> ListWorkersResponse:
+        return self._typed(await self.call({"type": "list_workers"}), ListWorkersResponse)
+
+    async def drain_worker(self, hostname: str) -> WorkerResponse:
+        """The worker takes no new pipeline; its pipelines move to other workers one at a time."""
+        return self._typed(await self.call({"type": "drain_worker", "hostname": hostname}), WorkerResponse)
+
+    async def undrain_worker(self, hostname: str) -> WorkerResponse:
+        return self._typed(await self.call({"type": "undrain_worker", "hostname": hostname}), WorkerResponse)
+
 
 class ManagerClient(_Commands):
     """Blocking client of the TCP manager, with the same methods as :class:`AsyncManagerClient`."""
 
     def __init__(self, host: str | None = None, port: int | None = None, *, timeout: float = DEFAULT_TIMEOUT,
                  init_timeout: float = DEFAULT_INIT_TIMEOUT, token: str | None = None, tls: TLSOption = None,
-                 ca_file: str | os.PathLike[str] | None = None, server_hostname: str | None = None) -> None:
-        super().__init__(host, port, timeout, init_timeout, token, client_ssl_context(tls, ca_file), server_hostname)
+                 ca_file: str | os.PathLike[str] | None = None, server_hostname: str | None = None,
+                 addresses: AddressesOption = None, retry_after: float = DEFAULT_RETRY_AFTER,
+                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> None:
+        super().__init__(host, port, timeout, init_timeout, token, client_ssl_context(tls, ca_file), server_hostname,
+                         addresses, retry_after, connect_timeout)
 
     def request(self, command: Mapping[str, Any], timeout: float | None = None) -> dict[str, Any]:
         """The raw reply envelope to ``command`` (success or failure alike); raises only on I/O."""
         limit = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
+        frame = encode_message(self._with_token(dict(command)))
+        conn, address = self._open(deadline)
         try:
-            with self._connect(limit) as conn:
+            with conn:
                 conn.settimeout(_remaining(deadline))  # connecting (and the TLS handshake) used some
-                conn.sendall(encode_message(self._with_token(dict(command))))  # bounded in total since 3.5
+                conn.sendall(frame)  # bounded in total since 3.5
                 decoder = FrameDecoder(MAX_REPLY_SIZE)
                 while True:
                     conn.settimeout(_remaining(deadline))
@@ -298,14 +387,28 @@ class ManagerClient(_Commands):
                     if frames:
                         return _parse_envelope(frames[0])
         except OSError as exc:  # socket.timeout and TimeoutError are OSErrors
-            raise _unreachable(self.host, self.port, exc) from exc
+            raise _unreachable(*address, exc) from exc
 
-    def _connect(self, timeout: float) -> socket.socket:
-        conn = socket.create_connection((self.host, self.port), timeout=timeout)
+    def _open(self, deadline: float) -> tuple[socket.socket, Address]:
+        """A connection to the first address that accepts one (see :mod:`services.client.addresses`)."""
+        failures: list[tuple[Address, BaseException]] = []
+        for address, timeout in self.addresses.attempts(deadline, failures):
+            try:
+                conn = self._connect(address, timeout)
+            except OSError as exc:
+                self.addresses.failed(address)
+                failures.append((address, exc))
+                continue
+            self.addresses.succeeded(address)
+            return conn, address
+        raise _none_reachable(failures)
+
+    def _connect(self, address: Address, timeout: float) -> socket.socket:
+        conn = socket.create_connection(address, timeout=timeout)
         if self.ssl_context is None:
             return conn
         try:
-            return self.ssl_context.wrap_socket(conn, server_hostname=self.server_hostname)  # handshakes
+            return self.ssl_context.wrap_socket(conn, server_hostname=self._hostname_for(address))  # handshakes
         except BaseException:
             conn.close()
             raise
@@ -356,6 +459,19 @@ class ManagerClient(_Commands):
     def delete_workflow(self, workspace_name: str, workflow_id: str) -> CommandResponse:
         return self._typed(self.call(self._workflow_command("delete_workflow", workspace_name, workflow_id)),
                            CommandResponse)
+
+    def list_workers(self) -> ListWorkersResponse:
+        return self._typed(self.call({"type": "list_workers"}), ListWorkersResponse)
+
+    def drain_worker(self, hostname: str) -> WorkerResponse:
+        return self._typed(self.call({"type": "drain_worker", "hostname": hostname}), WorkerResponse)
+
+    def undrain_worker(self, hostname: str) -> WorkerResponse:
+        return self._typed(self.call({"type": "undrain_worker", "hostname": hostname}), WorkerResponse)
+
+
+def _remaining_or_zero(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
 
 
 def _remaining(deadline: float) -> float:

@@ -140,6 +140,30 @@ def workers_registry() -> str:
     return f"{PREFIX}:workers"
 
 
+def reaper_lease() -> str:
+    """STRING: the token of the one manager whose reaper may act (``services.manager.lease``).
+
+    Set by a manager with ``SET NX PX`` (a random token naming its host and pid), renewed by that
+    manager each sweep with a compare-and-set script and deleted by it when it stops (compare and
+    delete); read by the other managers, which only try to take it. TTL ``MANAGER_REAPER_LEASE_TTL``.
+    """
+    return f"{PREFIX}:manager:reaper-lease"
+
+
+def worker_drains() -> str:
+    """HASH of the workers being drained: field the worker's hostname, value its drain progress (JSON,
+    ``services.core.drain.DrainProgress``).
+
+    A field is added by the manager's ``drain_worker`` (HSETNX) and removed by ``undrain_worker``
+    (HDEL); the manager's reaper rewrites its value each sweep, only while the field exists (a Lua
+    script). Read by each worker's registration beat (HEXISTS of its own hostname, in the same script
+    that publishes its registration: it stops consuming its queues while drained), by admission
+    (HKEYS: a draining worker takes no new pipeline) and by ``list_workers``. No TTL: a drain lasts
+    until undrained, across restarts of the worker and of the managers.
+    """
+    return f"{PREFIX}:workers:drains"
+
+
 def workflow(workspace_name: str, workflow_id: str) -> str:
     """HASH of one named workflow: ``specification`` (the definition's JSON text as it was put) and
     ``updated_at`` (ISO 8601, UTC).

@@ -3,7 +3,8 @@
 Shapes follow the reference's wire contract (README, "The wire protocol"): lower-case ``type`` values, unknown extra
 keys ignored, replies keyed ``request_id``, ``response``, ``pipeline_id`` in that order. ``init``
 and ``webrtc`` keep their raw payload; ``services.core.plan`` compiles it. The ``*_workflow(s)``
-requests (named workflows) are our extension.
+requests (named workflows) and the worker requests (``drain_worker``, ``undrain_worker``,
+``list_workers``: rolling upgrades, ``services.manager.drain``) are our extension.
 """
 
 import json
@@ -98,6 +99,33 @@ class ListWorkflowsRequest(_Request):
     workspace_name: Name | None = None
 
 
+Hostname = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.@:\-]+$")]
+
+
+class _WorkerRequest(_Request):
+    """Our extension: one worker, by the hostname it registered with (Celery's node name, e.g. ``cpu1@host``)."""
+
+    hostname: Hostname
+
+
+class DrainWorkerRequest(_WorkerRequest):
+    """Stops the worker taking new pipelines and moves its pipelines to other workers, one at a time."""
+
+    type: Literal["drain_worker"] = "drain_worker"
+
+
+class UndrainWorkerRequest(_WorkerRequest):
+    """Ends a drain: the worker takes new pipelines again."""
+
+    type: Literal["undrain_worker"] = "undrain_worker"
+
+
+class ListWorkersRequest(_Request):
+    """Our extension: the registered (and the drained) workers, with their pipelines and drain progress."""
+
+    type: Literal["list_workers"] = "list_workers"
+
+
 class _PayloadRequest(_Request):
     """A request whose every other key is its payload, kept raw (it holds secrets: no repr)."""
 
@@ -137,7 +165,10 @@ Request = Annotated[
     | PutWorkflowRequest
     | GetWorkflowRequest
     | ListWorkflowsRequest
-    | DeleteWorkflowRequest,
+    | DeleteWorkflowRequest
+    | DrainWorkerRequest
+    | UndrainWorkerRequest
+    | ListWorkersRequest,
     Field(discriminator="type"),
 ]
 REQUEST_ADAPTER: TypeAdapter[Request] = TypeAdapter(Request)

@@ -25,6 +25,9 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 # (``services.worker.engine.frame_buffer`` and ``source``).
 SINK_QUEUE_FULL = "queue_full"
 SINK_ERROR = "sink_error"
+# Written and acknowledged, then lost by the server: a Sentinel failover to a replica that had not
+# received them yet (or a Redis restarted without its data), beyond what the sink could replay.
+SINK_SERVER_LOST = "server_lost"
 
 
 class HistogramCounts(BaseModel):
@@ -91,7 +94,8 @@ class SinkMetrics(BaseModel):
 
     name: str
     delivered: int = 0  # rounds
-    dropped: dict[str, int] = Field(default_factory=dict)  # rounds, by reason (SINK_QUEUE_FULL, SINK_ERROR)
+    dropped: dict[str, int] = Field(default_factory=dict)  # rounds, by reason (SINK_QUEUE_FULL, SINK_ERROR, ...)
+    replayed: int = 0  # rounds the server had lost and the sink wrote again with their original ids
 
 
 class PipelineMetrics(BaseModel):

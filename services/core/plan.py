@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from services.core import formats
 from services.core.errors import InvalidPayloadError, NotFoundError, invalid_payload_from
 from services.core.redaction import REDACTED, redact_reference, redact_text
 from services.core.states import BufferConsumptionStrategy, BufferFillingStrategy, ProcessingMode
@@ -189,8 +190,11 @@ class PipelineSpec(BaseModel):
         return [self.model_id] if self.model_id is not None else self.workflow.model_ids() if self.workflow else []
 
     def task_payload(self) -> dict[str, Any]:
-        """JSON-ready dump WITH the api_key revealed: only for the Celery task and the spec key."""
-        dumped = self.model_dump(mode="json")
+        """JSON-ready dump WITH the api_key revealed: only for the Celery task and the spec key.
+
+        It carries ``format_version`` (:data:`services.core.formats.SPEC`); :func:`load_task_spec` reads it back.
+        """
+        dumped = {"format_version": str(formats.SPEC), **self.model_dump(mode="json")}
         dumped["api_key"] = self.api_key.get_secret_value() if self.api_key is not None else None
         if self.webrtc is not None:
             dumped["webrtc"] = self.webrtc.task_payload()
@@ -216,6 +220,21 @@ class PipelineSpec(BaseModel):
             elif name == "webrtc" and self.webrtc is not None:  # the offer's ICE password, the TURN credential
                 value = self.webrtc.redacted()
             yield name, value
+
+
+def load_task_spec(payload: dict[str, Any]) -> PipelineSpec:
+    """The spec of a task payload (:meth:`PipelineSpec.task_payload`) of any version this release reads.
+
+    An older payload (no ``format_version``: ``1.0``) validates as it is. A newer minor may carry
+    top-level fields this release does not know: they are left out (the minor rule of
+    ``services.core.formats``: such a field only adds an option whose absence keeps the older meaning).
+    Raises ``FormatError`` for a newer major, pydantic's ``ValidationError`` for an invalid spec.
+    """
+    version = formats.readable("pipeline spec", payload.get("format_version"), formats.SPEC)
+    body = {name: value for name, value in payload.items() if name != "format_version"}
+    if version > formats.SPEC:
+        body = {name: value for name, value in body.items() if name in PipelineSpec.model_fields}
+    return PipelineSpec.model_validate(body)
 
 
 def _origin(name: str, info: ValidationInfo) -> str:

@@ -9,6 +9,9 @@ come from the Redis server's clock (``TIME`` inside the script), so the invarian
 is still ahead of Redis's clock exactly while its key lives" holds whatever the clocks of the
 worker and the reader say. A clean stop removes both in one transaction.
 
+The same publishing script answers whether the worker is being drained (its field in
+``keys.worker_drains``): the worker learns it at every beat without another round trip.
+
 A reader (the manager's admission, the API's /metrics) runs one script that drops the members whose
 score has passed (their keys have expired: the worker died or lost Redis) and returns the others,
 then fetches their keys with one MGET: O(live workers) per read, where ``SCAN vsim:worker:*`` was
@@ -25,13 +28,14 @@ from redis.asyncio import Redis as AsyncRedis
 
 from services.core import keys
 
-# KEYS: registration, registry. ARGV: payload (JSON), ttl (seconds), hostname.
+# KEYS: registration, registry, drains. ARGV: payload (JSON), ttl (seconds), hostname. Returns 1
+# when the worker is being drained (its field in the drains hash exists), else 0.
 _PUBLISH = """
 local now = redis.call('TIME')
 local ttl = tonumber(ARGV[2])
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
 redis.call('ZADD', KEYS[2], tonumber(now[1]) + tonumber(now[2]) / 1000000 + ttl, ARGV[3])
-return 1
+return redis.call('HEXISTS', KEYS[3], ARGV[3])
 """
 
 # KEYS: registry. Drops the members whose registration has expired; returns the others.
@@ -42,10 +46,13 @@ return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
 
 
-def publish(client: redis.Redis, hostname: str, payload: str, ttl: int) -> None:
-    """Writes ``hostname``'s registration (``payload``, living ``ttl`` seconds) and its registry member."""
+def publish(client: redis.Redis, hostname: str, payload: str, ttl: int) -> bool:
+    """Writes ``hostname``'s registration (``payload``, living ``ttl`` seconds) and its registry member;
+    whether the worker is being drained (``keys.worker_drains``), read in the same script."""
     script = client.register_script(_PUBLISH)  # no round trip: EVALSHA, the script loaded once per server
-    script(keys=[keys.worker_registration(hostname), keys.workers_registry()], args=[payload, ttl, hostname])
+    drained = script(keys=[keys.worker_registration(hostname), keys.workers_registry(), keys.worker_drains()],
+                     args=[payload, ttl, hostname])
+    return bool(drained)
 
 
 def withdraw(client: redis.Redis, hostname: str) -> None:

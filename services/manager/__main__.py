@@ -6,6 +6,8 @@ import signal
 import sys
 
 from services.core.logs import configure_logging
+from services.infra.event_loop import loop_name, run
+from services.infra.redis_connect import RedisUrlError
 from services.manager.server import ssl_context
 from services.manager.service import ManagerService
 from services.manager.settings import ManagerSettings, insecure_bind
@@ -20,6 +22,7 @@ async def serve(settings: ManagerSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await service.start()
+    logger.info("event loop: %s", loop_name())
     try:
         await stop.wait()
         logger.info("stop signal received")
@@ -30,6 +33,11 @@ async def serve(settings: ManagerSettings) -> None:
 def main() -> None:
     settings = ManagerSettings()
     configure_logging(settings.log_level, settings.log_format)
+    try:
+        logger.info("redis: %s", settings.redis_target().redacted())
+    except RedisUrlError as exc:  # names the setting; never the password
+        logger.critical("%s", exc)
+        sys.exit(2)
     try:
         ssl_context(settings)  # an unreadable certificate or key stops the start here, with a clear message
     except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
@@ -42,7 +50,7 @@ def main() -> None:
             sys.exit(2)
         logger.warning("binding %s without authentication (MANAGER_ALLOW_INSECURE_BIND): any client that can "
                        "reach the port can start and stop pipelines", settings.host)
-    asyncio.run(serve(settings))
+    run(serve(settings), settings.event_loop)
 
 
 if __name__ == "__main__":

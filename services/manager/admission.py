@@ -20,6 +20,11 @@ cannot choose the worker either: Celery hands the task to whichever worker of th
 first, so a worker with a free slot but no RAM left may take it when another worker had room.
 Fields a registration lacks (an older worker) are not checked.
 
+A **draining** worker (``services.manager.drain``) has no room, whatever its slots: its drain flag
+is read with the registrations (one HKEYS more), so admission refuses it from the moment the drain
+is requested, before the worker's own registration says so. A registration of a newer format major
+than this release reads (``services.core.formats``) is skipped with a warning, like an unreadable one.
+
 The reaper admits several re-dispatches against one read of the registrations (a sweep), so it
 draws on a :class:`Ledger`: each admission books one slot and one pipeline's RAM on the worker that
 admitted it, and so does every pipeline already dispatched but not yet claimed (its slot is not
@@ -35,8 +40,10 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
+from services.core import keys
 from services.core.errors import OperationError
-from services.core.registration import WorkerRegistration
+from services.core.formats import FormatError
+from services.core.registration import WorkerRegistration, check_format
 from services.infra import registry
 
 logger = logging.getLogger(__name__)
@@ -49,14 +56,33 @@ class AdmissionPolicy:
 
 
 async def read_registrations(redis: Redis) -> list[WorkerRegistration]:
-    """Every live worker registration, by hostname; unreadable ones are skipped."""
+    """Every live worker registration, by hostname, ``draining`` wherever a drain is requested;
+    unreadable ones (and those of a newer format major) are skipped."""
     registrations = []
+    draining = {_text(name) for name in await redis.hkeys(keys.worker_drains())}
     for name, raw in await registry.live_registrations(redis):
         try:
-            registrations.append(WorkerRegistration.model_validate_json(raw))
+            registration = WorkerRegistration.model_validate_json(raw)
+            check_format(registration)
         except ValidationError:
             logger.warning("ignoring unreadable worker registration %r", name)
+            continue
+        except FormatError as exc:
+            if name not in _NEWER_FORMATS:
+                logger.warning("ignoring worker %s: %s", name, exc)
+            _NEWER_FORMATS.add(name)
+            continue
+        if name in draining and not registration.draining:
+            registration = registration.model_copy(update={"draining": True})
+        registrations.append(registration)
     return registrations
+
+
+_NEWER_FORMATS: set[str] = set()  # workers whose newer-format registration was already logged
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def admit(queue: str, registrations: Iterable[WorkerRegistration], policy: AdmissionPolicy) -> WorkerRegistration:
@@ -107,6 +133,8 @@ class Ledger:
 def shortfalls(worker: WorkerRegistration, policy: AdmissionPolicy) -> list[str]:
     """What ``worker`` lacks to take one more pipeline, one phrase per resource (empty: it has room)."""
     lacking = []
+    if worker.draining:
+        lacking.append("draining")
     if worker.free_slots == 0:
         busy = f" ({worker.concurrency} of {worker.concurrency} busy)" if worker.concurrency is not None else ""
         lacking.append(f"no free slot{busy}")

@@ -20,6 +20,7 @@ from services.core.redaction import REDACTED, redact_reference, redact_text
 from services.core.tasks import RUN_PIPELINE, celery_config, queue_for
 from services.core.workflows.plan import WorkflowPlan
 from services.core.workflows.secrets import plan_secrets
+from services.infra.redis_connect import RedisTarget, with_celery_connection
 
 logger = logging.getLogger(__name__)
 
@@ -32,15 +33,16 @@ class Dispatcher(Protocol):
 
 
 class CeleryDispatcher:
-    def __init__(self, broker_url: str, socket_timeout: float = 5.0, connect_timeout: float = 2.0) -> None:
-        """``socket_timeout`` / ``connect_timeout``: seconds (the manager's MANAGER_REDIS_SOCKET_TIMEOUT and
-        MANAGER_REDIS_CONNECT_TIMEOUT)."""
+    def __init__(self, broker: "str | RedisTarget", socket_timeout: float = 5.0, connect_timeout: float = 2.0) -> None:
+        """``broker``: the manager's Redis URL (plain or Sentinel, ``services.infra.redis_connect``);
+        ``socket_timeout`` / ``connect_timeout``: seconds (the manager's MANAGER_REDIS_SOCKET_TIMEOUT and
+        MANAGER_REDIS_CONNECT_TIMEOUT), applied to the sentinels too."""
         self._app = Celery("vsim-manager", set_as_current=False)
-        config = celery_config(broker_url)
+        config = celery_config("")
         config["broker_transport_options"] = {**config["broker_transport_options"], "socket_timeout": socket_timeout,
                                               "socket_connect_timeout": connect_timeout}
         config["broker_connection_timeout"] = connect_timeout
-        self._app.conf.update(config)
+        self._app.conf.update(with_celery_connection(config, broker, "MANAGER_REDIS_URL"))
 
     async def dispatch(self, pipeline_id: str, epoch: int, spec: dict[str, Any], reply_to: str,
                        device: str) -> None:

@@ -28,9 +28,11 @@ from services.core.keys import reply_list
 from services.core.messages import (
     ConsumeResultRequest,
     DeleteWorkflowRequest,
+    DrainWorkerRequest,
     GetWorkflowRequest,
     InitRequest,
     ListPipelinesRequest,
+    ListWorkersRequest,
     ListWorkflowsRequest,
     MuteRequest,
     PutWorkflowRequest,
@@ -38,6 +40,7 @@ from services.core.messages import (
     ResumeRequest,
     StatusRequest,
     TerminateRequest,
+    UndrainWorkerRequest,
     WebRTCRequest,
 )
 from services.core.networks import DestinationRefusedError, NetworkPolicy
@@ -50,6 +53,7 @@ from services.manager.admission import AdmissionPolicy, admit, read_registration
 from services.manager.control import Controller, NoListenerError, wait_reply
 from services.manager.cursor import ResultEntry, ResultsCursor
 from services.manager.dispatch import Dispatcher
+from services.manager.drain import drain_worker, list_workers, undrain_worker
 from services.manager.settings import ManagerSettings
 from services.manager.store import PipelineStore
 from services.manager.workflow_store import WorkflowEntry
@@ -109,6 +113,9 @@ class Handlers:
             GetWorkflowRequest: self.get_workflow,
             ListWorkflowsRequest: self.list_workflows,
             DeleteWorkflowRequest: self.delete_workflow,
+            DrainWorkerRequest: self.drain_worker,
+            UndrainWorkerRequest: self.undrain_worker,
+            ListWorkersRequest: self.list_workers,
         }
 
     async def handle(self, request: Request, request_id: str) -> Reply:
@@ -156,6 +163,12 @@ class Handlers:
 
         The task's success reply is passed on as it came: ``{"status": "success"}`` for an INIT, with the
         SDP answer (``sdp``, ``type``) for a WEBRTC request.
+
+        All or nothing even when this manager dies midway: the record is written unconfirmed, with a
+        deadline (``confirm_by``: init_timeout + heartbeat_grace from now), and confirmed in one script
+        only as the success reply is handed back. A manager killed before that leaves a record the reaper
+        (of any manager) terminates and removes once the deadline passes (``services.manager.reaper``);
+        a confirmation that finds the reaper already abandoning it turns the reply into a failure.
         """
         self._check_sizes(spec)
         device = self._device_of(spec)
@@ -163,13 +176,14 @@ class Handlers:
         await self._require_worker(queue_for(device))
         now = time.time()
         record = PipelineRecord(str(uuid.uuid4()), device=device, created_at=now, updated_at=now,
-                                dispatched_at=now, movable=spec.movable)
+                                dispatched_at=now, movable=spec.movable,
+                                confirm_by=now + self._settings.init_timeout + self._settings.heartbeat_grace)
         payload = {**spec.task_payload(), "device": device}
         await self._s.store.create(record, payload)
         started = False
         try:
             response = await self._start(record, payload, request_id)
-            started = response.get("status") == "success"
+            started = response.get("status") == "success" and await self._confirm(record)
         except Exception as exc:
             logger.warning("init of pipeline %s failed: %s", record.pipeline_id, type(exc).__name__)
             response = failure_response(exc, spec.secrets())
@@ -219,16 +233,28 @@ class Handlers:
         admit(queue, await read_registrations(self._s.redis), policy)
 
     async def _start(self, record: PipelineRecord, payload: dict[str, Any], request_id: str) -> dict[str, Any]:
-        """The task's init reply, or a failure when none comes within ``init_timeout``."""
+        """The task's init reply, or a failure when none comes within ``init_timeout`` of the record's
+        creation (``heartbeat_grace`` before the deadline at which the reaper would abandon it)."""
         await self._s.dispatcher.dispatch(record.pipeline_id, record.epoch, payload,
                                           reply_list(request_id), record.device)
-        response = await wait_reply(self._s.blocking, request_id, self._settings.init_timeout)
+        remaining = record.created_at + self._settings.init_timeout - time.time()
+        response = await wait_reply(self._s.blocking, request_id, max(0.001, remaining))
         if response is None:
             raise OperationError(
                 f"no worker started pipeline {record.pipeline_id} within {self._settings.init_timeout:g} s",
                 "The pipeline did not start in time.",
             )
         return response
+
+    async def _confirm(self, record: PipelineRecord) -> bool:
+        """Confirms the record as its success reply goes back; raises when the reaper is abandoning it."""
+        if await self._s.store.confirm(record.pipeline_id):
+            return True
+        raise OperationError(
+            f"pipeline {record.pipeline_id} started after its deadline and was abandoned (it was not "
+            f"confirmed within MANAGER_INIT_TIMEOUT + MANAGER_HEARTBEAT_GRACE)",
+            "The pipeline did not start in time.",
+        )
 
     async def _abandon(self, record: PipelineRecord, request_id: str) -> None:
         """A failed init leaves nothing behind; a task that claims it late is told to stop."""
@@ -276,29 +302,32 @@ class Handlers:
         return Reply(SUCCESS, pipeline_id)
 
     async def status(self, request: StatusRequest, request_id: str) -> Reply:
+        """The task's report, from the copy it stores every second while that is fresh enough
+        (``MANAGER_STATUS_MAX_AGE``): record, report and dropped count in one Redis round trip; else
+        asked of the running task; else the last stored report (a pipeline that is over)."""
         pipeline_id = request.pipeline_id
-        record = await self._s.store.get(pipeline_id)
-        report: dict[str, Any] | None = None
-        if not record.state.is_final:
-            report = await self._fresh_stored_report(pipeline_id)
-        if report is None and not record.state.is_final:
-            response = await self._ask_status(record, request_id)
+        snapshot = await self._s.store.snapshot(pipeline_id)
+        report = snapshot.report
+        if not snapshot.record.state.is_final and not self._fresh(report):
+            response = await self._ask_status(snapshot.record, request_id)
             if response is not None and response.get("status") != "success":
                 return Reply(response, pipeline_id)
-            report = response.get("report") if response is not None else None
-        if not isinstance(report, dict):
-            report = await self._s.store.last_report(pipeline_id) or empty_report()
-        return Reply({"status": "success", "report": await self._with_extras(report, pipeline_id)},
-                     pipeline_id)
+            asked = response.get("report") if response is not None else None
+            snapshot = await self._s.store.snapshot(pipeline_id)  # the record as of after the answer
+            report = asked if isinstance(asked, dict) else snapshot.report
+        record = snapshot.record
+        return Reply({"status": "success", "report": {
+            **(report or empty_report()),
+            "pipeline_state": record.state.value,
+            "restarts": record.restarts,
+            "last_error": record.last_error or None,
+            "results_dropped": snapshot.results_dropped,
+        }}, pipeline_id)
 
-    async def _fresh_stored_report(self, pipeline_id: str) -> dict[str, Any] | None:
+    def _fresh(self, report: dict[str, Any] | None) -> bool:
         max_age = self._settings.status_max_age
-        if max_age <= 0:
-            return None
-        stored = await self._s.store.last_report(pipeline_id)
-        if stored is None or time.time() - float(stored.get("reported_at", 0.0)) > max_age:
-            return None
-        return stored
+        return (max_age > 0 and report is not None
+                and time.time() - float(report.get("reported_at", 0.0)) <= max_age)
 
     async def _ask_status(self, record: PipelineRecord, request_id: str) -> dict[str, Any] | None:
         """The running task's status reply; None when no task answers (the stored report serves)."""
@@ -309,16 +338,6 @@ class Handlers:
         except OperationError as exc:
             logger.warning("status: %s; answering the last stored report", exc)
             return None
-
-    async def _with_extras(self, report: dict[str, Any], pipeline_id: str) -> dict[str, Any]:
-        record = await self._s.store.get(pipeline_id)
-        return {
-            **report,
-            "pipeline_state": record.state.value,
-            "restarts": record.restarts,
-            "last_error": record.last_error or None,
-            "results_dropped": await self._s.store.results_dropped(pipeline_id),
-        }
 
     async def consume_result(self, request: ConsumeResultRequest, request_id: str) -> Reply:
         await self._s.store.get(request.pipeline_id)
@@ -349,6 +368,19 @@ class Handlers:
     async def delete_workflow(self, request: DeleteWorkflowRequest, request_id: str) -> Reply:
         await self._s.workflows.delete(request.workspace_name, request.workflow_id)
         return Reply(SUCCESS, None)
+
+
+    async def drain_worker(self, request: DrainWorkerRequest, request_id: str) -> Reply:
+        """Our extension (rolling upgrades): see ``services.manager.drain``."""
+        return Reply({"status": "success", "worker": await drain_worker(self._s.redis, self._s.store,
+                                                                        request.hostname)}, None)
+
+    async def undrain_worker(self, request: UndrainWorkerRequest, request_id: str) -> Reply:
+        return Reply({"status": "success", "worker": await undrain_worker(self._s.redis, self._s.store,
+                                                                          request.hostname)}, None)
+
+    async def list_workers(self, request: ListWorkersRequest, request_id: str) -> Reply:
+        return Reply({"status": "success", "workers": await list_workers(self._s.redis, self._s.store)}, None)
 
 
 def _entry(entry: WorkflowEntry) -> dict[str, Any]:

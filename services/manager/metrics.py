@@ -2,9 +2,11 @@
 
 Pipelines' metrics are not here: they live in Redis (each task's stored report) and the API renders
 them. What only the manager sees is here: how long each command took, which failed and why, how
-many requests are being answered and how many clients are connected. Label values come from the
-parsed request's type (a closed set, ``invalid`` when it did not parse) and the wire error types:
-never from a client's free text, so the series stay few and carry no credentials.
+many requests are being answered and how many clients are connected, how long the reaper's
+sweeps take, and whether this manager holds the reaper lease (several managers share one Redis).
+Label values come from the parsed request's type (a closed set, ``invalid`` when it did not parse)
+and the wire error types: never from a client's free text, so the series stay few
+and carry no credentials.
 
 Each ``ManagerMetrics`` has its own registry (several managers run in one test process); it is
 served only when ``MANAGER_METRICS_PORT`` is set, bound to ``MANAGER_METRICS_HOST`` (loopback by
@@ -13,6 +15,7 @@ default), by prometheus_client's threaded HTTP server, off the event loop.
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
@@ -34,6 +37,8 @@ logger = logging.getLogger(__name__)
 INVALID = "invalid"  # the type label of a frame that did not parse into a request
 # Seconds: a status answered from Redis takes about a millisecond, an init up to MANAGER_INIT_TIMEOUT.
 COMMAND_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# Seconds: a reaper sweep over a few pipelines takes about a millisecond, over thousands a good part of a second.
+SWEEP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class ManagerMetrics:
@@ -50,6 +55,17 @@ class ManagerMetrics:
         self._in_flight = Gauge("vsim_manager_requests_in_flight", "Requests being answered now.",
                                 registry=self.registry)
         self._connections = Gauge("vsim_manager_connections", "TCP clients connected now.", registry=self.registry)
+        self._sweep_seconds = Histogram(
+            "vsim_manager_reaper_sweep_seconds", "Time the reaper took for one sweep over the live pipelines.",
+            buckets=SWEEP_BUCKETS, registry=self.registry)
+        self._last_sweep_seconds = Gauge("vsim_manager_reaper_last_sweep_seconds",
+                                         "Duration of the reaper's latest completed sweep.", registry=self.registry)
+        self._last_sweep_pipelines = Gauge("vsim_manager_reaper_last_sweep_pipelines",
+                                           "Live pipelines the reaper's latest sweep looked at.",
+                                           registry=self.registry)
+        self._lease_held = Gauge("vsim_manager_reaper_lease_held",
+                                 "1 while this manager holds the reaper lease (its reaper acts), else 0.",
+                                 registry=self.registry)
 
     def answered(self, request_type: str, error_type: str | None, seconds: float) -> None:
         """One request answered: its type (``invalid`` when unparsed), its error type (None: success)."""
@@ -69,6 +85,16 @@ class ManagerMetrics:
 
     def disconnected(self) -> None:
         self._connections.dec()
+
+    def watch_lease(self, held: Callable[[], bool]) -> None:
+        """``vsim_manager_reaper_lease_held`` reads ``held()`` at each scrape."""
+        self._lease_held.set_function(lambda: 1.0 if held() else 0.0)
+
+    def reaper_swept(self, seconds: float, pipelines: int) -> None:
+        """One completed reaper sweep: how long it took and how many live pipelines it looked at."""
+        self._sweep_seconds.observe(seconds)
+        self._last_sweep_seconds.set(seconds)
+        self._last_sweep_pipelines.set(pipelines)
 
 
 @dataclass(slots=True)

@@ -40,6 +40,22 @@ consecutive early crashes of one kind count. A worker that happens to die soon a
 pipeline, twice in a row, at the same stage, is what the rule cannot tell apart from a poisonous
 spec; ``MANAGER_CRASH_LOOP_WINDOW=0`` turns it off.
 
+Unconfirmed INITs: an INIT writes its record with a deadline (``confirm_by``: init_timeout +
+heartbeat_grace after it was written) and clears it, atomically, only as it hands the success reply
+back (``services.manager.handlers``); on failure its manager removes the record itself. A record that
+still carries a deadline belongs to that INIT: the reaper neither restarts nor retires it. Once the
+deadline has passed its manager is gone (killed between writing the record and replying): the client
+never got the pipeline's id, so nothing may keep running for it. The reaper then marks it abandoned
+and desired TERMINATED in one script (from then on the INIT can no longer confirm it), publishes
+TERMINATE to a task that may run it, and removes every key, as a failed INIT does. An abandonment cut
+short (this manager dies too) is finished by the next sweep of whoever holds the lease.
+
+Several managers: only the holder of the reaper lease sweeps (``services.manager.lease``); ``run``
+takes or renews it before each sweep and stops acting the moment it cannot, and the sweep stops
+midway when the lease's validity runs out under it. A manager that does not hold the lease keeps no
+missing-heartbeat timers, so a new holder starts them afresh: it never declares a pipeline lost on a
+timer it did not run itself.
+
 Admission of re-dispatches: a sweep reads the registrations once and draws on them through an
 ``admission.Ledger``: every pipeline already dispatched but not claimed yet, then every re-dispatch
 as it is sent, books a slot (and its RAM), so a sweep never sends more pipelines to a queue than its
@@ -48,6 +64,18 @@ workers have room for, even while their registrations (refreshed each second) ha
 Each pipeline is handled on its own: an error on one (anything but Redis being unreachable) is
 logged with its traceback and the sweep goes on with the next, so one bad record never stops the
 supervision of the others.
+
+Draining workers (``services.manager.drain``): after the pipelines, each sweep advances every
+drain by at most one step (a finished move noticed, or the next pipeline handed over), with the
+sweep's admission ledger, so a drain never sends more pipelines to a queue than its other workers
+have room for. A stored spec of a newer format major (``services.core.formats``) is not re-dispatched:
+the pipeline stays PENDING (logged once) for a manager of a release that reads it.
+
+Each completed sweep's duration and size go to the manager's metrics
+(``vsim_manager_reaper_sweep_seconds``, ``vsim_manager_reaper_last_sweep_seconds``,
+``vsim_manager_reaper_last_sweep_pipelines``): a sweep reads every live record, so its time grows
+with the fleet, and once it nears ``reaper_interval`` lost pipelines are noticed late
+(``tests/benchmarks/fleet.py`` measures it up to 3,200 pipelines).
 
 Redis outages: while Redis is unreachable no task can refresh its heartbeat, and the keys may
 expire meanwhile (a Redis restarted with its data drops those whose TTL passed while it was down).
@@ -65,16 +93,21 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.core import keys
+from services.core.control import Command, ControlCommand
 from services.core.errors import OperationError
+from services.core.formats import FormatError
 from services.core.records import WORKER_SHUTDOWN, DesiredState, PipelineRecord, PipelineState
 from services.core.tasks import queue_for
 from services.manager.admission import AdmissionPolicy, Ledger, read_registrations
 from services.manager.dispatch import Dispatcher
+from services.manager.drain import Drainer
+from services.manager.lease import ReaperLease
 from services.manager.settings import ManagerSettings
 from services.manager.store import LiveRecord, PipelineStore
 
@@ -88,31 +121,52 @@ _BEATING = (PipelineState.INITIALISING, PipelineState.RUNNING, PipelineState.MUT
 
 class Reaper:
     def __init__(self, settings: ManagerSettings, store: PipelineStore, dispatcher: Dispatcher,
-                 redis: Redis) -> None:
+                 redis: Redis, on_sweep: Callable[[float, int], None] | None = None,
+                 lease: ReaperLease | None = None) -> None:
+        """``on_sweep(seconds, pipelines)`` is told of each completed sweep (the manager's metrics).
+        ``lease``: the reaper lease :meth:`run` takes and renews (one is made when not given); a bare
+        :meth:`sweep` (tests) acts without it."""
         self._settings = settings
+        self._on_sweep = on_sweep
         self._store = store
         self._dispatcher = dispatcher
         self._redis = redis
+        self.lease = lease or ReaperLease(redis, settings.reaper_lease_ttl)
+        self._leased = False  # True while run() drives the sweeps: they then act only while the lease is valid
         self._missing_since: dict[str, float] = {}  # pipeline id -> monotonic time its heartbeat went missing
         self._redis_down = False  # the last sweep failed on a Redis error
         self._blind_until = 0.0  # monotonic time before which a missing heartbeat starts no timer
+        self._drainer = Drainer(store, dispatcher, redis)  # hands pipelines over off draining workers
+        self._told_format: set[str] = set()  # pipelines whose newer-format spec was already logged
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sweeps until ``stop`` is set; an error in one sweep (Redis down) is logged, the next retries.
 
         Stopped by an event rather than cancelled: a cancellation landing inside a redis.asyncio
         call can be swallowed on Python 3.11 (measured), which would leave the loop running.
+
+        Each round first takes or renews the reaper lease (``services.manager.lease``): only its holder
+        sweeps, and a round whose renewal fails does nothing. A manager that does not hold it keeps no
+        missing-heartbeat timers: a new holder starts them afresh. When ``stop`` is set the lease is released.
         """
-        while not stop.is_set():
-            try:
-                await self.sweep()
-            except RedisError as exc:
-                self._on_redis_error(exc)
-            except Exception:
-                logger.exception("reaper sweep failed; the next one retries")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._settings.reaper_interval):
-                    await stop.wait()
+        self._leased = True
+        try:
+            while not stop.is_set():
+                try:
+                    if await self.lease.refresh():
+                        await self.sweep()
+                    else:
+                        self._missing_since.clear()
+                except RedisError as exc:
+                    self._on_redis_error(exc)
+                except Exception:
+                    logger.exception("reaper sweep failed; the next one retries")
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._settings.reaper_interval):
+                        await stop.wait()
+        finally:
+            self._leased = False
+            await self.lease.release()
 
     def _on_redis_error(self, exc: RedisError) -> None:
         if not self._redis_down:
@@ -122,6 +176,7 @@ class Reaper:
         self._missing_since.clear()
 
     async def sweep(self) -> None:
+        started = time.perf_counter()
         live = await self._store.live_records()
         if self._redis_down:
             self._redis_down = False
@@ -133,7 +188,13 @@ class Reaper:
         ledger: Ledger | None = None  # read once per sweep, only when a re-dispatch is due
         for item in live:
             record = item.record
+            if self._leased and not self.lease.valid():
+                logger.warning("reaper: the lease ran out during a sweep (a slow Redis?); the sweep stops")
+                return
             try:
+                if record.confirm_by:  # an INIT's record: its manager's until the deadline, then abandoned
+                    await self._settle_unconfirmed(record)
+                    continue
                 if record.state is PipelineState.PENDING and 0 < record.restart_at <= time.time():
                     if ledger is None:
                         ledger = await self._ledger(live)
@@ -145,6 +206,30 @@ class Reaper:
             except Exception:
                 logger.exception("reaper: pipeline %s (state %s) could not be handled; the sweep goes on",
                                  record.pipeline_id, record.state.value)
+
+        async def sweep_ledger() -> Ledger:  # the drains draw on this sweep's ledger too
+            nonlocal ledger
+            if ledger is None:
+                ledger = await self._ledger(live)
+            return ledger
+
+        if not self._leased or self.lease.valid():
+            await self._drainer.sweep(live, sweep_ledger)  # errors of one drain are its own; Redis's stop the sweep
+        if self._on_sweep is not None:  # a sweep cut short (Redis, the lease) is not timed
+            self._on_sweep(time.perf_counter() - started, len(live))
+
+    async def _settle_unconfirmed(self, record: PipelineRecord) -> None:
+        """Nothing before the record's deadline (its INIT is still under way, or its manager removes it on
+        failure); past it, the INIT's manager is gone: the pipeline is terminated and every key removed."""
+        if not await self._store.abandon_unconfirmed(record.pipeline_id):
+            return  # not due yet, or its INIT confirmed it meanwhile
+        with contextlib.suppress(RedisError):  # the desired state is written: a task that runs stops anyway
+            await self._redis.publish(keys.pipeline_control_channel(record.pipeline_id), ControlCommand(
+                command=Command.TERMINATE, request_id=f"{uuid.uuid4()}:abandon", epoch=record.epoch,
+            ).model_dump_json())
+        await self._store.remove(record.pipeline_id)
+        logger.warning("pipeline %s removed: its INIT was never confirmed to a client (the manager handling it "
+                       "is gone); its task, if any, was told to terminate", record.pipeline_id)
 
     async def _ledger(self, live: list[LiveRecord]) -> Ledger:
         """The registrations as of now, with every dispatched, not yet claimed pipeline booked."""
@@ -231,7 +316,13 @@ class Reaper:
 
     async def _redispatch(self, record: PipelineRecord, ledger: Ledger) -> None:
         queue = queue_for(record.device)
-        spec = await self._store.spec(record.pipeline_id)
+        try:
+            spec = await self._store.spec(record.pipeline_id)
+        except FormatError as exc:  # a newer manager's spec: left PENDING for a manager that reads it
+            if record.pipeline_id not in self._told_format:
+                logger.warning("pipeline %s not re-dispatched: %s", record.pipeline_id, exc)
+            self._told_format.add(record.pipeline_id)
+            return
         if spec is None:
             await self._retire_lost(record, PipelineState.FAILED,
                                     "cannot restart: the pipeline's spec is gone or unreadable")

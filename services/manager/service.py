@@ -3,11 +3,12 @@
 import asyncio
 import logging
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from services.infra.redis_connect import bounded_async_client
 from services.manager.control import Controller
 from services.manager.cursor import ResultsCursor
 from services.manager.dispatch import CeleryDispatcher, Dispatcher
@@ -41,9 +42,14 @@ def redis_client(settings: ManagerSettings, max_connections: int) -> Redis:
     default, which retries it too, a hung Redis (SIGSTOP) cost several socket timeouts per call and
     the reply was the handler's "the request timed out" after 10 s, at the client's own deadline;
     now it is "Redis is unavailable: TimeoutError ..." after one socket timeout (5 s, measured).
+
+    ``MANAGER_REDIS_URL`` may name a Sentinel-managed master (``services.infra.redis_connect``): the
+    pool is bounded the same way (a Sentinel pool on top of the blocking one), and a connection broken
+    by a failover is replaced by one to the promoted master; requests during the failover (seconds)
+    are answered "Redis is unavailable".
     """
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_url,
+    return bounded_async_client(
+        settings.redis_target(),
         # redis-py's default pool raises MaxConnectionsError beyond 100 connections in use, which answered
         # internal_error to clients under load (1,000 concurrent clients, tests/benchmarks/load.py): a request
         # now waits its turn for a free connection, bounded by its handler's own timeout.
@@ -53,7 +59,6 @@ def redis_client(settings: ManagerSettings, max_connections: int) -> Redis:
         socket_connect_timeout=settings.redis_connect_timeout,
         retry=Retry(ExponentialBackoff(cap=0.25, base=0.05), retries=2, supported_errors=(RedisConnectionError,)),
     )
-    return Redis.from_pool(pool)
 
 
 class ManagerService:
@@ -64,7 +69,7 @@ class ManagerService:
         self._reaper_redis = redis_client(settings, REAPER_POOL_SIZE)
         self._celery: CeleryDispatcher | None = None
         if dispatcher is None:
-            dispatcher = self._celery = CeleryDispatcher(settings.redis_url, settings.redis_socket_timeout,
+            dispatcher = self._celery = CeleryDispatcher(settings.redis_target(), settings.redis_socket_timeout,
                                                          settings.redis_connect_timeout)
         store = PipelineStore(self._redis, settings.finished_ttl)
         services = Services(
@@ -81,7 +86,8 @@ class ManagerService:
         self.metrics_endpoint: MetricsEndpoint | None = None  # started with the server when a port is set
         self.server = StreamManagerServer(settings, Handlers(settings, services), self.metrics)
         self.reaper = Reaper(settings, PipelineStore(self._reaper_redis, settings.finished_ttl), dispatcher,
-                             self._reaper_redis)
+                             self._reaper_redis, on_sweep=self.metrics.reaper_swept)
+        self.metrics.watch_lease(lambda: self.reaper.lease.held)
         self._reaper_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 

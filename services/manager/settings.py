@@ -16,6 +16,8 @@ from services.core.plan import MAX_DECODING_BUFFER_SIZE, MAX_PREDICTIONS_QUEUE_S
 from services.core.references import DEFAULT_ALLOWED_SCHEMES, DEFAULT_MAX_SOURCES
 from services.core.settings_values import comma_list, is_loopback
 from services.core.tasks import DEFAULT_DEVICES
+from services.infra.event_loop import EventLoopChoice
+from services.infra.redis_connect import RedisTarget, parse_redis_url
 
 
 class ManagerSettings(BaseSettings):
@@ -80,6 +82,10 @@ class ManagerSettings(BaseSettings):
     max_workflow_bytes: int = Field(default=512 * 1024, ge=1)
     finished_ttl: int = Field(default=600, ge=1)  # seconds an ended pipeline's last status stays readable
     reaper_interval: float = Field(default=1.0, gt=0)
+    # Several managers may share one Redis; only the holder of the reaper lease (a Redis key with this
+    # TTL, renewed each sweep) supervises pipelines (services.manager.lease). Another manager takes over
+    # within reaper_lease_ttl + reaper_interval of the holder's death, within reaper_interval of its stop.
+    reaper_lease_ttl: float = Field(default=5.0, gt=0)
     # STATUS of a running pipeline is answered from the report its task stores every second (and at
     # once after each state change) while that copy is younger than this; otherwise the task is asked
     # over pub/sub. 0 = always ask the task. Reads then cost one Redis round trip however busy the
@@ -129,6 +135,8 @@ class ManagerSettings(BaseSettings):
     # and "public" for every globally routable address; every address the host resolves to must be allowed.
     # The worker checks again against WORKER_UDP_SINK_ALLOWED_NETWORKS.
     udp_sink_allowed_networks: Annotated[tuple[str, ...], NoDecode] = LOOPBACK_NETWORKS
+    # "auto" (uvloop when installed, else asyncio), "uvloop" or "asyncio" (services/infra/event_loop.py).
+    event_loop: EventLoopChoice = "auto"
     log_level: str = "INFO"
     # "text" or "json" (one object per line); VSIM_LOG_FORMAT sets every service's at once.
     log_format: LogFormat = Field(default="text",
@@ -152,6 +160,13 @@ class ManagerSettings(BaseSettings):
             raise ValueError("MANAGER_TLS_CERT_FILE and MANAGER_TLS_KEY_FILE must be set together")
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
             raise ValueError("MANAGER_TLS_CLIENT_CA_FILE needs MANAGER_TLS_CERT_FILE and MANAGER_TLS_KEY_FILE")
+        return self
+
+    @model_validator(mode="after")
+    def _lease_outlives_a_sweep(self) -> "ManagerSettings":
+        if self.reaper_lease_ttl < 2 * self.reaper_interval:
+            raise ValueError(f"MANAGER_REAPER_LEASE_TTL ({self.reaper_lease_ttl:g} s) must be at least twice "
+                             f"MANAGER_REAPER_INTERVAL ({self.reaper_interval:g} s): the lease is renewed each sweep")
         return self
 
     @field_validator("allowed_schemes", mode="before")
@@ -192,6 +207,10 @@ class ManagerSettings(BaseSettings):
     @property
     def init_handler_timeout(self) -> float:
         return self.init_timeout + 10.0
+
+    def redis_target(self) -> RedisTarget:
+        """``MANAGER_REDIS_URL`` parsed (plain or Sentinel); raises ``RedisUrlError`` naming the setting."""
+        return parse_redis_url(self.redis_url, "MANAGER_REDIS_URL")
 
 
 def insecure_bind(settings: ManagerSettings) -> str | None:

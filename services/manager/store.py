@@ -1,7 +1,11 @@
-"""The manager's Redis I/O for pipeline records: create, read, desired state, retire, remove.
+"""The manager's Redis I/O for pipeline records: create, confirm, read, desired state, retire, remove.
 
 Every key comes from ``services.core.keys``. Writes that must not interleave with a task's own
 writes (desired state, retiring a pipeline) are Lua scripts, so they are atomic in Redis.
+
+Formats (``services.core.formats``): a record or a spec of a newer major than this release reads is
+refused with the reason: the reaper skips that record (logged once) and leaves it as it is, ``get``
+answers ``operation_error`` naming the versions, ``spec`` raises ``FormatError`` to its caller.
 """
 
 import json
@@ -13,7 +17,9 @@ from typing import Any
 from redis.asyncio import Redis
 
 from services.core import keys
-from services.core.errors import NotFoundError
+from services.core.errors import NotFoundError, OperationError
+from services.core.formats import SPEC as SPEC_FORMAT
+from services.core.formats import FormatError, readable
 from services.core.records import DesiredState, PipelineRecord, PipelineState
 
 logger = logging.getLogger(__name__)
@@ -85,6 +91,27 @@ return 1
 """
 
 
+# KEYS: record. Confirms an INIT's record as its success reply is handed back (confirm_by 0). Returns
+# 1, or 0 when the record is gone or the reaper is abandoning it (confirm_by -1): the INIT then fails.
+_CONFIRM = """
+local by = redis.call('HGET', KEYS[1], 'confirm_by')
+if not by and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if tonumber(by) == -1 then return 0 end
+redis.call('HSET', KEYS[1], 'confirm_by', '0')
+return 1
+"""
+
+# KEYS: record. ARGV: now. An unconfirmed record past its deadline (or one already being abandoned) is
+# marked abandoned (confirm_by -1: its INIT can no longer confirm it) and desired TERMINATED.
+# Returns 1 when the caller is to terminate and remove it, 0 when it is confirmed or not due yet.
+_ABANDON = """
+local by = tonumber(redis.call('HGET', KEYS[1], 'confirm_by') or '0') or 0
+if by == 0 or by > tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'confirm_by', '-1', 'desired_state', 'TERMINATED')
+return 1
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class LiveRecord:
     """A live pipeline's record as the reaper sees it, with whether its heartbeat key exists."""
@@ -101,6 +128,8 @@ class PipelineStore:
         self._retire = redis.register_script(_RETIRE)
         self._restart = redis.register_script(_RESTART)
         self._dispatched = redis.register_script(_DISPATCHED)
+        self._confirm = redis.register_script(_CONFIRM)
+        self._abandon = redis.register_script(_ABANDON)
         self._unreadable: set[str] = set()  # ids whose unreadable record was already logged
 
     async def create(self, record: PipelineRecord, spec: dict[str, Any]) -> None:
@@ -115,7 +144,7 @@ class PipelineStore:
         raw = await self._redis.hgetall(keys.pipeline_record(pipeline_id))
         if not raw:
             raise _not_found(pipeline_id)
-        return PipelineRecord.from_hash(_texts(raw))
+        return _record(pipeline_id, raw)
 
     async def request_state(self, pipeline_id: str, desired: DesiredState) -> PipelineRecord:
         """Writes the desired state (unless the pipeline is over) and returns the record after it."""
@@ -123,7 +152,7 @@ class PipelineStore:
                                          args=[desired.value, *FINAL_STATES])
         if flat is None:
             raise _not_found(pipeline_id)
-        return PipelineRecord.from_hash(_texts(dict(zip(flat[::2], flat[1::2], strict=True))))
+        return _record(pipeline_id, dict(zip(flat[::2], flat[1::2], strict=True)))
 
     async def live_ids(self) -> list[str]:
         """The ids in the index, oldest pipeline first."""
@@ -152,6 +181,10 @@ class PipelineStore:
                 continue
             try:
                 live.append(LiveRecord(PipelineRecord.from_hash(_texts(raw)), bool(beat)))
+            except FormatError as exc:
+                if pipeline_id not in self._unreadable:
+                    logger.warning("pipeline %s left as it is: %s", pipeline_id, exc)
+                self._unreadable.add(pipeline_id)
             except (KeyError, ValueError):
                 if pipeline_id not in self._unreadable:
                     logger.exception("pipeline %s: unreadable record, left as it is", pipeline_id)
@@ -201,8 +234,20 @@ class PipelineStore:
     async def mark_dispatched(self, pipeline_id: str, epoch: int) -> bool:
         return bool(await self._dispatched(keys=[keys.pipeline_record(pipeline_id)], args=[epoch, time.time()]))
 
+    async def confirm(self, pipeline_id: str) -> bool:
+        """Marks an INIT's record confirmed (its client gets the id); False when it is gone or being abandoned."""
+        return bool(await self._confirm(keys=[keys.pipeline_record(pipeline_id)]))
+
+    async def abandon_unconfirmed(self, pipeline_id: str) -> bool:
+        """Marks an unconfirmed record past its deadline abandoned and desired TERMINATED, atomically; whether
+        it was (the caller then terminates its task and removes it)."""
+        return bool(await self._abandon(keys=[keys.pipeline_record(pipeline_id)], args=[time.time()]))
+
     async def spec(self, pipeline_id: str) -> dict[str, Any] | None:
-        """The task payload stored at INIT (what a re-dispatch sends again); None when missing or unreadable."""
+        """The task payload stored at INIT (what a re-dispatch sends again); None when missing or unreadable.
+
+        Raises ``FormatError`` for a spec of a newer major (a newer manager stored it).
+        """
         raw = await self._redis.get(keys.pipeline_spec(pipeline_id))
         if raw is None:
             return None
@@ -211,7 +256,10 @@ class PipelineStore:
         except ValueError:
             logger.warning("pipeline %s has an unreadable stored spec", pipeline_id)
             return None
-        return spec if isinstance(spec, dict) else None
+        if not isinstance(spec, dict):
+            return None
+        readable(f"pipeline {pipeline_id}'s spec", spec.get("format_version"), SPEC_FORMAT)
+        return spec
 
     async def remove(self, pipeline_id: str) -> None:
         """Every trace of the pipeline: its keys and its index entry."""
@@ -220,20 +268,45 @@ class PipelineStore:
             pipe.srem(keys.pipelines_index(), pipeline_id)
             await pipe.execute()
 
-    async def last_report(self, pipeline_id: str) -> dict[str, Any] | None:
-        raw = await self._redis.get(keys.pipeline_report(pipeline_id))
-        if raw is None:
-            return None
-        try:
-            report = json.loads(raw)
-        except ValueError:
-            logger.warning("pipeline %s has an unreadable stored report", pipeline_id)
-            return None
-        return report if isinstance(report, dict) else None
+    async def snapshot(self, pipeline_id: str) -> "Snapshot":
+        """The record, the last stored report and the dropped-results count, in one round trip
+        (STATUS's usual path: three reads that were four round trips); NotFoundError without a record."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.pipeline_record(pipeline_id))
+            pipe.get(keys.pipeline_report(pipeline_id))
+            pipe.get(keys.results_dropped(pipeline_id))
+            raw_record, raw_report, raw_dropped = await pipe.execute()
+        if not raw_record:
+            raise _not_found(pipeline_id)
+        return Snapshot(_record(pipeline_id, raw_record), _report(pipeline_id, raw_report),
+                        int(raw_dropped) if raw_dropped is not None else 0)
 
-    async def results_dropped(self, pipeline_id: str) -> int:
-        raw = await self._redis.get(keys.results_dropped(pipeline_id))
-        return int(raw) if raw is not None else 0
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    record: PipelineRecord
+    report: dict[str, Any] | None  # the task's last stored report, None when there is none (or it is unreadable)
+    results_dropped: int
+
+
+def _report(pipeline_id: str, raw: bytes | str | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        report = json.loads(raw)
+    except ValueError:
+        logger.warning("pipeline %s has an unreadable stored report", pipeline_id)
+        return None
+    return report if isinstance(report, dict) else None
+
+
+def _record(pipeline_id: str, raw: dict[Any, Any]) -> PipelineRecord:
+    """The record of a request; one of a newer format major is refused with ``operation_error``."""
+    try:
+        return PipelineRecord.from_hash(_texts(raw))
+    except FormatError as exc:
+        raise OperationError(f"pipeline {pipeline_id}: {exc}",
+                             "The pipeline was created by a newer release of the manager.") from None
 
 
 def _not_found(pipeline_id: str) -> NotFoundError:

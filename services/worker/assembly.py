@@ -214,7 +214,8 @@ def _sinks(spec: PipelineSpec, pipeline_id: str, client: redis.Redis, settings: 
                 f"field 'sink_configuration.host': {exc}",
                 "The UDP sink's host (sink_configuration.host) is not an allowed destination.",
             ) from None
-    return [RedisStreamSink(client, pipeline_id, maxlen=spec.results_buffer_size, fence=fence), *udp]
+    return [RedisStreamSink(client, pipeline_id, maxlen=spec.results_buffer_size, fence=fence,
+                            replay_window=settings.results_replay_window), *udp]
 
 
 def _observers(pipeline_id: str, client: redis.Redis, settings: WorkerSettings,

@@ -6,7 +6,8 @@ builds its own with ``create_app``. Importing this module connects to nothing an
 OpenCV nor onnxruntime. Hooks, all in the worker's main process: ``worker_init`` imports the
 engine (``preload_engine``) and starts the inference service process, both before the pool forks
 (the pipeline processes share the modules' pages and inherit the service's socket path),
-``worker_ready`` starts the registration thread, ``worker_shutting_down`` stops the running
+``worker_ready`` starts the registration thread (which also stops and resumes the consumption of
+the worker's queues while it is drained: ``services.worker.drain``), ``worker_shutting_down`` stops the running
 pipelines (``shutdown``), ``worker_shutdown`` deletes the registration and stops the service.
 """
 
@@ -18,7 +19,9 @@ from celery import Celery, signals
 from services.core import logs
 from services.core.logs import LogFormat
 from services.core.tasks import RUN_PIPELINE, celery_config, queue_for
+from services.infra.redis_connect import with_celery_connection
 from services.worker import shutdown
+from services.worker.drain import ConsumerSwitch
 from services.worker.inference.process import InferenceServiceProcess
 from services.worker.registration import Registration, WorkerIdentity
 from services.worker.settings import WorkerSettings
@@ -32,7 +35,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(pipeline_tag)s%(name)s
 
 def create_app(settings: WorkerSettings) -> Celery:
     app = Celery("vsim-worker", set_as_current=False)
-    app.conf.update(celery_config(settings.redis_url, settings.visibility_timeout))
+    app.conf.update(with_celery_connection(celery_config("", settings.visibility_timeout), settings.redis_target()))
     register_tasks(app, settings)
     _connect_hooks(app, settings)
     return app
@@ -61,8 +64,10 @@ def _connect_hooks(app: Celery, settings: WorkerSettings) -> None:
     def on_ready(sender: Any, **kwargs: Any) -> None:
         if sender.app is not app:
             return
-        registration = Registration(redis_client(settings), _identity(sender, settings), _pipeline_pids,
-                                    lambda: {pid for service in services if (pid := service.pid) is not None})
+        identity = _identity(sender, settings)
+        registration = Registration(redis_client(settings), identity, _pipeline_pids,
+                                    lambda: {pid for service in services if (pid := service.pid) is not None},
+                                    ConsumerSwitch(sender, identity.queues))
         registrations[sender.hostname] = registration
         registration.start()
         log.info("worker %s registered for %s", sender.hostname, ", ".join(_queues(sender)))

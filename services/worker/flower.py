@@ -8,7 +8,9 @@ basic auth (for probes and Prometheus); both show no task arguments.
 
 Settings (environment; Flower's own names where Flower has one):
 
-- ``FLOWER_REDIS_URL``: the broker (default ``redis://127.0.0.1:6379/0``), the workers' ``WORKER_REDIS_URL``.
+- ``FLOWER_REDIS_URL``: the broker (default ``redis://127.0.0.1:6379/0``), the workers' ``WORKER_REDIS_URL``; a
+  ``redis+sentinel://`` URL too (``services.infra.redis_connect``: kombu's Sentinel transport, which Flower's
+  broker tab reads as well).
 - ``FLOWER_BASIC_AUTH``: ``user:password``, comma-separated pairs allowed. Required.
 - ``FLOWER_ALLOW_NO_AUTH``: ``1`` starts without basic auth anyway (Flower's API then still answers 401
   unless Flower's own ``FLOWER_UNAUTHENTICATED_API`` is set).
@@ -29,7 +31,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
@@ -48,6 +50,17 @@ class FlowerSettings(BaseSettings):
     port: int = Field(default=5555, ge=1, le=65535)
     persistent: bool = False
     db: str | None = None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _usable_url(cls, value: str) -> str:
+        from services.infra.redis_connect import RedisUrlError, parse_redis_url
+
+        try:
+            parse_redis_url(value, "FLOWER_REDIS_URL")
+        except RedisUrlError as exc:  # _problems names the setting; the message holds no secret
+            raise ValueError(str(exc).removeprefix("FLOWER_REDIS_URL: ")) from None
+        return value
 
     @model_validator(mode="after")
     def _persistence_needs_a_location(self) -> "FlowerSettings":
@@ -95,9 +108,10 @@ def _celery_app(settings: FlowerSettings) -> "Celery":
     from celery import Celery  # imported only once the settings are valid: a refusal stays quick
 
     from services.core.tasks import celery_config
+    from services.infra.redis_connect import with_celery_connection
 
     app = Celery("vsim-flower", set_as_current=False)
-    app.conf.update(celery_config(settings.redis_url))
+    app.conf.update(with_celery_connection(celery_config(""), settings.redis_url, "FLOWER_REDIS_URL"))
     return app
 
 

@@ -14,6 +14,7 @@ import redis
 from celery.utils.nodenames import default_nodename, host_format
 
 from services.core import keys
+from services.infra.redis_connect import RedisUrlError, sync_client
 from services.worker.settings import WorkerSettings
 
 
@@ -25,7 +26,10 @@ def nodename(settings: WorkerSettings) -> str:
 def check(settings: WorkerSettings, timeout: float = 3.0) -> tuple[bool, str]:
     """(healthy, one line saying why)."""
     name = nodename(settings)
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        client = sync_client(settings.redis_target(), socket_timeout=timeout, socket_connect_timeout=timeout)
+    except RedisUrlError as exc:
+        return False, f"worker {name}: {exc}"
     try:
         registered = client.exists(keys.worker_registration(name))
     except redis.RedisError as exc:  # the message never holds the URL's password

@@ -304,7 +304,9 @@ class Ownership:
         if self._server is None:
             return False
         fields = {
-            **self._claimed,
+            # confirm_by as claimed is the INIT's deadline (its manager confirms only after the claim): a
+            # record restored with it would be abandoned by the reaper, so it comes back confirmed.
+            **{name: value for name, value in self._claimed.items() if name != "confirm_by"},
             "pipeline_id": self.pipeline_id, "epoch": str(self.epoch), "owner": self.owner,
             "state": self._state.value, "desired_state": self._desired.value,
             "updated_at": str(time.time()), "restart_at": "0",

@@ -16,6 +16,12 @@ service (the models every pipeline shares) is published on its own, ``inference_
 it is the worker's fixed cost, not a pipeline's. A
 busy slot is a pool process that is running a pipeline task, so a slot counts as free again as
 soon as its process is gone, whatever Celery's bookkeeping says.
+
+The key also carries its ``format_version`` (``services.core.formats``) and the drain fields: the
+same script that publishes it answers whether the worker is drained, and the beat passes that on to
+the consumer switch (``services.worker.drain``), which stops or resumes the consumption of the
+worker's queues; the next beat publishes ``draining`` (as last seen) and ``consuming`` (as the
+consumer does now).
 """
 
 import logging
@@ -26,9 +32,10 @@ from dataclasses import dataclass
 import psutil
 import redis
 
-from services.core import keys
+from services.core import formats, keys
 from services.core.registration import WorkerRegistration
 from services.infra import registry
+from services.worker.drain import ConsumerSwitch
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +116,13 @@ class Registration:
         identity: WorkerIdentity,
         pipeline_pids: Callable[[], Collection[int]] = frozenset,
         shared_pids: Callable[[], Collection[int]] = frozenset,
+        switch: ConsumerSwitch | None = None,
     ) -> None:
         """``pipeline_pids`` names the processes running a pipeline task (from Celery's state),
-        ``shared_pids`` the ones serving them all (the inference service)."""
+        ``shared_pids`` the ones serving them all (the inference service); ``switch`` stops and
+        resumes the consumption of the worker's queues as its drain flag says (None: not drainable)."""
+        self._switch = switch
+        self._draining = False  # the drain flag as the last beat read it
         self._client = client
         self._identity = identity
         self._pipeline_pids = pipeline_pids
@@ -156,6 +167,9 @@ class Registration:
             largest_pipeline_ram_mb=self._largest_mb or None,  # None: no pipeline ran here yet
             inference_service_ram_mb=usage.shared_mb,
             max_ram_mb=self._identity.max_ram_mb,
+            format_version=str(formats.REGISTRATION),
+            draining=self._draining,
+            consuming=self._switch.consuming() if self._switch is not None else None,
         )
 
     def _run(self) -> None:
@@ -170,7 +184,7 @@ class Registration:
             log.exception("worker registration %s: cannot measure the worker", self._key)
             return
         try:
-            registry.publish(self._client, self._identity.hostname, payload, TTL)
+            drained = registry.publish(self._client, self._identity.hostname, payload, TTL)
         except redis.RedisError as exc:
             if not self._failing:
                 log.warning("worker registration %s not refreshed: %s", self._key, exc)
@@ -179,3 +193,10 @@ class Registration:
         if self._failing:
             log.info("worker registration %s refreshed again", self._key)
         self._failing = False
+        self._draining = drained
+        if self._switch is not None:
+            try:
+                self._switch.apply(drained)
+            except Exception:  # the beat must go on: the worker would look dead
+                log.exception("worker %s: cannot switch its queue consumer (drained: %s)",
+                              self._identity.hostname, drained)

@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from services.core.logs import LogFormat
 from services.core.networks import LOOPBACK_NETWORKS, NetworkPolicy, normalise_entries
 from services.core.settings_values import comma_list
+from services.infra.redis_connect import RedisTarget, parse_redis_url
 
 Device = Literal["cpu", "gpu", "jetson"]
 
@@ -50,6 +51,9 @@ class WorkerSettings(BaseSettings):
     # Timeouts of the task's Redis client, so an unreachable Redis fails a call instead of hanging it.
     redis_socket_timeout: float = Field(default=5.0, gt=0)
     redis_connect_timeout: float = Field(default=2.0, gt=0)
+    # Results each pipeline remembers after Redis acknowledged them, to write them again (same ids) when a
+    # failover's promoted replica (or a Redis restarted empty) lacks them (services.worker.engine.sinks.redis_stream).
+    results_replay_window: int = Field(default=256, ge=0)
 
     # Seconds between two annotated preview frames a pipeline publishes for the dashboard (a JPEG in
     # Redis, drawn off the inference path); 0 disables previews.
@@ -106,6 +110,10 @@ class WorkerSettings(BaseSettings):
     @classmethod
     def _networks(cls, value: Any) -> Any:
         return normalise_entries(value)
+
+    def redis_target(self) -> RedisTarget:
+        """``WORKER_REDIS_URL`` parsed (plain or Sentinel); raises ``RedisUrlError`` naming the setting."""
+        return parse_redis_url(self.redis_url, "WORKER_REDIS_URL")
 
     def workflow_networks(self) -> NetworkPolicy:
         return NetworkPolicy.parse(self.workflow_allowed_networks, "WORKER_WORKFLOW_ALLOWED_NETWORKS")

@@ -1,6 +1,7 @@
 """The Celery task ``RUN_PIPELINE``: a thin adapter from a Celery message to ``runner.run``.
 
-It validates the payload, builds the task's Redis client, installs the SIGTERM handler of
+It validates the payload (``plan.load_task_spec``: any spec format this release reads; a newer major
+is rejected with the reason, like an invalid spec), builds the task's Redis client, installs the SIGTERM handler of
 ``shutdown`` and calls the runner. The runner (and with it OpenCV and onnxruntime) is imported
 inside the task, so the worker's main process never loads them.
 """
@@ -11,9 +12,11 @@ import redis
 from celery import Celery, Task
 from pydantic import ValidationError
 
-from services.core.errors import invalid_payload_from
-from services.core.plan import PipelineSpec
+from services.core.errors import InvalidPayloadError, invalid_payload_from
+from services.core.formats import FormatError
+from services.core.plan import load_task_spec
 from services.core.tasks import RUN_PIPELINE
+from services.infra.redis_connect import sync_client
 from services.worker import shutdown
 from services.worker.settings import WorkerSettings
 
@@ -39,9 +42,10 @@ def run_pipeline_task(
     restore_sigterm = shutdown.install_task_handler()
     try:
         try:
-            parsed = PipelineSpec.model_validate(spec)
-        except ValidationError as exc:
-            error = invalid_payload_from(exc, "pipeline spec")
+            parsed = load_task_spec(spec)
+        except (ValidationError, FormatError) as exc:
+            error = (invalid_payload_from(exc, "pipeline spec") if isinstance(exc, ValidationError)
+                     else InvalidPayloadError(f"{exc}: upgrade this worker"))
             state = runner.reject(pipeline_id, epoch, error, reply_to, client, hostname)
         else:
             state = runner.run(
@@ -54,8 +58,10 @@ def run_pipeline_task(
 
 
 def redis_client(settings: WorkerSettings) -> redis.Redis:
-    return redis.Redis.from_url(
-        settings.redis_url,
+    """The worker's Redis client: ``WORKER_REDIS_URL``, a plain server or a Sentinel-managed master
+    (``services.infra.redis_connect``; after a failover it reconnects to the promoted master)."""
+    return sync_client(
+        settings.redis_target(),
         socket_timeout=settings.redis_socket_timeout,
         socket_connect_timeout=settings.redis_connect_timeout,
         health_check_interval=30,

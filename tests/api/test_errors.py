@@ -242,7 +242,7 @@ def test_an_unreachable_manager_is_503_naming_its_address(offline_api: ServedApi
 
     assert response.status_code == 503
     body = response.json()
-    message = f"stream manager at 127.0.0.1:{port} unreachable ([Errno 111] Connect call failed ('127.0.0.1', {port}))"
+    message = f"stream manager at 127.0.0.1:{port} unreachable ([Errno 111] Connection refused)"
     pipeline_id = "p-1" if "p-1" in path else None
     assert body == local_body(path, message, "ConnectivityError", pipeline_id,
                               inner_error_type="ConnectionRefusedError")

@@ -23,6 +23,7 @@ DOCUMENT: dict[str, Any] = APP.openapi()
 PREVIEW = "/inference_pipelines/{pipeline_id}/preview.jpg"
 WORKSPACE = "/workflows/{workspace_name}"
 WORKFLOW = "/workflows/{workspace_name}/{workflow_id}"
+DRAIN = "/workers/{hostname}/drain"
 OPERATIONS = [(path, method, operation) for path, item in DOCUMENT["paths"].items()
               for method, operation in item.items()]
 
@@ -38,14 +39,15 @@ def test_both_generations_route_tables() -> None:
         ("POST", "/inference_pipelines/{pipeline_id}/terminate"), ("GET", "/inference_pipelines/{pipeline_id}/consume"),
         ("GET", "/healthz"), ("GET", "/readyz"),
         ("GET", "/dashboard/api/pipelines"), ("GET", PREVIEW),
+        ("GET", "/workers"), ("POST", DRAIN), ("DELETE", DRAIN),
         ("GET", "/workflows"), ("GET", WORKSPACE), ("GET", WORKFLOW), ("PUT", WORKFLOW), ("DELETE", WORKFLOW),
     ])
     routes = {context.path: context.route for context in iter_route_contexts(APP.routes)
               if isinstance(context.route, APIRoute) and context.route.include_in_schema}  # not the dashboard's page
     assert set(routes) == {path for path, _, _ in OPERATIONS}  # no route is left out of the document
     for path, route in routes.items():  # each generation answers errors in its own shape
-        newer = path.startswith(("/inference_pipelines", "/dashboard", "/workflows")) or path in ("/healthz",
-                                                                                                "/readyz")
+        newer = path.startswith(("/inference_pipelines", "/dashboard", "/workflows", "/workers")) \
+            or path in ("/healthz", "/readyz")
         assert isinstance(route, NewerRoute if newer else OlderRoute), path
 
 
@@ -78,6 +80,10 @@ def test_every_route_has_a_typed_success_body_and_documented_errors(path: str, m
         assert set(errors.values()) == {"#/components/schemas/NewerErrorBody"}
         assert ("404" in errors) == (path == WORKFLOW and method != "put")
         assert ("400" in errors) == (path != "/workflows")  # an invalid name, or definition
+    elif path.startswith("/workers"):
+        assert {"401", "500", "502", "503"} <= set(errors)
+        assert set(errors.values()) == {"#/components/schemas/NewerErrorBody"}
+        assert ("404" in errors) == ("400" in errors) == (path == DRAIN)  # an unknown worker, an invalid name
     else:
         model = "NewerErrorBody" if path.startswith(("/inference_pipelines", "/dashboard")) else "OlderErrorBody"
         assert {"401", "500", "502", "503"} <= set(errors)

@@ -119,4 +119,4 @@ def test_watch_errors(stack: Stack) -> None:
     assert "redis-password" not in down.err and len(down.err.splitlines()) == 1
 
     bad = vsim("watch", "any", "--redis-url", "http://not-redis")
-    assert bad.code == 2 and bad.err.startswith("error: bad --redis-url")
+    assert bad.code == 2 and bad.err.startswith("error: --redis-url: unsupported scheme 'http'")

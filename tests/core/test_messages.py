@@ -128,6 +128,9 @@ def test_every_request_type_is_known() -> None:
         "get_workflow",
         "list_workflows",
         "delete_workflow",
+        "drain_worker",
+        "undrain_worker",
+        "list_workers",
     )
 
 

@@ -55,6 +55,7 @@ class FakeTask(threading.Thread):
         self.commands: list[str] = []
         self.answer = True  # False: receives commands but never replies (a hung task)
         self.extra: dict[str, Any] = {}  # added to the success reply (a WebRTC task's SDP answer)
+        self.owner = "fake@host"  # written into the record as a task writes ``<hostname>:<pid>``
         self._lost = threading.Event()
         self.subscribed = threading.Event()
 
@@ -74,7 +75,7 @@ class FakeTask(threading.Thread):
 
     def _run(self) -> None:
         record = keys.pipeline_record(self.pipeline_id)
-        self.client.hset(record, mapping={"state": "RUNNING", "owner": "fake@host"})
+        self.client.hset(record, mapping={"state": "RUNNING", "owner": self.owner})
         with self.client.pubsub() as pubsub:  # type: ignore[no-untyped-call]
             pubsub.subscribe(keys.pipeline_control_channel(self.pipeline_id))
             pubsub.get_message(timeout=1.0)  # the subscribe confirmation
@@ -114,6 +115,7 @@ class FakeWorker:
         self.url = url
         self.behaviour = "run"
         self.extra: dict[str, Any] = {}  # each task's success reply carries these fields too
+        self.owner = "fake@host"  # the owner each new task writes (a drain test names the worker)
         self.tasks: list[FakeTask] = []
         self.calls: list[dict[str, Any]] = []
 
@@ -123,6 +125,7 @@ class FakeWorker:
                            "reply_to": reply_to, "device": device})
         task = FakeTask(self.url, pipeline_id, epoch, reply_to, self.behaviour)
         task.extra = dict(self.extra)
+        task.owner = self.owner
         self.tasks.append(task)
         task.start()
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis
 
 from services.core import keys
+from services.infra.redis_connect import sync_client
 from tools.embedded_redis import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +42,7 @@ class Stack:
         self.devices = devices
         self.manager: subprocess.Popen[bytes] | None = None
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
-        self.client = redis.Redis.from_url(redis_url)
+        self.client = sync_client(redis_url)  # a plain or a Sentinel URL (tests/support/sentinel.py)
         self.apis: dict[str, subprocess.Popen[bytes]] = {}
 
     def _env(self, **extra: str) -> dict[str, str]:

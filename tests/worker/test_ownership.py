@@ -155,10 +155,14 @@ def test_results_sink_restores_a_lost_record_and_writes(server: RedisServer, cli
     fenced = threading.Event()
     sink = RedisStreamSink(client, pid, maxlen=100, fence=Fence(1, ownership.owner, fenced.set, ownership.restore))
     sink.write([one_round(1)], 0)
+    first_id = client.xrange(keys.results_stream(pid))[0][0]
 
     restart_empty(server)
     sink.write([one_round(2)], 3)  # the first write after the outage carries the rounds it dropped
-    assert client.xlen(keys.results_stream(pid)) == 1
+    # the result Redis lost is written back first, with its original id (redis_stream: replay)
+    assert client.xrange(keys.results_stream(pid))[0][0] == first_id
+    assert client.xlen(keys.results_stream(pid)) == 2
+    assert (sink.recovery().replayed, sink.recovery().lost) == (1, 0)
     assert client.get(keys.results_dropped(pid)) == b"3"
     assert read_record(client, pid).epoch == 1 and indexed(client, pid)
     assert not fenced.is_set()
@@ -167,7 +171,7 @@ def test_results_sink_restores_a_lost_record_and_writes(server: RedisServer, cli
     with pytest.raises(FencedOut, match="removed"):
         sink.write([one_round(3)], 0)
     assert fenced.is_set()
-    assert client.xlen(keys.results_stream(pid)) == 1 and client.exists(keys.pipeline_record(pid)) == 0
+    assert client.xlen(keys.results_stream(pid)) == 2 and client.exists(keys.pipeline_record(pid)) == 0
 
 
 def test_a_sink_without_a_restore_treats_a_missing_record_as_fenced(client: redis.Redis) -> None:
@@ -204,3 +208,20 @@ def test_consumption_timeout_is_not_hit_because_redis_lost_the_consumption_curso
     supervisor._tick()
     assert supervisor._stop_reason is None
     assert read_record(client, ownership.pipeline_id).state is PipelineState.RUNNING
+
+
+def test_a_record_restored_after_data_loss_comes_back_confirmed(server: RedisServer, client: redis.Redis) -> None:
+    # Claimed while its INIT was still unconfirmed (the manager confirms after the task's reply): restored
+    # with that deadline, the manager's reaper would terminate a pipeline its client is using.
+    record = create_record(client, device="gpu", confirm_by=time.time() + 30)
+    client.set(keys.pipeline_spec(record.pipeline_id), SPEC)
+    client.sadd(keys.pipelines_index(), record.pipeline_id)
+    ownership = Ownership(client, record.pipeline_id, 1, "worker@host:1")
+    assert ownership.claim() is DesiredState.RUNNING
+    client.hset(keys.pipeline_record(record.pipeline_id), "confirm_by", "0")  # its INIT's reply went out
+
+    restart_empty(server)
+    assert ownership.tick(PipelineState.RUNNING, REPORT).owned
+    restored = read_record(client, record.pipeline_id)
+    assert restored.confirm_by == 0.0 and restored.state is PipelineState.RUNNING
+    assert not client.hexists(keys.pipeline_record(record.pipeline_id), "confirm_by")

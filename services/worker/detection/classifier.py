@@ -5,10 +5,12 @@
 logits). The image is stretched, not letterboxed, as classifiers are trained on resized crops.
 """
 
+from typing import Any
+
 import cv2
 import numpy as np
 
-from services.worker.detection.detector import ModelRunner, load_runner
+from services.worker.detection.detector import ModelHost
 from services.worker.models.errors import InvalidModelError
 from services.worker.models.repository import TASK_CLASSIFICATION, ModelSpec
 
@@ -19,32 +21,19 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return np.asarray(shifted / shifted.sum(axis=-1, keepdims=True), dtype=np.float32)
 
 
-class Classifier:
+class Classifier(ModelHost):
     """Runs one classification model on BGR uint8 images."""
 
-    def __init__(
-        self,
-        model: ModelSpec,
-        *,
-        device: str = "cpu",
-        intra_op_threads: int = 0,
-        allow_spinning: bool = False,
-        runner: ModelRunner | None = None,
-    ) -> None:
-        if model.task_type != TASK_CLASSIFICATION:
-            raise InvalidModelError(f"model {model.model_id!r} is not a classifier (its task: {model.task_type})")
-        self.model = model
+    task_name = "a classifier"
+
+    def __init__(self, model: ModelSpec, **options: Any) -> None:
+        super().__init__(model, **options)
         self._mean = np.asarray(model.mean, dtype=np.float32).reshape(3, 1, 1)
         self._inv_std = (1.0 / np.asarray(model.std, dtype=np.float32)).reshape(3, 1, 1)
-        self._runner = runner or load_runner(model, device, intra_op_threads, allow_spinning)
 
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        return self.model.class_names
-
-    @property
-    def providers(self) -> list[str]:
-        return self._runner.providers
+    @staticmethod
+    def accepts(model: ModelSpec) -> bool:
+        return model.task_type == TASK_CLASSIFICATION
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         """A BGR uint8 HxWx3 image as the model's [1, 3, H, W] float32 input."""

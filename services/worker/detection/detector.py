@@ -120,8 +120,11 @@ def load_runner(model: ModelSpec, device: str = "cpu", intra_op_threads: int = 0
     return SessionRunner(session, model.input_name)
 
 
-class Detector:
-    """Pre- and post-processing of one detection model around its runner (local session by default)."""
+class ModelHost:
+    """What every model user has: its spec, checked for the task it serves, and a runner (a local
+    onnxruntime session by default, or the inference service's shared one)."""
+
+    task_name = "model"
 
     def __init__(
         self,
@@ -132,15 +135,14 @@ class Detector:
         allow_spinning: bool = False,
         runner: ModelRunner | None = None,
     ) -> None:
-        if model.task_type != TASK_DETECTION or model.layout is None:
-            raise InvalidModelError(f"model {model.model_id!r} is not an object detector (its task: {model.task_type})")
+        if not self.accepts(model):
+            raise InvalidModelError(f"model {model.model_id!r} is not {self.task_name} (its task: {model.task_type})")
         self.model = model
-        self._layout: OutputLayout = model.layout
-        # Pre-processing runs beside inference on the pipeline's own threads: OpenCV's thread pool
-        # would only compete with onnxruntime for the same cores (letterbox measured 2x the CPU
-        # time for the same wall time with 2 OpenCV threads on 2 cores).
-        cv2.setNumThreads(1)
         self._runner = runner or load_runner(model, device, intra_op_threads, allow_spinning)
+
+    @staticmethod
+    def accepts(model: ModelSpec) -> bool:
+        raise NotImplementedError
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -149,6 +151,25 @@ class Detector:
     @property
     def providers(self) -> list[str]:
         return self._runner.providers
+
+
+class Detector(ModelHost):
+    """Pre- and post-processing of one detection model around its runner (local session by default)."""
+
+    task_name = "an object detector"
+
+    def __init__(self, model: ModelSpec, **options: Any) -> None:
+        # Pre-processing runs beside inference on the pipeline's own threads: OpenCV's thread pool
+        # would only compete with onnxruntime for the same cores (letterbox measured 2x the CPU
+        # time for the same wall time with 2 OpenCV threads on 2 cores).
+        cv2.setNumThreads(1)
+        super().__init__(model, **options)
+        assert model.layout is not None  # accepts() checked it
+        self._layout: OutputLayout = model.layout
+
+    @staticmethod
+    def accepts(model: ModelSpec) -> bool:
+        return model.task_type == TASK_DETECTION and model.layout is not None
 
     def take_turn(self) -> object | None:
         """The runner's turn for the next request, where it takes turns (the inference service); else None."""

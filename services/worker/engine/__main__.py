@@ -15,10 +15,9 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
-import redis
-
 from services.core import keys
 from services.core.redaction import redact_reference
+from services.infra.redis_connect import sync_client
 from services.worker.detection.detector import DetectionParams, Detector
 from services.worker.detection.processor import DetectionProcessor
 from services.worker.engine.pipeline import InferencePipeline, PipelineConfig
@@ -90,8 +89,8 @@ def main() -> None:
     sinks: list[ResultSink] = [] if args.quiet else [ConsoleSink()]
     client = None
     if args.redis_url:
-        client = redis.Redis.from_url(args.redis_url, socket_timeout=settings.redis_socket_timeout,
-                                      socket_connect_timeout=settings.redis_connect_timeout)
+        client = sync_client(args.redis_url, "--redis-url", socket_timeout=settings.redis_socket_timeout,
+                             socket_connect_timeout=settings.redis_connect_timeout)
         sinks.append(RedisStreamSink(client, args.pipeline_id, maxlen=10_000))
     if args.udp:
         host, port = args.udp.rsplit(":", 1)

@@ -13,6 +13,7 @@ from services.core.metrics import (
     LATENCY_BUCKETS,
     SINK_ERROR,
     SINK_QUEUE_FULL,
+    SINK_SERVER_LOST,
     HistogramCounts,
     LatencyHistogram,
     PipelineMetrics,
@@ -63,8 +64,9 @@ def metrics_section(
         buckets=list(LATENCY_BUCKETS),
         sources=[_source(source_id, snapshot, stats)
                  for source_id, (snapshot, stats) in enumerate(zip(histograms, sources, strict=True))],
-        sinks=[SinkMetrics(name=sink.name, delivered=sink.delivered,
-                           dropped={SINK_QUEUE_FULL: sink.dropped_queue_full, SINK_ERROR: sink.dropped_sink_error})
+        sinks=[SinkMetrics(name=sink.name, delivered=sink.delivered, replayed=sink.replayed,
+                           dropped={SINK_QUEUE_FULL: sink.dropped_queue_full, SINK_ERROR: sink.dropped_sink_error,
+                                    **({SINK_SERVER_LOST: sink.lost} if sink.lost else {})})
                for sink in sinks],
         inference_errors=inference_errors,
         workflow_step_errors=dict(step_errors or {}),

@@ -535,4 +535,10 @@ def _sink_report(sink: BufferedSink) -> dict[str, Any]:
         "dropped": stats.dropped_queue_full + stats.dropped_sink_error,
         "queued": stats.queued,
         "healthy": stats.healthy,
+        # outages (services.worker.engine.sinks.buffered, .redis_stream): rounds held for a retry, failed
+        # writes retried, rounds the server lost and the sink wrote again, rounds it lost for good
+        "retrying": stats.retrying,
+        "retries": stats.retries,
+        "replayed": stats.replayed,
+        "lost": stats.lost,
     }

@@ -19,6 +19,8 @@ from services.core.workflows.catalogue import (
 
 FAMILIES = (models, tracking, analytics, transformations, formatters, flow, visualization, sinks,
             detections_ops, aggregation)
+# Their module names: the worker's implementations live in modules of the same names.
+FAMILY_NAMES: tuple[str, ...] = tuple(family.__name__.rsplit(".", 1)[1] for family in FAMILIES)
 
 BLOCKS: tuple[BlockSpec, ...] = tuple(spec for family in FAMILIES for spec in family.BLOCKS)
 

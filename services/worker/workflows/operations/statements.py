@@ -50,31 +50,30 @@ def _group(group: Mapping[str, Any], context: Context) -> bool:
 def _binary(statement: Mapping[str, Any], context: Context) -> bool:
     left = _operand(statement.get("left_operand"), context.at(".left_operand"))
     right = _operand(statement.get("right_operand"), context.at(".right_operand"))
-    comparator = statement.get("comparator")
-    name = comparator.get("type") if isinstance(comparator, Mapping) else None
-    function = BINARY.get(name) if isinstance(name, str) else None
-    if function is None:
-        raise context.fail(f"unknown comparator {name!r}")
-    try:
-        result = bool(function(left, right))
-    except QueryLanguageError:
-        raise
-    except Exception as exc:
-        raise context.fail(f"{name!r} cannot compare {describe(left)} with {describe(right)} ({exc})") from exc
-    return result != bool(statement.get("negate", False))
+    return _apply(statement, "comparator", BINARY, (left, right),
+                  lambda: f"compare {describe(left)} with {describe(right)}", context)
 
 
 def _unary(statement: Mapping[str, Any], context: Context) -> bool:
     operand = _operand(statement.get("operand"), context.at(".operand"))
-    operator = statement.get("operator")
-    name = operator.get("type") if isinstance(operator, Mapping) else None
-    function = UNARY.get(name) if isinstance(name, str) else None
+    return _apply(statement, "operator", UNARY, (operand,), lambda: f"test {describe(operand)}", context)
+
+
+def _apply(statement: Mapping[str, Any], role: str, table: Mapping[str, Callable[..., Any]], operands: tuple[Any, ...],
+           doing: Callable[[], str], context: Context) -> bool:
+    """The statement's ``role`` ("comparator", "operator") looked up in ``table`` and applied to
+    ``operands``, negated when the statement says so; its failure names what it was doing."""
+    entry = statement.get(role)
+    name = entry.get("type") if isinstance(entry, Mapping) else None
+    function = table.get(name) if isinstance(name, str) else None
     if function is None:
-        raise context.fail(f"unknown operator {name!r}")
+        raise context.fail(f"unknown {role} {name!r}")
     try:
-        result = bool(function(operand))
+        result = bool(function(*operands))
+    except QueryLanguageError:
+        raise
     except Exception as exc:
-        raise context.fail(f"{name!r} cannot test {describe(operand)} ({exc})") from exc
+        raise context.fail(f"{name!r} cannot {doing()} ({exc})") from exc
     return result != bool(statement.get("negate", False))
 
 

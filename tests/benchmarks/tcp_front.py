@@ -1,0 +1,269 @@
+"""The TCP front side by side with the reference stream manager, a new connection per request.
+
+The reference's client opens a connection, sends one ``list_pipelines`` frame, reads the reply and
+closes; scripts written for it do the same. This benchmark runs that pattern at 1, 4, 16, 64 and 256
+concurrent clients against two servers started by the run, one after the other at each level:
+
+- the reference: ``streamvision`` 0.1.3's stream manager (``RoboflowTCPServer``, a blocking
+  ``socketserver.TCPServer``), in an environment of its own built by :mod:`tools.side_env` under
+  ``data/streamvision`` (it needs torch; the environment is several GB, built once);
+- ours: ``python -m services.manager`` on a redis-server started by the run, as shipped but for
+  ``MANAGER_LOG_LEVEL=WARNING`` (the reference configures no logging, so it logs no request either)
+  and ``MANAGER_MAX_CONNECTIONS=0`` (the 256-client level opens and closes connections faster than
+  closed ones leave the count).
+
+The reference keeps its pipelines in its own memory; ours reads them from Redis (one SMEMBERS, and
+one pipelined read per listed pipeline: none here), so Redis's CPU is part of ours and is reported.
+
+Theory of operation of the generator: a process of its own (``--child``), one asyncio loop; each
+client is a chain of raw protocols: a connection is opened, its ``connection_made`` writes the frame,
+the reply completes the latency (measured from the connect call to the last reply byte), the client
+closes, and ``connection_lost`` opens the next connection. The generator reports its CPU seconds.
+
+Usage: ``python -m tests.benchmarks.tcp_front [--output docs/benchmarks.md] [--seconds 8]
+[--levels 1,4,16,64,256]``
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from services.core.framing import encode_frame
+from tests.benchmarks.report import stamp, write_section
+from tests.support.redis_server import running_redis
+from tools import side_env
+from tools.embedded_redis import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+REFERENCE_ENV = ROOT / "data" / "streamvision"
+# streamvision's manager imports its WebRTC module (aiortc, av) and roboflow_workflows (torch, torchvision)
+# at start-up; roboflow-workflows' own dependencies beyond those are not needed to serve list_pipelines.
+REFERENCE_REQUIREMENTS = ("streamvision[webrtc]==0.1.3", "torch==2.14.1", "torchvision==0.29.1", "pybase64==1.5.1")
+REFERENCE_NO_DEPS = ("roboflow-workflows==0.2.14",)
+REFERENCE_MAIN = """
+from streamvision.stream.configuration import get_configuration
+from streamvision.stream_manager.manager_app.bootstrap import install_process_settings
+from streamvision.stream_manager.manager_app.host import PipelineHostDescriptor
+descriptor = PipelineHostDescriptor(factory="builtins:dict", settings={})  # no pipeline is started here
+install_process_settings(configuration=get_configuration(), host_descriptor=descriptor)
+from streamvision.stream_manager.manager_app.app import start
+start(expected_warmed_up_pipelines=0, host_descriptor=descriptor)
+"""
+REQUEST = encode_frame(json.dumps({"type": "list_pipelines"}).encode())
+LEVELS = (1, 4, 16, 64, 256)
+FIRST_ERRORS = 3
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The generator (the child process)
+
+
+class _Window:
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.latencies: list[float] = []
+        self.errors: list[str] = []
+        self.live = 0
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def error(self, text: str) -> None:
+        self.errors.append(text[:200])
+
+
+class _OneRequest(asyncio.Protocol):
+    def __init__(self, window: _Window, started: float) -> None:
+        self._window = window
+        self._started = started
+        self._buffer = bytearray()
+        self._answered = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        transport.write(REQUEST)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) >= 4 and len(self._buffer) >= 4 + int.from_bytes(self._buffer[:4], "big"):
+            self._answered = True
+            self._window.latencies.append(time.perf_counter() - self._started)
+            if json.loads(bytes(self._buffer[4:])).get("response", {}).get("status") != "success":
+                self._window.error(self._buffer[4:].decode(errors="replace"))
+            self._transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._answered:
+            self._window.error(f"closed before the reply: {exc!r}")
+        _next(self._window)
+
+
+def _next(window: _Window) -> None:
+    """Starts the client's next request, or retires the client once the window is over."""
+    if time.perf_counter() >= window.deadline:
+        window.live -= 1
+        if window.live == 0 and not window.done.done():
+            window.done.set_result(None)
+        return
+    asyncio.get_running_loop().create_task(_connect(window))
+
+
+async def _connect(window: _Window) -> None:
+    started = time.perf_counter()
+    try:
+        await asyncio.get_running_loop().create_connection(lambda: _OneRequest(window, started), "127.0.0.1",
+                                                           window.port)  # type: ignore[attr-defined]
+    except OSError as exc:
+        window.error(f"connect: {exc!r}")
+        await asyncio.sleep(0.01)
+        _next(window)
+
+
+async def _generate(port: int, clients: int, seconds: float) -> dict[str, Any]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    begin = time.perf_counter()
+    window = _Window(begin + seconds)
+    window.port = port  # type: ignore[attr-defined]
+    window.live = clients
+    for _ in range(clients):
+        asyncio.get_running_loop().create_task(_connect(window))
+    try:
+        await asyncio.wait_for(asyncio.shield(window.done), seconds + 30)
+    except TimeoutError:  # clients whose connect or reply never came: counted, not waited for
+        for _ in range(window.live):
+            window.error(f"no reply {seconds + 30:g} s after the window started")
+    elapsed = min(time.perf_counter() - begin, seconds + 30)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    latencies = sorted(window.latencies)
+
+    def percentile(fraction: float) -> float:
+        return latencies[min(len(latencies) - 1, round(fraction * (len(latencies) - 1)))] if latencies else 0.0
+
+    return {"answered": len(latencies), "elapsed": elapsed, "p50": percentile(0.5), "p99": percentile(0.99),
+            "errors": len(window.errors), "first_errors": window.errors[:FIRST_ERRORS],
+            "cpu": (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)}
+
+
+def _child(argv: list[str]) -> None:
+    port, clients, seconds = int(argv[0]), int(argv[1]), float(argv[2])
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4096)), hard))
+    print(json.dumps(asyncio.run(_generate(port, clients, seconds))), flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The parent
+
+
+def _wait_listening(port: int, process: "subprocess.Popen[bytes]", timeout: float = 120) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode} before listening on {port}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"nothing listens on {port} after {timeout:g} s")
+
+
+def _measure(port: int, clients: int, seconds: float, servers: list[psutil.Process]) -> dict[str, Any]:
+    before = [server.cpu_times() for server in servers]
+    child = subprocess.run([sys.executable, "-m", "tests.benchmarks.tcp_front", "--child", str(port), str(clients),
+                            str(seconds)], capture_output=True, text=True, check=False, cwd=ROOT,
+                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    if child.returncode != 0:
+        raise RuntimeError(f"the generator failed ({child.returncode}): {child.stderr[-1500:]}")
+    result: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
+    result["server_cpu"] = [(after.user + after.system - b.user - b.system) / result["elapsed"]
+                            for b, after in zip(before, (server.cpu_times() for server in servers), strict=True)]
+    return result
+
+
+def _cells(result: dict[str, Any]) -> list[str]:
+    rate = result["answered"] / result["elapsed"]
+    return [f"{rate:,.0f}", f"{result['p50'] * 1e3:.2f}", f"{result['p99'] * 1e3:.2f}", str(result["errors"])]
+
+
+def run(seconds: float, levels: tuple[int, ...]) -> str:
+    reference_python = side_env.ensure(REFERENCE_ENV, REFERENCE_REQUIREMENTS, no_deps=REFERENCE_NO_DEPS)
+    rows, notes = [], []
+    with running_redis() as server:
+        redis_url = server.url
+        ours_port, reference_port = free_port(), free_port()
+        env = dict(os.environ, PYTHONPATH=str(ROOT), MANAGER_REDIS_URL=redis_url, MANAGER_PORT=str(ours_port),
+                   MANAGER_LOG_LEVEL="WARNING", MANAGER_MAX_CONNECTIONS="0")
+        ours = subprocess.Popen([sys.executable, "-m", "services.manager"], env=env, cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        reference = subprocess.Popen([str(reference_python), "-c", REFERENCE_MAIN], cwd=ROOT,
+                                     env=dict(os.environ, STREAM_MANAGER_PORT=str(reference_port)),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait_listening(ours_port, ours)
+            _wait_listening(reference_port, reference)
+            assert server.process is not None
+            redis_process = psutil.Process(server.process.pid)
+            for clients in levels:
+                theirs = _measure(reference_port, clients, seconds, [psutil.Process(reference.pid)])
+                mine = _measure(ours_port, clients, seconds, [psutil.Process(ours.pid), redis_process])
+                ratio = (mine["answered"] / mine["elapsed"]) / max(1e-9, theirs["answered"] / theirs["elapsed"])
+                rows.append(f"| {clients} | " + " | ".join(_cells(theirs)) + " | " + " | ".join(_cells(mine))
+                            + f" | {ratio:.2f} | {theirs['server_cpu'][0]:.0%} | {mine['server_cpu'][0]:.0%} + "
+                            f"{mine['server_cpu'][1]:.0%} | {theirs['cpu'] / theirs['elapsed']:.0%} / "
+                            f"{mine['cpu'] / mine['elapsed']:.0%} |")
+                for name, result in (("reference", theirs), ("ours", mine)):
+                    if result["first_errors"]:
+                        notes.append(f"{name} at {clients} clients, first errors: {result['first_errors']}")
+        finally:
+            for process in (ours, reference):
+                process.terminate()
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+    return "\n".join([
+        "## TCP front: a connection per request, side by side with the reference",
+        "",
+        stamp(),
+        "",
+        f"`list_pipelines` with no pipeline, each client opening a new connection per request as the reference's "
+        f"client does, {seconds:g} s per level, the reference first then ours at each level. Reference: "
+        "streamvision 0.1.3's stream manager (a blocking `socketserver.TCPServer`, pipelines in its memory). "
+        "Ours: `python -m services.manager` (uvloop, `MANAGER_LOG_LEVEL=WARNING`, `MANAGER_MAX_CONNECTIONS=0`) "
+        "and its redis-server. Latency: connect to the reply's last byte, measured by the generator (a process "
+        "of its own, raw asyncio protocols). CPU: seconds over wall seconds, 100% = one core.",
+        "",
+        "| clients | reference req/s | p50 ms | p99 ms | errors | ours req/s | p50 ms | p99 ms | errors "
+        "| ours / reference | reference CPU | ours CPU (manager + Redis) | generator CPU (ref / ours) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        *notes,
+    ])
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        _child(sys.argv[2:])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"))
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--levels", default=",".join(map(str, LEVELS)))
+    args = parser.parse_args()
+    markdown = run(args.seconds, tuple(int(level) for level in args.levels.split(",")))
+    print(markdown)
+    write_section(args.output, "tcp-front", markdown)
+
+
+if __name__ == "__main__":
+    main()
