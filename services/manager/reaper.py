@@ -116,6 +116,7 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_LOST = "worker lost (no heartbeat)"
 NEVER_CLAIMED = "no worker claimed the pipeline in time"
 NOT_MOVABLE = "a WebRTC pipeline cannot move to another worker (its peer was connected to the lost one)"
+YIELD_EVERY = 256  # records the sweep handles before it lets waiting requests run
 _BEATING = (PipelineState.INITIALISING, PipelineState.RUNNING, PipelineState.MUTED)
 
 
@@ -186,8 +187,10 @@ class Reaper:
         seen = {item.record.pipeline_id for item in live}
         self._missing_since = {pid: t for pid, t in self._missing_since.items() if pid in seen}
         ledger: Ledger | None = None  # read once per sweep, only when a re-dispatch is due
-        for item in live:
+        for index, item in enumerate(live):
             record = item.record
+            if index % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # requests waiting on the event loop go first (a sweep of thousands)
             if self._leased and not self.lease.valid():
                 logger.warning("reaper: the lease ran out during a sweep (a slow Redis?); the sweep stops")
                 return

@@ -24,7 +24,22 @@ from services.core.records import DesiredState, PipelineRecord, PipelineState
 
 logger = logging.getLogger(__name__)
 
+READ_BATCH = 256  # records read per round trip when every live record is read (the reaper's sweep)
+
 FINAL_STATES = tuple(state.value for state in PipelineState if state.is_final)
+
+# KEYS: index. ARGV: the record keys' prefix (a record's key is the prefix and the id). Returns the
+# indexed ids, oldest pipeline first (by created_at, then id; a record without one counts as 0).
+_LIVE_IDS = """
+local rows = {}
+for i, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+    rows[i] = {tonumber(redis.call('HGET', ARGV[1] .. id, 'created_at')) or 0, id}
+end
+table.sort(rows, function(a, b) if a[1] ~= b[1] then return a[1] < b[1] end return a[2] < b[2] end)
+local ids = {}
+for i, row in ipairs(rows) do ids[i] = row[2] end
+return ids
+"""
 
 # KEYS: record. ARGV: desired, final states... Returns the record (flat HGETALL) after the write,
 # or nil when it does not exist. A pipeline asked to terminate, or already over, keeps its desire.
@@ -124,6 +139,7 @@ class PipelineStore:
     def __init__(self, redis: Redis, finished_ttl: int) -> None:
         self._redis = redis
         self._finished_ttl = finished_ttl
+        self._live_ids = redis.register_script(_LIVE_IDS)
         self._request_state = redis.register_script(_REQUEST_STATE)
         self._retire = redis.register_script(_RETIRE)
         self._restart = redis.register_script(_RESTART)
@@ -156,12 +172,10 @@ class PipelineStore:
 
     async def live_ids(self) -> list[str]:
         """The ids in the index, oldest pipeline first."""
-        ids = sorted(_text(member) for member in await self._redis.smembers(keys.pipelines_index()))
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for pipeline_id in ids:
-                pipe.hget(keys.pipeline_record(pipeline_id), "created_at")
-            created = await pipe.execute()
-        return [pid for _, pid in sorted(zip((float(c or 0) for c in created), ids, strict=True))]
+        # One script: its reads of every record's created_at cost Redis microseconds each, where the same
+        # reads pipelined from here cost the manager's event loop tens of milliseconds at 3,200 pipelines.
+        ids = await self._live_ids(keys=[keys.pipelines_index()], args=[keys.pipeline_record("")])
+        return [_text(pipeline_id) for pipeline_id in ids]
 
     async def live_records(self) -> list[LiveRecord]:
         """Every indexed pipeline's record and heartbeat presence.
@@ -170,12 +184,19 @@ class PipelineStore:
         version wrote, a hand edit): each is logged once with its error, and the others are served.
         """
         ids = [_text(member) for member in await self._redis.smembers(keys.pipelines_index())]
+        live: list[LiveRecord] = []
+        # In batches: each batch's round trip lets the event loop answer requests between them, where one
+        # read of every record (3,200 in the fleet benchmark) held it for the whole parse.
+        for start in range(0, len(ids), READ_BATCH):
+            await self._read_live(ids[start:start + READ_BATCH], live)
+        return live
+
+    async def _read_live(self, ids: list[str], live: list[LiveRecord]) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
             for pipeline_id in ids:
                 pipe.hgetall(keys.pipeline_record(pipeline_id))
                 pipe.exists(keys.pipeline_heartbeat(pipeline_id))
             replies = await pipe.execute()
-        live = []
         for pipeline_id, raw, beat in zip(ids, replies[::2], replies[1::2], strict=True):
             if not raw:
                 continue
@@ -189,7 +210,6 @@ class PipelineStore:
                 if pipeline_id not in self._unreadable:
                     logger.exception("pipeline %s: unreadable record, left as it is", pipeline_id)
                 self._unreadable.add(pipeline_id)
-        return live
 
     async def retire(
         self,

@@ -96,19 +96,26 @@ return {{1, record[3] or '{DesiredState.RUNNING.value}', server, redis.call('HGE
 # (Redis lost it, or it was removed): {-1, server}, for the caller to decide whether to restore.
 _FENCE = fence_lua("{-1, server}", "{0}", ("desired_state",), _SERVER)
 
+# Writes the report (KEYS[3]); a retired pipeline's keys expire with its record (finished TTL), so a
+# report written after the retirement keeps or gets the record's TTL. Used by the tick and the release.
+_STORE_REPORT = """
+local function store_report(report)
+    redis.call('SET', KEYS[3], report, 'KEEPTTL')
+    local ttl = redis.call('TTL', KEYS[1])
+    if ttl > 0 and redis.call('TTL', KEYS[3]) == -1 then redis.call('EXPIRE', KEYS[3], ttl) end
+end
+"""
+
 # KEYS: record, heartbeat, report, consumed. ARGV: epoch, owner, now, ttl, heartbeat value, state,
 # report. Returns {1, desired_state, last_non_empty or '', server} when owned.
-_TICK = _FENCE + f"""
+_TICK = _FENCE + _STORE_REPORT + f"""
 local final = {{{_FINAL}}}
 -- A record the manager already retired (terminated while it was starting) keeps its final state.
 if not final[redis.call('HGET', KEYS[1], 'state')] then
     redis.call('HSET', KEYS[1], 'state', ARGV[6], 'updated_at', ARGV[3])
 end
 redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[4])
--- A retired pipeline's keys expire with its record (finished TTL): a report keeps or gets that TTL.
-redis.call('SET', KEYS[3], ARGV[7], 'KEEPTTL')
-local ttl = redis.call('TTL', KEYS[1])
-if ttl > 0 and redis.call('TTL', KEYS[3]) == -1 then redis.call('EXPIRE', KEYS[3], ttl) end
+store_report(ARGV[7])
 local consumed = redis.call('HGET', KEYS[4], 'last_non_empty')
 return {{1, record[3] or '{DesiredState.RUNNING.value}', consumed or '', server}}
 """
@@ -122,13 +129,9 @@ return {1, server}
 
 # KEYS: record, heartbeat, report. ARGV: epoch, owner, now, state, last_error, report ('' = keep).
 # The task lets go: last state and report written, heartbeat removed. Returns {1, server} when owned.
-_RELEASE = _FENCE + """
+_RELEASE = _FENCE + _STORE_REPORT + """
 redis.call('HSET', KEYS[1], 'state', ARGV[4], 'updated_at', ARGV[3], 'last_error', ARGV[5])
-if ARGV[6] ~= '' then
-    redis.call('SET', KEYS[3], ARGV[6], 'KEEPTTL')
-    local ttl = redis.call('TTL', KEYS[1])
-    if ttl > 0 and redis.call('TTL', KEYS[3]) == -1 then redis.call('EXPIRE', KEYS[3], ttl) end
-end
+if ARGV[6] ~= '' then store_report(ARGV[6]) end
 redis.call('DEL', KEYS[2])
 return {1, server}
 """

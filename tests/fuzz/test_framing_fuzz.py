@@ -6,6 +6,7 @@ sockets, several per connection and one per connection: every reply is a valid e
 behind, and another client is still answered afterwards.
 """
 
+import contextlib
 import random
 import socket
 from collections.abc import Iterator
@@ -132,7 +133,10 @@ def test_manager_survives_garbage_streams(manager: RunningManager, rng: random.R
     connection ends (no hang waiting for a body that never comes)."""
     with Client(manager.port) as client:
         client.send_raw(garbage_stream(rng))
-        client.sock.shutdown(socket.SHUT_WR)
+        # The server may have closed already (a header over the size cap is answered, then closed): the
+        # half-close then finds no connection (ENOTCONN), and the replies below are read all the same.
+        with contextlib.suppress(OSError):
+            client.sock.shutdown(socket.SHUT_WR)
         replies = []
         while True:
             try:
