@@ -15,6 +15,7 @@ import uvicorn
 from services.api.app import create_app
 from services.api.settings import ApiSettings, is_loopback
 from services.core.logs import configure_logging
+from services.infra.event_loop import loop_name, run
 from services.infra.redis_connect import RedisUrlError
 
 logger = logging.getLogger("services.api")
@@ -62,8 +63,9 @@ async def serve(settings: ApiSettings) -> None:
     if server.started:
         host, port = server.servers[0].sockets[0].getsockname()[:2]
         scheme = "https" if settings.tls else "http"
-        logger.info("stream management API listening on %s://%s:%d (stream manager at %s)%s", scheme, host, port,
-                    settings.manager_address, "; API token required" if settings.auth_token is not None else "")
+        logger.info("stream management API listening on %s://%s:%d (stream manager at %s)%s; event loop: %s", scheme,
+                    host, port, settings.manager_address,
+                    "; API token required" if settings.auth_token is not None else "", loop_name())
     await serving
 
 
@@ -73,7 +75,7 @@ def main() -> None:
     try:
         check_bind(settings)
         settings.redis_target()  # a malformed API_REDIS_URL stops the start, naming it (never its password)
-        asyncio.run(serve(settings))
+        run(serve(settings), settings.event_loop)
     except (StartupRefused, RedisUrlError) as exc:
         logger.error("%s", exc)
         sys.exit(2)

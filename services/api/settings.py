@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from services.client.addresses import parse_addresses
 from services.core.logs import LogFormat
 from services.core.settings_values import comma_list, is_loopback
+from services.infra.event_loop import EventLoopChoice
 from services.infra.redis_connect import RedisTarget, parse_redis_url
 
 
@@ -64,6 +65,8 @@ class ApiSettings(BaseSettings):
     tls_key_password: SecretStr | None = Field(default=None, repr=False)
     # Largest request body in bytes (the manager's own frame cap is 1 MiB): larger is refused with 413.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    # "auto" (uvloop when installed, else asyncio), "uvloop" or "asyncio" (services/infra/event_loop.py).
+    event_loop: EventLoopChoice = "auto"
     log_level: str = "INFO"
     # "text" or "json" (one object per line); VSIM_LOG_FORMAT sets every service's at once.
     log_format: LogFormat = Field(default="text", validation_alias=AliasChoices("API_LOG_FORMAT", "VSIM_LOG_FORMAT"))

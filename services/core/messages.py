@@ -8,6 +8,7 @@ requests (named workflows) and the worker requests (``drain_worker``, ``undrain_
 """
 
 import json
+import random
 import re
 import uuid
 from collections.abc import Iterator, Mapping
@@ -233,8 +234,10 @@ def _json_kind(value: object) -> str:
 
 
 def new_request_id() -> str:
-    """A request id as the reference makes them (a uuid4 string)."""
-    return str(uuid.uuid4())
+    """A request id as the reference makes them (a uuid4 string). Its bits come from ``random``, not
+    ``os.urandom``: an id names a request in logs and replies, it guards nothing, and the system call
+    per request was 5% of the manager's CPU answering STATUS (py-spy)."""
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 
 def success_envelope(request_id: str, response: Mapping[str, Any], pipeline_id: str | None) -> dict[str, Any]:

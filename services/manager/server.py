@@ -57,6 +57,10 @@ READ_SIZE = 64 * 1024
 RATE_LIMIT_STRIKES = 10  # refused requests in a row after which a connection is closed
 REFUSAL_LINGER = 1.0  # seconds a refused connection waits for its client to close (so it reads the reply)
 HANDSHAKE_TIMEOUT = 10.0  # longest TLS handshake (also bounded by idle_timeout)
+# Connections the kernel queues before they are accepted (capped by net.core.somaxconn). asyncio's default,
+# 100, overflowed with 256 clients each opening a connection per request (tests/benchmarks/tcp_front.py):
+# connections were reset or waited for a SYN retransmit (p99 1.05 s).
+LISTEN_BACKLOG = 1024
 CLOSE_TIMEOUT = 2.0  # longest a closing connection waits for its unsent bytes to leave before it is aborted
 
 
@@ -109,7 +113,7 @@ class StreamManagerServer:
         context = ssl_context(self._settings)
         handshake = min(HANDSHAKE_TIMEOUT, self._settings.idle_timeout) if context is not None else None
         self._server = await asyncio.start_server(self._serve, self._settings.host, self._settings.port,
-                                                  ssl=context, ssl_handshake_timeout=handshake)
+                                                  ssl=context, ssl_handshake_timeout=handshake, backlog=LISTEN_BACKLOG)
         logger.info("stream manager listening on %s:%d%s", self._settings.host, self.port,
                     " (TLS, client certificates required)" if self._settings.tls_client_ca_file is not None
                     else " (TLS)" if context is not None else "")
@@ -231,6 +235,8 @@ class StreamManagerServer:
         """Writes one reply frame; raises :class:`WriteTimeoutError` when the client has not taken it
         (nor what was queued before it) within ``write_timeout``."""
         writer.write(encode_message(envelope))
+        if not writer.transport.get_write_buffer_size():
+            return  # the kernel took it all: nothing to wait for (the usual case; a timer per reply cost ~5% CPU)
         try:
             async with asyncio.timeout(self._settings.write_timeout):
                 await writer.drain()
