@@ -31,6 +31,17 @@ REPORT = {
 }
 
 
+class RecordingDispatcher:
+    """A dispatcher that only records what it was asked to send: ``(pipeline_id, epoch)``."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int]] = []
+
+    async def dispatch(self, pipeline_id: str, epoch: int, spec: dict[str, Any], reply_to: str,
+                       device: str) -> None:
+        self.calls.append((pipeline_id, epoch))
+
+
 def register_worker(client: redis.Redis, device: str = "cpu", hostname: str = "fake@host", ttl: int = 60,
                     **fields: Any) -> None:
     """Registers a worker of ``device``'s queue as a worker does (its key and its registry member);

@@ -5,7 +5,6 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 import pytest
 import redis
@@ -18,20 +17,11 @@ from services.manager.reaper import Reaper
 from services.manager.service import redis_client
 from services.manager.settings import ManagerSettings
 from services.manager.store import PipelineStore
-from tests.manager.fakes import register_worker
+from tests.manager.fakes import RecordingDispatcher, register_worker
 from tests.support.redis_server import RedisServer
 
 INTERVAL = 0.05
 TTL = 1.0
-
-
-class RecordingDispatcher:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, int]] = []
-
-    async def dispatch(self, pipeline_id: str, epoch: int, spec: dict[str, Any], reply_to: str,
-                       device: str) -> None:
-        self.calls.append((pipeline_id, epoch))
 
 
 class RunningReaper:

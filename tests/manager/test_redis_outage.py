@@ -20,17 +20,8 @@ from services.manager.service import redis_client
 from services.manager.settings import ManagerSettings
 from services.manager.store import PipelineStore
 from tests.manager.conftest import RunningManager
-from tests.manager.fakes import call
+from tests.manager.fakes import RecordingDispatcher, call
 from tests.support.redis_server import RedisServer, running_redis
-
-
-class RecordingDispatcher:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, int]] = []
-
-    async def dispatch(self, pipeline_id: str, epoch: int, spec: dict[str, Any], reply_to: str,
-                       device: str) -> None:
-        self.calls.append((pipeline_id, epoch))
 
 
 def test_a_request_to_a_hung_redis_is_answered_within_the_socket_timeout() -> None:
