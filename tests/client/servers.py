@@ -16,9 +16,9 @@ Script = Callable[[socket.socket], None]
 
 
 class ScriptedServer:
-    def __init__(self, script: Script) -> None:
+    def __init__(self, script: Script, port: int = 0) -> None:
         self._script = script
-        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener = socket.create_server(("127.0.0.1", port))
         self._listener.settimeout(0.1)
         self.port: int = self._listener.getsockname()[1]
         self.requests: list[bytes] = []

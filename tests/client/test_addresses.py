@@ -4,9 +4,7 @@ is tried again after ``retry_after``. For the TCP clients (sync and async), the 
 
 import asyncio
 import contextlib
-import json
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,51 +15,24 @@ from services.client import AsyncManagerClient, ManagerClient
 from services.client.addresses import AddressList, parse_address, parse_addresses
 from services.client.cli import main
 from services.client.errors import CommunicationProtocolError, ConnectivityError
-from services.core.framing import FrameDecoder, encode_message
+from services.core.framing import encode_message
 from tests.cli.support import vsim
 from tests.client.conftest import Blocking
-from tests.client.servers import replies, scripted_server
+from tests.client.servers import ScriptedServer, replies, scripted_server
 from tests.support.redis_server import free_port
 from tests.support.waiting import wait_until
 
 
-class NamedManager:
+class NamedManager(ScriptedServer):
     """A stand-in manager on ``port`` that answers every request with a list naming itself."""
 
     def __init__(self, name: str, port: int = 0) -> None:
+        super().__init__(self._answer, port)
         self.name = name
-        self.requests: list[dict[str, Any]] = []
-        self._listener = socket.create_server(("127.0.0.1", port))
-        self._listener.settimeout(0.1)
-        self.port: int = self._listener.getsockname()[1]
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
 
-    def _serve(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            with conn, contextlib.suppress(OSError):
-                conn.settimeout(5)
-                decoder = FrameDecoder()
-                frames: list[bytes] = []
-                while not frames:
-                    data = conn.recv(65536)
-                    if not data:
-                        break
-                    frames = decoder.feed(data)
-                if frames:
-                    self.requests.append(json.loads(frames[0]))
-                    conn.sendall(encode_message({"request_id": "r", "pipeline_id": None,
-                                                 "response": {"status": "success", "pipelines": [self.name]}}))
-
-    def close(self) -> None:
-        self._stopped.set()
-        self._thread.join(5)
-        self._listener.close()
+    def _answer(self, conn: socket.socket) -> None:
+        conn.sendall(encode_message({"request_id": "r", "pipeline_id": None,
+                                     "response": {"status": "success", "pipelines": [self.name]}}))
 
 
 @contextlib.contextmanager
