@@ -22,7 +22,7 @@ import numpy as np
 
 from services.worker.detection.detections import Detections
 from services.worker.detection.layouts import OutputLayout, decode, detect_layout
-from services.worker.detection.letterbox import LetterboxTransform, letterbox
+from services.worker.detection.letterbox import LetterboxTransform, as_tensor, letterbox_image
 from services.worker.detection.nms import suppress
 from services.worker.models.errors import InferenceDeviceError, InvalidModelError
 from services.worker.models.repository import TASK_CLASSIFICATION, TASK_DETECTION, ModelSpec
@@ -87,7 +87,9 @@ def select_providers(device: str, available: list[str], tensorrt: bool | None = 
 
 
 class ModelRunner(Protocol):
-    """Runs a model's graph on a batch: ``[B, ...]`` float32 in, its one raw output (B first) back."""
+    """Runs a model's graph on a batch, its one raw output (B first) back. The batch is the model's input
+    tensor (``[B, ...]`` float32) or, for a detector, its letterboxed canvases (``[B, H, W, 3]`` uint8,
+    ``letterbox.to_tensor`` makes the tensor where the model runs)."""
 
     @property
     def providers(self) -> list[str]: ...
@@ -107,7 +109,7 @@ class SessionRunner:
         return list(self._session.get_providers())
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        (raw,) = self._session.run(None, {self._input_name: batch})
+        (raw,) = self._session.run(None, {self._input_name: as_tensor(batch)})
         return np.asarray(raw)
 
 
@@ -177,11 +179,11 @@ class Detector(ModelHost):
         return take() if take is not None else None
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, LetterboxTransform]:
-        """Letterbox a BGR uint8 frame into a [1, 3, H, W] input tensor."""
-        return letterbox(image, self.model.input_width, self.model.input_height)
+        """Letterbox a BGR uint8 frame into its [1, H, W, 3] uint8 canvas (batches stack on the first axis)."""
+        return letterbox_image(image, self.model.input_width, self.model.input_height)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Run the model on a [B, 3, H, W] float32 batch; the raw output has B first."""
+        """Run the model on a batch of canvases (or a [B, 3, H, W] float32 tensor); the raw output has B first."""
         return self._runner.run(batch)
 
     def postprocess(
@@ -206,8 +208,8 @@ class Detector(ModelHost):
 
     def detect(self, image: np.ndarray, params: DetectionParams) -> Detections:
         """Detections on one BGR frame, in its pixels."""
-        tensor, transform = self.preprocess(image)
-        return self.postprocess(self.infer(tensor)[0], transform, params)
+        canvas, transform = self.preprocess(image)
+        return self.postprocess(self.infer(canvas)[0], transform, params)
 
 
 

@@ -1,6 +1,6 @@
 """The round processor of a plain detection pipeline: one model, the reference prediction per frame.
 
-Pre-processing (letterbox, stacking the round's frames into one batch) runs on the pipeline's
+Pre-processing (letterbox, stacking the round's canvases into one batch) runs on the pipeline's
 collector thread, ``session.run`` on its inference threads, decoding and NMS on its post thread.
 """
 
@@ -46,8 +46,8 @@ class DetectionProcessor:
         return take() if take is not None else None
 
     def prepare(self, frames: Sequence[VideoFrame]) -> PreparedBatch:
-        tensors, transforms = zip(*(self._detector.preprocess(frame.image) for frame in frames), strict=True)
-        batch = tensors[0] if len(tensors) == 1 else np.concatenate(tensors)
+        canvases, transforms = zip(*(self._detector.preprocess(frame.image) for frame in frames), strict=True)
+        batch = canvases[0] if len(canvases) == 1 else np.concatenate(canvases)
         return PreparedBatch(batch, list(transforms))
 
     def infer(self, prepared: PreparedBatch) -> np.ndarray:

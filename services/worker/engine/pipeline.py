@@ -2,7 +2,7 @@
 
 Theory of operation::
 
-    source-0 ─┐               prepared (K+1)       inferred (K+1)
+    source-0 ─┐               prepared (1)         inferred (K+1)
     source-1 ─┼─> collector ─────────────> inference xK ─────────────> post ──> BufferedSink(redis)
     source-N ─┘   (one frame per source,  (session.run    (reorder, finish: └─> BufferedSink(udp)
                    processor.prepare:      only: the       NMS, the rest of
@@ -166,7 +166,9 @@ class InferencePipeline:
         self._sinks = [BufferedSink(sink, self._on_update, capacity=config.sink_queue_size) for sink in sinks]
         self._observers = tuple(observers)
         workers = config.inference_workers
-        self._prepared: queue.Queue[_Round | object] = queue.Queue(maxsize=workers + 1)
+        # One prepared round ahead of the K inference threads keeps them fed (preparing takes a fraction of a
+        # run); every round more is a frame and its canvas held for nothing (memory per pipeline).
+        self._prepared: queue.Queue[_Round | object] = queue.Queue(maxsize=1)
         self._inferred: queue.Queue[_Round | object] = queue.Queue(maxsize=workers + 1)
         self._next_seq = 0
         self._stop = threading.Event()

@@ -92,7 +92,7 @@ ERROR_CONTEXT = "stream_consumer_thread"
 # A file that WAITs never drops a frame: its buffer only sets how far decoding runs ahead of
 # inference, so a larger ``buffer_size`` would only hold memory (64 decoded 768x576 frames: 81 MiB
 # per pipeline). Decoding is far faster than inference, so a few frames ahead keep it fed.
-FILE_READ_AHEAD = 8
+FILE_READ_AHEAD = 4
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from services.worker.detection.letterbox import is_canvas
 from services.worker.engine.staleness import StaleFrameError, current_deadline, current_turn
 from services.worker.inference import SOCKET_ENV
 from services.worker.inference.wire import Reader, SharedBuffer, WireError, send
@@ -107,7 +108,9 @@ class InferenceClient:
 
     def run(self, model_id: str, batch: np.ndarray) -> np.ndarray:
         """The raw output; StaleFrameError if the round's deadline (``engine.staleness``) passed in the queue."""
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        # Canvases travel as they are (a quarter of the tensor's bytes; the service converts them), anything
+        # else as the float32 tensor the model takes.
+        batch = np.ascontiguousarray(batch, dtype=np.uint8 if is_canvas(batch) else np.float32)
         header: dict[str, Any] = {"op": "infer", "model": model_id, "shape": list(batch.shape),
                                   "dtype": batch.dtype.str}
         deadline, turn = current_deadline(), current_turn()

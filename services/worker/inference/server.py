@@ -7,7 +7,9 @@ flight by using several connections. Ops (headers, ``services.worker.inference.w
 - ``load`` {model}: load the model if needed -> {providers};
 - ``turn`` {model, timeout}: wait for a turn -> {turn} (a live pipeline, before it picks a frame);
 - ``infer`` {model, shape, dtype, inline, deadline?, turn?}: the batch is in the buffer (or follows inline) -> the
-  output's {shape, dtype, inline}, the output in the buffer (or following inline);
+  output's {shape, dtype, inline}, the output in the buffer (or following inline). The batch is a float32
+  tensor, or a detector's letterboxed uint8 canvases (``detection.letterbox``), which the service
+  converts into the batch it runs;
 - ``stats``: the service's counters.
 
 Errors answer ``{"ok": false, "kind", "message"}`` and keep the connection; a broken connection
@@ -37,6 +39,7 @@ from services.worker.models.errors import InferenceDeviceError, InvalidModelErro
 log = logging.getLogger(__name__)
 
 MAX_BUFFER_BYTES = 1 << 30
+_BATCH_DTYPES: dict[str, np.dtype[Any]] = {np.dtype(dtype).str: np.dtype(dtype) for dtype in (np.float32, np.uint8)}
 
 
 def error_kind(exc: BaseException) -> str:
@@ -156,11 +159,12 @@ class InferenceServer:
         shape = tuple(int(size) for size in header.get("shape", ()))
         if len(shape) != 4 or not 1 <= shape[0] <= MAX_FRAMES_PER_REQUEST or min(shape) < 1:
             raise WireError(f"bad batch shape {list(shape)}")  # the payload's size is unknown: drop the connection
-        if int(np.prod(shape, dtype=np.int64)) * 4 > MAX_BUFFER_BYTES:
+        dtype = _BATCH_DTYPES.get(str(header.get("dtype")))
+        if dtype is None:
+            raise WireError(f"batches are float32 tensors or uint8 canvases ({', '.join(_BATCH_DTYPES)}), "
+                            f"got {header.get('dtype')!r}")
+        if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize > MAX_BUFFER_BYTES:
             raise WireError(f"a batch of shape {list(shape)} is over {MAX_BUFFER_BYTES} bytes")
-        dtype = np.dtype(np.float32)
-        if header.get("dtype") != dtype.str:
-            raise WireError(f"batches are float32 ({dtype.str}), got {header.get('dtype')!r}")
         if header.get("inline"):
             batch = np.empty(shape, dtype)
             reader.payload_into(batch.data)

@@ -4,7 +4,10 @@ One service process runs beside each worker (``services.worker.inference.process
 restarts it); the worker's pipelines send it their prepared batches over a Unix socket
 (``server``) and get the raw model output back, in their own order since each inference thread of
 a pipeline waits for its own request. Pre- and post-processing stay in the pipelines' processes, so
-they scale with the pipelines; the service does nothing but ``session.run``.
+they scale with the pipelines; the service does nothing but ``session.run`` and, for detectors, the
+last step of pre-processing: pipelines send their letterboxed uint8 canvases (a quarter of the
+float tensor's bytes, in their queues, their shared buffers and on the wire), and the runner turns
+the batch into the model's float tensor in one pass.
 
 Batching is greedy, not timed: ``runners`` threads run the models; a runner that comes free takes
 everything waiting for the model whose oldest request is oldest, up to ``max_batch`` frames, and
@@ -43,7 +46,8 @@ from typing import Any
 import numpy as np
 
 from services.worker.detection.detector import ModelRunner
-from services.worker.models.repository import ModelRepository, ModelSpec
+from services.worker.detection.letterbox import as_tensor, is_canvas
+from services.worker.models.repository import TASK_DETECTION, ModelRepository, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +141,8 @@ class InferenceService:
 
     def infer(self, model_id: str, batch: np.ndarray, timeout: float | None = None,
               deadline: float | None = None, turn: str | None = None) -> np.ndarray:
-        """The model's raw output for ``batch`` ([B, 3, H, W] float32), run in some batch with other callers'.
+        """The model's raw output for ``batch`` ([B, 3, H, W] float32, or a detector's [B, H, W, 3] uint8 canvases),
+        run in some batch with other callers'.
 
         ``deadline`` (``time.monotonic()``): if no runner took the request by then, it is not run
         and :class:`DeadlineMissedError` is raised (the caller's frames are too old by then).
@@ -221,9 +226,13 @@ class InferenceService:
     # ----------------------------------------------------------------- runners
 
     def _check(self, spec: ModelSpec, batch: Any) -> None:
-        if not isinstance(batch, np.ndarray) or batch.dtype != np.float32:
-            raise BadRequestError(f"{spec.model_id}: expected a float32 array")
-        expected = (3, spec.input_height, spec.input_width)
+        """A float32 [B, 3, H, W] tensor, or a detector's uint8 [B, H, W, 3] canvases, of the model's size."""
+        canvases = spec.task_type == TASK_DETECTION and isinstance(batch, np.ndarray) and is_canvas(batch)
+        if not isinstance(batch, np.ndarray) or (batch.dtype != np.float32 and not canvases):
+            raise BadRequestError(f"{spec.model_id}: expected a float32 tensor"
+                                  + (" or uint8 canvases" if spec.task_type == TASK_DETECTION else ""))
+        size = (spec.input_height, spec.input_width)
+        expected = (*size, 3) if canvases else (3, *size)
         if batch.ndim != 4 or tuple(batch.shape[1:]) != expected or not 1 <= batch.shape[0] <= MAX_FRAMES_PER_REQUEST:
             raise BadRequestError(f"{spec.model_id}: expected [B, {', '.join(map(str, expected))}] with "
                                   f"1 <= B <= {MAX_FRAMES_PER_REQUEST}, got {list(batch.shape)}")
@@ -284,8 +293,8 @@ class InferenceService:
 
     def _run(self, model: _Model, requests: list[_Request]) -> None:
         try:
-            batch = requests[0].batch if len(requests) == 1 else np.concatenate([r.batch for r in requests])
-            output = model.runner.run(batch)
+            batch = _stack([request.batch for request in requests])
+            output = model.runner.run(batch)  # the runner makes canvases the model's tensor
             if output.shape[0] != batch.shape[0]:
                 raise RuntimeError(f"{model.spec.model_id}: {output.shape[0]} outputs for {batch.shape[0]} frames")
         except Exception as exc:
@@ -318,3 +327,12 @@ class InferenceService:
                 self._totals["failed"] += len(requests)
         if error is not None:
             log.warning("inference failed: %s: %s", type(error).__name__, error)
+
+
+def _stack(batches: list[np.ndarray]) -> np.ndarray:
+    """One batch of the requests' batches; canvases and tensors in one batch all become tensors."""
+    if len(batches) == 1:
+        return batches[0]
+    if len({batch.dtype for batch in batches}) > 1:
+        batches = [as_tensor(batch) for batch in batches]
+    return np.concatenate(batches)

@@ -69,8 +69,8 @@ class ModelService:
         )
         seeded = self._seeds.get((model_id, id(image.image)))
         if seeded is None:
-            tensor, transform = detector.preprocess(image.image)
-            raw = detector.infer(tensor)[0]
+            canvas, transform = detector.preprocess(image.image)
+            raw = detector.infer(canvas)[0]
         else:
             raw, transform = seeded
         found = detector.postprocess(raw, transform, thresholds)

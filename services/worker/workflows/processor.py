@@ -77,8 +77,8 @@ class WorkflowProcessor:
         prepared = {}
         for model_id in self._ahead:
             detector = self._models.detector(model_id)
-            tensors, transforms = zip(*(detector.preprocess(frame.image) for frame in frames), strict=True)
-            prepared[model_id] = (tensors[0] if len(tensors) == 1 else np.concatenate(tensors), list(transforms))
+            canvases, transforms = zip(*(detector.preprocess(frame.image) for frame in frames), strict=True)
+            prepared[model_id] = (canvases[0] if len(canvases) == 1 else np.concatenate(canvases), list(transforms))
         return prepared
 
     def infer(self, prepared: Mapping[str, tuple[np.ndarray, list[Any]]]) -> dict[str, np.ndarray]:

@@ -126,4 +126,4 @@ def test_a_detector_on_a_given_runner_opens_no_session_of_its_own(default_model:
     frame = np.zeros((480, 640, 3), np.uint8)
     assert remote.providers == ["RecordingProvider"]
     assert remote.detect(frame, DetectionParams()).xyxy.shape == detector.detect(frame, DetectionParams()).xyxy.shape
-    assert runner.shapes == [(1, 3, 416, 416)]
+    assert runner.shapes == [(1, 416, 416, 3)]  # the letterboxed uint8 canvas: the runner makes the tensor

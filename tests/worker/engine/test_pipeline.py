@@ -216,3 +216,45 @@ def test_failed_rounds_are_reported_and_skipped_in_order_with_several_workers(
     assert report["inference_errors"] == 25
     errors = [u for u in report["video_source_status_updates"] if u["event_type"] == events.INFERENCE_ERROR]
     assert errors and errors[0]["payload"]["error_message"] == "bad tensor"
+
+
+class _HeldAtInference:
+    """The real detector, with every inference held at a gate; counts the rounds prepared meanwhile."""
+
+    def __init__(self, detector: Detector) -> None:
+        import threading
+
+        self._detector = detector
+        self.class_names = detector.class_names
+        self.postprocess = detector.postprocess
+        self.gate = threading.Event()
+        self.prepared = 0
+        self.inferring = 0
+
+    def preprocess(self, image):  # type: ignore[no-untyped-def]
+        self.prepared += 1
+        return self._detector.preprocess(image)
+
+    def infer(self, batch):  # type: ignore[no-untyped-def]
+        self.inferring += 1
+        assert self.gate.wait(30)
+        return self._detector.infer(batch)
+
+
+def test_a_pipeline_whose_inference_is_held_holds_only_one_prepared_round_beyond_its_inference_threads(
+    detector: Detector, redis_client: redis.Redis, running: list[InferencePipeline]
+) -> None:
+    held = _HeldAtInference(detector)
+    config = PipelineConfig(video_references=(BIKES,), source=SourceConfig(buffer_size=64), inference_workers=3)
+    pipeline = InferencePipeline(config, DetectionProcessor(held), [RedisStreamSink(redis_client, "held", maxlen=1000)])
+    running.append(pipeline)
+    pipeline.start()
+    # 3 rounds in the inference threads, 1 in the prepared queue, 1 with the collector waiting to queue it
+    wait_until(lambda: held.inferring == 3 and held.prepared == 5, timeout=30)
+    time.sleep(1.0)  # what a deeper queue would take meanwhile
+    assert (held.inferring, held.prepared) == (3, 5)
+    decoded = pipeline.sources[0].stats().frames_decoded
+    assert decoded <= 5 + 4 + 1  # prepared + a file's read-ahead (FILE_READ_AHEAD) + the frame being put
+    held.gate.set()
+    assert pipeline.wait(timeout=90)
+    assert len(_entries(redis_client, "held")) == 250  # nothing lost to the bounds

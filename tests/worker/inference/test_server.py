@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from services.worker.detection.detector import Detector
+from services.worker.detection.letterbox import to_tensor
 from services.worker.inference import SOCKET_ENV
 from services.worker.inference.client import InferenceClient, InferenceUnavailableError, RemoteRunner
 from services.worker.inference.process import InferenceServiceProcess
@@ -76,8 +77,10 @@ def test_the_service_runs_the_model_exactly_as_a_local_session_does(
     client = InferenceClient(socket_path)
     assert client.load(MODEL) == ["CPUExecutionProvider"]
     remote = Detector(local.model, runner=RemoteRunner(client, MODEL, client.load(MODEL)))
-    for tensor in tensors[:3]:
-        np.testing.assert_array_equal(remote.infer(tensor), local.infer(tensor))
+    for canvas in tensors[:3]:  # the detector's letterboxed uint8 canvases, converted in the service
+        assert canvas.dtype == np.uint8
+        np.testing.assert_array_equal(remote.infer(canvas), local.infer(canvas))
+        np.testing.assert_array_equal(client.run(MODEL, to_tensor(canvas)), local.infer(canvas))  # or float
     batch = np.concatenate(tensors[:4])  # a multi-source round: one request of 4 frames
     np.testing.assert_allclose(client.run(MODEL, batch), local.infer(batch), rtol=1e-4, atol=1e-4)
     client.close()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from services.worker.inference.service import BadRequestError, InferenceService, ServiceStoppedError
-from services.worker.models.repository import ModelSpec
+from services.worker.models.repository import TASK_CLASSIFICATION, ModelSpec
 from tests.support.waiting import wait_until
 
 SIZE = 8
@@ -122,6 +122,52 @@ def test_a_tensor_of_the_wrong_shape_or_type_is_refused_before_it_joins_a_batch(
         service.infer("m/1", np.zeros((65, 3, SIZE, SIZE), np.float32))
     assert runner.batches == []
     assert float(service.infer("m/1", _frames(1.0))[0, 0]) == 3 * SIZE * SIZE
+    service.stop()
+
+
+def test_a_detectors_canvases_reach_the_runner_as_they_are_and_mixed_batches_become_tensors() -> None:
+    runner = _Runner()
+    service = _service(runner)
+    canvas = np.full((1, SIZE, SIZE, 3), 51, dtype=np.uint8)  # 51 / 255 = 0.2
+    assert float(service.infer("m/1", canvas)[0, 0]) == 51 * 3 * SIZE * SIZE  # alone: the runner converts
+    with pytest.raises(BadRequestError, match=r"expected \[B, 8, 8, 3\]"):
+        service.infer("m/1", np.zeros((1, SIZE, SIZE + 1, 3), np.uint8))
+    runner.gate.clear()  # a tensor runs while a canvas and another tensor queue behind it: one batch of both kinds
+    results: dict[str, object] = {}
+
+    def call(name: str, batch: np.ndarray) -> None:
+        results[name] = float(service.infer("m/1", batch)[0, 0])
+
+    first = threading.Thread(target=call, args=("first", _frames(1.0)))
+    first.start()
+    assert runner.running.wait(5)
+    queued = [threading.Thread(target=call, args=(name, batch))
+              for name, batch in (("canvas", canvas), ("tensor", _frames(2.0)))]
+    for thread in queued:
+        thread.start()
+    wait_until(lambda: service.stats()["queued"] == 2)
+    runner.gate.set()
+    for thread in (first, *queued):
+        thread.join(10)
+    assert runner.batches[-2:] == [1, 2]
+    assert results["canvas"] == pytest.approx(0.2 * 3 * SIZE * SIZE, rel=1e-5)  # converted: RGB / 255
+    assert results["tensor"] == 2.0 * 3 * SIZE * SIZE and results["first"] == 3 * SIZE * SIZE
+    service.stop()
+
+
+def test_canvases_are_refused_for_a_classifier_which_normalises_its_own_input() -> None:
+    class Classifiers(_Repository):
+        def resolve(self, model_id: str) -> ModelSpec:
+            from dataclasses import replace
+
+            return replace(super().resolve(model_id), layout=None, task_type=TASK_CLASSIFICATION)
+
+    runner = _Runner()
+    service = InferenceService(Classifiers(), lambda spec: runner, 1, 8)  # type: ignore[arg-type]
+    with pytest.raises(BadRequestError, match=r"expected a float32 tensor$"):
+        service.infer("m/1", np.zeros((1, SIZE, SIZE, 3), np.uint8))
+    assert float(service.infer("m/1", _frames(1.0))[0, 0]) == 3 * SIZE * SIZE
+    assert runner.batches == [1]
     service.stop()
 
 
