@@ -127,8 +127,9 @@ class InferenceClient:
         reply, _ = self._call({"op": "turn", "model": model_id, "timeout": timeout}, timeout=timeout + 5)
         return str(reply["turn"])
 
-    def stats(self) -> dict[str, Any]:
-        reply, _ = self._call({"op": "stats"})
+    def stats(self, window: float = 60.0) -> dict[str, Any]:
+        """The service's counters; ``batch_ms`` over the batches of the last ``window`` seconds."""
+        reply, _ = self._call({"op": "stats", "window": window})
         return dict(reply["stats"])
 
     def close(self) -> None:

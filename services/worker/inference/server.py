@@ -10,7 +10,7 @@ flight by using several connections. Ops (headers, ``services.worker.inference.w
   output's {shape, dtype, inline}, the output in the buffer (or following inline). The batch is a float32
   tensor, or a detector's letterboxed uint8 canvases (``detection.letterbox``), which the service
   converts into the batch it runs;
-- ``stats``: the service's counters.
+- ``stats`` {window?}: the service's counters, and the run times of the batches of the last ``window`` s (60).
 
 Errors answer ``{"ok": false, "kind", "message"}`` and keep the connection; a broken connection
 only ends its own thread. The socket lives in a directory only this user can enter.
@@ -138,7 +138,10 @@ class InferenceServer:
             runner = self._service.load(str(header["model"]))
             return {"ok": True, "providers": runner.providers}, None
         if op == "stats":
-            return {"ok": True, "stats": self._service.stats()}, None
+            window = header.get("window", 60.0)
+            if not isinstance(window, int | float) or window <= 0:
+                raise BadRequestError(f"stats window must be a positive number of seconds, got {window!r}")
+            return {"ok": True, "stats": self._service.stats(float(window))}, None
         if op == "turn":
             timeout = min(float(header.get("timeout", 10.0)), 60.0)
             return {"ok": True, "turn": self._service.take_turn(str(header["model"]), timeout)}, None

@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 MAX_FRAMES_PER_REQUEST = 64
 TURN_TTL = 1.0  # seconds a turn is held for its request; then it lapses (its pipeline died, or dropped the round)
+RECENT_BATCHES = 4096  # the latest batches' run times, which stats() summarises over its window (batch_ms)
 Loader = Callable[[ModelSpec], ModelRunner]
 
 
@@ -113,6 +114,7 @@ class InferenceService:
         self._stopping = False
         self._idle = 0  # runners waiting for work (they split the queue between them)
         self._batch_sizes: Counter[int] = Counter()
+        self._batch_seconds: deque[tuple[float, float]] = deque(maxlen=RECENT_BATCHES)  # (ended, run seconds)
         self._totals = Counter[str]()
         self._runners = [threading.Thread(target=self._run_batches, name=f"runner-{index}", daemon=True)
                          for index in range(runners)]
@@ -192,7 +194,9 @@ class InferenceService:
             raise ServiceStoppedError("the inference service stopped")
         return waiter.token
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self, window: float = 60.0) -> dict[str, Any]:
+        """Counters since the start; ``batch_ms``: run times of the batches that ended in the last ``window`` s."""
+        since = time.monotonic() - window
         with self._cond:
             return {
                 "models": sorted(self._models),
@@ -204,6 +208,7 @@ class InferenceService:
                 "turns": self._totals["turns"],
                 "lapsed_turns": self._totals["lapsed_turns"],
                 "batch_sizes": {str(size): count for size, count in sorted(self._batch_sizes.items())},
+                "batch_ms": _percentiles([seconds for ended, seconds in list(self._batch_seconds) if ended >= since]),
                 "queued": sum(len(model.queue) for model in self._models.values()),
             }
 
@@ -294,7 +299,10 @@ class InferenceService:
     def _run(self, model: _Model, requests: list[_Request]) -> None:
         try:
             batch = _stack([request.batch for request in requests])
+            started = time.monotonic()
             output = model.runner.run(batch)  # the runner makes canvases the model's tensor
+            ended = time.monotonic()
+            self._batch_seconds.append((ended, ended - started))  # deque.append: atomic across runners
             if output.shape[0] != batch.shape[0]:
                 raise RuntimeError(f"{model.spec.model_id}: {output.shape[0]} outputs for {batch.shape[0]} frames")
         except Exception as exc:
@@ -327,6 +335,15 @@ class InferenceService:
                 self._totals["failed"] += len(requests)
         if error is not None:
             log.warning("inference failed: %s: %s", type(error).__name__, error)
+
+
+def _percentiles(seconds: list[float]) -> dict[str, float | int]:
+    """Run times in ms: how many, p50, p99 (``{"count": 0}`` without any)."""
+    ordered = sorted(seconds)
+    if not ordered:
+        return {"count": 0}
+    return {"count": len(ordered), "p50": 1000 * ordered[len(ordered) // 2],
+            "p99": 1000 * ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]}
 
 
 def _stack(batches: list[np.ndarray]) -> np.ndarray:

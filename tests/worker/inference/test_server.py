@@ -106,6 +106,8 @@ def test_concurrent_pipelines_each_get_their_own_frames_back_in_order(
     assert not failures
     stats = clients[0].stats()
     assert stats["models"] == [MODEL] and stats["frames"] == 72 and stats["failed_requests"] == 0
+    assert stats["batch_ms"]["count"] == stats["batches"]  # every batch of this test ended within the last minute
+    assert 0 < stats["batch_ms"]["p50"] <= stats["batch_ms"]["p99"]
     for client in clients:
         client.close()
 
@@ -118,6 +120,9 @@ def test_errors_come_back_as_their_own_types_and_the_connection_stays_usable(
     with pytest.raises(ValueError, match=r"expected \[B, 3, 416, 416\]"):
         client.run(MODEL, np.zeros((1, 3, 320, 320), np.float32))
     assert client.run(MODEL, tensors[0]).shape == (1, 2535, 85)
+    with pytest.raises(ValueError, match="stats window must be a positive number"):
+        client.stats(window=0)
+    assert client.stats(window=3600)["batch_ms"]["count"] >= 1
     client.close()
 
 
