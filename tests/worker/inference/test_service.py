@@ -136,6 +136,7 @@ def test_a_detectors_canvases_reach_the_runner_as_they_are_and_mixed_batches_bec
     with pytest.raises(BadRequestError, match=r"expected \[B, 8, 8, 3\]"):
         service.infer("m/1", np.zeros((1, SIZE, SIZE + 1, 3), np.uint8))
     runner.gate.clear()  # a tensor runs while a canvas and another tensor queue behind it: one batch of both kinds
+    runner.running.clear()  # set by the runs above
     results: dict[str, object] = {}
 
     def call(name: str, batch: np.ndarray) -> None:
