@@ -62,6 +62,7 @@ bench: setup
 	$(PY) -m tests.benchmarks.fleet --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.webrtc --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.faults --output docs/benchmarks.md
+	$(PY) -m tests.benchmarks.e2e_timings --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.fuzz --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.load --output docs/benchmarks.md --seconds $(LOAD_SECONDS)
 	$(PY) -m tests.benchmarks.tcp_front --output docs/benchmarks.md
