@@ -22,8 +22,9 @@ Theory of operation
      ledger, draining workers excluded) and, if so, **hands it over**: one Lua script bumps its
      epoch (the old task is fenced out: its next write, results included, is refused, and it stops),
      counts a restart but no failure (``last_error`` "worker draining", no crash signature, no
-     backoff), deletes the old heartbeat and marks it dispatched; then the spec is sent to the queue
-     at once. The reaper's usual claim deadline covers a dispatch nobody claims;
+     backoff), deletes the old heartbeat, marks it dispatched and names the move in the drain's
+     progress (so the drain never reads as done in between); then the spec is sent to the queue at
+     once. The reaper's usual claim deadline covers a dispatch nobody claims;
    - a pipeline that cannot move (``movable`` False: a WebRTC peer is connected to this worker) is
      left running there and listed in ``unmovable``; it is never killed by a drain;
    - when no other worker has room, nothing is stopped: the drain waits, and says why in
@@ -75,11 +76,14 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
 
-# KEYS: record, heartbeat. ARGV: expected epoch, expected state, expected owner, now, reason.
-# Moves a running pipeline off its (draining) worker: a new epoch fences the old task out; a restart
-# but not a failure; dispatched now (the claim deadline counts from here). Returns the new epoch, or
-# 0 when the record changed meanwhile or termination was requested.
+# KEYS: record, heartbeat, drains. ARGV: expected epoch, expected state, expected owner, now, reason,
+# hostname, progress JSON (the move under way). Moves a running pipeline off its (draining) worker: a
+# new epoch fences the old task out; a restart but not a failure; dispatched now (the claim deadline
+# counts from here). The drain's progress names the move in the same step, so no reader ever sees the
+# pipeline gone from the worker with no move under way (a drain "done" too early). Returns the new
+# epoch, or 0 when the record changed meanwhile, termination was requested or the drain was cancelled.
 _HAND_OVER = """
+if redis.call('HEXISTS', KEYS[3], ARGV[6]) == 0 then return 0 end
 local fields = redis.call('HMGET', KEYS[1], 'epoch', 'state', 'owner', 'desired_state')
 if not fields[1] or tonumber(fields[1]) ~= tonumber(ARGV[1]) or fields[2] ~= ARGV[2] then return 0 end
 if fields[3] ~= ARGV[3] or fields[4] == 'TERMINATED' then return 0 end
@@ -88,6 +92,7 @@ redis.call('HINCRBY', KEYS[1], 'restarts', 1)
 redis.call('HSET', KEYS[1], 'state', 'PENDING', 'owner', '', 'updated_at', ARGV[4], 'restart_at', '0',
            'dispatched_at', ARGV[4], 'last_error', ARGV[5], 'crash_signature', '')
 redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[3], ARGV[6], ARGV[7])
 return epoch
 """
 
@@ -124,11 +129,15 @@ class Drains:
         progress = progress.model_copy(update={"updated_at": time.time()})
         return bool(await self._save(keys=[keys.worker_drains()], args=[hostname, progress.model_dump_json()]))
 
-    async def hand_over(self, record: PipelineRecord) -> int | None:
-        """Bumps the epoch of ``record`` (still as read: same epoch, state and owner); the new epoch, or None."""
+    async def hand_over(self, record: PipelineRecord, hostname: str, progress: DrainProgress) -> int | None:
+        """Bumps the epoch of ``record`` (still as read: same epoch, state and owner) and saves ``progress``
+        (the move under way) for ``hostname``'s drain, at once; the new epoch, or None."""
+        progress = progress.model_copy(update={"updated_at": time.time()})
         epoch = await self._hand_over(
-            keys=[keys.pipeline_record(record.pipeline_id), keys.pipeline_heartbeat(record.pipeline_id)],
-            args=[record.epoch, record.state.value, record.owner, time.time(), WORKER_DRAINING],
+            keys=[keys.pipeline_record(record.pipeline_id), keys.pipeline_heartbeat(record.pipeline_id),
+                  keys.worker_drains()],
+            args=[record.epoch, record.state.value, record.owner, time.time(), WORKER_DRAINING, hostname,
+                  progress.model_dump_json()],
         )
         return int(epoch) or None
 
@@ -227,11 +236,11 @@ class Drainer:
         if spec is None:
             return progress.model_copy(update={"waiting": f"pipeline {record.pipeline_id} has no readable spec; "
                                                           "it is left running"})
-        epoch = await self._drains.hand_over(record)
+        moving = {"moving": record.pipeline_id, "moving_from_epoch": record.epoch, "moving_since": time.time()}
+        epoch = await self._drains.hand_over(record, hostname, progress.model_copy(update=moving))
         if epoch is None:
             return progress  # it changed meanwhile: the next sweep sees it as it is now
-        moving = {"moving": record.pipeline_id, "moving_from_epoch": record.epoch, "moving_since": time.time()}
-        await self._drains.save(hostname, progress.model_copy(update=moving))  # before the send: a crash resumes it
+        # the move was saved with the hand-over, before the send: a crash resumes it
         logger.warning("drain of worker %s: pipeline %s handed over (epoch %d -> %d), sent to %s", hostname,
                        record.pipeline_id, record.epoch, epoch, queue)
         reply_to = keys.reply_list(str(uuid.uuid4()))  # nobody waits: the task's reply just expires
@@ -280,8 +289,11 @@ async def worker_view(redis: Redis, store: PipelineStore, hostname: str, require
 async def list_workers(redis: Redis, store: PipelineStore) -> list[dict[str, Any]]:
     """Every registered or drained worker, by hostname, with its pipelines and its drain's progress."""
     registrations = {registration.hostname: registration for registration in await read_registrations(redis)}
-    drains = await Drains(redis).read()
+    # the records before the drains: a hand-over takes a pipeline off the worker and names the move in
+    # one step, so records read first show it still there, or drains read after show the move (else a
+    # drain could read as done while its last pipeline is between two workers)
     live = await store.live_records()
+    drains = await Drains(redis).read()
     return [_view(hostname, registrations.get(hostname), drains.get(hostname), running_on(hostname, live))
             for hostname in sorted(registrations.keys() | drains.keys())]
 

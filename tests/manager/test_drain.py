@@ -3,6 +3,7 @@ their errors, admission skipping a draining worker, the reaper's one-at-a-time h
 waits: a worker still consuming, no room elsewhere, a pipeline that cannot move), and records and
 specs of a newer format major left alone by the reaper."""
 
+import asyncio
 import json
 import logging
 import time
@@ -10,9 +11,13 @@ from typing import Any
 
 import pytest
 import redis
+from redis.asyncio import Redis as AsyncRedis
 
 from services.core import keys
+from services.core.drain import DrainProgress
 from services.core.records import WORKER_DRAINING, PipelineRecord
+from services.manager.drain import Drains, list_workers
+from services.manager.store import LiveRecord, PipelineStore
 from tests.manager.conftest import RunningManager
 from tests.manager.fakes import FakeWorker, call, register_worker
 from tests.manager.test_server import INIT_PAYLOAD
@@ -173,6 +178,67 @@ def test_a_drain_survives_a_manager_restart(start_manager: Any, fake_worker: Fak
     second_manager = start_manager()
     wait_until(lambda: drain_of(second_manager, A)["done"], timeout=10)
     assert record_of(redis_client, pipeline_id).owner == f"{B}:5678"
+
+
+def test_a_hand_over_names_the_move_in_the_drain_in_the_same_step(redis_server: Any,
+                                                                  redis_client: redis.Redis) -> None:
+    """No reader may see the pipeline gone from the draining worker while the drain names no move:
+    that reads as a finished drain (a flaky "done" before the pipeline ran elsewhere)."""
+    record = PipelineRecord("p-moved", created_at=time.time(), state="RUNNING", owner=f"{A}:1")  # type: ignore[arg-type]
+    redis_client.hset(keys.pipeline_record("p-moved"), mapping=record.to_hash())  # type: ignore[arg-type]
+    stored = record_of(redis_client, "p-moved")
+
+    async def hand_over(progress: DrainProgress) -> int | None:
+        client = AsyncRedis.from_url(redis_server.url)
+        try:
+            return await Drains(client).hand_over(stored, A, progress)
+        finally:
+            await client.aclose()
+
+    moving = DrainProgress(requested_at=time.time(), moving="p-moved", moving_from_epoch=stored.epoch,
+                           moving_since=time.time())
+    assert asyncio.run(hand_over(moving)) is None  # no drain of A (cancelled meanwhile): nothing moves
+    assert record_of(redis_client, "p-moved").epoch == stored.epoch
+
+    redis_client.hset(keys.worker_drains(), A, DrainProgress(requested_at=time.time()).model_dump_json())
+    assert asyncio.run(hand_over(moving)) == stored.epoch + 1
+    moved = record_of(redis_client, "p-moved")
+    assert (moved.epoch, moved.owner, moved.state.value) == (stored.epoch + 1, "", "PENDING")
+    saved = DrainProgress.model_validate_json(redis_client.hget(keys.worker_drains(), A))  # type: ignore[arg-type]
+    assert (saved.moving, saved.moving_from_epoch) == ("p-moved", stored.epoch)
+    assert asyncio.run(hand_over(moving)) is None  # the record changed: a second hand-over is refused
+
+
+def test_a_listing_never_reads_a_drain_as_done_while_its_pipeline_is_between_workers(
+    redis_server: Any, redis_client: redis.Redis
+) -> None:
+    """A hand-over that lands between the listing's reads of the records and of the drains."""
+    register(redis_client, A, consuming=False, draining=True)
+    record = PipelineRecord("p-moved", created_at=time.time(), state="RUNNING", owner=f"{A}:1")  # type: ignore[arg-type]
+    redis_client.hset(keys.pipeline_record("p-moved"), mapping=record.to_hash())  # type: ignore[arg-type]
+    redis_client.sadd(keys.pipelines_index(), "p-moved")
+    redis_client.hset(keys.worker_drains(), A, DrainProgress(requested_at=time.time()).model_dump_json())
+    stored = record_of(redis_client, "p-moved")
+    moved: list[int | None] = []
+
+    class HandOverMidway(PipelineStore):  # another manager's sweep moves the pipeline during the listing
+        async def live_records(self) -> list[LiveRecord]:
+            if not moved:
+                moving = DrainProgress(requested_at=time.time(), moving="p-moved", moving_from_epoch=stored.epoch,
+                                       moving_since=time.time())
+                moved.append(await Drains(self._redis).hand_over(stored, A, moving))
+            return await super().live_records()
+
+    async def listing() -> dict[str, Any]:
+        client = AsyncRedis.from_url(redis_server.url)
+        try:
+            return {view["hostname"]: view for view in await list_workers(client, HandOverMidway(client, 600))}[A]
+        finally:
+            await client.aclose()
+
+    drain = asyncio.run(listing())["drain"]
+    assert moved == [stored.epoch + 1] and record_of(redis_client, "p-moved").owner == ""  # it did move meanwhile
+    assert (drain["done"], drain["moving"], drain["pipelines_left"]) == (False, "p-moved", 0)
 
 
 def newer_record(redis_client: redis.Redis, pipeline_id: str, **fields: str) -> None:
