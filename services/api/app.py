@@ -2,7 +2,9 @@
 
 Every route is a thin adapter: read the request, call the manager client (an
 :class:`~services.client.AsyncManagerClient` whose commands share a bounded pool of persistent
-connections, :mod:`services.api.manager_pool`), return the client's typed model. Errors become HTTP
+connections, :mod:`services.api.manager_pool`; with ``API_REDIS_URL``, list and status are answered
+from Redis as the manager answers them, :mod:`services.infra.pipeline_reads`), return the client's typed
+model. Errors become HTTP
 responses in :mod:`services.api.errors`; nothing here holds pipeline state.
 """
 
@@ -15,6 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from services.api.dashboard import Dashboard
 from services.api.health import ReadinessProbe, health_router
+from services.api.hot_reads import HotReads
 from services.api.manager_pool import PooledManagerClient
 from services.api.metrics import ClusterMetrics, add_metrics_route
 from services.api.newer import newer_router
@@ -30,6 +33,8 @@ from services.api.security import RequestGuard
 from services.api.settings import ApiSettings
 from services.api.workers import workers_router
 from services.api.workflows import workflows_router
+from services.infra.pipeline_reads import StoredReads
+from services.infra.redis_connect import async_client
 
 DESCRIPTION = """\
 Start, pause (mute), resume, inspect, consume and terminate video inference pipelines run by the
@@ -53,14 +58,21 @@ def _version() -> str:
         return "0+unknown"
 
 
+READS_TIMEOUT = 2.0  # seconds: a Redis read of the stored reads (then the manager answers)
+
+
 def create_app(settings: ApiSettings) -> FastAPI:
     token = settings.manager_token.get_secret_value() if settings.manager_token is not None else None
+    target = settings.redis_target() if settings.stored_reads else None
+    reads_redis = None if target is None else async_client(target, "API_REDIS_URL", socket_timeout=READS_TIMEOUT,
+                                                           socket_connect_timeout=READS_TIMEOUT)
+    reads = None if reads_redis is None else StoredReads(reads_redis, settings.status_max_age)
     client = PooledManagerClient(settings.manager_host, settings.manager_port, timeout=settings.manager_timeout,
                                  init_timeout=settings.init_timeout, token=token, pool_size=settings.manager_pool_size,
                                  idle_timeout=settings.manager_pool_idle_timeout,
                                  max_requests=settings.manager_pool_max_requests,
                                  addresses=settings.manager_addresses or None, retry_after=settings.manager_retry_after,
-                                 connect_timeout=settings.manager_connect_timeout)
+                                 connect_timeout=settings.manager_connect_timeout, reads=reads)
     probe = ReadinessProbe(client, settings)
     dashboard = Dashboard(client, settings)
     metrics = ClusterMetrics(settings)
@@ -72,10 +84,14 @@ def create_app(settings: ApiSettings) -> FastAPI:
         await dashboard.aclose()
         await metrics.aclose()
         await client.aclose()
+        if reads_redis is not None:
+            await reads_redis.aclose()
 
     app = FastAPI(title="Stream Management API", description=DESCRIPTION, version=_version(), lifespan=lifespan)
     routers = [older_router(client), newer_router(client), workflows_router(client), health_router(probe),
                dashboard.router(), workers_router(client)]
+    if reads is not None:  # inside the guard (added before it): list and status past FastAPI's routing
+        app.add_middleware(HotReads, reads=reads)
     # The guard (origin, token, body size) runs inside CORS: a browser's preflight carries no token.
     app.add_middleware(RequestGuard, cors_origins=settings.cors_origins, max_body_bytes=settings.max_body_bytes,
                        token=settings.auth_token.get_secret_value() if settings.auth_token is not None else None,

@@ -62,6 +62,7 @@ from services.client.tcp import (
     _unreachable,
 )
 from services.core.framing import FrameDecoder, FrameTooLargeError, encode_message
+from services.infra.pipeline_reads import StoredReads
 
 logger = logging.getLogger(__name__)
 
@@ -337,16 +338,24 @@ class PooledManagerClient(AsyncManagerClient):
                  server_hostname: str | None = None, pool_size: int = DEFAULT_POOL_SIZE,
                  idle_timeout: float = DEFAULT_IDLE_TIMEOUT, max_requests: int = DEFAULT_MAX_REQUESTS,
                  addresses: AddressesOption = None, retry_after: float = DEFAULT_RETRY_AFTER,
-                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> None:
+                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, reads: StoredReads | None = None) -> None:
         super().__init__(host, port, timeout=timeout, init_timeout=init_timeout, token=token, tls=tls,
                          ca_file=ca_file, server_hostname=server_hostname, addresses=addresses,
                          retry_after=retry_after, connect_timeout=connect_timeout)
         self.pool = ManagerPool(self.host, self.port, size=pool_size, ssl_context=self.ssl_context,
                                 server_hostname=self._server_hostname, idle_timeout=idle_timeout,
                                 max_requests=max_requests, addresses=self.addresses)
+        self.reads = reads
 
     async def request(self, command: Mapping[str, Any], timeout: float | None = None) -> dict[str, Any]:
-        """The raw reply envelope to ``command`` (success or failure alike); raises only on I/O."""
+        """The raw reply envelope to ``command`` (success or failure alike); raises only on I/O.
+
+        With ``reads``, LIST_PIPELINES and STATUS are answered from Redis when the manager would answer
+        them from the same reads (:class:`~services.infra.pipeline_reads.StoredReads`); else by the manager."""
+        if self.reads is not None and command.get("type") in StoredReads.COMMANDS:
+            envelope = await self.reads.reply(dict(command))
+            if envelope is not None:
+                return envelope
         limit = self.timeout if timeout is None else timeout
         message = self._with_token(dict(command))
         frame = encode_message(message)

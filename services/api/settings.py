@@ -46,8 +46,14 @@ class ApiSettings(BaseSettings):
     manager_pool_size: int = Field(default=8, ge=1)
     manager_pool_idle_timeout: float = Field(default=10.0, gt=0)
     manager_pool_max_requests: int = Field(default=100, ge=0)
-    # Optional: when set, /readyz also requires Redis to answer PING. A URL may hold a password.
+    # Optional: when set, /readyz also requires Redis to answer PING, and (with stored_reads) the API answers
+    # list and status from it as the manager would, sparing a manager round trip each. May hold a password.
     redis_url: SecretStr | None = None
+    # Answer list and status from redis_url (services.infra.pipeline_reads.StoredReads); a status whose stored report
+    # is older than status_max_age (keep it equal to MANAGER_STATUS_MAX_AGE; 0: never) goes to the manager,
+    # which asks the task, and so does every error case.
+    stored_reads: bool = True
+    status_max_age: float = Field(default=2.0, ge=0)
     # The manager's shared token (its MANAGER_AUTH_TOKEN), the same variable the TCP clients read.
     manager_token: SecretStr | None = Field(default=None,
                                             validation_alias=AliasChoices("API_MANAGER_TOKEN", "STREAM_MANAGER_TOKEN"))
@@ -65,6 +71,9 @@ class ApiSettings(BaseSettings):
     tls_key_password: SecretStr | None = Field(default=None, repr=False)
     # Largest request body in bytes (the manager's own frame cap is 1 MiB): larger is refused with 413.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    # Processes serving the API on one socket (uvicorn's supervisor restarts one that dies); > 1 lets list and
+    # status (answered from Redis, see stored_reads) use more than one core. 1: this process alone.
+    workers: int = Field(default=1, ge=1, le=64)
     # "auto" (uvloop when installed, else asyncio), "uvloop" or "asyncio" (services/infra/event_loop.py).
     event_loop: EventLoopChoice = "auto"
     log_level: str = "INFO"

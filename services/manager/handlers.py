@@ -49,6 +49,7 @@ from services.core.records import DesiredState, PipelineRecord, PipelineState
 from services.core.references import ReferencePolicy, check_references
 from services.core.tasks import queue_for
 from services.infra.destinations import resolve_checked_async
+from services.infra.pipeline_reads import status_response, stored_status
 from services.manager.admission import AdmissionPolicy, admit, read_registrations
 from services.manager.control import Controller, NoListenerError, wait_reply
 from services.manager.cursor import ResultEntry, ResultsCursor
@@ -307,27 +308,15 @@ class Handlers:
         asked of the running task; else the last stored report (a pipeline that is over)."""
         pipeline_id = request.pipeline_id
         snapshot = await self._s.store.snapshot(pipeline_id)
-        report = snapshot.report
-        if not snapshot.record.state.is_final and not self._fresh(report):
-            response = await self._ask_status(snapshot.record, request_id)
-            if response is not None and response.get("status") != "success":
-                return Reply(response, pipeline_id)
-            asked = response.get("report") if response is not None else None
-            snapshot = await self._s.store.snapshot(pipeline_id)  # the record as of after the answer
-            report = asked if isinstance(asked, dict) else snapshot.report
-        record = snapshot.record
-        return Reply({"status": "success", "report": {
-            **(report or empty_report()),
-            "pipeline_state": record.state.value,
-            "restarts": record.restarts,
-            "last_error": record.last_error or None,
-            "results_dropped": snapshot.results_dropped,
-        }}, pipeline_id)
-
-    def _fresh(self, report: dict[str, Any] | None) -> bool:
-        max_age = self._settings.status_max_age
-        return (max_age > 0 and report is not None
-                and time.time() - float(report.get("reported_at", 0.0)) <= max_age)
+        stored = stored_status(snapshot, self._settings.status_max_age)
+        if stored is not None:
+            return Reply(stored, pipeline_id)
+        response = await self._ask_status(snapshot.record, request_id)
+        if response is not None and response.get("status") != "success":
+            return Reply(response, pipeline_id)
+        asked = response.get("report") if response is not None else None
+        snapshot = await self._s.store.snapshot(pipeline_id)  # the record as of after the answer
+        return Reply(status_response(snapshot, asked if isinstance(asked, dict) else snapshot.report), pipeline_id)
 
     async def _ask_status(self, record: PipelineRecord, request_id: str) -> dict[str, Any] | None:
         """The running task's status reply; None when no task answers (the stored report serves)."""
@@ -387,10 +376,6 @@ def _entry(entry: WorkflowEntry) -> dict[str, Any]:
     return {"workspace_name": entry.workspace_name, "workflow_id": entry.workflow_id, "updated_at": entry.updated_at}
 
 
-def empty_report() -> dict[str, Any]:
-    """The report of a pipeline whose task never wrote one."""
-    return {"video_source_status_updates": [], "latency_reports": [], "inference_throughput": 0.0,
-            "sources_metadata": []}
 
 
 def _entry_response(entry: ResultEntry, excluded_fields: list[str]) -> dict[str, Any]:

@@ -17,34 +17,16 @@ from typing import Any
 from redis.asyncio import Redis
 
 from services.core import keys
-from services.core.errors import NotFoundError, OperationError
 from services.core.formats import SPEC as SPEC_FORMAT
 from services.core.formats import FormatError, readable
 from services.core.records import DesiredState, PipelineRecord, PipelineState
+from services.infra.pipeline_reads import PipelineReads, not_found, record_of, text, texts
 
 logger = logging.getLogger(__name__)
 
 READ_BATCH = 256  # records read per round trip when every live record is read (the reaper's sweep)
 
 FINAL_STATES = tuple(state.value for state in PipelineState if state.is_final)
-
-# KEYS: index. ARGV: the record keys' prefix (a record's key is the prefix and the id). Returns the
-# indexed ids, oldest pipeline first (by created_at, then id; a record without one counts as 0).
-_LIVE_IDS = """
-local rows = {}
-for i, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-    rows[i] = {tonumber(redis.call('HGET', ARGV[1] .. id, 'created_at')) or 0, id}
-end
-table.sort(rows, function(a, b) if a[1] ~= b[1] then return a[1] < b[1] end return a[2] < b[2] end)
-local ids = {}
-for i, row in ipairs(rows) do ids[i] = row[2] end
-return ids
-"""
-
-# KEYS: record, report, dropped counter. Returns {record (flat HGETALL), report or '', dropped or ''}.
-_SNAPSHOT = """
-return {redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2]) or '', redis.call('GET', KEYS[3]) or ''}
-"""
 
 # KEYS: record. ARGV: desired, final states... Returns the record (flat HGETALL) after the write,
 # or nil when it does not exist. A pipeline asked to terminate, or already over, keeps its desire.
@@ -140,12 +122,12 @@ class LiveRecord:
     heartbeat: bool
 
 
-class PipelineStore:
+class PipelineStore(PipelineReads):
+    """The reads (:class:`~services.infra.pipeline_reads.PipelineReads`, shared with the HTTP API) and the writes."""
+
     def __init__(self, redis: Redis, finished_ttl: int) -> None:
-        self._redis = redis
+        super().__init__(redis)
         self._finished_ttl = finished_ttl
-        self._live_ids = redis.register_script(_LIVE_IDS)
-        self._snapshot = redis.register_script(_SNAPSHOT)
         self._request_state = redis.register_script(_REQUEST_STATE)
         self._retire = redis.register_script(_RETIRE)
         self._restart = redis.register_script(_RESTART)
@@ -165,23 +147,16 @@ class PipelineStore:
     async def get(self, pipeline_id: str) -> PipelineRecord:
         raw = await self._redis.hgetall(keys.pipeline_record(pipeline_id))
         if not raw:
-            raise _not_found(pipeline_id)
-        return _record(pipeline_id, raw)
+            raise not_found(pipeline_id)
+        return record_of(pipeline_id, raw)
 
     async def request_state(self, pipeline_id: str, desired: DesiredState) -> PipelineRecord:
         """Writes the desired state (unless the pipeline is over) and returns the record after it."""
         flat = await self._request_state(keys=[keys.pipeline_record(pipeline_id)],
                                          args=[desired.value, *FINAL_STATES])
         if flat is None:
-            raise _not_found(pipeline_id)
-        return _record(pipeline_id, dict(zip(flat[::2], flat[1::2], strict=True)))
-
-    async def live_ids(self) -> list[str]:
-        """The ids in the index, oldest pipeline first."""
-        # One script: its reads of every record's created_at cost Redis microseconds each, where the same
-        # reads pipelined from here cost the manager's event loop tens of milliseconds at 3,200 pipelines.
-        ids = await self._live_ids(keys=[keys.pipelines_index()], args=[keys.pipeline_record("")])
-        return [_text(pipeline_id) for pipeline_id in ids]
+            raise not_found(pipeline_id)
+        return record_of(pipeline_id, dict(zip(flat[::2], flat[1::2], strict=True)))
 
     async def live_records(self) -> list[LiveRecord]:
         """Every indexed pipeline's record and heartbeat presence.
@@ -189,7 +164,7 @@ class PipelineStore:
         Ids without a record are skipped, and so are records that do not parse (a field a newer
         version wrote, a hand edit): each is logged once with its error, and the others are served.
         """
-        ids = [_text(member) for member in await self._redis.smembers(keys.pipelines_index())]
+        ids = [text(member) for member in await self._redis.smembers(keys.pipelines_index())]
         live: list[LiveRecord] = []
         # In batches: each batch's round trip lets the event loop answer requests between them, where one
         # read of every record (3,200 in the fleet benchmark) held it for the whole parse.
@@ -207,7 +182,7 @@ class PipelineStore:
             if not raw:
                 continue
             try:
-                live.append(LiveRecord(PipelineRecord.from_hash(_texts(raw)), bool(beat)))
+                live.append(LiveRecord(PipelineRecord.from_hash(texts(raw)), bool(beat)))
             except FormatError as exc:
                 if pipeline_id not in self._unreadable:
                     logger.warning("pipeline %s left as it is: %s", pipeline_id, exc)
@@ -293,54 +268,3 @@ class PipelineStore:
             pipe.delete(*keys.pipeline_keys(pipeline_id))
             pipe.srem(keys.pipelines_index(), pipeline_id)
             await pipe.execute()
-
-    async def snapshot(self, pipeline_id: str) -> "Snapshot":
-        """The record, the last stored report and the dropped-results count, in one script (STATUS's usual
-        path: three reads that were four round trips, and one command where a pipeline of three cost the
-        manager's event loop about twice as much); NotFoundError without a record."""
-        flat, raw_report, raw_dropped = await self._snapshot(keys=[
-            keys.pipeline_record(pipeline_id), keys.pipeline_report(pipeline_id), keys.results_dropped(pipeline_id)])
-        if not flat:
-            raise _not_found(pipeline_id)
-        raw_record = dict(zip(flat[::2], flat[1::2], strict=True))
-        return Snapshot(_record(pipeline_id, raw_record), _report(pipeline_id, raw_report or None),
-                        int(raw_dropped) if raw_dropped else 0)
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    record: PipelineRecord
-    report: dict[str, Any] | None  # the task's last stored report, None when there is none (or it is unreadable)
-    results_dropped: int
-
-
-def _report(pipeline_id: str, raw: bytes | str | None) -> dict[str, Any] | None:
-    if raw is None:
-        return None
-    try:
-        report = json.loads(raw)
-    except ValueError:
-        logger.warning("pipeline %s has an unreadable stored report", pipeline_id)
-        return None
-    return report if isinstance(report, dict) else None
-
-
-def _record(pipeline_id: str, raw: dict[Any, Any]) -> PipelineRecord:
-    """The record of a request; one of a newer format major is refused with ``operation_error``."""
-    try:
-        return PipelineRecord.from_hash(_texts(raw))
-    except FormatError as exc:
-        raise OperationError(f"pipeline {pipeline_id}: {exc}",
-                             "The pipeline was created by a newer release of the manager.") from None
-
-
-def _not_found(pipeline_id: str) -> NotFoundError:
-    return NotFoundError(f"pipeline {pipeline_id} not found", f"Pipeline {pipeline_id} does not exist.")
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _texts(raw: dict[Any, Any]) -> dict[str, str]:
-    return {_text(k): _text(v) for k, v in raw.items()}

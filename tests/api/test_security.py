@@ -12,7 +12,7 @@ import httpx
 import pytest
 import redis
 
-from services.api.__main__ import StartupRefused, check_bind
+from services.api.serving import StartupRefused, check_bind
 from services.api.settings import ApiSettings, is_loopback
 from services.client import ApiClient
 from services.client.errors import ProcessesManagerAuthorisationError

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.api.__main__ import StartupRefused, uvicorn_config
+from services.api.serving import StartupRefused, uvicorn_config
 from services.api.settings import ApiSettings
 from services.client import ApiClient, AsyncApiClient
 from services.client.errors import (

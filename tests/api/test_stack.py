@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from tests.manager.test_server import UUID
@@ -156,3 +157,35 @@ def test_ready_with_the_manager_and_redis(http: httpx.Client, stack: Stack, api_
     assert http.get("/docs").status_code == 200
     log = (stack.log_dir / "api.log").read_text()
     assert f"stream management API listening on {api_url} (stream manager at 127.0.0.1:{stack.port})" in log
+
+
+def _serving(api: "psutil.Process") -> list["psutil.Process"]:
+    """The worker processes of an API started with API_WORKERS (its multiprocessing children)."""
+    serving = []
+    for child in api.children():
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and "spawn_main" in " ".join(child.cmdline()):
+                serving.append(child)
+        except psutil.Error:  # ended meanwhile
+            continue
+    return serving
+
+
+def test_api_workers_serve_from_several_processes_restart_one_that_dies_and_stop_together(stack: Stack) -> None:
+    url = stack.start_api("api-workers", API_WORKERS="2")
+    api = psutil.Process(stack.apis["api-workers"].pid)
+    wait_until(lambda: len(_serving(api)) == 2, timeout=20)
+    with httpx.Client(base_url=url, timeout=30) as client:
+        assert all(client.get("/inference_pipelines/list").status_code == 200 for _ in range(20))
+        first, second = _serving(api)
+        first.kill()  # a worker process dies: the supervisor starts another
+        wait_until(lambda: len(_serving(api)) == 2 and first.pid not in {p.pid for p in _serving(api)},
+                   timeout=20)
+        wait_until(lambda: client.get("/healthz").status_code == 200, timeout=20)
+        replies = [client.get("/list_pipelines") for _ in range(20)]
+        assert all(reply.status_code == 200 for reply in replies), [reply.text for reply in replies]
+    serving, supervisor = _serving(api), stack.apis["api-workers"]
+    stack.stop_api("api-workers")  # SIGTERM to the supervisor: every worker process ends with it
+    assert supervisor.returncode == 0
+    wait_until(lambda: not any(process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+                               for process in [second, *serving]), timeout=5)

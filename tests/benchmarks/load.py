@@ -1,7 +1,8 @@
 """Load: 1,000 concurrent TCP clients on persistent connections sending STATUS / LIST_PIPELINES in a loop, then
-the HTTP API under 50 concurrent keep-alive connections: ``/healthz`` (the HTTP stack alone), ``GET
-/inference_pipelines/list`` and ``GET /inference_pipelines/{id}/status``, each for ``--seconds``; throughput,
-latency percentiles, errors, the CPU share of each process and the RSS of the manager and the API over time.
+the HTTP API (with 1, then 2 processes: ``API_WORKERS``) under 50 concurrent keep-alive connections:
+``/healthz`` (the HTTP stack alone), ``GET /inference_pipelines/list`` and ``GET
+/inference_pipelines/{id}/status``, each for ``--seconds``; throughput, latency percentiles, errors, the CPU
+share of each process and the RSS of the manager and the API over time.
 
 Real processes: redis-server, `python -m services.manager` (rate and connection limits off:
 ``MANAGER_MAX_REQUESTS_PER_SECOND=0``, ``MANAGER_MAX_CONNECTIONS=0``), one worker (nice 10) running 2
@@ -19,7 +20,7 @@ reports its own CPU seconds over the window (getrusage); the parent reads the AP
 established connections to the manager (which the pool bounds).
 
 Usage: ``python -m tests.benchmarks.load [--output docs/benchmarks.md] [--seconds 60] [--clients 1000]
-[--http-connections 50] [--pool-size 8]``
+[--http-connections 50] [--pool-size 8] [--api-workers 1,2]``
 """
 
 import argparse
@@ -267,24 +268,34 @@ class Sampler(threading.Thread):
         while True:
             now = time.monotonic()
             if now >= next_rss:
-                self.rss.append(self._process.memory_info().rss / 2**20)
+                self.rss.append(_rss(self._process))
                 next_rss = now + 5.0
             if self._port is not None:
-                established = [c for c in self._process.net_connections(kind="tcp")
+                established = [c for process in _tree(self._process) for c in process.net_connections(kind="tcp")
                                if c.raddr and c.raddr.port == self._port and c.status == psutil.CONN_ESTABLISHED]
                 self.max_connections = max(self.max_connections, len(established))
             if self._halt.wait(0.2):
                 break
-        self.rss.append(self._process.memory_info().rss / 2**20)
+        self.rss.append(_rss(self._process))
 
     def stop(self) -> None:
         self._halt.set()
         self.join(10)
 
 
+def _tree(process: psutil.Process) -> list[psutil.Process]:
+    """``process`` and its children (an API with API_WORKERS > 1 serves from its children)."""
+    return [process, *process.children(recursive=True)]
+
+
 def _cpu(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return float(times.user + times.system)
+    """CPU seconds of ``process`` and its children (the same long-lived children over a window)."""
+    return sum(float(times.user + times.system) for times in (member.cpu_times() for member in _tree(process)))
+
+
+def _rss(process: psutil.Process) -> float:
+    """RSS of ``process`` and its children, MiB (summed: shared pages count once per process)."""
+    return sum(member.memory_info().rss for member in _tree(process)) / 2**20
 
 
 class Measured:
@@ -336,7 +347,8 @@ def _rss_line(name: str, samples: list[float]) -> str:
             f"(samples: {trail}).")
 
 
-def run(seconds: float, clients: int, connections: int, pool_size: int, nice: int, log: Any) -> str:
+def run(seconds: float, clients: int, connections: int, pool_size: int, nice: int, api_workers: list[int],
+        log: Any) -> str:
     nofile = _raise_nofile(clients * 2 + 256)  # the manager (a child) inherits the raised limit
     quiet_load = os.getloadavg()[0]
     with running_redis() as server, running_stack(server.url) as stack:
@@ -364,23 +376,29 @@ def run(seconds: float, clients: int, connections: int, pool_size: int, nice: in
         manager_sampler.stop()
         log(f"TCP: {tcp.row()}; errors {tcp.result['first_errors']}")
 
-        url = stack.start_api(**API_ENV, API_MANAGER_POOL_SIZE=str(pool_size))
-        api_port = int(url.rsplit(":", 1)[1])
-        api = psutil.Process(stack.apis["api"].pid)
-        api_sampler = Sampler(api, connections_to=stack.port)
-        api_sampler.start()
-        http = []
-        for label, paths in [
-            ("`GET /healthz` (no manager call)", ["/healthz"]),
-            ("`GET /inference_pipelines/list`", ["/inference_pipelines/list"]),
-            ("`GET /inference_pipelines/{id}/status`", [f"/inference_pipelines/{i}/status" for i in pipeline_ids]),
-        ]:
-            measured = measure(f"HTTP API: {connections} keep-alive connections, {label}, {seconds:.0f} s", "http",
-                               api_port, connections, seconds, paths,
-                               {"API": api, "manager": manager, "Redis": redis_process})
-            log(f"HTTP: {measured.row()}; errors {measured.result['first_errors']}")
-            http.append(measured)
-        api_sampler.stop()
+        http, api_samplers = [], {}
+        for workers in api_workers:
+            name = f"api-{workers}"
+            url = stack.start_api(name, **API_ENV, API_MANAGER_POOL_SIZE=str(pool_size), API_WORKERS=str(workers))
+            api_port = int(url.rsplit(":", 1)[1])
+            api = psutil.Process(stack.apis[name].pid)
+            time.sleep(1)  # every worker process up (the first that answered /healthz may be alone so far)
+            api_samplers[workers] = sampler = Sampler(api, connections_to=stack.port)
+            sampler.start()
+            processes = "1 process" if workers == 1 else f"{workers} processes"
+            for label, paths in [
+                ("`GET /healthz` (no manager call)", ["/healthz"]),
+                ("`GET /inference_pipelines/list`", ["/inference_pipelines/list"]),
+                ("`GET /inference_pipelines/{id}/status`",
+                 [f"/inference_pipelines/{i}/status" for i in pipeline_ids]),
+            ]:
+                measured = measure(f"HTTP API ({processes}): {connections} keep-alive connections, {label}, "
+                                   f"{seconds:.0f} s", "http", api_port, connections, seconds, paths,
+                                   {"API": api, "manager": manager, "Redis": redis_process})
+                log(f"HTTP: {measured.row()}; errors {measured.result['first_errors']}")
+                http.append(measured)
+            sampler.stop()
+            stack.stop_api(name)
         manager_after = manager.memory_info().rss / 2**20
         for pipeline_id in pipeline_ids:
             call(stack.port, {"type": "terminate", "pipeline_id": pipeline_id})
@@ -389,7 +407,10 @@ def run(seconds: float, clients: int, connections: int, pool_size: int, nice: in
         f"Real processes: redis-server, the manager ({', '.join(f'`{k}={v}`' for k, v in MANAGER_ENV.items())}; "
         f"RLIMIT_NOFILE {nofile}), one worker (`nice -n {nice}`) running 2 pipelines on vtest.avi at max_fps 1, "
         f"and for HTTP `python -m services.api` (`API_MANAGER_POOL_SIZE={pool_size}` persistent manager connections, "
-        f"{', '.join(f'`{k}={v}`' for k, v in API_ENV.items())}). The load generator is a process of its own on "
+        f"{', '.join(f'`{k}={v}`' for k, v in API_ENV.items())}; `API_REDIS_URL` set, so list and status are "
+        "answered from Redis as the manager would answer them, and the manager only when they cannot be; "
+        f"`API_WORKERS` {' then '.join(str(w) for w in api_workers)}: that many processes on one socket). "
+        "The load generator is a process of its own on "
         "the same host: raw asyncio protocols, one per connection, each writing its next request from the callback "
         "that completes the previous reply. CPU columns: "
         "CPU seconds over wall seconds of the run, 100% = one core; load average: the host's 1-minute one at the end "
@@ -401,11 +422,15 @@ def run(seconds: float, clients: int, connections: int, pool_size: int, nice: in
         tcp.row(),
         *(measured.row() for measured in http),
         "",
-        f"The API's established connections to the manager during the HTTP runs: at most "
-        f"{api_sampler.max_connections} (sampled every 0.2 s; the pool holds at most {pool_size}).",
+        "The API's established connections to the manager during the HTTP runs: at most "
+        + ", ".join(f"{sampler.max_connections} with {workers} process(es)"
+                    for workers, sampler in api_samplers.items())
+        + f" (sampled every 0.2 s; each process's pool holds at most {pool_size}). CPU and RSS of the API: its "
+        "processes summed.",
         _rss_line("Manager, during the TCP load:", manager_sampler.rss),
         f"Manager after the HTTP load too: {manager_after:.0f} MiB.",
-        _rss_line("API, during the HTTP load:", api_sampler.rss),
+        *(_rss_line(f"API ({workers} process(es)), during the HTTP load:", sampler.rss)
+          for workers, sampler in api_samplers.items()),
     ]
     errors = [error for measured in (tcp, *http) for error in measured.result["first_errors"]]
     if errors:
@@ -424,8 +449,10 @@ def main() -> None:
     parser.add_argument("--http-connections", type=int, default=50)
     parser.add_argument("--pool-size", type=int, default=8, help="the API's API_MANAGER_POOL_SIZE")
     parser.add_argument("--nice", type=int, default=10, help="nice value of the worker (it shares the host)")
+    parser.add_argument("--api-workers", default="1,2", help="the API's API_WORKERS: one HTTP run per value")
     args = parser.parse_args()
     markdown = run(args.seconds, args.clients, args.http_connections, args.pool_size, args.nice,
+                   [int(value) for value in args.api_workers.split(",")],
                    lambda text: print(text, file=sys.stderr, flush=True))
     write_section(args.output, "load", markdown)
     print(markdown)

@@ -271,8 +271,9 @@ def test_the_reaper_does_not_redispatch_a_spec_of_a_newer_major(
 ) -> None:
     caplog.set_level(logging.WARNING, "services.manager")
     register(redis_client, A)
-    newer_record(redis_client, "newer-spec", state="PENDING", restart_at=str(time.time()), epoch="2")
+    # the spec first: a sweep between the two writes would find a record without its spec (and fail it)
     redis_client.set(keys.pipeline_spec("newer-spec"), json.dumps({"format_version": "2.0", "sources": []}))
+    newer_record(redis_client, "newer-spec", state="PENDING", restart_at=str(time.time()), epoch="2")
 
     time.sleep(1.0)
     assert fake_worker.calls == []

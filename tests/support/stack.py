@@ -114,6 +114,10 @@ class Stack:
             time.sleep(0.1)
         raise RuntimeError(f"API {name} did not answer on {port}; see {self.log_dir}/{name}.log")
 
+    def stop_api(self, name: str = "api") -> None:
+        """Stops the API ``name`` (SIGTERM, and its worker processes with it) and forgets it."""
+        stop_process(self.apis.pop(name))
+
     def close(self) -> None:
         for process in self.apis.values():
             stop_process(process)
