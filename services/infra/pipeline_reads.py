@@ -27,6 +27,7 @@ from services.core.errors import NotFoundError, OperationError, StreamManagerErr
 from services.core.formats import FormatError
 from services.core.messages import success_envelope
 from services.core.records import PipelineRecord
+from services.core.redaction import redact_text
 
 logger = logging.getLogger(__name__)
 
@@ -159,20 +160,21 @@ class StoredReads:
 
     async def reply(self, command: dict[str, Any]) -> dict[str, Any] | None:
         """The manager's reply envelope to ``command``, or None: ask the manager."""
-        kind = command.get("type")
+        kind, pipeline_id = command.get("type"), command.get("pipeline_id")
         try:
             if kind == "list_pipelines":
-                return success_envelope(str(uuid.uuid4()), {"pipelines": await self._store.live_ids()}, None)
-            pipeline_id = command.get("pipeline_id")
-            if kind != "status" or not isinstance(pipeline_id, str):
+                response: dict[str, Any] | None = {"pipelines": await self._store.live_ids()}
+                pipeline_id = None
+            elif kind == "status" and isinstance(pipeline_id, str):
+                response = stored_status(await self._store.snapshot(pipeline_id), self._status_max_age)
+            else:
                 return None
-            response = stored_status(await self._store.snapshot(pipeline_id), self._status_max_age)
         except (StreamManagerError, FormatError, ValueError):
             return None  # unknown id, a newer format, an unreadable record: the manager's error reply says it
         except (RedisError, OSError) as exc:
             if not self._failing:
                 logger.warning("reads from Redis failed (%s: %s); the manager answers them until Redis does",
-                               type(exc).__name__, exc)
+                               type(exc).__name__, redact_text(str(exc)))
             self._failing = True
             return None
         if self._failing:
