@@ -6,7 +6,7 @@ unless ``API_ALLOW_INSECURE_BIND`` says so, and on TLS files it cannot read. Wit
 
 ``API_WORKERS`` > 1 serves from that many processes sharing one listening socket, under uvicorn's
 supervisor (it restarts a worker that dies or stops answering its health pings, and stops them all on
-SIGTERM/SIGINT). Each process builds its own app from the environment (:func:`app_from_environment`):
+SIGTERM/SIGINT). Each process builds its own app from the environment (``services.api.__main__``):
 its own manager connection pool and Redis clients; the API holds no pipeline state, so any process
 answers any request.
 """
@@ -22,7 +22,6 @@ from uvicorn.supervisors import Multiprocess
 
 from services.api.app import create_app
 from services.api.settings import ApiSettings, is_loopback
-from services.core.logs import configure_logging
 from services.infra.event_loop import loop_name
 
 logger = logging.getLogger("services.api")
@@ -57,13 +56,6 @@ class _Config(uvicorn.Config):
             assert self.ssl_certfile is not None
             create_ssl_context(self.ssl_certfile, self.ssl_keyfile, self.ssl_keyfile_password, self.ssl_version,
                                self.ssl_cert_reqs, self.ssl_ca_certs, self.ssl_ciphers)
-
-
-def app_from_environment() -> FastAPI:
-    """The app of one worker process of ``API_WORKERS`` > 1 (uvicorn imports it by name in each)."""
-    settings = ApiSettings()
-    configure_logging(settings.log_level, settings.log_format)
-    return create_app(settings)
 
 
 def uvicorn_config(settings: ApiSettings, app: FastAPI | str | None = None) -> uvicorn.Config:
@@ -103,9 +95,10 @@ async def serve(settings: ApiSettings) -> None:
     await serving
 
 
-def serve_workers(settings: ApiSettings) -> None:
-    """``settings.workers`` processes on one socket, under uvicorn's supervisor, until SIGTERM/SIGINT."""
-    config = uvicorn_config(settings, "services.api.serving:app_from_environment")
+def serve_workers(settings: ApiSettings, factory: str) -> None:
+    """``settings.workers`` processes on one socket, under uvicorn's supervisor, until SIGTERM/SIGINT; each
+    builds its app with ``factory`` ("module:function", imported by name in each process)."""
+    config = uvicorn_config(settings, factory)
     sock = config.bind_socket()
     host, port = sock.getsockname()[:2]
     logger.info("stream management API listening on %s://%s:%d with %d worker processes (stream manager at %s)%s",
