@@ -3,9 +3,9 @@
 Every route is a thin adapter: read the request, call the manager client (an
 :class:`~services.client.AsyncManagerClient` whose commands share a bounded pool of persistent
 connections, :mod:`services.api.manager_pool`; with ``API_REDIS_URL``, list and status are answered
-from Redis as the manager answers them, :mod:`services.infra.pipeline_reads`), return the client's typed
-model. Errors become HTTP
-responses in :mod:`services.api.errors`; nothing here holds pipeline state.
+from Redis as the manager answers them, :mod:`services.infra.pipeline_reads`), return the client's
+typed model. Errors become HTTP responses in :mod:`services.api.errors`; nothing here holds pipeline
+state.
 """
 
 from collections.abc import AsyncIterator

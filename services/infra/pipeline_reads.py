@@ -74,7 +74,7 @@ class PipelineReads:
         if not flat:
             raise not_found(pipeline_id)
         raw_record = dict(zip(flat[::2], flat[1::2], strict=True))
-        return Snapshot(record_of(pipeline_id, raw_record), report_of(pipeline_id, raw_report or None),
+        return Snapshot(record_of(pipeline_id, raw_record), stored_object(pipeline_id, raw_report or None, "report"),
                         int(raw_dropped) if raw_dropped else 0)
 
 
@@ -85,15 +85,17 @@ class Snapshot:
     results_dropped: int
 
 
-def report_of(pipeline_id: str, raw: bytes | str | None) -> dict[str, Any] | None:
+def stored_object(pipeline_id: str, raw: bytes | str | None, what: str) -> dict[str, Any] | None:
+    """A stored JSON object of the pipeline (its ``what``: report, spec); None when it is missing, not an
+    object, or unreadable (logged)."""
     if raw is None:
         return None
     try:
-        report = json.loads(raw)
+        value = json.loads(raw)
     except ValueError:
-        logger.warning("pipeline %s has an unreadable stored report", pipeline_id)
+        logger.warning("pipeline %s has an unreadable stored %s", pipeline_id, what)
         return None
-    return report if isinstance(report, dict) else None
+    return value if isinstance(value, dict) else None
 
 
 def record_of(pipeline_id: str, raw: dict[Any, Any]) -> PipelineRecord:

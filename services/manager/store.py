@@ -20,7 +20,7 @@ from services.core import keys
 from services.core.formats import SPEC as SPEC_FORMAT
 from services.core.formats import FormatError, readable
 from services.core.records import DesiredState, PipelineRecord, PipelineState
-from services.infra.pipeline_reads import PipelineReads, not_found, record_of, text, texts
+from services.infra.pipeline_reads import PipelineReads, not_found, record_of, stored_object, text, texts
 
 logger = logging.getLogger(__name__)
 
@@ -249,15 +249,8 @@ class PipelineStore(PipelineReads):
 
         Raises ``FormatError`` for a spec of a newer major (a newer manager stored it).
         """
-        raw = await self._redis.get(keys.pipeline_spec(pipeline_id))
-        if raw is None:
-            return None
-        try:
-            spec = json.loads(raw)
-        except ValueError:
-            logger.warning("pipeline %s has an unreadable stored spec", pipeline_id)
-            return None
-        if not isinstance(spec, dict):
+        spec = stored_object(pipeline_id, await self._redis.get(keys.pipeline_spec(pipeline_id)), "spec")
+        if spec is None:
             return None
         readable(f"pipeline {pipeline_id}'s spec", spec.get("format_version"), SPEC_FORMAT)
         return spec
