@@ -14,7 +14,7 @@ from services.core import keys
 from tests.manager.fakes import call
 from tests.support.redis_server import RedisServer
 from tests.support.stack import Stack, running_stack
-from tests.support.waiting import wait_until
+from tests.support.waiting import settled, wait_until
 from tools.payloads import MODEL_ID as MODEL
 from tools.payloads import newer_init
 
@@ -88,9 +88,14 @@ def test_lifecycle_of_a_pipeline_over_tcp(stack: Stack) -> None:
 
     # mute: no new results
     _ok(call(stack.port, {"type": "mute", "pipeline_id": pipeline_id}))
-    time.sleep(1.5)
-    _drain(stack.port, pipeline_id)
-    time.sleep(2.0)
+    # what was in flight when the mute landed drains; then nothing new for 2 s (the camera sends 10 fps)
+    consumed = [0]
+
+    def consumed_so_far() -> int:
+        consumed[0] += _drain(stack.port, pipeline_id)
+        return consumed[0]
+
+    settled(consumed_so_far, quiet=2.0, timeout=30)
     assert _consume(stack.port, pipeline_id) == []
     report = _ok(call(stack.port, {"type": "status", "pipeline_id": pipeline_id}))["report"]
     assert report["pipeline_state"] == "MUTED"

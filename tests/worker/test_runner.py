@@ -34,6 +34,7 @@ from tests.support.pipelines import (
 )
 from tests.support.redis_server import RedisServer, running_redis
 from tests.support.streams import http_live_stream
+from tests.support.waiting import settled
 from tests.worker.conftest import MEDIA, MODELS
 
 CLIP_FRAMES = 12
@@ -267,10 +268,8 @@ def test_control_commands_over_pubsub(start_run: StartRun, redis_client: redis.R
     assert send_command(redis_client, pipeline_id, epoch, Command.MUTE, desired=DesiredState.MUTED) == {
         "status": "success"}
     wait_for(lambda: record_state(redis_client, pipeline_id) is PipelineState.MUTED, timeout=2)
-    time.sleep(0.5)  # rounds already past the sources drain into the stream
-    muted_at = last_result_id(redis_client, pipeline_id)
-    time.sleep(1.5)
-    assert last_result_id(redis_client, pipeline_id) == muted_at
+    # rounds already past the sources drain into the stream, then nothing more (the source runs at 10 fps)
+    muted_at = settled(lambda: last_result_id(redis_client, pipeline_id), quiet=1.5, timeout=20)
 
     assert send_command(redis_client, pipeline_id, epoch, Command.RESUME, desired=DesiredState.RUNNING) == {
         "status": "success"}
