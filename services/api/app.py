@@ -33,6 +33,7 @@ from services.api.security import RequestGuard
 from services.api.settings import ApiSettings
 from services.api.workers import workers_router
 from services.api.workflows import workflows_router
+from services.infra.heap import freeze_startup_heap
 from services.infra.pipeline_reads import StoredReads
 from services.infra.redis_connect import async_client
 
@@ -79,6 +80,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        freeze_startup_heap()  # in each serving process: its app is built (services.infra.heap)
         yield
         await probe.aclose()
         await dashboard.aclose()

@@ -6,7 +6,8 @@ left of their cost is the framework's: routing, dependency solving, validating t
 value and the exception wrappers cost about as much as the Redis read itself (py-spy, 50
 connections). This ASGI layer, inside the request guard (origin, token and body checks apply as to
 any route), answers a GET of exactly those paths when the stored reads can, with the body the route
-would send: the same response model, serialised as FastAPI serialises a response model. Everything
+would send: the same response model, serialised as FastAPI serialises a response model (memoised on
+what was read from Redis, see :meth:`~services.infra.pipeline_reads.StoredReads.rendered`). Everything
 else (other paths and methods, a pipeline the manager must be asked about, any error) goes on to
 the app unchanged, so the routes keep answering those cases.
 """
@@ -43,17 +44,23 @@ class HotReads:
 
     async def _answer(self, path: str) -> bytes | None:
         """The route's response body, or None: the route answers."""
-        command: dict[str, Any]
-        model: type[BaseModel]
         if path in _LIST_PATHS:
-            command, model = {"type": "list_pipelines"}, ListPipelinesResponse
-        else:
-            match = _STATUS_PATH.fullmatch(path)
-            if match is None:
-                return None
-            command, model = {"type": "status", "pipeline_id": match.group(1) or match.group(2)}, StatusResponse
-        envelope = await self._reads.reply(command)
-        if envelope is None:
+            return await self._reads.rendered({"type": "list_pipelines"}, _render_list)
+        match = _STATUS_PATH.fullmatch(path)
+        if match is None:
             return None
-        typed = model.model_validate({**envelope["response"], "context": context_of(envelope)})
-        return typed.model_dump_json(by_alias=True).encode()  # as FastAPI serialises a route's response model
+        return await self._reads.rendered({"type": "status", "pipeline_id": match.group(1) or match.group(2)},
+                                          _render_status)
+
+
+def _render(model: type[BaseModel], envelope: dict[str, Any]) -> bytes:
+    typed = model.model_validate({**envelope["response"], "context": context_of(envelope)})
+    return typed.model_dump_json(by_alias=True).encode()  # as FastAPI serialises a route's response model
+
+
+def _render_list(envelope: dict[str, Any]) -> bytes:
+    return _render(ListPipelinesResponse, envelope)
+
+
+def _render_status(envelope: dict[str, Any]) -> bytes:
+    return _render(StatusResponse, envelope)

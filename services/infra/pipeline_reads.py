@@ -14,8 +14,10 @@ unreachable) is left to the manager (``None``), which answers it with its usual 
 
 import json
 import logging
+import math
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,22 +62,39 @@ class PipelineReads:
 
     async def live_ids(self) -> list[str]:
         """The ids in the index, oldest pipeline first."""
+        return [text(pipeline_id) for pipeline_id in await self.raw_live_ids()]
+
+    async def raw_live_ids(self) -> tuple[bytes | str, ...]:
+        """:meth:`live_ids` as Redis sent them."""
         # One script: its reads of every record's created_at cost Redis microseconds each, where the same
         # reads pipelined from here cost the manager's event loop tens of milliseconds at 3,200 pipelines.
-        ids = await self._live_ids(keys=[keys.pipelines_index()], args=[keys.pipeline_record("")])
-        return [text(pipeline_id) for pipeline_id in ids]
+        return tuple(await self._live_ids(keys=[keys.pipelines_index()], args=[keys.pipeline_record("")]))
 
     async def snapshot(self, pipeline_id: str) -> "Snapshot":
         """The record, the last stored report and the dropped-results count, in one script (STATUS's usual
         path: three reads that were four round trips, and one command where a pipeline of three cost the
         manager's event loop about twice as much); NotFoundError without a record."""
+        return parse_snapshot(pipeline_id, await self.raw_snapshot(pipeline_id))
+
+    async def raw_snapshot(self, pipeline_id: str) -> "RawSnapshot":
+        """:meth:`snapshot` as Redis sent it (hashable: a memo's key)."""
         flat, raw_report, raw_dropped = await self._snapshot(keys=[
             keys.pipeline_record(pipeline_id), keys.pipeline_report(pipeline_id), keys.results_dropped(pipeline_id)])
-        if not flat:
-            raise not_found(pipeline_id)
-        raw_record = dict(zip(flat[::2], flat[1::2], strict=True))
-        return Snapshot(record_of(pipeline_id, raw_record), stored_object(pipeline_id, raw_report or None, "report"),
-                        int(raw_dropped) if raw_dropped else 0)
+        return tuple(flat), raw_report, raw_dropped
+
+
+# The record's hash flattened (field, value, ...), the stored report ('' when none), the dropped count ('').
+RawSnapshot = tuple[tuple[bytes | str, ...], bytes | str, bytes | str]
+
+
+def parse_snapshot(pipeline_id: str, raw: RawSnapshot) -> "Snapshot":
+    """The snapshot read as ``raw``; NotFoundError without a record."""
+    flat, raw_report, raw_dropped = raw
+    if not flat:
+        raise not_found(pipeline_id)
+    raw_record = dict(zip(flat[::2], flat[1::2], strict=True))
+    return Snapshot(record_of(pipeline_id, raw_record), stored_object(pipeline_id, raw_report or None, "report"),
+                    int(raw_dropped) if raw_dropped else 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,17 +156,37 @@ def status_response(snapshot: Snapshot, report: dict[str, Any] | None) -> dict[s
     }}
 
 
-def is_fresh(report: dict[str, Any] | None, max_age: float, now: float) -> bool:
-    """Whether a stored report may answer a STATUS (``max_age`` 0: never; ages compare the worker's clock)."""
-    return max_age > 0 and report is not None and now - float(report.get("reported_at", 0.0)) <= max_age
+def answerable_until(snapshot: Snapshot, max_age: float) -> float:
+    """Until when (``time.time()``, the worker's clock) ``snapshot`` answers a STATUS on its own: forever
+    once the pipeline is over, while its stored report is fresh (``max_age`` 0: never); ``-inf`` when the
+    running task must be asked."""
+    if snapshot.record.state.is_final:
+        return math.inf
+    if max_age > 0 and snapshot.report is not None:
+        return float(snapshot.report.get("reported_at", 0.0)) + max_age
+    return -math.inf
 
 
 def stored_status(snapshot: Snapshot, max_age: float) -> dict[str, Any] | None:
     """STATUS's response from ``snapshot`` alone when that is how it is answered (the pipeline is over,
     or its stored report is fresh); None when the running task must be asked."""
-    if snapshot.record.state.is_final or is_fresh(snapshot.report, max_age, time.time()):
+    if time.time() <= answerable_until(snapshot, max_age):
         return status_response(snapshot, snapshot.report)
     return None
+
+
+# A reading of Redis for one command: ("list_pipelines", raw ids) or ("status", pipeline id, raw snapshot).
+Reading = tuple[Any, ...]
+MEMO_SIZE = 512  # rendered replies a StoredReads keeps (a few KiB each)
+_MARK = str(uuid.uuid4())  # the request id a memoised rendering is made with, replaced in each reply
+_MARK_BYTES = _MARK.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class _Rendered:
+    head: bytes  # the rendering up to the request id (all of it when it shows none)
+    tail: bytes | None  # the rest after the request id; None when the rendering shows none
+    until: float  # time.time() after which the reading no longer answers (see answerable_until)
 
 
 class StoredReads:
@@ -159,20 +198,58 @@ class StoredReads:
         self._store = PipelineReads(redis)
         self._status_max_age = status_max_age
         self._failing = False  # Redis failed on the last read (logged once per outage)
+        self._memo: dict[tuple[Any, ...], _Rendered] = {}
 
     async def reply(self, command: dict[str, Any]) -> dict[str, Any] | None:
         """The manager's reply envelope to ``command``, or None: ask the manager."""
+        reading = await self._read(command)
+        if reading is None:
+            return None
+        response, until = self._response(reading)
+        if response is None or time.time() > until:
+            return None
+        return success_envelope(str(uuid.uuid4()), response, _pipeline_id(reading))
+
+    async def rendered(self, command: dict[str, Any], render: Callable[[dict[str, Any]], bytes]) -> bytes | None:
+        """``render(envelope)`` of the envelope :meth:`reply` would give, or None: ask the manager.
+
+        Memoised on what was read from Redis: a dashboard polls the same pipelines, whose record and report
+        change once a second at most, and parsing them and rendering the reply cost more than the read.
+        A memoised rendering is made with a marker as its request id, replaced by a fresh id in each reply,
+        and is used only while the reading answers (a stored report stays fresh for ``status_max_age``).
+        """
+        reading = await self._read(command)
+        if reading is None:
+            return None
+        key = (render, reading)
+        entry = self._memo.get(key)
+        if entry is None:
+            response, until = self._response(reading)
+            if response is None:
+                return None
+            body = render(success_envelope(_MARK, response, _pipeline_id(reading)))
+            head, marked, tail = body.partition(_MARK_BYTES)
+            if _MARK_BYTES in tail:  # shown twice: not memoised (it never is, in the API's models)
+                return None if time.time() > until else render(
+                    success_envelope(str(uuid.uuid4()), response, _pipeline_id(reading)))
+            entry = _Rendered(head, tail if marked else None, until)
+            if len(self._memo) >= MEMO_SIZE:
+                del self._memo[next(iter(self._memo))]  # the oldest entry
+            self._memo[key] = entry
+        if time.time() > entry.until:
+            return None
+        return entry.head if entry.tail is None else entry.head + str(uuid.uuid4()).encode() + entry.tail
+
+    async def _read(self, command: dict[str, Any]) -> Reading | None:
+        """What Redis holds for ``command``; None for a command read elsewhere, or when Redis fails."""
         kind, pipeline_id = command.get("type"), command.get("pipeline_id")
         try:
             if kind == "list_pipelines":
-                response: dict[str, Any] | None = {"pipelines": await self._store.live_ids()}
-                pipeline_id = None
+                reading: Reading = (kind, await self._store.raw_live_ids())
             elif kind == "status" and isinstance(pipeline_id, str):
-                response = stored_status(await self._store.snapshot(pipeline_id), self._status_max_age)
+                reading = (kind, pipeline_id, await self._store.raw_snapshot(pipeline_id))
             else:
                 return None
-        except (StreamManagerError, FormatError, ValueError):
-            return None  # unknown id, a newer format, an unreadable record: the manager's error reply says it
         except (RedisError, OSError) as exc:
             if not self._failing:
                 logger.warning("reads from Redis failed (%s: %s); the manager answers them until Redis does",
@@ -182,4 +259,20 @@ class StoredReads:
         if self._failing:
             logger.warning("reads from Redis work again")
             self._failing = False
-        return None if response is None else success_envelope(str(uuid.uuid4()), response, pipeline_id)
+        return reading
+
+    def _response(self, reading: Reading) -> tuple[dict[str, Any] | None, float]:
+        """The success response for ``reading`` and until when it answers; (None, -inf) when the manager
+        answers it (an unknown id, a newer format, an unreadable record: its error reply says which)."""
+        if reading[0] == "list_pipelines":
+            return {"pipelines": [text(pipeline_id) for pipeline_id in reading[1]]}, math.inf
+        _, pipeline_id, raw = reading
+        try:
+            snapshot = parse_snapshot(pipeline_id, raw)
+        except (StreamManagerError, FormatError, ValueError):
+            return None, -math.inf
+        return status_response(snapshot, snapshot.report), answerable_until(snapshot, self._status_max_age)
+
+
+def _pipeline_id(reading: Reading) -> str | None:
+    return reading[1] if reading[0] == "status" else None

@@ -7,6 +7,7 @@ import sys
 
 from services.core.logs import configure_logging
 from services.infra.event_loop import loop_name, run
+from services.infra.heap import freeze_startup_heap
 from services.infra.redis_connect import RedisUrlError
 from services.manager.server import ssl_context
 from services.manager.service import ManagerService
@@ -22,6 +23,7 @@ async def serve(settings: ManagerSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await service.start()
+    freeze_startup_heap()  # full collections no longer walk the start-up objects (services.infra.heap)
     logger.info("event loop: %s", loop_name())
     try:
         await stop.wait()

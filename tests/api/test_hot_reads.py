@@ -3,6 +3,7 @@ against a real in-process manager and the session's real Redis: the same bodies 
 through the manager, the cases left to the manager, the token still required, and reads that keep
 working while the manager is down."""
 
+import gc
 import json
 import re
 import time
@@ -18,6 +19,7 @@ from tests.manager.conftest import RunningManager
 from tests.manager.fakes import REPORT
 from tests.support.redis_server import RedisServer
 from tests.support.streams import free_port
+from tests.support.waiting import wait_until
 
 NEWER, OLDER = "/inference_pipelines/{}/status", "/status/{}"
 PATHS = [NEWER, OLDER, "/inference_pipelines/list", "/list_pipelines"]
@@ -119,3 +121,33 @@ def test_redis_unreachable_leaves_the_reads_to_the_manager(
         assert api.http.get("/inference_pipelines/list").json()["pipelines"] == ["p-1"]
     told = [r.getMessage() for r in caplog.records if r.name == "services.infra.pipeline_reads"]
     assert len(told) == 1 and "the manager answers them until Redis does" in told[0]  # once per outage
+
+
+def test_a_memoised_answer_follows_redis_and_ends_when_the_report_goes_stale(
+    serve_api: ApiFactory, redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    api = serve_api(manager_port=free_port(), redis_url=redis_server.url, status_max_age=3.0)  # no manager
+    stored_pipeline(redis_client, "p-1", reported_ago=1.0)  # fresh for 2 more seconds
+    first, second = (api.http.get(NEWER.format("p-1")) for _ in range(2))
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert first.json()["context"]["request_id"] != second.json()["context"]["request_id"]  # a new id each time
+    assert without_request_id(first.content) == without_request_id(second.content)
+    redis_client.set(keys.results_dropped("p-1"), 8)
+    assert api.http.get(NEWER.format("p-1")).json()["report"]["results_dropped"] == 8
+    redis_client.hset(keys.pipeline_record("p-1"), "state", "MUTED")
+    assert api.http.get(OLDER.format("p-1")).json()["report"]["pipeline_state"] == "MUTED"
+    listed = api.http.get("/list_pipelines").json()
+    stored_pipeline(redis_client, "p-2")
+    assert listed["pipelines"] == ["p-1"] and api.http.get("/list_pipelines").json()["pipelines"] == ["p-1", "p-2"]
+    # the stored report goes stale with nothing changed in Redis: the manager must be asked (it is down)
+    wait_until(lambda: api.http.get(NEWER.format("p-1")).status_code == 503, timeout=10)
+
+
+def test_the_api_freezes_its_heap_once_its_app_is_built(serve_api: ApiFactory) -> None:
+    gc.unfreeze()
+    try:
+        api = serve_api(manager_port=free_port())
+        assert api.http.get("/healthz").status_code == 200
+        assert gc.get_freeze_count() > 1000
+    finally:
+        gc.unfreeze()

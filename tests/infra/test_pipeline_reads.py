@@ -5,6 +5,8 @@ import asyncio
 import json
 import logging
 import time
+import uuid
+from typing import Any
 
 import pytest
 import redis
@@ -12,6 +14,7 @@ from redis.asyncio import Redis
 
 from services.core import keys
 from services.core.records import PipelineRecord
+from services.infra import pipeline_reads
 from services.infra.pipeline_reads import StoredReads
 from tests.support.redis_server import running_redis
 
@@ -65,3 +68,52 @@ def test_the_stored_reads_answer_what_the_manager_answers_from_redis_and_nothing
     told = [record.getMessage() for record in caplog.records]
     assert len(told) == 2 and "the manager answers them until Redis does" in told[0], told
     assert told[1] == "reads from Redis work again"
+
+
+def test_a_rendering_is_memoised_on_what_redis_holds_with_a_new_request_id_in_each(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline_reads, "MEMO_SIZE", 3)
+    rendered: list[dict[str, Any]] = []
+
+    def render(envelope: dict[str, Any]) -> bytes:
+        rendered.append(envelope)
+        return json.dumps(envelope).encode()
+
+    def constant(envelope: dict[str, Any]) -> bytes:  # a rendering that shows no request id
+        return json.dumps(envelope["response"]).encode()
+
+    with running_redis() as server, redis.Redis.from_url(server.url) as client:
+        store(client, "p-1", reported_ago=1.0)  # fresh for 1.5 more seconds
+
+        async def scenario() -> list[Any]:
+            async_client = Redis.from_url(server.url, socket_timeout=1, socket_connect_timeout=1)
+            reads = StoredReads(async_client, 2.5)
+            status = {"type": "status", "pipeline_id": "p-1"}
+            answers = [await reads.rendered(status, render) for _ in range(3)]
+            answers += [await reads.rendered(status, constant) for _ in range(2)]
+            client.set(keys.results_dropped("p-1"), 4)
+            answers.append(await reads.rendered(status, render))
+            for other in ("p-2", "p-3", "p-4"):
+                store(client, other)
+                answers.append(await reads.rendered({"type": "status", "pipeline_id": other}, render))
+            answers.append(len(reads._memo))
+            answers.append(await reads.rendered({"type": "status", "pipeline_id": "none"}, render))
+            await asyncio.sleep(1.6)  # p-1's report is stale now, unchanged in Redis
+            answers.append(await reads.rendered(status, render))
+            await async_client.aclose()
+            return answers
+
+        *same, plain_1, plain_2, changed, _, _, _, memo_size, unknown, stale = asyncio.run(scenario())
+
+    bodies = [json.loads(body) for body in same]
+    ids = {body["request_id"] for body in bodies}
+    assert len(ids) == 3 and pipeline_reads._MARK not in ids and all(uuid.UUID(i).version == 4 for i in ids)
+    assert all({**body, "request_id": "-"} == {**bodies[0], "request_id": "-"} for body in bodies)
+    assert bodies[0]["response"]["report"]["inference_throughput"] == 9.5
+    assert plain_1 == plain_2 and json.loads(plain_1)["report"]["results_dropped"] == 0
+    assert json.loads(changed)["response"]["report"]["results_dropped"] == 4  # a new reading, rendered again
+    # rendered: p-1, p-1 changed, p-2..p-4, and p-1 changed again at the end (the memo of 3 had let it go);
+    # the constant rendering once (not counted here)
+    assert len(rendered) == 1 + 1 + 3 + 1
+    assert memo_size == 3  # bounded: the oldest entries went
+    assert unknown is None and stale is None
