@@ -1,17 +1,25 @@
 """The TCP endpoint: length-prefixed JSON requests in, one reply frame per request out.
 
-Theory of operation: ``asyncio.start_server`` runs one coroutine per connection, so clients are
-served concurrently and a slow request (an init waiting for its worker) only delays its own
-connection. Each connection feeds every read into ONE ``FrameDecoder``, which reassembles split
-headers and bodies and yields each complete frame; frames are answered in order, so a client may
-send several requests on one connection (the reference's clients send one and read one). A frame
-over the size cap is answered ``invalid_payload`` and the connection closed (the stream cannot be
-resynchronised); a connection idle for ``idle_timeout`` is closed; a client that goes away mid-frame
-is dropped. Every handler runs under a timeout, and any exception becomes a failure reply: one
-client can never stop the server. Every wait on the network is bounded too: a reply that cannot be
-written within ``write_timeout`` (a client that stopped reading, its socket buffers full) aborts the
-connection, and closing one waits at most ``CLOSE_TIMEOUT`` for unsent bytes before aborting it, so a
-client that never reads cannot hold a server task.
+Theory of operation: each connection is one :class:`_Connection` protocol on the event loop, with no
+stream objects and no task until a request arrives (the reference's clients open a connection per
+request, so what a connection costs is paid per request: ``tests/benchmarks/tcp_front.py``). Every
+read is fed into ONE ``FrameDecoder``, which reassembles split headers and bodies and yields each
+complete frame into the connection's queue; one task per busy connection answers the queue in order,
+so a client may send several requests on one connection (the reference's clients send one and read
+one) and a slow request (an init waiting for its worker) only delays its own connection. Reading
+pauses while a connection has ``QUEUE_LIMIT`` frames waiting, so a client that floods requests is held
+back by TCP. A frame over the size cap is answered ``invalid_payload`` and the connection closed (the
+stream cannot be resynchronised); a client that closes its side gets the replies to what it sent, then
+the connection is closed. Every handler runs under a timeout, and any exception becomes a failure
+reply: one client can never stop the server.
+
+Every wait on the network is bounded: a connection idle for ``idle_timeout`` (nothing received, no
+request being answered) is closed by one sweep over all connections (``_sweep``, every
+``idle_timeout`` / 4 at most one second, so it is closed within 1.25 times ``idle_timeout``; a timer per
+read cost more than the rest of a request); a reply that cannot be written within ``write_timeout``
+(a client that stopped reading, its socket buffers full) aborts the connection, and closing one waits
+at most ``CLOSE_TIMEOUT`` for unsent bytes before aborting it, so a client that never reads cannot
+hold a connection.
 
 Limits, each refusal naming its setting: beyond ``max_connections`` open connections a new one gets
 one ``operation_error`` frame and is closed; each connection has a token bucket of
@@ -22,10 +30,10 @@ requiring client certificates); a failed handshake (a plaintext client) closes t
 """
 
 import asyncio
-import contextlib
 import logging
 import ssl
 import time
+from collections import deque
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -53,7 +61,7 @@ from services.manager.settings import ManagerSettings
 
 logger = logging.getLogger(__name__)
 
-READ_SIZE = 64 * 1024
+QUEUE_LIMIT = 16  # frames waiting on one connection beyond which it is read no further until answered
 RATE_LIMIT_STRIKES = 10  # refused requests in a row after which a connection is closed
 REFUSAL_LINGER = 1.0  # seconds a refused connection waits for its client to close (so it reads the reply)
 HANDSHAKE_TIMEOUT = 10.0  # longest TLS handshake (also bounded by idle_timeout)
@@ -106,14 +114,18 @@ class StreamManagerServer:
         self._handlers = handlers
         self._metrics = metrics or ManagerMetrics()
         self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections: set[_Connection] = set()
         self._admitted = 0  # connections being served (refused ones are not counted)
+        self._sweeper: asyncio.TimerHandle | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # the serving loop (asking for it costs a system call)
 
     async def start(self) -> None:
         context = ssl_context(self._settings)
         handshake = min(HANDSHAKE_TIMEOUT, self._settings.idle_timeout) if context is not None else None
-        self._server = await asyncio.start_server(self._serve, self._settings.host, self._settings.port,
-                                                  ssl=context, ssl_handshake_timeout=handshake, backlog=LISTEN_BACKLOG)
+        loop = self.loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Connection(self), self._settings.host, self._settings.port,
+                                                ssl=context, ssl_handshake_timeout=handshake, backlog=LISTEN_BACKLOG)
+        self._sweeper = loop.call_later(self._sweep_interval, self._sweep)
         logger.info("stream manager listening on %s:%d%s", self._settings.host, self.port,
                     " (TLS, client certificates required)" if self._settings.tls_client_ca_file is not None
                     else " (TLS)" if context is not None else "")
@@ -126,64 +138,62 @@ class StreamManagerServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def close(self, grace: float = 2.0) -> None:
-        """Stops accepting, then cancels the connections still open (waiting at most ``grace`` s:
-        a cancellation inside a redis.asyncio call may be swallowed on Python 3.11)."""
+        """Stops accepting, cancels the requests being answered (waiting at most ``grace`` s: a
+        cancellation inside a redis.asyncio call may be swallowed on Python 3.11), then closes every
+        connection."""
         if self._server is None:
             return
         self._server.close()
-        for task in list(self._connections):
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        busy = [connection.task for connection in self._connections if connection.task is not None]
+        for task in busy:
             task.cancel()
-        if self._connections:
-            await asyncio.wait(list(self._connections), timeout=grace)
+        if busy:
+            await asyncio.wait(busy, timeout=grace)
+        for connection in list(self._connections):
+            connection.finish()
         self._server = None
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
-        limit = self._settings.max_connections
-        admitted = not limit or self._admitted < limit
-        if admitted:
-            self._admitted += 1
-            self._metrics.connected()
-        try:
-            if admitted:
-                await self._converse(reader, writer)
-            else:
-                await self._refuse_connection(reader, writer, limit)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            logger.debug("client went away")
-        except WriteTimeoutError:
-            logger.warning("closing a connection whose client read no reply for %g s (MANAGER_WRITE_TIMEOUT)",
-                           self._settings.write_timeout)
-            writer.transport.abort()
-        except asyncio.CancelledError:
-            pass  # the server is closing
-        except Exception:
-            logger.exception("connection failed unexpectedly")
-        finally:
-            if admitted:
-                self._admitted -= 1
-                self._metrics.disconnected()
-            self._connections.discard(task)
-            await _close(writer)
+    @property
+    def _sweep_interval(self) -> float:
+        return min(self._settings.idle_timeout / 4, 1.0)
 
-    async def _refuse_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                                 limit: int) -> None:
-        """One failure frame naming the limit, then the connection is closed."""
+    def _sweep(self) -> None:
+        """Closes the connections idle for ``idle_timeout``; runs every ``_sweep_interval``."""
+        now = time.monotonic()
+        idle = self._settings.idle_timeout
+        for connection in list(self._connections):
+            if connection.idle_since(now) >= idle:
+                logger.debug("closing an idle connection")
+                connection.finish()
+        assert self.loop is not None
+        self._sweeper = self.loop.call_later(self._sweep_interval, self._sweep)
+
+    def _admit(self, connection: "_Connection") -> bool:
+        """Counts a new connection; False (and it is not counted) beyond ``max_connections``."""
+        self._connections.add(connection)
+        limit = self._settings.max_connections
+        if limit and self._admitted >= limit:
+            return False
+        self._admitted += 1
+        self._metrics.connected()
+        return True
+
+    def _release(self, connection: "_Connection", admitted: bool) -> None:
+        self._connections.discard(connection)
+        if admitted:
+            self._admitted -= 1
+            self._metrics.disconnected()
+
+    def _refusal(self) -> dict[str, Any]:
+        limit = self._settings.max_connections
         logger.warning("refusing a connection: %d connections open (MANAGER_MAX_CONNECTIONS)", limit)
         exc = OperationError(f"connection limit: {limit} connections already open (MANAGER_MAX_CONNECTIONS)",
                              "The stream manager has too many open connections; retry later.")
         self._metrics.answered(INVALID, exc.error_type, 0.0)
-        await self._send(writer, failure_envelope(new_request_id(), exc, None))
-        # Closing with the client's request unread would reset the connection, and the client could
-        # lose the reply: half-close, and give the client a moment to read it and close.
-        if writer.can_write_eof():
-            writer.write_eof()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(REFUSAL_LINGER):
-                while await reader.read(READ_SIZE):
-                    pass
+        return failure_envelope(new_request_id(), exc, None)
 
     def _rate_limited(self, bucket: TokenBucket, strikes: int) -> dict[str, Any]:
         closing = f"; closing the connection after {strikes} refused requests in a row" \
@@ -198,50 +208,10 @@ class StreamManagerServer:
             logger.warning("rate limit: more than %g requests/s on a connection", bucket.rate)
         return failure_envelope(new_request_id(), exc, None)
 
-    async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        decoder = FrameDecoder(self._settings.max_frame_size)
-        rate = self._settings.max_requests_per_second
-        bucket = TokenBucket(rate, self._settings.max_request_burst) if rate > 0 else None
-        strikes = 0  # requests refused in a row by the rate limit
-        while True:
-            try:
-                async with asyncio.timeout(self._settings.idle_timeout):
-                    data = await reader.read(READ_SIZE)
-            except TimeoutError:
-                logger.debug("closing an idle connection")
-                return
-            if not data:
-                if decoder.pending:
-                    logger.debug("client disconnected mid-frame (%d bytes pending)", decoder.pending)
-                return
-            try:
-                frames = decoder.feed(data)
-            except FrameTooLargeError as exc:
-                self._metrics.answered(INVALID, exc.error_type, 0.0)
-                refusal = InvalidPayloadError(f"{exc} (MANAGER_MAX_FRAME_SIZE)", exc.public_message)
-                await self._send(writer, failure_envelope(new_request_id(), refusal, None))
-                return
-            for body in frames:
-                if bucket is not None and not bucket.take():
-                    strikes += 1
-                    await self._send(writer, self._rate_limited(bucket, strikes))
-                    if strikes >= RATE_LIMIT_STRIKES:
-                        return
-                    continue
-                strikes = 0
-                await self._send(writer, await self.answer(body))
-
-    async def _send(self, writer: asyncio.StreamWriter, envelope: dict[str, Any]) -> None:
-        """Writes one reply frame; raises :class:`WriteTimeoutError` when the client has not taken it
-        (nor what was queued before it) within ``write_timeout``."""
-        writer.write(encode_message(envelope))
-        if not writer.transport.get_write_buffer_size():
-            return  # the kernel took it all: nothing to wait for (the usual case; a timer per reply cost ~5% CPU)
-        try:
-            async with asyncio.timeout(self._settings.write_timeout):
-                await writer.drain()
-        except TimeoutError:
-            raise WriteTimeoutError from None
+    def _too_large(self, exc: FrameTooLargeError) -> dict[str, Any]:
+        self._metrics.answered(INVALID, exc.error_type, 0.0)
+        refusal = InvalidPayloadError(f"{exc} (MANAGER_MAX_FRAME_SIZE)", exc.public_message)
+        return failure_envelope(new_request_id(), refusal, None)
 
     async def answer(self, body: bytes) -> dict[str, Any]:
         """The reply envelope for one frame body; never raises (but for cancellation)."""
@@ -271,6 +241,186 @@ class StreamManagerServer:
         return self._settings.handler_timeout
 
 
+class _Connection(asyncio.Protocol):
+    """One client connection: frames in, replies out in order (see the module's theory of operation)."""
+
+    def __init__(self, server: StreamManagerServer) -> None:
+        self._server = server
+        self._settings = server._settings
+        assert server.loop is not None
+        self._loop = server.loop
+        self._transport: asyncio.Transport | None = None
+        self._admitted = False
+        self._refused = False
+        self._tls = False
+        self._decoder: FrameDecoder | None = None
+        self._bucket: TokenBucket | None = None
+        self._strikes = 0  # requests refused in a row by the rate limit
+        self._queue: deque[bytes | FrameTooLargeError] = deque()
+        self.task: asyncio.Task[None] | None = None  # answering the queue; None while there is nothing to answer
+        self._reading = True
+        self._eof = False  # the client closed its side: close once what it sent is answered
+        self._closing = False
+        self._lost = False
+        self._last_active = time.monotonic()
+        self._paused = False  # the transport's buffer is over its high-water mark
+        self._drained: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None  # the refusal's linger or the close's deadline
+
+    # -- the protocol's callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # a stream transport (uvloop's is no subclass)
+        if not self._server._admit(self):
+            self._refuse()
+            return
+        self._admitted = True
+        self._tls = transport.get_extra_info("sslcontext") is not None
+        self._decoder = FrameDecoder(self._settings.max_frame_size)
+        rate = self._settings.max_requests_per_second
+        if rate > 0:
+            self._bucket = TokenBucket(rate, self._settings.max_request_burst)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused or self._closing or self._decoder is None:
+            return  # a refused connection's request, or bytes after an oversized frame: not read
+        self._last_active = time.monotonic()
+        try:
+            self._queue.extend(self._decoder.feed(data))
+        except FrameTooLargeError as exc:
+            self._queue.append(exc)  # answered in turn, then the connection is closed
+        if self._queue:
+            if len(self._queue) >= QUEUE_LIMIT:
+                self._pause_reading()
+            if self.task is None:
+                self.task = self._loop.create_task(self._answer_queue())
+
+    def eof_received(self) -> bool:
+        if self._decoder is not None and self._decoder.pending:
+            logger.debug("client disconnected mid-frame (%d bytes pending)", self._decoder.pending)
+        self._eof = True
+        if self.task is None:
+            self.finish()
+        # Half-open until the replies to what was sent are written; TLS has no half-close (the transport
+        # closes, and a reply still being made is dropped).
+        return not self._tls
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            logger.debug("client went away: %r", exc)
+        self._lost = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self._wake_writer()
+        self._server._release(self, self._admitted)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._wake_writer()
+
+    # -- the rest
+
+    def idle_since(self, now: float) -> float:
+        """Seconds since the client last sent anything; 0 while a request is answered or once closing."""
+        if self.task is not None or self._closing or self._refused:
+            return 0.0
+        return now - self._last_active
+
+    def finish(self) -> None:
+        """Closes the connection once its unsent bytes are out, aborting it after ``CLOSE_TIMEOUT``."""
+        if self._closing or self._lost or self._transport is None:
+            return
+        self._closing = True
+        self._transport.close()
+        if self._transport.get_write_buffer_size():
+            self._timer = self._loop.call_later(CLOSE_TIMEOUT, self._transport.abort)
+
+    def _refuse(self) -> None:
+        """One failure frame naming the limit, then the connection is closed. Closing with the client's
+        request unread would reset the connection, and the client could lose the reply: half-close, and
+        give the client ``REFUSAL_LINGER`` to read it and close."""
+        assert self._transport is not None
+        self._refused = True
+        self._transport.write(encode_message(self._server._refusal()))
+        if self._transport.can_write_eof():
+            self._transport.write_eof()
+        self._timer = self._loop.call_later(REFUSAL_LINGER, self._linger_over)
+
+    def _linger_over(self) -> None:
+        self._refused = False  # so finish() closes it
+        self.finish()
+
+    def _pause_reading(self) -> None:
+        if self._reading and self._transport is not None:
+            self._reading = False
+            self._transport.pause_reading()
+
+    def _wake_writer(self) -> None:
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    async def _answer_queue(self) -> None:
+        server = self._server
+        try:
+            while self._queue and not self._lost and not self._closing:
+                item = self._queue.popleft()
+                if isinstance(item, FrameTooLargeError):
+                    await self._send(server._too_large(item))
+                    self._queue.clear()
+                    self._eof = True
+                    break
+                if self._bucket is not None and not self._bucket.take():
+                    self._strikes += 1
+                    await self._send(server._rate_limited(self._bucket, self._strikes))
+                    if self._strikes >= RATE_LIMIT_STRIKES:
+                        self._queue.clear()
+                        self._eof = True
+                        break
+                    continue
+                self._strikes = 0
+                envelope = await server.answer(item)
+                if self._lost:
+                    logger.debug("client went away before its reply")
+                    break
+                await self._send(envelope)
+                if not self._reading and len(self._queue) < QUEUE_LIMIT and self._transport is not None:
+                    self._reading = True
+                    self._transport.resume_reading()
+        except WriteTimeoutError:
+            logger.warning("closing a connection whose client read no reply for %g s (MANAGER_WRITE_TIMEOUT)",
+                           self._settings.write_timeout)
+            if self._transport is not None:
+                self._transport.abort()
+        except asyncio.CancelledError:
+            pass  # the server is closing
+        except Exception:
+            logger.exception("connection failed unexpectedly")
+            self._eof = True
+        finally:
+            self.task = None
+        if self._eof:
+            self.finish()
+        self._last_active = time.monotonic()
+
+    async def _send(self, envelope: dict[str, Any]) -> None:
+        """Writes one reply frame; raises :class:`WriteTimeoutError` when the client has not taken it
+        (nor what was queued before it) within ``write_timeout``."""
+        if self._closing or self._lost or self._transport is None:
+            return
+        self._transport.write(encode_message(envelope))
+        if not self._paused:
+            return  # under the high-water mark (the usual case: the kernel took it all): nothing to wait for
+        self._drained = self._loop.create_future()
+        try:
+            async with asyncio.timeout(self._settings.write_timeout):
+                await self._drained
+        except TimeoutError:
+            raise WriteTimeoutError from None
+
+
 def _failure(exc: Exception, request: Request | None) -> Reply:
     """The reply for a handler's exception; foreign errors are mapped once, here."""
     if isinstance(exc, TimeoutError):
@@ -291,15 +441,3 @@ def _envelope(request_id: str, reply: Reply) -> dict[str, Any]:
     # A failure as the task (or a handler) shaped it, relayed unchanged.
     return {"request_id": request_id, "response": reply.response, "pipeline_id": reply.pipeline_id}
 
-
-async def _close(writer: asyncio.StreamWriter) -> None:
-    """Closes the connection; one whose unsent bytes do not leave within CLOSE_TIMEOUT (its client does not
-    read: a plain close would wait for them forever) is aborted."""
-    writer.close()
-    try:
-        async with asyncio.timeout(CLOSE_TIMEOUT):
-            await writer.wait_closed()
-    except TimeoutError:
-        writer.transport.abort()
-    except Exception:
-        logger.debug("error while closing a connection", exc_info=True)

@@ -12,8 +12,14 @@ concurrent clients against two servers started by the run, one after the other a
   and ``MANAGER_MAX_CONNECTIONS=0`` (the 256-client level opens and closes connections faster than
   closed ones leave the count).
 
-The reference keeps its pipelines in its own memory; ours reads them from Redis (one SMEMBERS, and
-one pipelined read per listed pipeline: none here), so Redis's CPU is part of ours and is reported.
+The reference keeps its pipelines in its own memory; ours reads them from Redis (one script), so
+Redis's CPU is part of ours and is reported. What that costs in itself is measured by two floor
+servers run at each level too (``--floor``): the least a Python server on uvloop can do per request,
+an ``asyncio.Protocol`` that parses the frame's JSON and answers a constant list (``no Redis``), and
+the same answering from one SMEMBERS on a raw, pipelined RESP connection parsed by hiredis (``one
+Redis read``): no validation, no timeouts, no metrics, no logging. Ours against the second is the
+price of everything the manager adds; the second against the reference is the price of keeping the
+state in Redis (one more process to wake per request).
 
 Theory of operation of the generator: a process of its own (``--child``), one asyncio loop; each
 client is a chain of raw protocols: a connection is opened, its ``connection_made`` writes the frame,
@@ -26,17 +32,20 @@ Usage: ``python -m tests.benchmarks.tcp_front [--output docs/benchmarks.md] [--s
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import resource
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from services.core import keys
 from services.core.framing import encode_frame
 from tests.benchmarks.report import stamp, write_section
 from tests.support.redis_server import running_redis
@@ -159,6 +168,75 @@ def _child(argv: list[str]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# The floor servers (a child process each)
+
+
+class _RespConnection(asyncio.Protocol):
+    """A raw Redis connection: commands written as they come, replies matched in order."""
+
+    def __init__(self) -> None:
+        import hiredis
+
+        self._parser = hiredis.Reader()
+        self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._parser.feed(data)
+        while (reply := self._parser.gets()) is not False:
+            self._waiting.popleft().set_result(reply)
+
+    def call(self, *words: bytes) -> "asyncio.Future[Any]":
+        future = asyncio.get_running_loop().create_future()
+        self._transport.write(b"".join([b"*%d\r\n" % len(words), *(b"$%d\r\n%s\r\n" % (len(w), w) for w in words)]))  # type: ignore[attr-defined]
+        self._waiting.append(future)
+        return future
+
+
+class _FloorServer(asyncio.Protocol):
+    """Answers each ``list_pipelines`` frame: a constant list, or one SMEMBERS's when given a Redis connection."""
+
+    redis: _RespConnection | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        self._buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) >= 4 and len(self._buffer) >= 4 + int.from_bytes(self._buffer[:4], "big"):
+            json.loads(self._buffer[4:])
+            self._buffer = b""
+            if self.redis is None:
+                self._reply([])
+            else:
+                self.redis.call(b"SMEMBERS", keys.pipelines_index().encode()).add_done_callback(
+                    lambda done: self._reply([member.decode() for member in done.result()]))
+
+    def _reply(self, ids: list[str]) -> None:
+        self._transport.write(encode_frame(json.dumps(  # type: ignore[attr-defined]
+            {"request_id": uuid.uuid4().hex, "response": {"status": "success", "pipelines": ids},
+             "pipeline_id": None}).encode()))
+
+
+def _floor(argv: list[str]) -> None:
+    import uvloop
+
+    port, redis_port = int(argv[0]), int(argv[1])
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        if redis_port:
+            _, _FloorServer.redis = await loop.create_connection(_RespConnection, "127.0.0.1", redis_port)
+        await loop.create_server(_FloorServer, "127.0.0.1", port, backlog=1024)
+        await asyncio.Event().wait()
+
+    uvloop.run(serve())
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # The parent
 
 
@@ -194,37 +272,55 @@ def _cells(result: dict[str, Any]) -> list[str]:
     return [f"{rate:,.0f}", f"{result['p50'] * 1e3:.2f}", f"{result['p99'] * 1e3:.2f}", str(result["errors"])]
 
 
+def _start(argv: list[str], env: dict[str, str]) -> "subprocess.Popen[bytes]":
+    return subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _rate(result: dict[str, Any]) -> float:
+    return float(result["answered"]) / max(1e-9, float(result["elapsed"]))
+
+
 def run(seconds: float, levels: tuple[int, ...]) -> str:
     reference_python = side_env.ensure(REFERENCE_ENV, REFERENCE_REQUIREMENTS, no_deps=REFERENCE_NO_DEPS)
-    rows, notes = [], []
+    rows, floor_rows, notes = [], [], []
     with running_redis() as server:
-        redis_url = server.url
-        ours_port, reference_port = free_port(), free_port()
-        env = dict(os.environ, PYTHONPATH=str(ROOT), MANAGER_REDIS_URL=redis_url, MANAGER_PORT=str(ours_port),
-                   MANAGER_LOG_LEVEL="WARNING", MANAGER_MAX_CONNECTIONS="0")
-        ours = subprocess.Popen([sys.executable, "-m", "services.manager"], env=env, cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        reference = subprocess.Popen([str(reference_python), "-c", REFERENCE_MAIN], cwd=ROOT,
-                                     env=dict(os.environ, STREAM_MANAGER_PORT=str(reference_port)),
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert server.process is not None
+        ours_port, reference_port, bare_port, redis_floor_port = free_port(), free_port(), free_port(), free_port()
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        ours = _start([sys.executable, "-m", "services.manager"],
+                      dict(env, MANAGER_REDIS_URL=server.url, MANAGER_PORT=str(ours_port), MANAGER_LOG_LEVEL="WARNING",
+                           MANAGER_MAX_CONNECTIONS="0"))
+        reference = _start([str(reference_python), "-c", REFERENCE_MAIN],
+                           dict(os.environ, STREAM_MANAGER_PORT=str(reference_port)))
+        floors = [_start([sys.executable, "-m", "tests.benchmarks.tcp_front", "--floor", str(port), str(redis_port)],
+                         env)
+                  for port, redis_port in ((bare_port, 0), (redis_floor_port, server.port))]
+        processes = [ours, reference, *floors]
         try:
-            _wait_listening(ours_port, ours)
-            _wait_listening(reference_port, reference)
-            assert server.process is not None
+            for port, process in zip((ours_port, reference_port, bare_port, redis_floor_port), processes, strict=True):
+                _wait_listening(port, process)
             redis_process = psutil.Process(server.process.pid)
             for clients in levels:
                 theirs = _measure(reference_port, clients, seconds, [psutil.Process(reference.pid)])
+                bare = _measure(bare_port, clients, seconds, [psutil.Process(floors[0].pid)])
+                floor = _measure(redis_floor_port, clients, seconds, [psutil.Process(floors[1].pid), redis_process])
                 mine = _measure(ours_port, clients, seconds, [psutil.Process(ours.pid), redis_process])
-                ratio = (mine["answered"] / mine["elapsed"]) / max(1e-9, theirs["answered"] / theirs["elapsed"])
                 rows.append(f"| {clients} | " + " | ".join(_cells(theirs)) + " | " + " | ".join(_cells(mine))
-                            + f" | {ratio:.2f} | {theirs['server_cpu'][0]:.0%} | {mine['server_cpu'][0]:.0%} + "
-                            f"{mine['server_cpu'][1]:.0%} | {theirs['cpu'] / theirs['elapsed']:.0%} / "
-                            f"{mine['cpu'] / mine['elapsed']:.0%} |")
-                for name, result in (("reference", theirs), ("ours", mine)):
+                            + f" | {_rate(mine) / max(1e-9, _rate(theirs)):.2f} | {theirs['server_cpu'][0]:.0%} | "
+                            f"{mine['server_cpu'][0]:.0%} + {mine['server_cpu'][1]:.0%} | "
+                            f"{theirs['cpu'] / theirs['elapsed']:.0%} / {mine['cpu'] / mine['elapsed']:.0%} |")
+                floor_rows.append(
+                    f"| {clients} | {_rate(theirs):,.0f} | {_rate(bare):,.0f} ({bare['p50'] * 1e3:.2f}) | "
+                    f"{_rate(floor):,.0f} ({floor['p50'] * 1e3:.2f}) | {_rate(mine):,.0f} ({mine['p50'] * 1e3:.2f}) | "
+                    f"{_rate(floor) / max(1e-9, _rate(theirs)):.2f} | {_rate(mine) / max(1e-9, _rate(floor)):.2f} | "
+                    f"{bare['server_cpu'][0]:.0%} / {floor['server_cpu'][0]:.0%} + {floor['server_cpu'][1]:.0%} | "
+                    f"{bare['cpu'] / bare['elapsed']:.0%} / {floor['cpu'] / floor['elapsed']:.0%} |")
+                for name, result in (("reference", theirs), ("ours", mine), ("floor, no Redis", bare),
+                                     ("floor, one Redis read", floor)):
                     if result["first_errors"]:
                         notes.append(f"{name} at {clients} clients, first errors: {result['first_errors']}")
         finally:
-            for process in (ours, reference):
+            for process in processes:
                 process.terminate()
                 try:
                     process.wait(10)
@@ -236,16 +332,24 @@ def run(seconds: float, levels: tuple[int, ...]) -> str:
         stamp(),
         "",
         f"`list_pipelines` with no pipeline, each client opening a new connection per request as the reference's "
-        f"client does, {seconds:g} s per level, the reference first then ours at each level. Reference: "
-        "streamvision 0.1.3's stream manager (a blocking `socketserver.TCPServer`, pipelines in its memory). "
-        "Ours: `python -m services.manager` (uvloop, `MANAGER_LOG_LEVEL=WARNING`, `MANAGER_MAX_CONNECTIONS=0`) "
-        "and its redis-server. Latency: connect to the reply's last byte, measured by the generator (a process "
-        "of its own, raw asyncio protocols). CPU: seconds over wall seconds, 100% = one core.",
+        f"client does, {seconds:g} s per level; at each level the reference, the two floor servers, then ours. "
+        "Reference: streamvision 0.1.3's stream manager (a blocking `socketserver.TCPServer`, pipelines in its "
+        "memory). Ours: `python -m services.manager` (uvloop, `MANAGER_LOG_LEVEL=WARNING`, "
+        "`MANAGER_MAX_CONNECTIONS=0`) and its redis-server. Latency: connect to the reply's last byte, measured by "
+        "the generator (a process of its own, raw asyncio protocols). CPU: seconds over wall seconds, 100% = one core.",
         "",
         "| clients | reference req/s | p50 ms | p99 ms | errors | ours req/s | p50 ms | p99 ms | errors "
         "| ours / reference | reference CPU | ours CPU (manager + Redis) | generator CPU (ref / ours) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
+        "",
+        "The floor servers (see the module's docstring): the least a uvloop server does per request, without and with "
+        "one Redis read; req/s (p50 ms).",
+        "",
+        "| clients | reference | floor, no Redis | floor, one Redis read | ours | floor with Redis / reference "
+        "| ours / floor with Redis | floor CPU (no Redis / with Redis + Redis) | generator CPU (floors) |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *floor_rows,
         "",
         *notes,
     ])
@@ -254,6 +358,9 @@ def run(seconds: float, levels: tuple[int, ...]) -> str:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         _child(sys.argv[2:])
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--floor":
+        _floor(sys.argv[2:])
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"))

@@ -2,6 +2,8 @@
 
 import json
 import re
+import socket
+import struct
 import threading
 import time
 
@@ -88,6 +90,36 @@ def test_several_requests_on_one_connection_and_merged_frames(manager: RunningMa
         replies.append(client.call({"type": "list_pipelines"}))
     assert [r["response"]["status"] for r in replies] == ["success"] * 3 + ["failure", "success"]
     assert len({r["request_id"] for r in replies}) == 5
+
+
+def test_a_flood_of_requests_in_one_write_is_answered_in_order(start_manager: ManagerFactory) -> None:
+    # Far more frames than the server queues before it stops reading (QUEUE_LIMIT): all answered, in order.
+    manager = start_manager(max_requests_per_second=0)
+    ids = [f"p-{i}" for i in range(300)]
+    with Client(manager.port) as client:
+        client.send_raw(b"".join(encode_message({"type": "status", "pipeline_id": pid}) for pid in ids))
+        replies = [client.receive() for _ in ids]
+        assert client.call({"type": "list_pipelines"})["response"]["status"] == "success"
+    assert [reply["pipeline_id"] for reply in replies] == ids
+    assert {reply["response"]["error_type"] for reply in replies} == {"not_found"}
+
+
+def test_a_client_that_half_closes_after_its_request_still_gets_the_reply(manager: RunningManager) -> None:
+    with Client(manager.port) as client:
+        client.send_raw(encode_message({"type": "list_pipelines"}) * 2)
+        client.sock.shutdown(socket.SHUT_WR)
+        replies = [client.receive(), client.receive()]
+        assert client.is_closed_by_server()
+    assert [reply["response"] for reply in replies] == [{"status": "success", "pipelines": []}] * 2
+
+
+def test_a_client_gone_before_its_reply_leaves_the_server_serving(manager: RunningManager) -> None:
+    for _ in range(20):
+        client = Client(manager.port)
+        client.send_raw(encode_message({"type": "list_pipelines"}))
+        client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # reset on close
+        client.close()
+    assert_serving(manager)
 
 
 def test_header_and_body_split_into_single_bytes_are_reassembled(manager: RunningManager) -> None:
