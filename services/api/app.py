@@ -35,6 +35,7 @@ from services.api.workers import workers_router
 from services.api.workflows import workflows_router
 from services.infra.heap import freeze_startup_heap
 from services.infra.pipeline_reads import StoredReads
+from services.infra.pipelined_redis import PipelinedConnection
 from services.infra.redis_connect import async_client
 
 DESCRIPTION = """\
@@ -67,7 +68,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
     target = settings.redis_target() if settings.stored_reads else None
     reads_redis = None if target is None else async_client(target, "API_REDIS_URL", socket_timeout=READS_TIMEOUT,
                                                            socket_connect_timeout=READS_TIMEOUT)
-    reads = None if reads_redis is None else StoredReads(reads_redis, settings.status_max_age)
+    # The reads go on one pipelined connection of their own (services.infra.pipelined_redis).
+    hot = None if reads_redis is None else PipelinedConnection(reads_redis.connection_pool, READS_TIMEOUT)
+    reads = None if reads_redis is None else StoredReads(reads_redis, settings.status_max_age, hot)
     client = PooledManagerClient(settings.manager_host, settings.manager_port, timeout=settings.manager_timeout,
                                  init_timeout=settings.init_timeout, token=token, pool_size=settings.manager_pool_size,
                                  idle_timeout=settings.manager_pool_idle_timeout,
@@ -86,6 +89,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
         await dashboard.aclose()
         await metrics.aclose()
         await client.aclose()
+        if hot is not None:
+            await hot.aclose()
         if reads_redis is not None:
             await reads_redis.aclose()
 

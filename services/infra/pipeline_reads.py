@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from services.core import keys
@@ -30,6 +31,7 @@ from services.core.formats import FormatError
 from services.core.messages import success_envelope
 from services.core.records import PipelineRecord
 from services.core.redaction import redact_text
+from services.infra.pipelined_redis import PipelinedConnection
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +55,21 @@ return {redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2]) or '', redis.
 
 
 class PipelineReads:
-    """The ids of the live pipelines, and one pipeline's record, report and dropped count."""
+    """The ids of the live pipelines, and one pipeline's record, report and dropped count.
 
-    def __init__(self, redis: Redis) -> None:
+    With ``hot`` (:mod:`services.infra.pipelined_redis`) these two reads go on that one pipelined
+    connection instead of through the client's pool (what a request costs the manager's CPU)."""
+
+    def __init__(self, redis: Redis, hot: PipelinedConnection | None = None) -> None:
         self._redis = redis
+        self._hot = hot
         self._live_ids = redis.register_script(_LIVE_IDS)
         self._snapshot = redis.register_script(_SNAPSHOT)
+
+    async def _evaluate(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+        if self._hot is None:
+            return await script(keys=keys, args=args)
+        return await self._hot.evalsha(script.sha, script.script, keys, args)
 
     async def live_ids(self) -> list[str]:
         """The ids in the index, oldest pipeline first."""
@@ -68,7 +79,7 @@ class PipelineReads:
         """:meth:`live_ids` as Redis sent them."""
         # One script: its reads of every record's created_at cost Redis microseconds each, where the same
         # reads pipelined from here cost the manager's event loop tens of milliseconds at 3,200 pipelines.
-        return tuple(await self._live_ids(keys=[keys.pipelines_index()], args=[keys.pipeline_record("")]))
+        return tuple(await self._evaluate(self._live_ids, [keys.pipelines_index()], [keys.pipeline_record("")]))
 
     async def snapshot(self, pipeline_id: str) -> "Snapshot":
         """The record, the last stored report and the dropped-results count, in one script (STATUS's usual
@@ -78,8 +89,9 @@ class PipelineReads:
 
     async def raw_snapshot(self, pipeline_id: str) -> "RawSnapshot":
         """:meth:`snapshot` as Redis sent it (hashable: a memo's key)."""
-        flat, raw_report, raw_dropped = await self._snapshot(keys=[
-            keys.pipeline_record(pipeline_id), keys.pipeline_report(pipeline_id), keys.results_dropped(pipeline_id)])
+        names = [keys.pipeline_record(pipeline_id), keys.pipeline_report(pipeline_id),
+                 keys.results_dropped(pipeline_id)]
+        flat, raw_report, raw_dropped = await self._evaluate(self._snapshot, names, [])
         return tuple(flat), raw_report, raw_dropped
 
 
@@ -194,8 +206,8 @@ class StoredReads:
 
     COMMANDS = frozenset({"list_pipelines", "status"})
 
-    def __init__(self, redis: Redis, status_max_age: float) -> None:
-        self._store = PipelineReads(redis)
+    def __init__(self, redis: Redis, status_max_age: float, hot: PipelinedConnection | None = None) -> None:
+        self._store = PipelineReads(redis, hot)
         self._status_max_age = status_max_age
         self._failing = False  # Redis failed on the last read (logged once per outage)
         self._memo: dict[tuple[Any, ...], _Rendered] = {}

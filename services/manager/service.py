@@ -8,6 +8,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from services.infra.pipelined_redis import PipelinedConnection
 from services.infra.redis_connect import bounded_async_client
 from services.manager.control import Controller
 from services.manager.cursor import ResultsCursor
@@ -32,7 +33,8 @@ def redis_client(settings: ManagerSettings, max_connections: int) -> Redis:
     """A Redis client of the manager, bounded so a request during an outage is answered, not hung.
 
     The manager has three (``ManagerService``): one for requests, one for the blocking waits for a
-    task's reply, one for the reaper. One shared pool let the waits (a BLPOP holds its connection for
+    task's reply, one for the reaper (and LIST and STATUS read on one pipelined connection made from the
+    requests' pool settings, :mod:`services.infra.pipelined_redis`). One shared pool let the waits (a BLPOP holds its connection for
     seconds) take every connection under load: requests then waited for one, and the reaper's sweep
     failed on the pool's timeout and was logged as a Redis outage.
 
@@ -71,7 +73,9 @@ class ManagerService:
         if dispatcher is None:
             dispatcher = self._celery = CeleryDispatcher(settings.redis_target(), settings.redis_socket_timeout,
                                                          settings.redis_connect_timeout)
-        store = PipelineStore(self._redis, settings.finished_ttl)
+        # LIST and STATUS read on one pipelined connection of their own (services.infra.pipelined_redis).
+        self._hot = PipelinedConnection(self._redis.connection_pool, settings.redis_socket_timeout)
+        store = PipelineStore(self._redis, settings.finished_ttl, self._hot)
         services = Services(
             redis=self._redis,
             blocking=self._blocking,
@@ -111,6 +115,7 @@ class ManagerService:
         if self.metrics_endpoint is not None:
             await asyncio.to_thread(self.metrics_endpoint.close)
             self.metrics_endpoint = None
+        await self._hot.aclose()
         for client in (self._redis, self._blocking, self._reaper_redis):
             await client.aclose()
         if self._celery is not None:

@@ -21,6 +21,7 @@ from services.core.formats import SPEC as SPEC_FORMAT
 from services.core.formats import FormatError, readable
 from services.core.records import DesiredState, PipelineRecord, PipelineState
 from services.infra.pipeline_reads import PipelineReads, not_found, record_of, stored_object, text, texts
+from services.infra.pipelined_redis import PipelinedConnection
 
 logger = logging.getLogger(__name__)
 
@@ -125,8 +126,8 @@ class LiveRecord:
 class PipelineStore(PipelineReads):
     """The reads (:class:`~services.infra.pipeline_reads.PipelineReads`, shared with the HTTP API) and the writes."""
 
-    def __init__(self, redis: Redis, finished_ttl: int) -> None:
-        super().__init__(redis)
+    def __init__(self, redis: Redis, finished_ttl: int, hot: PipelinedConnection | None = None) -> None:
+        super().__init__(redis, hot)
         self._finished_ttl = finished_ttl
         self._request_state = redis.register_script(_REQUEST_STATE)
         self._retire = redis.register_script(_RETIRE)

@@ -1,0 +1,123 @@
+"""The pipelined connection of the hot reads, on a real redis-server: many callers at once each get
+their own reply, an error reply or a cancelled caller leaves the others in step, a hung Redis fails the
+waiting calls within the reply timeout, and a restarted one is reconnected to."""
+
+import asyncio
+import os
+import signal
+import time
+
+import pytest
+import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from services.infra.pipelined_redis import PipelinedConnection
+from services.manager.service import redis_client
+from services.manager.settings import ManagerSettings
+from tests.support.redis_server import RedisServer, running_redis
+
+# Busy for ARGV[1] microseconds: a reply that comes late, on purpose.
+SLOW = """
+local t = redis.call('TIME')
+repeat local n = redis.call('TIME') until (n[1] - t[1]) * 1000000 + (n[2] - t[2]) > tonumber(ARGV[1])
+return 'slow'
+"""
+
+
+def run(server: RedisServer, scenario, reply_timeout: float = 5.0):  # type: ignore[no-untyped-def]
+    async def main():  # type: ignore[no-untyped-def]
+        client = redis_client(ManagerSettings(redis_url=server.url, redis_socket_timeout=reply_timeout), 4)
+        hot = PipelinedConnection(client.connection_pool, reply_timeout)
+        try:
+            return await scenario(hot, client)
+        finally:
+            await hot.aclose()
+            await client.aclose()
+
+    return asyncio.run(main())
+
+
+def test_concurrent_callers_each_get_their_own_reply() -> None:
+    with running_redis() as server:
+        with redis.Redis.from_url(server.url) as sync:
+            sync.mset({f"k{i}": f"v{i}" for i in range(500)})
+
+        async def scenario(hot: PipelinedConnection, _: object) -> list[object]:
+            return list(await asyncio.gather(*(hot.execute("GET", f"k{i}") for i in range(500))))
+
+        assert run(server, scenario) == [f"v{i}".encode() for i in range(500)]
+
+
+def test_a_script_redis_does_not_know_is_loaded_then_run() -> None:
+    with running_redis() as server:
+        async def scenario(hot: PipelinedConnection, client: redis.asyncio.Redis) -> object:
+            script = client.register_script("return ARGV[1] .. KEYS[1]")
+            await client.script_flush()
+            return await hot.evalsha(script.sha, script.script, ["key"], ["arg-"])
+
+        assert run(server, scenario) == b"arg-key"
+
+
+def test_an_error_reply_goes_to_its_caller_alone() -> None:
+    with running_redis() as server:
+        with redis.Redis.from_url(server.url) as sync:
+            sync.set("s", "text")
+            sync.lpush("l", "x")
+
+        async def scenario(hot: PipelinedConnection, _: object) -> list[object]:
+            return list(await asyncio.gather(hot.execute("GET", "s"), hot.execute("GET", "l"), hot.execute("GET", "s"),
+                                             return_exceptions=True))
+
+        first, wrong, last = run(server, scenario)
+        assert first == last == b"text"
+        assert isinstance(wrong, ResponseError) and "WRONGTYPE" in str(wrong)
+
+
+def test_a_caller_cancelled_while_it_waits_leaves_the_line_in_step() -> None:
+    with running_redis() as server:
+        with redis.Redis.from_url(server.url) as sync:
+            sync.set("a", "A")
+
+        async def scenario(hot: PipelinedConnection, _: object) -> list[object]:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(hot.execute("EVAL", SLOW, 0, 300_000), 0.05)
+            return [await hot.execute("GET", "a"), await hot.execute("ECHO", "b")]
+
+        assert run(server, scenario) == [b"A", b"b"]
+
+
+def test_a_hung_redis_fails_the_waiting_calls_within_the_reply_timeout_and_is_reconnected_after() -> None:
+    with running_redis() as server:
+        assert server.process is not None
+
+        async def scenario(hot: PipelinedConnection, _: object) -> tuple[float, list[object], object]:
+            assert await hot.execute("PING") == b"PONG"  # connected before Redis hangs
+            os.kill(server.process.pid, signal.SIGSTOP)  # type: ignore[union-attr]
+            started = time.monotonic()
+            try:
+                failures = await asyncio.gather(*(hot.execute("PING") for _ in range(3)), return_exceptions=True)
+            finally:
+                os.kill(server.process.pid, signal.SIGCONT)  # type: ignore[union-attr]
+            return time.monotonic() - started, list(failures), await hot.execute("ECHO", "back")
+
+        waited, failures, after = run(server, scenario, reply_timeout=0.5)
+        assert all(isinstance(failure, RedisTimeoutError) for failure in failures), failures
+        assert waited < 5.0  # the reply timeout (0.5 s) plus one watchdog period, not the caller's patience
+        assert after == b"back"
+
+
+def test_a_restarted_redis_is_reconnected_to_and_a_closed_connection_refuses_calls() -> None:
+    with running_redis() as server:
+        async def scenario(hot: PipelinedConnection, _: object) -> list[object]:
+            first = await hot.execute("ECHO", "one")
+            server.stop()
+            server.start()
+            second = await hot.execute("ECHO", "two")  # the broken connection is noticed, then replaced
+            await hot.aclose()
+            with pytest.raises(RedisConnectionError):
+                await hot.execute("ECHO", "three")
+            return [first, second]
+
+        assert run(server, scenario) == [b"one", b"two"]
