@@ -47,7 +47,7 @@ class PipelinedConnection:
         self._pool = pool
         self._reply_timeout = reply_timeout
         self._connection: AbstractConnection | None = None
-        self._connecting: asyncio.Lock | None = None
+        self._connecting: asyncio.Task[AbstractConnection] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._waiting: deque[tuple[float, asyncio.Future[Any]]] = deque()  # (sent at, its reply)
         self._watchdog: asyncio.TimerHandle | None = None
@@ -93,21 +93,27 @@ class PipelinedConnection:
         return await future
 
     async def _connect(self) -> AbstractConnection:
+        """The connection, made by one attempt that every caller arriving meanwhile waits for (a lock would
+        hand the connection to its waiters one loop turn each: 1,000 callers at once waited 10 s)."""
         if self._closed:
             raise RedisConnectionError("the connection is closed")
-        if self._connecting is None:
-            self._connecting = asyncio.Lock()
-        async with self._connecting:
-            if self._connection is not None and self._reader is not None:
-                return self._connection
-            connection = self._pool.connection_class(**self._pool.connection_kwargs)  # the pool's own settings
-            await connection.connect()  # type: ignore[no-untyped-call]  # bounded by the pool's connect and socket timeouts (a hung handshake)
-            # From here a wait for a reply is bounded by the watchdog, and a write only queues in the transport:
-            # without a socket timeout, redis-py writes without a task and a timer per command.
-            connection.socket_timeout = None
-            self._connection = connection
-            self._reader = asyncio.get_running_loop().create_task(self._read(connection), name="pipelined-redis")
-            return connection
+        if self._connecting is None or self._connecting.done():
+            self._connecting = asyncio.get_running_loop().create_task(self._open())
+            self._connecting.add_done_callback(_retrieved)
+        return await asyncio.shield(self._connecting)  # a cancelled caller leaves the attempt to the others
+
+    async def _open(self) -> AbstractConnection:
+        connection = self._pool.connection_class(**self._pool.connection_kwargs)  # the pool's own settings
+        await connection.connect()  # type: ignore[no-untyped-call]  # bounded by the pool's timeouts (a hung handshake)
+        # From here a wait for a reply is bounded by the watchdog, and a write only queues in the transport:
+        # without a socket timeout, redis-py writes without a task and a timer per command.
+        connection.socket_timeout = None
+        if self._closed:
+            await connection.disconnect()
+            raise RedisConnectionError("the connection is closed")
+        self._connection = connection
+        self._reader = asyncio.get_running_loop().create_task(self._read(connection), name="pipelined-redis")
+        return connection
 
     async def _read(self, connection: AbstractConnection) -> None:
         while True:
@@ -169,3 +175,9 @@ class PipelinedConnection:
         if connection is not None:
             with contextlib.suppress(Exception):
                 await connection.disconnect(nowait=True)
+
+
+def _retrieved(attempt: "asyncio.Task[AbstractConnection]") -> None:
+    """Marks a failed connect's error as seen: its callers got it, or were cancelled meanwhile."""
+    if not attempt.cancelled():
+        attempt.exception()

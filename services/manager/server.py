@@ -367,6 +367,9 @@ class _Connection(asyncio.Protocol):
         try:
             while self._queue and not self._lost and not self._closing:
                 item = self._queue.popleft()
+                if not self._reading and len(self._queue) < QUEUE_LIMIT and self._transport is not None:
+                    self._reading = True
+                    self._transport.resume_reading()
                 if isinstance(item, FrameTooLargeError):
                     await self._send(server._too_large(item))
                     self._queue.clear()
@@ -386,9 +389,6 @@ class _Connection(asyncio.Protocol):
                     logger.debug("client went away before its reply")
                     break
                 await self._send(envelope)
-                if not self._reading and len(self._queue) < QUEUE_LIMIT and self._transport is not None:
-                    self._reading = True
-                    self._transport.resume_reading()
         except WriteTimeoutError:
             logger.warning("closing a connection whose client read no reply for %g s (MANAGER_WRITE_TIMEOUT)",
                            self._settings.write_timeout)

@@ -33,10 +33,10 @@ def redis_client(settings: ManagerSettings, max_connections: int) -> Redis:
     """A Redis client of the manager, bounded so a request during an outage is answered, not hung.
 
     The manager has three (``ManagerService``): one for requests, one for the blocking waits for a
-    task's reply, one for the reaper (and LIST and STATUS read on one pipelined connection made from the
-    requests' pool settings, :mod:`services.infra.pipelined_redis`). One shared pool let the waits (a BLPOP holds its connection for
-    seconds) take every connection under load: requests then waited for one, and the reaper's sweep
-    failed on the pool's timeout and was logged as a Redis outage.
+    task's reply, one for the reaper (and LIST and STATUS read on one pipelined connection made from
+    the requests' pool settings, :mod:`services.infra.pipelined_redis`). One shared pool let the
+    waits (a BLPOP holds its connection for seconds) take every connection under load: requests then
+    waited for one, and the reaper's sweep failed on the pool's timeout and was logged as a Redis outage.
 
     Every call is bounded by the socket and connect timeouts. A connection error is retried at most
     twice within 0.3 s (a pooled connection broken by a Redis restart is replaced transparently; a

@@ -121,3 +121,28 @@ def test_a_restarted_redis_is_reconnected_to_and_a_closed_connection_refuses_cal
             return [first, second]
 
         assert run(server, scenario) == [b"one", b"two"]
+
+
+def test_callers_arriving_before_the_connection_share_one_connect() -> None:
+    with running_redis() as server:
+        async def scenario(hot: PipelinedConnection, client: redis.asyncio.Redis) -> tuple[list[object], int]:
+            replies = await asyncio.gather(*(hot.execute("ECHO", str(i)) for i in range(500)))
+            clients = await client.client_list()
+            return list(replies), len(clients)
+
+        replies, connections = run(server, scenario)
+        assert replies == [str(i).encode() for i in range(500)]
+        assert connections == 2  # the one pipelined connection, and the pooled one that asked
+
+
+def test_a_refused_connect_fails_every_caller_at_once_and_the_next_call_tries_again() -> None:
+    with running_redis() as server:
+        async def scenario(hot: PipelinedConnection, _: object) -> tuple[list[object], object]:
+            server.stop()
+            failures = await asyncio.gather(*(hot.execute("PING") for _ in range(20)), return_exceptions=True)
+            server.start()
+            return list(failures), await hot.execute("ECHO", "up")
+
+        failures, after = run(server, scenario)
+        assert all(isinstance(failure, RedisConnectionError) for failure in failures), failures
+        assert after == b"up"
