@@ -89,7 +89,11 @@ class PipelinedConnection:
         if self._watchdog is None:
             self._watchdog = asyncio.get_running_loop().call_later(self._reply_timeout, self._watch)
         # Appended before the write, and nothing is awaited in between: the line's order is the wire's.
-        await connection.send_packed_command(connection.pack_command(*words), check_health=False)
+        try:
+            await connection.send_packed_command(connection.pack_command(*words), check_health=False)
+        except BaseException:
+            future.cancel()  # not written (redis-py has dropped the connection): its place is skipped, unread
+            raise
         return await future
 
     async def _connect(self) -> AbstractConnection:

@@ -271,11 +271,11 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # a stream transport (uvloop's is no subclass)
+        self._tls = transport.get_extra_info("sslcontext") is not None
         if not self._server._admit(self):
             self._refuse()
             return
         self._admitted = True
-        self._tls = transport.get_extra_info("sslcontext") is not None
         self._decoder = FrameDecoder(self._settings.max_frame_size)
         rate = self._settings.max_requests_per_second
         if rate > 0:
@@ -347,11 +347,7 @@ class _Connection(asyncio.Protocol):
         self._transport.write(encode_message(self._server._refusal()))
         if self._transport.can_write_eof():
             self._transport.write_eof()
-        self._timer = self._loop.call_later(REFUSAL_LINGER, self._linger_over)
-
-    def _linger_over(self) -> None:
-        self._refused = False  # so finish() closes it
-        self.finish()
+        self._timer = self._loop.call_later(REFUSAL_LINGER, self.finish)
 
     def _pause_reading(self) -> None:
         if self._reading and self._transport is not None:
