@@ -47,6 +47,7 @@ def test_the_dashboard_asks_for_the_token_once_and_sends_it(browser: WebDriver, 
 
 class _AttackerPage(http.server.BaseHTTPRequestHandler):
     target = ""
+    timeout = 5  # seconds a connection may stay silent
 
     def do_GET(self) -> None:
         page = (f"<!doctype html><script>fetch({self.target!r}, {{method: 'POST', mode: 'no-cors'}})"
@@ -62,9 +63,12 @@ class _AttackerPage(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def attacker_site() -> Iterator[tuple[http.server.HTTPServer, type[_AttackerPage]]]:
+def attacker_site() -> Iterator[tuple[http.server.ThreadingHTTPServer, type[_AttackerPage]]]:
     handler = type("Handler", (_AttackerPage,), {})
-    server = http.server.HTTPServer(("127.0.0.1", 0), handler)
+    # Threads: chromium opens speculative connections it sends nothing on, and a one-thread server
+    # waiting on one of them held the teardown's shutdown() for a minute.
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server, handler
@@ -74,7 +78,7 @@ def attacker_site() -> Iterator[tuple[http.server.HTTPServer, type[_AttackerPage
 
 def test_a_page_of_another_origin_cannot_pause_a_pipeline(
     browser: WebDriver, manager: RunningManager, serve_api: ApiFactory,
-    attacker_site: tuple[http.server.HTTPServer, type[_AttackerPage]], caplog: pytest.LogCaptureFixture
+    attacker_site: tuple[http.server.ThreadingHTTPServer, type[_AttackerPage]], caplog: pytest.LogCaptureFixture
 ) -> None:
     api = serve_api(manager_port=manager.port)  # no token: the loopback API the attack aims at
     server, handler = attacker_site
