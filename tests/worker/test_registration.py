@@ -16,8 +16,9 @@ from celery.worker import state
 
 from services.core import keys
 from services.core.tasks import RUN_PIPELINE
+from services.worker import registration
 from services.worker.celery_app import _pipeline_pids
-from services.worker.registration import Registration, WorkerIdentity, measure
+from services.worker.registration import Registration, SizeCache, WorkerIdentity, measure
 from services.worker.settings import WorkerSettings
 from tests.support.waiting import wait_until
 
@@ -119,6 +120,21 @@ def test_a_pipelines_own_children_count_towards_it(spawn: Spawn) -> None:
     assert measure({pipeline.pid}, psutil.Process()).ram_mb >= BALLAST_MB
 
 
+def test_the_process_table_is_read_once_per_measure_whatever_the_pipelines(
+        spawn: Spawn, monkeypatch: pytest.MonkeyPatch) -> None:
+    pipelines = [spawn(), spawn(), spawn(nested=True)]
+    scans = []
+    process_iter, children = psutil.process_iter, psutil.Process.children
+    monkeypatch.setattr(psutil, "process_iter", lambda *a, **k: scans.append("process_iter") or process_iter(*a, **k))
+    monkeypatch.setattr(psutil.Process, "children",
+                        lambda self, *a, **k: scans.append("children") or children(self, *a, **k))
+
+    usage = measure({pipeline.pid for pipeline in pipelines}, psutil.Process())
+
+    assert usage.busy == 3 and usage.ram_mb >= 3 * BALLAST_MB
+    assert scans == ["process_iter"]  # each children() call reads every process of the host
+
+
 def test_only_live_processes_of_the_worker_are_busy(spawn: Spawn) -> None:
     exited = spawn()
     exited.kill()
@@ -205,3 +221,31 @@ def test_pipeline_pids_are_the_pool_processes_that_accepted_a_pipeline_task() ->
     finally:
         for request in requests:
             state.active_requests.discard(request)
+
+
+def test_memory_is_read_again_once_its_reading_is_old_and_busy_slots_are_always_fresh(spawn: Spawn) -> None:
+    pipeline, other = spawn(), spawn()
+    reads: list[int] = []
+    sizes = SizeCache(max_age=60.0)
+    real = registration._tree_memory
+
+    def counting(pid: int, children: dict[int, list[int]]) -> int | None:
+        reads.append(pid)
+        return real(pid, children)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(registration, "_tree_memory", counting)
+        first = measure({pipeline.pid, other.pid}, psutil.Process(), sizes=sizes)
+        again = measure({pipeline.pid, other.pid}, psutil.Process(), sizes=sizes)
+        assert sorted(reads) == sorted([pipeline.pid, other.pid])  # the second call used the readings
+        assert again == first
+
+        other.kill()
+        other.wait()
+        after_exit = measure({pipeline.pid, other.pid}, psutil.Process(), sizes=sizes)
+        assert after_exit.busy == 1 and after_exit.ram_mb < first.ram_mb  # gone at once, cache or not
+
+        fresh = SizeCache(max_age=0.0)
+        measure({pipeline.pid}, psutil.Process(), sizes=fresh)
+        measure({pipeline.pid}, psutil.Process(), sizes=fresh)
+        assert reads[-2:] == [pipeline.pid, pipeline.pid]  # no age allowed: read on every call
