@@ -739,7 +739,10 @@ def render_live(found: Findings, batch_ms: float) -> list[str]:
         "every stream) ≤ 2 frame intervals + one batch time, where one batch time is the median run time of the "
         "batches the worker's inference service ran in the window (its `stats`; p99 and count beside it), and "
         f"without the service the limit's batch time ({batch_ms:.0f} ms, one `run` of its batch). Load generator = "
-        f"the ffmpeg servers' CPU (share of the host's {os.cpu_count()} cores).",
+        f"the ffmpeg servers' CPU (share of the host's {os.cpu_count()} cores). The last row runs the same streams "
+        "on a worker sized for latency (`WORKER_INFERENCE_RUNNERS=1`, `WORKER_INTRA_OP_THREADS` = the cores): one "
+        "frame at a time on every core, against the default's one single-threaded run per core side by side, "
+        "which processes more frames while each run takes longer.",
         "",
         "| inference service | window s | decoded | processed | processed fps | dropped by cause | sink drops | "
         "e2e p50 ms | e2e p99 ms | p99 worst stream ms | goal ms: 2 intervals + one batch | goal | "
@@ -815,6 +818,9 @@ class Plan:
                    quiet_wait=args.quiet_wait, **common)
 
 
+LATENCY_LABEL = "on (shared), sized for latency: 1 runner x all cores' threads"
+
+
 def _label(service: bool) -> str:
     return "on (shared)" if service else "off (per pipeline)"
 
@@ -875,6 +881,16 @@ def run(plan: Plan, output: Path, log: Log) -> str:
                     f"{result['processed']} processed, dropped {result['dropped']}")
                 publish()
             bench.stop_worker(f"many-{label.split()[0]}")
+        if clip is not None and True in plan.services and not plan.runners:
+            # The same streams on a worker sized for latency: one run at a time with every core's thread.
+            label, cores = LATENCY_LABEL, os.cpu_count() or 1
+            env = {**worker_env(True, 1, max_batch), "WORKER_INTRA_OP_THREADS": str(cores)}
+            bench.start_worker("latency", plan.concurrency, env)
+            found.live[label] = result = run_live(bench, clip, plan.streams, plan.seconds, 2 / LIVE_FPS)
+            log(f"{plan.streams} live streams, {label}: p99 {result['p99_all_ms']:.0f} ms, "
+                f"{result['processed']} processed, dropped {result['dropped']}")
+            publish()
+            bench.stop_worker("latency")
     found.limit_after = run_child("tests.benchmarks.streams", ["grid", "--cells", json.dumps([{
         key: best[key] for key in ("sharing", "parallel", "threads", "batch")}]), "--cell-seconds",
         str(2 * plan.cell_seconds)], timeout=300)["cells"][0]
