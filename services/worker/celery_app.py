@@ -78,6 +78,9 @@ def _connect_hooks(app: Celery, settings: WorkerSettings) -> None:
             registration.stop()
         while services:
             services.pop().stop()
+        from services.worker.inference.client import close_shared  # here: importing it loads OpenCV
+
+        close_shared()  # clients of the service a solo pool's pipelines used in this process
 
     uid = f"vsim-worker-{id(app)}"
     signals.worker_init.connect(on_init, weak=False, dispatch_uid=f"{uid}-init")

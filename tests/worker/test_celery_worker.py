@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import redis
-from celery import Celery
+from celery import Celery, signals
 from celery.contrib.testing.worker import start_worker
 
 from services.core import keys
@@ -25,6 +25,7 @@ from services.core.plan import PipelineSpec
 from services.core.records import DesiredState, PipelineState
 from services.core.tasks import RUN_PIPELINE, celery_config, queue_for
 from services.worker.celery_app import create_app
+from services.worker.inference import client as inference_client
 from services.worker.models.repository import ModelSpec
 from services.worker.settings import WorkerSettings
 from tests.support.pipelines import (
@@ -65,7 +66,7 @@ def test_in_process_worker_runs_a_dispatched_pipeline(
     worker_app = create_app(WorkerSettings(redis_url=redis_server.url, model_repository=MODELS))
     record, reply_to = create_record(redis_client), new_reply_list()
 
-    with start_worker(worker_app, pool="solo", perform_ping_check=False, queues=[QUEUE], shutdown_timeout=20):
+    with start_worker(worker_app, pool="solo", perform_ping_check=False, queues=[QUEUE], shutdown_timeout=20) as worker:
         dispatch(manager_app, record.pipeline_id, record.epoch, paced_spec(), reply_to)
 
         assert pop_reply(redis_client, reply_to, timeout=30) == {"status": "success"}
@@ -76,6 +77,9 @@ def test_in_process_worker_runs_a_dispatched_pipeline(
     final = read_record(redis_client, record.pipeline_id)
     assert final.state is PipelineState.TERMINATED
     assert final.owner.endswith(f":{os.getpid()}")  # the solo pool runs the task in this process
+    assert inference_client._SHARED  # the pipeline ran its model at the worker's inference service
+    signals.worker_shutdown.send(sender=worker)  # as a real worker does at its exit (this harness does not)
+    assert not inference_client._SHARED  # the shutdown closed the clients the pipeline used in this process
 
 
 @pytest.fixture

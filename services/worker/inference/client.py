@@ -77,6 +77,16 @@ class _Connection:
         self.sock.close()
 
 
+def close_shared() -> None:
+    """Closes the clients :meth:`InferenceClient.from_environment` handed out (a worker stopping whose
+    solo pool ran its pipelines in its own process); the next call makes new ones."""
+    with _SHARED_LOCK:
+        clients = list(_SHARED.values())
+        _SHARED.clear()
+    for client in clients:
+        client.close()
+
+
 class InferenceClient:
     def __init__(self, path: Path, connect_timeout: float = 10.0, request_timeout: float = 60.0,
                  load_timeout: float = 600.0) -> None:
