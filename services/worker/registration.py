@@ -8,7 +8,8 @@ outage and retried on the next beat.
 
 Besides the queues, the key carries what the manager's admission control needs
 (``services.manager.admission``): the slots and how many are busy, the host's RAM, the RAM the
-running pipelines use (PSS of the pool processes running one, their own children included), the
+running pipelines use (PSS of the pool processes running one, their own children included; each
+process tree read again every ``MEMORY_MAX_AGE`` seconds, its busy slots on every beat), the
 largest single pipeline seen since the worker started, and the worker's optional RAM budget. PSS,
 not RSS: pipeline processes share the engine's pages with the worker they were forked from (and
 each other), and RSS would count those pages again in every one of them. The worker's inference
