@@ -6,7 +6,6 @@ come first (video files, source options), the model load last, so a bad payload 
 
 import dataclasses
 import functools
-import os
 import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -25,6 +24,7 @@ from services.core.networks import DestinationRefusedError
 from services.core.plan import PipelineSpec
 from services.core.redaction import redact_reference, redact_text
 from services.core.settings_values import comma_list
+from services.worker.cores import usable_cores
 from services.worker.detection.detector import DetectionParams
 from services.worker.detection.processor import DetectionProcessor
 from services.worker.engine.capture import SourceKind, classify
@@ -148,7 +148,7 @@ def _check_files(spec: PipelineSpec) -> None:
 
 
 def _pipeline_config(spec: PipelineSpec, settings: WorkerSettings, shared: bool) -> PipelineConfig:
-    cores = os.cpu_count() or 1
+    cores = usable_cores().usable
     source = SourceConfig(
         buffer_size=spec.decoding_buffer_size,
         filling=spec.source_buffer_filling_strategy,
@@ -175,7 +175,7 @@ def _processor(spec: PipelineSpec, settings: WorkerSettings, watchdog: Watchdog,
     With ``client`` the models run in the worker's inference service (loaded there now, if not yet).
     """
     # spec.device chose the queue; the worker serving that queue knows its own hardware.
-    _, threads = settings.inference_sizing(os.cpu_count() or 1)
+    _, threads = settings.inference_sizing(usable_cores().usable)
     models = ModelService(ModelRepository(settings.model_repository), settings.device, threads, client)
     if spec.workflow is None:
         assert spec.model_id is not None  # PipelineSpec holds one or the other

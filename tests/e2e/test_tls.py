@@ -77,7 +77,8 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
 
 
 @pytest.fixture
-def start_tls_manager(redis_server: RedisServer, certificates: Certificates) -> Iterator[Any]:
+def start_tls_manager(redis_server: RedisServer, redis_client: Any, certificates: Certificates) -> Iterator[Any]:
+    # redis_client empties the session's Redis: the tests expect no pipeline, whichever tests ran before.
     started: list[RunningManager] = []
     worker = FakeWorker(redis_server.url)
 

@@ -7,7 +7,6 @@ drive. stdout gets one line per frame with detections; stderr a progress line.
 import argparse
 import collections
 import logging
-import os
 import signal
 import sys
 import threading
@@ -18,6 +17,7 @@ from types import FrameType
 from services.core import keys
 from services.core.redaction import redact_reference
 from services.infra.redis_connect import sync_client
+from services.worker.cores import usable_cores
 from services.worker.detection.detector import DetectionParams, Detector
 from services.worker.detection.processor import DetectionProcessor
 from services.worker.engine.pipeline import InferencePipeline, PipelineConfig
@@ -56,7 +56,7 @@ def _arguments(settings: WorkerSettings) -> argparse.Namespace:
     parser.add_argument("--model", default=settings.default_model_id, help="model_id in the repository")
     parser.add_argument("--repository", default=settings.model_repository, help="model repository directory")
     parser.add_argument("--device", default=settings.device, choices=["cpu", "gpu", "jetson"])
-    workers, threads = settings.inference_sizing(os.cpu_count() or 1)
+    workers, threads = settings.inference_sizing(usable_cores().usable)
     parser.add_argument("--workers", type=int, default=workers, help="rounds in session.run at once")
     parser.add_argument("--threads", type=int, default=threads, help="onnxruntime intra-op threads per run")
     parser.add_argument("--confidence", type=float, default=0.5)

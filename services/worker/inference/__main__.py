@@ -16,6 +16,7 @@ from pathlib import Path
 from types import FrameType
 
 from services.core import logs
+from services.worker.cores import usable_cores
 from services.worker.detection.detector import SessionRunner, load_runner
 from services.worker.inference.server import InferenceServer
 from services.worker.inference.service import InferenceService
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = WorkerSettings()
     logs.configure_logging(settings.log_level, settings.log_format,
                            "%(asctime)s %(levelname)s inference-service %(name)s: %(message)s")
-    runners, threads = settings.service_sizing(os.cpu_count() or 1)
+    cores = usable_cores()  # the affinity and the cgroup's CPU quota, not the host's core count
+    runners, threads = settings.service_sizing(cores.usable)
 
     def loader(spec: ModelSpec) -> SessionRunner:
         return load_runner(spec, settings.device, threads, False, settings.tensorrt_cache)
@@ -51,8 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     threading.Thread(target=_preload, args=(service, settings.preload()), name="preload", daemon=True).start()
     if args.parent is not None:
         threading.Thread(target=_watch_parent, args=(args.parent, server), name="parent", daemon=True).start()
-    log.info("inference service on %s: device %s, %d runner(s) x %d thread(s), batches up to %d frames",
-             args.socket, settings.device, runners, threads, settings.inference_max_batch)
+    log.info("inference service on %s: device %s, %d runner(s) x %d thread(s), batches up to %d frames; %s",
+             args.socket, settings.device, runners, threads, settings.inference_max_batch, cores.describe())
     try:
         server.serve_forever()
     finally:

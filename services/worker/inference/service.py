@@ -199,6 +199,7 @@ class InferenceService:
         since = time.monotonic() - window
         with self._cond:
             return {
+                "runners": len(self._runners),
                 "models": sorted(self._models),
                 "requests": self._totals["requests"],
                 "frames": self._totals["frames"],

@@ -243,3 +243,27 @@ def test_the_worker_side_supervisor_restarts_a_dead_service_and_publishes_its_so
         supervisor.stop()
     assert SOCKET_ENV not in os.environ
     assert supervisor.pid is None
+
+
+
+def _runners(socket_path: Path, cores: set[int]) -> int:
+    """The runners of a service process started with the automatic sizing and the CPU affinity ``cores``."""
+    env = {**os.environ, "WORKER_MODEL_REPOSITORY": str(MODELS), "WORKER_INFERENCE_RUNNERS": "0"}
+    process = subprocess.Popen([sys.executable, "-m", "services.worker.inference", "--socket", str(socket_path)],
+                               cwd=ROOT, env=env, preexec_fn=lambda: os.sched_setaffinity(0, cores))
+    try:
+        wait_until(socket_path.exists, timeout=60)
+        client = InferenceClient(socket_path)
+        try:
+            return int(client.stats()["runners"])
+        finally:
+            client.close()
+    finally:
+        _stop(process)
+
+
+def test_a_service_pinned_to_one_core_runs_one_runner_not_one_per_host_core(socket_path: Path) -> None:
+    """The automatic sizing counts the cores the process may use (services.worker.cores), not the host's."""
+    every_core = os.sched_getaffinity(0)
+    assert _runners(socket_path, {min(every_core)}) == 1
+    assert _runners(socket_path.with_name("unpinned.sock"), every_core) == len(every_core)
