@@ -22,25 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from tests.benchmarks.report import stamp, write_section
-from tests.benchmarks.streams import Bench, run_files, service_batch_ms, worker_env
+from tests.benchmarks.streams import Bench, run_files, service_batch_ms, service_stats, worker_env
 
 SECTION = "cpu-limit"
 COUNTS = (1, 4)
 
 
 def _runners(bench: Bench) -> int:
-    from services.worker.inference.client import InferenceClient
-
-    assert bench.worker is not None
-    for child in bench.worker.children(recursive=True):
-        command = child.cmdline()
-        if "services.worker.inference" in command and "--socket" in command:
-            client = InferenceClient(Path(command[command.index("--socket") + 1]))
-            try:
-                return int(client.stats()["runners"])
-            finally:
-                client.close()
-    raise RuntimeError("the worker runs no inference service")
+    stats = service_stats(bench.worker, 1.0)
+    if stats is None:
+        raise RuntimeError("the worker runs no inference service")
+    return int(stats["runners"])
 
 
 def run(seconds: float, rounds: int, log: Any) -> str:

@@ -522,6 +522,12 @@ def run_live(bench: Bench, clip: Path, streams: int, seconds: float, max_stalene
 def service_batch_ms(worker: psutil.Process | None, window: float) -> dict[str, Any] | None:
     """Run times of the batches the worker's inference service ran in the last ``window`` seconds (None: no
     service)."""
+    stats = service_stats(worker, window)
+    return None if stats is None else dict(stats["batch_ms"])
+
+
+def service_stats(worker: psutil.Process | None, window: float) -> dict[str, Any] | None:
+    """The ``stats`` of the worker's inference service over the last ``window`` seconds (None: no service)."""
     from services.worker.inference.client import InferenceClient
 
     for child in worker.children(recursive=True) if worker is not None else ():
@@ -529,7 +535,7 @@ def service_batch_ms(worker: psutil.Process | None, window: float) -> dict[str, 
         if "services.worker.inference" in command and "--socket" in command:
             client = InferenceClient(Path(command[command.index("--socket") + 1]))
             try:
-                return dict(client.stats(window)["batch_ms"])
+                return dict(client.stats(window))
             finally:
                 client.close()
     return None
