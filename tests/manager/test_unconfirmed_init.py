@@ -28,13 +28,18 @@ def leftovers(client: redis.Redis, pipeline_id: str) -> int:
                                                                                         pipeline_id))
 
 
-def orphaned_init(client: redis.Redis, pipeline_id: str, confirm_in: float, state: str = "PENDING",
+def orphaned_init(client: redis.Redis, pipeline_id: str, confirm_in: float | None, state: str = "PENDING",
                   created_ago: float = 0.0) -> None:
-    """The record an INIT wrote before its manager died: unconfirmed, its deadline ``confirm_in`` s away."""
+    """The record an INIT wrote before its manager died: unconfirmed, its deadline ``confirm_in`` s away;
+    ``None`` writes it without the field, as a manager from before the field did (in one write: a sweep
+    between writing a deadline and deleting it would see an unconfirmed record past its deadline)."""
     now = time.time()
     record = PipelineRecord(pipeline_id, created_at=now - created_ago, updated_at=now - created_ago,
-                            dispatched_at=now - created_ago, confirm_by=now + confirm_in)
-    client.hset(keys.pipeline_record(pipeline_id), mapping={**record.to_hash(), "state": state})  # type: ignore[dict-item]
+                            dispatched_at=now - created_ago, confirm_by=now + (confirm_in or 0.0))
+    fields = {**record.to_hash(), "state": state}
+    if confirm_in is None:
+        del fields["confirm_by"]
+    client.hset(keys.pipeline_record(pipeline_id), mapping=fields)  # type: ignore[arg-type]
     client.set(keys.pipeline_spec(pipeline_id), '{"video_references": ["rtsp://camera"]}')
     client.sadd(keys.pipelines_index(), pipeline_id)
 
@@ -127,8 +132,8 @@ def test_an_unconfirmed_pending_record_is_never_redispatched_only_removed(
 def test_a_record_without_the_field_reads_as_confirmed_and_is_supervised_as_before(
         manager: RunningManager, fake_worker: FakeWorker, redis_client: redis.Redis) -> None:
     register_worker(redis_client)
-    orphaned_init(redis_client, "older", confirm_in=0.0, created_ago=100.0)
-    redis_client.hdel(keys.pipeline_record("older"), "confirm_by")  # written by a manager before this field
+    orphaned_init(redis_client, "older", confirm_in=None, created_ago=100.0)  # written before this field
+    assert not redis_client.hexists(keys.pipeline_record("older"), "confirm_by")
     assert record_of(redis_client, "older").confirm_by == 0.0
     wait_until(lambda: len(fake_worker.calls) == 1, timeout=5)  # not claimed in time: sent again
     assert fake_worker.calls[0]["pipeline_id"] == "older" and fake_worker.calls[0]["epoch"] == 2
