@@ -5,11 +5,8 @@ A worker's pipelines decode, letterbox, post-process and write results on many s
 ``session.run`` calls. Under the default policy every wake-up may preempt a runner at once, and each
 preemption costs the run its caches. ``SCHED_BATCH`` keeps a thread's fair share (same weight as
 nice 0) but drops that wake-up preemption: a pipeline thread that wakes waits for the running
-thread's slice to end, a few milliseconds at most. Measured with 16 live streams at 30 fps on 2 cores
-(interleaved rounds of the streams benchmark's live part): the runners were preempted about a
-quarter less often, the worker processed about 6 % more frames, and the e2e p99 fell by about 5 %;
-one pipeline on a file ran as fast as before ("Many streams per host" in docs/benchmarks.md shows
-the current run).
+thread's slice to end, a few milliseconds at most. ``make bench`` compares both policies with 16 live
+streams and with file pipelines ("Pipelines under SCHED_BATCH" in docs/benchmarks.md).
 
 The policy is per thread and inherited by the threads a thread starts, so the task's thread sets it
 before it builds the pipeline, and every thread of the pipeline has it. The inference service is a

@@ -230,6 +230,20 @@ def test_the_webrtc_range_and_address_are_settings(tmp_path: Path) -> None:
     assert _published(render(STACKS["cpu"], env, tmp_path)["services"]["api"])[0][0] == "127.0.0.1"
 
 
+def test_every_worker_may_be_limited_to_some_cpus_and_none_is_by_default(
+        rendered: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    workers = list(_workers(rendered))
+    assert {float(service.get("cpus", 0)) for _, _, service in workers} == {0.0}  # 0: no limit
+    assert "WORKER_CPUS" in ENV_EXAMPLE.read_text()
+    limited = {**STACK_ENV, "WORKER_CPUS": "1.5"}
+    for stack, path in STACKS.items():
+        services = render(path, limited, tmp_path / stack)["services"]
+        assert [float(services[name]["cpus"]) for name in services if name in DEVICE_OF_WORKER] == [1.5], stack
+    for profile in PROFILES:
+        services = render(WORKER_ONLY, {**WORKER_ENV, "WORKER_CPUS": "1.5"}, tmp_path / profile, [profile])["services"]
+        assert [float(service["cpus"]) for service in services.values()] == [1.5], profile
+
+
 def test_publishing_is_a_documented_setting(tmp_path: Path) -> None:
     env = {**STACK_ENV, "PUBLISH_ADDRESS": "0.0.0.0", "API_PUBLISH_PORT": "18080"}
     services = render(STACKS["cpu"], env, tmp_path)["services"]
