@@ -82,6 +82,10 @@ class WorkerSettings(BaseSettings):
     # most frames in one batch; batches form by themselves when the runners are busy.
     inference_runners: int = Field(default=0, ge=0)
     inference_max_batch: int = Field(default=8, ge=1, le=64)
+    # While only live pipelines (max_staleness) use the service, it runs one batch at a time with one
+    # thread per core instead of single-threaded runs side by side: fresher results, fewer frames. On
+    # CPU with the automatic sizing only (services.worker.inference.service, "live-only load").
+    inference_live_latency: bool = True
     # Rounds one pipeline keeps at the service at once (0: runners + 1, so one pipeline alone keeps
     # every runner busy while its next round travels).
     inference_in_flight: int = Field(default=0, ge=0)
@@ -141,6 +145,11 @@ class WorkerSettings(BaseSettings):
         if self.device != "cpu":
             return self.inference_runners or 2, self.intra_op_threads
         return self.inference_runners or max(1, cores), self.intra_op_threads or 1
+
+    def service_live_threads(self, cores: int) -> int:
+        """Intra-op threads of the service's live-only session (0: none, the runners stay side by side)."""
+        automatic = self.inference_runners == 0 and self.intra_op_threads == 0
+        return cores if self.device == "cpu" and automatic and cores > 1 and self.inference_live_latency else 0
 
     def pipeline_in_flight(self, cores: int) -> int:
         """Rounds one pipeline keeps at the inference service at once."""

@@ -506,6 +506,7 @@ def run_live(bench: Bench, clip: Path, streams: int, seconds: float, max_stalene
         time.sleep(2.0)
         meter = bench.meter()
         before = _drops([bench.report(pid) for pid in pipeline_ids])
+        stats_before = service_stats(bench.worker, 1.0)
         meter.start()
         if window is not None:
             window("begin")
@@ -514,6 +515,7 @@ def run_live(bench: Bench, clip: Path, streams: int, seconds: float, max_stalene
             window("end")
         cores = meter.stop()
         batch_ms = service_batch_ms(bench.worker, time.time() - begin)
+        stats_after = service_stats(bench.worker, 1.0)
         after = _drops([bench.report(pid) for pid in pipeline_ids])
         runs = [read_results(bench.client, pid) for pid in pipeline_ids]
         bench.finish(pipeline_ids)
@@ -522,7 +524,16 @@ def run_live(bench: Bench, clip: Path, streams: int, seconds: float, max_stalene
     causes = after[3] - before[3]
     return {**stats, "streams": streams, "cores": cores, "counted_s": end - begin, "decoded": after[0] - before[0],
             "processed": after[1] - before[1], "sink_dropped": after[2] - before[2], "dropped": dict(causes),
-            "max_staleness": max_staleness, "batch_ms": batch_ms}
+            "max_staleness": max_staleness, "batch_ms": batch_ms,
+            "live_only_share": _live_only_share(stats_before, stats_after)}
+
+
+def _live_only_share(before: dict[str, Any] | None, after: dict[str, Any] | None) -> float | None:
+    """The share of the service's batches between two ``stats`` that ran live-only (None: no service)."""
+    if before is None or after is None:
+        return None
+    batches = int(after["batches"]) - int(before["batches"])
+    return (int(after.get("live_only_batches", 0)) - int(before.get("live_only_batches", 0))) / max(1, batches)
 
 
 def service_batch_ms(worker: psutil.Process | None, window: float) -> dict[str, Any] | None:
@@ -766,14 +777,17 @@ def render_live(found: Findings, batch_ms: float) -> list[str]:
         f"without the service the run time of one batch of the worker's size in the model-alone grid ({batch_ms:.0f} "
         "ms, its fastest cell). Load generator = "
         f"the ffmpeg servers' CPU (share of the host's {os.cpu_count()} cores). The last row runs the same streams "
-        "on a worker sized for latency (`WORKER_INFERENCE_RUNNERS=1`, `WORKER_INTRA_OP_THREADS` = the cores): one "
-        "frame at a time on every core, against the default's one single-threaded run per core side by side, "
-        "which processes more frames while each run takes longer.",
+        "on a worker sized for latency by hand (`WORKER_INFERENCE_RUNNERS=1`, `WORKER_INTRA_OP_THREADS` = the "
+        "cores): one batch at a time on every core whatever the load. The automatic sizing (the shared row) runs "
+        "one single-threaded run per core side by side, which processes the most frames, but while only live "
+        "pipelines ask (every request of the last 2 s carried a deadline) it too runs one batch at a time on a "
+        "session with a thread per core (`WORKER_INFERENCE_LIVE_LATENCY`); `live-only batches` = the share of "
+        "its batches that ran so in the window.",
         "",
         "| inference service | window s | decoded | processed | processed fps | dropped by cause | sink drops | "
-        "e2e p50 ms | e2e p99 ms | p99 worst stream ms | goal ms: 2 intervals + one batch | goal | "
+        "e2e p50 ms | e2e p99 ms | p99 worst stream ms | goal ms: 2 intervals + one batch | goal | live-only batches | "
         "load generator cores (share) | worker CPU | redis-server | manager | other processes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, run in found.live.items():
         dropped = ", ".join(f"{cause} {count}" for cause, count in sorted(run["dropped"].items())) or "none"
@@ -784,9 +798,13 @@ def render_live(found: Findings, batch_ms: float) -> list[str]:
             f"{run['processed'] / run['counted_s']:.1f} | "
             f"{dropped} | {run['sink_dropped']} | {run['p50_all_ms']:.0f} | {run['p99_all_ms']:.0f} | "
             f"{run['p99_worst_ms']:.0f} | {goal_text} = {goal_ms:.0f} | {_met(run['p99_all_ms'] <= goal_ms)} | "
-            f"{generator:.2f} ({generator / (os.cpu_count() or 1):.0%}) | "
+            f"{_share(run.get('live_only_share'))} | {generator:.2f} ({generator / (os.cpu_count() or 1):.0%}) | "
             f"{_cores(run['cores'], 'worker', 'redis', 'manager', 'others')} |")
     return lines
+
+
+def _share(share: float | None) -> str:
+    return "no service" if share is None else f"{share:.0%}"
 
 
 def render(found: Findings, plan: "Plan") -> str:

@@ -36,7 +36,8 @@ def camera() -> Iterator[str]:
 def stack(redis_server: RedisServer) -> Iterator[Stack]:
     with running_stack(redis_server.url) as running:
         running.start_manager()
-        running.start_worker("shared", "pipelines.cpu", concurrency=3)
+        # the automatic sizing, as shipped (the tests' stack otherwise pins 1 thread): live-only load switches
+        running.start_worker_with_env("shared", "pipelines.cpu", {"WORKER_INTRA_OP_THREADS": "0"}, concurrency=3)
         yield running
 
 
@@ -112,6 +113,24 @@ def test_a_live_pipeline_with_max_staleness_takes_turns_at_the_service(client: M
     stats = _stats(service)
     assert int(stats["turns"]) - before >= 20  # type: ignore[call-overload]
     assert client.status(pipeline_id).report.inference_errors == 0  # type: ignore[attr-defined]
+
+
+def test_live_only_load_runs_one_batch_at_a_time_and_a_file_pipeline_brings_back_runs_side_by_side(
+        client: ManagerClient, stack: Stack, camera: str) -> None:
+    service = _service(stack)
+    if int(_stats(service)["runners"]) < 2:  # type: ignore[call-overload]
+        pytest.fail("this test needs a host with at least 2 usable cores (CI has 2)")
+    payload = newer_init(camera)
+    payload["video_configuration"].update(processing_mode="freshest", max_staleness=0.5)
+    live = client.initialise(payload).context.pipeline_id
+    assert live is not None
+    wait_until(lambda: faults.audit(stack.client, live).count(1) >= 5, timeout=60)
+    before = int(_stats(service)["live_only_batches"])  # type: ignore[call-overload]
+    wait_until(lambda: int(_stats(service)["live_only_batches"]) >= before + 10, timeout=30)  # type: ignore[call-overload]
+    assert _stats(service)["live_only"] is True
+    _start(client, stack, VTEST, results_buffer_size=1000)  # a file: requests without a deadline
+    assert _stats(service)["live_only"] is False
+    assert client.status(live).report.inference_errors == 0  # type: ignore[attr-defined]
 
 
 def test_a_crashed_pipeline_process_touches_neither_the_service_nor_the_other_pipelines(

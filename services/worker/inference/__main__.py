@@ -36,12 +36,17 @@ def main(argv: list[str] | None = None) -> None:
                            "%(asctime)s %(levelname)s inference-service %(name)s: %(message)s")
     cores = usable_cores()  # the affinity and the cgroup's CPU quota, not the host's core count
     runners, threads = settings.service_sizing(cores.usable)
+    live_threads = settings.service_live_threads(cores.usable)
 
     def loader(spec: ModelSpec) -> SessionRunner:
         return load_runner(spec, settings.device, threads, False, settings.tensorrt_cache)
 
+    def live_loader(spec: ModelSpec) -> SessionRunner:
+        return load_runner(spec, settings.device, live_threads, False, settings.tensorrt_cache)
+
     repository = ModelRepository(settings.model_repository)
-    service = InferenceService(repository, loader, runners, settings.inference_max_batch)
+    service = InferenceService(repository, loader, runners, settings.inference_max_batch,
+                               live_loader if live_threads else None)
     server = InferenceServer(service, args.socket)
     server.bind()
 
@@ -53,8 +58,9 @@ def main(argv: list[str] | None = None) -> None:
     threading.Thread(target=_preload, args=(service, settings.preload()), name="preload", daemon=True).start()
     if args.parent is not None:
         threading.Thread(target=_watch_parent, args=(args.parent, server), name="parent", daemon=True).start()
-    log.info("inference service on %s: device %s, %d runner(s) x %d thread(s), batches up to %d frames; %s",
-             args.socket, settings.device, runners, threads, settings.inference_max_batch, cores.describe())
+    log.info("inference service on %s: device %s, %d runner(s) x %d thread(s), batches up to %d frames%s; %s",
+             args.socket, settings.device, runners, threads, settings.inference_max_batch,
+             f", live-only load: 1 run x {live_threads} thread(s)" if live_threads else "", cores.describe())
     try:
         server.serve_forever()
     finally:

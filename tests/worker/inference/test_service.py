@@ -1,6 +1,7 @@
 """The batching core of the inference service, with small scripted runners (no socket, no model)."""
 
 import threading
+import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -335,4 +336,75 @@ def test_a_turn_never_used_lapses_and_frees_its_room(monkeypatch: pytest.MonkeyP
     service.take_turn("m/1", 5)
     with pytest.raises(TimeoutError):
         service.take_turn("m/1", 0.05)  # room for 2, both granted, and a lapse takes 0.2 s
+    service.stop()
+
+
+def _live_service(side_by_side: _Runner, live: _Runner) -> InferenceService:
+    return InferenceService(_Repository(), lambda spec: side_by_side, 2, 8, latency_loader=lambda spec: live)  # type: ignore[arg-type]
+
+
+def _submit_live(service: InferenceService, values: list[float],
+                 results: dict[float, object]) -> list[threading.Thread]:
+    def call(value: float) -> None:
+        try:
+            results[value] = float(service.infer("m/1", _frames(value), deadline=time.monotonic() + 60)[0, 0])
+        except Exception as exc:
+            results[value] = exc
+
+    threads = [threading.Thread(target=call, args=(value,)) for value in values]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def test_live_only_load_runs_one_batch_at_a_time_on_the_live_session_until_a_plain_request_comes() -> None:
+    side_by_side, live = _Runner(), _Runner()
+    service = _live_service(side_by_side, live)
+    assert service.stats()["live_only"] is True  # nothing but deadlines (none at all) lately
+    live.gate.clear()
+    results: dict[float, object] = {}
+    threads = _submit_live(service, [1.0], results)
+    assert live.running.wait(5)
+    threads += _submit_live(service, [2.0], results)
+    wait_until(lambda: service.stats()["queued"] == 1)
+    time.sleep(0.1)
+    assert service.stats()["queued"] == 1, "the second runner waits: one batch at a time"
+    live.gate.set()
+    for thread in threads:
+        thread.join(10)
+    assert results == {1.0: 3 * SIZE * SIZE, 2.0: 2 * 3 * SIZE * SIZE}
+    assert live.batches == [1, 1] and side_by_side.batches == []
+    assert service.stats()["live_only_batches"] == 2
+
+    side_by_side.gate.clear()  # a request without a deadline (a file): runs side by side again, at once
+    plain: dict[float, object] = {}
+    threads = _submit_all(service, [3.0], plain)
+    assert side_by_side.running.wait(5)
+    assert service.stats()["live_only"] is False
+    threads += _submit_live(service, [4.0], plain)
+    wait_until(lambda: service.stats()["queued"] == 0)  # the live request runs beside it on the other runner
+    side_by_side.gate.set()
+    for thread in threads:
+        thread.join(10)
+    assert side_by_side.batches == [1, 1] and live.batches == [1, 1]
+    service.stop()
+
+
+def test_live_only_load_gives_one_turn_at_a_time() -> None:
+    service = _live_service(_Runner(), _Runner())
+    token = service.take_turn("m/1", 5)
+    with pytest.raises(TimeoutError):
+        service.take_turn("m/1", 0.1)  # room for one while the load is live-only
+    service.infer("m/1", _frames(1.0), turn=token, deadline=time.monotonic() + 60)
+    assert isinstance(service.take_turn("m/1", 5), str)
+    service.stop()
+
+
+def test_one_runner_has_no_live_only_mode() -> None:
+    side_by_side, live = _Runner(), _Runner()
+    service = InferenceService(_Repository(), lambda spec: side_by_side, 1, 8, latency_loader=lambda spec: live)  # type: ignore[arg-type]
+    results: dict[float, object] = {}
+    for thread in _submit_live(service, [1.0], results):
+        thread.join(10)
+    assert side_by_side.batches == [1] and live.batches == [] and service.stats()["live_only"] is False
     service.stop()
