@@ -59,7 +59,6 @@ bench: setup
 	$(PY) -m tests.benchmarks.decode --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.streams --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.cpu_limit --output docs/benchmarks.md
-	$(PY) -m tests.benchmarks.scheduling --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.control --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.fleet --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.webrtc --output docs/benchmarks.md

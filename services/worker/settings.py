@@ -89,9 +89,6 @@ class WorkerSettings(BaseSettings):
     # Rounds one pipeline keeps at the service at once (0: runners + 1, so one pipeline alone keeps
     # every runner busy while its next round travels).
     inference_in_flight: int = Field(default=0, ge=0)
-    # Pipelines' threads run under Linux's SCHED_BATCH: their many short wake-ups no longer preempt the
-    # service's runs (services.worker.scheduling); false keeps the default policy.
-    batch_scheduling: bool = True
     # Model ids the service loads when it starts, comma-separated, so the first INIT does not wait
     # for a model load (None: the default model; "": none).
     preload_models: str | None = None

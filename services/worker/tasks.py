@@ -18,7 +18,6 @@ from services.core.plan import load_task_spec
 from services.core.tasks import RUN_PIPELINE
 from services.infra.redis_connect import sync_client
 from services.worker import shutdown
-from services.worker.scheduling import batch_scheduling
 from services.worker.settings import WorkerSettings
 
 
@@ -49,10 +48,9 @@ def run_pipeline_task(
                      else InvalidPayloadError(f"{exc}: upgrade this worker"))
             state = runner.reject(pipeline_id, epoch, error, reply_to, client, hostname)
         else:
-            with batch_scheduling(settings.batch_scheduling):  # every thread the pipeline starts inherits it
-                state = runner.run(
-                    pipeline_id, epoch, parsed, reply_to, client, settings, hostname, shutdown.SHUTDOWN
-                )
+            state = runner.run(
+                pipeline_id, epoch, parsed, reply_to, client, settings, hostname, shutdown.SHUTDOWN
+            )
     finally:
         restore_sigterm()
         client.close()

@@ -493,10 +493,8 @@ def _drops(reports: list[dict[str, Any]]) -> tuple[int, int, int, Counter[str]]:
     return decoded, processed, sink, causes
 
 
-def run_live(bench: Bench, clip: Path, streams: int, seconds: float, max_staleness: float,
-             window: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """``streams`` live servers of ``clip``, one freshest pipeline each, on the running worker; ``window``
-    is called with "begin" and "end" around the measured window."""
+def run_live(bench: Bench, clip: Path, streams: int, seconds: float, max_staleness: float) -> dict[str, Any]:
+    """``streams`` live servers of ``clip``, one freshest pipeline each, on the running worker."""
     with contextlib.ExitStack() as servers:
         urls = [servers.enter_context(copy_server(clip)) for _ in range(streams)]
         bench.generator = [child for child in psutil.Process().children() if any(url in part for url in urls
@@ -508,11 +506,7 @@ def run_live(bench: Bench, clip: Path, streams: int, seconds: float, max_stalene
         before = _drops([bench.report(pid) for pid in pipeline_ids])
         stats_before = service_stats(bench.worker, 1.0)
         meter.start()
-        if window is not None:
-            window("begin")
         begin, end, _ = sample_window(bench, seconds)
-        if window is not None:
-            window("end")
         cores = meter.stop()
         batch_ms = service_batch_ms(bench.worker, time.time() - begin)
         stats_after = service_stats(bench.worker, 1.0)

@@ -6,7 +6,6 @@ pipeline process that crashes touches neither the service nor the other pipeline
 ride out a crash of the service itself (the worker starts it again, their rounds resume).
 """
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -163,14 +162,3 @@ def test_pipelines_ride_out_a_crash_of_the_inference_service(client: ManagerClie
     assert faults.record(stack.client, pipeline_id).epoch == 1, "the pipeline itself was not restarted"
     assert _stats(_service(stack))["models"] == [MODEL_ID], "the new service loaded the model again"
 
-
-def test_a_pipelines_threads_yield_to_the_service_under_sched_batch(client: ManagerClient, stack: Stack,
-                                                                    camera: str) -> None:
-    pipeline_id = _start(client, stack, camera, max_fps=10)
-    pipeline = psutil.Process(faults.task_pid(stack.client, pipeline_id))
-    policies = {thread.id: os.sched_getscheduler(thread.id) for thread in pipeline.threads()}
-    # the task's thread (prefork runs it on the process's main thread) and what the pipeline started
-    assert policies[pipeline.pid] == os.SCHED_BATCH
-    assert sum(policy == os.SCHED_BATCH for policy in policies.values()) >= 4, policies  # source, collector, ...
-    service = _service(stack)
-    assert {os.sched_getscheduler(thread.id) for thread in service.threads()} == {os.SCHED_OTHER}
