@@ -54,10 +54,13 @@ def _service(runner: _Runner, runners: int = 1, max_batch: int = 8, loader=None)
     return InferenceService(_Repository(), loader or (lambda spec: runner), runners, max_batch)  # type: ignore[arg-type]
 
 
-def _submit_all(service: InferenceService, values: list[float], results: dict[float, object]) -> list[threading.Thread]:
+def _submit_all(service: InferenceService, values: list[float], results: dict[float, object],
+                live: bool = False) -> list[threading.Thread]:
+    """Each value's request from a thread of its own; ``live``: with a deadline, as a live pipeline's."""
     def call(value: float) -> None:
         try:
-            results[value] = float(service.infer("m/1", _frames(value))[0, 0])
+            deadline = time.monotonic() + 60 if live else None
+            results[value] = float(service.infer("m/1", _frames(value), deadline=deadline)[0, 0])
         except Exception as exc:
             results[value] = exc
 
@@ -343,29 +346,15 @@ def _live_service(side_by_side: _Runner, live: _Runner) -> InferenceService:
     return InferenceService(_Repository(), lambda spec: side_by_side, 2, 8, latency_loader=lambda spec: live)  # type: ignore[arg-type]
 
 
-def _submit_live(service: InferenceService, values: list[float],
-                 results: dict[float, object]) -> list[threading.Thread]:
-    def call(value: float) -> None:
-        try:
-            results[value] = float(service.infer("m/1", _frames(value), deadline=time.monotonic() + 60)[0, 0])
-        except Exception as exc:
-            results[value] = exc
-
-    threads = [threading.Thread(target=call, args=(value,)) for value in values]
-    for thread in threads:
-        thread.start()
-    return threads
-
-
 def test_live_only_load_runs_one_batch_at_a_time_on_the_live_session_until_a_plain_request_comes() -> None:
     side_by_side, live = _Runner(), _Runner()
     service = _live_service(side_by_side, live)
     assert service.stats()["live_only"] is True  # nothing but deadlines (none at all) lately
     live.gate.clear()
     results: dict[float, object] = {}
-    threads = _submit_live(service, [1.0], results)
+    threads = _submit_all(service, [1.0], results, live=True)
     assert live.running.wait(5)
-    threads += _submit_live(service, [2.0], results)
+    threads += _submit_all(service, [2.0], results, live=True)
     wait_until(lambda: service.stats()["queued"] == 1)
     time.sleep(0.1)
     assert service.stats()["queued"] == 1, "the second runner waits: one batch at a time"
@@ -381,7 +370,7 @@ def test_live_only_load_runs_one_batch_at_a_time_on_the_live_session_until_a_pla
     threads = _submit_all(service, [3.0], plain)
     assert side_by_side.running.wait(5)
     assert service.stats()["live_only"] is False
-    threads += _submit_live(service, [4.0], plain)
+    threads += _submit_all(service, [4.0], plain, live=True)
     wait_until(lambda: service.stats()["queued"] == 0)  # the live request runs beside it on the other runner
     side_by_side.gate.set()
     for thread in threads:
@@ -404,7 +393,7 @@ def test_one_runner_has_no_live_only_mode() -> None:
     side_by_side, live = _Runner(), _Runner()
     service = InferenceService(_Repository(), lambda spec: side_by_side, 1, 8, latency_loader=lambda spec: live)  # type: ignore[arg-type]
     results: dict[float, object] = {}
-    for thread in _submit_live(service, [1.0], results):
+    for thread in _submit_all(service, [1.0], results, live=True):
         thread.join(10)
     assert side_by_side.batches == [1] and live.batches == [] and service.stats()["live_only"] is False
     service.stop()
