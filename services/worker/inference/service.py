@@ -34,9 +34,8 @@ request of the last ``LIVE_MODE_HOLD`` seconds carried a deadline (only live pip
 the runners take turns: one batch at a time, on a second session of the model with one thread per
 core, and one turn at a time for the live pipelines, as a worker sized with
 ``WORKER_INFERENCE_RUNNERS=1`` would. The first request without a deadline (a file, a pipeline
-without ``max_staleness``) brings back the runs side by side at once. Measured with 16 live streams
-on 2 cores ("Many streams per host", part 4): e2e p99 95 ms against 161 ms side by side, for about
-12 % fewer frames processed.
+without ``max_staleness``) brings back the runs side by side at once. The figures (16 live streams
+on 2 cores: a lower e2e p99 for fewer frames processed) are in docs/inference-service.md, "Sizing".
 
 Isolation: every request is checked against its model's input (dtype, channels, size) before it
 joins a batch, so one pipeline's bad tensor cannot fail another's frames; should a batch still
@@ -201,8 +200,8 @@ class InferenceService:
         chosen when a runner is free instead of waiting in the queue: at most ``runners`` requests per
         model (one while the load is live-only) are queued, running or granted at once (measured with
         16 live streams on 2 cores: e2e p99 146 ms, nothing stale, against 212 ms and 99 stale frames
-        with one more), and waiting
-        pipelines get turns in the order they asked. TimeoutError if none came within ``timeout``.
+        with one more), and waiting pipelines get turns in the order they asked. TimeoutError if none
+        came within ``timeout``.
         """
         self.load(model_id)
         model = self._models[model_id]
