@@ -128,7 +128,13 @@ def test_live_only_load_runs_one_batch_at_a_time_and_a_file_pipeline_brings_back
     wait_until(lambda: int(_stats(service)["live_only_batches"]) >= before + 10, timeout=30)  # type: ignore[call-overload]
     assert _stats(service)["live_only"] is True
     _start(client, stack, VTEST, results_buffer_size=1000)  # a file: requests without a deadline
-    assert _stats(service)["live_only"] is False
+    during = _stats(service)
+    assert during["live_only"] is False
+    wait_until(lambda: int(_stats(service)["batches"]) >= int(during["batches"]) + 30,  # type: ignore[call-overload]
+               timeout=30)
+    after = _stats(service)
+    assert after["live_only_batches"] == during["live_only_batches"], "both pipelines' batches ran side by side"
+    assert after["live_only"] is False
     assert client.status(live).report.inference_errors == 0  # type: ignore[attr-defined]
 
 
@@ -161,4 +167,3 @@ def test_pipelines_ride_out_a_crash_of_the_inference_service(client: ManagerClie
     assert report.pipeline_state == "RUNNING"
     assert faults.record(stack.client, pipeline_id).epoch == 1, "the pipeline itself was not restarted"
     assert _stats(_service(stack))["models"] == [MODEL_ID], "the new service loaded the model again"
-
