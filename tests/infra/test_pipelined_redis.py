@@ -3,20 +3,24 @@ their own reply, an error reply or a cancelled caller leaves the others in step,
 waiting calls within the reply timeout, and a restarted one is reconnected to."""
 
 import asyncio
+import contextlib
 import os
 import signal
+import subprocess
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.infra.pipelined_redis import PipelinedConnection
 from services.manager.service import redis_client
 from services.manager.settings import ManagerSettings
-from tests.support.redis_server import RedisServer, running_redis
+from tests.support.redis_server import RedisServer, free_port, running_redis
 
 # Busy for ARGV[1] microseconds: a reply that comes late, on purpose.
 SLOW = """
@@ -146,3 +150,111 @@ def test_a_refused_connect_fails_every_caller_at_once_and_the_next_call_tries_ag
         failures, after = run(server, scenario)
         assert all(isinstance(failure, RedisConnectionError) for failure in failures), failures
         assert after == b"up"
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, its own CA (the ``openssl`` command, as setup installs it)."""
+    folder = tmp_path_factory.mktemp("redis-tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=vsim test Redis",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:TRUE"],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+class RedisOver:
+    """A redis-server with a password on the transport ``arguments`` name; ``restart`` loses its data."""
+
+    def __init__(self, tmp: Path, *arguments: str) -> None:
+        self._command = ["redis-server", "--port", "0", "--save", "", "--appendonly", "no", "--dir", str(tmp),
+                         "--requirepass", "s3cret-pass", *arguments]
+        self._process = subprocess.Popen(self._command, stdout=subprocess.DEVNULL)
+
+    def restart(self) -> None:
+        self.stop()
+        self._process = subprocess.Popen(self._command, stdout=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        self._process.terminate()
+        self._process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def redis_over(tmp: Path, *arguments: str) -> Iterator[RedisOver]:
+    server = RedisOver(tmp, *arguments)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_over_tls_with_a_password_and_a_database_the_connection_redis_py_made_carries_the_calls(
+        tmp_path: Path, tls_files: tuple[Path, Path]) -> None:
+    """The handshake (TLS, AUTH, SELECT) is redis-py's; the replies are then read on that same TLS
+    connection: a restart of Redis is reconnected to with the same handshake."""
+    cert, key = tls_files
+    port = free_port()
+    arguments = ("--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+                 "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no")
+    url = f"rediss://:s3cret-pass@127.0.0.1:{port}/3?ssl_ca_certs={cert}"
+
+    async def main(server: RedisOver) -> tuple[list[object], object, list[object]]:
+        client = redis_client(ManagerSettings(redis_url=url), 4)
+        hot = PipelinedConnection(client.connection_pool, 5.0)
+        try:
+            await wait_for_redis(client)
+            await client.set("where", "db 3")
+            replies = list(await asyncio.gather(*(hot.execute("ECHO", str(i)) for i in range(300))))
+            script = client.register_script("return redis.call('GET', KEYS[1])")
+            first = await hot.evalsha(script.sha, script.script, ["where"], [])
+            await asyncio.to_thread(server.restart)  # empty, and the connection is broken
+            await wait_for_redis(client)
+            await client.set("where", "db 3 again")
+            return replies, first, [await hot.execute("GET", "where"), await hot.execute("CLIENT", "INFO")]
+        finally:
+            await hot.aclose()
+            await client.aclose()
+
+    with redis_over(tmp_path, *arguments) as server:
+        replies, first, (again, info) = asyncio.run(main(server))
+    assert replies == [str(i).encode() for i in range(300)]
+    assert first == b"db 3"  # AUTH and SELECT 3 were made on the connection before it was taken over
+    assert again == b"db 3 again"  # reconnected after the restart, with the same handshake
+    assert b" db=3 " in info
+
+
+def test_on_a_unix_socket_with_decoded_replies_the_replies_are_text_and_errors_keep_their_type(tmp_path: Path) -> None:
+    socket_path = tmp_path / "redis.sock"
+
+    async def main() -> tuple[object, object, type[BaseException]]:
+        client = redis.asyncio.Redis(unix_socket_path=str(socket_path), password="s3cret-pass", decode_responses=True)
+        hot = PipelinedConnection(client.connection_pool, 5.0)
+        try:
+            await wait_for_redis(client)
+            await client.rpush("list", "a")
+            text = await hot.execute("ECHO", "héllo")
+            many = await hot.execute("LRANGE", "list", 0, -1)
+            failure = await asyncio.gather(hot.execute("EVALSHA", "0" * 40, 0), return_exceptions=True)
+            return text, many, type(failure[0])
+        finally:
+            await hot.aclose()
+            await client.aclose()
+
+    with redis_over(tmp_path, "--unixsocket", str(socket_path)):
+        text, many, failure = asyncio.run(main())
+    assert (text, many) == ("héllo", ["a"])
+    assert failure is NoScriptError  # redis-py's own error classes, as its parser gives them
+
+
+async def wait_for_redis(client: redis.asyncio.Redis) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            await client.ping()
+            return
+        except redis.exceptions.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
