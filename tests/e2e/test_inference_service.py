@@ -127,6 +127,7 @@ def test_live_only_load_runs_one_batch_at_a_time_and_a_file_pipeline_brings_back
     before = int(_stats(service)["live_only_batches"])  # type: ignore[call-overload]
     wait_until(lambda: int(_stats(service)["live_only_batches"]) >= before + 10, timeout=30)  # type: ignore[call-overload]
     assert _stats(service)["live_only"] is True
+    assert _stats(service)["live_sessions"] == [MODEL_ID]  # loaded when the live pipeline first asked
     _start(client, stack, VTEST, results_buffer_size=1000)  # a file: requests without a deadline
     during = _stats(service)
     assert during["live_only"] is False
@@ -166,4 +167,6 @@ def test_pipelines_ride_out_a_crash_of_the_inference_service(client: ManagerClie
     report = client.status(pipeline_id).report
     assert report.pipeline_state == "RUNNING"
     assert faults.record(stack.client, pipeline_id).epoch == 1, "the pipeline itself was not restarted"
-    assert _stats(_service(stack))["models"] == [MODEL_ID], "the new service loaded the model again"
+    stats = _stats(_service(stack))
+    assert stats["models"] == [MODEL_ID], "the new service loaded the model again"
+    assert stats["live_sessions"] == [], "no live pipeline asked the new service: no second session"

@@ -34,7 +34,10 @@ request of the last ``LIVE_MODE_HOLD`` seconds carried a deadline (only live pip
 the runners take turns: one batch at a time, on a second session of the model with one thread per
 core, and one turn at a time for the live pipelines, as a worker sized with
 ``WORKER_INFERENCE_RUNNERS=1`` would. The first request without a deadline (a file, a pipeline
-without ``max_staleness``) brings back the runs side by side at once. The figures (16 live streams
+without ``max_staleness``) brings back the runs side by side at once. A model's second session is
+loaded when its first live pipeline asks, on a thread of its own (never a runner's), and the runs
+stay side by side until it is ready: a worker that never serves a live pipeline does not hold it
+(about 77 MiB for yolov3-tiny). The figures (16 live streams
 on 2 cores: a lower e2e p99 for fewer frames processed) are in docs/inference-service.md, "Sizing".
 
 Isolation: every request is checked against its model's input (dtype, channels, size) before it
@@ -99,6 +102,7 @@ class _Model:
     spec: ModelSpec
     runner: ModelRunner
     latency_runner: ModelRunner | None = None  # the same model with one thread per core (live-only load)
+    latency_asked: bool = False  # its load was started (by the first request or turn with a deadline)
     queue: deque[_Request] = field(default_factory=deque)
     running: int = 0  # requests taken by runners, not finished yet
     grants: dict[str, float] = field(default_factory=dict)  # turn token -> expiry (time.monotonic())
@@ -121,6 +125,8 @@ class InferenceService:
         self._repository = repository
         self._loader = loader
         self._latency_loader = latency_loader if runners > 1 else None
+        self._latency_loading = 0  # second sessions being loaded: the runs stay side by side meanwhile
+        self._latency_ready = False  # some model has its second session
         self._last_plain = -LIVE_MODE_HOLD  # time.monotonic() of the last request without a deadline
         self._in_flight = 0  # batches taken by runners, not finished yet
         self._max_batch = max_batch
@@ -154,9 +160,8 @@ class InferenceService:
                 started = time.monotonic()
                 spec = self._repository.resolve(model_id)
                 runner = self._loader(spec)
-                latency = self._latency_loader(spec) if self._latency_loader is not None else None
                 with self._cond:
-                    loaded = self._models[model_id] = _Model(spec, runner, latency)
+                    loaded = self._models[model_id] = _Model(spec, runner)
                 log.info("model %s ready in %.2f s", model_id, time.monotonic() - started)
         return loaded.runner
 
@@ -172,6 +177,8 @@ class InferenceService:
         self.load(model_id)
         model = self._models[model_id]
         self._check(model.spec, batch)
+        if deadline is not None and not model.latency_asked:
+            self._load_latency_session(model)
         request = _Request(batch, time.monotonic(), deadline)
         with self._cond:
             if self._stopping:
@@ -205,6 +212,8 @@ class InferenceService:
         """
         self.load(model_id)
         model = self._models[model_id]
+        if not model.latency_asked:
+            self._load_latency_session(model)  # only live pipelines take turns
         waiter = _TurnWaiter()
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -238,6 +247,7 @@ class InferenceService:
                 "batch_ms": _percentiles([seconds for ended, seconds in list(self._batch_seconds) if ended >= since]),
                 "queued": sum(len(model.queue) for model in self._models.values()),
                 "live_only": self._live_only(),
+                "live_sessions": sorted(m.spec.model_id for m in self._models.values() if m.latency_runner is not None),
                 "live_only_batches": self._totals["live_only_batches"],
             }
 
@@ -272,8 +282,39 @@ class InferenceService:
                                   f"1 <= B <= {MAX_FRAMES_PER_REQUEST}, got {list(batch.shape)}")
 
     def _live_only(self) -> bool:
-        """Whether only live pipelines asked lately: one batch at a time on every core (lock held)."""
-        return self._latency_loader is not None and time.monotonic() - self._last_plain > LIVE_MODE_HOLD
+        """Whether only live pipelines asked lately and their models' second sessions are ready: one batch
+        at a time on every core (lock held)."""
+        return (self._latency_loader is not None and self._latency_ready and not self._latency_loading
+                and time.monotonic() - self._last_plain > LIVE_MODE_HOLD)
+
+    def _load_latency_session(self, model: _Model) -> None:
+        """Starts loading the model's second session on a thread of its own, once."""
+        with self._cond:
+            if model.latency_asked or self._latency_loader is None or self._stopping:
+                return
+            model.latency_asked = True
+            self._latency_loading += 1
+            loader = self._latency_loader
+        threading.Thread(target=self._latency_load, args=(model, loader), daemon=True,
+                         name=f"live-session-{model.spec.model_id}").start()
+
+    def _latency_load(self, model: _Model, loader: Loader) -> None:
+        started = time.monotonic()
+        try:
+            runner: ModelRunner | None = loader(model.spec)
+        except Exception as exc:  # the runs stay side by side: live pipelines work, at a higher latency
+            log.warning("no live-only session for %s (%s): live load runs side by side", model.spec.model_id, exc)
+            runner = None
+        with self._cond:
+            self._latency_loading -= 1
+            if runner is None:
+                self._latency_loader = None  # not tried again for another model: the host lacks the room
+            else:
+                model.latency_runner = runner
+                self._latency_ready = True
+            self._cond.notify_all()
+        if runner is not None:
+            log.info("live-only session of %s ready in %.2f s", model.spec.model_id, time.monotonic() - started)
 
     def _may_take(self) -> bool:
         """Work is waiting, and this runner may take it (live-only: no other batch in flight)."""

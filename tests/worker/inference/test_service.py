@@ -346,10 +346,18 @@ def _live_service(side_by_side: _Runner, live: _Runner) -> InferenceService:
     return InferenceService(_Repository(), lambda spec: side_by_side, 2, 8, latency_loader=lambda spec: live)  # type: ignore[arg-type]
 
 
+def _live_ready(service: InferenceService) -> InferenceService:
+    """The service once a live pipeline's first turn had its model's second session loaded."""
+    service.take_turn("m/1", 5)
+    wait_until(lambda: service.stats()["live_only"])
+    service._models["m/1"].grants.clear()  # the turn is not used
+    return service
+
+
 def test_live_only_load_runs_one_batch_at_a_time_on_the_live_session_until_a_plain_request_comes() -> None:
     side_by_side, live = _Runner(), _Runner()
-    service = _live_service(side_by_side, live)
-    assert service.stats()["live_only"] is True  # nothing but deadlines (none at all) lately
+    service = _live_ready(_live_service(side_by_side, live))
+    assert service.stats()["live_sessions"] == ["m/1"]
     live.gate.clear()
     results: dict[float, object] = {}
     threads = _submit_all(service, [1.0], results, live=True)
@@ -380,7 +388,7 @@ def test_live_only_load_runs_one_batch_at_a_time_on_the_live_session_until_a_pla
 
 
 def test_live_only_load_gives_one_turn_at_a_time() -> None:
-    service = _live_service(_Runner(), _Runner())
+    service = _live_ready(_live_service(_Runner(), _Runner()))
     token = service.take_turn("m/1", 5)
     with pytest.raises(TimeoutError):
         service.take_turn("m/1", 0.1)  # room for one while the load is live-only
@@ -396,4 +404,54 @@ def test_one_runner_has_no_live_only_mode() -> None:
     for thread in _submit_all(service, [1.0], results, live=True):
         thread.join(10)
     assert side_by_side.batches == [1] and live.batches == [] and service.stats()["live_only"] is False
+    service.stop()
+
+
+def test_the_second_session_is_loaded_once_when_the_first_live_pipeline_asks_and_the_runs_stay_side_by_side_meanwhile(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.worker.inference import service as module
+
+    monkeypatch.setattr(module, "LIVE_MODE_HOLD", 0.2)
+    side_by_side, live = _Runner(), _Runner()
+    loads: list[str] = []
+    loading = threading.Event()
+
+    def latency_loader(spec: object) -> _Runner:
+        loads.append("live")
+        loading.wait(10)
+        return live
+
+    service = InferenceService(_Repository(), lambda spec: side_by_side, 2, 8, latency_loader=latency_loader)  # type: ignore[arg-type]
+    for thread in _submit_all(service, [1.0], {}):  # a file's request: no second session for it
+        thread.join(10)
+    assert loads == [] and service.stats()["live_sessions"] == [] and service.stats()["live_only"] is False
+
+    results: dict[float, object] = {}
+    for thread in _submit_all(service, [2.0, 3.0], results, live=True):  # loading: these run side by side
+        thread.join(10)
+    assert results == {2.0: 2 * 3 * SIZE * SIZE, 3.0: 3 * 3 * SIZE * SIZE}
+    assert loads == ["live"] and live.batches == [] and service.stats()["live_only"] is False
+    loading.set()
+    wait_until(lambda: service.stats()["live_sessions"] == ["m/1"])
+    time.sleep(0.3)  # the file's request is older than the hold
+    for thread in _submit_all(service, [4.0], results, live=True):
+        thread.join(10)
+    assert live.batches == [1] and loads == ["live"] and service.stats()["live_only"] is True
+    service.stop()
+
+
+def test_a_second_session_that_fails_to_load_leaves_live_load_side_by_side(caplog: pytest.LogCaptureFixture) -> None:
+    side_by_side = _Runner()
+
+    def latency_loader(spec: object) -> _Runner:
+        raise MemoryError("no room for a second session")
+
+    service = InferenceService(_Repository(), lambda spec: side_by_side, 2, 8, latency_loader=latency_loader)  # type: ignore[arg-type]
+    service.take_turn("m/1", 5)
+    service._models["m/1"].grants.clear()
+    wait_until(lambda: "no live-only session for m/1 (no room for a second session)" in caplog.text)
+    results: dict[float, object] = {}
+    for thread in _submit_all(service, [1.0, 2.0], results, live=True):
+        thread.join(10)
+    assert len(results) == 2 and side_by_side.batches and service.stats()["live_only"] is False
     service.stop()
