@@ -167,7 +167,8 @@ class PipelinedConnection:
         writer = connection._writer  # redis-py keeps its stream writer there
         if self._closed or writer is None:
             await connection.disconnect(nowait=True)
-            raise RedisConnectionError("the connection is closed")
+            raise RedisConnectionError("the connection is closed" if self._closed
+                                       else "redis-py's connection has no stream writer to take over")
         link = _Replies(self, connection)
         link.writer = writer
         writer.transport.set_protocol(link)

@@ -126,7 +126,6 @@ class InferenceService:
         self._loader = loader
         self._latency_loader = latency_loader if runners > 1 else None
         self._latency_loading = 0  # second sessions being loaded: the runs stay side by side meanwhile
-        self._latency_ready = False  # some model has its second session
         self._last_plain = -LIVE_MODE_HOLD  # time.monotonic() of the last request without a deadline
         self._in_flight = 0  # batches taken by runners, not finished yet
         self._max_batch = max_batch
@@ -284,8 +283,9 @@ class InferenceService:
     def _live_only(self) -> bool:
         """Whether only live pipelines asked lately and their models' second sessions are ready: one batch
         at a time on every core (lock held)."""
-        return (self._latency_loader is not None and self._latency_ready and not self._latency_loading
-                and time.monotonic() - self._last_plain > LIVE_MODE_HOLD)
+        return (self._latency_loader is not None and not self._latency_loading
+                and time.monotonic() - self._last_plain > LIVE_MODE_HOLD
+                and any(model.latency_runner is not None for model in self._models.values()))
 
     def _load_latency_session(self, model: _Model) -> None:
         """Starts loading the model's second session on a thread of its own, once."""
@@ -311,7 +311,6 @@ class InferenceService:
                 self._latency_loader = None  # not tried again for another model: the host lacks the room
             else:
                 model.latency_runner = runner
-                self._latency_ready = True
             self._cond.notify_all()
         if runner is not None:
             log.info("live-only session of %s ready in %.2f s", model.spec.model_id, time.monotonic() - started)
