@@ -50,15 +50,16 @@ class _Replies(asyncio.Protocol):
     """The connection's protocol once redis-py has made it: each reply parsed (hiredis) as it arrives and
     handed to the oldest waiting call, in the transport's own callback (no reader task to wake)."""
 
-    def __init__(self, owner: "PipelinedConnection", connection: AbstractConnection) -> None:
+    def __init__(self, owner: "PipelinedConnection", connection: AbstractConnection,
+                 writer: asyncio.StreamWriter) -> None:
         self._owner = owner
         self.connection = connection
+        self.writer = writer  # redis-py's, kept: collecting it would close the transport
         options: dict[str, Any] = {"protocolError": InvalidResponse, "replyError": BaseParser.parse_error}
         if connection.encoder.decode_responses:  # the replies redis-py's own parser would give
             options.update(encoding=connection.encoder.encoding, errors=connection.encoder.encoding_errors)
         self._parser = hiredis.Reader(**options)
         self.transport: asyncio.WriteTransport | None = None
-        self.writer: asyncio.StreamWriter | None = None  # redis-py's, kept: collecting it would close the transport
         # The loop it was made on, kept: Python 3.11's get_running_loop() makes a getpid() system call,
         # which was 4% of the manager's busy time answering LIST (py-spy).
         self.loop = asyncio.get_running_loop()
@@ -85,10 +86,6 @@ class _Replies(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._owner._lost(self, RedisConnectionError(f"Redis closed the connection ({exc!r})" if exc
                                                       else "Redis closed the connection"))
-
-    def write(self, command: bytes) -> None:
-        assert self.transport is not None
-        self.transport.write(command)
 
 
 class PipelinedConnection:
@@ -146,7 +143,7 @@ class PipelinedConnection:
         self._waiting.append((time.monotonic(), future))
         if self._watchdog is None:
             self._watchdog = link.loop.call_later(self._reply_timeout, self._watch)
-        link.write(command)
+        transport.write(command)
         return await future
 
     async def _connect(self) -> _Replies:
@@ -169,8 +166,7 @@ class PipelinedConnection:
             await connection.disconnect(nowait=True)
             raise RedisConnectionError("the connection is closed" if self._closed
                                        else "redis-py's connection has no stream writer to take over")
-        link = _Replies(self, connection)
-        link.writer = writer
+        link = _Replies(self, connection, writer)
         writer.transport.set_protocol(link)
         link.connection_made(writer.transport)
         connection._writer = connection._reader = None  # the transport is ours now: we close it
