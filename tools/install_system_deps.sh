@@ -4,11 +4,13 @@
 # GStreamer's RTSP server with the system Python's gi bindings (live RTSP test streams),
 # Chromium with its WebDriver (the dashboard's browser tests drive it headless) and docker-compose
 # 1.29 (tests/deploy validates every compose file with it; no Docker engine needed) and HAProxy
-# (tests/deploy checks the configuration of compose's load balancer in front of several managers).
+# (tests/deploy checks the configuration of compose's load balancer in front of several managers),
+# and openssl (tests make self-signed certificates for the API's and Redis's TLS).
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v ffmpeg >/dev/null || missing+=(ffmpeg)
+command -v openssl >/dev/null || missing+=(openssl)
 command -v dpkg-deb >/dev/null || missing+=(dpkg)
 [ -x /usr/bin/docker-compose ] || missing+=(docker-compose)
 [ -x /usr/bin/chromium ] || missing+=(chromium)

@@ -3,7 +3,6 @@
 
 import asyncio
 import os
-import shutil
 import ssl
 import subprocess
 import sys
@@ -28,8 +27,6 @@ from tests.support.redis_server import free_port
 from tests.support.waiting import wait_until
 
 TOKEN = "tls-api-token-0123"
-
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 
 
 @dataclass(frozen=True)
