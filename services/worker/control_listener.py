@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from services.core import keys
 from services.core.control import Command, ControlCommand
 from services.core.errors import failure_response
+from services.infra.os_threads import name_os_thread
 from services.worker.replies import push_reply
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class ControlListener:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        name_os_thread()
         self._delay = BACKOFF_INITIAL
         while not self._stop.is_set():
             try:

@@ -36,6 +36,7 @@ import supervision as sv
 from services.core import keys
 from services.core.fencing import fence_lua
 from services.core.results import detections_in, image_in
+from services.infra.os_threads import name_os_thread
 from services.worker.engine.frames import VideoFrame
 from services.worker.engine.results import RoundResult
 from services.worker.workflows.blocks.visualization.annotators import box_annotator, label_annotator
@@ -211,6 +212,7 @@ class PreviewPublisher:
     # ----------------------------------------------------------------- the publisher thread
 
     def _run(self) -> None:
+        name_os_thread()
         self._publish_until_closed()
         if not self._fenced:
             try:

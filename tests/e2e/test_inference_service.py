@@ -98,6 +98,22 @@ def test_pipelines_of_a_worker_share_one_model_load_and_their_frames_are_batched
     for pipeline_id in pipelines:
         report = client.status(pipeline_id).report
         assert report.inference_errors == 0  # type: ignore[attr-defined]
+    # Each thread carries its stage's name at the OS level (top -H, /proc), where make bench reads it.
+    assert {"runner-0", "runner-1", "connection"} <= _thread_names(service)
+    pool = [child for child in psutil.Process(stack.workers["shared"].pid).children() if child.pid != service.pid]
+    busy = [names for names in map(_thread_names, pool) if "post" in names]
+    assert len(busy) == 3, f"three pipeline processes with named stages: {[sorted(n) for n in busy]}"
+    assert all({"source-0", "collector", "inference-0", "post", "sink-redis_stre"} <= names for names in busy)
+
+
+def _thread_names(process: psutil.Process) -> set[str]:
+    names = set()
+    for thread in process.threads():
+        try:
+            names.add(Path(f"/proc/{process.pid}/task/{thread.id}/comm").read_text().strip())
+        except OSError:
+            continue  # ended meanwhile
+    return names
 
 
 def test_a_live_pipeline_with_max_staleness_takes_turns_at_the_service(client: ManagerClient, stack: Stack,

@@ -190,9 +190,10 @@ class Detector(ModelHost):
         self, raw: np.ndarray, transform: LetterboxTransform, params: DetectionParams
     ) -> Detections:
         """Decode one image's raw output (batch dimension removed), apply NMS, map to source pixels."""
-        candidates = decode(raw, self._layout)
+        candidates = decode(raw, self._layout, min_score=params.confidence)
+        xyxy_all = candidates.xyxy()
         keep = suppress(
-            candidates.xyxy(),
+            xyxy_all,
             candidates.score,
             candidates.class_id,
             confidence=params.confidence,
@@ -203,7 +204,7 @@ class Detector(ModelHost):
         )
         if not len(keep):
             return Detections.empty()
-        xyxy = transform.to_source(candidates.xyxy()[keep])
+        xyxy = transform.to_source(xyxy_all[keep])
         return Detections(xyxy, candidates.score[keep], candidates.class_id[keep])
 
     def detect(self, image: np.ndarray, params: DetectionParams) -> Detections:

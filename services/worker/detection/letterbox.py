@@ -6,7 +6,8 @@ canvas becomes the model's input by BGR -> RGB, HWC -> CHW and scaling to float3
 (:func:`to_tensor`). The two halves are apart so a pipeline can queue, batch and send the small
 canvas and leave the conversion to whoever runs the model (a local session, or the worker's
 inference service, which converts straight into the batch it runs): measured on 768x576 frames,
-letterbox + conversion 0.44 + 0.81 ms, against 2.15 ms for the float tensor built in one go.
+letterbox + conversion 0.44 + 0.81 ms (letterboxing has since come down to 0.33 ms), against
+2.15 ms for the float tensor built in one go.
 """
 
 from dataclasses import dataclass
@@ -46,16 +47,26 @@ class LetterboxTransform:
 
 
 def letterbox_image(image: np.ndarray, width: int, height: int) -> tuple[np.ndarray, LetterboxTransform]:
-    """The letterboxed canvas [1, height, width, 3] uint8 BGR of a BGR uint8 HxWx3 image."""
+    """The letterboxed canvas [1, height, width, 3] uint8 BGR of a BGR uint8 HxWx3 image.
+
+    The frame is resized straight into its place on the canvas and only the bands around it are
+    painted: 0.33 ms per 768x576 frame against 0.52 ms for a resize and a bordered copy of it.
+    """
     src_h, src_w = image.shape[:2]
     scale = min(width / src_w, height / src_h)
     new_w, new_h = max(1, round(src_w * scale)), max(1, round(src_h * scale))
     pad_x, pad_y = (width - new_w) // 2, (height - new_h) // 2
-    if (new_w, new_h) != (src_w, src_h):
-        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     canvas = np.empty((1, height, width, 3), dtype=np.uint8)
-    cv2.copyMakeBorder(image, pad_y, height - new_h - pad_y, pad_x, width - new_w - pad_x, cv2.BORDER_CONSTANT,
-                       dst=canvas[0], value=(PAD_VALUE, PAD_VALUE, PAD_VALUE))
+    plane = canvas[0]
+    plane[:pad_y] = PAD_VALUE
+    plane[pad_y + new_h:] = PAD_VALUE
+    plane[pad_y:pad_y + new_h, :pad_x] = PAD_VALUE
+    plane[pad_y:pad_y + new_h, pad_x + new_w:] = PAD_VALUE
+    inner = plane[pad_y:pad_y + new_h, pad_x:pad_x + new_w]
+    if (new_w, new_h) == (src_w, src_h):
+        inner[...] = image
+    else:  # OpenCV writes into the view (a strided Mat); the tests compare with a plain resize
+        cv2.resize(image, (new_w, new_h), dst=inner, interpolation=cv2.INTER_LINEAR)
     return canvas, LetterboxTransform(scale, pad_x, pad_y, src_w, src_h)
 
 

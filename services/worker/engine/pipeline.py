@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from services.core.states import StreamState
+from services.infra.os_threads import name_os_thread
 from services.worker.engine import events
 from services.worker.engine.events import StatusUpdate
 from services.worker.engine.frames import VideoFrame
@@ -518,6 +519,7 @@ class InferencePipeline:
         """Run a stage; a crash is reported and ends the pipeline in ERROR instead of hanging it."""
 
         def run() -> None:
+            name_os_thread()
             try:
                 stage()
             except Exception as exc:

@@ -51,6 +51,7 @@ from urllib.parse import urlsplit
 
 from services.core.redaction import redact_reference, redact_text
 from services.core.states import BufferConsumptionStrategy, BufferFillingStrategy, ProcessingMode, StreamState
+from services.infra.os_threads import name_os_thread
 from services.worker.engine.capture import (
     Capture,
     CaptureOptions,
@@ -301,6 +302,7 @@ class VideoSource:
     # ----------------------------------------------------------------- decode thread
 
     def _run(self) -> None:
+        name_os_thread()
         try:
             self._decode_loop()
         except Exception as exc:  # a bug or an unexpected OpenCV error must still end visibly

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from services.infra.os_threads import name_os_thread
 from services.worker.inference.service import (
     MAX_FRAMES_PER_REQUEST,
     BadRequestError,
@@ -97,6 +98,7 @@ class InferenceServer:
             self._path.unlink()
 
     def _serve(self, connection: socket.socket) -> None:
+        name_os_thread()
         reader, buffer = Reader(connection), None
         try:
             while True:

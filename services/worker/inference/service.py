@@ -58,6 +58,7 @@ from typing import Any
 
 import numpy as np
 
+from services.infra.os_threads import name_os_thread
 from services.worker.detection.detector import ModelRunner
 from services.worker.detection.letterbox import as_tensor, is_canvas
 from services.worker.models.repository import TASK_DETECTION, ModelRepository, ModelSpec
@@ -322,6 +323,7 @@ class InferenceService:
         return self._in_flight == 0 or not self._live_only()
 
     def _run_batches(self) -> None:
+        name_os_thread()
         while True:
             with self._cond:
                 taken = None

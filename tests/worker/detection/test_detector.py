@@ -48,6 +48,23 @@ def test_confidence_threshold_applies(detector: Detector, video_frame: Frames) -
     assert len(detector.detect(image, DetectionParams(confidence=0.25, max_detections=2))) == 2
 
 
+def test_detections_are_the_same_without_the_early_cut_by_objectness(
+        detector: Detector, video_frame: Frames, monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.worker.detection import detector as module
+
+    params = DetectionParams(confidence=0.25)
+    canvas, transform = detector.preprocess(video_frame("vtest.avi", 100))
+    raw = detector.infer(canvas)[0]
+    fast = detector.postprocess(raw, transform, params)
+    plain_decode = module.decode
+    monkeypatch.setattr(module, "decode", lambda output, layout, min_score=None: plain_decode(output, layout))
+    slow = detector.postprocess(raw, transform, params)
+    assert len(fast) >= 4
+    np.testing.assert_array_equal(fast.xyxy, slow.xyxy)
+    np.testing.assert_array_equal(fast.confidence, slow.confidence)
+    np.testing.assert_array_equal(fast.class_id, slow.class_id)
+
+
 def test_batch_equals_single(detector: Detector, video_frame: Frames) -> None:
     frames = [video_frame("vtest.avi", 100), video_frame("bikes.mp4", 50)]
     tensors, transforms = zip(*(detector.preprocess(f) for f in frames), strict=True)

@@ -67,6 +67,30 @@ def test_decode_yolov5_scores_are_objectness_times_class() -> None:
     assert candidates.xyxy().tolist() == [[8, 17, 12, 23], [-1, -1, 1, 1]]
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_decode_with_min_score_keeps_every_row_that_reaches_it(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    raw = rng.uniform(0, 1, (500, 5 + 7)).astype(np.float32)
+    if seed % 2:  # raw logits: negative objectness and class scores, where a product can be positive
+        raw[:, 4:] = rng.normal(0, 2, (500, 8)).astype(np.float32)
+    full = decode(raw, OutputLayout.YOLOV5)
+    for min_score in (0.05, 0.3, 0.7):
+        kept = decode(raw, OutputLayout.YOLOV5, min_score=min_score)
+        reaching = full.score >= min_score
+        assert reaching.any()
+        # Every row that reaches the threshold is there, with its score, class and box, in order.
+        passed = kept.score >= min_score
+        np.testing.assert_array_equal(kept.score[passed], full.score[reaching])
+        np.testing.assert_array_equal(kept.class_id[passed], full.class_id[reaching])
+        np.testing.assert_array_equal(kept.cxcywh[passed], full.cxcywh[reaching])
+        if seed % 2 == 0:
+            assert len(kept) < len(full)  # and the rest was mostly left out before the class search
+
+
+def test_decode_with_min_score_on_an_empty_output() -> None:
+    assert len(decode(np.zeros((0, 12), np.float32), OutputLayout.YOLOV5, min_score=0.5)) == 0
+
+
 def test_decode_yolov8_transposed_without_objectness() -> None:
     raw = np.array([[10, 0], [20, 0], [4, 2], [6, 2], [0.2, 0.9], [0.8, 0.1]], np.float32)
     candidates = decode(raw, OutputLayout.YOLOV8)

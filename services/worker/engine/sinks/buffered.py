@@ -18,6 +18,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
+from services.infra.os_threads import name_os_thread
 from services.worker.engine import events
 from services.worker.engine.events import StatusHandler, StatusUpdate
 from services.worker.engine.results import RoundResult
@@ -106,6 +107,7 @@ class BufferedSink:
             return batch, dropped
 
     def _run(self) -> None:
+        name_os_thread()
         while (item := self._next_batch()) is not None:
             batch, dropped = item
             delay = RETRY_INITIAL
