@@ -39,4 +39,4 @@ def name_os_thread(name: str | None = None) -> bool:
     if _PRCTL is None:
         return False
     text = (name if name is not None else threading.current_thread().name).encode("utf-8", "replace")
-    return _PRCTL(_PR_SET_NAME, text[:_NAME_BYTES], 0, 0, 0) == 0
+    return bool(_PRCTL(_PR_SET_NAME, text[:_NAME_BYTES], 0, 0, 0) == 0)

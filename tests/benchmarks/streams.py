@@ -242,24 +242,95 @@ def tree_memory(root: psutil.Process) -> Memory:
     return pss / 2**20, rss / 2**20
 
 
+ThreadKey = tuple[int, int]  # (pid, tid)
+ThreadSample = tuple[float, dict[ThreadKey, tuple[str, float]]]  # (monotonic time, {thread: (OS name, CPU s)})
+
+# A pipeline's stages by their threads' OS names (services/infra/os_threads.py), in the table's order.
+STAGES = (
+    ("model runs", "the service's runners (`runner-N`: the canvases' conversion to the model's tensor, "
+     "`session.run`), or a pipeline's own `inference-N` without the service"),
+    ("decode", "`source-N` and the decoder's own threads (FFmpeg's, unnamed)"),
+    ("prepare", "`collector`: letterbox, stack the round"),
+    ("post", "`post`: boxes, NMS, the workflow's steps, the round's result"),
+    ("hand-off to the service", "the pipeline's `inference-N` (the canvas into the shared buffer, the request, "
+     "the output back) and the service's `connection` threads"),
+    ("sinks", "`sink-*`: the results' JSON and their fenced XADD"),
+    ("the rest", "preview, control, registration, the worker's main threads, the service's other threads"),
+)
+
+
+def thread_cpu(processes: list[psutil.Process]) -> dict[ThreadKey, tuple[str, float]]:
+    """Every thread of ``processes``: its OS name and user + system CPU seconds so far."""
+    found = {}
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            for thread in process.threads():
+                with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                    name = Path(f"/proc/{process.pid}/task/{thread.id}/comm").read_text().strip()
+                    found[(process.pid, thread.id)] = (name, thread.user_time + thread.system_time)
+    return found
+
+
+def stage_of(name: str, role: str, main_thread: bool, service_runs: bool) -> str:
+    """The stage a thread works for; ``role`` is its process's: ``pipeline``, ``service`` or ``worker``."""
+    if name.startswith("runner-") or (name.startswith("inference-") and not service_runs):
+        return "model runs"
+    if name.startswith("inference-") or (role == "service" and name == "connection"):
+        return "hand-off to the service"
+    if name.startswith("source-") or (role == "pipeline" and name == "python" and not main_thread):
+        return "decode"  # a pipeline process's unnamed threads besides its main one are FFmpeg's
+    return {"collector": "prepare", "post": "post"}.get(name, "sinks" if name.startswith("sink-") else "the rest")
+
+
+def stage_cpu(samples: list[ThreadSample], results: list["Result"], service_pid: int | None) -> dict[str, Any]:
+    """CPU ms per result of each stage, between two samples of a steady run.
+
+    The window starts a second after the first result (start-up done) and ends at the last sample
+    taken at least 0.5 s before the last result (every stage's thread still alive); a thread is
+    counted if it was there at both ends.
+    """
+    begin = next(sample for sample in samples if sample[0] >= results[0].written + 1.0)
+    end = [sample for sample in samples if sample[0] <= results[-1].written - 0.5][-1]
+    frames = sum(1 for result in results if begin[0] <= result.written < end[0])
+    service_runs = any(name.startswith("runner-") for name, _ in end[1].values())
+    pipelines = {pid for (pid, _), (name, _) in end[1].items() if name == "post"}
+    ms: dict[str, float] = dict.fromkeys((stage for stage, _ in STAGES), 0.0)
+    for (pid, tid), (name, cpu) in end[1].items():
+        if (pid, tid) in begin[1]:
+            role = "service" if pid == service_pid else "pipeline" if pid in pipelines else "worker"
+            stage = stage_of(name, role, tid == pid, service_runs)
+            ms[stage] += 1000 * (cpu - begin[1][(pid, tid)][1]) / max(1, frames)
+    return {"frames": frames, "seconds": end[0] - begin[0], "ms": {stage: ms[stage] for stage, _ in STAGES}}
+
+
 class CpuMeter:
-    """Cores used by each group of processes between ``start`` and ``stop``; ``others`` = the rest of the host."""
+    """Cores used by each group of processes between ``start`` and ``stop``; ``others`` = the rest of the host.
+
+    A process that ends before ``stop`` (a pipeline's pool process replaced once its task ended) counts
+    with the CPU it had at the last ``sample``."""
 
     def __init__(self, groups: dict[str, Callable[[], list[psutil.Process]]]) -> None:
         self._groups = groups
         self._begin: dict[str, dict[int, float]] = {}
+        self._seen: dict[str, dict[int, float]] = {}
         self._host = self._wall = 0.0
 
     def start(self) -> None:
         self._begin = {name: _cpu_seconds(processes()) for name, processes in self._groups.items()}
+        self._seen = {name: dict(seconds) for name, seconds in self._begin.items()}
         self._host, self._wall = _host_busy(), time.monotonic()
+
+    def sample(self) -> None:
+        for name, processes in self._groups.items():
+            self._seen[name].update(_cpu_seconds(processes()))
 
     def stop(self) -> dict[str, float]:
         wall = time.monotonic() - self._wall
+        self.sample()
         cores = {}
-        for name, processes in self._groups.items():
-            begin, end = self._begin[name], _cpu_seconds(processes())
-            cores[name] = sum(seconds - begin.get(pid, 0.0) for pid, seconds in end.items()) / wall
+        for name in self._groups:
+            begin = self._begin[name]
+            cores[name] = sum(seconds - begin.get(pid, 0.0) for pid, seconds in self._seen[name].items()) / wall
         cores["host"] = (_host_busy() - self._host) / wall
         cores["others"] = max(0.0, cores["host"] - sum(cores[name] for name in self._groups))
         return cores
@@ -437,17 +508,22 @@ def sample_window(bench: Bench, seconds: float, interval: float = 2.0) -> tuple[
 def run_single(bench: Bench, video: Path, label: str, env: dict[str, str], frames_hint: int) -> dict[str, Any]:
     """One pipeline on a dedicated worker (1 slot, automatic sizing): INIT -> last result."""
     worker = bench.start_worker(f"single-{label}", 1, env)
+    service = next((child for child in worker.children() if "services.worker.inference" in " ".join(child.cmdline())),
+                   None)
     meter = bench.meter()
     meter.start()
     sent = time.time()
     pipeline_id = bench.init(file_payload(video, buffer=frames_hint + 100))
     peak = (0.0, 0.0)
     deadline = time.monotonic() + 600
+    samples: list[ThreadSample] = []
     while bench.state(pipeline_id) not in FINAL_STATES:
         if time.monotonic() > deadline:
             raise RuntimeError("the single pipeline did not end within 600 s")
         pss, rss = tree_memory(worker)
         peak = (max(peak[0], pss), max(peak[1], rss))
+        samples.append((time.time(), thread_cpu(_tree(worker))))
+        meter.sample()
         time.sleep(0.5)
     cores = meter.stop()
     state = bench.state(pipeline_id)
@@ -459,7 +535,8 @@ def run_single(bench: Bench, video: Path, label: str, env: dict[str, str], frame
     last, first = results[-1].written, results[0].written
     return {"state": state, "frames": len(results), "first_s": first - sent, "total_s": last - sent,
             "fps": len(results) / (last - sent), "steady_fps": (len(results) - 1) / max(1e-9, last - first),
-            "cores": cores, "peak_pss": peak[0], "peak_rss": peak[1]}
+            "cores": cores, "peak_pss": peak[0], "peak_rss": peak[1],
+            "stages": stage_cpu(samples, results, service.pid if service is not None else None)}
 
 
 def run_files(bench: Bench, count: int, seconds: float) -> dict[str, Any]:
@@ -693,6 +770,40 @@ def render_single(found: Findings) -> list[str]:
                      f"{run['peak_pss']:.0f} | {run['peak_rss']:.0f} |")
     lines += ["", f"Goal ratio ≥ {GOAL_RATIO}: " + "; ".join(
         f"{label} {_met(run['fps'] / limit >= GOAL_RATIO)}" for label, run in found.single.items()) + "."]
+    return lines + render_stages(found, limit)
+
+
+OWN_WORK = ("decode", "prepare", "post")  # what a pipeline must do for every frame, whatever its design
+
+
+def render_stages(found: Findings, limit: float) -> list[str]:
+    runs = {label: run["stages"] for label, run in found.single.items() if "stages" in run}
+    if not runs:
+        return []
+    cores = os.cpu_count() or 1
+    limit_ms = 1000 * cores / limit
+    labels = list(runs)
+    lines = [
+        "", "Where the CPU goes: each thread's CPU time (`/proc`, by its OS name) over the steady part of the same "
+        "runs (from a second after the first result to half a second before the last), per result, in ms. "
+        f"The limit spends {limit_ms:.1f} ms per frame ({cores} cores busy / {limit:.1f} fps).", "",
+        "| stage | threads | " + " | ".join(labels) + " |", "|---|---|" + "---|" * len(labels),
+    ]
+    for stage, threads in STAGES:
+        lines.append(f"| {stage} | {threads} | " + " | ".join(f"{runs[label]['ms'][stage]:.2f}" for label in labels)
+                     + " |")
+    totals = {label: sum(run["ms"].values()) for label, run in runs.items()}
+    lines.append("| **all** | | " + " | ".join(f"**{totals[label]:.2f}**" for label in labels) + " |")
+    lines.append(f"| fps {cores} cores allow at that cost | | "
+                 + " | ".join(f"{1000 * cores / totals[label]:.1f}" for label in labels) + " |")
+    lines.append("| window: results / s | | " + " | ".join(
+        f"{run['frames']} / {run['seconds']:.1f}" for run in runs.values()) + " |")
+    own = {label: sum(run["ms"][stage] for stage in OWN_WORK) for label, run in runs.items()}
+    lines += ["", "A pipeline must " + ", ".join(OWN_WORK[:-1]) + f" and {OWN_WORK[-1]} every frame on the same "
+              "cores as the model: " + "; ".join(f"{own[label]:.2f} ms {label}" for label in labels) + ". So even "
+              "with model runs as cheap as in the limit and the hand-off, sinks and the rest free, one pipeline "
+              "reaches at most the limit's CPU per frame / (that + its own work) = " + "; ".join(
+                  f"**{limit_ms / (limit_ms + own[label]):.3f}** {label}" for label in labels) + " of the limit."]
     return lines
 
 

@@ -1,0 +1,51 @@
+"""The streams benchmark's split of a pipeline's CPU by stage, on samples made up for the purpose."""
+
+import pytest
+
+from tests.benchmarks.streams import STAGES, Result, stage_cpu
+
+WORKER, SERVICE, PIPELINE = 100, 200, 300
+
+
+def _sample(at: float, scale: float) -> tuple[float, dict[tuple[int, int], tuple[str, float]]]:
+    threads = {
+        (WORKER, WORKER): ("python", 5.0),  # the worker's main process: the rest
+        (SERVICE, SERVICE): ("python", 1.0),
+        (SERVICE, 201): ("runner-0", 10.0),
+        (SERVICE, 202): ("runner-1", 10.0),
+        (SERVICE, 203): ("connection", 1.0),
+        (PIPELINE, PIPELINE): ("python", 2.0),  # a pipeline's main thread: the rest, not its decoder
+        (PIPELINE, 301): ("source-0", 3.0),
+        (PIPELINE, 302): ("python", 1.0),  # FFmpeg's thread: decode
+        (PIPELINE, 303): ("collector", 2.0),
+        (PIPELINE, 304): ("inference-0", 0.5),
+        (PIPELINE, 305): ("post", 2.0),
+        (PIPELINE, 306): ("sink-redis_stre", 1.0),
+        (PIPELINE, 307): ("preview-1234567", 0.5),
+    }
+    return at, {key: (name, cpu * scale) for key, (name, cpu) in threads.items()}
+
+
+def test_each_thread_counts_for_its_stage_per_result_of_the_window() -> None:
+    samples = [_sample(t, t) for t in (0.5, 1.0, 2.0, 3.0, 4.0, 4.6)]
+    samples[-1][1][(PIPELINE, 308)] = ("source-1", 99.0)  # appeared after the window began: left out
+    results = [Result(written=0.5 + i / 100, latency=0.0) for i in range(500)]  # 100 fps from 0.5 s to 5.49 s
+    stages = stage_cpu(samples, results, SERVICE)
+    # window: first sample >= first result + 1 s (2.0), last sample <= last result - 0.5 s (4.6): 2.6 s
+    assert stages["seconds"] == pytest.approx(2.6) and stages["frames"] == 260
+    per_cpu_second = 1000 * 2.6 / 260  # ms per result for a thread whose CPU grows 1 s per second
+    expected = {"model runs": 20, "decode": 4, "prepare": 2, "post": 2, "hand-off to the service": 1.5,
+                "sinks": 1, "the rest": 5 + 1 + 2 + 0.5}
+    assert list(stages["ms"]) == [stage for stage, _ in STAGES]
+    assert stages["ms"] == pytest.approx({stage: cpu * per_cpu_second for stage, cpu in expected.items()})
+
+
+def test_without_the_service_a_pipelines_inference_threads_are_its_model_runs() -> None:
+    samples = [_sample(t, t) for t in (0.0, 2.0, 3.0)]
+    for _, threads in samples:
+        for key in [key for key in threads if key[0] == SERVICE]:
+            del threads[key]
+    results = [Result(written=i / 100, latency=0.0) for i in range(400)]
+    stages = stage_cpu(samples, results, None)
+    assert stages["ms"]["model runs"] == pytest.approx(0.5 * 1000 / 100)
+    assert stages["ms"]["hand-off to the service"] == 0
