@@ -10,12 +10,13 @@ import ctypes
 import ctypes.util
 import sys
 import threading
+from collections.abc import Callable
 
 _PR_SET_NAME = 15  # prctl(2): name the calling thread
 _NAME_BYTES = 15  # TASK_COMM_LEN (16) minus the terminating NUL
 
 
-def _prctl() -> "ctypes._NamedFuncPointer | None":
+def _prctl() -> Callable[..., int] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:

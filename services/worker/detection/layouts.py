@@ -57,8 +57,8 @@ def decode(raw: np.ndarray, layout: OutputLayout, min_score: float | None = None
     """Decode one image's raw output (the batch dimension already removed).
 
     With ``min_score``, rows that cannot score that much are left out before their best class is
-    looked for (the candidates that remain are exactly those scoring at least ``min_score``, and
-    possibly a few below it). Only the ``yolov5`` layout gains: its objectness bounds a row's score,
+    looked for: every candidate scoring at least ``min_score`` remains (with maybe a few below it,
+    which the threshold then drops). Only the ``yolov5`` layout gains: its objectness bounds a row's score,
     so most rows go on one comparison instead of a search through every class (post-processing a
     416x416 YOLOv3-tiny output went from 0.52 to 0.29 ms per frame).
     """
