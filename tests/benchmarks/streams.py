@@ -490,14 +490,24 @@ class Bench:
             self.client.delete(keys.results_stream(pipeline_id))
 
 
-def sample_window(bench: Bench, seconds: float, interval: float = 2.0) -> tuple[float, float, list[Memory]]:
-    """Sleeps through the window sampling the worker tree's memory; (begin, end, samples) in unix time."""
+def sample_window(bench: Bench, seconds: float, interval: float = 2.0,
+                  pipeline_ids: list[str] | None = None) -> tuple[float, float, list[Memory]]:
+    """Sleeps through the window sampling the worker tree's memory; (begin, end, samples) in unix time.
+
+    With ``pipeline_ids`` the window also ends once all of them have ended (files that run out before
+    it), checked every half second, so what is measured over it (CPU) covers the run and not idle time.
+    """
     assert bench.worker is not None
     begin = time.time()
-    samples = []
+    samples = [tree_memory(bench.worker)]
+    sampled = time.monotonic()
     while time.time() - begin < seconds:
-        samples.append(tree_memory(bench.worker))
-        time.sleep(max(0.0, min(interval, seconds - (time.time() - begin))))
+        time.sleep(max(0.0, min(0.5 if pipeline_ids else interval, seconds - (time.time() - begin))))
+        if pipeline_ids and all(bench.state(pid) in FINAL_STATES for pid in pipeline_ids):
+            break
+        if time.monotonic() - sampled >= interval:
+            samples.append(tree_memory(bench.worker))
+            sampled = time.monotonic()
     samples.append(tree_memory(bench.worker))
     return begin, time.time(), samples
 
@@ -548,7 +558,7 @@ def run_files(bench: Bench, count: int, seconds: float) -> dict[str, Any]:
     time.sleep(2.0)  # the last pipeline's first rounds
     meter = bench.meter()
     meter.start()
-    begin, end, samples = sample_window(bench, seconds)
+    begin, end, samples = sample_window(bench, seconds, pipeline_ids=pipeline_ids)
     cores = meter.stop()
     runs = [read_results(bench.client, pid) for pid in pipeline_ids]
     bench.finish(pipeline_ids)
@@ -817,8 +827,9 @@ def render_files(found: Findings, concurrency: int, seconds: float) -> list[str]
     lines = [
         f"### 3. Many pipelines on one worker ({concurrency} slots), the file, every frame", "",
         f"N pipelines on `{VIDEO}` started at once on one worker (`--concurrency {concurrency}`, automatic sizing); "
-        f"measured over {seconds:g} s once every pipeline produced results, cut to the span in which all of them "
-        "did. Aggregate = results of all pipelines in that span / its length. E2e on a file in every_frame mode "
+        f"measured over {seconds:g} s once every pipeline produced results (or until all of them ended, when the "
+        "file runs out sooner), cut to the span in which all of them did. Aggregate = results of all pipelines in "
+        "that span / its length. E2e on a file in every_frame mode "
         "includes the wait in the decoded-frame buffer (the decoder runs ahead of the model), so it grows with N; "
         "the live part below measures responsiveness. Memory = the worker's whole process tree (main process, "
         "every prefork slot, any inference service process), the peak of samples every 2 s; idle = before the "
