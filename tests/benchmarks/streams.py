@@ -66,6 +66,7 @@ BATCHES = (1, 2, 4, 8)
 BATCH_TOLERANCE = 0.05  # the worker's max batch: the smallest one within this of the limit (Findings.worker_batch)
 GRID_FRAMES = 32  # distinct pre-processed frames the grid cycles through (2 MiB each)
 GOAL_RATIO = 0.95
+LIMIT_DRIFT = 0.10  # the limit measured before and after the stack runs may differ this much for a verdict
 GOAL_MIB_PER_PIPELINE = 64.0
 LIVE_FPS = 30
 LIVE_SCALE = "384:288"  # half of vtest.avi: decoding 16 x 30 fps must not eat the cores the model needs
@@ -702,6 +703,17 @@ class Findings:
         best = float(self.best()["fps"])
         return best if self.limit_after is None else (best + self.limit_after["fps"]) / 2
 
+    def drift(self) -> float:
+        """How far the limit moved between its two measurements (0 before the second)."""
+        best = float(self.best()["fps"])
+        return 0.0 if self.limit_after is None else abs(float(self.limit_after["fps"]) - best) / best
+
+    def ratio_verdict(self, ratio: float) -> str:
+        """met / NOT met against GOAL_RATIO, unless the host's speed changed too much for a verdict."""
+        if self.drift() > LIMIT_DRIFT:
+            return f"not judged (the limit moved {self.drift():.0%})"
+        return _met(ratio >= GOAL_RATIO)
+
 
 def _cell_name(cell: dict[str, Any]) -> str:
     sessions = "1 session" if cell["sharing"] == "shared" else f"{cell['parallel']} sessions"
@@ -756,6 +768,10 @@ def render_grid(found: Findings, cell_seconds: float) -> list[str]:
     after = found.limit_after
     again = (f" Re-measured after the stack runs: {after['fps']:.1f} fps; the ratios below use the mean, "
              f"**{found.limit():.1f} fps**." if after else " (Not re-measured yet: the ratios use it alone.)")
+    if found.drift() > LIMIT_DRIFT:
+        again += (f" **The limit moved {found.drift():.0%} between its two measurements (more than "
+                  f"{LIMIT_DRIFT:.0%}): the host's speed changed during the run, so no ratio below is judged "
+                  "against the goal; run it again on a quiet host.**")
     lines += ["", f"**The limit: {best['fps']:.1f} fps** ({_cell_name(best)}); one `run` of its batch takes "
               f"{best['call_ms']:.0f} ms (the batch time).{again}"]
     return lines
@@ -779,7 +795,7 @@ def render_single(found: Findings) -> list[str]:
                      f"{_cores(run['cores'], 'worker', 'redis', 'manager', 'others')} | "
                      f"{run['peak_pss']:.0f} | {run['peak_rss']:.0f} |")
     lines += ["", f"Goal ratio ≥ {GOAL_RATIO}: " + "; ".join(
-        f"{label} {_met(run['fps'] / limit >= GOAL_RATIO)}" for label, run in found.single.items()) + "."]
+        f"{label} {found.ratio_verdict(run['fps'] / limit)}" for label, run in found.single.items()) + "."]
     return lines + render_stages(found, limit)
 
 
@@ -859,7 +875,7 @@ def render_files(found: Findings, concurrency: int, seconds: float) -> list[str]
               "summed over prefork children that share the parent's imported code (copy-on-write) and over "
               "pipelines that map the same model file it overstates the cost; the difference is what sharing "
               f"saves. Goal ratio ≥ {GOAL_RATIO} on the aggregate: " + "; ".join(
-                  f"{label} with {run['count']}: {_met(run['aggregate_fps'] / limit >= GOAL_RATIO)}"
+                  f"{label} with {run['count']}: {found.ratio_verdict(run['aggregate_fps'] / limit)}"
                   for label, runs in found.files.items() for run in runs) + "."]
     return lines
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.benchmarks.streams import STAGES, Result, stage_cpu
+from tests.benchmarks.streams import STAGES, Findings, Result, stage_cpu
 
 WORKER, SERVICE, PIPELINE = 100, 200, 300
 
@@ -49,3 +49,12 @@ def test_without_the_service_a_pipelines_inference_threads_are_its_model_runs() 
     stages = stage_cpu(samples, results, None)
     assert stages["ms"]["model runs"] == pytest.approx(0.5 * 1000 / 100)
     assert stages["ms"]["hand-off to the service"] == 0
+
+
+def test_no_verdict_on_the_ratio_goal_when_the_limit_moved_during_the_run() -> None:
+    steady = Findings(grid={"cells": [{"fps": 70.0, "batch": 1}, {"fps": 60.0, "batch": 2}]}, limit_after={"fps": 68.0})
+    assert steady.limit() == 69.0 and steady.drift() == pytest.approx(2 / 70)
+    assert steady.ratio_verdict(0.96) == "met" and steady.ratio_verdict(0.90) == "**NOT met**"
+    drifted = Findings(grid={"cells": [{"fps": 71.7, "batch": 1}]}, limit_after={"fps": 55.7})
+    assert drifted.ratio_verdict(1.02) == drifted.ratio_verdict(0.5) == "not judged (the limit moved 22%)"
+    assert Findings(grid={"cells": [{"fps": 50.0, "batch": 1}]}).drift() == 0.0  # not re-measured yet
