@@ -244,7 +244,7 @@ def tree_memory(root: psutil.Process) -> Memory:
 
 
 ThreadKey = tuple[int, int]  # (pid, tid)
-ThreadSample = tuple[float, dict[ThreadKey, tuple[str, float]]]  # (monotonic time, {thread: (OS name, CPU s)})
+ThreadSample = tuple[float, dict[ThreadKey, tuple[str, float]]]  # (unix time, {thread: (OS name, CPU s)})
 
 # A pipeline's stages by their threads' OS names (services/infra/os_threads.py), in the table's order.
 STAGES = (
@@ -283,15 +283,19 @@ def stage_of(name: str, role: str, main_thread: bool, service_runs: bool) -> str
     return {"collector": "prepare", "post": "post"}.get(name, "sinks" if name.startswith("sink-") else "the rest")
 
 
-def stage_cpu(samples: list[ThreadSample], results: list["Result"], service_pid: int | None) -> dict[str, Any]:
-    """CPU ms per result of each stage, between two samples of a steady run.
+def stage_cpu(samples: list[ThreadSample], results: list["Result"],
+              service_pid: int | None) -> dict[str, Any] | None:
+    """CPU ms per result of each stage, between two samples of a steady run (None: the run was too short).
 
     The window starts a second after the first result (start-up done) and ends at the last sample
     taken at least 0.5 s before the last result (every stage's thread still alive); a thread is
     counted if it was there at both ends.
     """
-    begin = next(sample for sample in samples if sample[0] >= results[0].written + 1.0)
-    end = [sample for sample in samples if sample[0] <= results[-1].written - 0.5][-1]
+    begin = next((sample for sample in samples if sample[0] >= results[0].written + 1.0), None)
+    ends = [sample for sample in samples if sample[0] <= results[-1].written - 0.5]
+    if begin is None or not ends or ends[-1][0] <= begin[0]:
+        return None
+    end = ends[-1]
     frames = sum(1 for result in results if begin[0] <= result.written < end[0])
     service_runs = any(name.startswith("runner-") for name, _ in end[1].values())
     pipelines = {pid for (pid, _), (name, _) in end[1].items() if name == "post"}
@@ -803,7 +807,7 @@ OWN_WORK = ("decode", "prepare", "post")  # what a pipeline must do for every fr
 
 
 def render_stages(found: Findings, limit: float) -> list[str]:
-    runs = {label: run["stages"] for label, run in found.single.items() if "stages" in run}
+    runs = {label: run["stages"] for label, run in found.single.items() if run.get("stages")}
     if not runs:
         return []
     cores = os.cpu_count() or 1

@@ -58,3 +58,9 @@ def test_no_verdict_on_the_ratio_goal_when_the_limit_moved_during_the_run() -> N
     drifted = Findings(grid={"cells": [{"fps": 71.7, "batch": 1}]}, limit_after={"fps": 55.7})
     assert drifted.ratio_verdict(1.02) == drifted.ratio_verdict(0.5) == "not judged (the limit moved 22%)"
     assert Findings(grid={"cells": [{"fps": 50.0, "batch": 1}]}).drift() == 0.0  # not re-measured yet
+
+
+def test_a_run_too_short_for_a_steady_window_has_no_split() -> None:
+    samples = [_sample(t, t) for t in (0.0, 0.5, 1.0)]
+    results = [Result(written=0.2 + i / 100, latency=0.0) for i in range(100)]  # 0.2 s to 1.19 s
+    assert stage_cpu(samples, results, SERVICE) is None
