@@ -13,9 +13,16 @@ directly (the CSP needs nothing more: a ``MediaStream`` shown through ``srcObjec
 
 The snapshot costs one manager ``list_pipelines``, one ``status`` per pipeline (concurrently; the
 manager answers those from the report the task stored within the last second) and, with Redis,
-one pipelined read of every record's device and owner and whether a preview exists. Like every
-route, nothing is kept between requests. The page escapes everything it shows (it builds its DOM
-with ``textContent``); the source references it shows are the redacted ones of the status report.
+one pipelined script per pipeline that reads its record's device and owner, marks it watched and
+says whether a preview exists. Like every route, nothing is kept between requests. The page escapes
+everything it shows (it builds its DOM with ``textContent``); the source references it shows are the
+redacted ones of the status report.
+
+Previews are drawn only while someone looks: listing a pipeline on the dashboard and reading its
+preview both mark it watched (``keys.pipeline_preview_watched``, ``PREVIEW_WATCH_TTL`` seconds, only
+for a pipeline that has a record), and the owning task draws and publishes only while the mark is
+there. A read that finds no preview while the watch is less than ``FIRST_PREVIEW_WAIT`` old waits for
+the first one (it comes within about one ``WORKER_PREVIEW_INTERVAL``) instead of answering 404 at once.
 """
 
 import asyncio
@@ -29,6 +36,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from services.api.errors import NewerErrorBody, error_responses
@@ -55,6 +63,19 @@ PAGE_HEADERS = {
     "Cache-Control": "no-cache",
 }
 JPEG_SCHEMA = {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}
+FIRST_PREVIEW_WAIT = 2.5  # seconds a preview read waits for the first preview of a watch that is this young
+FIRST_PREVIEW_POLL = 0.1  # seconds between two reads meanwhile
+
+# KEYS: record, watched, preview. ARGV: watch TTL (s), '1' for the JPEG itself, else whether there is one.
+# Marks the pipeline watched; false (nothing written) without a record, else {the watch's PTTL before this
+# call (-2: not watched), the JPEG or false | 1 or 0}.
+_WATCH = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local before = redis.call('PTTL', KEYS[2])
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
+if ARGV[2] == '1' then return {before, redis.call('GET', KEYS[3])} end
+return {before, redis.call('EXISTS', KEYS[3])}
+"""
 
 
 class DashboardSource(BaseModel):
@@ -99,6 +120,7 @@ class Dashboard:
         self._redis_url = settings.redis_url
         self._timeout = settings.readiness_timeout
         self._redis: Redis | None = None
+        self._watch_script: AsyncScript | None = None
 
     def router(self) -> APIRouter:
         router = APIRouter(route_class=NewerRoute)
@@ -127,9 +149,10 @@ class Dashboard:
                     tags=["inference pipelines"], summary="Latest annotated frame of the InferencePipeline",
                     description="A small JPEG (about 480 px wide) of the pipeline's latest frame with its "
                                 "boxes and class labels, refreshed by the worker about once a second while "
-                                "the pipeline runs (`WORKER_PREVIEW_INTERVAL`). 404 when there is none: "
-                                "unknown, muted or ended for a few seconds, or previews disabled. Needs "
-                                "`API_REDIS_URL`.",
+                                "the pipeline runs (`WORKER_PREVIEW_INTERVAL`) and someone looks: each read "
+                                "keeps previews coming for 10 s, and the first read waits up to 2.5 s for "
+                                "the first one. 404 when there is none: unknown, muted or ended for a few "
+                                "seconds, or previews disabled. Needs `API_REDIS_URL`.",
                     responses={200: {"content": JPEG_SCHEMA, "description": "The JPEG."},
                                **error_responses(NewerErrorBody, 404, 422, 500, 503)})
         async def preview(pipeline_id: str) -> Response:
@@ -158,16 +181,34 @@ class Dashboard:
                                  redis_error=redis_error, generated_at=time.time())
 
     async def preview(self, pipeline_id: str) -> bytes:
+        """The pipeline's latest preview, marking it watched; waits for the first one of a young watch."""
         if self._redis_url is None:
             raise HTTPException(503, "previews need the API to read Redis: set API_REDIS_URL")
-        try:
-            jpeg = await asyncio.wait_for(self._connection().get(keys.pipeline_preview(pipeline_id)), self._timeout)
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise HTTPException(503, self._redis_failure(exc)) from exc
-        if not isinstance(jpeg, bytes):
-            raise HTTPException(404, f"no preview of pipeline {pipeline_id} (unknown, muted, ended or previews "
-                                     "disabled on its worker)")
-        return jpeg
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FIRST_PREVIEW_WAIT
+        young: bool | None = None  # whether the watch began less than FIRST_PREVIEW_WAIT ago
+        while True:
+            try:
+                found = await asyncio.wait_for(self._watch(self._connection(), pipeline_id, image=True),
+                                               self._timeout)
+            except (RedisError, OSError, TimeoutError) as exc:
+                raise HTTPException(503, self._redis_failure(exc)) from exc
+            if found and isinstance(found[1], bytes):
+                return found[1]
+            if young is None and found:
+                young = int(found[0]) < 0 or int(found[0]) > 1000 * (keys.PREVIEW_WATCH_TTL - FIRST_PREVIEW_WAIT)
+            if not young or loop.time() + FIRST_PREVIEW_POLL > deadline:
+                raise HTTPException(404, f"no preview of pipeline {pipeline_id} (unknown, muted, ended or "
+                                         "previews disabled on its worker)")
+            await asyncio.sleep(FIRST_PREVIEW_POLL)
+
+    async def _watch(self, client: Any, pipeline_id: str, image: bool) -> Any:
+        """The watch script on ``client`` (the connection, or a pipeline that queues it: then the pipeline)."""
+        self._connection()
+        assert self._watch_script is not None
+        names = [keys.pipeline_record(pipeline_id), keys.pipeline_preview_watched(pipeline_id),
+                 keys.pipeline_preview(pipeline_id)]
+        return await self._watch_script(keys=names, args=[keys.PREVIEW_WATCH_TTL, int(image)], client=client)
 
     async def aclose(self) -> None:
         if self._redis is not None:
@@ -182,7 +223,7 @@ class Dashboard:
             async with self._connection().pipeline(transaction=False) as pipe:
                 for pipeline in pipelines:
                     pipe.hmget(keys.pipeline_record(pipeline.pipeline_id), ["device", "owner"])
-                    pipe.exists(keys.pipeline_preview(pipeline.pipeline_id))
+                    await self._watch(pipe, pipeline.pipeline_id, image=False)  # the page shows every preview
                 replies = await asyncio.wait_for(pipe.execute(), self._timeout)
         except (RedisError, OSError, TimeoutError) as exc:
             return self._redis_failure(exc)
@@ -190,7 +231,8 @@ class Dashboard:
             device, owner = replies[2 * index]
             pipeline.device = _text(device) or pipeline.device
             pipeline.owner = _text(owner) or pipeline.owner
-            pipeline.has_preview = bool(replies[2 * index + 1])
+            watched = replies[2 * index + 1]
+            pipeline.has_preview = bool(watched and int(watched[1]))
         return None
 
     def _connection(self) -> Redis:
@@ -198,6 +240,7 @@ class Dashboard:
             assert self._redis_url is not None
             self._redis = async_client(self._redis_url.get_secret_value(), "API_REDIS_URL",
                                        socket_timeout=self._timeout, socket_connect_timeout=self._timeout)
+            self._watch_script = self._redis.register_script(_WATCH)
         return self._redis
 
     def _redis_failure(self, exc: BaseException) -> str:

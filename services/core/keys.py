@@ -106,6 +106,20 @@ def pipeline_preview(pipeline_id: str) -> str:
 PREVIEW_TTL = 10  # seconds
 
 
+def pipeline_preview_watched(pipeline_id: str) -> str:
+    """STRING: present while someone looks at the pipeline's preview (EX ``PREVIEW_WATCH_TTL``).
+
+    Set by the HTTP API whenever it serves ``/inference_pipelines/{id}/preview.jpg`` or lists the
+    pipeline on the dashboard (only for a pipeline that has a record); the owning task draws and
+    publishes ``pipeline_preview`` only while it exists, so previews cost nothing unwatched. Expires on
+    its own.
+    """
+    return f"{PREFIX}:pipeline:{pipeline_id}:preview:watched"
+
+
+PREVIEW_WATCH_TTL = 10  # seconds a look at a preview keeps its pipeline publishing
+
+
 def reply_list(request_id: str) -> str:
     """LIST where a task pushes its reply to one control request (or to its dispatch, for init).
 

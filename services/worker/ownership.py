@@ -51,6 +51,7 @@ from redis.commands.core import Script
 from services.core import keys
 from services.core.fencing import fence_lua
 from services.core.records import DesiredState, PipelineState
+from services.infra.os_threads import name_os_thread
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +238,7 @@ class Ownership:
         stop = threading.Event()
 
         def run() -> None:
+            name_os_thread()
             while not stop.wait(BEAT_PERIOD):
                 try:
                     if not self.beat():

@@ -5,7 +5,11 @@ Theory of operation
 The pipeline's post thread hands every round to :meth:`PreviewPublisher.observe`, which costs one
 clock read: only when a preview is due (every ``interval`` seconds) does it keep a reference to
 the round's frames and predictions, in a one-slot mailbox that a newer round simply replaces.
-Its own low-priority thread does the work, never the inference path: downscale a copy of each
+Its own low-priority thread does the work, never the inference path. It first asks Redis whether
+anyone is watching (``keys.pipeline_preview_watched``, set by the HTTP API for
+``PREVIEW_WATCH_TTL`` seconds each time it serves the preview or lists the pipeline on the
+dashboard): unwatched, the round is only remembered (one EXISTS a second, nothing drawn). Watched, it
+downscales a copy of each
 source's latest frame to at most ``max_width`` pixels wide, draw the boxes and class labels on it
 with the annotators of the workflow visualization blocks (their configuration functions, the
 preview's own style), tile the sources of a multi-source pipeline into one grid, encode a JPEG (quality
@@ -77,6 +81,7 @@ _BACKGROUND = (24, 24, 24)
 class PreviewStats:
     taken: int  # rounds taken for a preview (at most one per interval)
     published: int
+    unwatched: int  # due previews not drawn: nobody was watching
     skipped: int  # due previews not published: fenced, record missing, Redis errors
     last_bytes: int
     last_ms: float  # drawing + encoding of the last preview, milliseconds
@@ -154,6 +159,7 @@ class PreviewPublisher:
         self.pipeline_id = pipeline_id
         self._client = client
         self._keys = [keys.pipeline_record(pipeline_id), keys.pipeline_preview(pipeline_id)]
+        self._watched = keys.pipeline_preview_watched(pipeline_id)
         self._epoch = epoch
         self._owner = owner
         self._interval = interval
@@ -169,7 +175,7 @@ class PreviewPublisher:
         self._fenced = False
         self._due = 0.0  # time.monotonic() from which the next round is taken
         self._latest: dict[int, tuple[np.ndarray, Mapping[str, Any]]] = {}  # per source; publisher thread only
-        self._taken = self._published = self._skipped = self._last_bytes = 0
+        self._taken = self._published = self._unwatched = self._skipped = self._last_bytes = 0
         self._last_ms = self._total_ms = 0.0
         self._failing = False
         # Started by the first due round, so a pipeline that never runs leaves no thread behind.
@@ -207,7 +213,8 @@ class PreviewPublisher:
     def stats(self) -> PreviewStats:
         with self._cond:
             mean = self._total_ms / self._published if self._published else 0.0
-            return PreviewStats(self._taken, self._published, self._skipped, self._last_bytes, self._last_ms, mean)
+            return PreviewStats(self._taken, self._published, self._unwatched, self._skipped, self._last_bytes,
+                                self._last_ms, mean)
 
     # ----------------------------------------------------------------- the publisher thread
 
@@ -224,7 +231,11 @@ class PreviewPublisher:
         while (item := self._next()) is not None:
             frames, result = item
             try:
-                jpeg, spent_ms = self._render(frames, result)
+                self._remember(frames, result)
+                if not self._client.exists(self._watched):
+                    self._count(unwatched=True)
+                    continue
+                jpeg, spent_ms = self._render()
                 written = self._write(jpeg)
             except Exception as exc:  # never the pipeline's problem: log once per failing spell
                 self._count(skipped=True)
@@ -247,12 +258,15 @@ class PreviewPublisher:
             item, self._pending = self._pending, None
             return None if self._closing else item
 
-    def _render(self, frames: Sequence[VideoFrame], result: RoundResult) -> tuple[bytes, float]:
-        started = time.perf_counter()
+    def _remember(self, frames: Sequence[VideoFrame], result: RoundResult) -> None:
+        """Each source's latest frame and prediction, the tiles of the next preview."""
         for frame in frames:
             slot = result.slots[frame.source_id] if frame.source_id < len(result.slots) else None
             if slot is not None:
                 self._latest[frame.source_id] = (frame.image, slot.prediction)
+
+    def _render(self) -> tuple[bytes, float]:
+        started = time.perf_counter()
         sources = sorted(self._latest)
         columns = math.ceil(math.sqrt(len(sources)))
         tile_width = self._max_width // columns
@@ -269,8 +283,11 @@ class PreviewPublisher:
             self._fenced = True
         return outcome == OWNED
 
-    def _count(self, skipped: bool, size: int = 0, spent_ms: float = 0.0) -> None:
+    def _count(self, skipped: bool = False, unwatched: bool = False, size: int = 0, spent_ms: float = 0.0) -> None:
         with self._cond:
+            if unwatched:
+                self._unwatched += 1
+                return
             if skipped:
                 self._skipped += 1
                 return

@@ -37,6 +37,7 @@ import redis
 from services.core import formats, keys
 from services.core.registration import WorkerRegistration
 from services.infra import registry
+from services.infra.os_threads import name_os_thread
 from services.worker.drain import ConsumerSwitch
 
 log = logging.getLogger(__name__)
@@ -226,6 +227,7 @@ class Registration:
         )
 
     def _run(self) -> None:
+        name_os_thread()
         while not self._stop.is_set():
             self._beat()
             self._stop.wait(PERIOD)

@@ -256,7 +256,8 @@ STAGES = (
     ("hand-off to the service", "the pipeline's `inference-N` (the canvas into the shared buffer, the request, "
      "the output back) and the service's `connection` threads"),
     ("sinks", "`sink-*`: the results' JSON and their fenced XADD"),
-    ("the rest", "preview, control, registration, the worker's main threads, the service's other threads"),
+    ("the rest", "heartbeat (`beat-*`), control, preview, the workflow's background jobs, the worker's own "
+     "threads (`registration`, `service-watch`, its main one), the service's other threads"),
 )
 
 
@@ -283,20 +284,21 @@ def stage_of(name: str, role: str, main_thread: bool, service_runs: bool) -> str
     return {"collector": "prepare", "post": "post"}.get(name, "sinks" if name.startswith("sink-") else "the rest")
 
 
-def stage_cpu(samples: list[ThreadSample], results: list["Result"],
+def stage_cpu(samples: list[ThreadSample], runs: list[list["Result"]],
               service_pid: int | None) -> dict[str, Any] | None:
-    """CPU ms per result of each stage, between two samples of a steady run (None: the run was too short).
+    """CPU ms per result of each stage, between two samples of a steady run of one or more pipelines (None:
+    the run was too short).
 
-    The window starts a second after the first result (start-up done) and ends at the last sample
-    taken at least 0.5 s before the last result (every stage's thread still alive); a thread is
-    counted if it was there at both ends.
+    The window starts a second after the last pipeline's first result (start-up done) and ends at the
+    last sample taken at least 0.5 s before the first pipeline's last result (every stage's thread still
+    alive); a thread is counted if it was there at both ends; results are those of every pipeline.
     """
-    begin = next((sample for sample in samples if sample[0] >= results[0].written + 1.0), None)
-    ends = [sample for sample in samples if sample[0] <= results[-1].written - 0.5]
+    begin = next((sample for sample in samples if sample[0] >= max(run[0].written for run in runs) + 1.0), None)
+    ends = [sample for sample in samples if sample[0] <= min(run[-1].written for run in runs) - 0.5]
     if begin is None or not ends or ends[-1][0] <= begin[0]:
         return None
     end = ends[-1]
-    frames = sum(1 for result in results if begin[0] <= result.written < end[0])
+    frames = sum(1 for run in runs for result in run if begin[0] <= result.written < end[0])
     service_runs = any(name.startswith("runner-") for name, _ in end[1].values())
     pipelines = {pid for (pid, _), (name, _) in end[1].items() if name == "post"}
     ms: dict[str, float] = dict.fromkeys((stage for stage, _ in STAGES), 0.0)
@@ -495,25 +497,32 @@ class Bench:
             self.client.delete(keys.results_stream(pipeline_id))
 
 
-def sample_window(bench: Bench, seconds: float, interval: float = 2.0,
-                  pipeline_ids: list[str] | None = None) -> tuple[float, float, list[Memory]]:
+def sample_window(bench: Bench, seconds: float, interval: float = 2.0, pipeline_ids: list[str] | None = None,
+                  threads: list[ThreadSample] | None = None) -> tuple[float, float, list[Memory]]:
     """Sleeps through the window sampling the worker tree's memory; (begin, end, samples) in unix time.
 
     With ``pipeline_ids`` the window also ends once all of them have ended (files that run out before
     it), checked every half second, so what is measured over it (CPU) covers the run and not idle time.
+    With ``threads``, every thread's CPU in the worker's tree is appended to it every half second.
     """
     assert bench.worker is not None
+    worker = bench.worker
     begin = time.time()
-    samples = [tree_memory(bench.worker)]
+    samples = [tree_memory(worker)]
     sampled = time.monotonic()
+    fine = pipeline_ids is not None or threads is not None
     while time.time() - begin < seconds:
-        time.sleep(max(0.0, min(0.5 if pipeline_ids else interval, seconds - (time.time() - begin))))
+        if threads is not None:
+            threads.append((time.time(), thread_cpu(_tree(worker))))
+        time.sleep(max(0.0, min(0.5 if fine else interval, seconds - (time.time() - begin))))
         if pipeline_ids and all(bench.state(pid) in FINAL_STATES for pid in pipeline_ids):
             break
         if time.monotonic() - sampled >= interval:
-            samples.append(tree_memory(bench.worker))
+            samples.append(tree_memory(worker))
             sampled = time.monotonic()
-    samples.append(tree_memory(bench.worker))
+    samples.append(tree_memory(worker))
+    if threads is not None:
+        threads.append((time.time(), thread_cpu(_tree(worker))))
     return begin, time.time(), samples
 
 
@@ -523,8 +532,7 @@ def sample_window(bench: Bench, seconds: float, interval: float = 2.0,
 def run_single(bench: Bench, video: Path, label: str, env: dict[str, str], frames_hint: int) -> dict[str, Any]:
     """One pipeline on a dedicated worker (1 slot, automatic sizing): INIT -> last result."""
     worker = bench.start_worker(f"single-{label}", 1, env)
-    service = next((child for child in worker.children() if "services.worker.inference" in " ".join(child.cmdline())),
-                   None)
+    service_pid = _service_pid(worker)
     meter = bench.meter()
     meter.start()
     sent = time.time()
@@ -551,7 +559,13 @@ def run_single(bench: Bench, video: Path, label: str, env: dict[str, str], frame
     return {"state": state, "frames": len(results), "first_s": first - sent, "total_s": last - sent,
             "fps": len(results) / (last - sent), "steady_fps": (len(results) - 1) / max(1e-9, last - first),
             "cores": cores, "peak_pss": peak[0], "peak_rss": peak[1],
-            "stages": stage_cpu(samples, results, service.pid if service is not None else None)}
+            "stages": stage_cpu(samples, [results], service_pid)}
+
+
+def _service_pid(worker: psutil.Process) -> int | None:
+    """The worker's inference service process, if it runs one."""
+    return next((child.pid for child in worker.children() if "services.worker.inference" in " ".join(child.cmdline())),
+                None)
 
 
 def run_files(bench: Bench, count: int, seconds: float) -> dict[str, Any]:
@@ -561,15 +575,18 @@ def run_files(bench: Bench, count: int, seconds: float) -> dict[str, Any]:
     pipeline_ids = bench.init_many([file_payload(VIDEO, buffer=2000)] * count)
     bench.wait_results(pipeline_ids)
     time.sleep(2.0)  # the last pipeline's first rounds
+    service_pid = _service_pid(bench.worker)
     meter = bench.meter()
     meter.start()
-    begin, end, samples = sample_window(bench, seconds, pipeline_ids=pipeline_ids)
+    threads: list[ThreadSample] = []
+    begin, end, samples = sample_window(bench, seconds, pipeline_ids=pipeline_ids, threads=threads)
     cores = meter.stop()
     runs = [read_results(bench.client, pid) for pid in pipeline_ids]
     bench.finish(pipeline_ids)
     stats = window_stats(runs, begin, end)
     return {**stats, "count": count, "idle_pss": idle[0], "idle_rss": idle[1],
-            "pss": max(pss for pss, _ in samples), "rss": max(rss for _, rss in samples), "cores": cores}
+            "pss": max(pss for pss, _ in samples), "rss": max(rss for _, rss in samples), "cores": cores,
+            "stages": stage_cpu(threads, runs, service_pid)}
 
 
 def _drops(reports: list[dict[str, Any]]) -> tuple[int, int, int, Counter[str]]:
@@ -806,6 +823,23 @@ def render_single(found: Findings) -> list[str]:
 OWN_WORK = ("decode", "prepare", "post")  # what a pipeline must do for every frame, whatever its design
 
 
+def stage_table(runs: dict[str, dict[str, Any]]) -> list[str]:
+    """The split of CPU per result by stage, a column per run (``stage_cpu``'s output under its label)."""
+    cores = os.cpu_count() or 1
+    labels = list(runs)
+    lines = ["| stage | threads | " + " | ".join(labels) + " |", "|---|---|" + "---|" * len(labels)]
+    for stage, threads in STAGES:
+        lines.append(f"| {stage} | {threads} | " + " | ".join(f"{runs[label]['ms'][stage]:.2f}" for label in labels)
+                     + " |")
+    totals = {label: sum(run["ms"].values()) for label, run in runs.items()}
+    lines.append("| **all** | | " + " | ".join(f"**{totals[label]:.2f}**" for label in labels) + " |")
+    lines.append(f"| fps {cores} cores allow at that cost | | "
+                 + " | ".join(f"{1000 * cores / totals[label]:.1f}" for label in labels) + " |")
+    lines.append("| window: results / s | | " + " | ".join(
+        f"{run['frames']} / {run['seconds']:.1f}" for run in runs.values()) + " |")
+    return lines
+
+
 def render_stages(found: Findings, limit: float) -> list[str]:
     runs = {label: run["stages"] for label, run in found.single.items() if run.get("stages")}
     if not runs:
@@ -817,17 +851,8 @@ def render_stages(found: Findings, limit: float) -> list[str]:
         "", "Where the CPU goes: each thread's CPU time (`/proc`, by its OS name) over the steady part of the same "
         "runs (from a second after the first result to half a second before the last), per result, in ms. "
         f"The limit spends {limit_ms:.1f} ms per frame ({cores} cores busy / {limit:.1f} fps).", "",
-        "| stage | threads | " + " | ".join(labels) + " |", "|---|---|" + "---|" * len(labels),
+        *stage_table(runs),
     ]
-    for stage, threads in STAGES:
-        lines.append(f"| {stage} | {threads} | " + " | ".join(f"{runs[label]['ms'][stage]:.2f}" for label in labels)
-                     + " |")
-    totals = {label: sum(run["ms"].values()) for label, run in runs.items()}
-    lines.append("| **all** | | " + " | ".join(f"**{totals[label]:.2f}**" for label in labels) + " |")
-    lines.append(f"| fps {cores} cores allow at that cost | | "
-                 + " | ".join(f"{1000 * cores / totals[label]:.1f}" for label in labels) + " |")
-    lines.append("| window: results / s | | " + " | ".join(
-        f"{run['frames']} / {run['seconds']:.1f}" for run in runs.values()) + " |")
     own = {label: sum(run["ms"][stage] for stage in OWN_WORK) for label, run in runs.items()}
     lines += ["", "A pipeline must " + ", ".join(OWN_WORK[:-1]) + f" and {OWN_WORK[-1]} every frame on the same "
               "cores as the model: " + "; ".join(f"{own[label]:.2f} ms {label}" for label in labels) + ". So even "
@@ -835,6 +860,19 @@ def render_stages(found: Findings, limit: float) -> list[str]:
               "reaches at most the limit's CPU per frame / (that + its own work) = " + "; ".join(
                   f"**{limit_ms / (limit_ms + own[label]):.3f}** {label}" for label in labels) + " of the limit."]
     return lines
+
+
+def render_file_stages(found: Findings, limit: float) -> list[str]:
+    runs = {f"{label.split()[0]}, {run['count']}": run["stages"]
+            for label, group in found.files.items() for run in group if run.get("stages")}
+    if not runs:
+        return []
+    cores = os.cpu_count() or 1
+    return ["", "Where the CPU goes with N pipelines (columns: inference service, N): each thread's CPU time in the "
+            "worker's tree over the window (from a second after the last pipeline's first result to half a second "
+            "before the first one's last, samples every 0.5 s), per result of all pipelines, in ms; idle prefork "
+            f"slots count in the rest. The limit spends {1000 * cores / limit:.1f} ms per frame.", "",
+            *stage_table(runs)]
 
 
 def _marginal(runs: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
@@ -881,7 +919,7 @@ def render_files(found: Findings, concurrency: int, seconds: float) -> list[str]
               f"saves. Goal ratio ≥ {GOAL_RATIO} on the aggregate: " + "; ".join(
                   f"{label} with {run['count']}: {found.ratio_verdict(run['aggregate_fps'] / limit)}"
                   for label, runs in found.files.items() for run in runs) + "."]
-    return lines
+    return lines + render_file_stages(found, limit)
 
 
 def render_live(found: Findings, batch_ms: float) -> list[str]:

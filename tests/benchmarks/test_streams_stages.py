@@ -30,7 +30,7 @@ def test_each_thread_counts_for_its_stage_per_result_of_the_window() -> None:
     samples = [_sample(t, t) for t in (0.5, 1.0, 2.0, 3.0, 4.0, 4.6)]
     samples[-1][1][(PIPELINE, 308)] = ("source-1", 99.0)  # appeared after the window began: left out
     results = [Result(written=0.5 + i / 100, latency=0.0) for i in range(500)]  # 100 fps from 0.5 s to 5.49 s
-    stages = stage_cpu(samples, results, SERVICE)
+    stages = stage_cpu(samples, [results], SERVICE)
     # window: first sample >= first result + 1 s (2.0), last sample <= last result - 0.5 s (4.6): 2.6 s
     assert stages["seconds"] == pytest.approx(2.6) and stages["frames"] == 260
     per_cpu_second = 1000 * 2.6 / 260  # ms per result for a thread whose CPU grows 1 s per second
@@ -46,7 +46,7 @@ def test_without_the_service_a_pipelines_inference_threads_are_its_model_runs() 
         for key in [key for key in threads if key[0] == SERVICE]:
             del threads[key]
     results = [Result(written=i / 100, latency=0.0) for i in range(400)]
-    stages = stage_cpu(samples, results, None)
+    stages = stage_cpu(samples, [results], None)
     assert stages["ms"]["model runs"] == pytest.approx(0.5 * 1000 / 100)
     assert stages["ms"]["hand-off to the service"] == 0
 
@@ -63,4 +63,14 @@ def test_no_verdict_on_the_ratio_goal_when_the_limit_moved_during_the_run() -> N
 def test_a_run_too_short_for_a_steady_window_has_no_split() -> None:
     samples = [_sample(t, t) for t in (0.0, 0.5, 1.0)]
     results = [Result(written=0.2 + i / 100, latency=0.0) for i in range(100)]  # 0.2 s to 1.19 s
-    assert stage_cpu(samples, results, SERVICE) is None
+    assert stage_cpu(samples, [results], SERVICE) is None
+
+
+def test_with_several_pipelines_the_window_is_when_all_of_them_run_and_counts_all_their_results() -> None:
+    samples = [_sample(t, t) for t in (1.0, 2.0, 2.5, 3.0, 4.0, 5.0)]
+    early = [Result(written=0.0 + i / 50, latency=0.0) for i in range(230)]  # 50 fps, 0.0 s to 4.58 s
+    late = [Result(written=1.5 + i / 50, latency=0.0) for i in range(250)]  # 50 fps, 1.5 s to 6.48 s
+    stages = stage_cpu(samples, [early, late], SERVICE)
+    # window: first sample >= 1.5 + 1 s (2.5), last sample <= 4.58 - 0.5 s (4.0): 1.5 s, 75 results each
+    assert stages["seconds"] == pytest.approx(1.5) and stages["frames"] == 150
+    assert stages["ms"]["model runs"] == pytest.approx(20 * 1000 * 1.5 / 150)

@@ -138,8 +138,14 @@ class Clock:
 
 @pytest.fixture
 def record(redis_client: redis.Redis) -> redis.Redis:
+    """The task's record, and someone watching its preview (as the HTTP API marks it)."""
     redis_client.hset(keys.pipeline_record(PIPELINE), mapping={"epoch": "3", "owner": OWNER})
+    _watch(redis_client)
     return redis_client
+
+
+def _watch(client: redis.Redis) -> None:
+    client.set(keys.pipeline_preview_watched(PIPELINE), "1", ex=keys.PREVIEW_WATCH_TTL)
 
 
 @pytest.fixture
@@ -205,6 +211,7 @@ def test_a_missing_record_skips_the_preview_and_the_next_one_is_tried(
     redis_client: redis.Redis, publishers: list[PreviewPublisher]
 ) -> None:
     clock = Clock()
+    _watch(redis_client)
     publisher = _publisher(redis_client, publishers, clock)
     frames, result = _round([_frame()], [{"predictions": []}])
     publisher.observe(frames, result)
@@ -226,6 +233,34 @@ def test_several_sources_share_one_preview(record: redis.Redis, publishers: list
     jpeg = record.get(keys.pipeline_preview(PIPELINE))
     assert isinstance(jpeg, bytes)
     assert _decode(jpeg).shape == (180, 480, 3)  # two 240x180 tiles side by side
+
+
+def test_nothing_is_drawn_while_nobody_watches_and_the_grid_keeps_every_source(
+    redis_client: redis.Redis, publishers: list[PreviewPublisher]
+) -> None:
+    redis_client.hset(keys.pipeline_record(PIPELINE), mapping={"epoch": "3", "owner": OWNER})
+    clock = Clock()
+    publisher = _publisher(redis_client, publishers, clock)
+    image = _frame()
+    both = _round([image, image], [{"predictions": []}, {"predictions": [_box(300, 300, 80, 80)]}])
+    publisher.observe(*both)
+    wait_until(lambda: publisher.stats().unwatched == 1, timeout=10)
+    clock.now += 5
+    publisher.observe(*both)
+    wait_until(lambda: publisher.stats().unwatched == 2, timeout=10)
+    stats = publisher.stats()
+    assert stats.taken == 2 and stats.published == stats.skipped == 0 and stats.mean_ms == 0  # never drawn
+    assert redis_client.get(keys.pipeline_preview(PIPELINE)) is None
+
+    _watch(redis_client)  # someone looks: the next due round is published
+    clock.now += 1
+    first_only = _round([image], [{"predictions": []}])
+    publisher.observe(*first_only)
+    wait_until(lambda: publisher.stats().published == 1, timeout=10)
+    jpeg = redis_client.get(keys.pipeline_preview(PIPELINE))
+    assert isinstance(jpeg, bytes)
+    assert _decode(jpeg).shape == (180, 480, 3)  # both sources' tiles: the unwatched rounds were remembered
+    assert publisher.stats().unwatched == 2
 
 
 # ----------------------------------------------------------------- in the engine

@@ -1,12 +1,15 @@
 """The dashboard's routes through real HTTP: the page and its files, the snapshot, the preview JPEG."""
 
 import re
+import threading
+import time
 
 import cv2
 import httpx
 import numpy as np
 import redis
 
+from services.api.dashboard import FIRST_PREVIEW_POLL, FIRST_PREVIEW_WAIT
 from services.core import keys
 from tests.api.conftest import ApiFactory, ServedApi
 from tests.manager.conftest import RunningManager
@@ -75,6 +78,8 @@ def test_the_snapshot_lists_each_pipeline_with_device_owner_and_metrics(
     assert source["e2e_latency"] == 0.03 and source["state"] == "RUNNING"
     assert "pass@" not in empty.text + str(snapshot)
 
+    # Listed on the page, the pipeline is watched: its task publishes previews while the mark lasts.
+    assert 0 < redis_client.ttl(keys.pipeline_preview_watched(pipeline_id)) <= keys.PREVIEW_WATCH_TTL
     redis_client.set(keys.pipeline_preview(pipeline_id), _jpeg(), ex=10)
     assert api.http.get("/dashboard/api/pipelines").json()["pipelines"][0]["has_preview"] is True
 
@@ -102,20 +107,63 @@ def test_the_preview_is_the_stored_jpeg(
 ) -> None:
     api = _api_with_redis(manager, serve_api, redis_server)
     jpeg = _jpeg()
+    redis_client.hset(keys.pipeline_record("p1"), "state", "RUNNING")
     redis_client.set(keys.pipeline_preview("p1"), jpeg, ex=10)
     response = api.http.get("/inference_pipelines/p1/preview.jpg")
     assert response.status_code == 200
     assert response.headers["content-type"] == "image/jpeg"
     assert response.headers["cache-control"] == "no-store"
     assert response.content == jpeg
+    # The read marks the pipeline watched: its task keeps publishing previews for PREVIEW_WATCH_TTL.
+    assert 0 < redis_client.ttl(keys.pipeline_preview_watched("p1")) <= keys.PREVIEW_WATCH_TTL
+
+
+def test_the_first_read_of_an_unwatched_preview_waits_for_it(
+    manager: RunningManager, serve_api: ApiFactory, redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    api = _api_with_redis(manager, serve_api, redis_server)
+    redis_client.hset(keys.pipeline_record("p2"), "state", "RUNNING")
+    jpeg = _jpeg()
+    # The task publishes once it sees the watch (here: once the read has marked it).
+    publisher = threading.Thread(target=_publish_once_watched, args=(redis_client, "p2", jpeg), daemon=True)
+    publisher.start()
+    response = api.http.get("/inference_pipelines/p2/preview.jpg")
+    publisher.join(5)
+    assert response.status_code == 200 and response.content == jpeg
+
+
+def _publish_once_watched(client: redis.Redis, pipeline_id: str, jpeg: bytes) -> None:
+    deadline = time.monotonic() + 5
+    while not client.exists(keys.pipeline_preview_watched(pipeline_id)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)  # drawing it
+    client.set(keys.pipeline_preview(pipeline_id), jpeg, ex=10)
+
+
+def test_a_watched_pipeline_without_a_preview_is_a_404_at_once(
+    manager: RunningManager, serve_api: ApiFactory, redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    api = _api_with_redis(manager, serve_api, redis_server)
+    redis_client.hset(keys.pipeline_record("p3"), "state", "PAUSED")  # muted: no preview comes
+    redis_client.set(keys.pipeline_preview_watched("p3"), "1", ex=5)  # watched for 5 s already
+    started = time.monotonic()
+    response = api.http.get("/inference_pipelines/p3/preview.jpg")
+    assert response.status_code == 404 and time.monotonic() - started < FIRST_PREVIEW_WAIT
+    assert redis_client.ttl(keys.pipeline_preview_watched("p3")) > 5  # the watch goes on
+
+    redis_client.delete(keys.pipeline_preview_watched("p3"))  # a young watch: waits for the first, then 404
+    started = time.monotonic()
+    assert api.http.get("/inference_pipelines/p3/preview.jpg").status_code == 404
+    assert time.monotonic() - started >= FIRST_PREVIEW_WAIT - FIRST_PREVIEW_POLL
 
 
 def test_no_preview_is_a_404_in_the_newer_error_body(
-    manager: RunningManager, serve_api: ApiFactory, redis_server: RedisServer
+    manager: RunningManager, serve_api: ApiFactory, redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
     api = _api_with_redis(manager, serve_api, redis_server)
     response = api.http.get(f"/inference_pipelines/{UNKNOWN}/preview.jpg")
     assert response.status_code == 404
+    assert not redis_client.exists(keys.pipeline_preview_watched(UNKNOWN))  # no record: nothing written
     assert response.headers["content-type"] == "application/json"
     body = response.json()
     assert set(body) == {"message", "error_type", "inner_error_type", "inner_error_message", "context"}

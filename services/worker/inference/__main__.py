@@ -16,6 +16,7 @@ from pathlib import Path
 from types import FrameType
 
 from services.core import logs
+from services.infra.os_threads import name_os_thread
 from services.worker.cores import usable_cores
 from services.worker.detection.detector import SessionRunner, load_runner
 from services.worker.inference.server import InferenceServer
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _preload(service: InferenceService, model_ids: tuple[str, ...]) -> None:
+    name_os_thread()
     for model_id in model_ids:
         try:
             service.load(model_id)
@@ -77,6 +79,7 @@ def _preload(service: InferenceService, model_ids: tuple[str, ...]) -> None:
 
 
 def _watch_parent(parent: int, server: InferenceServer) -> None:
+    name_os_thread()
     while os.getppid() == parent:
         time.sleep(1.0)
     log.warning("the worker (pid %d) is gone: stopping", parent)

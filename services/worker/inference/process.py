@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+from services.infra.os_threads import name_os_thread
 from services.worker.inference import SOCKET_ENV
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class InferenceServiceProcess:
         self._max_backoff = max_backoff
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._supervise, name="inference-service", daemon=True)
+        self._thread = threading.Thread(target=self._supervise, name="service-watch", daemon=True)
         self.starts = 0
 
     @property
@@ -61,6 +62,7 @@ class InferenceServiceProcess:
         os.environ.pop(SOCKET_ENV, None)
 
     def _supervise(self) -> None:
+        name_os_thread()
         backoff = self._initial_backoff
         while not self._stopping.is_set():
             command = [sys.executable, "-m", "services.worker.inference", "--socket", str(self.socket_path),

@@ -300,6 +300,7 @@ class InferenceService:
                          name=f"live-session-{model.spec.model_id}").start()
 
     def _latency_load(self, model: _Model, loader: Loader) -> None:
+        name_os_thread()
         started = time.monotonic()
         try:
             runner: ModelRunner | None = loader(model.spec)

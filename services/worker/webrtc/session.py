@@ -49,6 +49,7 @@ from av import VideoFrame as AVVideoFrame
 
 from services.core.errors import InvalidPayloadError, OperationError, StreamManagerError
 from services.core.redaction import redact_text
+from services.infra.os_threads import name_os_thread
 from services.worker.engine.capture import CaptureOptions, SourceConnectionError, SourceKind, classify
 from services.worker.webrtc.inbox import FPS_PROBE_FRAMES, FrameInbox
 from services.worker.webrtc.network import SessionLoop, install_address_hook
@@ -216,6 +217,7 @@ class WebRTCSession:
     # ----------------------------------------------------------------- loop thread
 
     def _run_loop(self) -> None:
+        name_os_thread()
         loop = self._loop
         asyncio.set_event_loop(loop)
         loop.call_soon(self._started.set)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from services.core.redaction import redact_text
+from services.infra.os_threads import name_os_thread
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ class BackgroundRunner:
         thread.start()
 
     def _work(self) -> None:
+        name_os_thread()
         while (job := self._next_job()) is not None:
             failed = not self._run(job)
             with self._lock:
