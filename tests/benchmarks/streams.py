@@ -262,14 +262,25 @@ STAGES = (
 
 
 def thread_cpu(processes: list[psutil.Process]) -> dict[ThreadKey, tuple[str, float]]:
-    """Every thread of ``processes``: its OS name and user + system CPU seconds so far."""
+    """Every thread of ``processes``: its OS name and CPU seconds so far.
+
+    The CPU time is the scheduler's own count in nanoseconds (``/proc/<pid>/task/<tid>/schedstat``),
+    not user + system time: those are whole clock ticks (10 ms), so the dozens of threads that each
+    run a few milliseconds a second (a service's connection per pipeline thread, the heartbeats) would
+    read as nothing over a window of seconds. Without schedstat (a kernel built without it), the ticks.
+    """
     found = {}
     for process in processes:
         with contextlib.suppress(psutil.Error):
             for thread in process.threads():
+                task = Path(f"/proc/{process.pid}/task/{thread.id}")
                 with contextlib.suppress(OSError):  # a thread that ended meanwhile
-                    name = Path(f"/proc/{process.pid}/task/{thread.id}/comm").read_text().strip()
-                    found[(process.pid, thread.id)] = (name, thread.user_time + thread.system_time)
+                    name = (task / "comm").read_text().strip()
+                    try:
+                        cpu = int((task / "schedstat").read_text().split()[0]) / 1e9
+                    except FileNotFoundError:
+                        cpu = thread.user_time + thread.system_time
+                    found[(process.pid, thread.id)] = (name, cpu)
     return found
 
 

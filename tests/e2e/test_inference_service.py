@@ -104,9 +104,9 @@ def test_pipelines_of_a_worker_share_one_model_load_and_their_frames_are_batched
     busy = [names for names in map(_thread_names, pool) if "post" in names]
     assert len(busy) == 3, f"three pipeline processes with named stages: {[sorted(n) for n in busy]}"
     assert all({"source-0", "collector", "inference-0", "post", "sink-redis_stre"} <= names for names in busy)
-    # The heartbeat thread and the worker's own threads too (make bench counts a pipeline process's unnamed
+    # The control listener and the worker's own threads too (make bench counts a pipeline process's unnamed
     # threads as FFmpeg's, so as decode).
-    assert all(any(name.startswith("beat-") for name in names) for names in busy)
+    assert all(any(name.startswith("control-") for name in names) for names in busy)
     worker = _thread_names(psutil.Process(stack.workers["shared"].pid))
     assert {"registration", "service-watch"} <= worker, sorted(worker)
 

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -22,6 +23,7 @@ from services.worker.ownership import Ownership
 from services.worker.supervisor import Options, Supervisor
 from tests.support.pipelines import create_record, read_record
 from tests.support.redis_server import RedisServer, running_redis
+from tests.support.waiting import wait_until
 
 SPEC = json.dumps({"video_references": ["rtsp://camera/stream"], "model_id": "m/1", "device": "cpu"})
 REPORT = json.dumps({"reported_at": 1.0})
@@ -225,3 +227,14 @@ def test_a_record_restored_after_data_loss_comes_back_confirmed(server: RedisSer
     restored = read_record(client, record.pipeline_id)
     assert restored.confirm_by == 0.0 and restored.state is PipelineState.RUNNING
     assert not client.hexists(keys.pipeline_record(record.pipeline_id), "confirm_by")
+
+
+def test_the_heartbeat_while_building_runs_on_a_thread_named_for_the_pipeline(client: redis.Redis) -> None:
+    ownership = owned(client)
+    with ownership.beating():
+        beats = [thread for thread in threading.enumerate() if thread.name == f"beat-{ownership.pipeline_id}"]
+        assert len(beats) == 1 and beats[0].native_id is not None
+        # Named at the OS level too (top -H, /proc), cut to the kernel's 15 bytes; set as the thread starts.
+        comm = Path(f"/proc/self/task/{beats[0].native_id}/comm")
+        wait_until(lambda: comm.read_text().strip() == f"beat-{ownership.pipeline_id}"[:15], timeout=5)
+    assert not beats[0].is_alive()
