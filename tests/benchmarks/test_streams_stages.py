@@ -54,10 +54,22 @@ def test_without_the_service_a_pipelines_inference_threads_are_its_model_runs() 
 def test_no_verdict_on_the_ratio_goal_when_the_limit_moved_during_the_run() -> None:
     steady = Findings(grid={"cells": [{"fps": 70.0, "batch": 1}, {"fps": 60.0, "batch": 2}]}, limit_after={"fps": 68.0})
     assert steady.limit() == 69.0 and steady.drift() == pytest.approx(2 / 70)
-    assert steady.ratio_verdict(0.96) == "met" and steady.ratio_verdict(0.90) == "**NOT met**"
+    assert steady.ratio_verdict(0.96, {}) == "met" and steady.ratio_verdict(0.90, {}) == "**NOT met**"
     drifted = Findings(grid={"cells": [{"fps": 71.7, "batch": 1}]}, limit_after={"fps": 55.7})
-    assert drifted.ratio_verdict(1.02) == drifted.ratio_verdict(0.5) == "not judged (the limit moved 22%)"
+    unjudged = "not judged (the limit moved 22% around it)"
+    assert drifted.ratio_verdict(1.02, {}) == drifted.ratio_verdict(0.5, {}) == unjudged
     assert Findings(grid={"cells": [{"fps": 50.0, "batch": 1}]}).drift() == 0.0  # not re-measured yet
+
+
+def test_a_run_with_its_own_bracket_is_judged_against_the_limit_around_it() -> None:
+    drifted = Findings(grid={"cells": [{"fps": 71.7, "batch": 1}]}, limit_after={"fps": 55.7})
+    steady_run = {"limit": (60.0, 62.0)}  # the host was slow but steady around this run
+    assert drifted.run_limit(steady_run) == 61.0
+    assert drifted.ratio_verdict(58.5 / 61.0, steady_run) == "met"
+    assert drifted.ratio_verdict(55.0 / 61.0, steady_run) == "**NOT met**"
+    moving_run = {"limit": (70.0, 60.0)}
+    assert drifted.ratio_verdict(1.0, moving_run) == "not judged (the limit moved 14% around it)"
+    assert drifted.run_limit({}) == drifted.limit()  # no bracket: the whole run's limit
 
 
 def test_a_run_too_short_for_a_steady_window_has_no_split() -> None:
