@@ -158,6 +158,7 @@ def _pipeline_config(spec: PipelineSpec, settings: WorkerSettings, shared: bool)
         max_fps=spec.max_fps,
         properties=dict(spec.video_source_properties or {}),
         backoff=BackoffPolicy(initial=settings.reconnect_initial_delay, cap=settings.reconnect_max_delay),
+        decode_threads=settings.decode_threads,
     )
     return PipelineConfig(
         video_references=tuple(spec.video_references),

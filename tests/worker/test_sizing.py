@@ -37,3 +37,16 @@ def test_service_sizing_and_rounds_in_flight(monkeypatch: pytest.MonkeyPatch, en
 def test_sizing_settings_refuse_negative_values() -> None:
     with pytest.raises(ValueError, match="inference_runners"):
         WorkerSettings(inference_runners=-1)
+
+
+def test_decode_threads_reach_every_source_of_a_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.core.plan import PipelineSpec
+    from services.worker.assembly import _pipeline_config
+
+    monkeypatch.delenv("WORKER_DECODE_THREADS", raising=False)
+    spec = PipelineSpec(video_references=["rtsp://camera/1", "data/media/vtest.avi"], model_id="m/1")
+    assert _pipeline_config(spec, WorkerSettings(), shared=True).source.decode_threads == 0  # FFmpeg's count
+    monkeypatch.setenv("WORKER_DECODE_THREADS", "1")
+    assert _pipeline_config(spec, WorkerSettings(), shared=True).source.decode_threads == 1
+    with pytest.raises(ValueError, match="decode_threads"):
+        WorkerSettings(decode_threads=-1)

@@ -152,6 +152,7 @@ class CaptureOptions:
     properties: Mapping[str, float] = field(default_factory=dict)
     # Set for live streams paced by max_fps: they may be read by PyAV, decoding only what is taken.
     max_fps: float | None = None
+    decode_threads: int = 0  # FFmpeg's decoding threads (0: its automatic count; cameras: not applied)
 
 
 Opener = Callable[[str | int, CaptureOptions], Capture]
@@ -237,6 +238,8 @@ def open_capture(reference: str | int, options: CaptureOptions) -> Capture:
             cv2.CAP_PROP_READ_TIMEOUT_MSEC,
             int(options.read_timeout * 1000),
         ]
+        if options.decode_threads > 0:
+            params += [cv2.CAP_PROP_N_THREADS, options.decode_threads]
         capture = cv2.VideoCapture(str(reference), cv2.CAP_FFMPEG, params)
     if not capture.isOpened():
         capture.release()

@@ -50,8 +50,9 @@ grab); what it costs depends on the decode path:
   ``pyav-all`` for good.
 
 In every path a frame FFmpeg flags corrupt is not delivered (``retrieve`` fails: the source counts
-``decode_error``). The decoder keeps FFmpeg's default threads (frame and slice, as OpenCV's): a
-packet decoded alone is drained out of it and the decoder flushed, so no frame is held back.
+``decode_error``). The decoder has ``WORKER_DECODE_THREADS`` threads (default 0: FFmpeg's automatic
+frame and slice threads, as OpenCV's): a packet decoded alone is drained out of it and the decoder
+flushed, so no frame is held back by frame threads.
 
 What stays with OpenCV
 ----------------------
@@ -116,7 +117,7 @@ def open_pyav(reference: str, options: CaptureOptions, interval: float) -> "PyAV
         stream = container.streams.video[0]
         if stream.codec_context.codec is None or not stream.codec_context.width:
             raise LookupError("no decoder")
-        return PyAVCapture(container, stream, interval)
+        return PyAVCapture(container, stream, interval, options.decode_threads)
     except (LookupError, av.error.FFmpegError):
         container.close()
         return None
@@ -125,11 +126,13 @@ def open_pyav(reference: str, options: CaptureOptions, interval: float) -> "PyAV
 class PyAVCapture:
     """One opened stream read packet by packet; see the module docstring for what is decoded."""
 
-    def __init__(self, container: InputContainer, stream: VideoStream, interval: float) -> None:
+    def __init__(self, container: InputContainer, stream: VideoStream, interval: float, threads: int = 0) -> None:
         self._container = container
         self._stream = stream
         self._context = stream.codec_context
-        self._context.thread_type = "AUTO"  # FFmpeg's default (frame and slice threads), as OpenCV's
+        self._context.thread_type = "AUTO"  # frame and slice threads, as OpenCV's ...
+        if threads > 0:
+            self._context.thread_count = threads  # ... as many as WORKER_DECODE_THREADS (0: FFmpeg's count)
         self._time_base = float(stream.time_base) if stream.time_base else 0.0
         self._interval = interval
         self._intra = bool(self._context.codec.intra_only)

@@ -110,10 +110,13 @@ class SourceConfig:
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
     open_timeout: float = 5.0
     read_timeout: float = 5.0
+    decode_threads: int = 0  # FFmpeg's decoding threads (0: its automatic count)
 
     def __post_init__(self) -> None:
         if self.buffer_size < 1:
             raise ValueError("buffer_size must be >= 1")
+        if self.decode_threads < 0:
+            raise ValueError("decode_threads must be >= 0")
         if self.max_fps is not None and self.max_fps <= 0:
             raise ValueError("max_fps must be > 0")
         self._check_mode()
@@ -176,7 +179,8 @@ class VideoSource:
         self._config = config
         # Only live streams may decode fewer frames for max_fps: files deliver every frame (paced).
         paced = config.max_fps if self._kind is SourceKind.STREAM else None
-        self._options = CaptureOptions(config.open_timeout, config.read_timeout, dict(config.properties), paced)
+        self._options = CaptureOptions(config.open_timeout, config.read_timeout, dict(config.properties), paced,
+                                       config.decode_threads)
         self._filling, self._consumption = config.strategies(self._kind.is_live)
         self._buffer: FrameBuffer[VideoFrame] = FrameBuffer(
             self._capacity(config), self._filling, self._consumption

@@ -1,3 +1,4 @@
+import os
 import time
 from pathlib import Path
 
@@ -87,3 +88,27 @@ def test_unreachable_stream_fails_fast_and_redacted() -> None:
     assert time.monotonic() - started < 3
     assert "hunter2" not in str(error.value)
     assert "127.0.0.1" in str(error.value)
+
+
+def _threads() -> int:
+    return len(list(Path("/proc/self/task").iterdir()))
+
+
+def _decoding_threads(vtest: Path, decode_threads: int) -> int:
+    """Threads the process gains while a capture with ``decode_threads`` decodes its first frames."""
+    before = _threads()
+    capture = open_capture(str(vtest), CaptureOptions(decode_threads=decode_threads))
+    try:
+        for _ in range(5):
+            assert capture.read()[0]
+        return _threads() - before
+    finally:
+        capture.release()
+
+
+def test_a_source_decodes_on_as_many_threads_as_configured(vtest: Path) -> None:
+    _decoding_threads(vtest, 1)  # anything OpenCV starts once per process, started before counting
+    assert _decoding_threads(vtest, 1) == 0  # FFmpeg decodes on the reading thread
+    assert _decoding_threads(vtest, 2) >= 1  # FFmpeg's frame / slice threads
+    if (os.cpu_count() or 1) > 1:
+        assert _decoding_threads(vtest, 0) >= 1  # 0, the default: FFmpeg's automatic count, one per core

@@ -418,3 +418,19 @@ def test_pipeline_at_max_fps_1_processes_keyframes_decoded_alone(
     assert any(prediction["class"] == "person" for outputs, _ in entries for prediction in outputs[0]["predictions"])
     assert entries[-1][0][0]["image"] == {"width": SIZE[0], "height": SIZE[1]}
     assert report["sources_metadata"][0]["frames_decoded"] >= stats.frames_decoded  # ids count every grab
+
+
+def test_the_decoder_has_as_many_threads_as_configured(clips: dict[str, Path]) -> None:
+    for threads in (1, 3):
+        capture = open_pyav(str(clips["gop10.ts"]), CaptureOptions(decode_threads=threads), 1.0)
+        assert capture is not None
+        try:
+            assert capture._context.thread_count == threads
+        finally:
+            capture.release()
+    automatic = open_pyav(str(clips["gop10.ts"]), CaptureOptions(decode_threads=0), 1.0)
+    assert automatic is not None
+    try:
+        assert automatic._context.thread_count == 0  # FFmpeg's own count, decided when it opens the codec
+    finally:
+        automatic.release()
