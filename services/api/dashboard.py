@@ -189,8 +189,7 @@ class Dashboard:
         young: bool | None = None  # whether the watch began less than FIRST_PREVIEW_WAIT ago
         while True:
             try:
-                found = await asyncio.wait_for(self._watch(self._connection(), pipeline_id, image=True),
-                                               self._timeout)
+                found = await asyncio.wait_for(self._watch(pipeline_id, image=True), self._timeout)
             except (RedisError, OSError, TimeoutError) as exc:
                 raise HTTPException(503, self._redis_failure(exc)) from exc
             if found and isinstance(found[1], bytes):
@@ -202,13 +201,14 @@ class Dashboard:
                                          "previews disabled on its worker)")
             await asyncio.sleep(FIRST_PREVIEW_POLL)
 
-    async def _watch(self, client: Any, pipeline_id: str, image: bool) -> Any:
-        """The watch script on ``client`` (the connection, or a pipeline that queues it: then the pipeline)."""
-        self._connection()
+    async def _watch(self, pipeline_id: str, image: bool, pipe: Any = None) -> Any:
+        """The watch script's reply, or with ``pipe`` the script queued on that pipeline."""
+        connection = self._connection()
         assert self._watch_script is not None
         names = [keys.pipeline_record(pipeline_id), keys.pipeline_preview_watched(pipeline_id),
                  keys.pipeline_preview(pipeline_id)]
-        return await self._watch_script(keys=names, args=[keys.PREVIEW_WATCH_TTL, int(image)], client=client)
+        return await self._watch_script(keys=names, args=[keys.PREVIEW_WATCH_TTL, int(image)],
+                                        client=pipe if pipe is not None else connection)
 
     async def aclose(self) -> None:
         if self._redis is not None:
@@ -223,7 +223,7 @@ class Dashboard:
             async with self._connection().pipeline(transaction=False) as pipe:
                 for pipeline in pipelines:
                     pipe.hmget(keys.pipeline_record(pipeline.pipeline_id), ["device", "owner"])
-                    await self._watch(pipe, pipeline.pipeline_id, image=False)  # the page shows every preview
+                    await self._watch(pipeline.pipeline_id, image=False, pipe=pipe)  # the page shows every preview
                 replies = await asyncio.wait_for(pipe.execute(), self._timeout)
         except (RedisError, OSError, TimeoutError) as exc:
             return self._redis_failure(exc)
