@@ -90,18 +90,19 @@ def test_unreachable_stream_fails_fast_and_redacted() -> None:
     assert "127.0.0.1" in str(error.value)
 
 
-def _threads() -> int:
-    return len(list(Path("/proc/self/task").iterdir()))
+def _threads() -> set[str]:
+    return {task.name for task in Path("/proc/self/task").iterdir()}
 
 
 def _decoding_threads(vtest: Path, decode_threads: int) -> int:
-    """Threads the process gains while a capture with ``decode_threads`` decodes its first frames."""
+    """Threads started while a capture with ``decode_threads`` opens and decodes its first frames (new
+    thread ids: a thread of another test that ends meanwhile does not count)."""
     before = _threads()
     capture = open_capture(str(vtest), CaptureOptions(decode_threads=decode_threads))
     try:
         for _ in range(5):
             assert capture.read()[0]
-        return _threads() - before
+        return len(_threads() - before)
     finally:
         capture.release()
 
