@@ -5,8 +5,10 @@ limit first and every other figure against it, in the same run (this machine's s
 
 1. **The limit**: ``session.run`` alone on pre-processed frames of vtest.avi, over a grid of runs at
    once (threads each calling ``run`` on ONE shared session, or each on its own session) x
-   onnxruntime intra-op threads x batch size; the best cell is the limit, re-measured after the
-   stack runs (the ratios use the mean of both).
+   onnxruntime intra-op threads x batch size; the best cell is the limit. It is measured again (5 s,
+   the stack idle) just before and just after each run of parts 2 and 3, whose ratio uses the mean of
+   that bracket and is judged only when its two ends agree within ``LIMIT_DRIFT`` (``LimitProbe``).
+   Parts 2 and 3 also split the worker tree's CPU per result by stage (threads by OS name, schedstat).
 2. **One pipeline on the file**, every frame, INIT -> last result through the real stack
    (redis-server, ``python -m services.manager``, one ``python -m services.worker``).
 3. **1, 4, 16 pipelines** on one worker with 16 prefork slots, the file, every frame: aggregate fps
