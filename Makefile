@@ -58,6 +58,7 @@ bench: setup
 	$(PY) -m tests.benchmarks.workflows --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.decode --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.streams --output docs/benchmarks.md
+	$(PY) -m tests.benchmarks.idle --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.cpu_limit --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.control --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.fleet --output docs/benchmarks.md

@@ -31,7 +31,6 @@ DROP_ADAPTIVE = "adaptive"
 DROP_EAGER_SKIP = "eager_skip"
 
 _RATE_SAMPLES = 1024  # bounds the rate bookkeeping whatever the frame rate
-_WAIT_SLICE = 0.5  # producers/consumers re-check the closed flag at least this often
 
 
 class _RateMeter:
@@ -72,6 +71,7 @@ class FrameBuffer(Generic[T]):
         self._dropped: Counter[str] = Counter()
         self._offered = _RateMeter(rate_window)
         self._taken = _RateMeter(rate_window)
+        self._wakers: list[threading.Event] = []
 
     @property
     def maxsize(self) -> int:
@@ -109,7 +109,7 @@ class FrameBuffer(Generic[T]):
                 remaining = deadline - time.monotonic()
                 if self._closed or remaining <= 0:
                     return None
-                self._cond.wait(min(remaining, _WAIT_SLICE))
+                self._cond.wait(remaining)  # an item, close() and clear() notify: no polling
             if self._consumption is BufferConsumptionStrategy.EAGER and len(self._items) > 1:
                 self._dropped[DROP_EAGER_SKIP] += len(self._items) - 1
                 item = self._items.pop()
@@ -125,6 +125,15 @@ class FrameBuffer(Generic[T]):
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+            self._wake()
+
+    def wake_on_change(self, event: threading.Event) -> None:
+        """Sets ``event`` whenever an item arrives or the buffer closes (a consumer of several buffers
+        waits on one event instead of polling each)."""
+        with self._cond:
+            self._wakers.append(event)
+            if self._items or self._closed:
+                event.set()
 
     def clear(self, reason: str) -> int:
         """Discards every buffered item, counting them under ``reason``."""
@@ -152,7 +161,12 @@ class FrameBuffer(Generic[T]):
     def _append(self, item: T) -> bool:
         self._items.append(item)
         self._cond.notify_all()
+        self._wake()
         return True
+
+    def _wake(self) -> None:
+        for event in self._wakers:
+            event.set()
 
     def _drop_for_room(self, item: T, reason: str) -> bool:
         self._dropped[reason] += 1
@@ -166,7 +180,7 @@ class FrameBuffer(Generic[T]):
         while len(self._items) >= self._maxsize:
             if self._closed:
                 return False
-            self._cond.wait(_WAIT_SLICE)
+            self._cond.wait()  # a get, close() and clear() notify
         if self._closed:
             return False
         return self._append(item)

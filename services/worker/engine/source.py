@@ -232,6 +232,10 @@ class VideoSource:
         """The next frame by the consumption strategy; None on timeout or once finished and drained."""
         return self._buffer.get(timeout)
 
+    def wake_on_change(self, event: threading.Event) -> None:
+        """Sets ``event`` whenever a frame arrives or the source finishes (its buffer closes)."""
+        self._buffer.wake_on_change(event)
+
     def mute(self) -> None:
         """Keeps decoding (the connection stays up, files progress) but discards every frame."""
         with self._lock:
