@@ -17,6 +17,8 @@ from typing import cast
 import numpy as np
 import supervision as sv
 
+from services.worker.detection.detections import detection_ids
+
 # Keys of ``sv.Detections.data`` (the reference's names).
 CLASS_NAME = "class_name"
 DETECTION_ID = "detection_id"
@@ -141,7 +143,7 @@ def detections_on(image: WorkflowImage, xyxy: np.ndarray, confidence: np.ndarray
     root = image.root_origin
     detections.data = {
         CLASS_NAME: names[order],
-        DETECTION_ID: np.array([str(uuid.uuid4()) for _ in range(count)], dtype=object),
+        DETECTION_ID: np.array(detection_ids(count), dtype=object),
         PARENT_ID: np.array([image.parent_id] * count, dtype=object),
         INFERENCE_ID: np.array([inference_id] * count, dtype=object),
         PREDICTION_TYPE: np.array([prediction_type] * count, dtype=object),

@@ -9,7 +9,6 @@ confidence reaches ``confidence``. Presence is then decided on the merged detect
 """
 
 import statistics
-import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import numpy as np
 import supervision as sv
 
 from services.core.workflows.plan import PlanStep
+from services.worker.detection.detections import detection_ids
 from services.worker.workflows import values
 from services.worker.workflows.blocks.base import BlockEnvironment
 from services.worker.workflows.blocks.transforms.lineage import empty_detections
@@ -126,7 +126,7 @@ def to_detections(votes: list[Vote], image_size: Any) -> sv.Detections:
     shared = [key for key in _LINEAGE if all(key in vote.lineage for vote in votes)]
     detections.data = {
         values.CLASS_NAME: np.array([vote.class_name for vote in votes], dtype=object),
-        values.DETECTION_ID: np.array([str(uuid.uuid4()) for _ in votes], dtype=object),
+        values.DETECTION_ID: np.array(detection_ids(len(votes)), dtype=object),
         values.PREDICTION_TYPE: np.array([kind] * len(votes), dtype=object),
         **{key: _column([vote.lineage[key] for vote in votes]) for key in shared},
     }
