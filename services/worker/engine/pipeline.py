@@ -41,6 +41,11 @@ through the same check again here. Better still, such a pipeline takes a turn at
 before it collects a round (``take_turn``, when its processor can): the frames are picked once the
 service has room for them, so they are fresh when a runner takes them and none goes stale waiting.
 
+Waiting costs nothing: a stage thread with nothing to do sleeps on its queue (``_Channel``) until an
+item, room or the end comes, and the collector on its sources' buffers (several sources: one event
+every buffer sets when a frame arrives or the source ends), so a paused or starved pipeline's
+threads do not wake to look at a flag (``make bench``, "Waiting pipelines").
+
 A pipeline ends by itself when every source has finished (files ended) and the queues are drained;
 ``terminate`` ends it from any state within its timeout. ``mute`` keeps sources decoding but
 discards their frames, so no new results appear until ``resume``.
