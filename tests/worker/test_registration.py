@@ -120,7 +120,7 @@ def test_a_pipelines_own_children_count_towards_it(spawn: Spawn) -> None:
     assert measure({pipeline.pid}, psutil.Process()).ram_mb >= BALLAST_MB
 
 
-def test_the_process_table_is_read_once_per_measure_whatever_the_pipelines(
+def test_only_the_workers_tree_is_read_not_the_hosts_process_table(
         spawn: Spawn, monkeypatch: pytest.MonkeyPatch) -> None:
     pipelines = [spawn(), spawn(), spawn(nested=True)]
     scans = []
@@ -132,7 +132,36 @@ def test_the_process_table_is_read_once_per_measure_whatever_the_pipelines(
     usage = measure({pipeline.pid for pipeline in pipelines}, psutil.Process())
 
     assert usage.busy == 3 and usage.ram_mb >= 3 * BALLAST_MB
-    assert scans == ["process_iter"]  # each children() call reads every process of the host
+    assert scans == []  # both read every process of the host
+
+
+def test_the_tree_read_from_proc_is_the_tree_the_process_table_gives(spawn: Spawn) -> None:
+    spawn(), spawn(nested=True)
+    me = os.getpid()
+    from_proc = registration._children_by_parent(me)
+    table = registration._scan_process_table()
+    expected = {me: sorted(table[me])}
+    for child in table[me]:
+        if child in table:
+            expected[child] = sorted(table[child])
+    assert {pid: sorted(kids) for pid, kids in from_proc.items()} == expected
+
+
+def test_without_proc_children_files_the_process_table_is_read(
+        spawn: Spawn, monkeypatch: pytest.MonkeyPatch) -> None:
+    pipeline = spawn(nested=True)
+    monkeypatch.setattr(registration.os.path, "exists", lambda path: False)  # a kernel without the files
+
+    assert measure({pipeline.pid}, psutil.Process()).ram_mb >= BALLAST_MB
+
+
+def test_a_zombie_is_not_a_busy_slot(spawn: Spawn) -> None:
+    zombie = spawn()
+    zombie.kill()
+    wait_until(lambda: psutil.Process(zombie.pid).status() == psutil.STATUS_ZOMBIE, timeout=10)
+
+    assert measure({zombie.pid}, psutil.Process()).busy == 0
+    assert zombie.pid not in registration._children_by_parent(os.getpid()).get(os.getpid(), [])
 
 
 def test_only_live_processes_of_the_worker_are_busy(spawn: Spawn) -> None:
