@@ -78,9 +78,10 @@ def measure(pipeline_pids: Collection[int], worker: psutil.Process, shared_pids:
     tree is read once per call, and only it (``_children_by_parent``): psutil's ``children()`` reads
     the host's whole process table on every call, and asking it for each pipeline's descendants, plus
     reading every PSS on every beat, cost the registration thread 9.3 % of a core with 16 live
-    pipelines on 2 cores (2.2 % with both fixed), growing with pipelines times the host's processes. ``sizes`` keeps each process tree's memory for a few
-    seconds (reading PSS walks a process's page tables: 10 ms for a pipeline process on that busy
-    host); which pids are busy is read afresh on every call.
+    pipelines on 2 cores (2.2 % with both fixed), growing with pipelines times the host's processes.
+    ``sizes`` keeps each process tree's memory for a few seconds (reading PSS walks a process's page
+    tables: 10 ms for a pipeline process on that busy host); which pids are busy is read afresh on
+    every call.
     """
     children = _children_by_parent(worker.pid)
     direct = {worker.pid, *children.get(worker.pid, ())}
