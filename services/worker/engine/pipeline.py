@@ -526,7 +526,12 @@ class InferencePipeline:
         self._inferred.close()
 
     def _guard(self, stage: Callable[[], None]) -> Callable[[], None]:
-        """Run a stage; a crash is reported and ends the pipeline in ERROR instead of hanging it."""
+        """Run a stage; a crash is reported and ends the pipeline in ERROR instead of hanging it.
+
+        The pipeline is over at once (ERROR, ``wait`` returns); then its sources stop and its sinks
+        deliver what they hold and close, as on terminate (which a finished pipeline ignores): a pool
+        process runs the next pipeline after this one, so nothing of this one may go on decoding.
+        """
 
         def run() -> None:
             name_os_thread()
@@ -537,6 +542,8 @@ class InferencePipeline:
                 self._inference_failed(exc)
                 self._halt()
                 self._finish(StreamState.ERROR)
+                self._terminate_sources(1.0)
+                self._close_sinks(2.0)
 
         return run
 

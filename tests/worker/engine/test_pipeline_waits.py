@@ -71,11 +71,23 @@ class _FailingPrepare(SlowRecorder):
         raise RuntimeError("a bug in prepare")
 
 
-def test_a_crashed_stage_wakes_and_ends_the_others(running: list[InferencePipeline]) -> None:
+class _ClosingSink(RoundSink):
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = threading.Event()
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def test_a_crashed_stage_wakes_and_ends_the_others_and_stops_the_sources(running: list[InferencePipeline]) -> None:
     # The inference threads and post sleep on their queues when the collector crashes: closing the
-    # queues is what ends them (they no longer look at the stop flag on their own).
+    # queues is what ends them (they no longer look at the stop flag on their own). The sources and
+    # sinks stop too: terminate() does nothing for a pipeline that is over, and the pool process
+    # goes on to its next pipeline, so an endless camera would otherwise be decoded forever.
     config = PipelineConfig(video_references=("rtsp://127.0.0.1:9/a",), inference_workers=3)
-    pipeline = InferencePipeline(config, _FailingPrepare(delay=0.0), [RoundSink()], source_factory=_live_sources)
+    sink = _ClosingSink()
+    pipeline = InferencePipeline(config, _FailingPrepare(delay=0.0), [sink], source_factory=_live_sources)
     running.append(pipeline)
     pipeline.start()
     assert pipeline.wait(20)
@@ -83,6 +95,12 @@ def test_a_crashed_stage_wakes_and_ends_the_others(running: list[InferencePipeli
     for thread in _stages(pipeline):
         thread.join(10)
         assert not thread.is_alive(), thread.name
+    (source,) = pipeline.sources
+    wait_until(lambda: source.state is StreamState.ENDED, timeout=10)
+    assert source._thread is not None
+    source._thread.join(10)
+    assert not source._thread.is_alive()
+    assert sink.closed.wait(10)
 
 
 def test_a_channel_wakes_its_getter_and_putter_on_close() -> None:
