@@ -27,8 +27,8 @@ class WorkerSettings(BaseSettings):
     inference_workers: int = Field(default=0, ge=0)
     intra_op_threads: int = Field(default=0, ge=0)
     # FFmpeg's decoding threads per video source; 0 = FFmpeg's automatic count (frame and slice
-    # threads, one per core), as before this setting. One thread decodes the sample video for 0.68 ms
-    # of CPU a frame against 0.88 with the automatic threads (1080p H.264: 4.28 against 4.78 ms;
+    # threads, one per core), as before this setting. One thread decodes the sample video for 0.63 ms
+    # of CPU a frame against 0.81 with the automatic threads (1080p H.264: 3.92 against 4.30 ms;
     # docs/benchmarks.md, "Decode cost and max_fps") and adds no frame-thread delay: on a host shared
     # by many streams, 1 saves CPU; a single stream too heavy for one core needs more.
     decode_threads: int = Field(default=0, ge=0)
