@@ -33,10 +33,12 @@ from services.api.security import RequestGuard
 from services.api.settings import ApiSettings
 from services.api.workers import workers_router
 from services.api.workflows import workflows_router
+from services.core import keys
 from services.infra.heap import freeze_startup_heap
 from services.infra.pipeline_reads import StoredReads
 from services.infra.pipelined_redis import PipelinedConnection
 from services.infra.redis_connect import async_client
+from services.infra.tracked_keys import TrackedKeys
 
 DESCRIPTION = """\
 Start, pause (mute), resume, inspect, consume and terminate video inference pipelines run by the
@@ -70,7 +72,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
                                                            socket_connect_timeout=READS_TIMEOUT)
     # The reads go on one pipelined connection of their own (services.infra.pipelined_redis).
     hot = None if reads_redis is None else PipelinedConnection(reads_redis.connection_pool, READS_TIMEOUT)
-    reads = None if reads_redis is None else StoredReads(reads_redis, settings.status_max_age, hot)
+    # LIST is read again only once the index has changed (services.infra.tracked_keys).
+    index = None if reads_redis is None else TrackedKeys(reads_redis.connection_pool, keys.pipelines_index())
+    reads = None if reads_redis is None else StoredReads(reads_redis, settings.status_max_age, hot, index)
     client = PooledManagerClient(settings.manager_host, settings.manager_port, timeout=settings.manager_timeout,
                                  init_timeout=settings.init_timeout, token=token, pool_size=settings.manager_pool_size,
                                  idle_timeout=settings.manager_pool_idle_timeout,
@@ -84,6 +88,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         freeze_startup_heap()  # in each serving process: its app is built (services.infra.heap)
+        if index is not None:
+            index.start()
         yield
         await probe.aclose()
         await dashboard.aclose()
@@ -91,6 +97,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
         await client.aclose()
         if hot is not None:
             await hot.aclose()
+        if index is not None:
+            await index.aclose()
         if reads_redis is not None:
             await reads_redis.aclose()
 

@@ -42,7 +42,7 @@ def encode_frame(payload: bytes) -> bytes:
 
 def encode_message(obj: dict[str, Any]) -> bytes:
     """``obj`` as one frame, serialised like the reference (``json.dumps`` defaults, UTF-8)."""
-    return encode_frame(json.dumps(obj, default=_json_default).encode("utf-8"))
+    return encode_frame(_ENCODER.encode(obj).encode("utf-8"))
 
 
 def _json_default(obj: object) -> Any:
@@ -51,6 +51,10 @@ def _json_default(obj: object) -> Any:
     if isinstance(obj, Enum):
         return obj.value
     raise TypeError(f"Type {type(obj)} not serializable")
+
+
+# json.dumps's defaults, made once: json.dumps builds a new encoder on every call given a ``default``.
+_ENCODER = json.JSONEncoder(default=_json_default)
 
 
 class FrameDecoder:

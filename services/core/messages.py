@@ -10,7 +10,6 @@ requests (named workflows) and the worker requests (``drain_worker``, ``undrain_
 import json
 import random
 import re
-import uuid
 from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, Literal, get_args
 
@@ -236,8 +235,15 @@ def _json_kind(value: object) -> str:
 def new_request_id() -> str:
     """A request id as the reference makes them (a uuid4 string). Its bits come from ``random``, not
     ``os.urandom``: an id names a request in logs and replies, it guards nothing, and the system call
-    per request was 5% of the manager's CPU answering STATUS (py-spy)."""
-    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+    per request was 5% of the manager's CPU answering STATUS (py-spy). Formatted here rather than by
+    ``uuid.UUID`` (the same string, a third of the time)."""
+    digits = "%032x" % (random.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET)
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+
+
+# The version (4) and variant (RFC 4122) bits of a uuid4, as uuid.UUID(version=4) sets them.
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
 
 
 def success_envelope(request_id: str, response: Mapping[str, Any], pipeline_id: str | None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
@@ -55,6 +56,7 @@ class ManagerMetrics:
         self._in_flight = Gauge("vsim_manager_requests_in_flight", "Requests being answered now.",
                                 registry=self.registry)
         self._connections = Gauge("vsim_manager_connections", "TCP clients connected now.", registry=self.registry)
+        self._seconds_by_type: dict[str, Any] = {}
         self._sweep_seconds = Histogram(
             "vsim_manager_reaper_sweep_seconds", "Time the reaper took for one sweep over the live pipelines.",
             buckets=SWEEP_BUCKETS, registry=self.registry)
@@ -69,7 +71,10 @@ class ManagerMetrics:
 
     def answered(self, request_type: str, error_type: str | None, seconds: float) -> None:
         """One request answered: its type (``invalid`` when unparsed), its error type (None: success)."""
-        self._seconds.labels(request_type).observe(seconds)
+        timing = self._seconds_by_type.get(request_type)
+        if timing is None:  # labels() takes a lock and builds a key: once per type (a closed set)
+            timing = self._seconds_by_type[request_type] = self._seconds.labels(request_type)
+        timing.observe(seconds)
         if error_type is not None:  # a task's relayed failure could name anything: keep the label set closed
             known = error_type if error_type in ERROR_TYPES else InternalError.error_type
             self._errors.labels(request_type, known).inc()
@@ -80,11 +85,9 @@ class ManagerMetrics:
     def request_finished(self) -> None:
         self._in_flight.dec()
 
-    def connected(self) -> None:
-        self._connections.inc()
-
-    def disconnected(self) -> None:
-        self._connections.dec()
+    def watch_connections(self, count: Callable[[], int]) -> None:
+        """``vsim_manager_connections`` reads ``count()`` at each scrape (nothing to do per connection)."""
+        self._connections.set_function(lambda: float(count()))
 
     def watch_lease(self, held: Callable[[], bool]) -> None:
         """``vsim_manager_reaper_lease_held`` reads ``held()`` at each scrape."""

@@ -8,8 +8,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from services.core import keys
 from services.infra.pipelined_redis import PipelinedConnection
 from services.infra.redis_connect import bounded_async_client
+from services.infra.tracked_keys import TrackedKeys
 from services.manager.control import Controller
 from services.manager.cursor import ResultsCursor
 from services.manager.dispatch import CeleryDispatcher, Dispatcher
@@ -75,7 +77,9 @@ class ManagerService:
                                                          settings.redis_connect_timeout)
         # LIST and STATUS read on one pipelined connection of their own (services.infra.pipelined_redis).
         self._hot = PipelinedConnection(self._redis.connection_pool, settings.redis_socket_timeout)
-        store = PipelineStore(self._redis, settings.finished_ttl, self._hot)
+        # LIST is read again only once the index has changed (services.infra.tracked_keys).
+        self._index = TrackedKeys(self._redis.connection_pool, keys.pipelines_index())
+        store = PipelineStore(self._redis, settings.finished_ttl, self._hot, self._index)
         services = Services(
             redis=self._redis,
             blocking=self._blocking,
@@ -89,8 +93,8 @@ class ManagerService:
         self.metrics = ManagerMetrics()
         self.metrics_endpoint: MetricsEndpoint | None = None  # started with the server when a port is set
         self.server = StreamManagerServer(settings, Handlers(settings, services), self.metrics)
-        self.reaper = Reaper(settings, PipelineStore(self._reaper_redis, settings.finished_ttl), dispatcher,
-                             self._reaper_redis, on_sweep=self.metrics.reaper_swept)
+        self.reaper = Reaper(settings, PipelineStore(self._reaper_redis, settings.finished_ttl, index=self._index),
+                             dispatcher, self._reaper_redis, on_sweep=self.metrics.reaper_swept)
         self.metrics.watch_lease(lambda: self.reaper.lease.held)
         self._reaper_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -100,6 +104,7 @@ class ManagerService:
         return self.server.port
 
     async def start(self) -> None:
+        self._index.start()
         await self.server.start()
         if self.settings.metrics_port is not None:
             self.metrics_endpoint = serve_metrics(self.metrics, self.settings.metrics_host, self.settings.metrics_port)
@@ -116,6 +121,7 @@ class ManagerService:
             await asyncio.to_thread(self.metrics_endpoint.close)
             self.metrics_endpoint = None
         await self._hot.aclose()
+        await self._index.aclose()
         for client in (self._redis, self._blocking, self._reaper_redis):
             await client.aclose()
         if self._celery is not None:

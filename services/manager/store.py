@@ -22,6 +22,7 @@ from services.core.formats import FormatError, readable
 from services.core.records import DesiredState, PipelineRecord, PipelineState
 from services.infra.pipeline_reads import PipelineReads, not_found, record_of, stored_object, text, texts
 from services.infra.pipelined_redis import PipelinedConnection
+from services.infra.tracked_keys import TrackedKeys
 
 logger = logging.getLogger(__name__)
 
@@ -126,8 +127,9 @@ class LiveRecord:
 class PipelineStore(PipelineReads):
     """The reads (:class:`~services.infra.pipeline_reads.PipelineReads`, shared with the HTTP API) and the writes."""
 
-    def __init__(self, redis: Redis, finished_ttl: int, hot: PipelinedConnection | None = None) -> None:
-        super().__init__(redis, hot)
+    def __init__(self, redis: Redis, finished_ttl: int, hot: PipelinedConnection | None = None,
+                 index: TrackedKeys | None = None) -> None:
+        super().__init__(redis, hot, index)
         self._finished_ttl = finished_ttl
         self._request_state = redis.register_script(_REQUEST_STATE)
         self._retire = redis.register_script(_RETIRE)
@@ -139,11 +141,14 @@ class PipelineStore(PipelineReads):
 
     async def create(self, record: PipelineRecord, spec: dict[str, Any]) -> None:
         """Record, spec and index entry, all or nothing."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.pipeline_record(record.pipeline_id), mapping=dict(record.to_hash()))  # type: ignore[arg-type]
-            pipe.set(keys.pipeline_spec(record.pipeline_id), json.dumps(spec))
-            pipe.sadd(keys.pipelines_index(), record.pipeline_id)
-            await pipe.execute()
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hset(keys.pipeline_record(record.pipeline_id), mapping=dict(record.to_hash()))  # type: ignore[arg-type]
+                pipe.set(keys.pipeline_spec(record.pipeline_id), json.dumps(spec))
+                pipe.sadd(keys.pipelines_index(), record.pipeline_id)
+                await pipe.execute()
+        finally:  # a write that failed may still have been made
+            self._index_changed()
 
     async def get(self, pipeline_id: str) -> PipelineRecord:
         raw = await self._redis.hgetall(keys.pipeline_record(pipeline_id))
@@ -209,13 +214,16 @@ class PipelineStore(PipelineReads):
         """
         expiring = [k for k in keys.pipeline_keys(pipeline_id)
                     if k not in (keys.pipeline_record(pipeline_id), keys.pipeline_heartbeat(pipeline_id))]
-        retired = await self._retire(
-            keys=[keys.pipelines_index(), keys.pipeline_record(pipeline_id),
-                  keys.pipeline_heartbeat(pipeline_id), *expiring],
-            args=[pipeline_id, self._finished_ttl, state.value if state else "", last_error, time.time(),
-                  "1" if only_without_heartbeat else "0", only_in_state.value if only_in_state else "",
-                  *FINAL_STATES],
-        )
+        try:
+            retired = await self._retire(
+                keys=[keys.pipelines_index(), keys.pipeline_record(pipeline_id),
+                      keys.pipeline_heartbeat(pipeline_id), *expiring],
+                args=[pipeline_id, self._finished_ttl, state.value if state else "", last_error, time.time(),
+                      "1" if only_without_heartbeat else "0", only_in_state.value if only_in_state else "",
+                      *FINAL_STATES],
+            )
+        finally:  # a write that failed may still have been made
+            self._index_changed()
         return bool(retired)
 
     async def restart(self, record: PipelineRecord, reason: str, restart_at: float, failure: bool,
@@ -258,7 +266,10 @@ class PipelineStore(PipelineReads):
 
     async def remove(self, pipeline_id: str) -> None:
         """Every trace of the pipeline: its keys and its index entry."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(*keys.pipeline_keys(pipeline_id))
-            pipe.srem(keys.pipelines_index(), pipeline_id)
-            await pipe.execute()
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(*keys.pipeline_keys(pipeline_id))
+                pipe.srem(keys.pipelines_index(), pipeline_id)
+                await pipe.execute()
+        finally:  # a write that failed may still have been made
+            self._index_changed()

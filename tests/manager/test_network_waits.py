@@ -52,6 +52,34 @@ def test_a_client_that_stops_reading_is_disconnected_and_the_server_serves_other
     assert_serving(manager)
 
 
+def test_a_client_that_reads_none_of_the_answers_made_at_once_is_disconnected(start_manager: ManagerFactory) -> None:
+    manager = start_manager(write_timeout=0.5, max_requests_per_second=0)
+    assert_serving(manager)
+    reader = socket.socket()
+    reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    reader.connect(("127.0.0.1", manager.port))
+    try:
+        reader.setblocking(False)
+        frames = encode_message({"type": "list_pipelines"}) * 50_000  # some 6 MB of replies, none read
+        sent = 0
+        deadline = time.monotonic() + 5
+        while sent < len(frames) and time.monotonic() < deadline:
+            try:
+                sent += reader.send(frames[sent:sent + 65536])
+            except BlockingIOError:
+                time.sleep(0.01)  # the server stopped reading: its replies are not taken
+        assert_serving(manager)
+        time.sleep(6 * 0.5)
+        assert_serving(manager)
+        reader.setblocking(True)
+        replies, closed = drain(reader)
+    finally:
+        reader.close()
+    assert closed, "the server kept the connection of a client that read none of its replies for 3 s"
+    assert replies < 50_000
+    assert_serving(manager)
+
+
 def drain(sock: socket.socket) -> tuple[int, bool]:
     """(complete reply frames read, whether the server closed the connection) once nothing more comes for 5 s."""
     sock.settimeout(5.0)

@@ -8,7 +8,9 @@ import threading
 import time
 
 import pytest
+import redis
 
+from services.core import keys
 from services.core.framing import encode_message
 from tests.manager.conftest import ManagerFactory, RunningManager
 from tests.manager.fakes import Client, FakeWorker, call, register_worker
@@ -214,3 +216,49 @@ def test_redis_outage_is_an_internal_error_and_the_server_survives(
     assert reply["response"]["error_type"] == "internal_error" and reply["pipeline_id"] == "p"
     assert "Redis is unavailable" in reply["response"]["error_message"]
     assert_serving(manager)
+
+
+def test_answers_made_at_once_and_answers_that_wait_keep_their_order(manager: RunningManager) -> None:
+    # LIST is answered in the read's own callback (from memory), STATUS by a task that reads Redis: one write
+    # that interleaves them still gets its replies in the order it sent them.
+    assert_serving(manager)  # the pipelines' index has been read once: the LISTs below come from memory
+    requests = [{"type": "list_pipelines"}, {"type": "status", "pipeline_id": "a"}, {"type": "list_pipelines"},
+                {"type": "list_pipelines"}, {"type": "status", "pipeline_id": "b"}, {"type": "list_pipelines"}]
+    with Client(manager.port) as client:
+        client.send_raw(b"".join(encode_message(request) for request in requests))
+        replies = [client.receive() for _ in requests]
+    assert [reply["pipeline_id"] for reply in replies] == [None, "a", None, None, "b", None]
+    assert [reply["response"]["status"] for reply in replies] == ["success", "failure", "success", "success",
+                                                                  "failure", "success"]
+
+
+def test_list_is_answered_from_memory_until_the_index_changes(start_manager: ManagerFactory, fake_worker: FakeWorker,
+                                                              redis_client: redis.Redis) -> None:
+    manager = start_manager(reaper_interval=60, reaper_lease_ttl=120)  # its scripts would count among the reads
+    register_worker(redis_client)
+    deadline = time.monotonic() + 2  # until the tracking connection is subscribed (the manager does not wait for it)
+    while True:
+        reads = scripts_run(redis_client)
+        assert call(manager.port, {"type": "list_pipelines"})["response"]["pipelines"] == []
+        if scripts_run(redis_client) == reads or time.monotonic() > deadline:
+            break
+    for _ in range(30):
+        assert call(manager.port, {"type": "list_pipelines"})["response"]["pipelines"] == []
+    assert scripts_run(redis_client) == reads  # thirty answers, no read of Redis
+
+    created = call(manager.port, INIT_PAYLOAD)["pipeline_id"]  # this manager's own write: listed at once
+    assert call(manager.port, {"type": "list_pipelines"})["response"]["pipelines"] == [created]
+
+    # Another writer (another manager, a worker restoring a pipeline after a Redis restart): listed once Redis's
+    # message about the index has reached this manager.
+    redis_client.hset(keys.pipeline_record("elsewhere"), mapping={"pipeline_id": "elsewhere", "created_at": "1"})
+    redis_client.sadd(keys.pipelines_index(), "elsewhere")
+    deadline = time.monotonic() + 2
+    while (listed := call(manager.port, {"type": "list_pipelines"})["response"]["pipelines"]) != ["elsewhere", created]:
+        assert time.monotonic() < deadline, listed
+        time.sleep(0.01)
+
+
+def scripts_run(client: redis.Redis) -> int:
+    stats = client.info("commandstats").get("cmdstat_evalsha", {})
+    return int(stats.get("calls", 0)) if isinstance(stats, dict) else 0

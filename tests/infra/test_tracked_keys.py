@@ -1,0 +1,204 @@
+"""TrackedKeys and TrackedValue on a real redis-server: every write under the prefix, by anyone, moves the
+version on; nothing else does; the version is None whenever Redis's messages cannot be trusted to arrive
+(not yet subscribed, connection lost, Redis not answering, tracking refused)."""
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+
+import pytest
+import redis
+from redis.asyncio import Redis
+
+from services.core import keys
+from services.infra import tracked_keys
+from services.infra.pipeline_reads import PipelineReads
+from services.infra.tracked_keys import TrackedKeys, TrackedValue
+from services.manager.store import PipelineStore
+from tests.support.redis_server import RedisServer, running_redis
+
+PREFIX = keys.pipelines_index()
+
+
+async def until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        await asyncio.sleep(0.005)
+
+
+def tracked(server: RedisServer, body: Callable[[TrackedKeys, Redis], Awaitable[None]]) -> None:
+    async def scenario() -> None:
+        client = Redis.from_url(server.url, socket_timeout=2, socket_connect_timeout=2)
+        watched = TrackedKeys(client.connection_pool, PREFIX)
+        watched.start()
+        try:
+            await body(watched, client)
+        finally:
+            await watched.aclose()
+            await client.aclose()
+
+    asyncio.run(scenario())
+
+
+async def settled(watched: TrackedKeys, client: Redis) -> int:
+    """The version once every message of the writes made so far has arrived: one more write under the
+    prefix is a barrier (Redis sends a connection's messages in order)."""
+    before = watched.version()
+    assert before is not None
+    await client.set(PREFIX + ":barrier", 1)
+    await until(lambda: watched.version() != before)
+    version = watched.version()
+    assert version is not None
+    return version
+
+
+def test_every_write_under_the_prefix_moves_the_version_on_and_no_other_write_does(redis_server: RedisServer,
+                                                                                    redis_client: redis.Redis) -> None:
+    async def body(watched: TrackedKeys, client: Redis) -> None:
+        assert watched.version() is None  # not subscribed yet: nothing may be answered from memory
+        await until(lambda: watched.version() is not None)
+        start = await settled(watched, client)
+        await client.set(keys.pipeline_record("p-1"), "x")  # another key (vsim:pipeline:..., not under the prefix)
+        await client.hset(keys.pipeline_record("p-2"), "created_at", "1")
+        assert await settled(watched, client) == start + 1  # only the barrier's message came
+
+        writes: list[Callable[[], Awaitable[object]]] = [
+            lambda: client.sadd(PREFIX, "p-1"),
+            lambda: client.eval("return redis.call('SREM', KEYS[1], 'p-1')", 1, PREFIX),  # inside a script
+            lambda: client.pipeline(transaction=True).sadd(PREFIX, "p-2").hset("x", "a", 1).execute(),
+            lambda: client.flushdb(),  # a flush names no key: a message all the same
+        ]
+        for write in writes:
+            version = watched.version()
+            await write()
+            await until(lambda before=version: watched.version() != before)  # type: ignore[misc]
+
+    tracked(redis_server, body)
+
+
+def test_the_version_is_none_while_the_tracking_connection_is_lost_and_new_once_it_is_back(
+        redis_server: RedisServer, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "services.infra.tracked_keys")
+
+    async def body(watched: TrackedKeys, client: Redis) -> None:
+        await until(lambda: watched.version() is not None)
+        before = watched.version()
+        assert before is not None
+        await client.client_kill_filter(_type="pubsub")  # the tracking connection is the only subscriber
+        await until(lambda: watched.version() is None)
+        await until(lambda: watched.version() is not None)
+        again = watched.version()
+        assert again is not None and again > before  # nothing read before the loss counts as current
+        await client.sadd(PREFIX, "p-1")
+        await until(lambda: watched.version() != again)  # and it tracks again
+
+    tracked(redis_server, body)
+    messages = [record.getMessage() for record in caplog.records]
+    assert sum("tracking connection for vsim:pipelines failed" in message for message in messages) == 1
+    assert sum("works again" in message for message in messages) == 1
+
+
+def test_a_redis_that_stops_answering_costs_the_memory_within_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tracked_keys, "PING_INTERVAL", 0.05)
+    monkeypatch.setattr(tracked_keys, "STALE_AFTER", 0.3)
+    with running_redis() as server:
+        assert server.process is not None
+        process = server.process
+
+        async def body(watched: TrackedKeys, client: Redis) -> None:
+            await until(lambda: watched.version() is not None)
+            await asyncio.sleep(0.5)  # PINGs answered: it stays trusted past STALE_AFTER
+            assert watched.version() is not None
+            process.send_signal(signal.SIGSTOP)  # hung: the connection stays open, nothing comes
+            try:
+                stopped = time.monotonic()
+                await until(lambda: watched.version() is None, timeout=2.0)
+                assert time.monotonic() - stopped < 0.3 + 0.2
+            finally:
+                process.send_signal(signal.SIGCONT)
+            await until(lambda: watched.version() is not None, timeout=5.0)
+
+        tracked(server, body)
+
+
+def test_a_redis_that_refuses_tracking_leaves_every_read_to_redis(redis_server: RedisServer,
+                                                                   redis_client: redis.Redis,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "services.infra.tracked_keys")
+    redis_client.acl_setuser("no-tracking", enabled=True, passwords=["+secret-pw"], keys=["*"], channels=["*"],
+                             commands=["+@all", "-client"])
+    try:
+        async def scenario() -> None:
+            client = Redis.from_url(redis_server.url, username="no-tracking", password="secret-pw")
+            watched = TrackedKeys(client.connection_pool, PREFIX)
+            watched.start()
+            await asyncio.sleep(0.5)
+            assert watched.version() is None
+            await watched.aclose()
+            await client.aclose()
+
+        asyncio.run(scenario())
+    finally:
+        redis_client.acl_deluser("no-tracking")
+    [refusal] = [record.getMessage() for record in caplog.records]
+    assert "refuses CLIENT TRACKING" in refusal and "secret-pw" not in refusal
+
+
+class FakeKeys:
+    def __init__(self) -> None:
+        self.current: int | None = 1
+
+    def version(self) -> int | None:
+        return self.current
+
+
+def test_a_value_read_across_a_change_is_not_kept() -> None:
+    fake = FakeKeys()
+    value = TrackedValue(fake)  # type: ignore[arg-type]
+    assert value.get() == (False, None)
+    version = value.before_read()
+    fake.current = 2  # a write's message arrived while the read was out
+    value.keep("read before the write", version)
+    assert value.get() == (False, None)
+    version = value.before_read()
+    value.keep("read after it", version)
+    assert value.get() == (True, "read after it")
+    fake.current = None  # the messages cannot be trusted
+    assert value.get() == (False, None)
+    value.keep("read meanwhile", None)
+    fake.current = 2
+    assert value.get() == (True, "read after it")  # what was kept at 2 is still current at 2
+
+
+def commands_run(client: redis.Redis, command: str) -> int:
+    stats = client.info("commandstats").get(f"cmdstat_{command}", {})
+    return int(stats.get("calls", 0)) if isinstance(stats, dict) else 0
+
+
+def test_the_live_ids_are_read_from_redis_only_after_the_index_changed(redis_server: RedisServer,
+                                                                       redis_client: redis.Redis) -> None:
+    async def body(watched: TrackedKeys, client: Redis) -> None:
+        reads = PipelineReads(client, index=watched)
+        store = PipelineStore(client, 600, index=watched)
+        await until(lambda: watched.version() is not None)
+        assert await reads.live_ids() == ()
+        scripts = commands_run(redis_client, "evalsha")
+        for _ in range(50):
+            assert await reads.live_ids() == ()
+        assert commands_run(redis_client, "evalsha") == scripts  # fifty answers, no read
+
+        # Another writer (another manager, a worker restoring its pipeline): seen once its message is in.
+        redis_client.hset(keys.pipeline_record("p-1"), mapping={"pipeline_id": "p-1", "created_at": "1"})
+        redis_client.sadd(PREFIX, "p-1")
+        await until(lambda: reads.known_live_ids() is None)
+        assert await reads.live_ids() == ("p-1",)
+
+        # This process's own write: its next read is fresh at once, without waiting for the message.
+        await store.remove("p-1")
+        assert reads.known_live_ids() is None
+        assert await reads.live_ids() == ()
+
+    tracked(redis_server, body)
