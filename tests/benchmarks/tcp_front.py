@@ -12,23 +12,27 @@ concurrent clients against two servers started by the run, one after the other a
   and ``MANAGER_MAX_CONNECTIONS=0`` (the 256-client level opens and closes connections faster than
   closed ones leave the count).
 
-The reference keeps its pipelines in its own memory; ours reads them from Redis (one script), so
-Redis's CPU is part of ours and is reported. What that costs in itself is measured by two floor
-servers run at each level too (``--floor``): the least a Python server on uvloop can do per request,
-an ``asyncio.Protocol`` that parses the frame's JSON and answers a constant list (``no Redis``), and
-the same answering from one SMEMBERS on a raw, pipelined RESP connection parsed by hiredis (``one
-Redis read``): no validation, no timeouts, no metrics, no logging. Ours against the second is the
-price of everything the manager adds; the second against the reference is the price of keeping the
-state in Redis (one more process to wake per request).
+The reference keeps its pipelines in its own memory. Ours keeps them in Redis and answers LIST from
+the ids it last read while Redis has not said that the index changed since
+(:mod:`services.infra.tracked_keys`), so a LIST costs Redis nothing (Redis's CPU is still reported).
+Two floor servers run at each level too (``--floor``): the least a Python server on uvloop can do per
+request, an ``asyncio.Protocol`` that parses the frame's JSON and answers a constant list, with no
+validation, timeouts, metrics or logging. The first leaves the close to its client, as ours must (a
+client may send several requests on one connection); the second (``--close``) closes each connection
+after its reply, as the reference does. Ours against the first is the price of everything the manager
+adds; the first against the reference is the price of the event loop; the two floors against each
+other show what the order of the closes costs the client: the side that closes first keeps the
+connection in TIME_WAIT, and a client that keeps thousands of its own ports there makes each
+``connect()`` search for a free one (measured on this host, 2026-12-05, 4 clients on the first floor:
+the generator's CPU per request 2.5 times the reference's, and every uvloop server, ours and both
+floors alike, held at about 14,300 connections a second while it was the client that closed).
 
-Where ours spends its time at 1 client (py-spy ``--native`` on the manager, 500 samples/s for 9 s,
-2026-12-04 on the 2-core host of that day's table, after the pipelined reads took over their
-transport): of its busy samples, 42 % are write system calls (30 % the command to Redis: on loopback
-the write runs Redis's side of TCP and wakes it; 12 % the reply to the client), 7 % encoding the
-reply's JSON, 7 % the ``getpid()`` that Python 3.11's ``get_running_loop()`` makes (more than half
-of it the Redis call's, removed since: the pipelined reads keep their loop; the handler's timeout
-makes the rest), 4 % parsing and validating the request, 4 % metrics. Accepting a
-connection is 2 % (``accept4``) and closing one 7 %: the connection itself is not what costs.
+Where ours spends its time at 1 client (py-spy ``--native`` on the manager, 500 samples/s, the C
+generator, 2026-12-05, after LIST came to be answered from memory in the read's own callback): of
+its busy samples, 38 % are the reply's write system call (on loopback the write runs the client's
+side of TCP and wakes it), 11 % closing the connection, 8 % accepting it (``accept4``, uvloop's
+``setsockopt`` and ``getsockname``), 4 % the epoll registration, 13 % encoding the reply's JSON,
+5 % parsing and validating the request, 3 % metrics.
 
 The generator is a C program (``tcp_once.c``, compiled by the run with the host's C compiler), one
 epoll loop; each client connects (non-blocking), writes the frame once connected, reads the reply
@@ -44,7 +48,6 @@ Usage: ``python -m tests.benchmarks.tcp_front [--output docs/benchmarks.md] [--s
 
 import argparse
 import asyncio
-import collections
 import json
 import os
 import shutil
@@ -57,7 +60,6 @@ from typing import Any
 
 import psutil
 
-from services.core import keys
 from services.core.framing import encode_frame
 from tests.benchmarks.report import stamp, write_section
 from tests.support.redis_server import running_redis
@@ -116,34 +118,11 @@ def generate(port: int, clients: int, seconds: float) -> dict[str, Any]:
 # The floor servers (a child process each)
 
 
-class _RespConnection(asyncio.Protocol):
-    """A raw Redis connection: commands written as they come, replies matched in order."""
-
-    def __init__(self) -> None:
-        import hiredis
-
-        self._parser = hiredis.Reader()
-        self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self._parser.feed(data)
-        while (reply := self._parser.gets()) is not False:
-            self._waiting.popleft().set_result(reply)
-
-    def call(self, *words: bytes) -> "asyncio.Future[Any]":
-        future = asyncio.get_running_loop().create_future()
-        self._transport.write(b"".join([b"*%d\r\n" % len(words), *(b"$%d\r\n%s\r\n" % (len(w), w) for w in words)]))  # type: ignore[attr-defined]
-        self._waiting.append(future)
-        return future
-
-
 class _FloorServer(asyncio.Protocol):
-    """Answers each ``list_pipelines`` frame: a constant list, or one SMEMBERS's when given a Redis connection."""
+    """Answers each ``list_pipelines`` frame with a constant list; with ``closing``, closes the connection after
+    the reply (as the reference does) instead of waiting for the client to close it."""
 
-    redis: _RespConnection | None = None
+    closing = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
@@ -154,28 +133,21 @@ class _FloorServer(asyncio.Protocol):
         if len(self._buffer) >= 4 and len(self._buffer) >= 4 + int.from_bytes(self._buffer[:4], "big"):
             json.loads(self._buffer[4:])
             self._buffer = b""
-            if self.redis is None:
-                self._reply([])
-            else:
-                self.redis.call(b"SMEMBERS", keys.pipelines_index().encode()).add_done_callback(
-                    lambda done: self._reply([member.decode() for member in done.result()]))
-
-    def _reply(self, ids: list[str]) -> None:
-        self._transport.write(encode_frame(json.dumps(  # type: ignore[attr-defined]
-            {"request_id": uuid.uuid4().hex, "response": {"status": "success", "pipelines": ids},
-             "pipeline_id": None}).encode()))
+            self._transport.write(encode_frame(json.dumps(  # type: ignore[attr-defined]
+                {"request_id": str(uuid.uuid4()), "response": {"status": "success", "pipelines": []},
+                 "pipeline_id": None}).encode()))
+            if self.closing:
+                self._transport.close()
 
 
 def _floor(argv: list[str]) -> None:
     import uvloop
 
-    port, redis_port = int(argv[0]), int(argv[1])
+    port = int(argv[0])
+    _FloorServer.closing = "--close" in argv[1:]
 
     async def serve() -> None:
-        loop = asyncio.get_running_loop()
-        if redis_port:
-            _, _FloorServer.redis = await loop.create_connection(_RespConnection, "127.0.0.1", redis_port)
-        await loop.create_server(_FloorServer, "127.0.0.1", port, backlog=1024)
+        await asyncio.get_running_loop().create_server(_FloorServer, "127.0.0.1", port, backlog=1024)
         await asyncio.Event().wait()
 
     uvloop.run(serve())
@@ -220,29 +192,33 @@ def _rate(result: dict[str, Any]) -> float:
     return float(result["answered"]) / max(1e-9, float(result["elapsed"]))
 
 
+def _cpu_per_request(result: dict[str, Any], index: int = 0) -> str:
+    """Microseconds of a server process's CPU per answered request."""
+    return f"{result['server_cpu'][index] * result['elapsed'] / max(1, result['answered']) * 1e6:.0f}"
+
+
 def run(seconds: float, levels: tuple[int, ...]) -> str:
     reference_python = side_env.ensure(REFERENCE_ENV, REFERENCE_REQUIREMENTS, no_deps=REFERENCE_NO_DEPS)
     rows, floor_rows, notes = [], [], []
     with running_redis() as server:
         assert server.process is not None
-        ours_port, reference_port, bare_port, redis_floor_port = free_port(), free_port(), free_port(), free_port()
+        ours_port, reference_port, bare_port, closing_port = free_port(), free_port(), free_port(), free_port()
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         ours = _start([sys.executable, "-m", "services.manager"],
                       dict(env, MANAGER_REDIS_URL=server.url, MANAGER_PORT=str(ours_port), MANAGER_LOG_LEVEL="WARNING",
                            MANAGER_MAX_CONNECTIONS="0"))
         reference = _start([str(reference_python), "-c", REFERENCE_MAIN],
                            dict(os.environ, STREAM_MANAGER_PORT=str(reference_port)))
-        floors = [_start([sys.executable, "-m", "tests.benchmarks.tcp_front", "--floor", str(port), str(redis_port)],
-                         env)
-                  for port, redis_port in ((bare_port, 0), (redis_floor_port, server.port))]
+        floors = [_start([sys.executable, "-m", "tests.benchmarks.tcp_front", "--floor", str(port), *closing], env)
+                  for port, closing in ((bare_port, []), (closing_port, ["--close"]))]
         processes = [ours, reference, *floors]
         try:
-            for port, process in zip((ours_port, reference_port, bare_port, redis_floor_port), processes, strict=True):
+            for port, process in zip((ours_port, reference_port, bare_port, closing_port), processes, strict=True):
                 _wait_listening(port, process)
             redis_process = psutil.Process(server.process.pid)
             servers = ((reference_port, [psutil.Process(reference.pid)]),
                        (bare_port, [psutil.Process(floors[0].pid)]),
-                       (redis_floor_port, [psutil.Process(floors[1].pid), redis_process]),
+                       (closing_port, [psutil.Process(floors[1].pid)]),
                        (ours_port, [psutil.Process(ours.pid), redis_process]))
             for clients in levels:
                 # Rounds interleaved (each server once per round), the median round of each: this VM's speed
@@ -251,19 +227,20 @@ def run(seconds: float, levels: tuple[int, ...]) -> str:
                 for _ in range(ROUNDS):
                     for results, (port, watched) in zip(rounds, servers, strict=True):
                         results.append(_measure(port, clients, seconds, watched))
-                theirs, bare, floor, mine = (sorted(results, key=_rate)[len(results) // 2] for results in rounds)
+                theirs, bare, closing, mine = (sorted(results, key=_rate)[len(results) // 2] for results in rounds)
                 rows.append(f"| {clients} | " + " | ".join(_cells(theirs)) + " | " + " | ".join(_cells(mine))
                             + f" | {_rate(mine) / max(1e-9, _rate(theirs)):.2f} | {theirs['server_cpu'][0]:.0%} | "
                             f"{mine['server_cpu'][0]:.0%} + {mine['server_cpu'][1]:.0%} | "
                             f"{theirs['cpu'] / theirs['elapsed']:.0%} / {mine['cpu'] / mine['elapsed']:.0%} |")
                 floor_rows.append(
-                    f"| {clients} | {_rate(theirs):,.0f} | {_rate(bare):,.0f} ({bare['p50'] * 1e3:.2f}) | "
-                    f"{_rate(floor):,.0f} ({floor['p50'] * 1e3:.2f}) | {_rate(mine):,.0f} ({mine['p50'] * 1e3:.2f}) | "
-                    f"{_rate(floor) / max(1e-9, _rate(theirs)):.2f} | {_rate(mine) / max(1e-9, _rate(floor)):.2f} | "
-                    f"{bare['server_cpu'][0]:.0%} / {floor['server_cpu'][0]:.0%} + {floor['server_cpu'][1]:.0%} | "
-                    f"{bare['cpu'] / bare['elapsed']:.0%} / {floor['cpu'] / floor['elapsed']:.0%} |")
-                for name, result in (("reference", theirs), ("ours", mine), ("floor, no Redis", bare),
-                                     ("floor, one Redis read", floor)):
+                    f"| {clients} | {_rate(theirs):,.0f} ({_cpu_per_request(theirs)}) | "
+                    f"{_rate(bare):,.0f} ({_cpu_per_request(bare)}) | "
+                    f"{_rate(closing):,.0f} ({_cpu_per_request(closing)}) | "
+                    f"{_rate(mine):,.0f} ({_cpu_per_request(mine)}) | {_rate(bare) / max(1e-9, _rate(theirs)):.2f} | "
+                    f"{_rate(mine) / max(1e-9, _rate(bare)):.2f} | "
+                    f"{bare['cpu'] / bare['elapsed']:.0%} / {closing['cpu'] / closing['elapsed']:.0%} |")
+                for name, result in (("reference", theirs), ("ours", mine), ("floor", bare),
+                                     ("floor, closing first", closing)):
                     if result["first_errors"]:
                         notes.append(f"{name} at {clients} clients, first errors: {result['first_errors']}")
         finally:
@@ -284,19 +261,21 @@ def run(seconds: float, levels: tuple[int, ...]) -> str:
         "Reference: streamvision 0.1.3's stream manager (a blocking `socketserver.TCPServer`, pipelines in its "
         "memory). Ours: `python -m services.manager` (uvloop, `MANAGER_LOG_LEVEL=WARNING`, "
         "`MANAGER_MAX_CONNECTIONS=0`) and its redis-server. Latency: connect to the reply's last byte, measured by "
-        "the generator (a process of its own, raw asyncio protocols). CPU: seconds over wall seconds, 100% = one core.",
+        "the generator (`tcp_once.c`, a C program, one epoll loop). CPU: seconds over wall seconds, 100% = one core.",
         "",
         "| clients | reference req/s | p50 ms | p99 ms | errors | ours req/s | p50 ms | p99 ms | errors "
         "| ours / reference | reference CPU | ours CPU (manager + Redis) | generator CPU (ref / ours) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
-        "The floor servers (see the module's docstring): the least a uvloop server does per request, without and with "
-        "one Redis read; req/s (p50 ms).",
+        "The floor servers (see the module's docstring): the least a Python server on uvloop does per request, "
+        "leaving the close to its client as ours does (a client may send several requests on a connection), and the "
+        "same closing each connection after its reply as the reference does; req/s (the server's CPU per request, "
+        "µs).",
         "",
-        "| clients | reference | floor, no Redis | floor, one Redis read | ours | floor with Redis / reference "
-        "| ours / floor with Redis | floor CPU (no Redis / with Redis + Redis) | generator CPU (floors) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| clients | reference | floor | floor, closing first | ours | floor / reference | ours / floor "
+        "| generator CPU (floor / closing first) |",
+        "|---|---|---|---|---|---|---|---|",
         *floor_rows,
         "",
         *notes,
