@@ -10,7 +10,8 @@ callback, while each reply is made without waiting (a malformed frame, a LIST an
 waiting for its worker), by one task for that connection, until its queue is empty. A client may send
 several requests on one connection (the reference's clients send one and read one), and a slow request
 only delays its own connection. Answering at once saves a task and a turn of the event loop per
-request: at 1 client with a connection per request, 4,300 against 3,800 requests/s (2026-12-05). Reading
+request: at 1 client with a connection per request, 4,300 against 3,800 requests/s (2026-12-05, the
+benchmark's former asyncio load generator). Reading
 pauses while a connection has ``QUEUE_LIMIT`` frames waiting, so a client that floods requests is held
 back by TCP. A frame over the size cap is answered ``invalid_payload`` and the connection closed (the
 stream cannot be resynchronised); a client that closes its side gets the replies to what it sent, then
