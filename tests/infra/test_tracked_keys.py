@@ -15,9 +15,11 @@ from redis.asyncio import Redis
 from services.core import keys
 from services.infra import tracked_keys
 from services.infra.pipeline_reads import PipelineReads
+from services.infra.redis_connect import async_client
 from services.infra.tracked_keys import TrackedKeys, TrackedValue
 from services.manager.store import PipelineStore
 from tests.support.redis_server import RedisServer, running_redis
+from tests.support.sentinel import MASTER_NAME, SentinelDeployment, running_sentinel
 
 PREFIX = keys.pipelines_index()
 
@@ -202,3 +204,41 @@ def test_the_live_ids_are_read_from_redis_only_after_the_index_changed(redis_ser
         assert await reads.live_ids() == ()
 
     tracked(redis_server, body)
+
+
+def test_writes_are_seen_through_a_sentinel_failover_whichever_node_the_connection_was_on() -> None:
+    # A manual failover demotes the old master to a replica without killing it; a killed master takes its
+    # connections with it. After each, a write on the new master must still move the version on.
+    with running_sentinel() as deployment:
+        async def scenario() -> None:
+            client = async_client(deployment.url, socket_timeout=2, socket_connect_timeout=2)
+            watched = TrackedKeys(client.connection_pool, PREFIX)
+            watched.start()
+            try:
+                for fail_over in (manual_failover, killed_master):
+                    await until(lambda: watched.version() is not None, timeout=10)
+                    before = watched.version()
+                    new_master = await asyncio.to_thread(fail_over, deployment)
+                    with deployment.data_client(new_master) as data:
+                        data.sadd(PREFIX, f"after-{fail_over.__name__}")
+                    await until(lambda before=before: watched.version() not in (None, before), timeout=15)
+                    version = watched.version()
+                    with deployment.data_client(new_master) as data:
+                        data.sadd(PREFIX, f"later-{fail_over.__name__}")
+                    await until(lambda version=version: watched.version() not in (None, version), timeout=5)
+            finally:
+                await watched.aclose()
+                await client.aclose()
+
+        asyncio.run(scenario())
+
+
+def manual_failover(deployment: SentinelDeployment) -> int:
+    old = deployment.master_port()
+    with deployment.sentinel_client(deployment.sentinel_ports[0]) as sentinel:
+        sentinel.execute_command("SENTINEL", "FAILOVER", MASTER_NAME)
+    return deployment.wait_for_failover(old)
+
+
+def killed_master(deployment: SentinelDeployment) -> int:
+    return deployment.wait_for_failover(deployment.kill_master())
