@@ -26,7 +26,8 @@ read goes to Redis, as it did before this module (logged once).
 
 A process's own writes call :meth:`changed` once Redis has acknowledged them, so its next read is
 fresh without waiting for Redis's message; another process's writes are seen when their message
-arrives, which Redis sends before it acknowledges the write to its writer.
+arrives, which Redis sends in the same turn of its event loop as the write's acknowledgement (on one
+host the message was in before the writer's own call returned, 2026-12-05).
 """
 
 import asyncio

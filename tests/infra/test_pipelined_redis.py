@@ -3,12 +3,9 @@ their own reply, an error reply or a cancelled caller leaves the others in step,
 waiting calls within the reply timeout, and a restarted one is reconnected to."""
 
 import asyncio
-import contextlib
 import os
 import signal
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +17,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from services.infra.pipelined_redis import PipelinedConnection
 from services.manager.service import redis_client
 from services.manager.settings import ManagerSettings
+from tests.support.redis_over import RedisOver, redis_over
 from tests.support.redis_server import RedisServer, free_port, running_redis
 
 # Busy for ARGV[1] microseconds: a reply that comes late, on purpose.
@@ -150,44 +148,6 @@ def test_a_refused_connect_fails_every_caller_at_once_and_the_next_call_tries_ag
         failures, after = run(server, scenario)
         assert all(isinstance(failure, RedisConnectionError) for failure in failures), failures
         assert after == b"up"
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1, its own CA (the ``openssl`` command, as setup installs it)."""
-    folder = tmp_path_factory.mktemp("redis-tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                    "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=vsim test Redis",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:TRUE"],
-                   check=True, capture_output=True, timeout=60)
-    return cert, key
-
-
-class RedisOver:
-    """A redis-server with a password on the transport ``arguments`` name; ``restart`` loses its data."""
-
-    def __init__(self, tmp: Path, *arguments: str) -> None:
-        self._command = ["redis-server", "--port", "0", "--save", "", "--appendonly", "no", "--dir", str(tmp),
-                         "--requirepass", "s3cret-pass", *arguments]
-        self._process = subprocess.Popen(self._command, stdout=subprocess.DEVNULL)
-
-    def restart(self) -> None:
-        self.stop()
-        self._process = subprocess.Popen(self._command, stdout=subprocess.DEVNULL)
-
-    def stop(self) -> None:
-        self._process.terminate()
-        self._process.wait(timeout=10)
-
-
-@contextlib.contextmanager
-def redis_over(tmp: Path, *arguments: str) -> Iterator[RedisOver]:
-    server = RedisOver(tmp, *arguments)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_over_tls_with_a_password_and_a_database_the_connection_redis_py_made_carries_the_calls(

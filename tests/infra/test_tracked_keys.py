@@ -3,10 +3,12 @@ version on; nothing else does; the version is None whenever Redis's messages can
 (not yet subscribed, connection lost, Redis not answering, tracking refused)."""
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 import redis
@@ -18,8 +20,10 @@ from services.infra.pipeline_reads import PipelineReads
 from services.infra.redis_connect import async_client
 from services.infra.tracked_keys import TrackedKeys, TrackedValue
 from services.manager.store import PipelineStore
+from tests.support.redis_over import RedisOver, redis_over
 from tests.support.redis_server import RedisServer, running_redis
 from tests.support.sentinel import MASTER_NAME, SentinelDeployment, running_sentinel
+from tools.embedded_redis import free_port
 
 PREFIX = keys.pipelines_index()
 
@@ -242,3 +246,38 @@ def manual_failover(deployment: SentinelDeployment) -> int:
 
 def killed_master(deployment: SentinelDeployment) -> int:
     return deployment.wait_for_failover(deployment.kill_master())
+
+
+def test_over_tls_with_a_password_and_a_database_and_across_a_restart(tmp_path: Path,
+                                                                       tls_files: tuple[Path, Path]) -> None:
+    """The handshake (TLS, AUTH, SELECT) is redis-py's; the messages are then read on that same TLS connection,
+    and a restarted Redis (its data lost) is tracked again with the same handshake."""
+    cert, key = tls_files
+    port = free_port()
+    arguments = ("--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+                 "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no")
+    url = f"rediss://:s3cret-pass@127.0.0.1:{port}/3?ssl_ca_certs={cert}"
+
+    async def scenario(server: RedisOver) -> None:
+        client = Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        watched = TrackedKeys(client.connection_pool, PREFIX)
+        watched.start()
+        try:
+            await until(lambda: watched.version() is not None, timeout=10)
+            before = watched.version()
+            await client.sadd(PREFIX, "p-1")
+            await until(lambda: watched.version() not in (None, before))
+            await asyncio.to_thread(server.restart)
+            await until(lambda: watched.version() is None)
+            await until(lambda: watched.version() is not None, timeout=10)
+            again = watched.version()
+            with contextlib.suppress(redis.exceptions.ConnectionError):
+                await client.ping()  # the client's own pooled connection died with the restart
+            await client.sadd(PREFIX, "p-2")
+            await until(lambda: watched.version() not in (None, again))
+        finally:
+            await watched.aclose()
+            await client.aclose()
+
+    with redis_over(tmp_path, *arguments) as server:
+        asyncio.run(scenario(server))
