@@ -30,7 +30,8 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import hiredis
 from redis._parsers.base import BaseParser
@@ -46,13 +47,12 @@ RETRIES = 2  # further tries of a call that met a broken connection
 RETRY_PAUSE = 0.05  # seconds before each
 
 
-class _Replies(asyncio.Protocol):
-    """The connection's protocol once redis-py has made it: each reply parsed (hiredis) as it arrives and
-    handed to the oldest waiting call, in the transport's own callback (no reader task to wake)."""
+class RespLink(asyncio.Protocol):
+    """A Redis connection made by redis-py, its transport then read here: each reply parsed (hiredis) as it
+    arrives and handed to :meth:`received` in the transport's own callback (no reader task to wake);
+    :meth:`lost` once the connection breaks or stops speaking RESP. Made by :func:`take_over`."""
 
-    def __init__(self, owner: "PipelinedConnection", connection: AbstractConnection,
-                 writer: asyncio.StreamWriter) -> None:
-        self._owner = owner
+    def __init__(self, connection: AbstractConnection, writer: asyncio.StreamWriter) -> None:
         self.connection = connection
         self.writer = writer  # redis-py's, kept: collecting it would close the transport
         options: dict[str, Any] = {"protocolError": InvalidResponse, "replyError": BaseParser.parse_error}
@@ -64,6 +64,14 @@ class _Replies(asyncio.Protocol):
         # which was 4% of the manager's busy time answering LIST (py-spy).
         self.loop = asyncio.get_running_loop()
 
+    def received(self, reply: Any) -> bool:
+        """One reply; False to read no further replies of this read (the connection was dropped)."""
+        raise NotImplementedError
+
+    def lost(self, error: RedisConnectionError) -> None:
+        """The connection broke, or what came is not RESP (nothing after it can be matched)."""
+        raise NotImplementedError
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # a stream transport (uvloop's is no subclass)
 
@@ -73,19 +81,66 @@ class _Replies(asyncio.Protocol):
             try:
                 reply = self._parser.gets()
             except Exception as exc:  # not RESP: nothing after it can be matched
-                self._owner._lost(self, RedisConnectionError(f"reading from Redis failed: {exc!r}"))
+                self.lost(RedisConnectionError(f"reading from Redis failed: {exc!r}"))
                 return
             if reply is False:
                 return
-            if not self._owner._deliver(self, reply):
+            if not self.received(reply):
                 return
 
     def eof_received(self) -> bool:
         return False  # Redis closed its side: the transport closes, connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._owner._lost(self, RedisConnectionError(f"Redis closed the connection ({exc!r})" if exc
-                                                      else "Redis closed the connection"))
+        self.lost(RedisConnectionError(f"Redis closed the connection ({exc!r})" if exc
+                                       else "Redis closed the connection"))
+
+
+Link = TypeVar("Link", bound=RespLink)
+
+
+async def take_over(pool: ConnectionPool, link: Callable[[AbstractConnection, asyncio.StreamWriter], Link],
+                    prepare: Callable[[AbstractConnection], Awaitable[None]] | None = None,
+                    closed: Callable[[], bool] = lambda: False) -> Link:
+    """A connection made by redis-py from ``pool``'s own settings (address, credentials, TLS, database, or the
+    current master of a Sentinel group), ``prepare``d with redis-py's own calls, then read by ``link``.
+
+    The handshake (TLS, AUTH, SELECT, the Sentinel's master) is redis-py's. ``prepare`` must leave nothing
+    outstanding, so that redis-py's reader holds no byte of the link's; from then on the transport is the
+    link's (it closes it). Raises redis-py's errors, or ``ConnectionError`` once ``closed()``."""
+    connection = pool.connection_class(**pool.connection_kwargs)
+    await connection.connect()  # type: ignore[no-untyped-call]  # bounded by the pool's timeouts (a hung handshake)
+    try:
+        if prepare is not None:
+            await prepare(connection)
+    except BaseException:
+        await connection.disconnect(nowait=True)
+        raise
+    writer = connection._writer  # redis-py keeps its stream writer there
+    if closed() or writer is None:
+        await connection.disconnect(nowait=True)
+        raise RedisConnectionError("the connection is closed" if closed()
+                                   else "redis-py's connection has no stream writer to take over")
+    made = link(connection, writer)
+    writer.transport.set_protocol(made)
+    made.connection_made(writer.transport)
+    connection._writer = connection._reader = None  # the transport is the link's now
+    return made
+
+
+class _Replies(RespLink):
+    """A pipelined connection's link: each reply goes to the oldest waiting call."""
+
+    def __init__(self, owner: "PipelinedConnection", connection: AbstractConnection,
+                 writer: asyncio.StreamWriter) -> None:
+        super().__init__(connection, writer)
+        self._owner = owner
+
+    def received(self, reply: Any) -> bool:
+        return self._owner._deliver(self, reply)
+
+    def lost(self, error: RedisConnectionError) -> None:
+        self._owner._lost(self, error)
 
 
 class PipelinedConnection:
@@ -157,19 +212,8 @@ class PipelinedConnection:
         return await asyncio.shield(self._connecting)  # a cancelled caller leaves the attempt to the others
 
     async def _open(self) -> _Replies:
-        connection = self._pool.connection_class(**self._pool.connection_kwargs)  # the pool's own settings
-        await connection.connect()  # type: ignore[no-untyped-call]  # bounded by the pool's timeouts (a hung handshake)
-        # The handshake (TLS, AUTH, SELECT, the Sentinel's master) was redis-py's; from here the transport
-        # is read by our protocol. Nothing is outstanding on it, so redis-py's reader holds no byte of ours.
-        writer = connection._writer  # redis-py keeps its stream writer there
-        if self._closed or writer is None:
-            await connection.disconnect(nowait=True)
-            raise RedisConnectionError("the connection is closed" if self._closed
-                                       else "redis-py's connection has no stream writer to take over")
-        link = _Replies(self, connection, writer)
-        writer.transport.set_protocol(link)
-        link.connection_made(writer.transport)
-        connection._writer = connection._reader = None  # the transport is ours now: we close it
+        link = await take_over(self._pool, lambda connection, writer: _Replies(self, connection, writer),
+                               closed=lambda: self._closed)
         self._link = link
         return link
 

@@ -38,9 +38,11 @@ from typing import Any
 import hiredis
 from redis.asyncio import ConnectionPool
 from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
 from services.core.redaction import redact_text
+from services.infra.pipelined_redis import RespLink, take_over
 
 logger = logging.getLogger(__name__)
 
@@ -53,43 +55,25 @@ _SUBSCRIBE = bytes(hiredis.pack_command(_SUBSCRIBE_WORDS))
 _PING = b"*1\r\n$4\r\nPING\r\n"
 
 
-class _Messages(asyncio.Protocol):
+class _Messages(RespLink):
     """The tracking connection once subscribed-to: every reply is a PING's answer or an invalidation."""
 
     def __init__(self, owner: "TrackedKeys", connection: AbstractConnection, writer: asyncio.StreamWriter) -> None:
+        super().__init__(connection, writer)
         self._owner = owner
-        self.connection = connection
-        self.writer = writer  # redis-py's, kept: collecting it would close the transport
-        self._parser = hiredis.Reader()
-        self.transport: asyncio.WriteTransport | None = None
-        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.ended: asyncio.Future[None] = self.loop.create_future()  # its error once the connection is lost
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # a stream transport (uvloop's is no subclass)
+    def received(self, reply: Any) -> bool:
+        if isinstance(reply, ResponseError):  # SUBSCRIBE or PING refused (an ACL without the channel)
+            self.lost(RedisConnectionError(f"Redis refused a command of the tracking connection: {reply}"))
+            return False
+        self._owner._heard(reply)
+        return True
 
-    def data_received(self, data: bytes) -> None:
-        self._parser.feed(data)
-        while True:
-            try:
-                reply = self._parser.gets()
-            except Exception as exc:  # not RESP: nothing after it can be read
-                self._end(RedisError(f"reading the tracking connection failed: {exc!r}"))
-                return
-            if reply is False:
-                return
-            self._owner._heard(reply)
-
-    def eof_received(self) -> bool:
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._end(RedisError(f"Redis closed the tracking connection ({exc!r})" if exc
-                             else "Redis closed the tracking connection"))
-
-    def _end(self, error: Exception) -> None:
-        if not self.lost.done():
-            self.lost.set_exception(error)
-            self.lost.exception()  # marked seen: a connection lost while closing has nobody to raise it to
+    def lost(self, error: RedisConnectionError) -> None:
+        if not self.ended.done():
+            self.ended.set_exception(error)
+            self.ended.exception()  # marked seen: a connection lost while closing has nobody to raise it to
         if self.transport is not None and not self.transport.is_closing():
             self.transport.abort()
 
@@ -154,38 +138,27 @@ class TrackedKeys:
 
     async def _session(self) -> None:
         """One tracking connection, from connecting to losing it."""
-        connection = self._pool.connection_class(**self._pool.connection_kwargs)  # the pool's own settings
-        await connection.connect()  # type: ignore[no-untyped-call]  # bounded by the pool's timeouts
-        try:
-            await connection.send_command("CLIENT", "ID")
-            client_id = await connection.read_response()
-            await connection.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST",
-                                          "PREFIX", self._prefix)
-            await connection.read_response()  # a ResponseError when Redis refuses tracking
-        except BaseException:
-            await connection.disconnect(nowait=True)
-            raise
-        # Nothing is outstanding and nothing is subscribed yet, so redis-py's reader holds no byte of ours:
-        # from here the transport is read by our protocol (as services.infra.pipelined_redis does).
-        writer = connection._writer
-        if writer is None:
-            await connection.disconnect(nowait=True)
-            raise RedisError("redis-py's connection has no stream writer to take over")
-        messages = self._messages = _Messages(self, connection, writer)
-        writer.transport.set_protocol(messages)
-        messages.connection_made(writer.transport)
-        connection._writer = connection._reader = None  # the transport is ours now: we close it
+        messages = self._messages = await take_over(
+            self._pool, lambda connection, writer: _Messages(self, connection, writer), self._track)
+        # Subscribed only now, once the transport is read here: no message can be left in redis-py's reader.
         assert messages.transport is not None
         messages.transport.write(_SUBSCRIBE)
         self._heard_at = time.monotonic()
         while True:
-            await asyncio.wait({messages.lost}, timeout=PING_INTERVAL)
-            if messages.lost.done():
-                messages.lost.result()  # raises why it was lost
+            await asyncio.wait({messages.ended}, timeout=PING_INTERVAL)
+            if messages.ended.done():
+                messages.ended.result()  # raises why it was lost
             if time.monotonic() - self._heard_at > STALE_AFTER:
-                raise RedisError(f"no word from Redis on the tracking connection for {STALE_AFTER:g} s")
-            assert messages.transport is not None
+                raise RedisConnectionError(f"no word from Redis on the tracking connection for {STALE_AFTER:g} s")
             messages.transport.write(_PING)
+
+    async def _track(self, connection: AbstractConnection) -> None:
+        """Asks Redis to send this connection the name of every key written under the prefix."""
+        await connection.send_command("CLIENT", "ID")
+        client_id = await connection.read_response()
+        await connection.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST",
+                                      "PREFIX", self._prefix)
+        await connection.read_response()  # a ResponseError when Redis refuses tracking
 
     def _heard(self, reply: Any) -> None:
         """One reply on the tracking connection."""

@@ -153,6 +153,30 @@ def test_a_redis_that_refuses_tracking_leaves_every_read_to_redis(redis_server: 
     assert "refuses CLIENT TRACKING" in refusal and "secret-pw" not in refusal
 
 
+def test_a_redis_that_refuses_the_subscription_leaves_every_read_to_redis(redis_server: RedisServer,
+                                                                          redis_client: redis.Redis,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "services.infra.tracked_keys")
+    redis_client.acl_setuser("no-channels", enabled=True, passwords=["+secret-pw"], keys=["*"], reset_channels=True,
+                             commands=["+@all"])
+    try:
+        async def scenario() -> None:
+            client = Redis.from_url(redis_server.url, username="no-channels", password="secret-pw")
+            watched = TrackedKeys(client.connection_pool, PREFIX)
+            watched.start()
+            for _ in range(10):
+                await asyncio.sleep(0.05)
+                assert watched.version() is None
+            await watched.aclose()
+            await client.aclose()
+
+        asyncio.run(scenario())
+    finally:
+        redis_client.acl_deluser("no-channels")
+    [failure] = [record.getMessage() for record in caplog.records]  # logged once, however often it is tried
+    assert "refused a command of the tracking connection" in failure and "secret-pw" not in failure
+
+
 class FakeKeys:
     def __init__(self) -> None:
         self.current: int | None = 1
