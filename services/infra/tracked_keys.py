@@ -22,7 +22,8 @@ subscribed, with a new version), and when Redis has not answered the connection'
 ``PING_INTERVAL``) for ``STALE_AFTER``: a Redis that hangs, or a network that drops packets without
 closing the connection, costs readers their memory within that bound. A Redis that refuses
 ``CLIENT TRACKING`` (older than 6, or an ACL without it) leaves the version ``None`` for good: every
-read goes to Redis, as it did before this module (logged once).
+read goes to Redis, as it did before this module (logged once); one that refuses the subscription (an
+ACL without the channel) is tried again, every 2 s at most, with the failure logged once.
 
 A process's own writes call :meth:`changed` once Redis has acknowledged them, so its next read is
 fresh without waiting for Redis's message; another process's writes are seen when their message

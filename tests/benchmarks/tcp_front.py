@@ -174,7 +174,8 @@ def _wait_listening(port: int, process: "subprocess.Popen[bytes]", timeout: floa
 def _measure(port: int, clients: int, seconds: float, servers: list[psutil.Process]) -> dict[str, Any]:
     before = [server.cpu_times() for server in servers]
     result = generate(port, clients, seconds)
-    result["server_cpu"] = [(after.user + after.system - b.user - b.system) / result["elapsed"]
+    # At least 0: a process's CPU times, read in clock ticks, can read a tick lower a moment later.
+    result["server_cpu"] = [max(0.0, after.user + after.system - b.user - b.system) / result["elapsed"]
                             for b, after in zip(before, (server.cpu_times() for server in servers), strict=True)]
     return result
 
