@@ -2,7 +2,8 @@
 
 The reference's client opens a connection, sends one ``list_pipelines`` frame, reads the reply and
 closes; scripts written for it do the same. This benchmark runs that pattern at 1, 4, 16, 64 and 256
-concurrent clients against two servers started by the run, one after the other at each level:
+concurrent clients against these two servers (and the two floor servers below), started by the run and
+measured one after the other at each level:
 
 - the reference: ``streamvision`` 0.1.3's stream manager (``RoboflowTCPServer``, a blocking
   ``socketserver.TCPServer``), in an environment of its own built by :mod:`tools.side_env` under

@@ -22,7 +22,7 @@ from services.infra.redis_connect import async_client
 from services.infra.tracked_keys import TrackedKeys, TrackedValue
 from services.manager.store import PipelineStore
 from tests.support.redis_over import RedisOver, redis_over
-from tests.support.redis_server import RedisServer, running_redis
+from tests.support.redis_server import RedisServer, commands_run, running_redis
 from tests.support.sentinel import MASTER_NAME, SentinelDeployment, running_sentinel
 from tools.embedded_redis import free_port
 
@@ -183,11 +183,6 @@ def test_a_value_read_across_a_change_is_not_kept() -> None:
     value.keep("read meanwhile", None)
     fake.current = 2
     assert value.get() == (True, "read after it")  # what was kept at 2 is still current at 2
-
-
-def commands_run(client: redis.Redis, command: str) -> int:
-    stats = client.info("commandstats").get(f"cmdstat_{command}", {})
-    return int(stats.get("calls", 0)) if isinstance(stats, dict) else 0
 
 
 def test_the_live_ids_are_read_from_redis_only_after_the_index_changed(redis_server: RedisServer,

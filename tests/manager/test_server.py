@@ -14,7 +14,7 @@ from services.core import keys
 from services.core.framing import encode_message
 from tests.manager.conftest import ManagerFactory, RunningManager
 from tests.manager.fakes import Client, FakeWorker, call, register_worker
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, commands_run
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 PIPELINE_COMMANDS = ("mute", "resume", "status", "terminate", "consume_result")
@@ -238,13 +238,13 @@ def test_list_is_answered_from_memory_until_the_index_changes(start_manager: Man
     register_worker(redis_client)
     deadline = time.monotonic() + 2  # until the tracking connection is subscribed (the manager does not wait for it)
     while True:
-        reads = scripts_run(redis_client)
+        reads = commands_run(redis_client, "evalsha")
         assert call(manager.port, {"type": "list_pipelines"})["response"]["pipelines"] == []
-        if scripts_run(redis_client) == reads or time.monotonic() > deadline:
+        if commands_run(redis_client, "evalsha") == reads or time.monotonic() > deadline:
             break
     for _ in range(30):
         assert call(manager.port, {"type": "list_pipelines"})["response"]["pipelines"] == []
-    assert scripts_run(redis_client) == reads  # thirty answers, no read of Redis
+    assert commands_run(redis_client, "evalsha") == reads  # thirty answers, no read of Redis
 
     created = call(manager.port, INIT_PAYLOAD)["pipeline_id"]  # this manager's own write: listed at once
     assert call(manager.port, {"type": "list_pipelines"})["response"]["pipelines"] == [created]
@@ -257,8 +257,3 @@ def test_list_is_answered_from_memory_until_the_index_changes(start_manager: Man
     while (listed := call(manager.port, {"type": "list_pipelines"})["response"]["pipelines"]) != ["elsewhere", created]:
         assert time.monotonic() < deadline, listed
         time.sleep(0.01)
-
-
-def scripts_run(client: redis.Redis) -> int:
-    stats = client.info("commandstats").get("cmdstat_evalsha", {})
-    return int(stats.get("calls", 0)) if isinstance(stats, dict) else 0
