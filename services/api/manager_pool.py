@@ -1,7 +1,9 @@
 """A bounded pool of persistent connections from the HTTP API to the stream manager.
 
 Theory of operation: the manager answers several requests per connection, in order and one at a
-time (:mod:`services.manager.server`), but its replies carry no id of the client's choosing. So a
+time, when each asks ``"keep_alive": true`` (without it the manager closes the connection after the
+reply, as the reference does: :mod:`services.manager.server`); its replies carry no id of the client's
+choosing. So a
 connection here carries ONE request at a time: pipelining would make each reply wait for the
 requests before it on the same connection (a slow INIT would hold up the STATUS behind it), and a
 connection lost with several requests outstanding would leave each one's fate unknown.
@@ -358,6 +360,7 @@ class PooledManagerClient(AsyncManagerClient):
                 return envelope
         limit = self.timeout if timeout is None else timeout
         message = self._with_token(dict(command))
+        message["keep_alive"] = True  # the manager closes a connection after its reply unless asked not to
         frame = encode_message(message)
         try:
             async with asyncio.timeout(limit):  # waiting for a slot counts too

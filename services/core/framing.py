@@ -42,7 +42,12 @@ def encode_frame(payload: bytes) -> bytes:
 
 def encode_message(obj: dict[str, Any]) -> bytes:
     """``obj`` as one frame, serialised like the reference (``json.dumps`` defaults, UTF-8)."""
-    return encode_frame(_ENCODER.encode(obj).encode("utf-8"))
+    return encode_frame(encode_json(obj))
+
+
+def encode_json(obj: Any) -> bytes:
+    """``obj`` serialised like the reference (``json.dumps`` defaults, UTF-8), without a frame header."""
+    return _ENCODER.encode(obj).encode("utf-8")
 
 
 def _json_default(obj: object) -> Any:
@@ -81,6 +86,10 @@ class FrameDecoder:
         """
         if self._failure is not None:
             raise self._failure
+        if not self._buffer and len(data) >= HEADER_SIZE:  # the usual read: exactly one whole frame
+            size = int.from_bytes(data[:HEADER_SIZE], "big")
+            if len(data) == HEADER_SIZE + size and size <= self.max_frame_size:
+                return [bytes(data[HEADER_SIZE:])]
         self._buffer += data
         frames: list[bytes] = []
         offset = 0  # consumed bytes; the buffer is compacted once per feed, not once per frame

@@ -7,6 +7,7 @@ requests (named workflows) and the worker requests (``drain_worker``, ``undrain_
 ``list_workers``: rolling upgrades, ``services.manager.drain``) are our extension.
 """
 
+import functools
 import json
 import random
 import re
@@ -25,6 +26,9 @@ class _Request(BaseModel):
 
     type: str
     token: str | None = Field(default=None, repr=False)  # shared-token auth, checked by the manager
+    # Our extension: true keeps the connection open for further requests after the reply; false (or, by
+    # default, absent) closes it after the reply, as the reference does. services.manager.server.
+    keep_alive: bool | None = None
 
     def to_wire(self) -> dict[str, Any]:
         """The request as the reference client sends it (``type`` first, absent options left out)."""
@@ -136,7 +140,7 @@ class _PayloadRequest(_Request):
         return dict(self.model_extra or {})
 
     def to_wire(self) -> dict[str, Any]:
-        wire = {**self.payload, **({"token": self.token} if self.token is not None else {})}
+        wire = {**self.payload, **self.model_dump(exclude_none=True, include={"token", "keep_alive"})}
         wire["type"] = self.type  # the reference client appends it as the last key
         return wire
 
@@ -178,7 +182,32 @@ REQUEST_TYPES: tuple[str, ...] = tuple(
 
 
 def parse_request(body: bytes) -> Request:
-    """The typed request in a frame body; :class:`InvalidPayloadError` says precisely what is wrong."""
+    """The typed request in a frame body; :class:`InvalidPayloadError` says precisely what is wrong.
+
+    A short body is parsed once for as long as it keeps coming (the reference client's LIST is the same
+    26 bytes every time; a client polling a pipeline's STATUS repeats its frame): the same request object
+    is returned, so callers must not change it (the models are frozen; nothing changes a list field).
+    Requests that carry a payload of dicts (init, webrtc, put_workflow) are parsed afresh every time."""
+    if len(body) <= REPEATED_MAX_BODY:
+        request = _parse_repeated(body)
+        if request is not None:
+            return request
+    return _parse(body)
+
+
+REPEATED_MAX_BODY = 512  # bytes: a LIST, STATUS, MUTE or CONSUME_RESULT frame, a token included
+_PAYLOAD_REQUESTS = (InitRequest, WebRTCRequest, PutWorkflowRequest)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_repeated(body: bytes) -> Request | None:
+    """``body``'s request, kept for its next occurrence (an invalid body raises and is not kept); None for a
+    request with a payload, which is not shared."""
+    request = _parse(body)
+    return None if isinstance(request, _PAYLOAD_REQUESTS) else request
+
+
+def _parse(body: bytes) -> Request:
     data = _json_object(body)
     request_type = _request_type(data)
     try:
@@ -261,3 +290,10 @@ def failure_envelope(
 
 def _envelope(request_id: str, response: dict[str, Any], pipeline_id: str | None) -> dict[str, Any]:
     return {"request_id": request_id, "response": response, "pipeline_id": pipeline_id}
+
+
+def encoded_envelope(request_id: str, response_json: bytes, pipeline_id: str | None) -> bytes:
+    """The envelope's JSON (``json.dumps``'s bytes for :func:`_envelope`) around a response encoded once
+    for many replies (a LIST of thousands of ids); ``request_id`` is one of :func:`new_request_id`'s."""
+    echoed = b"null" if pipeline_id is None else json.dumps(pipeline_id).encode()
+    return b'{"request_id": "%s", "response": %s, "pipeline_id": %s}' % (request_id.encode(), response_json, echoed)

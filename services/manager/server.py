@@ -7,15 +7,24 @@ read is fed into ONE ``FrameDecoder``, which reassembles split headers and bodie
 complete frame into the connection's queue, which is answered in order: at once, in the read's own
 callback, while each reply is made without waiting (a malformed frame, a LIST answered from memory:
 ``Handlers.answer_at_once``); from the first request that must wait (a STATUS reading Redis, an init
-waiting for its worker), by one task for that connection, until its queue is empty. A client may send
-several requests on one connection (the reference's clients send one and read one), and a slow request
-only delays its own connection. Answering at once saves a task and a turn of the event loop per
-request: at 1 client with a connection per request, 4,300 against 3,800 requests/s (2026-12-05, the
-benchmark's former asyncio load generator). Reading
-pauses while a connection has ``QUEUE_LIMIT`` frames waiting, so a client that floods requests is held
-back by TCP. A frame over the size cap is answered ``invalid_payload`` and the connection closed (the
-stream cannot be resynchronised); a client that closes its side gets the replies to what it sent, then
-the connection is closed. Every handler runs under a timeout, and any exception becomes a failure
+waiting for its worker), by one task for that connection, until its queue is empty. A slow request only
+delays its own connection. Answering at once saves a task and a turn of the event loop per request: at
+1 client with a connection per request, 4,300 against 3,800 requests/s (2026-12-05, the benchmark's
+former asyncio load generator). Reading pauses while a connection has ``QUEUE_LIMIT`` frames waiting,
+so a client that floods requests is held back by TCP.
+
+Who closes: as the reference does, the server closes a connection after its reply (``_replied``: it reads
+no further, answers the frames it has already received, then closes). The reference's clients open a
+connection per command; the side that closes first keeps the connection in TIME_WAIT, and a client
+holding thousands of its own ports there makes each of its ``connect()`` calls search for a free one.
+Left to the client, every server (ours and a bare uvloop one alike) held at about 14,200 connections/s
+from 4 clients up on this 2-core host; closed by the server, over 25,000 (tests/benchmarks/tcp_front.py).
+A request with ``"keep_alive": true`` keeps its connection open from then on (the API's pool, our load
+benchmark), until a request says false; ``close_after_reply`` off keeps every connection open.
+
+A frame over the size cap is answered ``invalid_payload`` and the connection closed (the stream cannot
+be resynchronised); a client that closes its side gets the replies to what it sent, then the connection
+is closed. Every handler runs under a timeout, and any exception becomes a failure
 reply: one client can never stop the server.
 
 Every wait on the network is bounded: a connection idle for ``idle_timeout`` (nothing received, no
@@ -40,7 +49,6 @@ import ssl
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
 
 from redis.exceptions import RedisError
 
@@ -51,11 +59,12 @@ from services.core.errors import (
     StreamManagerError,
     failure_response,
 )
-from services.core.framing import FrameDecoder, FrameTooLargeError, encode_message
+from services.core.framing import FrameDecoder, FrameTooLargeError, encode_frame, encode_message
 from services.core.messages import (
     InitRequest,
     Request,
     WebRTCRequest,
+    encoded_envelope,
     failure_envelope,
     new_request_id,
     parse_request,
@@ -192,15 +201,15 @@ class StreamManagerServer:
         if admitted:
             self._admitted -= 1
 
-    def _refusal(self) -> dict[str, Any]:
+    def _refusal(self) -> bytes:
         limit = self._settings.max_connections
         logger.warning("refusing a connection: %d connections open (MANAGER_MAX_CONNECTIONS)", limit)
         exc = OperationError(f"connection limit: {limit} connections already open (MANAGER_MAX_CONNECTIONS)",
                              "The stream manager has too many open connections; retry later.")
         self._metrics.answered(INVALID, exc.error_type, 0.0)
-        return failure_envelope(new_request_id(), exc, None)
+        return encode_message(failure_envelope(new_request_id(), exc, None))
 
-    def _rate_limited(self, bucket: TokenBucket, strikes: int) -> dict[str, Any]:
+    def _rate_limited(self, bucket: TokenBucket, strikes: int) -> bytes:
         closing = f"; closing the connection after {strikes} refused requests in a row" \
             if strikes >= RATE_LIMIT_STRIKES else ""
         exc = OperationError(
@@ -211,17 +220,18 @@ class StreamManagerServer:
         self._metrics.answered(INVALID, exc.error_type, 0.0)
         if strikes == 1:
             logger.warning("rate limit: more than %g requests/s on a connection", bucket.rate)
-        return failure_envelope(new_request_id(), exc, None)
+        return encode_message(failure_envelope(new_request_id(), exc, None))
 
-    def _too_large(self, exc: FrameTooLargeError) -> dict[str, Any]:
+    def _too_large(self, exc: FrameTooLargeError) -> bytes:
         self._metrics.answered(INVALID, exc.error_type, 0.0)
         refusal = InvalidPayloadError(f"{exc} (MANAGER_MAX_FRAME_SIZE)", exc.public_message)
-        return failure_envelope(new_request_id(), refusal, None)
+        return encode_message(failure_envelope(new_request_id(), refusal, None))
 
-    def answer_at_once(self, body: bytes) -> "dict[str, Any] | _Pending":
-        """The reply envelope for one frame body when it is made without waiting for anything (a malformed
+    def answer_at_once(self, body: bytes) -> "tuple[bytes | _Pending, bool | None]":
+        """The reply frame for one frame body when it is made without waiting for anything (a malformed
         frame, a refused token, a LIST answered from memory), else the parsed request for
-        :meth:`answer_later`; never raises. A reply made at once is never counted in flight."""
+        :meth:`answer_later`; and the request's ``keep_alive`` (None when it has none or did not parse).
+        Never raises. A reply made at once is never counted in flight."""
         request_id = new_request_id()
         started = time.perf_counter()
         request: Request | None = None
@@ -230,13 +240,14 @@ class StreamManagerServer:
             reply = self._handlers.answer_at_once(request)
         except Exception as exc:
             reply = _failure(exc, request)
+        keep_alive = None if request is None else request.keep_alive
         if reply is None:
             assert request is not None
-            return _Pending(request, request_id, started)
-        return self._answered(request, request_id, started, reply)
+            return _Pending(request, request_id, started), keep_alive
+        return self._answered(request, request_id, started, reply), keep_alive
 
-    async def answer_later(self, pending: "_Pending") -> dict[str, Any]:
-        """The reply envelope for a request :meth:`answer_at_once` left; never raises (but for cancellation)."""
+    async def answer_later(self, pending: "_Pending") -> bytes:
+        """The reply frame for a request :meth:`answer_at_once` left; never raises (but for cancellation)."""
         request = pending.request
         self._metrics.request_started()
         try:
@@ -248,8 +259,8 @@ class StreamManagerServer:
             self._metrics.request_finished()
         return self._answered(request, pending.request_id, pending.started, reply)
 
-    def _answered(self, request: Request | None, request_id: str, started: float, reply: Reply) -> dict[str, Any]:
-        """Counts and logs one reply; its envelope."""
+    def _answered(self, request: Request | None, request_id: str, started: float, reply: Reply) -> bytes:
+        """Counts and logs one reply; its frame."""
         elapsed = time.perf_counter() - started
         request_type = getattr(request, "type", INVALID)
         error_type = None if reply.response.get("status") == "success" else str(reply.response.get("error_type"))
@@ -257,7 +268,7 @@ class StreamManagerServer:
         if logger.isEnabledFor(logging.INFO):
             logger.info("%s %s -> %s in %.1f ms", request_type, reply.pipeline_id or "-", error_type or "success",
                         elapsed * 1e3, extra={"pipeline_id": reply.pipeline_id})
-        return _envelope(request_id, reply)
+        return _reply_frame(request_id, reply)
 
     def _timeout_for(self, request: Request) -> float:
         if isinstance(request, InitRequest | WebRTCRequest):
@@ -292,7 +303,8 @@ class _Connection(asyncio.Protocol):
         self._queue: deque[bytes | FrameTooLargeError] = deque()
         self.task: asyncio.Task[None] | None = None  # answering the queue; None while there is nothing to answer
         self._reading = True
-        self._eof = False  # the client closed its side: close once what it sent is answered
+        self._eof = False  # close once what the client sent is answered (it closed its side, or asked to close)
+        self._keep_alive = not self._settings.close_after_reply  # until a request says otherwise
         self._closing = False
         self._lost = False
         self._last_active = time.monotonic()
@@ -315,8 +327,8 @@ class _Connection(asyncio.Protocol):
             self._bucket = TokenBucket(rate, self._settings.max_request_burst)
 
     def data_received(self, data: bytes) -> None:
-        if self._refused or self._closing or self._decoder is None:
-            return  # a refused connection's request, or bytes after an oversized frame: not read
+        if self._refused or self._closing or self._eof or self._decoder is None:
+            return  # a refused connection's request, bytes after an oversized frame or after the last reply
         self._last_active = time.monotonic()
         try:
             self._queue.extend(self._decoder.feed(data))
@@ -377,7 +389,7 @@ class _Connection(asyncio.Protocol):
         give the client ``REFUSAL_LINGER`` to read it and close."""
         assert self._transport is not None
         self._refused = True
-        self._transport.write(encode_message(self._server._refusal()))
+        self._transport.write(self._server._refusal())
         if self._transport.can_write_eof():
             self._transport.write_eof()
         self._timer = self._loop.call_later(REFUSAL_LINGER, self.finish)
@@ -414,7 +426,7 @@ class _Connection(asyncio.Protocol):
         """Takes the next frame: answers it when that needs no waiting, else returns it parsed."""
         server = self._server
         item = self._queue.popleft()
-        if not self._reading and len(self._queue) < QUEUE_LIMIT and self._transport is not None:
+        if not self._reading and not self._eof and len(self._queue) < QUEUE_LIMIT and self._transport is not None:
             self._reading = True
             self._transport.resume_reading()
         if isinstance(item, FrameTooLargeError):
@@ -428,13 +440,24 @@ class _Connection(asyncio.Protocol):
             if self._strikes >= RATE_LIMIT_STRIKES:
                 self._queue.clear()
                 self._eof = True
+            self._replied(None)
             return None
         self._strikes = 0
-        answer = server.answer_at_once(item)
+        answer, keep_alive = server.answer_at_once(item)
         if isinstance(answer, _Pending):
             return answer
         self._write(answer)
+        self._replied(keep_alive)
         return None
+
+    def _replied(self, keep_alive: bool | None) -> None:
+        """After each reply: a request's ``keep_alive`` holds for the connection from then on; a connection
+        not kept alive takes no further bytes (``data_received``), answers what it has received already, and
+        is closed."""
+        if keep_alive is not None:
+            self._keep_alive = keep_alive
+        if not self._keep_alive:
+            self._eof = True
 
     async def _answer_queue(self, pending: _Pending | None) -> None:
         """Answers ``pending`` (when there is one), waits until the client has taken the replies, and
@@ -443,11 +466,12 @@ class _Connection(asyncio.Protocol):
         try:
             while True:
                 if pending is not None:
-                    envelope = await server.answer_later(pending)
+                    frame = await server.answer_later(pending)
                     if self._lost:
                         logger.debug("client went away before its reply")
                         break
-                    self._write(envelope)
+                    self._write(frame)
+                    self._replied(pending.request.keep_alive)
                 await self._drain()
                 if not self._queue or self._lost or self._closing:
                     break
@@ -468,11 +492,11 @@ class _Connection(asyncio.Protocol):
             self.finish()
         self._last_active = time.monotonic()
 
-    def _write(self, envelope: dict[str, Any]) -> None:
+    def _write(self, frame: bytes) -> None:
         """Writes one reply frame (the transport keeps what the kernel does not take yet)."""
         if self._closing or self._lost or self._transport is None:
             return
-        self._transport.write(encode_message(envelope))
+        self._transport.write(frame)
 
     async def _drain(self) -> None:
         """Returns once the transport's buffer is under its high-water mark; raises
@@ -501,9 +525,11 @@ def _failure(exc: Exception, request: Request | None) -> Reply:
     return Reply(failure_response(exc), echoed)
 
 
-def _envelope(request_id: str, reply: Reply) -> dict[str, Any]:
+def _reply_frame(request_id: str, reply: Reply) -> bytes:
+    if reply.encoded is not None:
+        return encode_frame(encoded_envelope(request_id, reply.encoded, reply.pipeline_id))
     if reply.response.get("status") == "success":
-        return success_envelope(request_id, reply.response, reply.pipeline_id)
+        return encode_message(success_envelope(request_id, reply.response, reply.pipeline_id))
     # A failure as the task (or a handler) shaped it, relayed unchanged.
-    return {"request_id": request_id, "response": reply.response, "pipeline_id": reply.pipeline_id}
+    return encode_message({"request_id": request_id, "response": reply.response, "pipeline_id": reply.pipeline_id})
 

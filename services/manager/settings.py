@@ -59,8 +59,11 @@ class ManagerSettings(BaseSettings):
     tls_client_ca_file: Path | None = None
     # Binding an address other than loopback needs MANAGER_AUTH_TOKEN (or mutual TLS), unless this is set.
     allow_insecure_bind: bool = False
-    # The reference closes after one request (5 s socket timeout); we keep a connection for
-    # several requests and close it once it has been idle this long.
+    # As the reference does, a connection is closed after its reply unless the request asked
+    # "keep_alive": true (services.manager.server); false keeps every connection open until its client
+    # closes it (or idle_timeout).
+    close_after_reply: bool = True
+    # The reference has a 5 s socket timeout; a connection kept alive is closed once it has been idle this long.
     idle_timeout: float = Field(default=30.0, gt=0)
     # Longest a reply may take to be written to a client (its socket buffers full: a client that stopped
     # reading); past it the connection is dropped, so such a client cannot hold a server task.

@@ -5,8 +5,9 @@ the framing and parser in-process (when atheris is installed).
 Real processes: redis-server, `python -m services.manager` with no worker (a valid INIT is refused for lack of
 one, which is fine: nothing is dispatched). The clients are processes of their own (the generators cost CPU),
 each running tests/fuzz/generators.py with its own seed: pipelined batches of 1-20 frames on a persistent
-connection, one frame per connection, garbage byte streams with a half-close, and oversize frames. Every reply
-must be a valid envelope; a reply missing after 15 s counts as a hang.
+connection (its first request asks ``keep_alive``), one frame per connection, garbage byte streams with a
+half-close, and oversize frames. Every reply must be a valid envelope; a reply missing after 15 s counts as
+a hang.
 
 Usage: ``python -m tests.benchmarks.fuzz [--output docs/benchmarks.md] [--frames 100000] [--clients 6]
 [--atheris-runs 300000]``
@@ -84,9 +85,21 @@ def _connect(port: int, tally: Tally) -> socket.socket:
     return socket.create_connection(("127.0.0.1", port), timeout=REPLY_TIMEOUT)
 
 
+KEEP_ALIVE = encode_frame(json.dumps({"type": "list_pipelines", "keep_alive": True}).encode())
+
+
+def _persistent(port: int, tally: Tally) -> tuple[socket.socket, FrameDecoder, list[bytes]]:
+    """A connection the manager keeps open after each reply: its first request asks for that."""
+    sock, decoder, pending = _connect(port, tally), FrameDecoder(64 * CAP), []
+    sock.sendall(KEEP_ALIVE)
+    if _receive(sock, decoder, pending, 1) is None:
+        raise ConnectionError("the manager closed a new connection before its first reply")
+    return sock, decoder, pending
+
+
 def _fuzz_client(port: int, seed: int, frames: int, results: "Queue[dict[str, Any]]") -> None:
     rng, tally = random.Random(seed), Tally()
-    sock, decoder, pending = _connect(port, tally), FrameDecoder(64 * CAP), []
+    sock, decoder, pending = _persistent(port, tally)
     while tally.frames < frames:
         roll = rng.random()
         try:
@@ -97,7 +110,7 @@ def _fuzz_client(port: int, seed: int, frames: int, results: "Queue[dict[str, An
                 replies = _receive(sock, decoder, pending, len(batch))
                 if replies is None:
                     tally.invalid.append("server closed a connection with requests unanswered")
-                    sock, decoder, pending = _connect(port, tally), FrameDecoder(64 * CAP), []
+                    sock, decoder, pending = _persistent(port, tally)
                     continue
                 for request, body in zip(batch, replies, strict=True):
                     tally.last_request = request
@@ -131,11 +144,11 @@ def _fuzz_client(port: int, seed: int, frames: int, results: "Queue[dict[str, An
         except TimeoutError:
             tally.hangs += 1
             sock.close()
-            sock, decoder, pending = _connect(port, tally), FrameDecoder(64 * CAP), []
+            sock, decoder, pending = _persistent(port, tally)
         except ConnectionError as exc:  # a reset by the server is a crash of that connection's handling
             tally.invalid.append(f"connection error: {exc!r}")
             sock.close()
-            sock, decoder, pending = _connect(port, tally), FrameDecoder(64 * CAP), []
+            sock, decoder, pending = _persistent(port, tally)
     sock.close()
     results.put({"frames": tally.frames, "replies": dict(tally.replies), "invalid": tally.invalid[:20],
                  "invalid_count": len(tally.invalid), "hangs": tally.hangs, "connections": tally.connections,

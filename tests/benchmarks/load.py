@@ -231,7 +231,8 @@ def _child(argv: list[str]) -> None:
     items = json.loads(args.requests)
     factory: Callable[[_Run, int], _ClosedLoop]
     if args.kind == "tcp":
-        frames = [encode_frame(json.dumps(command).encode()) for command in items]
+        # Persistent connections: each request asks the manager to keep its connection open after the reply.
+        frames = [encode_frame(json.dumps({**command, "keep_alive": True}).encode()) for command in items]
         factory = lambda run, index: _FrameLoop(run, frames, index)  # noqa: E731
     else:
         host = f"Host: 127.0.0.1:{args.port}\r\n"

@@ -18,15 +18,16 @@ the ids it last read while Redis has not said that the index changed since
 (:mod:`services.infra.tracked_keys`), so a LIST costs Redis nothing (Redis's CPU is still reported).
 Two floor servers run at each level too (``--floor``): the least a Python server on uvloop can do per
 request, an ``asyncio.Protocol`` that parses the frame's JSON and answers a constant list, with no
-validation, timeouts, metrics or logging. The first leaves the close to its client, as ours must (a
-client may send several requests on one connection); the second (``--close``) closes each connection
-after its reply, as the reference does. Ours against the first is the price of everything the manager
-adds; the first against the reference is the price of the event loop; the two floors against each
-other show what the order of the closes costs the client: the side that closes first keeps the
-connection in TIME_WAIT, and a client that keeps thousands of its own ports there makes each
-``connect()`` search for a free one (measured on this host, 2026-12-05, 4 clients on the first floor:
-the generator's CPU per request 2.5 times the reference's, and every uvloop server, ours and both
-floors alike, held at about 14,300 connections a second while it was the client that closed).
+validation, timeouts, metrics or logging. The first leaves the close to its client; the second
+(``--close``) closes each connection after its reply, as the reference and ours do. Ours against the
+second is the price of everything the manager adds; the second against the reference is the price of
+the event loop; the two floors against each other show what the order of the closes costs the client:
+the side that closes first keeps the connection in TIME_WAIT, and a client that keeps thousands of its
+own ports there makes each ``connect()`` search for a free one (measured on this host, 2026-12-05, 4
+clients on the first floor: the generator's CPU per request 2.5 times the reference's, and every uvloop
+server, ours and both floors alike, held at about 14,300 connections a second while it was the client
+that closed). Ours left the close to its clients until 2026-12-05 (a client may send several requests
+on a connection); it now closes after the reply unless the request asks ``keep_alive``.
 
 Where ours spends its time at 1 client (py-spy ``--native`` on the manager, 500 samples/s, the C
 generator, 2026-12-05, after LIST came to be answered from memory in the read's own callback): of
@@ -183,7 +184,8 @@ def _measure(port: int, clients: int, seconds: float, servers: list[psutil.Proce
 
 def _cells(result: dict[str, Any]) -> list[str]:
     rate = result["answered"] / result["elapsed"]
-    return [f"{rate:,.0f}", f"{result['p50'] * 1e3:.2f}", f"{result['p99'] * 1e3:.2f}", str(result["errors"])]
+    return [f"{rate:,.0f}", f"{result['p50'] * 1e3:.2f}", f"{result['mean'] * 1e3:.2f}",
+            f"{result['p99'] * 1e3:.2f}", str(result["errors"])]
 
 
 def _start(argv: list[str], env: dict[str, str]) -> "subprocess.Popen[bytes]":
@@ -238,8 +240,9 @@ def run(seconds: float, levels: tuple[int, ...]) -> str:
                     f"| {clients} | {_rate(theirs):,.0f} ({_cpu_per_request(theirs)}) | "
                     f"{_rate(bare):,.0f} ({_cpu_per_request(bare)}) | "
                     f"{_rate(closing):,.0f} ({_cpu_per_request(closing)}) | "
-                    f"{_rate(mine):,.0f} ({_cpu_per_request(mine)}) | {_rate(bare) / max(1e-9, _rate(theirs)):.2f} | "
-                    f"{_rate(mine) / max(1e-9, _rate(bare)):.2f} | "
+                    f"{_rate(mine):,.0f} ({_cpu_per_request(mine)}) | "
+                    f"{_rate(closing) / max(1e-9, _rate(theirs)):.2f} | "
+                    f"{_rate(mine) / max(1e-9, _rate(closing)):.2f} | "
                     f"{bare['cpu'] / bare['elapsed']:.0%} / {closing['cpu'] / closing['elapsed']:.0%} |")
                 for name, result in (("reference", theirs), ("ours", mine), ("floor", bare),
                                      ("floor, closing first", closing)):
@@ -265,17 +268,17 @@ def run(seconds: float, levels: tuple[int, ...]) -> str:
         "`MANAGER_MAX_CONNECTIONS=0`) and its redis-server. Latency: connect to the reply's last byte, measured by "
         "the generator (`tcp_once.c`, a C program, one epoll loop). CPU: seconds over wall seconds, 100% = one core.",
         "",
-        "| clients | reference req/s | p50 ms | p99 ms | errors | ours req/s | p50 ms | p99 ms | errors "
-        "| ours / reference | reference CPU | ours CPU (manager + Redis) | generator CPU (ref / ours) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| clients | reference req/s | p50 ms | mean ms | p99 ms | errors | ours req/s | p50 ms | mean ms | p99 ms "
+        "| errors | ours / reference | reference CPU | ours CPU (manager + Redis) | generator CPU (ref / ours) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         "The floor servers (see the module's docstring): the least a Python server on uvloop does per request, "
-        "leaving the close to its client as ours does (a client may send several requests on a connection), and the "
-        "same closing each connection after its reply as the reference does; req/s (the server's CPU per request, "
-        "µs).",
+        "leaving the close to its client, and the same closing each connection after its reply as the reference and "
+        "ours do; req/s (the server's CPU per request, µs).",
         "",
-        "| clients | reference | floor | floor, closing first | ours | floor / reference | ours / floor "
+        "| clients | reference | floor | floor, closing first | ours | floor closing first / reference "
+        "| ours / floor closing first "
         "| generator CPU (floor / closing first) |",
         "|---|---|---|---|---|---|---|---|",
         *floor_rows,

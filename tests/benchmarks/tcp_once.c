@@ -6,8 +6,8 @@
  * asyncio generator it replaces spent 160-176 us of CPU per request, more than either server.
  *
  * Usage: tcp_once PORT CLIENTS SECONDS REQUEST_HEX
- * Prints one JSON object: answered, elapsed (s, until the last client is done), p50 and p99 (s, from
- * the connect call to the reply's last byte), errors, first_errors (up to 3), cpu (s, user + system).
+ * Prints one JSON object: answered, elapsed (s, until the last client is done), p50, p99 and mean (s,
+ * from the connect call to the reply's last byte), errors, first_errors (up to 3), cpu (s, user + system).
  * A reply is an error unless its body contains "status": "success". Clients still waiting 30 s after
  * the window are counted as errors and not waited for.
  */
@@ -186,6 +186,13 @@ static double percentile(double fraction) {
     return latencies[index < answered ? index : answered - 1];
 }
 
+static double mean(void) {
+    double sum = 0.0;
+    for (size_t i = 0; i < answered; i++)
+        sum += latencies[i];
+    return answered ? sum / (double)answered : 0.0;
+}
+
 static double cpu_seconds(void) {
     struct rusage usage;
     getrusage(RUSAGE_SELF, &usage);
@@ -245,9 +252,9 @@ int main(int argc, char **argv) {
         elapsed = seconds + GRACE;
     double cpu = cpu_seconds() - cpu_before;
     qsort(latencies, answered, sizeof *latencies, by_value);
-    printf("{\"answered\": %zu, \"elapsed\": %.6f, \"p50\": %.9f, \"p99\": %.9f, \"errors\": %ld, "
-           "\"first_errors\": [",
-           answered, elapsed, percentile(0.5), percentile(0.99), errors);
+    printf("{\"answered\": %zu, \"elapsed\": %.6f, \"p50\": %.9f, \"p99\": %.9f, \"mean\": %.9f, "
+           "\"errors\": %ld, \"first_errors\": [",
+           answered, elapsed, percentile(0.5), percentile(0.99), mean(), errors);
     for (long i = 0; i < errors && i < FIRST_ERRORS; i++)
         printf("%s\"%s\"", i ? ", " : "", first_errors[i]);
     printf("], \"cpu\": %.6f}\n", cpu);

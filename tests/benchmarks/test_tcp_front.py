@@ -44,7 +44,7 @@ def test_the_generator_counts_each_successful_reply_with_its_latency() -> None:
     with serving("success") as port:
         result = generate(port, 3, 0.3)
     assert result["answered"] > 10 and result["errors"] == 0 and result["first_errors"] == []
-    assert 0 < result["p50"] <= result["p99"] < 1.0
+    assert 0 < result["p50"] <= result["p99"] < 1.0 and 0 < result["mean"] <= result["p99"]
     assert 0.3 <= result["elapsed"] < 5 and result["cpu"] > 0
 
 

@@ -33,6 +33,12 @@ def test_one_frame_in_one_read() -> None:
     ]
 
 
+def test_one_whole_frame_in_a_bytearray_read_comes_out_as_bytes() -> None:
+    # A read holding exactly one frame skips the buffer; its body is still bytes (hashable, as the parser needs).
+    body = FrameDecoder(1024).feed(bytearray(encode_frame(b'{"type": "status"}')))[0]
+    assert type(body) is bytes and body == b'{"type": "status"}'
+
+
 @pytest.mark.parametrize("cut", range(1, 4 + 5))
 def test_a_frame_split_at_every_byte_offset(cut: int) -> None:
     frame = encode_frame(b"hello")

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from services.core.errors import InvalidPayloadError, NotFoundError
-from services.core.framing import encode_message
+from services.core.framing import encode_json, encode_message
 from services.core.messages import (
     REQUEST_TYPES,
     ConsumeResultRequest,
@@ -22,6 +22,7 @@ from services.core.messages import (
     StatusRequest,
     TerminateRequest,
     WebRTCRequest,
+    encoded_envelope,
     failure_envelope,
     new_request_id,
     parse_request,
@@ -247,3 +248,25 @@ def test_to_wire_matches_the_reference_client_commands() -> None:
         '{"type": "consume_result", "pipeline_id": "x", "excluded_fields": []}'
     )
     assert ConsumeResultRequest(pipeline_id="x", max_entries=5).to_wire()["max_entries"] == 5
+
+
+def test_a_short_body_that_repeats_is_parsed_once_and_a_payload_never_shared() -> None:
+    status = wire({"type": "status", "pipeline_id": "p-1", "token": "t"})
+    assert parse_request(status) is parse_request(bytes(status))  # the same request, immutable
+    assert parse_request(wire({"type": "status", "pipeline_id": "p-2"})).pipeline_id == "p-2"
+    for _ in range(2):  # a refused body is refused every time, never kept as something else
+        with pytest.raises(InvalidPayloadError):
+            parse_request(b'{"type": "status"}')
+    init = wire({"type": "init", "model_id": "m/1", "video_reference": "a.mp4"})
+    first, second = parse_request(init), parse_request(init)
+    assert isinstance(first, InitRequest) and first is not second and first.payload == second.payload
+    long = wire({"type": "status", "pipeline_id": "p" * 600})
+    assert parse_request(long) is not parse_request(long)  # long bodies are parsed afresh
+
+
+@pytest.mark.parametrize("pipeline_id", [None, "p-1", 'q"uote\\ż'])
+def test_an_envelope_around_a_response_encoded_once_is_json_dumps_byte_for_byte(pipeline_id: str | None) -> None:
+    response = {"status": "success", "pipelines": ["a", "ż\"b"]}
+    request_id = new_request_id()
+    assert encoded_envelope(request_id, encode_json(response), pipeline_id) == json.dumps(
+        {"request_id": request_id, "response": response, "pipeline_id": pipeline_id}).encode()

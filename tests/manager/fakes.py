@@ -146,18 +146,20 @@ class FakeWorker:
 
 
 class Client:
-    """A raw socket on one connection (several requests allowed): bytes as the test writes them."""
+    """A raw socket on one connection: bytes as the test writes them. With ``keep_alive``, :meth:`send` asks the
+    manager to keep the connection open after each reply (``"keep_alive": true``), for several requests."""
 
-    def __init__(self, port: int, timeout: float = 10.0) -> None:
+    def __init__(self, port: int, timeout: float = 10.0, *, keep_alive: bool = False) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.decoder = FrameDecoder(64 * 1024 * 1024)
         self.frames: list[bytes] = []
+        self.keep_alive = keep_alive
 
     def send_raw(self, data: bytes) -> None:
         self.sock.sendall(data)
 
     def send(self, request: dict[str, Any]) -> None:
-        self.send_raw(encode_message(request))
+        self.send_raw(encode_message({**request, "keep_alive": True} if self.keep_alive else request))
 
     def send_body(self, body: bytes) -> None:
         self.send_raw(encode_frame(body))

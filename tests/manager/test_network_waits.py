@@ -37,8 +37,8 @@ def test_a_client_that_stops_reading_is_disconnected_and_the_server_serves_other
     reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     reader.connect(("127.0.0.1", manager.port))
     try:
-        reader.sendall(encode_message({"type": "get_workflow", "workspace_name": "acme", "workflow_id": "big"})
-                       * REQUESTS)
+        reader.sendall(encode_message({"type": "get_workflow", "workspace_name": "acme", "workflow_id": "big",
+                                       "keep_alive": True}) * REQUESTS)
         assert_serving(manager)  # while that connection's task waits to write
         time.sleep(6 * 0.5)  # reading nothing for several write timeouts
         assert_serving(manager)
@@ -60,7 +60,7 @@ def test_a_client_that_reads_none_of_the_answers_made_at_once_is_disconnected(st
     reader.connect(("127.0.0.1", manager.port))
     try:
         reader.setblocking(False)
-        frames = encode_message({"type": "list_pipelines"}) * 50_000  # some 6 MB of replies, none read
+        frames = encode_message({"type": "list_pipelines", "keep_alive": True}) * 50_000  # 6 MB of replies, none read
         sent = 0
         deadline = time.monotonic() + 5
         while sent < len(frames) and time.monotonic() < deadline:

@@ -79,11 +79,14 @@ def test_the_log_of_requests_never_contains_a_token(
 
 
 def test_reference_client_bytes_are_answered_when_auth_is_off(manager: RunningManager) -> None:
-    with Client(manager.port) as client:
-        client.send_raw(b'\x00\x00\x00\x1a{"type": "list_pipelines"}')
-        listing = client.receive()
-        client.send_raw(b'\x00\x00\x00\x2c{"type": "status", "pipeline_id": "ghost-1"}')
-        status = client.receive()
+    replies = []
+    for frame in (b'\x00\x00\x00\x1a{"type": "list_pipelines"}',
+                  b'\x00\x00\x00\x2c{"type": "status", "pipeline_id": "ghost-1"}'):
+        with Client(manager.port) as client:  # a connection per request, closed by the server after its reply
+            client.send_raw(frame)
+            replies.append(client.receive())
+            assert client.is_closed_by_server()
+    listing, status = replies
 
     assert listing["response"] == {"status": "success", "pipelines": []}
     assert status["response"]["error_type"] == "not_found" and status["pipeline_id"] == "ghost-1"
@@ -99,8 +102,8 @@ def test_a_token_sent_to_an_open_manager_is_ignored(manager: RunningManager) -> 
 
 def test_requests_beyond_the_rate_limit_are_refused_naming_it(start_manager: ManagerFactory) -> None:
     manager = start_manager(max_requests_per_second=0.01, max_request_burst=2)
-    with Client(manager.port) as client, Client(manager.port) as other:
-        client.send_raw(encode_message({"type": "list_pipelines"}) * 3)
+    with Client(manager.port, keep_alive=True) as client, Client(manager.port) as other:
+        client.send_raw(encode_message({"type": "list_pipelines", "keep_alive": True}) * 3)
         replies = [client.receive() for _ in range(3)]
         again = client.call({"type": "list_pipelines"})  # the connection stays open
         fresh = other.call({"type": "list_pipelines"})  # the limit is per connection
@@ -138,7 +141,7 @@ def test_a_rate_limit_of_zero_is_off(start_manager: ManagerFactory) -> None:
 
 def test_connections_beyond_the_limit_get_one_failure_naming_it_then_close(start_manager: ManagerFactory) -> None:
     manager = start_manager(max_connections=2)
-    first, second = Client(manager.port), Client(manager.port)
+    first, second = Client(manager.port, keep_alive=True), Client(manager.port, keep_alive=True)
     try:
         for client in (first, second):  # both are being served
             assert client.call({"type": "list_pipelines"})["response"]["status"] == "success"

@@ -62,10 +62,11 @@ def test_failure_reply_is_byte_exact(manager: RunningManager) -> None:
     ids=["non-json", "json-list", "missing-type", "unknown-type", "missing-id", "empty-id", "not-utf8",
          "zero-length"],
 )
-def test_bad_request_is_invalid_payload_and_the_connection_stays_usable(
+def test_bad_request_is_invalid_payload_and_a_kept_connection_stays_usable(
     manager: RunningManager, body: bytes, fragment: str
 ) -> None:
-    with Client(manager.port) as client, Client(manager.port) as other:
+    with Client(manager.port, keep_alive=True) as client, Client(manager.port) as other:
+        assert client.call({"type": "list_pipelines"})["response"]["status"] == "success"
         client.send_body(body)
         reply = client.receive()
         assert other.call({"type": "list_pipelines"})["response"]["status"] == "success"
@@ -86,7 +87,7 @@ def test_unknown_pipeline_is_not_found_for_every_command(manager: RunningManager
 
 def test_several_requests_on_one_connection_and_merged_frames(manager: RunningManager) -> None:
     with Client(manager.port) as client:
-        client.send_raw(encode_message({"type": "list_pipelines"}) * 3
+        client.send_raw(encode_message({"type": "list_pipelines", "keep_alive": True}) * 3
                         + encode_message({"type": "status", "pipeline_id": "x"}))
         replies = [client.receive() for _ in range(4)]
         replies.append(client.call({"type": "list_pipelines"}))
@@ -98,8 +99,9 @@ def test_a_flood_of_requests_in_one_write_is_answered_in_order(start_manager: Ma
     # Far more frames than the server queues before it stops reading (QUEUE_LIMIT): all answered, in order.
     manager = start_manager(max_requests_per_second=0)
     ids = [f"p-{i}" for i in range(300)]
-    with Client(manager.port) as client:
-        client.send_raw(b"".join(encode_message({"type": "status", "pipeline_id": pid}) for pid in ids))
+    with Client(manager.port, keep_alive=True) as client:
+        client.send_raw(b"".join(encode_message({"type": "status", "pipeline_id": pid, "keep_alive": True})
+                                 for pid in ids))
         replies = [client.receive() for _ in ids]
         assert client.call({"type": "list_pipelines"})["response"]["status"] == "success"
     assert [reply["pipeline_id"] for reply in replies] == ids
@@ -113,6 +115,52 @@ def test_a_client_that_half_closes_after_its_request_still_gets_the_reply(manage
         replies = [client.receive(), client.receive()]
         assert client.is_closed_by_server()
     assert [reply["response"] for reply in replies] == [{"status": "success", "pipelines": []}] * 2
+
+
+def test_the_server_closes_after_the_reply_unless_the_request_keeps_the_connection(manager: RunningManager) -> None:
+    # As the reference: one request, one reply, then the server closes (it keeps the TIME_WAIT, not the client).
+    with Client(manager.port) as plain:
+        assert plain.call({"type": "list_pipelines"})["response"]["status"] == "success"
+        assert plain.is_closed_by_server()
+    with Client(manager.port) as malformed:  # a frame that does not parse asks for nothing: closed too
+        malformed.send_body(b"not json")
+        assert malformed.receive()["response"]["error_type"] == "invalid_payload"
+        assert malformed.is_closed_by_server()
+    with Client(manager.port) as client:
+        # keep_alive holds from the request that says it, a waiting reply (STATUS reads Redis) included ...
+        assert client.call({"type": "list_pipelines", "keep_alive": True})["response"]["status"] == "success"
+        assert client.call({"type": "status", "pipeline_id": "x"})["response"]["error_type"] == "not_found"
+        client.send_body(b"[1]")
+        assert client.receive()["response"]["error_type"] == "invalid_payload"
+        assert not client.is_closed_by_server(wait=0.3)
+        # ... until a request says false: its reply is the last.
+        reply = client.call({"type": "status", "pipeline_id": "x", "keep_alive": False})
+        assert reply["response"]["error_type"] == "not_found"
+        assert client.is_closed_by_server()
+    with Client(manager.port) as wrong:
+        wrong.send({"type": "list_pipelines", "keep_alive": "yes"})
+        refusal = wrong.receive()["response"]
+        assert refusal["error_type"] == "invalid_payload" and "keep_alive" in refusal["error_message"]
+
+
+def test_requests_sent_with_one_that_closes_are_answered_before_the_close(manager: RunningManager) -> None:
+    with Client(manager.port) as client:
+        requests = ({"type": "status", "pipeline_id": "a"}, {"type": "list_pipelines"},
+                    {"type": "status", "pipeline_id": "b"})
+        client.send_raw(b"".join(encode_message(request) for request in requests))
+        replies = [client.receive() for _ in range(3)]
+        assert client.is_closed_by_server()
+    assert [reply["pipeline_id"] for reply in replies] == ["a", None, "b"]
+
+
+def test_close_after_reply_off_keeps_every_connection_until_its_client_closes(start_manager: ManagerFactory) -> None:
+    manager = start_manager(close_after_reply=False)
+    with Client(manager.port) as client:
+        for _ in range(3):
+            assert client.call({"type": "list_pipelines"})["response"]["status"] == "success"
+        assert not client.is_closed_by_server(wait=0.3)
+        assert client.call({"type": "list_pipelines", "keep_alive": False})["response"]["status"] == "success"
+        assert client.is_closed_by_server()
 
 
 def test_a_client_gone_before_its_reply_leaves_the_server_serving(manager: RunningManager) -> None:
@@ -257,3 +305,9 @@ def test_list_is_answered_from_memory_until_the_index_changes(start_manager: Man
     while (listed := call(manager.port, {"type": "list_pipelines"})["response"]["pipelines"]) != ["elsewhere", created]:
         assert time.monotonic() < deadline, listed
         time.sleep(0.01)
+    with Client(manager.port) as client:  # encoded once for these ids, the reply is still json.dumps's bytes
+        client.send({"type": "list_pipelines"})
+        body = client.receive_raw()
+    listing = {"status": "success", "pipelines": ["elsewhere", created]}
+    assert body == json.dumps({"request_id": json.loads(body)["request_id"], "response": listing,
+                               "pipeline_id": None}).encode()
