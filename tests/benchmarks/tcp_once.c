@@ -6,8 +6,8 @@
  * asyncio generator it replaces spent 160-176 us of CPU per request, more than either server.
  *
  * Usage: tcp_once PORT CLIENTS SECONDS REQUEST_HEX
- * Prints one JSON object: answered, elapsed (s, until the last client is done), p50, p99 and mean (s,
- * from the connect call to the reply's last byte), errors, first_errors (up to 3), cpu (s, user + system).
+ * Prints one JSON object: answered, elapsed (s, until the last client is done), p50, p99, mean and max
+ * (s, from the connect call to the reply's last byte), over_100ms (replies that took longer), errors, first_errors (up to 3), cpu (s, user + system).
  * A reply is an error unless its body contains "status": "success". Clients still waiting 30 s after
  * the window are counted as errors and not waited for.
  */
@@ -193,6 +193,13 @@ static double mean(void) {
     return answered ? sum / (double)answered : 0.0;
 }
 
+static size_t over(double limit) {
+    size_t count = 0;
+    for (size_t i = 0; i < answered; i++)
+        count += latencies[i] > limit;
+    return count;
+}
+
 static double cpu_seconds(void) {
     struct rusage usage;
     getrusage(RUSAGE_SELF, &usage);
@@ -253,8 +260,8 @@ int main(int argc, char **argv) {
     double cpu = cpu_seconds() - cpu_before;
     qsort(latencies, answered, sizeof *latencies, by_value);
     printf("{\"answered\": %zu, \"elapsed\": %.6f, \"p50\": %.9f, \"p99\": %.9f, \"mean\": %.9f, "
-           "\"errors\": %ld, \"first_errors\": [",
-           answered, elapsed, percentile(0.5), percentile(0.99), mean(), errors);
+           "\"max\": %.9f, \"over_100ms\": %zu, \"errors\": %ld, \"first_errors\": [",
+           answered, elapsed, percentile(0.5), percentile(0.99), mean(), percentile(1.0), over(0.1), errors);
     for (long i = 0; i < errors && i < FIRST_ERRORS; i++)
         printf("%s\"%s\"", i ? ", " : "", first_errors[i]);
     printf("], \"cpu\": %.6f}\n", cpu);

@@ -6,6 +6,7 @@ import socket
 import socketserver
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,8 +17,10 @@ from tools.embedded_redis import free_port
 
 class _OneReply(socketserver.BaseRequestHandler):
     status = "success"
+    delay = 0.0
 
     def handle(self) -> None:
+        time.sleep(self.delay)
         header = self.request.recv(4, socket.MSG_WAITALL)
         body = self.request.recv(struct.unpack(">I", header)[0], socket.MSG_WAITALL)
         assert json.loads(body) == {"type": "list_pipelines"}
@@ -27,8 +30,8 @@ class _OneReply(socketserver.BaseRequestHandler):
 
 
 @contextmanager
-def serving(status: str) -> Iterator[int]:
-    handler = type("Handler", (_OneReply,), {"status": status})
+def serving(status: str, delay: float = 0.0) -> Iterator[int]:
+    handler = type("Handler", (_OneReply,), {"status": status, "delay": delay})
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -44,7 +47,14 @@ def test_the_generator_counts_each_successful_reply_with_its_latency() -> None:
     with serving("success") as port:
         result = generate(port, 3, 0.3)
     assert result["answered"] > 10 and result["errors"] == 0 and result["first_errors"] == []
-    assert 0 < result["p50"] <= result["p99"] < 1.0 and 0 < result["mean"] <= result["p99"]
+    assert 0 < result["p50"] <= result["p99"] <= result["max"] < 1.0 and 0 < result["mean"] <= result["max"]
+    assert 0 <= result["over_100ms"] <= result["answered"]
+
+
+def test_replies_slower_than_100_ms_are_counted() -> None:
+    with serving("success", delay=0.15) as port:
+        result = generate(port, 2, 0.2)
+    assert result["answered"] >= 2 and result["over_100ms"] == result["answered"] and result["max"] >= 0.15
     assert 0.3 <= result["elapsed"] < 5 and result["cpu"] > 0
 
 

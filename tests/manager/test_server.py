@@ -153,6 +153,24 @@ def test_requests_sent_with_one_that_closes_are_answered_before_the_close(manage
     assert [reply["pipeline_id"] for reply in replies] == ["a", None, "b"]
 
 
+def test_a_connection_not_kept_alive_is_closed_only_once_nothing_from_its_client_waits(
+        start_manager: ManagerFactory) -> None:
+    manager = start_manager(max_requests_per_second=0)
+    frames = [encode_message({"type": "status", "pipeline_id": f"p-{i}"}) for i in range(3000)]  # 150 kB: many reads
+    with Client(manager.port) as client:
+        client.send_raw(b"".join(frames))
+        assert [client.receive()["pipeline_id"] for _ in frames] == [f"p-{i}" for i in range(3000)]
+        assert client.is_closed_by_server()
+    listing = encode_message({"type": "list_pipelines"})
+    with Client(manager.port) as client:  # a frame begun: the connection waits for the rest of it
+        client.send_raw(listing + listing[:7])
+        assert client.receive()["response"]["status"] == "success"
+        assert not client.is_closed_by_server(wait=0.3)
+        client.send_raw(listing[7:])
+        assert client.receive()["response"]["status"] == "success"
+        assert client.is_closed_by_server()
+
+
 def test_close_after_reply_off_keeps_every_connection_until_its_client_closes(start_manager: ManagerFactory) -> None:
     manager = start_manager(close_after_reply=False)
     with Client(manager.port) as client:
