@@ -465,6 +465,8 @@ class _Connection(asyncio.Protocol):
         the client is waiting (no frame begun, no unread byte: ``_unread_bytes``). So a client that sent several
         requests at once gets every reply, and the reference's client, which waits for its one reply, gets it
         and the close."""
+        if self._closing or self._lost:
+            return False  # closed already (its descriptor may belong to another connection by now)
         if self._eof:
             return True
         if self._keep_alive or self._decoder is None or self._decoder.pending:
