@@ -1,27 +1,38 @@
 """The TCP endpoint: length-prefixed JSON requests in, one reply frame per request out.
 
-Theory of operation: each connection is one :class:`_Connection` protocol on the event loop, with no
-stream objects and no task until a request arrives (the reference's clients open a connection per
-request, so what a connection costs is paid per request: ``tests/benchmarks/tcp_front.py``). Every
-read is fed into ONE ``FrameDecoder``, which reassembles split headers and bodies and yields each
-complete frame into the connection's queue, which is answered in order: at once, in the read's own
-callback, while each reply is made without waiting (a malformed frame, a LIST answered from memory:
-``Handlers.answer_at_once``); from the first request that must wait (a STATUS reading Redis, an init
-waiting for its worker), by one task for that connection, until its queue is empty. A slow request only
-delays its own connection. Answering at once saves a task and a turn of the event loop per request: at
-1 client with a connection per request, 4,300 against 3,800 requests/s (2026-12-05, the benchmark's
-former asyncio load generator). Reading pauses while a connection has ``QUEUE_LIMIT`` frames waiting,
-so a client that floods requests is held back by TCP.
+Theory of operation. The reference's clients open a connection per request, so what a connection costs is
+paid per request (``tests/benchmarks/tcp_front.py``). Without TLS, and closing after the reply (the default),
+the server accepts from its own listening sockets (``_accept``), with ``TCP_DEFER_ACCEPT``: the kernel hands
+over a new connection once its first bytes have arrived, so the accept's own callback reads the request, and
+when it is one whole frame answered without waiting (a LIST answered from memory, a malformed frame, a refused
+token: ``Handlers.answer_at_once``) sends the reply and closes the socket there (``_one_shot``): no transport,
+no protocol object, no task, no further turn of the event loop, and the close right after the reply, so the
+server, not its client, keeps the TIME_WAIT. A request that must wait (a STATUS reading Redis, an init waiting
+for its worker) is answered the same way by one task. Anything else (a request not there yet, split or followed
+by more, ``keep_alive``, a reply the kernel did not take whole, the connection limit reached) is handed to a
+:class:`_Connection` with the bytes read so far (``_adopt``). Measured at 4 clients on 2 cores, 2026-12-05: 17
+against 39 us of the server's CPU per request through a ``_Connection``, and 2.4 times the reference's
+throughput instead of 0.86 (the client no longer kept the TIME_WAIT: the transport's close comes a turn of
+the loop after the reply, and the client, woken by the reply, had often closed first).
+
+Each connection that is not answered so (and every one with TLS, or with ``close_after_reply`` off, accepted by
+asyncio's server) is one :class:`_Connection` protocol on the event loop, with no stream objects and no task
+until a request arrives. Every read is fed into ONE ``FrameDecoder``, which reassembles split headers and
+bodies and yields each complete frame into the connection's queue, which is answered in order: at once, in the
+read's own callback, while each reply is made without waiting; from the first request that must wait, by one
+task for that connection, until its queue is empty. A slow request only delays its own connection. Reading
+pauses while a connection has ``QUEUE_LIMIT`` frames waiting, so a client that floods requests is held back by
+TCP.
 
 Who closes: as the reference does, the server closes a connection after its reply, once nothing more from
 the client is waiting to be answered (``_done``: a client that sent several requests at once gets every
-reply first, and no connection is closed with input unread, which would reset it). The reference's clients open a
-connection per command; the side that closes first keeps the connection in TIME_WAIT, and a client
-holding thousands of its own ports there makes each of its ``connect()`` calls search for a free one.
-Left to the client, every server (ours and a bare uvloop one alike) held at about 14,200 connections/s
-from 4 clients up on this 2-core host; closed by the server, over 25,000 (tests/benchmarks/tcp_front.py).
-A request with ``"keep_alive": true`` keeps its connection open from then on (the API's pool, our load
-benchmark), until a request says false; ``close_after_reply`` off keeps every connection open.
+reply first, and no connection is closed with input unread, which would reset it). The side that closes first
+keeps the connection in TIME_WAIT, and a client holding thousands of its own ports there makes each of its
+``connect()`` calls search for a free one. Left to the client, every server (ours and a bare uvloop one alike)
+held at about 14,200 connections/s from 4 clients up on this 2-core host; closed by the server, over 25,000
+(tests/benchmarks/tcp_front.py). A request with ``"keep_alive": true`` keeps its connection open from then on
+(the API's pool, our load benchmark), until a request says false; ``close_after_reply`` off keeps every
+connection open.
 
 A frame over the size cap is answered ``invalid_payload`` and the connection closed (the stream cannot
 be resynchronised); a client that closes its side gets the replies to what it sent, then the connection
@@ -45,13 +56,17 @@ requiring client certificates); a failed handshake (a plaintext client) closes t
 """
 
 import asyncio
+import contextlib
 import fcntl
+import functools
 import logging
+import socket
 import ssl
 import sys
 import termios
 import time
 from collections import deque
+from collections.abc import Coroutine
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
@@ -63,7 +78,7 @@ from services.core.errors import (
     StreamManagerError,
     failure_response,
 )
-from services.core.framing import FrameDecoder, FrameTooLargeError, encode_frame, encode_message
+from services.core.framing import HEADER_SIZE, FrameDecoder, FrameTooLargeError, encode_frame, encode_message
 from services.core.messages import (
     InitRequest,
     Request,
@@ -89,6 +104,12 @@ HANDSHAKE_TIMEOUT = 10.0  # longest TLS handshake (also bounded by idle_timeout)
 # connections were reset or waited for a SYN retransmit (p99 1.05 s).
 LISTEN_BACKLOG = 1024
 CLOSE_TIMEOUT = 2.0  # longest a closing connection waits for its unsent bytes to leave before it is aborted
+# Seconds the kernel holds a new connection for its first bytes before it is accepted (TCP_DEFER_ACCEPT): the
+# request is then read in the accept's own callback. A client that sends nothing for that long is accepted anyway.
+DEFER_ACCEPT = 1
+ACCEPT_BATCH = 64  # connections accepted per wake-up of a listening socket before other callbacks run
+ACCEPT_RETRY_DELAY = 1.0  # seconds accepting pauses when the process runs out of descriptors or memory
+ONE_SHOT_READ = 65536  # the first read of a new connection; a read that fills it is handed to a _Connection
 
 
 class WriteTimeoutError(Exception):
@@ -133,7 +154,9 @@ class StreamManagerServer:
         self._handlers = handlers
         self._metrics = metrics or ManagerMetrics()
         self._metrics.watch_connections(lambda: self._admitted)
-        self._server: asyncio.Server | None = None
+        self._server: asyncio.Server | None = None  # with TLS or close_after_reply off: asyncio accepts
+        self._listeners: list[socket.socket] = []  # else the listening sockets this server accepts from itself
+        self._one_shots: set[asyncio.Task[None]] = set()  # new connections being answered or handed over
         self._connections: set[_Connection] = set()
         self._admitted = 0  # connections being served (refused ones are not counted)
         self._sweeper: asyncio.TimerHandle | None = None
@@ -143,8 +166,14 @@ class StreamManagerServer:
         context = ssl_context(self._settings)
         handshake = min(HANDSHAKE_TIMEOUT, self._settings.idle_timeout) if context is not None else None
         loop = self.loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Connection(self), self._settings.host, self._settings.port,
-                                                ssl=context, ssl_handshake_timeout=handshake, backlog=LISTEN_BACKLOG)
+        if context is None and self._settings.close_after_reply:
+            self._listeners = _listening_sockets(self._settings.host, self._settings.port)
+            for listener in self._listeners:
+                loop.add_reader(listener.fileno(), self._accept, listener)
+        else:
+            self._server = await loop.create_server(lambda: _Connection(self), self._settings.host,
+                                                    self._settings.port, ssl=context, ssl_handshake_timeout=handshake,
+                                                    backlog=LISTEN_BACKLOG)
         self._sweeper = loop.call_later(self._sweep_interval, self._sweep)
         logger.info("stream manager listening on %s:%d%s", self._settings.host, self.port,
                     " (TLS, client certificates required)" if self._settings.tls_client_ca_file is not None
@@ -153,21 +182,30 @@ class StreamManagerServer:
     @property
     def port(self) -> int:
         """The bound port (the real one when the settings asked for port 0)."""
-        if self._server is None:
-            raise RuntimeError("the server is not started")
-        return int(self._server.sockets[0].getsockname()[1])
+        if self._server is not None:
+            return int(self._server.sockets[0].getsockname()[1])
+        if self._listeners:
+            return int(self._listeners[0].getsockname()[1])
+        raise RuntimeError("the server is not started")
 
     async def close(self, grace: float = 2.0) -> None:
         """Stops accepting, cancels the requests being answered (waiting at most ``grace`` s: a
         cancellation inside a redis.asyncio call may be swallowed on Python 3.11), then closes every
         connection."""
-        if self._server is None:
+        if self._server is None and not self._listeners:
             return
-        self._server.close()
+        if self._server is not None:
+            self._server.close()
+        for listener in self._listeners:
+            if self.loop is not None:
+                self.loop.remove_reader(listener.fileno())
+            listener.close()
+        self._listeners = []
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
         busy = [connection.task for connection in self._connections if connection.task is not None]
+        busy += self._one_shots
         for task in busy:
             task.cancel()
         if busy:
@@ -175,6 +213,100 @@ class StreamManagerServer:
         for connection in list(self._connections):
             connection.finish()
         self._server = None
+
+    # -- connections accepted by this server (plain TCP, closing after the reply): see the module's docstring
+
+    def _accept(self, listener: socket.socket) -> None:
+        """Accepts the connections waiting on ``listener`` (at most ``ACCEPT_BATCH`` per wake-up)."""
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, _address = listener.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:  # out of descriptors (EMFILE, ENFILE) or memory: the backlog waits
+                logger.error("cannot accept a connection (%s); accepting again in %g s", exc, ACCEPT_RETRY_DELAY)
+                assert self.loop is not None
+                self.loop.remove_reader(listener.fileno())
+                self.loop.call_later(ACCEPT_RETRY_DELAY, self._resume_accepting, listener)
+                return
+            self._one_shot(sock)
+
+    def _resume_accepting(self, listener: socket.socket) -> None:
+        if listener in self._listeners and self.loop is not None:
+            self.loop.add_reader(listener.fileno(), self._accept, listener)
+
+    def _one_shot(self, sock: socket.socket) -> None:
+        """Serves a new connection whose one request came with it: answered here when that needs no waiting,
+        by a task of its own when it does; anything else (no request yet, a frame not whole, more than one,
+        the connection limit reached) is handed to a :class:`_Connection` with the bytes read so far."""
+        try:
+            data = sock.recv(ONE_SHOT_READ, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            self._adopt(sock)  # no request within DEFER_ACCEPT
+            return
+        except OSError:
+            sock.close()  # reset before its request
+            return
+        if not data:
+            sock.close()  # closed without a request (a port probe)
+            return
+        size = int.from_bytes(data[:HEADER_SIZE], "big")
+        limit = self._settings.max_connections
+        if (len(data) != HEADER_SIZE + size or size > self._settings.max_frame_size or len(data) == ONE_SHOT_READ
+                or (limit and self._admitted >= limit)):
+            self._adopt(sock, data)
+            return
+        answer, keep_alive = self.answer_at_once(data[HEADER_SIZE:])
+        if isinstance(answer, _Pending):
+            self._admitted += 1
+            self._spawn(self._answer_one_shot(sock, answer), sock, admitted=True)
+            return
+        self._reply_one_shot(sock, answer, keep_alive)
+
+    async def _answer_one_shot(self, sock: socket.socket, pending: "_Pending") -> None:
+        self._reply_one_shot(sock, await self.answer_later(pending), pending.request.keep_alive)
+
+    def _reply_one_shot(self, sock: socket.socket, frame: bytes, keep_alive: bool | None) -> None:
+        """Sends a new connection's one reply and closes it, as the reference does; the connection goes on as a
+        :class:`_Connection` when its request asked ``keep_alive``, when more from its client waits (a second
+        request: it is answered too), or with the part of the reply the kernel did not take."""
+        try:
+            sent = sock.send(frame, socket.MSG_DONTWAIT)
+            if sent == len(frame) and not keep_alive and _unread_bytes(sock.fileno()) == 0:
+                sock.close()
+                return
+        except BlockingIOError:
+            sent = 0
+        except OSError:  # the client went away
+            sock.close()
+            return
+        self._adopt(sock, output=frame[sent:], keep_alive=bool(keep_alive))
+
+    def _adopt(self, sock: socket.socket, data: bytes = b"", output: bytes = b"", keep_alive: bool = False) -> None:
+        """Hands an accepted socket to a :class:`_Connection` that first writes ``output``, then reads ``data``."""
+        self._spawn(self._adopted(sock, data, output, keep_alive), sock)
+
+    async def _adopted(self, sock: socket.socket, data: bytes, output: bytes, keep_alive: bool) -> None:
+        assert self.loop is not None
+        sock.setblocking(False)
+        await self.loop.connect_accepted_socket(lambda: _Connection(self, data, output, keep_alive), sock)
+
+    def _spawn(self, work: Coroutine[None, None, None], sock: socket.socket, admitted: bool = False) -> None:
+        """Runs ``work`` for a socket accepted here; when it fails or is cancelled (the server closing) before the
+        socket is closed or handed over, closes the socket. ``admitted``: it counts among the connections served."""
+        assert self.loop is not None
+        task = self.loop.create_task(work)
+        self._one_shots.add(task)
+        task.add_done_callback(functools.partial(self._spawned, sock, admitted))
+
+    def _spawned(self, sock: socket.socket, admitted: bool, task: "asyncio.Task[None]") -> None:
+        self._one_shots.discard(task)
+        if admitted:
+            self._admitted -= 1
+        if task.cancelled() or task.exception() is not None:
+            if not task.cancelled():
+                logger.warning("could not serve an accepted connection: %r", task.exception())
+            sock.close()  # nothing when its transport has it (uvloop detaches it, asyncio closes this very object)
 
     @property
     def _sweep_interval(self) -> float:
@@ -292,8 +424,11 @@ class _Pending:
 class _Connection(asyncio.Protocol):
     """One client connection: frames in, replies out in order (see the module's theory of operation)."""
 
-    def __init__(self, server: StreamManagerServer) -> None:
+    def __init__(self, server: StreamManagerServer, data: bytes = b"", output: bytes = b"",
+                 keep_alive: bool = False) -> None:
         self._server = server
+        self._adopted_data = data  # what the server read before handing the connection over (see _adopt)
+        self._adopted_output = output
         self._settings = server._settings
         assert server.loop is not None
         self._loop = server.loop
@@ -308,7 +443,7 @@ class _Connection(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None  # answering the queue; None while there is nothing to answer
         self._reading = True
         self._eof = False  # close once what was received is answered (the client closed its side, or a refusal)
-        self._keep_alive = not self._settings.close_after_reply  # until a request says otherwise
+        self._keep_alive = keep_alive or not self._settings.close_after_reply  # until a request says otherwise
         self._fd: int | None = None  # the socket's descriptor, once asked for (-1: none)
         self._closing = False
         self._lost = False
@@ -330,6 +465,13 @@ class _Connection(asyncio.Protocol):
         rate = self._settings.max_requests_per_second
         if rate > 0:
             self._bucket = TokenBucket(rate, self._settings.max_request_burst)
+        if self._adopted_output:
+            self._write(self._adopted_output)
+            if not self._adopted_data and self._done():
+                self.finish()
+        if self._adopted_data:
+            self.data_received(self._adopted_data)
+        self._adopted_data = self._adopted_output = b""
 
     def data_received(self, data: bytes) -> None:
         if self._refused or self._closing or self._decoder is None:
@@ -529,6 +671,37 @@ class _Connection(asyncio.Protocol):
                 await self._drained
         except TimeoutError:
             raise WriteTimeoutError from None
+
+
+def _listening_sockets(host: str, port: int) -> list[socket.socket]:
+    """Non-blocking sockets listening on ``port`` of every address ``host`` resolves to (as asyncio's
+    ``create_server`` binds them), each with ``TCP_DEFER_ACCEPT`` where the platform has it."""
+    sockets: list[socket.socket] = []
+    bound: set[tuple[int, object]] = set()
+    try:
+        for family, kind, proto, _, address in socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                                                  flags=socket.AI_PASSIVE):
+            if (family, address) in bound:
+                continue
+            bound.add((family, address))
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+            with contextlib.suppress(AttributeError, OSError):  # Linux's; elsewhere the request comes a read later
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, DEFER_ACCEPT)
+            sock.listen(LISTEN_BACKLOG)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 def _unread_bytes(fd: int) -> int:

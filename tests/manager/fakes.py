@@ -149,8 +149,13 @@ class Client:
     """A raw socket on one connection: bytes as the test writes them. With ``keep_alive``, :meth:`send` asks the
     manager to keep the connection open after each reply (``"keep_alive": true``), for several requests."""
 
-    def __init__(self, port: int, timeout: float = 10.0, *, keep_alive: bool = False) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port: int, timeout: float = 10.0, *, keep_alive: bool = False,
+                 receive_buffer: int | None = None) -> None:
+        self.sock = socket.socket()
+        self.sock.settimeout(timeout)
+        if receive_buffer is not None:  # before connecting: it sets the window the client offers
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.connect(("127.0.0.1", port))
         self.decoder = FrameDecoder(64 * 1024 * 1024)
         self.frames: list[bytes] = []
         self.keep_alive = keep_alive

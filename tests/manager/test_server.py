@@ -137,6 +137,11 @@ def test_the_server_closes_after_the_reply_unless_the_request_keeps_the_connecti
         reply = client.call({"type": "status", "pipeline_id": "x", "keep_alive": False})
         assert reply["response"]["error_type"] == "not_found"
         assert client.is_closed_by_server()
+    with Client(manager.port) as waiting:  # the connection's first request waits and asks to keep it
+        assert waiting.call({"type": "status", "pipeline_id": "x", "keep_alive": True})["response"]["error_type"] \
+            == "not_found"
+        assert waiting.call({"type": "list_pipelines"})["response"]["status"] == "success"
+        assert not waiting.is_closed_by_server(wait=0.3)
     with Client(manager.port) as wrong:
         wrong.send({"type": "list_pipelines", "keep_alive": "yes"})
         refusal = wrong.receive()["response"]
@@ -168,6 +173,56 @@ def test_a_connection_not_kept_alive_is_closed_only_once_nothing_from_its_client
         assert not client.is_closed_by_server(wait=0.3)
         client.send_raw(listing[7:])
         assert client.receive()["response"]["status"] == "success"
+        assert client.is_closed_by_server()
+
+
+def test_a_reply_larger_than_the_kernel_takes_at_once_reaches_its_client_whole(start_manager: ManagerFactory,
+                                                                              redis_client: redis.Redis) -> None:
+    # A new connection's reply is sent in the callback that accepted it; the part the kernel does not take goes on
+    # through a transport: 5.5 MB of listed ids (more than loopback's largest send buffer, 4 MiB) to a client that
+    # offers a 4 kB window and reads after a pause.
+    manager = start_manager()
+    ids = [f"pipeline-{i:06d}-{'x' * 30}" for i in range(120_000)]
+    writes = redis_client.pipeline(transaction=False)
+    for pid in ids:
+        writes.hset(keys.pipeline_record(pid), mapping={"pipeline_id": pid, "created_at": "1"})
+    writes.sadd(keys.pipelines_index(), *ids)
+    writes.execute()
+    for request in ({"type": "list_pipelines"}, {"type": "list_pipelines"},  # read from Redis, then from memory
+                    {"type": "list_pipelines", "keep_alive": True}):
+        with Client(manager.port, receive_buffer=4096) as client:
+            client.send(request)
+            time.sleep(0.3)
+            assert sorted(client.receive()["response"]["pipelines"]) == ids
+            if request.get("keep_alive"):
+                assert client.call({"type": "status", "pipeline_id": "x"})["response"]["error_type"] == "not_found"
+                assert not client.is_closed_by_server(wait=0.3)
+            else:
+                assert client.is_closed_by_server()
+
+
+def test_a_request_sent_after_connecting_is_served_whenever_it_comes(manager: RunningManager) -> None:
+    # The kernel holds a new connection until its first bytes arrive (TCP_DEFER_ACCEPT, 1 s), then hands it over
+    # with or without them; a connection closed with no request (a port probe) costs the server nothing.
+    for pause in (0.0, 0.05, 1.6):
+        with Client(manager.port) as client:
+            time.sleep(pause)
+            assert client.call({"type": "list_pipelines"})["response"]["status"] == "success"
+            assert client.is_closed_by_server()
+    for _ in range(20):
+        socket.create_connection(("127.0.0.1", manager.port)).close()
+    assert_serving(manager)
+
+
+def test_stopping_the_manager_closes_a_connection_whose_reply_is_being_made(
+        start_manager: ManagerFactory, fake_worker: FakeWorker, redis_client: redis.Redis) -> None:
+    manager = start_manager(init_timeout=30)
+    register_worker(redis_client)
+    fake_worker.behaviour = "silent"
+    with Client(manager.port) as client:
+        client.send(INIT_PAYLOAD)  # waits for a worker that never answers
+        time.sleep(0.3)
+        manager.stop()
         assert client.is_closed_by_server()
 
 
