@@ -16,25 +16,24 @@ measured one after the other at each level:
 The reference keeps its pipelines in its own memory. Ours keeps them in Redis and answers LIST from
 the ids it last read while Redis has not said that the index changed since
 (:mod:`services.infra.tracked_keys`), so a LIST costs Redis nothing (Redis's CPU is still reported).
-Two floor servers run at each level too (``--floor``): the least a Python server on uvloop can do per
-request, an ``asyncio.Protocol`` that parses the frame's JSON and answers a constant list, with no
-validation, timeouts, metrics or logging. The first leaves the close to its client; the second
-(``--close``) closes each connection after its reply, as the reference and ours do. Ours against the
-second is the price of everything the manager adds; the second against the reference is the price of
-the event loop; the two floors against each other show what the order of the closes costs the client:
-the side that closes first keeps the connection in TIME_WAIT, and a client that keeps thousands of its
-own ports there makes each ``connect()`` search for a free one (measured on this host, 2026-12-05, 4
-clients on the first floor: the generator's CPU per request 2.5 times the reference's, and every uvloop
-server, ours and both floors alike, held at about 14,300 connections a second while it was the client
-that closed). Ours left the close to its clients until 2026-12-05 (a client may send several requests
-on a connection); it now closes after the reply unless the request asks ``keep_alive``.
+Two floor servers run at each level too (``--floor``): a bare ``asyncio.Protocol`` on uvloop that parses
+the frame's JSON and answers a constant list, with no validation, timeouts, metrics or logging, the least a
+server built on the event loop's transports does per request. The first leaves the close to its client; the
+second (``--close``) closes each connection after its reply, as the reference and ours do. The two floors
+against each other show what the order of the closes costs the client: the side that closes first keeps the
+connection in TIME_WAIT, and a client that keeps thousands of its own ports there makes each ``connect()``
+search for a free one (measured on this host, 2026-12-05, 4 clients on the first floor: the generator's CPU
+per request 2.5 times the reference's, and every uvloop server held at about 14,300 connections a second
+while it was the client that closed). A transport's ``close()`` takes effect a turn of the event loop after
+the reply, and a client woken by the reply often closes first: so the closing floor, and ours while it
+served every connection through a transport, still left many TIME_WAITs to the client (on an Intel host,
+2026-12-05: ours at 4 clients 0.86 of the reference, the generator's CPU per request 32 against 19 us).
 
-Where ours spends its time at 1 client (py-spy ``--native`` on the manager, 500 samples/s, the C
-generator, 2026-12-05, after LIST came to be answered from memory in the read's own callback): of
-its busy samples, 38 % are the reply's write system call (on loopback the write runs the client's
-side of TCP and wakes it), 11 % closing the connection, 8 % accepting it (``accept4``, uvloop's
-``setsockopt`` and ``getsockname``), 4 % the epoll registration, 13 % encoding the reply's JSON,
-5 % parsing and validating the request, 3 % metrics.
+Ours no longer uses a transport for such a connection (``services/manager/server.py``): it accepts from its
+own listening socket with ``TCP_DEFER_ACCEPT`` (the kernel hands the connection over once its request has
+arrived), reads the request, sends the reply and closes the socket in the accept's own callback. Ours against
+the closing floor is therefore no longer the price of what the manager adds, but what that path saves over
+any server built on transports.
 
 The generator is a C program (``tcp_once.c``, compiled by the run with the host's C compiler), one
 epoll loop; each client connects (non-blocking), writes the frame once connected, reads the reply
@@ -267,8 +266,10 @@ def run(seconds: float, levels: tuple[int, ...]) -> str:
         "floor servers, then ours, and the median round of each server is shown. "
         "Reference: streamvision 0.1.3's stream manager (a blocking `socketserver.TCPServer`, pipelines in its "
         "memory). Ours: `python -m services.manager` (uvloop, `MANAGER_LOG_LEVEL=WARNING`, "
-        "`MANAGER_MAX_CONNECTIONS=0`) and its redis-server; both close each connection after its reply. The "
-        "generator: `tcp_once.c`, a C program, one epoll loop. CPU: seconds over wall seconds, 100% = one core.",
+        "`MANAGER_MAX_CONNECTIONS=0`) and its redis-server; both close each connection after its reply (ours in "
+        "the callback that accepted it, with no transport). The generator: `tcp_once.c`, a C program, one epoll "
+        "loop, so one core at most: a generator CPU near 100% means that the generator, not the server, set the "
+        "rate. CPU: seconds over wall seconds, 100% = one core.",
         "",
         "| clients | reference req/s | ours req/s | ours / reference | errors (ref / ours) | reference CPU "
         "| ours CPU (manager + Redis) | generator CPU (ref / ours) |",
@@ -287,9 +288,10 @@ def run(seconds: float, levels: tuple[int, ...]) -> str:
         "|---|---|---|---|---|",
         *latency_rows,
         "",
-        "The floor servers (see the module's docstring): the least a Python server on uvloop does per request, "
-        "leaving the close to its client, and the same closing each connection after its reply as the reference and "
-        "ours do; req/s (the server's CPU per request, µs).",
+        "The floor servers (see the module's docstring): a bare `asyncio.Protocol` server on uvloop, the least a "
+        "server built on the event loop's transports does per request, leaving the close to its client, and the "
+        "same closing each connection after its reply as the reference and ours do; req/s (the server's CPU per "
+        "request, µs).",
         "",
         "| clients | reference | floor | floor, closing first | ours | floor closing first / reference "
         "| ours / floor closing first "
