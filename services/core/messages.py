@@ -278,22 +278,23 @@ _UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
 def success_envelope(request_id: str, response: Mapping[str, Any], pipeline_id: str | None) -> dict[str, Any]:
     """A success reply; ``response`` gains ``"status": "success"`` as its first key."""
     body = {"status": "success", **{k: v for k, v in response.items() if k != "status"}}
-    return _envelope(request_id, body, pipeline_id)
+    return envelope(request_id, body, pipeline_id)
 
 
 def failure_envelope(
     request_id: str, exc: BaseException, pipeline_id: str | None, secrets: tuple[str, ...] = ()
 ) -> dict[str, Any]:
     """A failure reply for ``exc`` (see :func:`services.core.errors.failure_response`)."""
-    return _envelope(request_id, failure_response(exc, secrets), pipeline_id)
+    return envelope(request_id, failure_response(exc, secrets), pipeline_id)
 
 
-def _envelope(request_id: str, response: dict[str, Any], pipeline_id: str | None) -> dict[str, Any]:
+def envelope(request_id: str, response: Mapping[str, Any], pipeline_id: str | None) -> dict[str, Any]:
+    """The reply around ``response`` as it is (a failure a task or a handler shaped is relayed unchanged)."""
     return {"request_id": request_id, "response": response, "pipeline_id": pipeline_id}
 
 
 def encoded_envelope(request_id: str, response_json: bytes, pipeline_id: str | None) -> bytes:
-    """The envelope's JSON (``json.dumps``'s bytes for :func:`_envelope`) around a response encoded once
+    """The envelope's JSON (``json.dumps``'s bytes for :func:`envelope`) around a response encoded once
     for many replies (a LIST of thousands of ids); ``request_id`` is one of :func:`new_request_id`'s."""
     echoed = b"null" if pipeline_id is None else json.dumps(pipeline_id).encode()
     return b'{"request_id": "%s", "response": %s, "pipeline_id": %s}' % (request_id.encode(), response_json, echoed)

@@ -85,6 +85,7 @@ from services.core.messages import (
     Request,
     WebRTCRequest,
     encoded_envelope,
+    envelope,
     failure_envelope,
     new_request_id,
     parse_request,
@@ -729,6 +730,5 @@ def _reply_frame(request_id: str, reply: Reply) -> bytes:
         return encode_frame(encoded_envelope(request_id, reply.encoded, reply.pipeline_id))
     if reply.response.get("status") == "success":
         return encode_message(success_envelope(request_id, reply.response, reply.pipeline_id))
-    # A failure as the task (or a handler) shaped it, relayed unchanged.
-    return encode_message({"request_id": request_id, "response": reply.response, "pipeline_id": reply.pipeline_id})
+    return encode_message(envelope(request_id, reply.response, reply.pipeline_id))  # a failure, relayed unchanged
 
