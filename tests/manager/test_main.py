@@ -15,20 +15,32 @@ from tests.support.redis_server import RedisServer, free_port
 from tests.support.waiting import wait_until
 
 
-def test_the_service_serves_and_stops_on_sigterm(redis_server: RedisServer, redis_client: redis.Redis) -> None:
-    port = free_port()
-    env = {**os.environ, "STREAM_MANAGER_PORT": str(port), "MANAGER_REDIS_URL": redis_server.url,
-           "MANAGER_LOG_LEVEL": "info"}
+def _serving_manager(port: int, redis_url: str, **settings: str) -> "subprocess.Popen[str]":
+    """``python -m services.manager`` on ``port`` (its output in a pipe), once it answers LIST."""
+    env = {**os.environ, "STREAM_MANAGER_PORT": str(port), "MANAGER_REDIS_URL": redis_url,
+           "MANAGER_LOG_LEVEL": "info", **settings}
     process = subprocess.Popen([sys.executable, "-m", "services.manager"], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        def answers() -> bool:
-            try:
-                return bool(call(port, {"type": "list_pipelines"})["response"]["status"] == "success")
-            except ConnectivityError:
-                return False
 
+    def answers() -> bool:
+        try:
+            return bool(call(port, {"type": "list_pipelines"})["response"]["status"] == "success")
+        except ConnectivityError:
+            return False
+
+    try:
         wait_until(answers, timeout=15)
+    except BaseException:
+        process.kill()
+        process.communicate()
+        raise
+    return process
+
+
+def test_the_service_serves_and_stops_on_sigterm(redis_server: RedisServer, redis_client: redis.Redis) -> None:
+    port = free_port()
+    process = _serving_manager(port, redis_server.url)
+    try:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=15)
     finally:
@@ -48,19 +60,9 @@ def test_a_manager_out_of_descriptors_pauses_accepting_and_serves_the_waiting_cl
     # accept fails with EMFILE, the manager logs it and retries a second later while those beyond wait in the
     # listen backlog; once clients leave, every waiting one is served, and the manager never stopped.
     port = free_port()
-    env = {**os.environ, "STREAM_MANAGER_PORT": str(port), "MANAGER_REDIS_URL": redis_server.url,
-           "MANAGER_LOG_LEVEL": "info", "MANAGER_IDLE_TIMEOUT": "60"}
-    process = subprocess.Popen([sys.executable, "-m", "services.manager"], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = _serving_manager(port, redis_server.url, MANAGER_IDLE_TIMEOUT="60")
     kept: list[Client] = []
     try:
-        def answers() -> bool:
-            try:
-                return bool(call(port, {"type": "list_pipelines"})["response"]["status"] == "success")
-            except ConnectivityError:
-                return False
-
-        wait_until(answers, timeout=15)
         in_use = len(os.listdir(f"/proc/{process.pid}/fd"))
         resource.prlimit(process.pid, resource.RLIMIT_NOFILE, (in_use + 10, in_use + 10))
         for _ in range(16):  # more than the 10 descriptors left: the last ones wait unaccepted
