@@ -11,8 +11,8 @@ server, not its client, keeps the TIME_WAIT. A request that must wait (a STATUS 
 for its worker) is answered the same way by one task. Anything else (a request not there yet, split or followed
 by more, ``keep_alive``, a reply the kernel did not take whole, the connection limit reached) is handed to a
 :class:`_Connection` with the bytes read so far (``_adopt``). Measured at 4 clients on 2 cores, 2026-12-05
-(``tests/benchmarks/tcp_front.py``): 17 against 39 us of the server's CPU per request through a
-``_Connection``, and 2.3 times the reference's throughput instead of 0.86 (the client no longer keeps the
+(``tests/benchmarks/tcp_front.py``): 17-18 against 39 us of the server's CPU per request through a
+``_Connection``, and 2.2-2.3 times the reference's throughput instead of 0.86 (the client no longer keeps the
 TIME_WAIT: a transport's close comes a turn of the event loop after the reply, and the client, woken by the
 reply, had often closed first).
 

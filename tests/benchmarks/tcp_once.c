@@ -7,7 +7,9 @@
  *
  * Usage: tcp_once PORT CLIENTS SECONDS REQUEST_HEX
  * Prints one JSON object: answered, elapsed (s, until the last client is done), p50, p99, mean and max
- * (s, from the connect call to the reply's last byte), over_100ms (replies that took longer), errors, first_errors (up to 3), cpu (s, user + system).
+ * (s, from the connect call to the reply's last byte), over_100ms (replies that took longer), under_100ms_s (the
+ * latencies of the other replies, summed: over elapsed, the clients being answered at a time, those waiting on
+ * a retransmitted SYN left out), errors, first_errors (up to 3), cpu (s, user + system).
  * A reply is an error unless its body contains "status": "success". Clients still waiting 30 s after
  * the window are counted as errors and not waited for.
  */
@@ -200,6 +202,14 @@ static size_t over(double limit) {
     return count;
 }
 
+static double summed_up_to(double limit) {
+    double sum = 0.0;
+    for (size_t i = 0; i < answered; i++)
+        if (latencies[i] <= limit)
+            sum += latencies[i];
+    return sum;
+}
+
 static double cpu_seconds(void) {
     struct rusage usage;
     getrusage(RUSAGE_SELF, &usage);
@@ -260,8 +270,9 @@ int main(int argc, char **argv) {
     double cpu = cpu_seconds() - cpu_before;
     qsort(latencies, answered, sizeof *latencies, by_value);
     printf("{\"answered\": %zu, \"elapsed\": %.6f, \"p50\": %.9f, \"p99\": %.9f, \"mean\": %.9f, "
-           "\"max\": %.9f, \"over_100ms\": %zu, \"errors\": %ld, \"first_errors\": [",
-           answered, elapsed, percentile(0.5), percentile(0.99), mean(), percentile(1.0), over(0.1), errors);
+           "\"max\": %.9f, \"over_100ms\": %zu, \"under_100ms_s\": %.9f, \"errors\": %ld, \"first_errors\": [",
+           answered, elapsed, percentile(0.5), percentile(0.99), mean(), percentile(1.0), over(0.1),
+           summed_up_to(0.1), errors);
     for (long i = 0; i < errors && i < FIRST_ERRORS; i++)
         printf("%s\"%s\"", i ? ", " : "", first_errors[i]);
     printf("], \"cpu\": %.6f}\n", cpu);

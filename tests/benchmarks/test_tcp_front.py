@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from services.core.framing import encode_message
-from tests.benchmarks.tcp_front import REQUEST, generate
+from tests.benchmarks.tcp_front import REQUEST, answered_at_a_time, generate
 from tools.embedded_redis import free_port
 
 
@@ -49,12 +49,15 @@ def test_the_generator_counts_each_successful_reply_with_its_latency() -> None:
     assert result["answered"] > 10 and result["errors"] == 0 and result["first_errors"] == []
     assert 0 < result["p50"] <= result["p99"] <= result["max"] < 1.0 and 0 < result["mean"] <= result["max"]
     assert 0 <= result["over_100ms"] <= result["answered"]
+    # Three clients, each waiting for its reply most of the time: about three answered at a time, never more.
+    assert 0 < answered_at_a_time(result) <= 3.0
 
 
 def test_replies_slower_than_100_ms_are_counted() -> None:
     with serving("success", delay=0.15) as port:
         result = generate(port, 2, 0.2)
     assert result["answered"] >= 2 and result["over_100ms"] == result["answered"] and result["max"] >= 0.15
+    assert result["under_100ms_s"] == 0 and answered_at_a_time(result) == 0
     assert 0.3 <= result["elapsed"] < 5 and result["cpu"] > 0
 
 
