@@ -260,7 +260,6 @@ class StreamManagerServer:
             return
         answer, keep_alive = self.answer_at_once(data[HEADER_SIZE:])
         if isinstance(answer, _Pending):
-            self._admitted += 1
             self._spawn(self._answer_one_shot(sock, answer), sock, admitted=True)
             return
         self._reply_one_shot(sock, answer, keep_alive)
@@ -282,21 +281,28 @@ class StreamManagerServer:
         except OSError:  # the client went away
             sock.close()
             return
-        self._adopt(sock, output=frame[sent:], keep_alive=bool(keep_alive))
+        self._adopt(sock, output=frame[sent:], keep_alive=bool(keep_alive), answered=True)
 
-    def _adopt(self, sock: socket.socket, data: bytes = b"", output: bytes = b"", keep_alive: bool = False) -> None:
-        """Hands an accepted socket to a :class:`_Connection` that first writes ``output``, then reads ``data``."""
-        self._spawn(self._adopted(sock, data, output, keep_alive), sock)
+    def _adopt(self, sock: socket.socket, data: bytes = b"", output: bytes = b"", keep_alive: bool = False,
+               answered: bool = False) -> None:
+        """Hands an accepted socket to a :class:`_Connection` that first writes ``output``, then reads ``data``;
+        ``answered``: its first request was admitted and answered here, so the connection limit does not refuse it
+        (a refusal after part of a reply would corrupt the stream)."""
+        self._spawn(self._adopted(sock, data, output, keep_alive, answered), sock, admitted=answered)
 
-    async def _adopted(self, sock: socket.socket, data: bytes, output: bytes, keep_alive: bool) -> None:
+    async def _adopted(self, sock: socket.socket, data: bytes, output: bytes, keep_alive: bool,
+                       answered: bool) -> None:
         assert self.loop is not None
         sock.setblocking(False)
-        await self.loop.connect_accepted_socket(lambda: _Connection(self, data, output, keep_alive), sock)
+        await self.loop.connect_accepted_socket(lambda: _Connection(self, data, output, keep_alive, answered), sock)
 
     def _spawn(self, work: Coroutine[None, None, None], sock: socket.socket, admitted: bool = False) -> None:
         """Runs ``work`` for a socket accepted here; when it fails or is cancelled (the server closing) before the
-        socket is closed or handed over, closes the socket. ``admitted``: it counts among the connections served."""
+        socket is closed or handed over, closes the socket. ``admitted``: it counts among the connections served
+        while it runs (a connection handed over then counts itself)."""
         assert self.loop is not None
+        if admitted:
+            self._admitted += 1
         task = self.loop.create_task(work)
         self._one_shots.add(task)
         task.add_done_callback(functools.partial(self._spawned, sock, admitted))
@@ -325,11 +331,12 @@ class StreamManagerServer:
         assert self.loop is not None
         self._sweeper = self.loop.call_later(self._sweep_interval, self._sweep)
 
-    def _admit(self, connection: "_Connection") -> bool:
-        """Counts a new connection; False (and it is not counted) beyond ``max_connections``."""
+    def _admit(self, connection: "_Connection", admitted: bool = False) -> bool:
+        """Counts a new connection; False (and it is not counted) beyond ``max_connections``, unless it was
+        ``admitted`` already (a connection whose first request was answered before it was handed over)."""
         self._connections.add(connection)
         limit = self._settings.max_connections
-        if limit and self._admitted >= limit:
+        if limit and self._admitted >= limit and not admitted:
             return False
         self._admitted += 1
         return True
@@ -427,8 +434,9 @@ class _Connection(asyncio.Protocol):
     """One client connection: frames in, replies out in order (see the module's theory of operation)."""
 
     def __init__(self, server: StreamManagerServer, data: bytes = b"", output: bytes = b"",
-                 keep_alive: bool = False) -> None:
+                 keep_alive: bool = False, answered: bool = False) -> None:
         self._server = server
+        self._answered = answered  # its first request was answered before the server handed it over
         self._adopted_data = data  # what the server read before handing the connection over (see _adopt)
         self._adopted_output = output
         self._settings = server._settings
@@ -459,7 +467,7 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # a stream transport (uvloop's is no subclass)
         self._tls = transport.get_extra_info("sslcontext") is not None
-        if not self._server._admit(self):
+        if not self._server._admit(self, self._answered):
             self._refuse()
             return
         self._admitted = True

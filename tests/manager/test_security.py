@@ -3,6 +3,7 @@ device, frame size), each refusal naming its setting."""
 
 import json
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -164,6 +165,43 @@ def test_connections_beyond_the_limit_get_one_failure_naming_it_then_close(start
 
     wait_until(served, timeout=10)  # a slot frees once the server has seen the first client go
     second.close()
+
+
+def test_a_connection_whose_request_is_being_answered_counts_toward_the_limit(
+        start_manager: ManagerFactory, fake_worker: FakeWorker, redis_client: redis.Redis) -> None:
+    # A new connection's request is answered before any connection object exists (services/manager/server.py):
+    # it still holds its place in the limit while its reply is made, and once answered and kept alive it is never
+    # refused after its reply.
+    manager = start_manager(max_connections=1, init_timeout=1.5)
+    register_worker(redis_client)
+    fake_worker.behaviour = "silent"
+    with Client(manager.port, keep_alive=True) as waiting:
+        waiting.send(INIT_PAYLOAD)  # waits for a worker that never answers: the one place is taken meanwhile
+        wait_until(lambda: call(manager.port, {"type": "list_pipelines"})["response"].get("error_type")
+                   == "operation_error", timeout=5)
+        assert waiting.receive()["response"]["error_type"] == "operation_error"  # the init timed out
+        assert waiting.call({"type": "list_pipelines"})["response"]["status"] == "success"  # still served
+        refused = call(manager.port, {"type": "list_pipelines"})["response"]
+        assert refused["error_message"] == "connection limit: 1 connections already open (MANAGER_MAX_CONNECTIONS)"
+    wait_until(lambda: call(manager.port, {"type": "list_pipelines"})["response"]["status"] == "success", timeout=10)
+
+    # Two connections accepted in one wake-up of the listening socket (the manager's event loop held while both
+    # arrive): the first is answered and kept, and holds the place from its answer on; the second is refused
+    # before its request is answered, never answered and then refused.
+    assert manager._loop is not None
+    manager._loop.call_soon_threadsafe(time.sleep, 0.5)
+    time.sleep(0.1)
+    first, second = Client(manager.port, keep_alive=True), Client(manager.port, keep_alive=True)
+    try:
+        for client in (first, second):
+            client.send({"type": "list_pipelines"})
+        assert first.receive()["response"]["status"] == "success"
+        assert second.receive()["response"]["error_type"] == "operation_error"
+        assert second.is_closed_by_server(wait=5.0)
+        assert first.call({"type": "list_pipelines"})["response"]["status"] == "success"
+    finally:
+        first.close()
+        second.close()
 
 
 def test_the_default_connection_limit_admits_the_load_test() -> None:
