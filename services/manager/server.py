@@ -29,11 +29,11 @@ Who closes: as the reference does, the server closes a connection after its repl
 the client is waiting to be answered (``_done``: a client that sent several requests at once gets every
 reply first, and no connection is closed with input unread, which would reset it). The side that closes first
 keeps the connection in TIME_WAIT, and a client holding thousands of its own ports there makes each of its
-``connect()`` calls search for a free one. Left to the client, every server (ours and a bare uvloop one alike)
-held at about 14,200 connections/s from 4 clients up on this 2-core host; closed by the server, over 25,000
-(tests/benchmarks/tcp_front.py). A request with ``"keep_alive": true`` keeps its connection open from then on
-(the API's pool, our load benchmark), until a request says false; ``close_after_reply`` off keeps every
-connection open.
+``connect()`` calls search for a free one: from 4 clients up, the bare asyncio server of
+tests/benchmarks/tcp_front.py answers two to three times as many connections a second when it closes first as
+when it leaves the close to its client (docs/benchmarks.md, "TCP front"). A request with ``"keep_alive": true``
+keeps its connection open from then on (the API's pool, our load benchmark), until a request says false;
+``close_after_reply`` off keeps every connection open.
 
 A frame over the size cap is answered ``invalid_payload`` and the connection closed (the stream cannot
 be resynchronised); a client that closes its side gets the replies to what it sent, then the connection
