@@ -426,8 +426,9 @@ def run(seconds: float, clients: int, connections: int, pool_size: int, nice: in
         "The API's established connections to the manager during the HTTP runs: at most "
         + ", ".join(f"{sampler.max_connections} with {workers} process(es)"
                     for workers, sampler in api_samplers.items())
-        + f" (sampled every 0.2 s; each process's pool holds at most {pool_size}). CPU and RSS of the API: its "
-        "processes summed.",
+        + f" (sampled every 0.2 s; each process's pool holds at most {pool_size}; the pool connects on first use, "
+        "so 0 means no request of these runs went to the manager: every list and status was answered from Redis). "
+        "CPU and RSS of the API: its processes summed.",
         _rss_line("Manager, during the TCP load:", manager_sampler.rss),
         f"Manager after the HTTP load too: {manager_after:.0f} MiB.",
         *(_rss_line(f"API ({workers} process(es)), during the HTTP load:", sampler.rss)
