@@ -213,14 +213,23 @@ def test_two_models_and_consensus(stack: Stack, short_clip: str) -> None:
     assert any(o["present"] for o in outputs)
 
 
-def test_a_classification_model_runs_on_every_crop(stack: Stack, short_clip: str) -> None:
+def test_a_classification_model_runs_on_every_crop_and_its_class_replaces_the_detection_s(
+        stack: Stack, short_clip: str) -> None:
     _, outputs = run_to_end(stack, wf.init(short_clip, wf.classify_crops()))
 
     assert len(outputs) == 20
     for output in outputs:
         people, colours = output["people"]["predictions"], output["colours"]
-        assert len(colours) == len(people) > 0, "one classification per detected person"
-        for person, colour in zip(people, colours, strict=True):
+        coloured = output["coloured"]["predictions"]
+        assert len(colours) == len(people) == len(coloured) > 0, "one classification per detected person"
+        for person, colour, recoloured in zip(people, colours, coloured, strict=True):
+            # detections_classes_replacement: the person's box, its crop's top class, id and confidence, a new id
+            assert [recoloured[key] for key in ("x", "y", "width", "height")] == [
+                person[key] for key in ("x", "y", "width", "height")]
+            top = next(p for p in colour["predictions"] if p["class"] == colour["top"])
+            assert (recoloured["class"], recoloured["class_id"]) == (colour["top"], top["class_id"])
+            assert recoloured["confidence"] == pytest.approx(colour["confidence"], abs=1e-4)
+            assert recoloured["detection_id"] != person["detection_id"]
             assert colour["top"] in ("red", "green", "blue") and 0 < colour["confidence"] <= 1
             assert colour["prediction_type"] == "classification"
             # each crop is the person's box: its size, and the crop named after the detection

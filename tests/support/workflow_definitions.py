@@ -152,7 +152,8 @@ def consensus() -> dict[str, Any]:
 
 
 def classify_crops() -> dict[str, Any]:
-    """Detect people -> crop each one -> classify each crop's dominant colour (a model per crop)."""
+    """Detect people -> crop each one -> classify each crop's dominant colour (a model per crop) -> each person
+    takes its crop's colour as its class (the two-stage workflow of the reference's gallery)."""
     return {
         "version": "1.0",
         "inputs": [IMAGE],
@@ -162,9 +163,13 @@ def classify_crops() -> dict[str, Any]:
              "predictions": "$steps.model.predictions"},
             {"type": "roboflow_core/roboflow_classification_model@v2", "name": "colour", "images": "$steps.crops.crops",
              "model_id": CLASSIFIER},
+            {"type": "roboflow_core/detections_classes_replacement@v1", "name": "classes_replacement",
+             "object_detection_predictions": "$steps.model.predictions",
+             "classification_predictions": "$steps.colour.predictions"},
         ],
         "outputs": [{"type": "JsonField", "name": "colours", "selector": "$steps.colour.predictions"},
-                    {"type": "JsonField", "name": "people", "selector": "$steps.model.predictions"}],
+                    {"type": "JsonField", "name": "people", "selector": "$steps.model.predictions"},
+                    {"type": "JsonField", "name": "coloured", "selector": "$steps.classes_replacement.predictions"}],
     }
 
 

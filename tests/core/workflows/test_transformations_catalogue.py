@@ -8,7 +8,14 @@ import pytest
 
 from services.core.errors import InvalidPayloadError
 from services.core.workflows.compiler import compile_workflow
-from tests.core.workflows.transformations_definitions import CONSENSUS, CROP_AND_STITCH, IMAGE, RELATIVE_CROP, SAHI
+from tests.core.workflows.transformations_definitions import (
+    CONSENSUS,
+    CROP_AND_STITCH,
+    IMAGE,
+    RELATIVE_CROP,
+    SAHI,
+    TWO_STAGE,
+)
 
 
 def levels(definition: dict[str, Any], **parameters: Any) -> dict[str, int]:
@@ -146,3 +153,27 @@ def test_required_fields() -> None:
     del crop["steps"][0]["height"]
     assert "field 'workflow.steps[0].height' is required" in refusal(crop, model_id="m/1", x_center=0.5,
                                                                       y_center=0.5, width=0.5)
+
+
+def test_classes_replacement_runs_back_at_the_detections_level_with_the_manifest_defaults() -> None:
+    assert levels(TWO_STAGE) == {"general_detection": 0, "cropping": 0, "classifier": 1, "classes_replacement": 0}
+    assert compile_workflow(TWO_STAGE).step("classes_replacement").params == {
+        "object_detection_predictions": "$steps.general_detection.predictions",
+        "classification_predictions": "$steps.classifier.predictions",
+        "fallback_class_name": None, "fallback_class_id": None}
+    legacy = copy.deepcopy(TWO_STAGE)
+    legacy["steps"][3].update(type="DetectionsClassesReplacement", fallback_class_name="unknown", fallback_class_id=3)
+    assert compile_workflow(legacy).step("classes_replacement").params["fallback_class_id"] == 3
+
+
+@pytest.mark.parametrize(("field", "value", "expected"), [
+    ("classification_predictions", "$steps.general_detection.predictions", "classification_prediction"),
+    ("object_detection_predictions", "$steps.classifier.predictions", "object_detection_prediction"),
+    ("fallback_class_id", "seven", "an integer or null"),
+    ("fallback_class_name", 7, "a string or null"),
+])
+def test_classes_replacement_refuses_what_its_manifest_does_not_take(field: str, value: Any, expected: str) -> None:
+    wrong = copy.deepcopy(TWO_STAGE)
+    wrong["steps"][3][field] = value
+    message = refusal(wrong)
+    assert f"'workflow.steps[3].{field}'" in message and expected in message, message

@@ -76,3 +76,23 @@ RELATIVE_CROP = {
     "outputs": [{"type": "JsonField", "name": "crop", "selector": "$steps.crop.crops"},
                 {"type": "JsonField", "name": "result", "selector": "$steps.detection.*"}],
 }
+
+
+# The two-stage workflow of the reference's gallery (detect, crop each detection, classify each crop, the
+# detections take their crops' classes), with this project's models.
+TWO_STAGE = {
+    "version": "1.0",
+    "inputs": [IMAGE],
+    "steps": [
+        {"type": "roboflow_core/roboflow_object_detection_model@v2", "name": "general_detection",
+         "image": "$inputs.image", "model_id": "yolov3-tiny/coco-416", "class_filter": ["person"]},
+        {"type": "roboflow_core/dynamic_crop@v1", "name": "cropping", "image": "$inputs.image",
+         "predictions": "$steps.general_detection.predictions"},
+        {"type": "roboflow_core/roboflow_classification_model@v2", "name": "classifier",
+         "images": "$steps.cropping.crops", "model_id": "demo-colours/1"},
+        {"type": "roboflow_core/detections_classes_replacement@v1", "name": "classes_replacement",
+         "object_detection_predictions": "$steps.general_detection.predictions",
+         "classification_predictions": "$steps.classifier.predictions"},
+    ],
+    "outputs": [{"type": "JsonField", "name": "predictions", "selector": "$steps.classes_replacement.predictions"}],
+}

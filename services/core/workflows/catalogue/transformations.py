@@ -1,8 +1,10 @@
 """Transformation and fusion blocks: crops (dynamic, absolute, relative), the image slicer (v1, v2),
-detections stitch and detections consensus, with the reference's names, aliases and defaults.
+detections stitch, detections classes replacement and detections consensus, with the reference's names,
+aliases and defaults.
 
-Dynamic crop and the slicer output one item per crop/slice (dimensionality +1); stitch takes the
-whole list of per-slice predictions at once (a ``batch`` field), so it runs back at its image's level.
+Dynamic crop and the slicer output one item per crop/slice (dimensionality +1); stitch and classes
+replacement take the whole list of per-slice or per-crop results at once (a ``batch`` field), so they run
+back at their image's level.
 """
 
 import re
@@ -109,6 +111,18 @@ BLOCKS = (
             Field("iou_threshold", kinds=(kinds.FLOAT_ZERO_TO_ONE,), literal="unit", default=0.3),
         ),
         outputs={"predictions": _SEGMENTS},
+    ),
+    BlockSpec(
+        names=("roboflow_core/detections_classes_replacement@v1", "DetectionsClassesReplacement"),
+        family="transformations",
+        fields=(
+            detections_field("object_detection_predictions"),
+            Field("classification_predictions", kinds=(kinds.CLASSIFICATION, kinds.LIST_OF_VALUES, kinds.STRING),
+                  literal=None, batch=True),
+            Field("fallback_class_name", kinds=(kinds.STRING,), literal="optional_str", default=None),
+            Field("fallback_class_id", kinds=(kinds.INTEGER,), literal="optional_int", default=None),
+        ),
+        outputs={"predictions": kinds.DETECTIONS},
     ),
     BlockSpec(
         names=("roboflow_core/detections_consensus@v1", "DetectionsConsensus"),
