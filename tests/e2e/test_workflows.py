@@ -213,9 +213,10 @@ def test_two_models_and_consensus(stack: Stack, short_clip: str) -> None:
     assert any(o["present"] for o in outputs)
 
 
+@pytest.mark.parametrize("version", [2, 3])
 def test_a_classification_model_runs_on_every_crop_and_its_class_replaces_the_detection_s(
-        stack: Stack, short_clip: str) -> None:
-    _, outputs = run_to_end(stack, wf.init(short_clip, wf.classify_crops()))
+        stack: Stack, short_clip: str, version: int) -> None:
+    _, outputs = run_to_end(stack, wf.init(short_clip, wf.classify_crops(version)))
 
     assert len(outputs) == 20
     for output in outputs:

@@ -151,7 +151,7 @@ def consensus() -> dict[str, Any]:
     }
 
 
-def classify_crops() -> dict[str, Any]:
+def classify_crops(version: int = 2) -> dict[str, Any]:
     """Detect people -> crop each one -> classify each crop's dominant colour (a model per crop) -> each person
     takes its crop's colour as its class (the two-stage workflow of the reference's gallery)."""
     return {
@@ -161,8 +161,8 @@ def classify_crops() -> dict[str, Any]:
             detect(confidence=0.3, class_filter=["person"]),
             {"type": "roboflow_core/dynamic_crop@v1", "name": "crops", "images": "$inputs.image",
              "predictions": "$steps.model.predictions"},
-            {"type": "roboflow_core/roboflow_classification_model@v2", "name": "colour", "images": "$steps.crops.crops",
-             "model_id": CLASSIFIER},
+            {"type": f"roboflow_core/roboflow_classification_model@v{version}", "name": "colour",
+             "images": "$steps.crops.crops", "model_id": CLASSIFIER},
             {"type": "roboflow_core/detections_classes_replacement@v1", "name": "classes_replacement",
              "object_detection_predictions": "$steps.model.predictions",
              "classification_predictions": "$steps.colour.predictions"},

@@ -177,3 +177,12 @@ def test_classes_replacement_refuses_what_its_manifest_does_not_take(field: str,
     wrong["steps"][3][field] = value
     message = refusal(wrong)
     assert f"'workflow.steps[3].{field}'" in message and expected in message, message
+
+
+def test_the_two_stage_workflow_with_classification_v3_as_the_gallery_writes_it() -> None:
+    v3 = copy.deepcopy(TWO_STAGE)
+    v3["steps"][2]["type"] = "roboflow_core/roboflow_classification_model@v3"
+    params = compile_workflow(v3).step("classifier").params
+    assert (params["confidence_mode"], params["custom_confidence"]) == ("default", 0.4) and "confidence" not in params
+    v3["steps"][2]["confidence_mode"] = "best"  # detection v3 only: the manifest of classification v3 has no "best"
+    assert "field 'workflow.steps[2].confidence_mode': 'best' is not one of 'default', 'custom'" in refusal(v3)

@@ -3,6 +3,7 @@ filters per step, predictions ahead of the graph equal to predictions made inlin
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pytest
@@ -30,8 +31,14 @@ def frame(video_frame: Callable[[str, int], np.ndarray]) -> WorkflowImage:
 
 
 def step_block(models: ModelService, **step: object) -> tuple[object, dict[str, object]]:
+    """The block and parameters of the one-detection workflow's step, changed by ``step``."""
     definition = wf.detection_only()
     definition["steps"][0].update(step)
+    return block_of(models, definition)
+
+
+def block_of(models: ModelService, definition: dict[str, Any]) -> tuple[object, dict[str, object]]:
+    """The block of a one-step workflow and the parameters it is called with (but its image)."""
     [plan_step] = compile_workflow(definition).steps
     block = BLOCKS[plan_step.type](plan_step, BlockEnvironment(0, models, background=None))  # type: ignore[arg-type]
     params = {k: v for k, v in plan_step.params.items() if k != "images"}
@@ -84,3 +91,19 @@ def test_a_missing_or_wrong_model_is_a_clear_error(models: ModelService) -> None
         models.preload({"nobody/1": "object-detection"})
     with pytest.raises(InvalidModelError, match="classification"):
         models.classifier(wf.MODEL)
+
+
+@pytest.mark.parametrize(("modes", "threshold"), [({}, 0.4), ({"confidence_mode": "default"}, 0.4),
+                                                  ({"confidence_mode": "custom", "custom_confidence": 0.9}, 0.9)])
+def test_classification_v3_takes_its_threshold_from_its_confidence_mode(
+        models: ModelService, frame: WorkflowImage, modes: dict[str, object], threshold: float) -> None:
+    block, params = block_of(models, {
+        "version": "1.0", "inputs": [wf.IMAGE],
+        "steps": [{"type": "roboflow_core/roboflow_classification_model@v3", "name": "colour",
+                   "images": "$inputs.image", "model_id": wf.CLASSIFIER, **modes}],
+        "outputs": [{"type": "JsonField", "name": "colour", "selector": "$steps.colour.predictions"}]})
+
+    outputs = block.run(images=frame, **params)  # type: ignore[attr-defined]
+
+    assert outputs["model_id"] == wf.CLASSIFIER and outputs["predictions"].threshold == threshold
+    assert outputs["predictions"].top in ("red", "green", "blue")

@@ -1,4 +1,4 @@
-"""Model blocks: object detection (v1, v2, v3 and the legacy names) and classification (v1, v2)."""
+"""Model blocks: object detection (v1, v2, v3 and the legacy names) and classification (v1, v2, v3)."""
 
 from services.core.workflows import kinds
 from services.core.workflows.blocks import BlockSpec, Field, image_field
@@ -64,6 +64,19 @@ BLOCKS = (
         names=("roboflow_core/roboflow_classification_model@v2",),
         family="models",
         fields=(image_field("images", ("image",)), _MODEL_ID, _CONFIDENCE, *_ACTIVE_LEARNING),
+        outputs={**_CLASSIFICATION_OUTPUTS_V1, "model_id": (kinds.MODEL_ID,)},
+    ),
+    BlockSpec(
+        names=("roboflow_core/roboflow_classification_model@v3",),
+        family="models",
+        fields=(
+            image_field("images", ("image",)), _MODEL_ID,
+            # No "best" here, as in the reference's manifest: the top class decides a single-label result.
+            Field("confidence_mode", kinds=(kinds.STRING,), literal="str", default="default",
+                  choices=("default", "custom")),
+            Field("custom_confidence", kinds=(kinds.FLOAT_ZERO_TO_ONE,), literal="unit", default=0.4),
+            *_ACTIVE_LEARNING,
+        ),
         outputs={**_CLASSIFICATION_OUTPUTS_V1, "model_id": (kinds.MODEL_ID,)},
     ),
 )

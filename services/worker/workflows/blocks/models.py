@@ -1,4 +1,4 @@
-"""Model blocks: object detection (v1, v2, v3) and classification (v1, v2) on the worker's models."""
+"""Model blocks: object detection (v1, v2, v3) and classification (v1, v2, v3) on the worker's models."""
 
 import uuid
 from typing import Any
@@ -39,7 +39,9 @@ class Classification:
         self._echo = echo_model_id
 
     def run(self, images: WorkflowImage, model_id: str, confidence: float = DEFAULT_CONFIDENCE,
-            **_: Any) -> dict[str, Any]:
+            **params: Any) -> dict[str, Any]:
+        if "confidence_mode" in params:  # v3
+            confidence = _v3_confidence(params["confidence_mode"], params["custom_confidence"])
         result = self._models.classify(model_id, images, confidence)
         outputs: dict[str, Any] = {"inference_id": result.inference_id, "predictions": result}
         if self._echo:
@@ -53,7 +55,7 @@ class ClassificationV1(Classification):
 
 
 def _v3_confidence(mode: str, custom: float) -> float:
-    """Our models carry no tuned threshold, so "best" and "default" both mean the reference's 0.4."""
+    """Our models carry no tuned threshold, so "best" (detection only) and "default" both mean the reference's 0.4."""
     return float(custom) if mode == "custom" else DEFAULT_CONFIDENCE
 
 
@@ -67,4 +69,5 @@ BLOCKS: dict[str, BlockFactory] = {
     "roboflow_core/roboflow_object_detection_model@v3": ObjectDetection,
     "roboflow_core/roboflow_classification_model@v1": ClassificationV1,
     "roboflow_core/roboflow_classification_model@v2": Classification,
+    "roboflow_core/roboflow_classification_model@v3": Classification,
 }
