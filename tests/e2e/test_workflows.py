@@ -239,6 +239,18 @@ def test_a_classification_model_runs_on_every_crop_and_its_class_replaces_the_de
             assert colour["parent_id"] == person["detection_id"]
 
 
+def test_a_gated_branch_merged_by_first_non_empty_or_default(stack: Stack, short_clip: str) -> None:
+    crowd = 4  # the first 20 frames of vtest.avi show 1 to 4 people at confidence 0.3
+    _, outputs = run_to_end(stack, wf.init(short_clip, wf.crowd_or_zero(), crowd=crowd))
+
+    assert len(outputs) == 20
+    sizes = [len(output["people"]["predictions"]) for output in outputs]
+    assert min(sizes) < crowd <= max(sizes), f"the clip should have frames on both sides of the gate: {sizes}"
+    for size, output in zip(sizes, outputs, strict=True):
+        assert output["counted"] == (size if size >= crowd else None)  # the gated step ran on crowded frames only
+        assert output["crowd_size"] == (size if size >= crowd else 0)  # merged: the count, else the default
+
+
 def test_a_failing_step_reports_per_frame_and_the_pipeline_keeps_running(stack: Stack, clip: str) -> None:
     pipeline_id, outputs = run_to_end(stack, wf.init(clip, wf.failing_step()))
 

@@ -173,6 +173,34 @@ def classify_crops(version: int = 2) -> dict[str, Any]:
     }
 
 
+def crowd_or_zero() -> dict[str, Any]:
+    """Detect people; only on frames with at least ``crowd`` of them (continue_if) count them; merge that gated
+    branch with first_non_empty_or_default: the count on a crowded frame, 0 on the others."""
+    at_least = {"type": "StatementGroup", "statements": [{
+        "type": "BinaryStatement",
+        "left_operand": {"type": "DynamicOperand", "operand_name": "people",
+                         "operations": [{"type": "SequenceLength"}]},
+        "comparator": {"type": "(Number) >="},
+        "right_operand": {"type": "DynamicOperand", "operand_name": "crowd"}}]}
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE, {"type": "WorkflowParameter", "name": "crowd", "default_value": 5}],
+        "steps": [
+            detect(confidence=0.3, class_filter=["person"]),
+            {"type": "roboflow_core/continue_if@v1", "name": "if_crowded", "condition_statement": at_least,
+             "evaluation_parameters": {"people": "$steps.model.predictions", "crowd": "$inputs.crowd"},
+             "next_steps": ["$steps.count"]},
+            {"type": "roboflow_core/property_definition@v1", "name": "count", "data": "$steps.model.predictions",
+             "operations": [{"type": "SequenceLength"}]},
+            {"type": "roboflow_core/first_non_empty_or_default@v1", "name": "crowd_size",
+             "data": ["$steps.count.output"], "default": 0},
+        ],
+        "outputs": [{"type": "JsonField", "name": "people", "selector": "$steps.model.predictions"},
+                    {"type": "JsonField", "name": "counted", "selector": "$steps.count.output"},
+                    {"type": "JsonField", "name": "crowd_size", "selector": "$steps.crowd_size.output"}],
+    }
+
+
 def failing_step() -> dict[str, Any]:
     """A line counter fed untracked detections: fails on every frame with people, the rest still runs."""
     return {

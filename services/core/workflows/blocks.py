@@ -107,6 +107,9 @@ class BlockSpec:
     # +1: one output item per input item's crop/slice (a list); -1: collapses a list back.
     dimensionality: int = 0
     flow_control: bool = False
+    # Runs when a selector gives null (the reference's ``accepts_empty_values``): the block gets None where
+    # other blocks are skipped (first_non_empty_or_default, detections_classes_replacement).
+    accepts_empty: bool = False
     # Outputs named by the step's own fields (data_aggregator's ``<name>_<mode>``): called with the
     # step's definition, they replace ``outputs``.
     dynamic_outputs: Callable[[Mapping[str, Any]], dict[str, tuple[str, ...]]] | None = None

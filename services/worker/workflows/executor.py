@@ -4,7 +4,8 @@ Theory of operation: the plan's steps are already in dependency order. For each 
 walks them once: it resolves a step's selectors against the frame's inputs and the outputs of the
 steps before it, and calls the step's block. A step is skipped (its outputs are ``None``) when a
 flow-control step gating it said no or was itself skipped, or when any selector it reads gives
-``None`` (the reference's null propagation). A step runs at its plan level: level 0 once per frame,
+``None`` (the reference's null propagation), unless its block accepts empty values (``BlockSpec.accepts_empty``:
+it is called with the ``None``). A step runs at its plan level: level 0 once per frame,
 level 1 once per item of the lists its level-1 inputs hold (crops, slices), and so on; inputs at a
 lower level are broadcast to every item. A block that raises fails that step on that frame only:
 the error is reported with the frame's outputs and its readers see ``None``.
@@ -77,8 +78,9 @@ class WorkflowExecutor:
     def _run_step(self, step: PlanStep, frame: "_Frame", errors: list[StepError]) -> Any:
         if any(frame.outputs.get(gate) is not _OPEN for gate in step.gates):
             return _SKIPPED
+        nulls = CATALOGUE[step.type].accepts_empty
         try:
-            resolved = {name: frame.resolve(value) for name, value in step.params.items()}
+            resolved = {name: frame.resolve(value, nulls) for name, value in step.params.items()}
         except _NullInput:
             return _SKIPPED
         result = self._call(step, resolved, step.dimensionality, errors)
@@ -105,9 +107,10 @@ class WorkflowExecutor:
             errors.append(self._error(step, exc))
             return _SKIPPED
         results: list[Any] = []
+        nulls = CATALOGUE[step.type].accepts_empty
         for index in range(length):
             items = {name: value.item(index, level) for name, value in inputs.items()}
-            if any(item.is_null() for item in items.values()):
+            if not nulls and any(item.is_null() for item in items.values()):
                 results.append(None)
                 continue
             result = self._call(step, items, level - 1, errors)
@@ -177,7 +180,8 @@ class _Value:
             return _container([part.item(index, level) for part in self.parts])
         if isinstance(self.parts, dict):
             return _container({key: part.item(index, level) for key, part in self.parts.items()})
-        return _Value(self.value[index] if index < len(self.value) else None, self.level - 1, selected=True)
+        present = self.value is not None and index < len(self.value)
+        return _Value(self.value[index] if present else None, self.level - 1, selected=True)
 
 
 def _container(parts: list[_Value] | dict[str, _Value]) -> _Value:
@@ -195,30 +199,31 @@ class _Frame:
         self.outputs: dict[str, Any] = {}
         self._levels = {step.name: step.dimensionality + CATALOGUE[step.type].dimensionality for step in plan.steps}
 
-    def resolve(self, value: Any) -> Any:
-        """A step parameter with its selectors replaced by values (a :class:`_Value` at top level)."""
+    def resolve(self, value: Any, nulls: bool = False) -> Any:
+        """A step parameter with its selectors replaced by values (a :class:`_Value` at top level).
+
+        A selector that reads null (a skipped step, a null output) raises :class:`_NullInput`, or with
+        ``nulls`` (a block that accepts empty values) stands for None."""
         if isinstance(value, str) and value.startswith("$inputs."):
             return _Value(self.inputs[value.split(".", 1)[1]], 0, selected=True)
         if isinstance(value, str) and value.startswith("$steps."):
-            return self._step_value(value)
+            return self._step_value(value, nulls)
         if isinstance(value, list):
-            return _container([self._nested(item) for item in value])
+            return _container([self._nested(item, nulls) for item in value])
         if isinstance(value, dict):
-            return _container({key: self._nested(item) for key, item in value.items()})
+            return _container({key: self._nested(item, nulls) for key, item in value.items()})
         return _Value(value, 0)
 
-    def _nested(self, value: Any) -> _Value:
-        resolved = self.resolve(value)
+    def _nested(self, value: Any, nulls: bool) -> _Value:
+        resolved = self.resolve(value, nulls)
         return resolved if isinstance(resolved, _Value) else _Value(resolved, 0)
 
-    def _step_value(self, selector: str) -> _Value:
+    def _step_value(self, selector: str, nulls: bool) -> _Value:
         _, step, output = selector.split(".", 2)
         produced = self.outputs.get(step, _SKIPPED)
-        if produced is _SKIPPED:
-            raise _NullInput(selector)
         level = self._levels[step]
-        value = _select(produced, output, level)
-        if value is None:
+        value = None if produced is _SKIPPED else _select(produced, output, level)
+        if value is None and not nulls:
             raise _NullInput(selector)
         return _Value(value, level, selected=True)
 

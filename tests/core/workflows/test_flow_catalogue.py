@@ -73,3 +73,22 @@ def test_rate_limiter_defaults() -> None:
 ])
 def test_refusals_name_their_path(step: dict[str, Any], message: str) -> None:
     assert message in refusal(with_step(step, GATED))
+
+
+def test_first_non_empty_or_default_merges_a_gated_branch_and_runs_on_nulls() -> None:
+    merge = {"type": "FirstNonEmptyOrDefault", "name": "merged", "data": ["$steps.gated.output"], "default": 0}
+    plan = compile_workflow(with_step(continue_if(), GATED, merge))
+    assert plan.step("merged").params == {"data": ["$steps.gated.output"], "default": 0}
+    assert plan.step("merged").gates == []  # it is not gated itself: it runs whether the branch ran or not
+    assert CATALOGUE["roboflow_core/first_non_empty_or_default@v1"].accepts_empty
+    assert not CATALOGUE["roboflow_core/property_definition@v1"].accepts_empty
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ([], "field 'workflow.steps[3].data': expected a list of at least one selector"),
+    ("$steps.gated.output", "field 'workflow.steps[3].data' takes a literal value, not a selector"),  # a list of them
+    (["$steps.nowhere.output"], "field 'workflow.steps[3].data[0]': selector '$steps.nowhere.output' names no step"),
+])
+def test_first_non_empty_or_default_needs_a_list_of_selectors(data: Any, message: str) -> None:
+    merge = {"type": "roboflow_core/first_non_empty_or_default@v1", "name": "merged", "data": data}
+    assert message in refusal(with_step(continue_if(), GATED, merge))

@@ -10,6 +10,7 @@ import pytest
 from services.core.workflows import compile_workflow
 from services.core.workflows.plan import PlanStep
 from services.worker.workflows.blocks.base import BlockEnvironment, FlowDecision
+from services.worker.workflows.blocks.formatters import FirstNonEmptyOrDefault
 from services.worker.workflows.executor import WorkflowExecutor
 from services.worker.workflows.values import VideoMetadata, WorkflowImage
 
@@ -20,6 +21,7 @@ STITCH = "roboflow_core/detections_stitch@v1"
 CONSENSUS = "roboflow_core/detections_consensus@v1"
 PROPERTY = "roboflow_core/property_definition@v1"
 CONTINUE_IF = "roboflow_core/continue_if@v1"
+FIRST_NON_EMPTY = "roboflow_core/first_non_empty_or_default@v1"
 calls: list[tuple[str, Any]] = []
 
 
@@ -83,7 +85,7 @@ class Constant:
 
 
 REGISTRY = {SLICER: Slicer, DETECT: Detect, STITCH: Stitch, CONSENSUS: Consensus, CONTINUE_IF: Gate,
-            PROPERTY: Constant}
+            PROPERTY: Constant, FIRST_NON_EMPTY: FirstNonEmptyOrDefault}
 
 
 def frame(width: int = 40) -> WorkflowImage:
@@ -167,6 +169,43 @@ def test_a_flow_control_gate_skips_its_next_steps_and_what_reads_them() -> None:
 
     assert closed == {"reader": None, "all": None}
     assert opened["reader"] == [10, 1] and opened["all"]["model_id"] == "m/1"
+
+
+def test_a_block_that_accepts_empty_values_runs_on_nulls_and_merges_the_branches() -> None:
+    # first_non_empty_or_default: the reference's accepts_empty_values. The gated model is skipped on every
+    # other frame, and the block still runs: the first value that is not null, else its default.
+    steps = [{"type": CONTINUE_IF, "name": "gate", "next_steps": ["$steps.gated"],
+              "condition_statement": {"type": "StatementGroup", "statements": [
+                  {"type": "UnaryStatement", "operand": {"type": "StaticOperand", "value": True},
+                   "operator": {"type": "(Boolean) is True"}}]}},
+             {"type": DETECT, "name": "gated", "images": "$inputs.image", "model_id": "m/1"},
+             {"type": DETECT, "name": "always", "images": "$inputs.image", "model_id": "m/2"},
+             {"type": FIRST_NON_EMPTY, "name": "first",
+              "data": ["$steps.gated.predictions", "$steps.always.predictions"]},
+             {"type": FIRST_NON_EMPTY, "name": "or_default", "data": ["$steps.gated.predictions"], "default": "none"},
+             {"type": PROPERTY, "name": "reader", "data": "$steps.or_default.output", "operations": []}]
+    run = executor(steps, {"first": "$steps.first.output", "or_default": "$steps.or_default.output",
+                           "reader": "$steps.reader.output"})
+
+    closed, errors = run.run(frame(10))
+    opened, _ = run.run(frame(12))
+    wide, _ = run.run(frame(30))  # both models give null: the first block's default is null, and so is its output
+
+    assert not errors
+    assert closed == {"first": [10, 1], "or_default": "none", "reader": "none"}  # the other branch, the default
+    assert opened == {"first": [12, 1], "or_default": [12, 1], "reader": [12, 1]}  # the gated branch comes first
+    assert wide == {"first": None, "or_default": "none", "reader": "none"}
+
+
+def test_a_block_that_accepts_empty_values_runs_on_each_slice_including_the_null_ones() -> None:
+    steps = [*slicing(), {"type": FIRST_NON_EMPTY, "name": "first", "data": ["$steps.a.predictions"],
+                          "default": "no detection"}]
+    run = executor(steps, {"first": "$steps.first.output"})
+
+    outputs, _ = run.run(frame())
+
+    # slice 10 px: a value; 20 px: the model failed; 30 px: it returned null. Both nulls take the default.
+    assert outputs == {"first": [[10, 1], "no detection", "no detection"]}
 
 
 @pytest.mark.parametrize("missing", [DETECT, SLICER])

@@ -1,6 +1,7 @@
-"""Formatter blocks: property_definition, expression (switch-case) and csv_formatter.
+"""Formatter blocks: property_definition, expression (switch-case), csv_formatter and
+first_non_empty_or_default.
 
-``CHECKS``: the query-language checks of their literal fields, ``(block, field) -> check(value, path)``.
+``CHECKS``: the checks of their literal fields (the query language's, mostly), ``(block, field) -> check(value, path)``.
 """
 
 from collections.abc import Callable
@@ -14,12 +15,18 @@ from services.core.workflows.query_language import validate_operations, validate
 PROPERTY_DEFINITION = "roboflow_core/property_definition@v1"
 EXPRESSION = "roboflow_core/expression@v1"
 CSV_FORMATTER = "roboflow_core/csv_formatter@v1"
+FIRST_NON_EMPTY = "roboflow_core/first_non_empty_or_default@v1"
 CSV_TIMESTAMP = "timestamp"  # the column csv_formatter adds itself (reserved)
 
 
 def check_no_timestamp_column(value: Any, path: str) -> None:
     if isinstance(value, dict) and CSV_TIMESTAMP in value:
         raise InvalidPayloadError(f"field '{path}.{CSV_TIMESTAMP}': the column name {CSV_TIMESTAMP!r} is reserved")
+
+
+def check_not_empty(value: Any, path: str) -> None:
+    if isinstance(value, list) and not value:
+        raise InvalidPayloadError(f"field '{path}': expected a list of at least one selector")
 
 
 def check_columns_operations(value: Any, path: str) -> None:
@@ -57,6 +64,18 @@ BLOCKS = (
         ),
         outputs={"csv_content": (kinds.STRING,)},
     ),
+    BlockSpec(
+        names=(FIRST_NON_EMPTY, "FirstNonEmptyOrDefault"),
+        family="formatters",
+        fields=(
+            # selectors in priority order (a list of them, never one alone: the manifest's List[Selector()]);
+            # the first that is not null on a frame wins, else ``default``
+            Field("data", literal="list", nested=True),
+            Field("default", default=None),
+        ),
+        outputs={"output": (kinds.WILDCARD,)},
+        accepts_empty=True,
+    ),
 )
 
 CHECKS: dict[tuple[str, str], Callable[[Any, str], None]] = {
@@ -65,4 +84,5 @@ CHECKS: dict[tuple[str, str], Callable[[Any, str], None]] = {
     (EXPRESSION, "switch"): validate_switch,
     (CSV_FORMATTER, "columns_data"): check_no_timestamp_column,
     (CSV_FORMATTER, "columns_operations"): check_columns_operations,
+    (FIRST_NON_EMPTY, "data"): check_not_empty,
 }

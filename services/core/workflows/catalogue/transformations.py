@@ -123,6 +123,7 @@ BLOCKS = (
             Field("fallback_class_id", kinds=(kinds.INTEGER,), literal="optional_int", default=None),
         ),
         outputs={"predictions": kinds.DETECTIONS},
+        accepts_empty=True,  # no classification at all (the classifier's step did not run): no detections
     ),
     BlockSpec(
         names=("roboflow_core/detections_consensus@v1", "DetectionsConsensus"),

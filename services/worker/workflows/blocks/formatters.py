@@ -1,4 +1,4 @@
-"""Formatter blocks: property_definition, expression (switch-case) and csv_formatter."""
+"""Formatter blocks: property_definition, expression (switch-case), csv_formatter, first_non_empty_or_default."""
 
 import csv
 import io
@@ -6,7 +6,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from services.core.workflows.catalogue.formatters import CSV_FORMATTER, CSV_TIMESTAMP, EXPRESSION, PROPERTY_DEFINITION
+from services.core.workflows.catalogue.formatters import (
+    CSV_FORMATTER,
+    CSV_TIMESTAMP,
+    EXPRESSION,
+    FIRST_NON_EMPTY,
+    PROPERTY_DEFINITION,
+)
 from services.core.workflows.plan import PlanStep
 from services.worker.workflows.blocks.base import BlockEnvironment, BlockFactory
 from services.worker.workflows.operations import apply_operations, evaluate_statement
@@ -89,8 +95,19 @@ def _cell(value: Any) -> str:
     return text
 
 
+class FirstNonEmptyOrDefault:
+    """The first of ``data`` that is not null on this frame (a branch that ran), else ``default``."""
+
+    def __init__(self, step: PlanStep, env: BlockEnvironment) -> None:
+        pass
+
+    def run(self, data: list[Any], default: Any = None) -> dict[str, Any]:
+        return {"output": next((value for value in data if value is not None), default)}
+
+
 BLOCKS: dict[str, BlockFactory] = {
     PROPERTY_DEFINITION: PropertyDefinition,
     EXPRESSION: Expression,
     CSV_FORMATTER: CSVFormatter,
+    FIRST_NON_EMPTY: FirstNonEmptyOrDefault,
 }

@@ -4,7 +4,9 @@ Each detection takes the class of the classification made on its crop: a crop's 
 detection it was cut from (``dynamic_crop``), so a classification's image ``parent_id`` names its
 detection. The detection keeps its box and lineage and takes the classification's top class, that
 class's index in the classifier and its confidence, with a new detection id; a detection whose crop
-has no classification (a crop clipped away, a step that did not run) is left out, as in the reference.
+has no classification (a crop clipped away, a classifier's step that did not run at all) is left out, as
+in the reference: the block runs when a selector gives null (``accepts_empty``), and only null detections
+give null.
 A classification without any class (a classifier with no classes) gives ``fallback_class_name`` with
 ``fallback_class_id`` (``sys.maxsize`` when unset or negative) and confidence 0, or is left out too.
 
@@ -38,8 +40,10 @@ class DetectionsClassesReplacement:
     def __init__(self, step: PlanStep, env: BlockEnvironment) -> None:
         del step, env
 
-    def run(self, object_detection_predictions: sv.Detections, classification_predictions: Any,
+    def run(self, object_detection_predictions: sv.Detections | None, classification_predictions: Any,
             fallback_class_name: str | None = None, fallback_class_id: int | None = None) -> dict[str, Any]:
+        if object_detection_predictions is None:  # the block accepts empty values: no detections, nothing out
+            return {"predictions": None}
         results = (classification_predictions if isinstance(classification_predictions, list)
                    else [classification_predictions])
         fallback = _fallback(fallback_class_name, fallback_class_id)
