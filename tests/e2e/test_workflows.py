@@ -128,6 +128,20 @@ def test_time_in_zone(stack: Stack, clip: str) -> None:
     assert longest[0] == 0.0 and longest == sorted(longest) and longest[-1] > 1.0  # seconds of video
 
 
+def test_path_deviation_and_its_reference_path_drawn(stack: Stack, short_clip: str) -> None:
+    path = [[40, 560], [40, 100], [720, 100]]  # down the left edge, then across the top
+    _, outputs = run_to_end(stack, wf.init(short_clip, wf.path_deviation(path), path=path))
+
+    assert len(outputs) == 20 and not [o for o in outputs if "workflow_errors" in o]
+    deviations = [p for o in outputs for p in o["deviations"]["predictions"]]
+    assert deviations and all(p["path_deviation"] > 0 and p["tracker_id"] >= 1 for p in deviations)
+    frame = cv2.imdecode(np.frombuffer(base64.b64decode(outputs[-1]["drawn"]["value"]), np.uint8), cv2.IMREAD_COLOR)
+    blue, green, red = frame[330, 36:45].mean(axis=0)  # across the vertical leg, 9 pixels wide: red
+    assert red > 180 and green < 90 and blue < 90, (blue, green, red)
+    blue, green, red = frame[560:576, 36:45].mean(axis=(0, 1))  # below the path's end: the video, not the path
+    assert not (red > 180 and green < 90 and blue < 90)
+
+
 class _Hooks(http.server.BaseHTTPRequestHandler):
     received: ClassVar[list[dict[str, Any]]] = []
 

@@ -62,6 +62,27 @@ def time_in_zone(zone: list[list[int]]) -> dict[str, Any]:
     }
 
 
+def path_deviation(path: list[list[int]]) -> dict[str, Any]:
+    """Track people, measure how far each one's path is from ``path`` (Fréchet distance), and draw the path."""
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE, {"type": "WorkflowParameter", "name": "path"}],
+        "steps": [
+            detect(confidence=0.3, class_filter=["person"]),
+            {"type": "roboflow_core/byte_tracker@v2", "name": "tracker", "image": "$inputs.image",
+             "detections": "$steps.model.predictions"},
+            {"type": "roboflow_core/path_deviation_analytics@v2", "name": "deviation", "image": "$inputs.image",
+             "detections": "$steps.tracker.tracked_detections", "reference_path": "$inputs.path"},
+            {"type": "roboflow_core/reference_path_visualization@v1", "name": "drawn_path", "image": "$inputs.image",
+             "reference_path": "$inputs.path", "color": "#FF0000", "thickness": 9},
+        ],
+        "outputs": [
+            {"type": "JsonField", "name": "deviations", "selector": "$steps.deviation.path_deviation_detections"},
+            {"type": "JsonField", "name": "drawn", "selector": "$steps.drawn_path.image"},
+        ],
+    }
+
+
 def webhook(url: str) -> dict[str, Any]:
     """Counts people and posts the count to a webhook at most once a second (fire and forget)."""
     return {

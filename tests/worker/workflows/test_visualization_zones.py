@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 import supervision as sv
 
+from services.core.errors import InvalidPayloadError
 from tests.worker.workflows.visualization_support import BOXES, Step, changed, detections, inside, workflow_image
 
 LINE_COUNTER = "roboflow_core/line_counter_visualization@v1"
 POLYGON_ZONE = "roboflow_core/polygon_zone_visualization@v1"
 TRACE = "roboflow_core/trace_visualization@v1"
 COMPARISON = "roboflow_core/model_comparison_visualization@v1"
+REFERENCE_PATH = "roboflow_core/reference_path_visualization@v1"
 GREEN_5BB573 = (115, 181, 91)  # BGR
 
 
@@ -92,6 +94,27 @@ def test_an_empty_polygon_zone_draws_nothing(frame: np.ndarray) -> None:
     image = workflow_image(frame)
     drawn = Step(POLYGON_ZONE, zone=[])(image=image)
     np.testing.assert_array_equal(drawn.image, frame)
+
+
+@pytest.mark.parametrize(("fields", "bgr", "thickness"), [({}, GREEN_5BB573, 2),
+                                                        ({"color": "#FF0000", "thickness": 5}, (0, 0, 255), 5)])
+def test_the_reference_path_is_drawn_as_an_open_polyline(frame: np.ndarray, fields: dict[str, Any],
+                                                          bgr: tuple[int, int, int], thickness: int) -> None:
+    path = [[50, 500], [300, 300.7], [700, 250], [760, 20]]
+    image = workflow_image(frame)
+    drawn = Step(REFERENCE_PATH, reference_path=path, **fields)(image=image)
+    expected = cv2.polylines(frame.copy(), [np.array(path).astype(np.int32)], False, bgr, thickness)
+    np.testing.assert_array_equal(drawn.image, expected)
+    assert not changed(frame, image.image).any()
+    assert not changed(frame, drawn.image)[520:].any(), "open: nothing closes the path back to its start"
+
+
+def test_the_reference_path_is_checked_at_init_and_at_run_time(frame: np.ndarray) -> None:
+    with pytest.raises(InvalidPayloadError, match="a path of at least one point"):
+        Step(REFERENCE_PATH, reference_path="not a path")
+    step = Step(REFERENCE_PATH, reference_path=[[0, 0], [10, 10]])
+    with pytest.raises(ValueError, match=r"a reference path is \[\[x, y\], ...\]"):
+        step(image=workflow_image(frame), reference_path=[["a", "b"]])  # e.g. from a selector, at run time
 
 
 # ----------------------------------------------------------------------------- trace

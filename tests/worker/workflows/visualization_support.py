@@ -69,7 +69,8 @@ class Step:
     def __init__(self, block_type: str, source_id: int = 0, **fields: Any) -> None:
         if block_type not in ("roboflow_core/line_counter_visualization@v1",
                               "roboflow_core/polygon_zone_visualization@v1",
-                              "roboflow_core/model_comparison_visualization@v1"):
+                              "roboflow_core/model_comparison_visualization@v1",
+                              "roboflow_core/reference_path_visualization@v1"):
             fields.setdefault("predictions", "$steps.detect.predictions")
         step = compile_workflow(definition({"type": block_type, **fields})).step("draw")
         self.params = {name: value for name, value in step.params.items()

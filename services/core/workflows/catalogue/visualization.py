@@ -134,6 +134,13 @@ BLOCKS: tuple[BlockSpec, ...] = (
         fields=(*_BASE, _ZONE, _ZONE_COLOR, _unit("opacity", 0.3)),
         outputs=_OUTPUTS,
     ),
+    BlockSpec(  # path_deviation_analytics' reference path, drawn as an open polyline
+        names=("roboflow_core/reference_path_visualization@v1",),
+        family=FAMILY,
+        fields=(*_BASE, Field("reference_path", kinds=(kinds.LIST_OF_VALUES,), literal="reference_path"),
+                _ZONE_COLOR, _int("thickness", 2, "positive_int")),
+        outputs=_OUTPUTS,
+    ),
     BlockSpec(
         names=("roboflow_core/model_comparison_visualization@v1",),
         family=FAMILY,

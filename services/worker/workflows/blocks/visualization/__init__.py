@@ -19,7 +19,7 @@ from services.worker.workflows.blocks.visualization.shapes import (
     Trace,
     Triangle,
 )
-from services.worker.workflows.blocks.visualization.zones import LineCounterZone, PolygonZone
+from services.worker.workflows.blocks.visualization.zones import LineCounterZone, PolygonZone, ReferencePath
 
 BLOCKS: dict[str, BlockFactory] = {
     "roboflow_core/bounding_box_visualization@v1": BoundingBox,
@@ -39,5 +39,6 @@ BLOCKS: dict[str, BlockFactory] = {
     "roboflow_core/crop_visualization@v1": Crop,
     "roboflow_core/line_counter_visualization@v1": LineCounterZone,
     "roboflow_core/polygon_zone_visualization@v1": PolygonZone,
+    "roboflow_core/reference_path_visualization@v1": ReferencePath,
     "roboflow_core/model_comparison_visualization@v1": ModelComparison,
 }

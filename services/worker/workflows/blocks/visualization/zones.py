@@ -1,4 +1,5 @@
-"""Zone visualizations: a counting line with its in/out counts, and filled polygon zones.
+"""Zone visualizations: a counting line with its in/out counts, filled polygon zones, and the reference path
+of path deviation analytics.
 
 The zone is drawn once per configuration into a mask the size of its bounding rectangle, then added
 to each frame with weight ``opacity`` (the image keeps weight 1, as the reference's
@@ -106,6 +107,23 @@ class PolygonZone:
             cv2.fillPoly(mask, np.split(points, np.cumsum(sizes)[:-1]), bgr)
 
         return overlay(shape, draw, corners, 0)
+
+
+class ReferencePath:
+    """The reference path ``[[x, y], ...]`` as an open polyline (opaque, as the reference draws it)."""
+
+    def __init__(self, step: PlanStep, env: BlockEnvironment) -> None:
+        del step, env
+
+    def run(self, image: WorkflowImage, reference_path: Any, copy_image: bool = True, color: str = "#5bb573",
+            thickness: int = 2) -> dict[str, Any]:
+        try:
+            points = np.asarray(reference_path, dtype=np.float64)[:, :2].astype(np.int32)
+        except (TypeError, ValueError, IndexError):
+            raise ValueError(f"a reference path is [[x, y], ...], got {reference_path!r}") from None
+        scene = canvas(image, copy_image)
+        cv2.polylines(scene, [points], False, parse_color(color).as_bgr(), int(thickness))
+        return {OUTPUT: image.with_image(scene)}
 
 
 def line_points(zone: Any) -> tuple[Point, Point]:
