@@ -141,7 +141,7 @@ def test_defaults_are_the_manifests(block_type: str) -> None:
 
 def test_every_name_and_legacy_name() -> None:
     names = {name for spec in BLOCKS for name in spec.names}
-    assert names >= LEGACY and len(BLOCKS) == 18
+    assert names >= LEGACY and len(BLOCKS) == 19
     for spec in BLOCKS:
         assert all(CATALOGUE[name] is spec for name in spec.names)
         assert spec.outputs == {"image": ("image",)}
@@ -197,3 +197,16 @@ def test_zone_visualizations_need_a_zone_list(zone: Any, expected: str) -> None:
         step["zone"] = zone
     message = refusal(definition(step))
     assert "'workflow.steps[1].zone'" in message and expected in message
+
+
+def test_reference_path_visualization_takes_the_manifest_defaults_and_a_path() -> None:
+    step = {"type": "roboflow_core/reference_path_visualization@v1", "name": "path", "image": "$inputs.image",
+            "reference_path": [[0, 0], [100, 50]]}
+    assert compile_workflow(definition(step)).step("path").params == {
+        "image": "$inputs.image", "copy_image": True, "reference_path": [[0, 0], [100, 50]], "color": "#5bb573",
+        "thickness": 2}
+    for field, value, expected in (("reference_path", None, "is required"), ("thickness", 0, "a positive integer"),
+                                   ("reference_path", [[1, 2, 3, 4]], "a path of at least one point")):
+        wrong = {**step, field: value} if value is not None else {k: v for k, v in step.items() if k != field}
+        message = refusal(definition(wrong))
+        assert f"'workflow.steps[1].{field}'" in message and expected in message, message
