@@ -19,7 +19,7 @@ from tests.support.pipelines import write_clip
 from tests.support.redis_server import RedisServer
 from tests.support.stack import Stack, running_stack
 from tests.support.waiting import wait_until
-from tests.worker.workflows.sink_support import Certificate, SmtpRecorder, make_certificate
+from tests.worker.workflows.sink_support import Certificate, FakeSlack, SmtpRecorder, make_certificate
 
 VTEST = Path("data/media/vtest.avi")
 LINE = [[0, 300], [768, 300]]  # across the whole frame: vtest's people walk up and down through it
@@ -37,12 +37,21 @@ def file_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def slack() -> Iterator[FakeSlack]:
+    """A Slack Web API of our own on 127.0.0.1 (the worker's WORKER_WORKFLOW_SLACK_API_URL)."""
+    server = FakeSlack()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
 def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory, certificate: Certificate,
-          file_root: Path) -> Iterator[Stack]:
+          file_root: Path, slack: FakeSlack) -> Iterator[Stack]:
     with running_stack(redis_server.url) as running:
         running.start_manager(MANAGER_FILE_ROOTS=f"data,{tmp_path_factory.getbasetemp()}")
         running.start_worker_with_env("cpu", "pipelines.cpu", concurrency=2, env={
-            "SSL_CERT_FILE": str(certificate.cert), "WORKER_WORKFLOW_FILE_ROOT": str(file_root)})
+            "SSL_CERT_FILE": str(certificate.cert), "WORKER_WORKFLOW_FILE_ROOT": str(file_root),
+            "WORKER_WORKFLOW_SLACK_API_URL": f"{slack.url}/api"})
         yield running
 
 
@@ -173,6 +182,29 @@ def test_a_webhook_sink_posts_counts_to_a_real_server(stack: Stack, clip: str) -
     assert "Sink cooldown applies" in messages[1]
     assert outputs[1]["webhook"]["throttling_status"] is True
     assert 1 <= len(_Hooks.received) <= len(outputs)
+
+
+def test_a_slack_notification_posts_the_count_and_a_csv_file(stack: Stack, short_clip: str, slack: FakeSlack) -> None:
+    token = "xoxb-e2e-secret"
+    pipeline_id, outputs = run_to_end(stack, wf.init(short_clip, wf.slack(), slack_token=token))
+
+    assert len(outputs) == 20
+    sent = [o for o in outputs if o["slack"]["message"] == "Notification sent successfully"]
+    assert sent and all(o["slack"]["error_status"] is False for o in outputs)
+    assert len(sent) < 20 and {o["slack"]["message"] for o in outputs} - {sent[0]["slack"]["message"]} == {
+        "Sink cooldown applies"}, "2 s of cooldown between posts"
+    calls = slack.wait_for(3 * len(sent))  # per post: an upload URL, the upload, the share
+    completes = [c for c in calls if c.path == "/api/files.completeUploadExternal"]
+    assert len(completes) == len(sent)
+    for output, complete in zip(sent, completes, strict=True):  # in frame order, one post per sent frame
+        people = len(output["people"]["predictions"])
+        assert complete.form()["initial_comment"] == [f"{people} people at the entrance"]
+        assert complete.form()["channel_id"] == ["C0CAMERAS"]
+    uploads = [c for c in calls if c.path == "/upload/people.csv"]
+    assert [u.body.decode().splitlines()[0] for u in uploads] == ["people,timestamp"] * len(sent)
+    assert all(c.headers.get("authorization") == f"Bearer {token}" for c in calls if c.path.startswith("/api/"))
+    status = call(stack.port, {"type": "status", "pipeline_id": pipeline_id})
+    assert token not in json.dumps(status) and token not in json.dumps(outputs)
 
 
 def test_an_email_notification_reaches_a_real_smtp_server(stack: Stack, short_clip: str,

@@ -101,6 +101,28 @@ def webhook(url: str) -> dict[str, Any]:
     }
 
 
+def slack() -> dict[str, Any]:
+    """Posts the number of people in view to a Slack channel with the frame's detections as a CSV file, inline
+    (not fire and forget) and at most once every 2 seconds."""
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE, {"type": "WorkflowParameter", "name": "slack_token"}],
+        "steps": [
+            detect(confidence=0.3, class_filter=["person"]),
+            {"type": "roboflow_core/csv_formatter@v1", "name": "csv", "columns_data": {
+                "people": "$steps.model.predictions"}, "columns_operations": {"people": [{"type": "SequenceLength"}]}},
+            {"type": "roboflow_core/slack_notification@v1", "name": "notify", "slack_token": "$inputs.slack_token",
+             "channel": "C0CAMERAS", "message": "{{ $parameters.people }} people at the entrance",
+             "message_parameters": {"people": "$steps.model.predictions"},
+             "message_parameters_operations": {"people": [{"type": "SequenceLength"}]},
+             "attachments": {"people.csv": "$steps.csv.csv_content"}, "fire_and_forget": False,
+             "cooldown_seconds": 2, "cooldown_session_key": "entrance-camera"},
+        ],
+        "outputs": [{"type": "JsonField", "name": "people", "selector": "$steps.model.predictions"},
+                    {"type": "JsonField", "name": "slack", "selector": "$steps.notify.*"}],
+    }
+
+
 def email(smtp_port: int) -> dict[str, Any]:
     """Mails the number of people in view, at most once a minute (fire and forget, over TLS)."""
     return {

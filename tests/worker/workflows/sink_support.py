@@ -4,6 +4,7 @@ with ``openssl``, and the blocks' environment (a settable clock, a background th
 
 import base64
 import contextlib
+import json
 import socket
 import ssl
 import subprocess
@@ -94,9 +95,11 @@ class ReceivedRequest:
     body: bytes
 
     def json(self) -> Any:
-        import json
-
         return json.loads(self.body)
+
+    def form(self) -> dict[str, list[str]]:
+        """A URL-encoded body."""
+        return parse_qs(self.body.decode())
 
     def parts(self) -> list[tuple[str, str | None, bytes]]:
         """Multipart body: (field name, file name, content) per part."""
@@ -108,11 +111,13 @@ class ReceivedRequest:
 
 
 class HttpRecorder:
-    """An HTTP server on ``host`` (127.0.0.1) answering ``status`` (after ``delay`` s) to GET, POST and PUT."""
+    """An HTTP server on ``host`` (127.0.0.1) answering ``status`` (after ``delay`` s) to GET, POST and PUT,
+    with the body ``respond`` gives for the request (JSON), or none."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.requests: list[ReceivedRequest] = []
         self.status = 200
+        self.respond: Callable[[ReceivedRequest], Any] | None = None
         self.redirect: str | None = None  # answer 302 to this location instead
         self.delay = 0.0
         self.release = threading.Event()  # set: a delayed answer goes at once
@@ -127,11 +132,15 @@ class HttpRecorder:
                                           {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length))
                 if recorder.delay:
                     recorder.release.wait(recorder.delay)
+                body = b"" if recorder.respond is None else json.dumps(recorder.respond(request)).encode()
                 self.send_response(302 if recorder.redirect else recorder.status)
                 if recorder.redirect:
                     self.send_header("Location", recorder.redirect)
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(len(body)))
+                if body:
+                    self.send_header("Content-Type", "application/json")
                 self.end_headers()
+                self.wfile.write(body)
                 with recorder._received:
                     recorder.requests.append(request)
                     recorder._received.notify_all()
@@ -161,6 +170,26 @@ class HttpRecorder:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
+
+
+class FakeSlack(HttpRecorder):
+    """Answers ``ok`` to chat.postMessage and files.completeUploadExternal, an upload URL on this server to
+    files.getUploadURLExternal, and ``refuse`` (a Slack error code) to every API method when set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refuse: str | None = None
+        self.respond = self._answer
+
+    def _answer(self, request: ReceivedRequest) -> Any:
+        if request.path.startswith("/upload/"):
+            return "OK"
+        if self.refuse is not None:
+            return {"ok": False, "error": self.refuse}
+        if request.path == "/api/files.getUploadURLExternal":
+            name = request.form()["filename"][0]
+            return {"ok": True, "upload_url": f"{self.url}/upload/{name}", "file_id": f"F-{name}"}
+        return {"ok": True}
 
 
 def closed_port() -> int:

@@ -1,4 +1,4 @@
-"""Sink blocks: webhook, local file and e-mail (SMTP) notifications.
+"""Sink blocks: webhook, local file, e-mail (SMTP) and Slack notifications.
 
 Field names, defaults and outputs follow the reference's manifests (``core_steps/sinks/...``).
 E-mail receivers are checked by a literal check registered here; ``CHECKS`` holds the query-language
@@ -9,12 +9,14 @@ from collections.abc import Callable
 from typing import Any
 
 from services.core.workflows import kinds
-from services.core.workflows.blocks import BlockSpec, Field, register_literals
+from services.core.workflows.blocks import BlockSpec, Field, is_int, register_literals
 from services.core.workflows.query_language import validate_operations_map
 
 WEBHOOK_SINK = "roboflow_core/webhook_sink@v1"
 LOCAL_FILE_SINK = "roboflow_core/local_file_sink@v1"
 EMAIL_NOTIFICATION = "roboflow_core/email_notification@v1"
+SLACK_NOTIFICATION = "roboflow_core/slack_notification@v1"
+SLACK_MAX_COOLDOWN_S = 900  # the manifest's bound (its cache keeps a cooldown 15 minutes)
 
 
 def is_addresses(value: Any) -> bool:
@@ -27,6 +29,8 @@ _LITERAL_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "email_addresses": (is_addresses, "an e-mail address or a non-empty list of them"),
     "optional_email_addresses": (lambda value: value is None or is_addresses(value),
                                  "an e-mail address, a non-empty list of them or null"),
+    "slack_cooldown": (lambda value: is_int(value) and 0 <= value <= SLACK_MAX_COOLDOWN_S,
+                       f"an integer from 0 to {SLACK_MAX_COOLDOWN_S} (seconds)"),
 }
 register_literals(_LITERAL_CHECKS)
 
@@ -108,6 +112,22 @@ BLOCKS = (
         ),
         outputs=_NOTIFICATION_OUTPUTS,
     ),
+    BlockSpec(
+        names=(SLACK_NOTIFICATION,),
+        family="sinks",
+        fields=(
+            Field("slack_token", kinds=(kinds.STRING, kinds.SECRET), literal="str"),
+            Field("channel", kinds=(kinds.STRING,), literal="str"),
+            Field("message", literal="str"),
+            _mapping("message_parameters"),
+            _operations("message_parameters_operations"),
+            _mapping("attachments"),  # file name -> selector of a string or bytes (a CSV formatter's output)
+            *_NOTIFICATION_CONTROL[:2],
+            Field("cooldown_seconds", kinds=(kinds.INTEGER,), literal="slack_cooldown", default=5),
+            Field("cooldown_session_key", literal="str"),  # the reference's cache key; cooldowns here are per step
+        ),
+        outputs=_NOTIFICATION_OUTPUTS,
+    ),
 )
 
 CHECKS: dict[tuple[str, str], Callable[[Any, str], None]] = {
@@ -115,4 +135,5 @@ CHECKS: dict[tuple[str, str], Callable[[Any, str], None]] = {
     (WEBHOOK_SINK, "multi_part_encoded_files_operations"): validate_operations_map,
     (WEBHOOK_SINK, "form_data_operations"): validate_operations_map,
     (EMAIL_NOTIFICATION, "message_parameters_operations"): validate_operations_map,
+    (SLACK_NOTIFICATION, "message_parameters_operations"): validate_operations_map,
 }

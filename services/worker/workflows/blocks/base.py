@@ -38,6 +38,8 @@ class SinkSettings:
     # Networks they may connect to: every address a host resolves to, checked at each connection
     # (services.core.networks). Loopback only unless the operator allows more.
     allowed_networks: NetworkPolicy = field(default_factory=lambda: NetworkPolicy.loopback(NETWORKS_SETTING))
+    # The Slack Web API's base URL (slack_notification): its methods are <base>/chat.postMessage, ...
+    slack_api_url: str = "https://slack.com/api"
 
 
 class ModelRunner(Protocol):

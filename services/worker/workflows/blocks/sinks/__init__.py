@@ -1,12 +1,14 @@
-"""Sink blocks: webhook, local file and e-mail notifications (one module per block, shared parts beside)."""
+"""Sink blocks: webhook, local file, e-mail and Slack notifications (one module per block, shared parts beside)."""
 
 from services.worker.workflows.blocks.base import BlockFactory
 from services.worker.workflows.blocks.sinks.email_notification import EmailNotification
 from services.worker.workflows.blocks.sinks.local_file import LocalFileSink
+from services.worker.workflows.blocks.sinks.slack_notification import SlackNotification
 from services.worker.workflows.blocks.sinks.webhook import WebhookSink
 
 BLOCKS: dict[str, BlockFactory] = {
     "roboflow_core/webhook_sink@v1": WebhookSink,
     "roboflow_core/local_file_sink@v1": LocalFileSink,
     "roboflow_core/email_notification@v1": EmailNotification,
+    "roboflow_core/slack_notification@v1": SlackNotification,
 }

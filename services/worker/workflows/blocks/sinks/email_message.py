@@ -38,12 +38,12 @@ def compose(sender: str, to: list[str], cc: list[str], subject: str, body: str,
     message["Subject"] = subject
     message.set_content(body)
     for name, content in attachments.items():
-        message.add_attachment(_attachment_bytes(name, content), maintype="application", subtype="octet-stream",
+        message.add_attachment(attachment_bytes(name, content), maintype="application", subtype="octet-stream",
                                filename=name)
     return message
 
 
-def _attachment_bytes(name: str, content: Any) -> bytes:
+def attachment_bytes(name: str, content: Any) -> bytes:
     if isinstance(content, bytes):
         return content
     if isinstance(content, str):
