@@ -191,7 +191,8 @@ def _processor(spec: PipelineSpec, settings: WorkerSettings, watchdog: Watchdog,
     models.preload(model_tasks(spec.workflow))
     background = BackgroundRunner(max_pending=settings.workflow_max_pending_deliveries, secrets=spec.secrets())
     sinks = SinkSettings(file_root=settings.workflow_file_root, allowed_hosts=settings.sink_hosts(),
-                         allowed_networks=settings.workflow_networks(), slack_api_url=settings.workflow_slack_api_url)
+                         allowed_networks=settings.workflow_networks(), slack_api_url=settings.workflow_slack_api_url,
+                         twilio_api_url=settings.workflow_twilio_api_url)
 
     def environment(source_id: int) -> BlockEnvironment:
         return BlockEnvironment(source_id=source_id, models=models, background=background, sinks=sinks,

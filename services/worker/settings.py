@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.core.logs import LogFormat
@@ -67,12 +67,14 @@ class WorkerSettings(BaseSettings):
     preview_interval: float = Field(default=1.0, ge=0)
 
     # Workflows: the directory local_file_sink blocks may write under (None: those blocks fail with a
-    # clear error), and how many fire-and-forget deliveries (webhook, email, Slack) may wait per pipeline.
+    # clear error), and how many fire-and-forget deliveries (webhook, email, Slack, SMS) may wait per pipeline.
     workflow_file_root: Path | None = None
     workflow_max_pending_deliveries: int = Field(default=64, ge=1)
-    # The Slack Web API slack_notification blocks call (another for a Slack-compatible gateway or a test).
+    # The Slack Web API slack_notification blocks call and the Twilio REST API twilio_sms_notification blocks
+    # call (others for a compatible gateway or a test).
     workflow_slack_api_url: str = "https://slack.com/api"
-    # Hosts webhook, email and Slack sinks may reach, comma-separated (empty: any name). A worker on a private
+    workflow_twilio_api_url: str = "https://api.twilio.com"
+    # Hosts webhook, email, Slack and Twilio sinks may reach, comma-separated (empty: any name). A worker on a private
     # network can keep users' workflows from calling its neighbours.
     workflow_allowed_hosts: str = ""
     # Networks those sinks may connect to (services.core.networks): CIDRs or addresses, comma-separated, and
@@ -119,12 +121,13 @@ class WorkerSettings(BaseSettings):
     # Seconds from the offer to the answer (ICE gathering included); past it the request fails cleanly.
     webrtc_negotiation_timeout: float = Field(default=10.0, gt=0)
 
-    @field_validator("workflow_slack_api_url")
+    @field_validator("workflow_slack_api_url", "workflow_twilio_api_url")
     @classmethod
-    def _slack_api_url(cls, value: str) -> str:
+    def _api_url(cls, value: str, info: ValidationInfo) -> str:
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"WORKER_WORKFLOW_SLACK_API_URL must be an http:// or https:// URL, got {value!r}")
+            setting = f"WORKER_{str(info.field_name).upper()}"
+            raise ValueError(f"{setting} must be an http:// or https:// URL, got {value!r}")
         return value.rstrip("/")
 
     @field_validator("workflow_allowed_networks", "udp_sink_allowed_networks", mode="before")

@@ -19,7 +19,13 @@ from tests.support.pipelines import write_clip
 from tests.support.redis_server import RedisServer
 from tests.support.stack import Stack, running_stack
 from tests.support.waiting import wait_until
-from tests.worker.workflows.sink_support import Certificate, FakeSlack, SmtpRecorder, make_certificate
+from tests.worker.workflows.sink_support import (
+    Certificate,
+    FakeSlack,
+    HttpRecorder,
+    SmtpRecorder,
+    make_certificate,
+)
 
 VTEST = Path("data/media/vtest.avi")
 LINE = [[0, 300], [768, 300]]  # across the whole frame: vtest's people walk up and down through it
@@ -45,13 +51,23 @@ def slack() -> Iterator[FakeSlack]:
 
 
 @pytest.fixture(scope="module")
+def twilio() -> Iterator[HttpRecorder]:
+    """A Twilio REST API of our own on 127.0.0.1 (the worker's WORKER_WORKFLOW_TWILIO_API_URL)."""
+    server = HttpRecorder()
+    server.status = 201
+    server.respond = lambda request: {"sid": "SM1", "status": "queued"}
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
 def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory, certificate: Certificate,
-          file_root: Path, slack: FakeSlack) -> Iterator[Stack]:
+          file_root: Path, slack: FakeSlack, twilio: HttpRecorder) -> Iterator[Stack]:
     with running_stack(redis_server.url) as running:
         running.start_manager(MANAGER_FILE_ROOTS=f"data,{tmp_path_factory.getbasetemp()}")
         running.start_worker_with_env("cpu", "pipelines.cpu", concurrency=2, env={
             "SSL_CERT_FILE": str(certificate.cert), "WORKER_WORKFLOW_FILE_ROOT": str(file_root),
-            "WORKER_WORKFLOW_SLACK_API_URL": f"{slack.url}/api"})
+            "WORKER_WORKFLOW_SLACK_API_URL": f"{slack.url}/api", "WORKER_WORKFLOW_TWILIO_API_URL": twilio.url})
         yield running
 
 
@@ -205,6 +221,17 @@ def test_a_slack_notification_posts_the_count_and_a_csv_file(stack: Stack, short
     assert all(c.headers.get("authorization") == f"Bearer {token}" for c in calls if c.path.startswith("/api/"))
     status = call(stack.port, {"type": "status", "pipeline_id": pipeline_id})
     assert token not in json.dumps(status) and token not in json.dumps(outputs)
+
+
+def test_a_twilio_sms_carries_the_count_once(stack: Stack, short_clip: str, twilio: HttpRecorder) -> None:
+    _, outputs = run_to_end(stack, wf.init(short_clip, wf.sms(), sid="AC-e2e", token="twilio-e2e-secret"))
+
+    assert len(outputs) == 20
+    assert [o["sms"] for o in outputs] == ["Notification sent successfully"] + ["Sink cooldown applies"] * 19
+    [request] = twilio.wait_for(1)
+    assert request.path == "/2010-04-01/Accounts/AC-e2e/Messages.json"
+    assert request.form()["Body"] == [f"{len(outputs[0]['people']['predictions'])} people at the entrance"]
+    assert request.headers["authorization"] == "Basic " + base64.b64encode(b"AC-e2e:twilio-e2e-secret").decode()
 
 
 def test_an_email_notification_reaches_a_real_smtp_server(stack: Stack, short_clip: str,

@@ -123,6 +123,25 @@ def slack() -> dict[str, Any]:
     }
 
 
+def sms() -> dict[str, Any]:
+    """Texts the number of people in view through Twilio, once (15 minutes of cooldown)."""
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE, {"type": "WorkflowParameter", "name": "sid"}, {"type": "WorkflowParameter", "name": "token"}],
+        "steps": [
+            detect(confidence=0.3, class_filter=["person"]),
+            {"type": "roboflow_core/twilio_sms_notification@v1", "name": "sms", "twilio_account_sid": "$inputs.sid",
+             "twilio_auth_token": "$inputs.token", "message": "{{ $parameters.people }} people at the entrance",
+             "sender_number": "+15550001111", "receiver_number": "+15550002222",
+             "message_parameters": {"people": "$steps.model.predictions"},
+             "message_parameters_operations": {"people": [{"type": "SequenceLength"}]},
+             "fire_and_forget": False, "cooldown_seconds": 900, "cooldown_session_key": "entrance-sms"},
+        ],
+        "outputs": [{"type": "JsonField", "name": "people", "selector": "$steps.model.predictions"},
+                    {"type": "JsonField", "name": "sms", "selector": "$steps.sms.message"}],
+    }
+
+
 def email(smtp_port: int) -> dict[str, Any]:
     """Mails the number of people in view, at most once a minute (fire and forget, over TLS)."""
     return {

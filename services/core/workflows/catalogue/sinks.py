@@ -1,4 +1,4 @@
-"""Sink blocks: webhook, local file, e-mail (SMTP) and Slack notifications.
+"""Sink blocks: webhook, local file, e-mail (SMTP), Slack and Twilio SMS notifications.
 
 Field names, defaults and outputs follow the reference's manifests (``core_steps/sinks/...``).
 E-mail receivers are checked by a literal check registered here; ``CHECKS`` holds the query-language
@@ -16,7 +16,8 @@ WEBHOOK_SINK = "roboflow_core/webhook_sink@v1"
 LOCAL_FILE_SINK = "roboflow_core/local_file_sink@v1"
 EMAIL_NOTIFICATION = "roboflow_core/email_notification@v1"
 SLACK_NOTIFICATION = "roboflow_core/slack_notification@v1"
-SLACK_MAX_COOLDOWN_S = 900  # the manifest's bound (its cache keeps a cooldown 15 minutes)
+TWILIO_SMS_NOTIFICATION = "roboflow_core/twilio_sms_notification@v1"
+MAX_COOLDOWN_S = 900  # the Slack and Twilio manifests' bound (their cache keeps a cooldown 15 minutes)
 
 
 def is_addresses(value: Any) -> bool:
@@ -29,8 +30,8 @@ _LITERAL_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "email_addresses": (is_addresses, "an e-mail address or a non-empty list of them"),
     "optional_email_addresses": (lambda value: value is None or is_addresses(value),
                                  "an e-mail address, a non-empty list of them or null"),
-    "slack_cooldown": (lambda value: is_int(value) and 0 <= value <= SLACK_MAX_COOLDOWN_S,
-                       f"an integer from 0 to {SLACK_MAX_COOLDOWN_S} (seconds)"),
+    "bounded_cooldown": (lambda value: is_int(value) and 0 <= value <= MAX_COOLDOWN_S,
+                         f"an integer from 0 to {MAX_COOLDOWN_S} (seconds)"),
 }
 register_literals(_LITERAL_CHECKS)
 
@@ -50,6 +51,13 @@ _NOTIFICATION_CONTROL = (
     Field("fire_and_forget", kinds=(kinds.BOOLEAN,), literal="bool", default=True),
     Field("disable_sink", kinds=(kinds.BOOLEAN,), literal="bool", default=False),
     Field("cooldown_seconds", kinds=(kinds.INTEGER,), literal="non_negative_int", default=5),
+)
+# Slack's and Twilio's: the cooldown is bounded and the reference keys its shared cache with a session key
+# (accepted; cooldowns here are per step and video source, as for the other sinks).
+_BOUNDED_CONTROL = (
+    *_NOTIFICATION_CONTROL[:2],
+    Field("cooldown_seconds", kinds=(kinds.INTEGER,), literal="bounded_cooldown", default=5),
+    Field("cooldown_session_key", literal="str"),
 )
 _NOTIFICATION_OUTPUTS: dict[str, tuple[str, ...]] = {
     "error_status": (kinds.BOOLEAN,),
@@ -122,9 +130,23 @@ BLOCKS = (
             _mapping("message_parameters"),
             _operations("message_parameters_operations"),
             _mapping("attachments"),  # file name -> selector of a string or bytes (a CSV formatter's output)
-            *_NOTIFICATION_CONTROL[:2],
-            Field("cooldown_seconds", kinds=(kinds.INTEGER,), literal="slack_cooldown", default=5),
-            Field("cooldown_session_key", literal="str"),  # the reference's cache key; cooldowns here are per step
+            *_BOUNDED_CONTROL,
+        ),
+        outputs=_NOTIFICATION_OUTPUTS,
+    ),
+    BlockSpec(
+        names=(TWILIO_SMS_NOTIFICATION,),
+        family="sinks",
+        fields=(
+            Field("twilio_account_sid", kinds=(kinds.STRING, kinds.SECRET), literal="str"),
+            Field("twilio_auth_token", kinds=(kinds.STRING, kinds.SECRET), literal="str"),
+            Field("message", literal="str"),
+            Field("sender_number", kinds=(kinds.STRING,), literal="str"),
+            Field("receiver_number", kinds=(kinds.STRING,), literal="str"),
+            _mapping("message_parameters"),
+            _operations("message_parameters_operations"),
+            *_BOUNDED_CONTROL,
+            Field("length_limit", kinds=(kinds.INTEGER,), literal="positive_int", default=160),
         ),
         outputs=_NOTIFICATION_OUTPUTS,
     ),
@@ -136,4 +158,5 @@ CHECKS: dict[tuple[str, str], Callable[[Any, str], None]] = {
     (WEBHOOK_SINK, "form_data_operations"): validate_operations_map,
     (EMAIL_NOTIFICATION, "message_parameters_operations"): validate_operations_map,
     (SLACK_NOTIFICATION, "message_parameters_operations"): validate_operations_map,
+    (TWILIO_SMS_NOTIFICATION, "message_parameters_operations"): validate_operations_map,
 }

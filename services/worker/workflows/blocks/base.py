@@ -40,6 +40,8 @@ class SinkSettings:
     allowed_networks: NetworkPolicy = field(default_factory=lambda: NetworkPolicy.loopback(NETWORKS_SETTING))
     # The Slack Web API's base URL (slack_notification): its methods are <base>/chat.postMessage, ...
     slack_api_url: str = "https://slack.com/api"
+    # The Twilio REST API's (twilio_sms_notification): <base>/2010-04-01/Accounts/<sid>/Messages.json
+    twilio_api_url: str = "https://api.twilio.com"
 
 
 class ModelRunner(Protocol):

@@ -1,9 +1,11 @@
-"""Sink blocks: webhook, local file, e-mail and Slack notifications (one module per block, shared parts beside)."""
+"""Sink blocks: webhook, local file, e-mail, Slack and Twilio SMS notifications (one module per block, shared parts
+beside)."""
 
 from services.worker.workflows.blocks.base import BlockFactory
 from services.worker.workflows.blocks.sinks.email_notification import EmailNotification
 from services.worker.workflows.blocks.sinks.local_file import LocalFileSink
 from services.worker.workflows.blocks.sinks.slack_notification import SlackNotification
+from services.worker.workflows.blocks.sinks.twilio_sms import TwilioSmsNotification
 from services.worker.workflows.blocks.sinks.webhook import WebhookSink
 
 BLOCKS: dict[str, BlockFactory] = {
@@ -11,4 +13,5 @@ BLOCKS: dict[str, BlockFactory] = {
     "roboflow_core/local_file_sink@v1": LocalFileSink,
     "roboflow_core/email_notification@v1": EmailNotification,
     "roboflow_core/slack_notification@v1": SlackNotification,
+    "roboflow_core/twilio_sms_notification@v1": TwilioSmsNotification,
 }

@@ -19,7 +19,6 @@ here are per step and per video source, as for the other sinks.
 import json
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -27,8 +26,8 @@ from services.core.workflows.plan import PlanStep
 from services.worker.workflows.blocks.base import BlockEnvironment, SinkSettings
 from services.worker.workflows.blocks.sinks import credentials, inputs
 from services.worker.workflows.blocks.sinks.email_message import attachment_bytes, render
-from services.worker.workflows.blocks.sinks.notification import NotificationSink, check_destination, check_host
-from services.worker.workflows.blocks.sinks.webhook_request import CheckedTransport
+from services.worker.workflows.blocks.sinks.notification import NotificationSink, check_destination
+from services.worker.workflows.blocks.sinks.webhook_request import checked_client, url_host, url_port
 
 SLACK_TIMEOUT_S = 10.0  # per request; a frame sent inline waits at most a few of these
 
@@ -73,21 +72,15 @@ class SlackApi:
 
     @property
     def host(self) -> str:
-        return urlsplit(self._base).hostname or ""
+        return url_host(self._base)
 
     @property
     def port(self) -> int:
-        parts = urlsplit(self._base)
-        return parts.port or (443 if parts.scheme == "https" else 80)
+        return url_port(self._base)
 
     def post(self, channel: str, text: str, files: dict[str, bytes]) -> None:
         """Sends the message (and files); raises on a transport error, an HTTP error or Slack's refusal."""
-
-        def check(request: httpx.Request) -> None:
-            check_host(request.url.host, self._sinks.allowed_hosts)
-
-        with httpx.Client(timeout=SLACK_TIMEOUT_S, event_hooks={"request": [check]},
-                          transport=CheckedTransport(self._sinks.allowed_networks)) as client:
+        with checked_client(self._sinks, SLACK_TIMEOUT_S) as client:
             if not files:
                 self._call(client, "chat.postMessage", json={"channel": channel, "text": text})
                 return

@@ -68,21 +68,15 @@ class WebhookRequest:
 
     @property
     def host(self) -> str:
-        return urlsplit(self.url).hostname or ""  # check_url made sure there is one
+        return url_host(self.url)
 
     @property
     def port(self) -> int:
-        parts = urlsplit(self.url)
-        return parts.port or (443 if parts.scheme == "https" else 80)
+        return url_port(self.url)
 
     def send(self, timeout: float, sinks: SinkSettings) -> None:
         """Sends once; raises on a transport error, a refused host or address, or a 4xx/5xx answer."""
-
-        def check(request: httpx.Request) -> None:
-            check_host(request.url.host, sinks.allowed_hosts)
-
-        with httpx.Client(timeout=timeout, follow_redirects=True, event_hooks={"request": [check]},
-                          transport=CheckedTransport(sinks.allowed_networks)) as client:
+        with checked_client(sinks, timeout, follow_redirects=True) as client:
             response = client.request(self.method, self._full_url(), headers=self.headers, **self._body())
         if response.is_error:
             raise RuntimeError(f"the endpoint answered HTTP {response.status_code} {response.reason_phrase}")
@@ -103,6 +97,26 @@ class WebhookRequest:
         if self.json_body is not None:
             return {"json": self.json_body}
         return {}
+
+
+def checked_client(sinks: SinkSettings, timeout: float, follow_redirects: bool = False) -> httpx.Client:
+    """An httpx client whose every request goes only to an allowed host (``SinkSettings.allowed_hosts``) and
+    whose every connection only to an allowed address (:class:`CheckedTransport`)."""
+
+    def check(request: httpx.Request) -> None:
+        check_host(request.url.host, sinks.allowed_hosts)
+
+    return httpx.Client(timeout=timeout, follow_redirects=follow_redirects, event_hooks={"request": [check]},
+                        transport=CheckedTransport(sinks.allowed_networks))
+
+
+def url_host(url: str) -> str:
+    return urlsplit(url).hostname or ""
+
+
+def url_port(url: str) -> int:
+    parts = urlsplit(url)
+    return parts.port or (443 if parts.scheme == "https" else 80)
 
 
 class CheckedTransport(httpx.HTTPTransport):
