@@ -224,7 +224,7 @@ def test_a_slack_notification_posts_the_count_and_a_csv_file(stack: Stack, short
 
 
 def test_a_twilio_sms_carries_the_count_once(stack: Stack, short_clip: str, twilio: HttpRecorder) -> None:
-    _, outputs = run_to_end(stack, wf.init(short_clip, wf.sms(), sid="AC-e2e", token="twilio-e2e-secret"))
+    pipeline_id, outputs = run_to_end(stack, wf.init(short_clip, wf.sms(), sid="AC-e2e", token="twilio-e2e-secret"))
 
     assert len(outputs) == 20
     assert [o["sms"] for o in outputs] == ["Notification sent successfully"] + ["Sink cooldown applies"] * 19
@@ -232,6 +232,8 @@ def test_a_twilio_sms_carries_the_count_once(stack: Stack, short_clip: str, twil
     assert request.path == "/2010-04-01/Accounts/AC-e2e/Messages.json"
     assert request.form()["Body"] == [f"{len(outputs[0]['people']['predictions'])} people at the entrance"]
     assert request.headers["authorization"] == "Basic " + base64.b64encode(b"AC-e2e:twilio-e2e-secret").decode()
+    status = json.dumps(call(stack.port, {"type": "status", "pipeline_id": pipeline_id}))
+    assert "AC-e2e" not in status and "twilio-e2e-secret" not in status
 
 
 def test_an_email_notification_reaches_a_real_smtp_server(stack: Stack, short_clip: str,

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 from services.core.workflows.plan import WorkflowPlan
 
 _SECRET_NAME = re.compile(
-    r"auth|api[-_]?key|apikey|token|secret|passw|pwd|signature|cookie|credential|session|private[-_]?key",
+    r"auth|api[-_]?key|apikey|token|secret|passw|pwd|signature|cookie|credential|session|private[-_]?key|account[-_]?sid",
     re.IGNORECASE,
 )
 # "Bearer abc", "Basic abc", "Token abc": the credential after the scheme is a secret on its own too.

@@ -47,6 +47,7 @@ def test_a_refused_background_job_is_reported() -> None:
 @pytest.mark.parametrize(("name", "secret"), [
     ("Authorization", True), ("X-Api-Key", True), ("api_key", True), ("apikey", True), ("X-Auth-Token", True),
     ("client_secret", True), ("password", True), ("Cookie", True), ("X-Source", False), ("camera", False),
+    ("slack_token", True), ("twilio_account_sid", True), ("twilio_auth_token", True), ("inside", False),
 ])
 def test_credential_names(name: str, secret: bool) -> None:
     assert credentials.is_secret_name(name) is secret
