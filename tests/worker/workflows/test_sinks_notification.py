@@ -23,7 +23,7 @@ def test_a_failure_message_and_its_log_line_carry_no_secret(fire_and_forget: boo
     credentials.register(env, [SECRET])
     caplog.set_level(logging.DEBUG)
 
-    result = NotificationSink(env).deliver(leak, fire_and_forget)
+    result = NotificationSink(None, env).deliver(leak, fire_and_forget)
 
     assert result["error_status"] is (not fire_and_forget)
     logged = "\n".join(record.getMessage() for record in caplog.records)
@@ -39,7 +39,7 @@ def test_a_refused_background_job_is_reported() -> None:
     background = InlineBackground()
     background.accept = False
 
-    result = NotificationSink(make_env(background=background)).deliver(lambda: None, True)
+    result = NotificationSink(None, make_env(background=background)).deliver(lambda: None, True)
 
     assert result["error_status"] is True and "too many deliveries" in result["message"]
 

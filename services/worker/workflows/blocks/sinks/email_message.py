@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from email.message import EmailMessage
 from typing import Any
 
+from services.worker.workflows.blocks.sinks import inputs
 from services.worker.workflows.blocks.sinks.notification import with_operations
 
 PLACEHOLDER = re.compile(r"{{\s*\$parameters\.(?P<name>\w+)\s*}}")
@@ -26,6 +27,13 @@ def render(text: str, parameters: Mapping[str, Any], operations: Mapping[str, li
         return str(values[name]) if name in values else match.group(0)
 
     return PLACEHOLDER.sub(fill, text)
+
+
+def render_message(message: Any, parameters: Any, operations: Any) -> str:
+    """A notification's ``message`` with its placeholders filled from ``message_parameters`` (after
+    ``message_parameters_operations``), each input checked first (e-mail, Slack, SMS)."""
+    return render(inputs.as_str(message, "message"), inputs.as_mapping(parameters, "message_parameters"),
+                  inputs.as_operations(operations, "message_parameters_operations"))
 
 
 def compose(sender: str, to: list[str], cc: list[str], subject: str, body: str,

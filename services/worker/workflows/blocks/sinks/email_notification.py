@@ -24,11 +24,9 @@ from functools import partial
 from typing import Any
 
 from services.core.networks import NetworkPolicy
-from services.core.workflows.plan import PlanStep
 from services.infra.destinations import connect_checked
-from services.worker.workflows.blocks.base import BlockEnvironment
-from services.worker.workflows.blocks.sinks import credentials, inputs
-from services.worker.workflows.blocks.sinks.email_message import compose, render
+from services.worker.workflows.blocks.sinks import inputs
+from services.worker.workflows.blocks.sinks.email_message import compose, render_message
 from services.worker.workflows.blocks.sinks.notification import NotificationSink, check_destination
 
 STARTTLS_PORTS = frozenset({25, 587})
@@ -37,16 +35,13 @@ SMTP_TIMEOUT_S = 10.0  # the reference waits forever; a frame sent inline waits 
 
 class EmailNotification(NotificationSink):
     what = "e-mail"
-
-    def __init__(self, step: PlanStep, env: BlockEnvironment) -> None:
-        super().__init__(env)
-        self._register_password(step.params.get("sender_email_password"))
+    secret_fields = ("sender_email_password",)
 
     def run(self, *, subject: Any, sender_email: Any, receiver_email: Any, cc_receiver_email: Any,
             bcc_receiver_email: Any, message: Any, message_parameters: Any, message_parameters_operations: Any,
             attachments: Any, smtp_server: Any, sender_email_password: Any, smtp_port: Any, fire_and_forget: Any,
             disable_sink: Any, cooldown_seconds: Any) -> dict[str, Any]:
-        self._register_password(sender_email_password)
+        self.register_secrets(sender_email_password)
         skipped = self.gate(disable_sink, cooldown_seconds)
         if skipped is not None:
             return skipped
@@ -54,8 +49,7 @@ class EmailNotification(NotificationSink):
         cc = inputs.as_addresses(cc_receiver_email, "cc_receiver_email", required=False)
         bcc = inputs.as_addresses(bcc_receiver_email, "bcc_receiver_email", required=False)
         sender = inputs.as_str(sender_email, "sender_email")
-        body = render(inputs.as_str(message, "message"), inputs.as_mapping(message_parameters, "message_parameters"),
-                      inputs.as_operations(message_parameters_operations, "message_parameters_operations"))
+        body = render_message(message, message_parameters, message_parameters_operations)
         mail = compose(sender, to, cc, inputs.as_str(subject, "subject"), body,
                        inputs.as_mapping(attachments, "attachments"))
         server = SmtpServer(inputs.as_str(smtp_server, "smtp_server"), _port(smtp_port),
@@ -64,9 +58,6 @@ class EmailNotification(NotificationSink):
         check_destination(server.host, server.port, self._env.sinks)
         return self.deliver(partial(server.send, mail, [*to, *cc, *bcc]), fire_and_forget)
 
-    def _register_password(self, password: Any) -> None:
-        if isinstance(password, str) and not password.startswith("$steps."):
-            credentials.register(self._env, [password])
 
 
 class SmtpServer:

@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
+from services.core.workflows.plan import PlanStep
 from services.infra.destinations import resolve_checked
 from services.worker.workflows.blocks.base import BlockEnvironment, SinkSettings
-from services.worker.workflows.blocks.sinks import inputs
-from services.worker.workflows.blocks.sinks.credentials import redact
+from services.worker.workflows.blocks.sinks import credentials, inputs
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,19 @@ class NotificationSink:
     """Base of the webhook and e-mail blocks: ``gate`` then ``deliver`` on each frame."""
 
     what = "notification"  # "webhook notification", "e-mail": for messages and logs
+    secret_fields: tuple[str, ...] = ()  # the step's fields that hold credentials (registered as secrets)
 
-    def __init__(self, env: BlockEnvironment) -> None:
+    def __init__(self, step: PlanStep | None, env: BlockEnvironment) -> None:
         self._env = env
         self._last_sent: float | None = None
+        if step is not None:
+            self.register_secrets(*(step.params.get(name) for name in self.secret_fields))
+
+    def register_secrets(self, *values: Any) -> None:
+        """Registers credentials given as strings: a step's literals, or a run's resolved values (a ``$steps``
+        selector the block was built with is not one yet)."""
+        credentials.register(self._env, [value for value in values
+                                         if isinstance(value, str) and not value.startswith("$steps.")])
 
     def gate(self, disable_sink: Any, cooldown_seconds: Any) -> dict[str, Any] | None:
         """The outcome when this frame sends nothing (disabled, cooling down), else None."""
@@ -74,7 +83,8 @@ class NotificationSink:
         try:
             delivery()
         except Exception as error:
-            message = redact(self._env, f"Failed to send {self.what}. Internal error details: {describe(error)}")
+            details = f"Failed to send {self.what}. Internal error details: {describe(error)}"
+            message = credentials.redact(self._env, details)
             log.warning("%s", message)
             return message
         return None

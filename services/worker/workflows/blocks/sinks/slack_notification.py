@@ -22,65 +22,46 @@ from typing import Any
 
 import httpx
 
-from services.core.workflows.plan import PlanStep
-from services.worker.workflows.blocks.base import BlockEnvironment, SinkSettings
-from services.worker.workflows.blocks.sinks import credentials, inputs
-from services.worker.workflows.blocks.sinks.email_message import attachment_bytes, render
+from services.worker.workflows.blocks.base import SinkSettings
+from services.worker.workflows.blocks.sinks import inputs
+from services.worker.workflows.blocks.sinks.email_message import attachment_bytes, render_message
 from services.worker.workflows.blocks.sinks.notification import NotificationSink, check_destination
-from services.worker.workflows.blocks.sinks.webhook_request import checked_client, url_host, url_port
+from services.worker.workflows.blocks.sinks.webhook_request import OperatorApi
 
 SLACK_TIMEOUT_S = 10.0  # per request; a frame sent inline waits at most a few of these
 
 
 class SlackNotification(NotificationSink):
     what = "Slack notification"
-
-    def __init__(self, step: PlanStep, env: BlockEnvironment) -> None:
-        super().__init__(env)
-        self._register_token(step.params.get("slack_token"))
+    secret_fields = ("slack_token",)
 
     def run(self, *, slack_token: Any, channel: Any, message: Any, message_parameters: Any,
             message_parameters_operations: Any, attachments: Any, fire_and_forget: Any, disable_sink: Any,
             cooldown_seconds: Any, cooldown_session_key: Any) -> dict[str, Any]:
         del cooldown_session_key  # see the module docstring
-        self._register_token(slack_token)
+        self.register_secrets(slack_token)
         skipped = self.gate(disable_sink, cooldown_seconds)
         if skipped is not None:
             return skipped
-        text = render(inputs.as_str(message, "message"), inputs.as_mapping(message_parameters, "message_parameters"),
-                      inputs.as_operations(message_parameters_operations, "message_parameters_operations"))
+        text = render_message(message, message_parameters, message_parameters_operations)
         files = {name: attachment_bytes(name, content)
                  for name, content in inputs.as_mapping(attachments, "attachments").items()}
         api = SlackApi(self._env.sinks, inputs.as_str(slack_token, "slack_token"))
         check_destination(api.host, api.port, self._env.sinks)
         return self.deliver(partial(api.post, inputs.as_str(channel, "channel"), text, files), fire_and_forget)
 
-    def _register_token(self, token: Any) -> None:
-        if isinstance(token, str) and not token.startswith("$steps."):
-            credentials.register(self._env, [token])
 
 
-class SlackApi:
+class SlackApi(OperatorApi):
     """Slack's Web API at the operator's address, called with one token."""
 
     def __init__(self, sinks: SinkSettings, token: str) -> None:
-        self._sinks, self._token = sinks, token
-        self._base = sinks.slack_api_url.rstrip("/")
-
-    def __repr__(self) -> str:  # never the token, even in a traceback's locals
-        return f"SlackApi({self._base!r})"
-
-    @property
-    def host(self) -> str:
-        return url_host(self._base)
-
-    @property
-    def port(self) -> int:
-        return url_port(self._base)
+        super().__init__(sinks, sinks.slack_api_url)
+        self._token = token
 
     def post(self, channel: str, text: str, files: dict[str, bytes]) -> None:
         """Sends the message (and files); raises on a transport error, an HTTP error or Slack's refusal."""
-        with checked_client(self._sinks, SLACK_TIMEOUT_S) as client:
+        with self.client(SLACK_TIMEOUT_S) as client:
             if not files:
                 self._call(client, "chat.postMessage", json={"channel": channel, "text": text})
                 return

@@ -17,12 +17,11 @@ from functools import partial
 from typing import Any
 from urllib.parse import quote
 
-from services.core.workflows.plan import PlanStep
-from services.worker.workflows.blocks.base import BlockEnvironment, SinkSettings
-from services.worker.workflows.blocks.sinks import credentials, inputs
-from services.worker.workflows.blocks.sinks.email_message import render
+from services.worker.workflows.blocks.base import SinkSettings
+from services.worker.workflows.blocks.sinks import inputs
+from services.worker.workflows.blocks.sinks.email_message import render_message
 from services.worker.workflows.blocks.sinks.notification import NotificationSink, check_destination
-from services.worker.workflows.blocks.sinks.webhook_request import checked_client, url_host, url_port
+from services.worker.workflows.blocks.sinks.webhook_request import OperatorApi
 
 TWILIO_TIMEOUT_S = 10.0
 TRUNCATION_MARKER = "[...]"
@@ -30,21 +29,17 @@ TRUNCATION_MARKER = "[...]"
 
 class TwilioSmsNotification(NotificationSink):
     what = "Twilio SMS notification"
-
-    def __init__(self, step: PlanStep, env: BlockEnvironment) -> None:
-        super().__init__(env)
-        self._register(step.params.get("twilio_account_sid"), step.params.get("twilio_auth_token"))
+    secret_fields = ("twilio_account_sid", "twilio_auth_token")
 
     def run(self, *, twilio_account_sid: Any, twilio_auth_token: Any, message: Any, sender_number: Any,
             receiver_number: Any, message_parameters: Any, message_parameters_operations: Any, fire_and_forget: Any,
             disable_sink: Any, cooldown_seconds: Any, cooldown_session_key: Any, length_limit: Any) -> dict[str, Any]:
         del cooldown_session_key  # see the module docstring
-        self._register(twilio_account_sid, twilio_auth_token)
+        self.register_secrets(twilio_account_sid, twilio_auth_token)
         skipped = self.gate(disable_sink, cooldown_seconds)
         if skipped is not None:
             return skipped
-        text = render(inputs.as_str(message, "message"), inputs.as_mapping(message_parameters, "message_parameters"),
-                      inputs.as_operations(message_parameters_operations, "message_parameters_operations"))
+        text = render_message(message, message_parameters, message_parameters_operations)
         api = TwilioApi(self._env.sinks, inputs.as_str(twilio_account_sid, "twilio_account_sid"),
                         inputs.as_str(twilio_auth_token, "twilio_auth_token"))
         check_destination(api.host, api.port, self._env.sinks)
@@ -53,9 +48,6 @@ class TwilioSmsNotification(NotificationSink):
                       truncated(text, inputs.as_int(length_limit, "length_limit", 1)))
         return self.deliver(sms, fire_and_forget)
 
-    def _register(self, *values: Any) -> None:
-        credentials.register(self._env, [value for value in values
-                                         if isinstance(value, str) and not value.startswith("$steps.")])
 
 
 def truncated(text: str, limit: int) -> str:
@@ -65,28 +57,17 @@ def truncated(text: str, limit: int) -> str:
     return f"{text[:max(0, limit - 1 - len(TRUNCATION_MARKER))]} {TRUNCATION_MARKER}"
 
 
-class TwilioApi:
+class TwilioApi(OperatorApi):
     """Twilio's REST API at the operator's address, for one account."""
 
     def __init__(self, sinks: SinkSettings, account_sid: str, auth_token: str) -> None:
-        self._sinks, self._sid, self._token = sinks, account_sid, auth_token
-        self._base = sinks.twilio_api_url.rstrip("/")
-
-    def __repr__(self) -> str:  # never the credentials, even in a traceback's locals
-        return f"TwilioApi({self._base!r})"
-
-    @property
-    def host(self) -> str:
-        return url_host(self._base)
-
-    @property
-    def port(self) -> int:
-        return url_port(self._base)
+        super().__init__(sinks, sinks.twilio_api_url)
+        self._sid, self._token = account_sid, auth_token
 
     def send(self, sender: str, receiver: str, body: str) -> None:
         """Sends one SMS; raises on a transport error or Twilio's refusal."""
         url = f"{self._base}/2010-04-01/Accounts/{quote(self._sid, safe='')}/Messages.json"
-        with checked_client(self._sinks, TWILIO_TIMEOUT_S) as client:
+        with self.client(TWILIO_TIMEOUT_S) as client:
             response = client.post(url, auth=(self._sid, self._token), data={"To": receiver, "From": sender,
                                                                               "Body": body})
         if response.is_error:

@@ -23,7 +23,7 @@ class WebhookSink(NotificationSink):
     what = "webhook notification"
 
     def __init__(self, step: PlanStep, env: BlockEnvironment) -> None:
-        super().__init__(env)
+        super().__init__(step, env)
         self._register_secrets(step.params.get("url"), step.params.get("query_parameters"),
                                step.params.get("headers"))
 

@@ -110,6 +110,29 @@ def checked_client(sinks: SinkSettings, timeout: float, follow_redirects: bool =
                         transport=CheckedTransport(sinks.allowed_networks))
 
 
+class OperatorApi:
+    """A web API at an address the worker's operator set (a ``SinkSettings`` URL, never the workflow's),
+    reached through checked connections; subclasses hold its credentials, which no repr shows."""
+
+    def __init__(self, sinks: SinkSettings, base_url: str) -> None:
+        self._sinks = sinks
+        self._base = base_url.rstrip("/")
+
+    def __repr__(self) -> str:  # never the credentials, even in a traceback's locals
+        return f"{type(self).__name__}({self._base!r})"
+
+    @property
+    def host(self) -> str:
+        return url_host(self._base)
+
+    @property
+    def port(self) -> int:
+        return url_port(self._base)
+
+    def client(self, timeout: float) -> httpx.Client:
+        return checked_client(self._sinks, timeout)
+
+
 def url_host(url: str) -> str:
     return urlsplit(url).hostname or ""
 
