@@ -298,6 +298,7 @@ def test_a_classification_model_runs_on_every_crop_and_its_class_replaces_the_de
         people, colours = output["people"]["predictions"], output["colours"]
         coloured = output["coloured"]["predictions"]
         assert len(colours) == len(people) == len(coloured) > 0, "one classification per detected person"
+        assert output["classified"] == len(colours)  # dimension_collapse: the crops' results as one list
         for person, colour, recoloured in zip(people, colours, coloured, strict=True):
             # detections_classes_replacement: the person's box, its crop's top class, id and confidence, a new id
             assert [recoloured[key] for key in ("x", "y", "width", "height")] == [

@@ -228,10 +228,14 @@ def classify_crops(version: int = 2) -> dict[str, Any]:
             {"type": "roboflow_core/detections_classes_replacement@v1", "name": "classes_replacement",
              "object_detection_predictions": "$steps.model.predictions",
              "classification_predictions": "$steps.colour.predictions"},
+            {"type": "roboflow_core/dimension_collapse@v1", "name": "collapse", "data": "$steps.colour.predictions"},
+            {"type": "roboflow_core/property_definition@v1", "name": "classified", "data": "$steps.collapse.output",
+             "operations": [{"type": "SequenceLength"}]},
         ],
         "outputs": [{"type": "JsonField", "name": "colours", "selector": "$steps.colour.predictions"},
                     {"type": "JsonField", "name": "people", "selector": "$steps.model.predictions"},
-                    {"type": "JsonField", "name": "coloured", "selector": "$steps.classes_replacement.predictions"}],
+                    {"type": "JsonField", "name": "coloured", "selector": "$steps.classes_replacement.predictions"},
+                    {"type": "JsonField", "name": "classified", "selector": "$steps.classified.output"}],
     }
 
 

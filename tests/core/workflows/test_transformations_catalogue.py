@@ -186,3 +186,15 @@ def test_the_two_stage_workflow_with_classification_v3_as_the_gallery_writes_it(
     assert (params["confidence_mode"], params["custom_confidence"]) == ("default", 0.4) and "confidence" not in params
     v3["steps"][2]["confidence_mode"] = "best"  # detection v3 only: the manifest of classification v3 has no "best"
     assert "field 'workflow.steps[2].confidence_mode': 'best' is not one of 'default', 'custom'" in refusal(v3)
+
+
+def test_dimension_collapse_runs_back_at_the_frame_level_and_gives_a_list() -> None:
+    collapsed = copy.deepcopy(TWO_STAGE)
+    collapsed["steps"].append({"type": "DimensionCollapse", "name": "collapse",
+                               "data": "$steps.classifier.predictions"})
+    collapsed["steps"].append({"type": "roboflow_core/property_definition@v1", "name": "count",
+                               "data": "$steps.collapse.output", "operations": [{"type": "SequenceLength"}]})
+    assert levels(collapsed)["collapse"] == 0 and levels(collapsed)["count"] == 0
+    assert compile_workflow(collapsed).step("collapse").params == {"data": "$steps.classifier.predictions"}
+    collapsed["steps"][-1]["data"] = "$steps.collapse.nothing"
+    assert "field 'workflow.steps[5].data'" in refusal(collapsed)

@@ -11,6 +11,7 @@ from services.core.workflows import compile_workflow
 from services.core.workflows.plan import PlanStep
 from services.worker.workflows.blocks.base import BlockEnvironment, FlowDecision
 from services.worker.workflows.blocks.formatters import FirstNonEmptyOrDefault
+from services.worker.workflows.blocks.transforms.collapse import DimensionCollapse
 from services.worker.workflows.executor import WorkflowExecutor
 from services.worker.workflows.values import VideoMetadata, WorkflowImage
 
@@ -22,6 +23,7 @@ CONSENSUS = "roboflow_core/detections_consensus@v1"
 PROPERTY = "roboflow_core/property_definition@v1"
 CONTINUE_IF = "roboflow_core/continue_if@v1"
 FIRST_NON_EMPTY = "roboflow_core/first_non_empty_or_default@v1"
+COLLAPSE = "roboflow_core/dimension_collapse@v1"
 calls: list[tuple[str, Any]] = []
 
 
@@ -85,7 +87,7 @@ class Constant:
 
 
 REGISTRY = {SLICER: Slicer, DETECT: Detect, STITCH: Stitch, CONSENSUS: Consensus, CONTINUE_IF: Gate,
-            PROPERTY: Constant, FIRST_NON_EMPTY: FirstNonEmptyOrDefault}
+            PROPERTY: Constant, FIRST_NON_EMPTY: FirstNonEmptyOrDefault, COLLAPSE: DimensionCollapse}
 
 
 def frame(width: int = 40) -> WorkflowImage:
@@ -127,6 +129,17 @@ def test_a_batch_field_gets_the_whole_list_back_at_the_image_level() -> None:
 
     assert [c for c in calls if c[0] == "stitch"] == [("stitch", [[10, 1], None, None])]
     assert outputs["stitched"] == [[10, 1], None, None]
+
+
+def test_dimension_collapse_brings_the_slices_results_back_to_the_frame_as_one_list() -> None:
+    steps = [*slicing(), {"type": COLLAPSE, "name": "collapse", "data": "$steps.a.predictions"},
+             {"type": PROPERTY, "name": "reader", "data": "$steps.collapse.output", "operations": []}]
+    run = executor(steps, {"collapsed": "$steps.collapse.output", "reader": "$steps.reader.output"})
+
+    outputs, _ = run.run(frame())
+
+    # one list for the frame (not one value per slice), the failed and null slices kept in place
+    assert outputs == {"collapsed": [[10, 1], None, None], "reader": [[10, 1], None, None]}
 
 
 def test_a_nested_list_of_selectors_on_slices_takes_each_slice_of_every_part() -> None:

@@ -1,10 +1,10 @@
 """Transformation and fusion blocks: crops (dynamic, absolute, relative), the image slicer (v1, v2),
-detections stitch, detections classes replacement and detections consensus, with the reference's names,
-aliases and defaults.
+detections stitch, dimension collapse, detections classes replacement and detections consensus, with the
+reference's names, aliases and defaults.
 
-Dynamic crop and the slicer output one item per crop/slice (dimensionality +1); stitch and classes
-replacement take the whole list of per-slice or per-crop results at once (a ``batch`` field), so they run
-back at their image's level.
+Dynamic crop and the slicer output one item per crop/slice (dimensionality +1); stitch, dimension collapse
+and classes replacement take the whole list of per-slice or per-crop results at once (a ``batch`` field),
+so they run back at their image's level.
 """
 
 import re
@@ -111,6 +111,12 @@ BLOCKS = (
             Field("iou_threshold", kinds=(kinds.FLOAT_ZERO_TO_ONE,), literal="unit", default=0.3),
         ),
         outputs={"predictions": _SEGMENTS},
+    ),
+    BlockSpec(  # e.g. every crop's classification or OCR text of a frame, as one list
+        names=("roboflow_core/dimension_collapse@v1", "DimensionCollapse"),
+        family="transformations",
+        fields=(Field("data", kinds=(kinds.WILDCARD,), literal=None, batch=True),),
+        outputs={"output": (kinds.LIST_OF_VALUES,)},
     ),
     BlockSpec(
         names=("roboflow_core/detections_classes_replacement@v1", "DetectionsClassesReplacement"),

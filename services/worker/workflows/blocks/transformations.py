@@ -1,8 +1,9 @@
-"""transformations blocks: crops, image slicer, detections stitch, classes replacement and consensus (see
-``transforms/``)."""
+"""transformations blocks: crops, image slicer, detections stitch, dimension collapse, classes replacement and
+consensus (see ``transforms/``)."""
 
 from services.worker.workflows.blocks.base import BlockFactory
 from services.worker.workflows.blocks.transforms.classes_replacement import DetectionsClassesReplacement
+from services.worker.workflows.blocks.transforms.collapse import DimensionCollapse
 from services.worker.workflows.blocks.transforms.consensus import DetectionsConsensus
 from services.worker.workflows.blocks.transforms.crops import AbsoluteStaticCrop, DynamicCrop, RelativeStaticCrop
 from services.worker.workflows.blocks.transforms.slicer import ImageSlicer, ImageSlicerV2
@@ -15,6 +16,7 @@ BLOCKS: dict[str, BlockFactory] = {
     "roboflow_core/image_slicer@v1": ImageSlicer,
     "roboflow_core/image_slicer@v2": ImageSlicerV2,
     "roboflow_core/detections_stitch@v1": DetectionsStitch,
+    "roboflow_core/dimension_collapse@v1": DimensionCollapse,
     "roboflow_core/detections_classes_replacement@v1": DetectionsClassesReplacement,
     "roboflow_core/detections_consensus@v1": DetectionsConsensus,
 }
