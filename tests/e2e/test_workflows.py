@@ -153,7 +153,7 @@ def test_time_in_zone(stack: Stack, clip: str) -> None:
     assert longest[0] == 0.0 and longest == sorted(longest) and longest[-1] > 1.0  # seconds of video
 
 
-def test_path_deviation_and_its_reference_path_drawn(stack: Stack, short_clip: str) -> None:
+def test_path_deviation_its_reference_path_drawn_and_padded_boxes(stack: Stack, short_clip: str) -> None:
     path = [[40, 560], [40, 100], [720, 100]]  # down the left edge, then across the top
     _, outputs = run_to_end(stack, wf.init(short_clip, wf.path_deviation(path), path=path))
 
@@ -165,6 +165,16 @@ def test_path_deviation_and_its_reference_path_drawn(stack: Stack, short_clip: s
     assert red > 180 and green < 90 and blue < 90, (blue, green, red)
     blue, green, red = frame[560:576, 36:45].mean(axis=(0, 1))  # below the path's end: the video, not the path
     assert not (red > 180 and green < 90 and blue < 90)
+    for output in outputs:  # detection_offset: each box 10 px wider a side, 5 px taller, within the 768x576 frame
+        people, padded = output["people"]["predictions"], output["padded"]["predictions"]
+        assert len(people) == len(padded) > 0
+        for person, box in zip(people, padded, strict=True):
+            half_width, half_height = person["width"] / 2, person["height"] / 2
+            left, right = max(0.0, person["x"] - half_width - 10), min(768.0, person["x"] + half_width + 10)
+            top, bottom = max(0.0, person["y"] - half_height - 5), min(576.0, person["y"] + half_height + 5)
+            assert box["width"] == pytest.approx(right - left, abs=0.2)
+            assert box["height"] == pytest.approx(bottom - top, abs=0.2)
+            assert box["class"] == person["class"] and box["detection_id"] != person["detection_id"]
 
 
 class _Hooks(http.server.BaseHTTPRequestHandler):

@@ -63,7 +63,8 @@ def time_in_zone(zone: list[list[int]]) -> dict[str, Any]:
 
 
 def path_deviation(path: list[list[int]]) -> dict[str, Any]:
-    """Track people, measure how far each one's path is from ``path`` (Fréchet distance), and draw the path."""
+    """Track people, measure how far each one's path is from ``path`` (Fréchet distance), draw the path, and pad
+    each person's box by 10 px left and right, 5 px up and down (detection_offset)."""
     return {
         "version": "1.0",
         "inputs": [IMAGE, {"type": "WorkflowParameter", "name": "path"}],
@@ -75,10 +76,14 @@ def path_deviation(path: list[list[int]]) -> dict[str, Any]:
              "detections": "$steps.tracker.tracked_detections", "reference_path": "$inputs.path"},
             {"type": "roboflow_core/reference_path_visualization@v1", "name": "drawn_path", "image": "$inputs.image",
              "reference_path": "$inputs.path", "color": "#FF0000", "thickness": 9},
+            {"type": "roboflow_core/detection_offset@v1", "name": "padded", "predictions": "$steps.model.predictions",
+             "offset_width": 20, "offset_height": 10},
         ],
         "outputs": [
             {"type": "JsonField", "name": "deviations", "selector": "$steps.deviation.path_deviation_detections"},
             {"type": "JsonField", "name": "drawn", "selector": "$steps.drawn_path.image"},
+            {"type": "JsonField", "name": "people", "selector": "$steps.model.predictions"},
+            {"type": "JsonField", "name": "padded", "selector": "$steps.padded.predictions"},
         ],
     }
 

@@ -1,6 +1,6 @@
 """Transformation and fusion blocks: crops (dynamic, absolute, relative), the image slicer (v1, v2),
-detections stitch, dimension collapse, detections classes replacement and detections consensus, with the
-reference's names, aliases and defaults.
+detection offset, detections stitch, dimension collapse, detections classes replacement and detections
+consensus, with the reference's names, aliases and defaults.
 
 Dynamic crop and the slicer output one item per crop/slice (dimensionality +1); stitch, dimension collapse
 and classes replacement take the whole list of per-slice or per-crop results at once (a ``batch`` field),
@@ -111,6 +111,17 @@ BLOCKS = (
             Field("iou_threshold", kinds=(kinds.FLOAT_ZERO_TO_ONE,), literal="unit", default=0.3),
         ),
         outputs={"predictions": _SEGMENTS},
+    ),
+    BlockSpec(  # padding around each box (e.g. before a dynamic crop)
+        names=("roboflow_core/detection_offset@v1", "DetectionOffset"),
+        family="transformations",
+        fields=(
+            detections_field("predictions"),
+            Field("offset_width", kinds=(kinds.INTEGER,), literal="positive_int", aliases=("offset_x",)),
+            Field("offset_height", kinds=(kinds.INTEGER,), literal="positive_int", aliases=("offset_y",)),
+            Field("units", literal="str", default="Pixels", choices=("Percent (%)", "Pixels")),
+        ),
+        outputs={"predictions": kinds.DETECTIONS},
     ),
     BlockSpec(  # e.g. every crop's classification or OCR text of a frame, as one list
         names=("roboflow_core/dimension_collapse@v1", "DimensionCollapse"),
