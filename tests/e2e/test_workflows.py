@@ -153,7 +153,7 @@ def test_time_in_zone(stack: Stack, clip: str) -> None:
     assert longest[0] == 0.0 and longest == sorted(longest) and longest[-1] > 1.0  # seconds of video
 
 
-def test_path_deviation_its_reference_path_drawn_and_padded_boxes(stack: Stack, short_clip: str) -> None:
+def test_path_deviation_its_reference_path_drawn_padded_and_merged_boxes(stack: Stack, short_clip: str) -> None:
     path = [[40, 560], [40, 100], [720, 100]]  # down the left edge, then across the top
     _, outputs = run_to_end(stack, wf.init(short_clip, wf.path_deviation(path), path=path))
 
@@ -175,6 +175,11 @@ def test_path_deviation_its_reference_path_drawn_and_padded_boxes(stack: Stack, 
             assert box["width"] == pytest.approx(right - left, abs=0.2)
             assert box["height"] == pytest.approx(bottom - top, abs=0.2)
             assert box["class"] == person["class"] and box["detection_id"] != person["detection_id"]
+        [group] = output["group"]["predictions"]  # detections_merge: one box around them, their lowest confidence
+        assert group["class"] == "group" and group["confidence"] == min(p["confidence"] for p in people)
+        left = min(p["x"] - p["width"] / 2 for p in people)
+        right = max(p["x"] + p["width"] / 2 for p in people)
+        assert group["width"] == pytest.approx(right - left, abs=0.2)
 
 
 class _Hooks(http.server.BaseHTTPRequestHandler):

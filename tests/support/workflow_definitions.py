@@ -64,7 +64,8 @@ def time_in_zone(zone: list[list[int]]) -> dict[str, Any]:
 
 def path_deviation(path: list[list[int]]) -> dict[str, Any]:
     """Track people, measure how far each one's path is from ``path`` (Fréchet distance), draw the path, and pad
-    each person's box by 10 px left and right, 5 px up and down (detection_offset)."""
+    each person's box by 10 px left and right, 5 px up and down (detection_offset), and one box around them all
+    (detections_merge)."""
     return {
         "version": "1.0",
         "inputs": [IMAGE, {"type": "WorkflowParameter", "name": "path"}],
@@ -78,12 +79,15 @@ def path_deviation(path: list[list[int]]) -> dict[str, Any]:
              "reference_path": "$inputs.path", "color": "#FF0000", "thickness": 9},
             {"type": "roboflow_core/detection_offset@v1", "name": "padded", "predictions": "$steps.model.predictions",
              "offset_width": 20, "offset_height": 10},
+            {"type": "roboflow_core/detections_merge@v1", "name": "group", "predictions": "$steps.model.predictions",
+             "class_name": "group"},
         ],
         "outputs": [
             {"type": "JsonField", "name": "deviations", "selector": "$steps.deviation.path_deviation_detections"},
             {"type": "JsonField", "name": "drawn", "selector": "$steps.drawn_path.image"},
             {"type": "JsonField", "name": "people", "selector": "$steps.model.predictions"},
             {"type": "JsonField", "name": "padded", "selector": "$steps.padded.predictions"},
+            {"type": "JsonField", "name": "group", "selector": "$steps.group.predictions"},
         ],
     }
 

@@ -1,6 +1,6 @@
 """Transformation and fusion blocks: crops (dynamic, absolute, relative), the image slicer (v1, v2),
-detection offset, detections stitch, dimension collapse, detections classes replacement and detections
-consensus, with the reference's names, aliases and defaults.
+detection offset, detections merge, detections stitch, dimension collapse, detections classes replacement
+and detections consensus, with the reference's names, aliases and defaults.
 
 Dynamic crop and the slicer output one item per crop/slice (dimensionality +1); stitch, dimension collapse
 and classes replacement take the whole list of per-slice or per-crop results at once (a ``batch`` field),
@@ -122,6 +122,13 @@ BLOCKS = (
             Field("units", literal="str", default="Pixels", choices=("Percent (%)", "Pixels")),
         ),
         outputs={"predictions": kinds.DETECTIONS},
+    ),
+    BlockSpec(  # one box around all of an image's detections
+        names=("roboflow_core/detections_merge@v1",),
+        family="transformations",
+        fields=(detections_field("predictions"),
+                Field("class_name", literal="str", default="merged_detection")),
+        outputs={"predictions": (kinds.OBJECT_DETECTION,)},
     ),
     BlockSpec(  # e.g. every crop's classification or OCR text of a frame, as one list
         names=("roboflow_core/dimension_collapse@v1", "DimensionCollapse"),

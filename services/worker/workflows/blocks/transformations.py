@@ -1,11 +1,12 @@
-"""transformations blocks: crops, image slicer, detection offset, detections stitch, dimension collapse, classes
-replacement and consensus (see ``transforms/``)."""
+"""transformations blocks: crops, image slicer, detection offset, detections merge, detections stitch, dimension
+collapse, classes replacement and consensus (see ``transforms/``)."""
 
 from services.worker.workflows.blocks.base import BlockFactory
 from services.worker.workflows.blocks.transforms.classes_replacement import DetectionsClassesReplacement
 from services.worker.workflows.blocks.transforms.collapse import DimensionCollapse
 from services.worker.workflows.blocks.transforms.consensus import DetectionsConsensus
 from services.worker.workflows.blocks.transforms.crops import AbsoluteStaticCrop, DynamicCrop, RelativeStaticCrop
+from services.worker.workflows.blocks.transforms.merge import DetectionsMerge
 from services.worker.workflows.blocks.transforms.offset import DetectionOffset
 from services.worker.workflows.blocks.transforms.slicer import ImageSlicer, ImageSlicerV2
 from services.worker.workflows.blocks.transforms.stitch import DetectionsStitch
@@ -18,6 +19,7 @@ BLOCKS: dict[str, BlockFactory] = {
     "roboflow_core/image_slicer@v2": ImageSlicerV2,
     "roboflow_core/detections_stitch@v1": DetectionsStitch,
     "roboflow_core/detection_offset@v1": DetectionOffset,
+    "roboflow_core/detections_merge@v1": DetectionsMerge,
     "roboflow_core/dimension_collapse@v1": DimensionCollapse,
     "roboflow_core/detections_classes_replacement@v1": DetectionsClassesReplacement,
     "roboflow_core/detections_consensus@v1": DetectionsConsensus,

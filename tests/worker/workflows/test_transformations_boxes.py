@@ -1,5 +1,6 @@
-"""Detection offset against hand-computed boxes on a black 768x576 frame: pixels and percent, clipping to
-the image, new detection ids, the image lineage kept, and the manifest's fields and aliases."""
+"""Detection offset and detections merge against hand-computed boxes on a black 768x576 frame: pixels and
+percent, clipping to the image, the union box and its lowest confidence, new detection ids, the image lineage
+kept, and the manifest's fields and aliases."""
 
 from typing import Any
 
@@ -59,3 +60,34 @@ def test_the_manifest_s_fields_are_checked_at_init(fields: dict[str, Any], expec
     with pytest.raises(InvalidPayloadError) as caught:
         offset(**fields)
     assert expected in str(caught.value)
+
+
+# ----------------------------------------------------------------------------- detections merge
+
+
+def merge(**fields: Any) -> Step:
+    return step_of({"type": "roboflow_core/detections_merge@v1", "name": "merge",
+                    "predictions": "$steps.detect.predictions", **fields})
+
+
+def merged(step: Step, detections: sv.Detections) -> sv.Detections:
+    result = step.run(predictions=detections)["predictions"]
+    assert isinstance(result, sv.Detections)
+    return result
+
+
+def test_merge_is_one_box_around_all_with_the_lowest_confidence() -> None:
+    detections = found(FRAME, [(100, 100, 200, 300, 0.9, "person"), (150, 50, 400, 250, 0.4, "car"),
+                               (300, 280, 350, 320, 0.7, "dog")])
+    result = merged(merge(), detections)
+    assert result.xyxy.tolist() == [[100, 50, 400, 320]]
+    assert result.confidence.tolist() == pytest.approx([0.4]) and result.class_id.tolist() == [0]
+    assert result.data[values.CLASS_NAME].tolist() == ["merged_detection"]
+    assert result.data[values.DETECTION_ID][0] not in detections.data[values.DETECTION_ID].tolist()
+    assert result.data[values.PARENT_ID].tolist() == [FRAME.parent_id]  # on the frame, as its detections were
+    assert merged(merge(class_name="crowd"), detections).data[values.CLASS_NAME].tolist() == ["crowd"]
+
+
+def test_merging_nothing_gives_nothing_with_the_image_size() -> None:
+    result = merged(merge(), found(FRAME, []))
+    assert len(result) == 0 and result.metadata[values.IMAGE_SIZE] == (576, 768)
