@@ -1,5 +1,5 @@
-"""What the notification sinks (webhook, e-mail) share: disable switch, cooldown, and delivery inline
-or in the background, with the reference's outcome messages.
+"""What the notification sinks (webhook, e-mail, Slack, SMS) share: disable switch, cooldown, and delivery
+inline or in the background, with the reference's outcome messages; their credentials registered as secrets.
 
 The order is the reference's: ``disable_sink`` first, then the cooldown (wall clock, ``env.clock``),
 then the delivery. A delivery that fails is ``error_status: true`` with a redacted message (inline) or
@@ -36,7 +36,7 @@ def outcome(error: bool, throttled: bool, message: str) -> dict[str, Any]:
 
 
 class NotificationSink:
-    """Base of the webhook and e-mail blocks: ``gate`` then ``deliver`` on each frame."""
+    """Base of the notification blocks: ``gate`` then ``deliver`` on each frame."""
 
     what = "notification"  # "webhook notification", "e-mail": for messages and logs
     secret_fields: tuple[str, ...] = ()  # the step's fields that hold credentials (registered as secrets)
