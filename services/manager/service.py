@@ -65,6 +65,12 @@ def redis_client(settings: ManagerSettings, max_connections: int) -> Redis:
     )
 
 
+async def _stopped(task: "asyncio.Task[None]") -> None:
+    """Cancels ``task`` unless it is done and waits at most ``STOP_GRACE`` for its cleanup (``finally``)."""
+    task.cancel()
+    await asyncio.wait([task], timeout=STOP_GRACE)
+
+
 class ManagerService:
     def __init__(self, settings: ManagerSettings, dispatcher: Dispatcher | None = None) -> None:
         self.settings = settings
@@ -114,8 +120,10 @@ class ManagerService:
     async def stop(self) -> None:
         self._stopping.set()
         if self._reaper_task is not None:
-            await asyncio.wait([self._reaper_task], timeout=STOP_GRACE)
-            self._reaper_task = None
+            task, self._reaper_task = self._reaper_task, None
+            if not (await asyncio.wait([task], timeout=STOP_GRACE))[0]:
+                logger.debug("the reaper did not stop within %g s: cancelled", STOP_GRACE)
+            await _stopped(task)  # before its Redis client closes: a release after it would open a connection anew
         await self.server.close()
         if self.metrics_endpoint is not None:
             await asyncio.to_thread(self.metrics_endpoint.close)
