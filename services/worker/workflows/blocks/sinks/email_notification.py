@@ -59,7 +59,6 @@ class EmailNotification(NotificationSink):
         return self.deliver(partial(server.send, mail, [*to, *cc, *bcc]), fire_and_forget)
 
 
-
 class SmtpServer:
     """One SMTP server and the account that sends through it."""
 

@@ -51,7 +51,6 @@ class SlackNotification(NotificationSink):
         return self.deliver(partial(api.post, inputs.as_str(channel, "channel"), text, files), fire_and_forget)
 
 
-
 class SlackApi(OperatorApi):
     """Slack's Web API at the operator's address, called with one token."""
 

@@ -49,7 +49,6 @@ class TwilioSmsNotification(NotificationSink):
         return self.deliver(sms, fire_and_forget)
 
 
-
 def truncated(text: str, limit: int) -> str:
     """``text``, or its start and `` [...]`` in ``limit`` characters when it is longer (as the reference)."""
     if len(text) <= limit:

@@ -1,4 +1,6 @@
-"""The HTTP request a webhook sink sends, built from the step's resolved inputs, and sending it (httpx).
+"""The HTTP request a webhook sink sends, built from the step's resolved inputs, and sending it (httpx); the
+checked HTTP client every HTTP sink uses (``checked_client``), and the operator's APIs the Slack and Twilio
+blocks call (``OperatorApi``).
 
 Bodies as the reference (``requests``) builds them: multipart when there are files (form fields go in
 the same body), else a URL-encoded form when there is form data, else the JSON payload. Query and form

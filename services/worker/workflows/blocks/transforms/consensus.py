@@ -21,12 +21,9 @@ from services.core.workflows.plan import PlanStep
 from services.worker.detection.detections import detection_ids
 from services.worker.workflows import values
 from services.worker.workflows.blocks.base import BlockEnvironment
-from services.worker.workflows.blocks.transforms.lineage import empty_detections
+from services.worker.workflows.blocks.transforms.lineage import LINEAGE, empty_detections
 
 _AGGREGATE: dict[str, Callable[[Sequence[float]], float]] = {"average": statistics.mean, "max": max, "min": min}
-# Lineage fields a merged detection takes from the first detection of its group.
-_LINEAGE = (values.PARENT_ID, values.PARENT_COORDINATES, values.PARENT_DIMENSIONS, values.ROOT_PARENT_ID,
-            values.ROOT_PARENT_COORDINATES, values.ROOT_PARENT_DIMENSIONS, values.IMAGE_DIMENSIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +53,7 @@ def votes_of(detections: sv.Detections) -> list[Vote]:
         Vote(detections.xyxy[i].astype(np.float64), float(confidence[i]),
              str(names[i]) if names is not None else str(class_id[i]), int(class_id[i]),
              None if masks is None else masks[i],
-             {key: detections.data[key][i] for key in _LINEAGE if key in detections.data})
+             {key: detections.data[key][i] for key in LINEAGE if key in detections.data})
         for i in range(len(detections))
     ]
 
@@ -123,7 +120,7 @@ def to_detections(votes: list[Vote], image_size: Any) -> sv.Detections:
         mask=np.stack(masks) if all(m is not None for m in masks) else None,  # type: ignore[arg-type]
     )
     kind = "instance-segmentation" if detections.mask is not None else "object-detection"
-    shared = [key for key in _LINEAGE if all(key in vote.lineage for vote in votes)]
+    shared = [key for key in LINEAGE if all(key in vote.lineage for vote in votes)]
     detections.data = {
         values.CLASS_NAME: np.array([vote.class_name for vote in votes], dtype=object),
         values.DETECTION_ID: np.array(detection_ids(len(votes)), dtype=object),

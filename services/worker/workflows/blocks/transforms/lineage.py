@@ -30,6 +30,12 @@ def place_on(detections: sv.Detections, image: WorkflowImage) -> sv.Detections:
     return detections
 
 
+# The data fields that say where a detection lies (its image, that image's place in its parent and in the
+# video frame): the same for all the detections made on one image.
+LINEAGE = (values.PARENT_ID, values.PARENT_COORDINATES, values.PARENT_DIMENSIONS, values.ROOT_PARENT_ID,
+           values.ROOT_PARENT_COORDINATES, values.ROOT_PARENT_DIMENSIONS, values.IMAGE_DIMENSIONS)
+
+
 def copy_of(detections: sv.Detections, indices: list[int] | None = None) -> sv.Detections:
     """An independent copy of the detections at ``indices`` (all by default), data and metadata included."""
     copied = detections[np.arange(len(detections)) if indices is None else np.array(indices, dtype=np.int64)]

@@ -15,7 +15,7 @@ from services.core.workflows.plan import PlanStep
 from services.worker.detection.detections import detection_ids
 from services.worker.workflows import values
 from services.worker.workflows.blocks.base import BlockEnvironment
-from services.worker.workflows.blocks.transforms.lineage import copy_of
+from services.worker.workflows.blocks.transforms.lineage import LINEAGE, copy_of
 
 
 class DetectionsMerge:
@@ -35,13 +35,9 @@ class DetectionsMerge:
         merged.class_id = np.zeros(1, dtype=np.int64)
         merged.mask = None
         merged.tracker_id = None
-        merged.data = {key: value for key, value in merged.data.items() if key in _LINEAGE}
+        kept = (*LINEAGE, values.INFERENCE_ID, values.PREDICTION_TYPE)  # where it lies, which model's
+        merged.data = {key: value for key, value in merged.data.items() if key in kept}
         merged.data[values.CLASS_NAME] = np.array([class_name], dtype=object)
         merged.data[values.DETECTION_ID] = np.array(detection_ids(1), dtype=object)
         return {"predictions": merged}
 
-
-# What the merged detection keeps of the one it is built on: where it lies (the same for all of an image's).
-_LINEAGE = (values.PARENT_ID, values.INFERENCE_ID, values.PREDICTION_TYPE, values.IMAGE_DIMENSIONS,
-            values.PARENT_COORDINATES, values.PARENT_DIMENSIONS, values.ROOT_PARENT_ID,
-            values.ROOT_PARENT_COORDINATES, values.ROOT_PARENT_DIMENSIONS)
