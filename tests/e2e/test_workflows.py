@@ -125,6 +125,19 @@ def test_tracking_and_line_counting_with_an_annotated_image(stack: Stack, clip: 
     assert outputs[-1]["annotated"]["type"] == "base64" and "workflow_errors" not in outputs[-1]
 
 
+def test_sort_ocsort_and_botsort_track_people_side_by_side(stack: Stack, clip: str) -> None:
+    _, outputs = run_to_end(stack, wf.init(clip, wf.trackers_side_by_side()))
+
+    assert len(outputs) == 150 and not [o for o in outputs if "workflow_errors" in o]
+    for name in ("sort", "ocsort", "botsort"):
+        tracked = [p for o in outputs for p in o[name]["predictions"]]
+        track_ids = {p["tracker_id"] for p in tracked}
+        assert tracked and all(p["class"] == "person" and p["tracker_id"] >= 0 for p in tracked), name
+        assert 3 <= len(track_ids) <= len(tracked) / 5, (name, len(track_ids), len(tracked))  # ids last
+        first_sightings = [p["tracker_id"] for o in outputs for p in o[f"{name}_new"]["predictions"]]
+        assert sorted(first_sightings) == sorted(track_ids), name  # each id new exactly once
+
+
 def test_excluded_fields_drop_the_image_output(stack: Stack, clip: str) -> None:
     pipeline_id = call(stack.port, wf.init(clip, wf.counting(LINE)))["pipeline_id"]
     found: list[dict[str, Any]] = []

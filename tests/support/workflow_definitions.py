@@ -222,6 +222,26 @@ def consensus() -> dict[str, Any]:
     }
 
 
+def trackers_side_by_side() -> dict[str, Any]:
+    """detect people -> the trackers package's SORT, OC-SORT and BoT-SORT (camera motion compensation on)."""
+    trackers = {"sort": {}, "ocsort": {}, "botsort": {"enable_cmc": True, "cmc_method": "sparseOptFlow"}}
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE],
+        "steps": [
+            detect(confidence=0.3, class_filter=["person"]),
+            *({"type": f"roboflow_core/trackers_{name}@v1", "name": name, "image": "$inputs.image",
+               "detections": "$steps.model.predictions", **options} for name, options in trackers.items()),
+        ],
+        "outputs": [
+            *({"type": "JsonField", "name": name, "selector": f"$steps.{name}.tracked_detections"}
+              for name in trackers),
+            *({"type": "JsonField", "name": f"{name}_new", "selector": f"$steps.{name}.new_instances"}
+              for name in trackers),
+        ],
+    }
+
+
 def classify_crops(version: int = 2) -> dict[str, Any]:
     """Detect people -> crop each one -> classify each crop's dominant colour (a model per crop) -> each person
     takes its crop's colour as its class (the two-stage workflow of the reference's gallery)."""

@@ -94,13 +94,64 @@ def test_bad_tuning_is_refused_with_its_path(field: str, value: Any, expected: s
     assert f"'workflow.steps[1].{field}'" in message and expected in message
 
 
-def test_trackers_bytetrack_defaults_are_the_manifests() -> None:
-    step = {"type": "roboflow_core/trackers_bytetrack@v1", "name": "track", "image": "$inputs.image",
-            "detections": "$steps.detect.predictions"}
-    params = compile_workflow(definition(step)).step("track").params
+# trackers/*/v1.py: each manifest's defaults, besides image, detections and instances_cache_size 16384.
+PACKAGE_DEFAULTS = {
+    "bytetrack": {"minimum_iou_threshold": 0.1, "minimum_consecutive_frames": 2, "lost_track_buffer": 30,
+                  "track_activation_threshold": 0.7, "high_conf_det_threshold": 0.6},
+    "sort": {"minimum_iou_threshold": 0.3, "minimum_consecutive_frames": 3, "lost_track_buffer": 30,
+             "track_activation_threshold": 0.25},
+    "ocsort": {"minimum_iou_threshold": 0.3, "minimum_consecutive_frames": 3, "lost_track_buffer": 30,
+               "high_conf_det_threshold": 0.6, "direction_consistency_weight": 0.2, "delta_t": 3},
+    "botsort": {"minimum_iou_threshold_first_assoc": 0.2, "minimum_iou_threshold_second_assoc": 0.5,
+                "minimum_iou_threshold_unconfirmed_assoc": 0.3, "minimum_consecutive_frames": 2,
+                "lost_track_buffer": 30, "track_activation_threshold": 0.7, "high_conf_det_threshold": 0.6,
+                "enable_cmc": False, "cmc_method": "sparseOptFlow", "cmc_downscale": 2,
+                "instant_first_frame_activation": False},
+}
+
+
+def package_tracker(algorithm: str, **fields: Any) -> dict[str, Any]:
+    return {"type": f"roboflow_core/trackers_{algorithm}@v1", "name": "track", "image": "$inputs.image",
+            "detections": "$steps.detect.predictions", **fields}
+
+
+@pytest.mark.parametrize("algorithm", sorted(PACKAGE_DEFAULTS))
+def test_trackers_blocks_defaults_are_the_manifests(algorithm: str) -> None:
+    params = compile_workflow(definition(package_tracker(algorithm))).step("track").params
     assert {k: v for k, v in params.items() if k not in ("image", "detections")} == {
-        "minimum_iou_threshold": 0.1, "minimum_consecutive_frames": 2, "lost_track_buffer": 30,
-        "track_activation_threshold": 0.7, "high_conf_det_threshold": 0.6, "instances_cache_size": 16384}
+        **PACKAGE_DEFAULTS[algorithm], "instances_cache_size": 16384}
+
+
+@pytest.mark.parametrize("algorithm", sorted(PACKAGE_DEFAULTS))
+def test_trackers_blocks_outputs_feed_the_next_steps(algorithm: str) -> None:
+    plan = compile_workflow(definition(
+        package_tracker(algorithm),
+        {"type": "roboflow_core/line_counter@v2", "name": "count", "image": "$inputs.image",
+         "detections": "$steps.track.new_instances", "line_segment": [[0, 10], [100, 10]]},
+        outputs=[{"type": "JsonField", "name": "seen", "selector": "$steps.track.already_seen_instances"}],
+    ))
+    assert plan.step("count").params["detections"] == "$steps.track.new_instances"
+
+
+@pytest.mark.parametrize(("algorithm", "field", "value", "expected"), [
+    ("sort", "minimum_iou_threshold", 1.2, "a number between 0 and 1"),
+    ("ocsort", "delta_t", 0, "a positive integer"),
+    ("ocsort", "direction_consistency_weight", -0.1, "a number between 0 and 1"),
+    ("botsort", "cmc_method", "optical", "sparseOptFlow"),
+    ("botsort", "cmc_method", "$inputs.image", "takes a literal value"),
+    ("botsort", "enable_cmc", "yes", "true or false"),
+    ("botsort", "cmc_downscale", 0, "a positive integer"),
+])
+def test_trackers_blocks_refuse_bad_tuning_with_its_path(algorithm: str, field: str, value: Any,
+                                                          expected: str) -> None:
+    message = refusal(definition(package_tracker(algorithm, **{field: value})))
+    assert f"'workflow.steps[1].{field}'" in message and expected in message, message
+
+
+def test_another_trackers_field_is_ignored_as_the_manifests_ignore_it() -> None:
+    """A definition switched from ByteTrack to SORT may keep ByteTrack's high_conf_det_threshold."""
+    params = compile_workflow(definition(package_tracker("sort", high_conf_det_threshold=0.5))).step("track").params
+    assert "high_conf_det_threshold" not in params
 
 
 def test_tracker_refuses_classifications() -> None:

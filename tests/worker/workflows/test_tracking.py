@@ -1,4 +1,4 @@
-"""byte_tracker v1/v2/v3 and trackers_bytetrack v1 on synthetic scenes: the reference's observed behaviour."""
+"""byte_tracker v1/v2/v3 and the trackers_* v1 blocks on synthetic scenes: the reference's observed behaviour."""
 
 from collections.abc import Sequence
 from typing import Any
@@ -6,8 +6,9 @@ from typing import Any
 import numpy as np
 import pytest
 import supervision as sv
-from trackers import ByteTrackTracker
+from trackers import BoTSORTTracker, ByteTrackTracker, OCSORTTracker, SORTTracker
 
+from services.worker.workflows.values import WorkflowImage
 from tests.worker.workflows.video_steps import StepRunner, box_at, boxes, image, tracker_step, video
 
 
@@ -163,26 +164,87 @@ def test_v3_instances_cache_forgets_the_oldest_id() -> None:
         assert ids(outputs["already_seen_instances"]) == []
 
 
-def test_trackers_bytetrack_is_the_trackers_package_tracker() -> None:
-    """Same ids as trackers.ByteTrackTracker fed the same detections (ids from 0; none on frame one)."""
-    step = {"type": "roboflow_core/trackers_bytetrack@v1", "name": "tracker", "image": "$inputs.image",
-            "detections": "$steps.detect.predictions"}
-    runner = StepRunner(step)
-    reference = ByteTrackTracker(frame_rate=25.0)
+# Each trackers_* block against the package's tracker built with the manifest's defaults (trackers/*/v1.py).
+PACKAGE_TRACKERS = {
+    "bytetrack": lambda: ByteTrackTracker(frame_rate=25.0, lost_track_buffer=30, track_activation_threshold=0.7,
+                                          minimum_consecutive_frames=2, minimum_iou_threshold=0.1,
+                                          high_conf_det_threshold=0.6),
+    "sort": lambda: SORTTracker(frame_rate=25.0, lost_track_buffer=30, track_activation_threshold=0.25,
+                                minimum_consecutive_frames=3, minimum_iou_threshold=0.3),
+    "ocsort": lambda: OCSORTTracker(frame_rate=25.0, lost_track_buffer=30, minimum_consecutive_frames=3,
+                                    minimum_iou_threshold=0.3, high_conf_det_threshold=0.6,
+                                    direction_consistency_weight=0.2, delta_t=3),
+    # The manifest turns camera motion compensation and instant first-frame ids off (the package: on).
+    "botsort": lambda: BoTSORTTracker(frame_rate=25.0, lost_track_buffer=30, track_activation_threshold=0.7,
+                                      minimum_consecutive_frames=2, minimum_iou_threshold_first_assoc=0.2,
+                                      minimum_iou_threshold_second_assoc=0.5,
+                                      minimum_iou_threshold_unconfirmed_assoc=0.3, high_conf_det_threshold=0.6,
+                                      enable_cmc=False, instant_first_frame_activation=False),
+}
+
+
+def package_step(algorithm: str, **fields: Any) -> dict[str, Any]:
+    return {"type": f"roboflow_core/trackers_{algorithm}@v1", "name": "tracker", "image": "$inputs.image",
+            "detections": "$steps.detect.predictions", **fields}
+
+
+def pairs(detections: sv.Detections) -> list[tuple[str, int]]:
+    return sorted(zip(detections.data["detection_id"].tolist(), ids(detections), strict=True))
+
+
+@pytest.mark.parametrize("algorithm", sorted(PACKAGE_TRACKERS))
+def test_each_trackers_block_is_the_packages_tracker_with_the_manifests_defaults(algorithm: str) -> None:
+    """Same ids for the same detections as the package's tracker (ids from 0, confirmed after some frames)."""
+    runner = StepRunner(package_step(algorithm))
+    reference = PACKAGE_TRACKERS[algorithm]()
     rng = np.random.default_rng(7)
-    seen: list[list[int]] = []
-    for frame in range(12):
+    first_ids: list[int] = []
+    for frame in range(16):
         objects = [(100, 100, 0.9), (400, 300, 0.8), (250, 450, 0.5)][: 1 + frame // 4]
         detections = scene(frame, [(x, y + rng.uniform(-2, 2), c) for x, y, c in objects])
         outputs = runner(image=image(frame), detections=detections)
         expected = reference.update(detections)
         expected = expected[expected.tracker_id >= 0]
         got = outputs["tracked_detections"]
-        assert sorted(zip(got.data["detection_id"].tolist(), ids(got), strict=True)) == sorted(
-            zip(expected.data["detection_id"].tolist(), ids(expected), strict=True))
-        seen.append(ids(got))
-    assert seen[0] == []
-    assert seen[1] == [0]
+        assert pairs(got) == pairs(expected), frame
+        np.testing.assert_array_equal(got.xyxy, detections.xyxy[np.isin(detections.data["detection_id"],
+                                                                          got.data["detection_id"])])
+        first_ids += ids(outputs["new_instances"])
+    assert first_ids and first_ids == sorted(set(first_ids)) and first_ids[0] == 0  # each id new once
+
+
+def test_a_trackers_blocks_tuning_reaches_its_tracker() -> None:
+    """SORT confirms a track on its third frame by default; with minimum_consecutive_frames 1 on its second
+    (the package confirms nothing on a track's first frame)."""
+    for consecutive, first_tracked_frame in ((3, 2), (1, 1)):
+        runner = StepRunner(package_step("sort", minimum_consecutive_frames=consecutive))
+        tracked = [ids(runner(image=image(frame), detections=scene(frame, [(100, 100, 0.9)]))["tracked_detections"])
+                   for frame in range(4)]
+        assert tracked == [[]] * first_tracked_frame + [[0]] * (4 - first_tracked_frame)
+
+
+def panned(frame: int, offset: int) -> WorkflowImage:
+    """A noise texture seen by a camera panned ``offset`` pixels (the scene shifts right by that much)."""
+    texture = np.random.default_rng(3).integers(0, 255, (480, 1200, 3), dtype=np.uint8)
+    return WorkflowImage.frame(np.ascontiguousarray(texture[:, 400 - offset:1040 - offset]), "image", video(frame))
+
+
+def test_botsort_with_camera_motion_compensation_is_given_the_frames() -> None:
+    """A camera that jumps 36 px now and then under an object fixed in the world (a 40 px box): BoT-SORT
+    keeps its id only when the block passes it the frames to compensate the jumps; without it the jump
+    leaves the boxes too little overlap and the object gets a new id."""
+    offsets = [0, 0, 0, 0, 36, 36, 36, 72, 72, 72, 108, 108]
+    ids_by_cmc = {}
+    for enable_cmc in (True, False):
+        runner = StepRunner(package_step("botsort", enable_cmc=enable_cmc, cmc_method="sparseOptFlow"))
+        seen = []
+        for frame, offset in enumerate(offsets):
+            picture = panned(frame, offset)
+            detections = boxes([box_at(300 + offset, 200)], [0.9], on=picture)
+            seen.append(ids(runner(image=picture, detections=detections)["tracked_detections"]))
+        ids_by_cmc[enable_cmc] = seen
+    assert ids_by_cmc[True] == [[]] + [[0]] * (len(offsets) - 1)
+    assert ids_by_cmc[False] != ids_by_cmc[True]
 
 
 @pytest.mark.parametrize("version", ["v1", "v2", "v3"])

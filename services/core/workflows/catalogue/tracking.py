@@ -1,7 +1,9 @@
-"""Tracking blocks: ByteTrack v1/v2/v3 (supervision-style) and the roboflow ``trackers`` ByteTrack v1.
+"""Tracking blocks: ByteTrack v1/v2/v3 (supervision-style) and the roboflow ``trackers`` package's
+ByteTrack, SORT, OC-SORT and BoT-SORT v1.
 
 Field names, defaults and outputs follow the reference's manifests
-(``transformations/byte_tracker/v*.py``, ``trackers/bytetrack/v1.py``, ``trackers/_base.py``).
+(``transformations/byte_tracker/v*.py``, ``trackers/{bytetrack,sort,ocsort,botsort}/v1.py``,
+``trackers/_base.py``).
 """
 
 from services.core.workflows import kinds
@@ -11,11 +13,25 @@ _TRACKED = "tracked_detections"
 _BOXES = (kinds.OBJECT_DETECTION, kinds.INSTANCE_SEGMENTATION)
 _METADATA = Field("metadata", kinds=(kinds.VIDEO_METADATA,), literal=None)
 _IMAGE = image_field("image", ())  # no "images" alias in these manifests
+
+# Camera motion compensation of BoT-SORT (trackers/botsort/v1.py: CMCMethod).
+BOTSORT_CMC_METHODS = ("orb", "sift", "sparseOptFlow", "ecc")
+_LOST_TRACK_BUFFER = Field("lost_track_buffer", kinds=(kinds.INTEGER,), literal="non_negative_int", default=30)
+
+
+def _unit(name: str, default: float) -> Field:
+    return Field(name, kinds=(kinds.FLOAT_ZERO_TO_ONE,), literal="unit", default=default)
+
+
+def _consecutive(default: int) -> Field:
+    return Field("minimum_consecutive_frames", kinds=(kinds.INTEGER,), literal="positive_int", default=default)
+
+
 _TUNING = (
-    Field("track_activation_threshold", kinds=(kinds.FLOAT_ZERO_TO_ONE,), literal="unit", default=0.25),
-    Field("lost_track_buffer", kinds=(kinds.INTEGER,), literal="non_negative_int", default=30),
-    Field("minimum_matching_threshold", kinds=(kinds.FLOAT_ZERO_TO_ONE,), literal="unit", default=0.8),
-    Field("minimum_consecutive_frames", kinds=(kinds.INTEGER,), literal="positive_int", default=1),
+    _unit("track_activation_threshold", 0.25),
+    _LOST_TRACK_BUFFER,
+    _unit("minimum_matching_threshold", 0.8),
+    _consecutive(1),
 )
 # Literal only in the manifests (a plain ``int``): no selector.
 _CACHE_SIZE = Field("instances_cache_size", literal="positive_int", default=16384)
@@ -24,6 +40,22 @@ _CACHE_SIZE = Field("instances_cache_size", literal="positive_int", default=1638
 _TRACKER_KINDS = (
     kinds.OBJECT_DETECTION, kinds.INSTANCE_SEGMENTATION, kinds.KEYPOINT_DETECTION, kinds.RLE_INSTANCE_SEGMENTATION,
 )
+
+
+def _package_tracker(algorithm: str, tuning: tuple[Field, ...]) -> BlockSpec:
+    """``trackers_<algorithm>@v1``: one of the trackers package's trackers, with the shared outputs of
+    ``trackers/_base.py`` (every confirmed detection, and those split into first and later sightings)."""
+    return BlockSpec(
+        names=(f"roboflow_core/trackers_{algorithm}@v1",),
+        family="tracking",
+        fields=(_IMAGE, Field("detections", kinds=_TRACKER_KINDS, literal=None), *tuning, _CACHE_SIZE),
+        outputs={
+            _TRACKED: _TRACKER_KINDS,
+            "new_instances": _TRACKER_KINDS,
+            "already_seen_instances": _TRACKER_KINDS,
+        },
+    )
+
 
 BLOCKS = (
     BlockSpec(
@@ -53,23 +85,39 @@ BLOCKS = (
             "already_seen_instances": (kinds.OBJECT_DETECTION,),
         },
     ),
-    BlockSpec(
-        names=("roboflow_core/trackers_bytetrack@v1",),
-        family="tracking",
-        fields=(
-            _IMAGE,
-            Field("detections", kinds=_TRACKER_KINDS, literal=None),
-            Field("minimum_iou_threshold", kinds=(kinds.FLOAT_ZERO_TO_ONE,), literal="unit", default=0.1),
-            Field("minimum_consecutive_frames", kinds=(kinds.INTEGER,), literal="positive_int", default=2),
-            Field("lost_track_buffer", kinds=(kinds.INTEGER,), literal="non_negative_int", default=30),
-            Field("track_activation_threshold", kinds=(kinds.FLOAT_ZERO_TO_ONE,), literal="unit", default=0.7),
-            Field("high_conf_det_threshold", kinds=(kinds.FLOAT_ZERO_TO_ONE,), literal="unit", default=0.6),
-            _CACHE_SIZE,
-        ),
-        outputs={
-            _TRACKED: _TRACKER_KINDS,
-            "new_instances": _TRACKER_KINDS,
-            "already_seen_instances": _TRACKER_KINDS,
-        },
-    ),
+    _package_tracker("bytetrack", (
+        _unit("minimum_iou_threshold", 0.1),
+        _consecutive(2),
+        _LOST_TRACK_BUFFER,
+        _unit("track_activation_threshold", 0.7),
+        _unit("high_conf_det_threshold", 0.6),
+    )),
+    _package_tracker("sort", (
+        _unit("minimum_iou_threshold", 0.3),
+        _consecutive(3),
+        _LOST_TRACK_BUFFER,
+        _unit("track_activation_threshold", 0.25),
+    )),
+    _package_tracker("ocsort", (
+        _unit("minimum_iou_threshold", 0.3),
+        _consecutive(3),
+        _LOST_TRACK_BUFFER,
+        _unit("high_conf_det_threshold", 0.6),
+        _unit("direction_consistency_weight", 0.2),
+        Field("delta_t", kinds=(kinds.INTEGER,), literal="positive_int", default=3),
+    )),
+    _package_tracker("botsort", (
+        _unit("minimum_iou_threshold_first_assoc", 0.2),
+        _unit("minimum_iou_threshold_second_assoc", 0.5),
+        _unit("minimum_iou_threshold_unconfirmed_assoc", 0.3),
+        _consecutive(2),
+        _LOST_TRACK_BUFFER,
+        _unit("track_activation_threshold", 0.7),
+        _unit("high_conf_det_threshold", 0.6),
+        Field("enable_cmc", kinds=(kinds.BOOLEAN,), literal="bool", default=False),
+        # Literal only in the manifest (a Literal of these names): no selector.
+        Field("cmc_method", literal="str", default="sparseOptFlow", choices=BOTSORT_CMC_METHODS),
+        Field("cmc_downscale", kinds=(kinds.INTEGER,), literal="positive_int", default=2),
+        Field("instant_first_frame_activation", kinds=(kinds.BOOLEAN,), literal="bool", default=False),
+    )),
 )

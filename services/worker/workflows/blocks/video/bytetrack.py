@@ -16,52 +16,23 @@ observable behaviour is sv.ByteTrack's:
 * ids start at 1; only detections matched to a confirmed track are output, with the model's own boxes
   and every data field (detection ids included).
 
-:class:`TrackersByteTrack` is the ``trackers_bytetrack`` block's tracker: the package as it is (ids
-from 0; nothing is confirmed on the first frame). Both drop unconfirmed detections (id -1).
+Unconfirmed detections (id -1) are dropped. The ``trackers_*`` blocks run the package as it is
+(:mod:`~services.worker.workflows.blocks.video.package_tracker`).
 """
 
-from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 import supervision as sv
 from trackers import ByteTrackTracker
 
+from services.worker.workflows.blocks.video.package_tracker import confidences, confirmed, track_step
 from services.worker.workflows.blocks.video.timing import TrackerClock
 from services.worker.workflows.blocks.video.tracked import subset
 from services.worker.workflows.values import VideoMetadata
 
-_ROW = "_row"  # data key of the probe: which input row a tracked detection is
 _LOW_CONFIDENCE_FLOOR = 0.1  # sv.ByteTrack ignores detections at or below this confidence
 _ACTIVATION_MARGIN = 0.1  # sv.ByteTrack starts tracks from track_activation_threshold + this
-
-
-def _confidences(detections: sv.Detections) -> np.ndarray:
-    if detections.confidence is None:
-        return np.ones(len(detections), dtype=np.float32)
-    return np.asarray(detections.confidence, dtype=np.float32)
-
-
-def _update(tracker: ByteTrackTracker, detections: sv.Detections, timestamp: float | None
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """One tracker step: (input rows, tracker ids) of what it returned (ids -1 for unconfirmed)."""
-    probe = sv.Detections(xyxy=np.asarray(detections.xyxy, dtype=np.float32).reshape(-1, 4),
-                          confidence=_confidences(detections),
-                          data={_ROW: np.arange(len(detections), dtype=np.int64)})
-    result = tracker.update(probe, timestamp=timestamp)
-    if len(result) == 0 or result.tracker_id is None:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    return np.asarray(result.data[_ROW], dtype=np.int64), np.asarray(result.tracker_id, dtype=np.int64)
-
-
-def _confirmed(detections: sv.Detections, rows: np.ndarray, ids: np.ndarray, offset: int) -> sv.Detections:
-    """The input detections the tracker confirmed, in input order, with ``tracker_id`` = id + offset."""
-    keep = ids >= 0
-    rows, ids = rows[keep], ids[keep]
-    order = np.argsort(rows, kind="stable")
-    tracked = subset(detections, rows[order])
-    tracked.tracker_id = ids[order] + offset
-    return tracked
 
 
 class SupervisionByteTrack:
@@ -83,69 +54,25 @@ class SupervisionByteTrack:
         )
 
     def update(self, video: VideoMetadata, detections: sv.Detections) -> sv.Detections:
-        usable = np.flatnonzero(_confidences(detections) > _LOW_CONFIDENCE_FLOOR)
+        usable = np.flatnonzero(confidences(detections) > _LOW_CONFIDENCE_FLOOR)
         candidates = subset(detections, usable) if len(usable) < len(detections) else detections
-        rows, ids = _update(self._tracker, candidates, self._clock.timestamp(video))
+        rows, ids = track_step(self._tracker, candidates, self._clock.timestamp(video))
         if self._first_frame and self._confirm_first_frame:
-            self._confirm_new_tracks(_confidences(candidates), rows, ids)
+            self._confirm_new_tracks(confidences(candidates), rows, ids)
         self._first_frame = False
-        return _confirmed(detections, usable[rows], ids, offset=1)
+        return confirmed(detections, usable[rows], ids, offset=1)
 
-    def _confirm_new_tracks(self, confidences: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> None:
+    def _confirm_new_tracks(self, scores: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> None:
         """sv.ByteTrack confirms the tracks started on the first frame at once; give them ids now.
 
         The tracker started one track per unconfirmed row that cleared the spawn threshold, in the
         order it returned those rows.
         """
         spawned = [i for i, row in enumerate(rows.tolist())
-                   if ids[i] == -1 and float(confidences[row]) >= self._spawn_threshold]
+                   if ids[i] == -1 and float(scores[row]) >= self._spawn_threshold]
         new_tracks: list[Any] = [track for track in self._tracker.tracks if track.tracker_id == -1]
         if len(spawned) != len(new_tracks):  # not the tracker we know: leave it to its own rules
             return
         for i, track in zip(spawned, new_tracks, strict=True):
             track.tracker_id = self._tracker._allocate_tracker_id()
             ids[i] = track.tracker_id
-
-
-class TrackersByteTrack:
-    """The trackers package's ByteTrackTracker for one source, as the ``trackers_bytetrack`` block runs it."""
-
-    def __init__(self, first: VideoMetadata, *, lost_track_buffer: int, track_activation_threshold: float,
-                 minimum_consecutive_frames: int, minimum_iou_threshold: float,
-                 high_conf_det_threshold: float) -> None:
-        self._clock = TrackerClock(first)
-        self._tracker = ByteTrackTracker(
-            lost_track_buffer=int(lost_track_buffer),
-            frame_rate=self._clock.frame_rate,
-            track_activation_threshold=float(track_activation_threshold),
-            minimum_consecutive_frames=int(minimum_consecutive_frames),
-            minimum_iou_threshold=float(minimum_iou_threshold),
-            high_conf_det_threshold=float(high_conf_det_threshold),
-        )
-
-    def update(self, video: VideoMetadata, detections: sv.Detections) -> sv.Detections:
-        rows, ids = _update(self._tracker, detections, self._clock.timestamp(video))
-        return _confirmed(detections, rows, ids, offset=0)
-
-
-class InstanceCache:
-    """The last ``size`` track ids seen, oldest forgotten first: tells first appearances apart."""
-
-    def __init__(self, size: int) -> None:
-        self._size = max(1, int(size))
-        self._seen: OrderedDict[int, None] = OrderedDict()
-
-    def first_sighting(self, tracker_id: int) -> bool:
-        """True the first time an id is recorded (or again once it has been forgotten)."""
-        if tracker_id in self._seen:
-            return False
-        self._seen[tracker_id] = None
-        if len(self._seen) > self._size:
-            self._seen.popitem(last=False)
-        return True
-
-    def split(self, tracked: sv.Detections) -> tuple[sv.Detections, sv.Detections]:
-        """(first appearances, already seen) among ``tracked``, recording every id."""
-        ids = [] if tracked.tracker_id is None else tracked.tracker_id.tolist()
-        new = np.array([self.first_sighting(int(i)) for i in ids], dtype=bool)
-        return subset(tracked, np.flatnonzero(new)), subset(tracked, np.flatnonzero(~new))
