@@ -138,6 +138,29 @@ def test_sort_ocsort_and_botsort_track_people_side_by_side(stack: Stack, clip: s
         assert sorted(first_sightings) == sorted(track_ids), name  # each id new exactly once
 
 
+def test_track_class_lock_holds_each_tracks_class_and_confidence(stack: Stack, clip: str) -> None:
+    _, outputs = run_to_end(stack, wf.init(clip, wf.class_lock()))
+
+    assert len(outputs) == 150 and not [o for o in outputs if "workflow_errors" in o]
+    raw: dict[int, list[tuple[str, float]]] = {}
+    held: dict[int, list[tuple[str, float]]] = {}
+    for output in outputs:
+        assert [p["tracker_id"] for p in output["locked"]["predictions"]] == [
+            p["tracker_id"] for p in output["tracked"]["predictions"]]
+        for into, key in ((raw, "tracked"), (held, "locked")):
+            for p in output[key]["predictions"]:
+                into.setdefault(p["tracker_id"], []).append((p["class"], p["confidence"]))
+    long_tracks = [track for track, seen in raw.items() if len(seen) >= 10]
+    assert len(long_tracks) >= 3
+    for track in long_tracks:  # locked on its third frame (every detection votes): one class and confidence
+        [(held_class, held_confidence)] = set(held[track][2:])
+        votes = raw[track][:3]
+        if len({name for name, _ in votes}) == 1:  # three votes for one class: that class, their mean
+            assert held_class == votes[0][0]
+            assert held_confidence == pytest.approx(sum(confidence for _, confidence in votes) / 3, abs=1e-4)
+    assert any(len({conf for _, conf in raw[track][2:]}) > 1 for track in long_tracks)  # the model's vary
+
+
 def test_excluded_fields_drop_the_image_output(stack: Stack, clip: str) -> None:
     pipeline_id = call(stack.port, wf.init(clip, wf.counting(LINE)))["pipeline_id"]
     found: list[dict[str, Any]] = []

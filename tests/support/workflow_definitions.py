@@ -242,6 +242,25 @@ def trackers_side_by_side() -> dict[str, Any]:
     }
 
 
+def class_lock() -> dict[str, Any]:
+    """detect -> ByteTrack -> track_class_lock: each track's class and confidence held once it has 3 votes (no
+    re-attachment: a new id starts its own votes)."""
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE],
+        "steps": [
+            detect(confidence=0.3),
+            {"type": "roboflow_core/byte_tracker@v3", "name": "tracker", "image": "$inputs.image",
+             "detections": "$steps.model.predictions"},
+            {"type": "roboflow_core/track_class_lock@v1", "name": "class_lock", "image": "$inputs.image",
+             "detections": "$steps.tracker.tracked_detections", "min_votes": 3, "lead_margin": 0,
+             "vote_confidence": 0.3, "reattach_window": 0},
+        ],
+        "outputs": [{"type": "JsonField", "name": "tracked", "selector": "$steps.tracker.tracked_detections"},
+                    {"type": "JsonField", "name": "locked", "selector": "$steps.class_lock.tracked_detections"}],
+    }
+
+
 def classify_crops(version: int = 2) -> dict[str, Any]:
     """Detect people -> crop each one -> classify each crop's dominant colour (a model per crop) -> each person
     takes its crop's colour as its class (the two-stage workflow of the reference's gallery)."""

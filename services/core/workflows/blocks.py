@@ -113,6 +113,10 @@ class BlockSpec:
     # Outputs named by the step's own fields (data_aggregator's ``<name>_<mode>``): called with the
     # step's definition, they replace ``outputs``.
     dynamic_outputs: Callable[[Mapping[str, Any]], dict[str, tuple[str, ...]]] | None = None
+    # A rule across fields (track_class_lock's reattach_window <= state_ttl): called with the step's
+    # compiled params and its path once every field passed, it raises InvalidPayloadError. A field fed
+    # by a step's output is a selector string there; the block checks it again at run time.
+    check: Callable[[Mapping[str, Any], str], None] | None = None
 
     def outputs_of(self, step: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
         return self.dynamic_outputs(step) if self.dynamic_outputs is not None else self.outputs

@@ -181,6 +181,8 @@ def _compile_step(context: _Context, step: Mapping[str, Any], name: str, path: s
         check = CHECKS.get((spec.name, spec_field.name))
         if check is not None and not (isinstance(value, str) and value.startswith("$")):
             check(value, field_path)
+    if spec.check is not None:
+        spec.check(params, path)
     return PlanStep(name=name, type=spec.name, params=params)
 
 

@@ -154,6 +154,45 @@ def test_another_trackers_field_is_ignored_as_the_manifests_ignore_it() -> None:
     assert "high_conf_det_threshold" not in params
 
 
+def class_lock(**fields: Any) -> dict[str, Any]:
+    return {"type": "roboflow_core/track_class_lock@v1", "name": "lock", "image": "$inputs.image",
+            "detections": "$steps.track.tracked_detections", **fields}
+
+
+def test_track_class_lock_defaults_are_the_manifests_and_it_feeds_a_counter() -> None:
+    plan = compile_workflow(definition(
+        tracker("v3"), class_lock(),
+        {"type": "roboflow_core/line_counter@v2", "name": "count", "image": "$inputs.image",
+         "detections": "$steps.lock.tracked_detections", "line_segment": [[0, 10], [100, 10]]}))
+    params = plan.step("lock").params
+    assert {k: v for k, v in params.items() if k not in ("image", "detections")} == {
+        "min_votes": 10, "vote_confidence": 0.8, "lead_margin": 3, "switch_after": 15, "state_ttl": 300,
+        "reattach_window": 30, "reattach_iou": 0.3}
+
+
+@pytest.mark.parametrize(("field", "value", "expected"), [
+    ("min_votes", 0, "a positive integer"),
+    ("vote_confidence", 1.1, "a number between 0 and 1"),
+    ("lead_margin", -1, "an integer >= 0"),
+    ("switch_after", 0, "a positive integer"),
+    ("state_ttl", 2.5, "a positive integer"),
+    ("reattach_iou", "high", "a number between 0 and 1"),
+])
+def test_track_class_lock_refuses_bad_rules_with_their_path(field: str, value: Any, expected: str) -> None:
+    message = refusal(definition(tracker("v3"), class_lock(**{field: value})))
+    assert f"'workflow.steps[2].{field}'" in message and expected in message, message
+
+
+def test_track_class_lock_refuses_a_reattach_window_longer_than_its_memory() -> None:
+    message = refusal(definition(tracker("v3"), class_lock(state_ttl=20)))  # the default window is 30
+    assert "'workflow.steps[2].reattach_window'" in message and "exceeds state_ttl 20" in message
+    parameters = [{"type": "WorkflowParameter", "name": "window", "default_value": 50}]
+    message = refusal(definition(tracker("v3"), class_lock(reattach_window="$inputs.window", state_ttl=40),
+                                 parameters=parameters))
+    assert "50 exceeds state_ttl 40" in message
+    compile_workflow(definition(tracker("v3"), class_lock(state_ttl=20, reattach_window=20)))
+
+
 def test_tracker_refuses_classifications() -> None:
     classify = {"type": "roboflow_core/roboflow_classification_model@v2", "name": "classify",
                 "images": "$inputs.image", "model_id": "m/1"}

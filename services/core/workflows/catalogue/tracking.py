@@ -1,11 +1,15 @@
-"""Tracking blocks: ByteTrack v1/v2/v3 (supervision-style) and the roboflow ``trackers`` package's
-ByteTrack, SORT, OC-SORT and BoT-SORT v1.
+"""Tracking blocks: ByteTrack v1/v2/v3 (supervision-style), the roboflow ``trackers`` package's
+ByteTrack, SORT, OC-SORT and BoT-SORT v1, and track_class_lock v1 (a track's class by vote).
 
 Field names, defaults and outputs follow the reference's manifests
 (``transformations/byte_tracker/v*.py``, ``trackers/{bytetrack,sort,ocsort,botsort}/v1.py``,
-``trackers/_base.py``).
+``trackers/_base.py``, ``transformations/track_class_lock/v1.py``).
 """
 
+from collections.abc import Mapping
+from typing import Any
+
+from services.core.errors import InvalidPayloadError
 from services.core.workflows import kinds
 from services.core.workflows.blocks import BlockSpec, Field, image_field
 
@@ -55,6 +59,20 @@ def _package_tracker(algorithm: str, tuning: tuple[Field, ...]) -> BlockSpec:
             "already_seen_instances": _TRACKER_KINDS,
         },
     )
+
+
+CLASS_LOCK = "roboflow_core/track_class_lock@v1"
+
+
+def check_reattach_window(params: Mapping[str, Any], path: str) -> None:
+    """track_class_lock: a lost track is forgotten after ``state_ttl`` frames, so it cannot be re-attached
+    later than that (the manifest's own rule)."""
+    window, ttl = params.get("reattach_window"), params.get("state_ttl")
+    if isinstance(window, int) and isinstance(ttl, int) and window > ttl:
+        raise InvalidPayloadError(
+            f"field '{path}.reattach_window': {window} exceeds state_ttl {ttl}; a lost track is forgotten after "
+            "state_ttl frames, so it can be re-attached within at most that many"
+        )
 
 
 BLOCKS = (
@@ -120,4 +138,21 @@ BLOCKS = (
         Field("cmc_downscale", kinds=(kinds.INTEGER,), literal="positive_int", default=2),
         Field("instant_first_frame_activation", kinds=(kinds.BOOLEAN,), literal="bool", default=False),
     )),
+    BlockSpec(  # a track's class locked by majority vote: no class flicker in counts and labels
+        names=(CLASS_LOCK,),
+        family="tracking",
+        fields=(
+            _IMAGE,
+            Field("detections", kinds=_TRACKER_KINDS, literal=None),
+            Field("min_votes", kinds=(kinds.INTEGER,), literal="positive_int", default=10),
+            _unit("vote_confidence", 0.8),
+            Field("lead_margin", kinds=(kinds.INTEGER,), literal="non_negative_int", default=3),
+            Field("switch_after", kinds=(kinds.INTEGER,), literal="positive_int", default=15),
+            Field("state_ttl", kinds=(kinds.INTEGER,), literal="positive_int", default=300),
+            Field("reattach_window", kinds=(kinds.INTEGER,), literal="non_negative_int", default=30),
+            _unit("reattach_iou", 0.3),
+        ),
+        outputs={_TRACKED: _TRACKER_KINDS},
+        check=check_reattach_window,
+    ),
 )

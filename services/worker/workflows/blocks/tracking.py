@@ -1,5 +1,6 @@
 """Tracking blocks: ``byte_tracker`` v1/v2/v3 and the trackers package's ``trackers_bytetrack``,
-``trackers_sort``, ``trackers_ocsort`` and ``trackers_botsort`` v1.
+``trackers_sort``, ``trackers_ocsort`` and ``trackers_botsort`` v1; ``track_class_lock`` v1 (see
+``video/class_lock.py``).
 
 One tracker per block instance, i.e. per video source, created on the source's first frame with that
 frame's tuning (as the reference: later changes of a tuning value are ignored). Trackers run on
@@ -17,6 +18,7 @@ from trackers import BoTSORTTracker, ByteTrackTracker, OCSORTTracker, SORTTracke
 from services.core.workflows.plan import PlanStep
 from services.worker.workflows.blocks.base import BlockEnvironment, BlockFactory
 from services.worker.workflows.blocks.video.bytetrack import SupervisionByteTrack
+from services.worker.workflows.blocks.video.class_lock import TrackClassLock
 from services.worker.workflows.blocks.video.package_tracker import InstanceCache, PackageTracker, Tracker
 from services.worker.workflows.values import VideoMetadata, WorkflowImage
 
@@ -139,4 +141,5 @@ BLOCKS: dict[str, BlockFactory] = {
     "roboflow_core/trackers_sort@v1": TrackersSortV1,
     "roboflow_core/trackers_ocsort@v1": TrackersOcSortV1,
     "roboflow_core/trackers_botsort@v1": TrackersBotSortV1,
+    "roboflow_core/track_class_lock@v1": TrackClassLock,
 }
