@@ -189,6 +189,27 @@ def test_time_in_zone(stack: Stack, clip: str) -> None:
     assert longest[0] == 0.0 and longest == sorted(longest) and longest[-1] > 1.0  # seconds of video
 
 
+def test_motion_detection_finds_the_walking_people(stack: Stack, short_clip: str) -> None:
+    _, outputs = run_to_end(stack, wf.init(short_clip, wf.motion(history=5)))
+
+    assert len(outputs) == 20 and not [o for o in outputs if "workflow_errors" in o]
+    assert not any(o["motion"] or o["alarm"] or o["moving"]["predictions"] for o in outputs[:5]), "still learning"
+    motion = [o["motion"] for o in outputs]
+    assert motion[5] is True and sum(motion) >= 12, motion
+    before = [False, *motion[:-1]]  # the alarm: motion now, none on the frame before
+    assert [o["alarm"] for o in outputs] == [now and not then for then, now in zip(before, motion, strict=True)]
+
+    def overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
+        return (abs(a["x"] - b["x"]) * 2 < a["width"] + b["width"]
+                and abs(a["y"] - b["y"]) * 2 < a["height"] + b["height"])
+
+    for output in outputs[5:]:
+        moving, people = output["moving"]["predictions"], output["people"]["predictions"]
+        assert bool(moving) == output["motion"]
+        assert all(m["class"] == "motion" and m["class_id"] == 0 and m["confidence"] == 1.0 for m in moving)
+        assert not moving or any(overlap(m, person) for m in moving for person in people), "motion is people walking"
+
+
 def test_path_deviation_its_reference_path_drawn_padded_and_merged_boxes(stack: Stack, short_clip: str) -> None:
     path = [[40, 560], [40, 100], [720, 100]]  # down the left edge, then across the top
     _, outputs = run_to_end(stack, wf.init(short_clip, wf.path_deviation(path), path=path))

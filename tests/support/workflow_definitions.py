@@ -62,6 +62,25 @@ def time_in_zone(zone: list[list[int]]) -> dict[str, Any]:
     }
 
 
+def motion(history: int) -> dict[str, Any]:
+    """Motion by background subtraction (nothing reported for the first ``history`` frames), and the people."""
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE],
+        "steps": [
+            detect(confidence=0.3, class_filter=["person"]),
+            {"type": "roboflow_core/motion_detection@v1", "name": "motion", "image": "$inputs.image",
+             "history": history, "minimum_contour_area": 200},
+        ],
+        "outputs": [
+            {"type": "JsonField", "name": "motion", "selector": "$steps.motion.motion"},
+            {"type": "JsonField", "name": "alarm", "selector": "$steps.motion.alarm"},
+            {"type": "JsonField", "name": "moving", "selector": "$steps.motion.detections"},
+            {"type": "JsonField", "name": "people", "selector": "$steps.model.predictions"},
+        ],
+    }
+
+
 def path_deviation(path: list[list[int]]) -> dict[str, Any]:
     """Track people, measure how far each one's path is from ``path`` (Fréchet distance), draw the path, and pad
     each person's box by 10 px left and right, 5 px up and down (detection_offset), and one box around them all

@@ -131,3 +131,51 @@ def test_overlap_fields() -> None:
     assert "'workflow.steps[1].overlap_class_name' takes a literal value" in message
     missing = {k: v for k, v in step.items() if k != "overlap_class_name"}
     assert "'workflow.steps[1].overlap_class_name' is required" in refusal(definition(missing))
+
+
+def motion(**fields: Any) -> dict[str, Any]:
+    return {"type": "roboflow_core/motion_detection@v1", "name": "motion", **fields}
+
+
+def test_motion_detection_defaults_and_outputs() -> None:
+    outputs = [{"type": "JsonField", "name": name, "selector": f"$steps.motion.{name}"}
+               for name in ("motion", "alarm", "detections", "motion_zones")]
+    plan = compile_workflow(definition(motion(images="$inputs.image"), outputs=outputs))  # "images": an alias
+    assert plan.step("motion").params == {
+        "image": "$inputs.image", "minimum_contour_area": 200, "morphological_kernel_size": 3, "threshold": 16,
+        "history": 30, "detection_zone": None, "suppress_first_detections": True}
+    assert [output.name for output in plan.outputs] == ["motion", "alarm", "detections", "motion_zones"]
+
+
+@pytest.mark.parametrize("zone", [ZONE, "[[100, 100], [400, 100], [400, 400]]", [], None])
+def test_motion_detection_zone_is_a_polygon_its_json_or_none(zone: Any) -> None:
+    plan = compile_workflow(definition(motion(image="$inputs.image", detection_zone=zone)))
+    assert plan.step("motion").params["detection_zone"] == zone
+
+
+def test_motion_detection_zone_from_a_step_or_a_parameter() -> None:
+    parameters = [{"type": "WorkflowParameter", "name": "zone", "default_value": ZONE}]
+    plan = compile_workflow(definition(motion(image="$inputs.image", detection_zone="$inputs.zone"),
+                                       parameters=parameters))
+    assert plan.step("motion").params["detection_zone"] == ZONE
+    plan = compile_workflow(definition(motion(image="$inputs.image", history=5),  # a zone of another step's
+                                       motion(name="zoned", image="$inputs.image",
+                                              detection_zone="$steps.motion.motion_zones")))
+    assert plan.step("zoned").params["detection_zone"] == "$steps.motion.motion_zones"
+
+
+@pytest.mark.parametrize(("fields", "path", "expected"), [
+    ({"detection_zone": [[0, 0], [1, 1]]}, "detection_zone", "a polygon of at least 3 points"),
+    ({"detection_zone": [[0, 0], [1, 1], [2, "a"]]}, "detection_zone", "a polygon of at least 3 points"),
+    ({"detection_zone": "[[0, 0], [1, 1]]"}, "detection_zone", "as a list or a JSON string"),
+    ({"detection_zone": "zone"}, "detection_zone", "as a list or a JSON string"),
+    ({"history": 0}, "history", "a positive integer"),
+    ({"minimum_contour_area": -1}, "minimum_contour_area", "a positive integer"),
+    ({"morphological_kernel_size": 2.5}, "morphological_kernel_size", "a positive integer"),
+    ({"suppress_first_detections": "yes"}, "suppress_first_detections", "true or false"),
+    ({"detection_zone": "$steps.detect.predictions"}, "detection_zone", "takes zone or list_of_values"),
+])
+def test_bad_motion_detection_fields_are_refused_with_their_path(fields: dict[str, Any], path: str,
+                                                                  expected: str) -> None:
+    message = refusal(definition(motion(image="$inputs.image", **fields)))
+    assert f"'workflow.steps[1].{path}'" in message and expected in message

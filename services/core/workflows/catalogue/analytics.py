@@ -1,4 +1,5 @@
-"""Video analytics blocks: line counter, time in zone, path deviation, velocity, detection event log, overlap.
+"""Video analytics blocks: line counter, time in zone, path deviation, velocity, detection event log, overlap,
+motion detection.
 
 Field names, defaults and outputs follow the reference's manifests (``analytics/<block>/v*.py``).
 Geometry literals (lines, polygons, paths, anchors) are checked by the checks in
@@ -140,4 +141,30 @@ _OTHERS = (
     ),
 )
 
-BLOCKS: tuple[BlockSpec, ...] = (*_LINE_COUNTERS, *_TIME_IN_ZONE, *_PATH_DEVIATION, *_OTHERS)
+
+def _motion_setting(name: str, default: int) -> Field:
+    return Field(name, kinds=(kinds.INTEGER,), literal="positive_int", default=default)
+
+
+# Background subtraction on the frames of one source (the reference's classical CV block).
+_MOTION_DETECTION = BlockSpec(
+    names=("roboflow_core/motion_detection@v1",),
+    family="analytics",
+    fields=(
+        image_field("image"),  # "images" is an alias here
+        _motion_setting("minimum_contour_area", 200),
+        _motion_setting("morphological_kernel_size", 3),
+        _motion_setting("threshold", 16),
+        _motion_setting("history", 30),
+        Field("detection_zone", kinds=(kinds.ZONE, kinds.LIST_OF_VALUES), literal="detection_zone", default=None),
+        Field("suppress_first_detections", kinds=(kinds.BOOLEAN,), literal="bool", default=True),
+    ),
+    outputs={
+        "motion": (kinds.BOOLEAN,),
+        "alarm": (kinds.BOOLEAN,),
+        "detections": (kinds.OBJECT_DETECTION,),
+        "motion_zones": (kinds.LIST_OF_VALUES,),
+    },
+)
+
+BLOCKS: tuple[BlockSpec, ...] = (*_LINE_COUNTERS, *_TIME_IN_ZONE, *_PATH_DEVIATION, *_OTHERS, _MOTION_DETECTION)
