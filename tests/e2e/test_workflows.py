@@ -239,6 +239,29 @@ def test_path_deviation_its_reference_path_drawn_padded_and_merged_boxes(stack: 
         assert group["width"] == pytest.approx(right - left, abs=0.2)
 
 
+def test_a_heatmap_of_where_the_tracked_people_walked(stack: Stack, clip: str) -> None:
+    _, outputs = run_to_end(stack, wf.init(clip, wf.heatmap()))
+
+    assert len(outputs) == 150 and not [o for o in outputs if "workflow_errors" in o]
+    heat, frame = (cv2.imdecode(np.frombuffer(base64.b64decode(outputs[-1][name]["value"]), np.uint8),
+                                cv2.IMREAD_COLOR).astype(int) for name in ("heat", "frame"))
+    difference = np.abs(heat - frame).max(axis=2)  # the last frame: heat of the whole clip, else the frame as it came
+    paths: dict[int, list[tuple[float, float]]] = {}
+    for output in outputs:
+        for person in output["tracked"]["predictions"]:  # bottom centres (the heat's default position)
+            paths.setdefault(person["tracker_id"], []).append((person["x"], person["y"] + person["height"] / 2))
+    walked = [path[-1] for path in paths.values() if np.hypot(*np.subtract(path[-1], path[0])) > 100]
+    assert len(walked) >= 3, paths
+    for x, y in walked:  # under 25 px (motion_threshold) from where the walker last added heat, 40 px around
+        column, row = int(x), min(int(y), 572)
+        assert difference[row - 3:row + 4, column - 3:column + 4].mean() > 15, (x, y)
+    rows, columns = np.ogrid[:576, :768]
+    far = np.ones((576, 768), dtype=bool)  # more than 60 px from every tracked person: no heat
+    for x, y in (point for path in paths.values() for point in path):
+        far &= (columns - x) ** 2 + (rows - y) ** 2 > 60**2
+    assert far.mean() > 0.2 and difference[far].mean() < 0.5, (far.mean(), difference[far].mean())
+
+
 class _Hooks(http.server.BaseHTTPRequestHandler):
     received: ClassVar[list[dict[str, Any]]] = []
 

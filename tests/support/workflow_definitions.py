@@ -111,6 +111,27 @@ def path_deviation(path: list[list[int]]) -> dict[str, Any]:
     }
 
 
+def heatmap() -> dict[str, Any]:
+    """Track people and draw where they walked as a heatmap (people standing still add no heat), beside the
+    frame as it came and the tracked people."""
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE, {"type": "WorkflowVideoMetadata", "name": "video_metadata"}],
+        "steps": [
+            detect(confidence=0.3, class_filter=["person"]),
+            {"type": "roboflow_core/byte_tracker@v3", "name": "tracker", "image": "$inputs.image",
+             "detections": "$steps.model.predictions"},
+            {"type": "roboflow_core/heatmap_visualization@v1", "name": "heatmap", "image": "$inputs.image",
+             "predictions": "$steps.tracker.tracked_detections", "metadata": "$inputs.video_metadata"},
+        ],
+        "outputs": [
+            {"type": "JsonField", "name": "heat", "selector": "$steps.heatmap.image"},
+            {"type": "JsonField", "name": "frame", "selector": "$inputs.image"},
+            {"type": "JsonField", "name": "tracked", "selector": "$steps.tracker.tracked_detections"},
+        ],
+    }
+
+
 def webhook(url: str) -> dict[str, Any]:
     """Counts people and posts the count to a webhook at most once a second (fire and forget)."""
     return {

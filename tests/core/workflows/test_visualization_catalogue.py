@@ -126,10 +126,14 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "roboflow_core/color_visualization@v1": {**COLORABLE, "opacity": 0.5},
     "roboflow_core/crop_visualization@v1": {
         **COLORABLE, "position": "TOP_CENTER", "scale_factor": 2.0, "border_thickness": 2},
+    "roboflow_core/heatmap_visualization@v1": {
+        "metadata": None, "position": "BOTTOM_CENTER", "opacity": 0.2, "radius": 40, "kernel_size": 25, "top_hue": 0,
+        "low_hue": 125, "ignore_stationary": True, "motion_threshold": 25},
 }
 LEGACY = {"BoundingBoxVisualization", "LabelVisualization", "BlurVisualization", "PixelateVisualization",
           "DotVisualization", "EllipseVisualization", "HaloVisualization", "CornerVisualization",
-          "TriangleVisualization", "CircleVisualization", "ColorVisualization", "CropVisualization"}
+          "TriangleVisualization", "CircleVisualization", "ColorVisualization", "CropVisualization",
+          "HeatmapVisualization"}
 
 
 @pytest.mark.parametrize("block_type", sorted(DEFAULTS))
@@ -141,7 +145,7 @@ def test_defaults_are_the_manifests(block_type: str) -> None:
 
 def test_every_name_and_legacy_name() -> None:
     names = {name for spec in BLOCKS for name in spec.names}
-    assert names >= LEGACY and len(BLOCKS) == 19
+    assert names >= LEGACY and len(BLOCKS) == 20
     for spec in BLOCKS:
         assert all(CATALOGUE[name] is spec for name in spec.names)
         assert spec.outputs == {"image": ("image",)}
@@ -174,10 +178,31 @@ def test_bad_values_are_refused_with_their_path(fields: dict[str, Any], path: st
     ("roboflow_core/blur_visualization@v1", {"kernel_size": 0}, "kernel_size", "a positive integer"),
     ("roboflow_core/halo_visualization@v2", {}, "predictions", "instance_segmentation_prediction"),
     ("roboflow_core/dot_visualization@v1", {"predictions": "$inputs.image"}, "predictions", "gives image"),
+    ("roboflow_core/heatmap_visualization@v1", {"position": "CENTER_OF_MASS"}, "position", "is not one of"),
+    ("roboflow_core/heatmap_visualization@v1", {"radius": 0}, "radius", "a positive integer"),
+    ("roboflow_core/heatmap_visualization@v1", {"kernel_size": 0}, "kernel_size", "a positive integer"),
+    ("roboflow_core/heatmap_visualization@v1", {"opacity": 1.5}, "opacity", "a number between 0 and 1"),
+    ("roboflow_core/heatmap_visualization@v1", {"ignore_stationary": "yes"}, "ignore_stationary", "true or false"),
+    ("roboflow_core/heatmap_visualization@v1", {"motion_threshold": -1}, "motion_threshold", "an integer >= 0"),
+    ("roboflow_core/heatmap_visualization@v1", {"metadata": "$inputs.image"}, "metadata", "gives image"),
 ])
 def test_block_specific_refusals(block_type: str, fields: dict[str, Any], path: str, expected: str) -> None:
     message = refusal(definition(draw(block_type, **fields)))
     assert f"'workflow.steps[1].{path}'" in message and expected in message
+
+
+def test_heatmap_after_a_tracker_by_its_legacy_name_with_the_video_metadata() -> None:
+    tracker = {"type": "roboflow_core/byte_tracker@v3", "name": "tracker", "image": "$inputs.image",
+               "detections": "$steps.detect.predictions"}
+    heatmap = {"type": "HeatmapVisualization", "name": "heat", "image": "$inputs.image",
+               "predictions": "$steps.tracker.tracked_detections", "metadata": "$inputs.video_metadata",
+               "position": "CENTER", "motion_threshold": 10}
+    plan = compile_workflow(definition(tracker, heatmap,
+                                       parameters=[{"type": "WorkflowVideoMetadata", "name": "video_metadata"}]))
+    step = plan.step("heat")
+    assert step.type == "roboflow_core/heatmap_visualization@v1"
+    assert (step.params["metadata"], step.params["position"], step.params["motion_threshold"],
+            step.params["ignore_stationary"]) == ("$inputs.video_metadata", "CENTER", 10, True)
 
 
 def test_a_bad_parameter_value_is_refused_at_the_field_it_feeds() -> None:

@@ -90,6 +90,8 @@ _HALO_FIELDS = (
     _unit("opacity", 0.8),
     _int("kernel_size", 40, "positive_int"),
 )
+# The heatmap's manifest lists every anchor but the centre of mass.
+_HEATMAP_POSITIONS = tuple(position for position in POSITIONS if position != "CENTER_OF_MASS")
 _ZONE = Field("zone", kinds=(kinds.LIST_OF_VALUES,), literal="list")
 _ZONE_COLOR = _text("color", "#5bb573")
 
@@ -120,6 +122,13 @@ BLOCKS: tuple[BlockSpec, ...] = (
     _colorable(("roboflow_core/color_visualization@v1", "ColorVisualization"), _unit("opacity", 0.5)),
     _colorable(("roboflow_core/crop_visualization@v1", "CropVisualization"), _position("TOP_CENTER"),
                _float("scale_factor", 2.0), _int("border_thickness", 2)),
+    _predictions_block(  # heat accumulated over the frames (per video source), hot where detections keep moving
+        ("roboflow_core/heatmap_visualization@v1", "HeatmapVisualization"),
+        Field("metadata", kinds=(kinds.VIDEO_METADATA,), literal=None, default=None),
+        _text("position", "BOTTOM_CENTER", _HEATMAP_POSITIONS), _unit("opacity", 0.2),
+        _int("radius", 40, "positive_int"), _int("kernel_size", 25, "positive_int"), _int("top_hue", 0),
+        _int("low_hue", 125), Field("ignore_stationary", kinds=(kinds.BOOLEAN,), literal="bool", default=True),
+        _int("motion_threshold", 25)),
     BlockSpec(
         names=("roboflow_core/line_counter_visualization@v1",),
         family=FAMILY,

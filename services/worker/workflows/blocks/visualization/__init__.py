@@ -3,11 +3,12 @@
 Each block returns the image with the same lineage and new pixels (``copy_image`` true leaves the
 input as it was). The modules: ``colours`` (palette options), ``labels`` (label texts),
 ``annotators`` (the box and label configuration the dashboard's preview shares), ``base`` (the
-annotator cache and canvas), ``shapes``, ``label``, ``regions``, ``zones`` and ``comparison``.
+annotator cache and canvas), ``shapes``, ``label``, ``regions``, ``heatmap``, ``zones`` and ``comparison``.
 """
 
 from services.worker.workflows.blocks.base import BlockFactory
 from services.worker.workflows.blocks.visualization.comparison import ModelComparison
+from services.worker.workflows.blocks.visualization.heatmap import Heatmap
 from services.worker.workflows.blocks.visualization.label import LabelV1, LabelV2
 from services.worker.workflows.blocks.visualization.regions import Blur, ColorFill, Crop, Halo, Pixelate
 from services.worker.workflows.blocks.visualization.shapes import (
@@ -37,6 +38,7 @@ BLOCKS: dict[str, BlockFactory] = {
     "roboflow_core/circle_visualization@v1": Circle,
     "roboflow_core/color_visualization@v1": ColorFill,
     "roboflow_core/crop_visualization@v1": Crop,
+    "roboflow_core/heatmap_visualization@v1": Heatmap,
     "roboflow_core/line_counter_visualization@v1": LineCounterZone,
     "roboflow_core/polygon_zone_visualization@v1": PolygonZone,
     "roboflow_core/reference_path_visualization@v1": ReferencePath,
