@@ -161,6 +161,18 @@ def test_track_class_lock_holds_each_tracks_class_and_confidence(stack: Stack, c
     assert any(len({conf for _, conf in raw[track][2:]}) > 1 for track in long_tracks)  # the model's vary
 
 
+def test_two_models_combined_then_filtered_per_class(stack: Stack, short_clip: str) -> None:
+    _, outputs = run_to_end(stack, wf.init(short_clip, wf.combined_and_filtered()))
+
+    assert len(outputs) == 20 and not [o for o in outputs if "workflow_errors" in o]
+    for output in outputs:
+        big, small, both = (output[name]["predictions"] for name in ("big", "small", "both"))
+        assert [p["detection_id"] for p in both] == [p["detection_id"] for p in big + small]
+        wanted = [p["detection_id"] for p in both if p["confidence"] >= (0.6 if p["class"] == "person" else 0.3)]
+        assert [p["detection_id"] for p in output["sure"]["predictions"]] == wanted
+    assert any(len(o["sure"]["predictions"]) < len(o["both"]["predictions"]) for o in outputs)  # some people unsure
+
+
 def test_excluded_fields_drop_the_image_output(stack: Stack, clip: str) -> None:
     pipeline_id = call(stack.port, wf.init(clip, wf.counting(LINE)))["pipeline_id"]
     found: list[dict[str, Any]] = []

@@ -301,6 +301,24 @@ def class_lock() -> dict[str, Any]:
     }
 
 
+def combined_and_filtered() -> dict[str, Any]:
+    """Two models' detections combined, then a confidence threshold per class (people 0.6, others 0.3)."""
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE],
+        "steps": [
+            detect("big", confidence=0.3),
+            detect("small", SMALL_MODEL, confidence=0.3),
+            {"type": "roboflow_core/detections_combine@v1", "name": "both", "prediction_one": "$steps.big.predictions",
+             "prediction_two": "$steps.small.predictions"},
+            {"type": "roboflow_core/per_class_confidence_filter@v1", "name": "sure",
+             "predictions": "$steps.both.predictions", "class_thresholds": {"person": 0.6}, "default_threshold": 0.3},
+        ],
+        "outputs": [{"type": "JsonField", "name": name, "selector": f"$steps.{name}.predictions"}
+                    for name in ("big", "small", "both", "sure")],
+    }
+
+
 def classify_crops(version: int = 2) -> dict[str, Any]:
     """Detect people -> crop each one -> classify each crop's dominant colour (a model per crop) -> each person
     takes its crop's colour as its class (the two-stage workflow of the reference's gallery)."""

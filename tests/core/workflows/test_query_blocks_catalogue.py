@@ -149,3 +149,30 @@ def test_field_checks_refuse_with_the_path(block: str, field: str, value: Any, m
     with pytest.raises(InvalidPayloadError) as caught:
         CHECKS[(block, field)](value, "p")
     assert message in str(caught.value)
+
+
+def test_per_class_confidence_filter_and_detections_combine_defaults() -> None:
+    plan = compile_workflow(with_step(
+        {"type": "roboflow_core/per_class_confidence_filter@v1", "predictions": "$steps.model.predictions",
+         "class_thresholds": {"person": 0.9, "car": 0}},
+        {"type": "roboflow_core/detections_combine@v1", "name": "both", "prediction_one": "$steps.model.predictions",
+         "prediction_two": "$steps.step.predictions"},
+        {"type": "roboflow_core/line_counter@v2", "name": "count", "image": "$inputs.image",
+         "detections": "$steps.both.predictions", "line_segment": [[0, 1], [5, 1]]}))
+    assert plan.step("step").params["default_threshold"] == 0.3
+    assert plan.step("both").params == {"prediction_one": "$steps.model.predictions",
+                                        "prediction_two": "$steps.step.predictions"}
+
+
+@pytest.mark.parametrize(("step", "message"), [
+    ({"type": "roboflow_core/per_class_confidence_filter@v1", "predictions": "$steps.model.predictions",
+      "class_thresholds": {"person": 1.5}}, "field 'workflow.steps[1].class_thresholds.person': expected a number"),
+    ({"type": "roboflow_core/per_class_confidence_filter@v1", "predictions": "$steps.model.predictions",
+      "class_thresholds": [0.5]}, "field 'workflow.steps[1].class_thresholds': expected an object"),
+    ({"type": "roboflow_core/per_class_confidence_filter@v1", "predictions": "$steps.model.predictions"},
+     "field 'workflow.steps[1].class_thresholds' is required"),
+    ({"type": "roboflow_core/detections_combine@v1", "prediction_one": "$steps.model.predictions",
+      "prediction_two": "$steps.model.inference_id"}, "field 'workflow.steps[1].prediction_two'"),
+])
+def test_per_class_confidence_filter_and_detections_combine_refusals(step: dict[str, Any], message: str) -> None:
+    assert message in refusal(with_step(step))

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import numpy as np
 import pytest
 
 from services.core.workflows import compile_workflow
@@ -104,3 +105,63 @@ def test_value_errors_name_the_operation() -> None:
     inputs["operations_parameters"] = {"_": 1}
     with pytest.raises(ValueError, match="'_': the name is reserved"):
         block.run(**inputs)
+
+
+def two_models(step: dict[str, Any]) -> dict[str, Any]:
+    """Two detectors on the image, then ``step`` (named "step") on their predictions."""
+    return {
+        "version": "1.0",
+        "inputs": [{"type": "WorkflowImage", "name": "image"}],
+        "steps": [{"type": "roboflow_core/roboflow_object_detection_model@v2", "name": name, "images": "$inputs.image",
+                   "model_id": "m"} for name in ("people", "vehicles")] + [{"name": "step", **step}],
+        "outputs": [{"type": "JsonField", "name": "out", "selector": "$steps.step.predictions"}],
+    }
+
+
+def per_class_filter(**fields: Any) -> dict[str, Any]:
+    return two_models({"type": "roboflow_core/per_class_confidence_filter@v1",
+                       "predictions": "$steps.people.predictions", **fields})
+
+
+def test_per_class_confidence_filter_applies_each_class_its_threshold() -> None:
+    block, step = block_and_step(per_class_filter(class_thresholds={"person": 0.8, "car": 0.7}), "step")
+    detections = scene()  # person 0.90, car 0.75, person 0.35
+    kept = block.run(**resolved(step, {"$steps.people.predictions": detections}))["predictions"]
+    assert kept.confidence.tolist() == pytest.approx([0.9, 0.75])
+    assert kept.data["detection_id"].tolist() == detections.data["detection_id"][:2].tolist()
+    block, step = block_and_step(per_class_filter(class_thresholds={"car": 0.8}, default_threshold=0.3), "step")
+    kept = block.run(**resolved(step, {"$steps.people.predictions": detections}))["predictions"]
+    assert kept.data["class_name"].tolist() == ["person", "person"]  # car below its 0.8; people above 0.3
+
+
+def test_per_class_confidence_filter_keeps_the_empty_and_refuses_a_bad_mapping() -> None:
+    block, step = block_and_step(per_class_filter(class_thresholds={}), "step")
+    empty = boxes([])
+    assert block.run(**resolved(step, {"$steps.people.predictions": empty}))["predictions"] is empty
+    with pytest.raises(ValueError, match="class_thresholds must be an object"):
+        block.run(predictions=scene(), class_thresholds=["person"], default_threshold=0.3)
+
+
+def combine() -> dict[str, Any]:
+    return two_models({"type": "roboflow_core/detections_combine@v1", "prediction_one": "$steps.people.predictions",
+                       "prediction_two": "$steps.vehicles.predictions"})
+
+
+def test_detections_combine_puts_the_second_set_after_the_first() -> None:
+    block, step = block_and_step(combine(), "step")
+    one, two = scene(), boxes([(0, 0, 100, 100, 0.6, "bicycle")])
+    combined = block.run(**resolved(step, {"$steps.people.predictions": one,
+                                           "$steps.vehicles.predictions": two}))["predictions"]
+    assert combined.data["class_name"].tolist() == ["person", "car", "person", "bicycle"]
+    assert combined.xyxy.tolist() == [*one.xyxy.tolist(), *two.xyxy.tolist()]
+    assert combined.data["detection_id"].tolist() == [*one.data["detection_id"], *two.data["detection_id"]]
+    nothing = block.run(prediction_one=boxes([]), prediction_two=two)["predictions"]
+    assert nothing.data["class_name"].tolist() == ["bicycle"]
+
+
+def test_detections_combine_says_why_two_sets_do_not_combine() -> None:
+    block, _ = block_and_step(combine(), "step")
+    tracked = scene()
+    tracked.tracker_id = np.array([1, 2, 3])
+    with pytest.raises(ValueError, match=r"step 'step': these detections cannot be combined: .*tracker_id"):
+        block.run(prediction_one=tracked, prediction_two=boxes([(0, 0, 100, 100, 0.6, "bicycle")]))
