@@ -173,6 +173,31 @@ def test_two_models_combined_then_filtered_per_class(stack: Stack, short_clip: s
     assert any(len(o["sure"]["predictions"]) < len(o["both"]["predictions"]) for o in outputs)  # some people unsure
 
 
+def test_an_upside_down_camera_turned_upright_sees_what_an_upright_one_sees(
+        stack: Stack, short_clip: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    upside_down = tmp_path_factory.mktemp("clips") / "vtest-20-upside-down.mp4"
+    capture = cv2.VideoCapture(short_clip)
+    writer = cv2.VideoWriter(str(upside_down), cv2.VideoWriter.fourcc(*"mp4v"), 10.0, (768, 576))
+    try:
+        while (read := capture.read())[0]:
+            writer.write(cv2.flip(read[1], -1))
+    finally:
+        writer.release()
+        capture.release()
+    people = {**wf.detection_only(), "steps": [wf.detect(confidence=0.3, class_filter=["person"])]}
+    upright_people = [o["predictions"]["predictions"] for o in run_to_end(stack, wf.init(short_clip, people))[1]]
+    _, outputs = run_to_end(stack, wf.init(str(upside_down), wf.upside_down_camera()))
+
+    assert len(outputs) == len(upright_people) == 20 and not [o for o in outputs if "workflow_errors" in o]
+    matched = total = 0
+    for output, expected in zip(outputs, upright_people, strict=True):
+        found = output["predictions"]["predictions"]
+        assert output["predictions"]["image"] == {"width": 768, "height": 576}
+        total += len(expected)
+        matched += sum(any(abs(p["x"] - q["x"]) < 6 and abs(p["y"] - q["y"]) < 6 for q in found) for p in expected)
+    assert total >= 40 and matched >= 0.8 * total, (matched, total)  # the same people where they are upright
+
+
 def test_excluded_fields_drop_the_image_output(stack: Stack, clip: str) -> None:
     pipeline_id = call(stack.port, wf.init(clip, wf.counting(LINE)))["pipeline_id"]
     found: list[dict[str, Any]] = []
@@ -286,6 +311,30 @@ class _Hooks(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args: Any) -> None:
         pass
+
+
+def test_speed_estimation_in_metres_on_a_perspective_corrected_floor(stack: Stack, clip: str) -> None:
+    # vtest's paved floor, seen at an angle (people ~80 px tall, ~1.75 m: ~46 px a metre across, fewer in depth),
+    # onto a rectangle of 15 x 10 metres: its coordinates run 0..14 x 0..9, as the reference's (w - 1, h - 1)
+    floor = [[100, 150], [700, 150], [768, 400], [0, 400]]
+    _, outputs = run_to_end(stack, wf.init(clip, wf.speed_estimation(floor, width=15, length=10)))
+
+    assert len(outputs) == 150 and not [o for o in outputs if "workflow_errors" in o]
+    speeds: dict[int, list[float]] = {}  # tracker id -> smoothed speeds (m/s) while wholly on the floor
+    for output in outputs:
+        people, on_floor, moving = (output[key]["predictions"] for key in ("people", "on_road", "velocities"))
+        for key in ("tracker_id", "detection_id", "parent_id"):  # the same people, in the floor's metres
+            assert [p[key] for p in on_floor] == [p[key] for p in people] == [p[key] for p in moving]
+        for person, placed, measured in zip(people, on_floor, moving, strict=True):
+            corners = [(person["x"] + dx * person["width"] / 2, person["y"] + dy * person["height"] / 2)
+                       for dx in (-1, 1) for dy in (-1, 1)]
+            if all(cv2.pointPolygonTest(np.array(floor, np.float32), corner, False) > 0 for corner in corners):
+                assert 0 < placed["x"] < 14 and 0 < placed["y"] < 9, (person, placed)
+                speeds.setdefault(person["tracker_id"], []).append(measured["smoothed_speed"])
+    walkers = {track: sorted(seen)[len(seen) // 2] for track, seen in speeds.items() if len(seen) >= 15}
+    assert len(walkers) >= 3, speeds  # medians, m/s: people walk at 1 to 2, some stand, none run
+    assert all(median < 3.0 for median in walkers.values()) and sum(m > 0.7 for m in walkers.values()) >= 3, walkers
+    assert max(max(seen) for seen in speeds.values()) < 10.0, speeds  # in pixels a second, tens to hundreds
 
 
 def test_a_webhook_sink_posts_counts_to_a_real_server(stack: Stack, clip: str) -> None:

@@ -132,6 +132,30 @@ def heatmap() -> dict[str, Any]:
     }
 
 
+def speed_estimation(road: list[list[int]], width: int, length: int) -> dict[str, Any]:
+    """Speed estimation: track people, move them from the image onto the ``road`` quadrilateral's rectangle of
+    ``width`` x ``length`` metres (perspective_correction), and measure their velocity there, in metres a second."""
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE],
+        "steps": [
+            detect(confidence=0.3, class_filter=["person"]),
+            {"type": "roboflow_core/byte_tracker@v3", "name": "tracker", "image": "$inputs.image",
+             "detections": "$steps.model.predictions"},
+            {"type": "roboflow_core/perspective_correction@v1", "name": "perspective", "images": "$inputs.image",
+             "predictions": "$steps.tracker.tracked_detections", "perspective_polygons": road,
+             "transformed_rect_width": width, "transformed_rect_height": length},
+            {"type": "roboflow_core/velocity@v1", "name": "velocity", "image": "$inputs.image",
+             "detections": "$steps.perspective.corrected_coordinates"},
+        ],
+        "outputs": [
+            {"type": "JsonField", "name": "people", "selector": "$steps.tracker.tracked_detections"},
+            {"type": "JsonField", "name": "on_road", "selector": "$steps.perspective.corrected_coordinates"},
+            {"type": "JsonField", "name": "velocities", "selector": "$steps.velocity.velocity_detections"},
+        ],
+    }
+
+
 def webhook(url: str) -> dict[str, Any]:
     """Counts people and posts the count to a webhook at most once a second (fire and forget)."""
     return {
@@ -316,6 +340,20 @@ def combined_and_filtered() -> dict[str, Any]:
         ],
         "outputs": [{"type": "JsonField", "name": name, "selector": f"$steps.{name}.predictions"}
                     for name in ("big", "small", "both", "sure")],
+    }
+
+
+def upside_down_camera() -> dict[str, Any]:
+    """A camera mounted upside down: each frame turned 180 degrees, then the people detected on it."""
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE],
+        "steps": [
+            {"type": "roboflow_core/image_preprocessing@v1", "name": "upright", "image": "$inputs.image",
+             "task_type": "rotate", "rotation_degrees": 180},
+            detect(images="$steps.upright.image", confidence=0.3, class_filter=["person"]),
+        ],
+        "outputs": [{"type": "JsonField", "name": "predictions", "selector": "$steps.model.predictions"}],
     }
 
 

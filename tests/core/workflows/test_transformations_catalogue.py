@@ -198,3 +198,102 @@ def test_dimension_collapse_runs_back_at_the_frame_level_and_gives_a_list() -> N
     assert compile_workflow(collapsed).step("collapse").params == {"data": "$steps.classifier.predictions"}
     collapsed["steps"][-1]["data"] = "$steps.collapse.nothing"
     assert "field 'workflow.steps[5].data'" in refusal(collapsed)
+
+
+# ----------------------------------------------------------------------------- perspective correction
+
+# Speed estimation as users paste it: people tracked, their boxes onto a road's rectangle in metres, then velocity.
+SPEED = {
+    "version": "1.0",
+    "inputs": [IMAGE, {"type": "WorkflowParameter", "name": "road"}],
+    "steps": [
+        {"type": "roboflow_core/roboflow_object_detection_model@v2", "name": "detect", "images": "$inputs.image",
+         "model_id": "m/1"},
+        {"type": "roboflow_core/byte_tracker@v3", "name": "tracker", "image": "$inputs.image",
+         "detections": "$steps.detect.predictions"},
+        {"type": "PerspectiveCorrection", "name": "perspective", "image": "$inputs.image",
+         "predictions": "$steps.tracker.tracked_detections", "perspective_polygons": "$inputs.road",
+         "transformed_rect_width": 25, "transformed_rect_height": 250},
+        {"type": "roboflow_core/velocity@v1", "name": "velocity", "image": "$inputs.image",
+         "detections": "$steps.perspective.corrected_coordinates"},
+    ],
+    "outputs": [
+        {"type": "JsonField", "name": "speeds", "selector": "$steps.velocity.velocity_detections"},
+        {"type": "JsonField", "name": "width", "selector": "$steps.perspective.extended_transformed_rect_width"},
+        {"type": "JsonField", "name": "top_down", "selector": "$steps.perspective.warped_image"},
+    ],
+}
+ROAD = [[300, 100], [500, 100], [760, 570], [10, 570]]
+
+
+def test_perspective_correction_feeds_velocity_with_the_manifest_defaults() -> None:
+    plan = compile_workflow(SPEED, parameters={"road": ROAD})
+    assert levels(SPEED, road=ROAD) == {"detect": 0, "tracker": 0, "perspective": 0, "velocity": 0}
+    assert plan.step("perspective").type == "roboflow_core/perspective_correction@v1"
+    assert plan.step("perspective").params == {
+        "images": "$inputs.image", "predictions": "$steps.tracker.tracked_detections", "perspective_polygons": ROAD,
+        "transformed_rect_width": 25, "transformed_rect_height": 250,
+        "extend_perspective_polygon_by_detections_anchor": "", "warp_image": False}
+    images_only = _with(SPEED, 2, predictions=None, extend_perspective_polygon_by_detections_anchor="ALL",
+                        warp_image=True)
+    del images_only["steps"][3]
+    del images_only["outputs"][0]
+    assert compile_workflow(images_only, parameters={"road": ROAD}).step("perspective").params["predictions"] is None
+
+
+@pytest.mark.parametrize("polygons", [
+    [[1, 1], [10, 1], [10, 10], [1, 10]],
+    [[[0, 0], [50, 0], [60, 30], [50, 60], [0, 60]], [[1, 1], [10, 1], [10, 10], [1, 10]]],  # the 5-point one ignored
+    [[[1.5, 1], [10, 1], [10, 10], [1, 10]]],
+])
+def test_perspective_polygons_the_reference_takes(polygons: Any) -> None:
+    assert compile_workflow(SPEED, parameters={"road": polygons}).step("perspective").params[
+        "perspective_polygons"] == polygons
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"perspective_polygons": [[0, 0], [50, 0], [60, 30], [50, 60], [0, 60]]}, "expected a convex quadrilateral"),
+    ({"perspective_polygons": [[0, 0], [10, 0], [10, 10]]}, "expected a convex quadrilateral"),
+    ({"perspective_polygons": [[0, 0], [10, 0], [20, 0], [0, 10]]}, "expected a convex quadrilateral"),  # on a line
+    ({"perspective_polygons": [[0, 0], [10, 0], [2, 2], [0, 10]]}, "expected a convex quadrilateral"),  # concave
+    ({"perspective_polygons": [[[0, 0], [10, 0], [10, 10]]]}, "expected a convex quadrilateral"),  # none of 4 points
+    ({"perspective_polygons": [[[0, 0], [10, 0], [10, 10], [0, 10]], [[0, 0], [10, 0], [2, 2], [0, 10]]]},
+     "expected a convex quadrilateral"),
+    ({"perspective_polygons": []}, "expected a convex quadrilateral"),
+    ({"transformed_rect_width": 0}, "'workflow.steps[2].transformed_rect_width': expected a positive integer"),
+    ({"transformed_rect_height": 2.5}, "'workflow.steps[2].transformed_rect_height': expected a positive integer"),
+    ({"extend_perspective_polygon_by_detections_anchor": "MIDDLE"}, "'MIDDLE' is not one of '', 'ALL', 'CENTER'"),
+    ({"warp_image": "yes"}, "'workflow.steps[2].warp_image': expected true or false"),
+    ({"predictions": "$inputs.image"}, "'workflow.steps[2].predictions': '$inputs.image' gives image"),
+    ({"images": None}, "field 'workflow.steps[2].images' is required"),
+])
+def test_perspective_correction_refuses_at_init(fields: dict[str, Any], message: str) -> None:
+    polygons = fields.pop("perspective_polygons", ROAD)
+    changed = _with(SPEED, 2, **fields)
+    if "images" in fields:
+        del changed["steps"][2]["image"]
+    assert message in refusal(changed, road=polygons)
+
+
+def preprocessing(**fields: Any) -> dict[str, Any]:
+    return {"version": "1.0", "inputs": [{"type": "WorkflowImage", "name": "image"}], "steps": [
+        {"type": "roboflow_core/image_preprocessing@v1", "name": "turn", "images": "$inputs.image", **fields},
+        {"type": "roboflow_core/roboflow_object_detection_model@v2", "name": "detect", "images": "$steps.turn.image",
+         "model_id": "yolov3-tiny/coco-416"}], "outputs": []}
+
+
+def test_image_preprocessing_feeds_a_model_with_the_manifest_defaults() -> None:
+    params = compile_workflow(preprocessing(task_type="rotate", rotation_degrees=-180)).step("turn").params
+    assert params == {"image": "$inputs.image", "task_type": "rotate", "width": 640, "height": 640,
+                      "rotation_degrees": -180, "flip_type": "vertical"}
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({}, "field 'workflow.steps[0].task_type' is required by roboflow_core/image_preprocessing@v1"),
+    ({"task_type": "crop"}, "'crop' is not one of 'resize', 'rotate', 'flip'"),
+    ({"task_type": "rotate", "rotation_degrees": 450}, "expected an integer between -360 and 360, got 450"),
+    ({"task_type": "flip", "flip_type": "sideways"}, "'sideways' is not one of 'vertical', 'horizontal', 'both'"),
+    ({"task_type": "resize", "width": 0}, "field 'workflow.steps[0].width': expected a positive integer"),
+])
+def test_image_preprocessing_refusals(fields: dict[str, Any], message: str) -> None:
+    assert message in refusal(preprocessing(**fields))

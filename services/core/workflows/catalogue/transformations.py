@@ -1,6 +1,7 @@
-"""Transformation and fusion blocks: crops (dynamic, absolute, relative), the image slicer (v1, v2),
-detection offset, detections merge, detections stitch, dimension collapse, detections classes replacement
-and detections consensus, with the reference's names, aliases and defaults.
+"""Transformation and fusion blocks: crops (dynamic, absolute, relative), the image slicer (v1, v2), image
+preprocessing (resize, rotate, flip), detection offset, detections merge, perspective correction, detections
+stitch, dimension collapse, detections classes replacement and detections consensus, with the reference's
+names, aliases and defaults.
 
 Dynamic crop and the slicer output one item per crop/slice (dimensionality +1); stitch, dimension collapse
 and classes replacement take the whole list of per-slice or per-crop results at once (a ``batch`` field),
@@ -12,7 +13,16 @@ from collections.abc import Callable
 from typing import Any
 
 from services.core.workflows import kinds
-from services.core.workflows.blocks import BlockSpec, Field, detections_field, image_field, is_int, register_literals
+from services.core.workflows.blocks import (
+    BlockSpec,
+    Field,
+    detections_field,
+    image_field,
+    is_int,
+    is_points,
+    register_literals,
+)
+from services.core.workflows.catalogue.geometry import ANCHORS
 
 _HEX = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 _TUPLE = re.compile(r"\(\s*\d{1,3}\s*,\s*\d{1,3}\s*,\s*\d{1,3}\s*\)")
@@ -38,17 +48,57 @@ def is_required_objects(value: Any) -> bool:
     return is_int(value) and value > 0
 
 
+def _side(origin: Any, towards: Any, point: Any) -> float:
+    """> 0 or < 0 by the side of the line origin -> towards that ``point`` lies on, 0 on it."""
+    return float((towards[0] - origin[0]) * (point[1] - origin[1]) - (towards[1] - origin[1]) * (point[0] - origin[0]))
+
+
+def _crossing(a: Any, b: Any, c: Any, d: Any) -> bool:
+    """Whether the segments ab and cd cross at a point inside both."""
+    return _side(a, b, c) * _side(a, b, d) < 0 and _side(c, d, a) * _side(c, d, b) < 0
+
+
+def is_convex_quadrilateral(value: Any) -> bool:
+    """Four points, in any order, that are the corners of a convex quadrilateral (no three on a line, none
+    inside the others' triangle): the only shape a perspective transform maps onto a rectangle."""
+    if not (is_points(value) and len(value) == 4):
+        return False
+    a, b, c, d = value
+    return _crossing(a, c, b, d) or _crossing(a, b, c, d) or _crossing(a, d, b, c)  # two of them are diagonals
+
+
+def is_perspective_polygons(value: Any) -> bool:
+    """perspective_correction's polygon: a convex quadrilateral, or a list of polygons whose quadrilaterals
+    (at least one) are convex; the block uses the largest of those, as the reference (other polygons are ignored)."""
+    if is_points(value):
+        return is_convex_quadrilateral(value)
+    if not (isinstance(value, list | tuple) and all(is_points(polygon) for polygon in value)):
+        return False
+    quadrilaterals = [polygon for polygon in value if len(polygon) == 4]
+    return bool(quadrilaterals) and all(is_convex_quadrilateral(polygon) for polygon in quadrilaterals)
+
+
+def is_rotation(value: Any) -> bool:
+    return is_int(value) and -360 <= value <= 360
+
+
 # Literal checks only this family needs, registered when the catalogue is imported.
 _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "colour": (is_colour, "a colour: '#rgb', '#rrggbb', '(r, g, b)' or [r, g, b]"),
     "overlap_ratio": (is_overlap_ratio, "a number >= 0 and < 1"),
+    "rotation": (is_rotation, "an integer between -360 and 360"),
     "required_objects": (is_required_objects, "a positive integer or an object of class name -> positive integer"),
+    "perspective_polygons": (is_perspective_polygons, "a convex quadrilateral [[x, y], ...] (4 points), or a list of "
+                             "polygons whose 4-point ones (at least one) are convex"),
 }
 register_literals(_CHECKS)
 
 _IMAGES = image_field("images", ("image",))
 _SEGMENTS = (kinds.OBJECT_DETECTION, kinds.INSTANCE_SEGMENTATION)
 _AGGREGATION = ("average", "max", "min")
+# Which points of the detections perspective_correction extends its polygon to contain: none (""), a box's four
+# corners ("ALL"), or one anchor.
+PERSPECTIVE_ANCHORS = ("", "ALL", *ANCHORS)
 
 
 def _static_crop(names: tuple[str, ...], kind: str, literal: str) -> BlockSpec:
@@ -59,6 +109,22 @@ def _static_crop(names: tuple[str, ...], kind: str, literal: str) -> BlockSpec:
                            for name in ("x_center", "y_center", "width", "height"))),
         outputs={"crops": (kinds.IMAGE,)},
     )
+
+
+_IMAGE_PREPROCESSING = BlockSpec(  # resize, rotate or flip an image (a camera mounted on its side)
+    names=("roboflow_core/image_preprocessing@v1",),
+    family="transformations",
+    fields=(
+        image_field("image", ("images",)),
+        Field("task_type", literal="str", choices=("resize", "rotate", "flip")),
+        Field("width", kinds=(kinds.INTEGER,), literal="positive_int", default=640),
+        Field("height", kinds=(kinds.INTEGER,), literal="positive_int", default=640),
+        Field("rotation_degrees", kinds=(kinds.INTEGER,), literal="rotation", default=90),
+        Field("flip_type", kinds=(kinds.STRING,), literal="str", default="vertical",
+              choices=("vertical", "horizontal", "both")),
+    ),
+    outputs={"image": (kinds.IMAGE,)},
+)
 
 
 def _image_slicer(version: int) -> BlockSpec:
@@ -100,6 +166,7 @@ BLOCKS = (
                   "RelativeStaticCrop"), kinds.FLOAT_ZERO_TO_ONE, "unit"),
     _image_slicer(1),
     _image_slicer(2),
+    _IMAGE_PREPROCESSING,
     BlockSpec(
         names=("roboflow_core/detections_stitch@v1",),
         family="transformations",
@@ -129,6 +196,23 @@ BLOCKS = (
         fields=(detections_field("predictions"),
                 Field("class_name", literal="str", default="merged_detection")),
         outputs={"predictions": (kinds.OBJECT_DETECTION,)},
+    ),
+    BlockSpec(  # a plane seen at an angle (a road's 4 corners) to a rectangle (25 x 250 metres), e.g. for velocity
+        names=("roboflow_core/perspective_correction@v1", "PerspectiveCorrection"),
+        family="transformations",
+        fields=(
+            _IMAGES,
+            Field("predictions", kinds=_SEGMENTS, literal=None, default=None),
+            Field("perspective_polygons", kinds=(kinds.LIST_OF_VALUES,), literal="perspective_polygons"),
+            Field("transformed_rect_width", kinds=(kinds.INTEGER,), literal="positive_int", default=1000),
+            Field("transformed_rect_height", kinds=(kinds.INTEGER,), literal="positive_int", default=1000),
+            Field("extend_perspective_polygon_by_detections_anchor", kinds=(kinds.STRING,), literal="str", default="",
+                  choices=PERSPECTIVE_ANCHORS),
+            Field("warp_image", kinds=(kinds.BOOLEAN,), literal="bool", default=False),
+        ),
+        outputs={"corrected_coordinates": _SEGMENTS, "warped_image": (kinds.IMAGE,),
+                 "extended_transformed_rect_width": (kinds.INTEGER,),
+                 "extended_transformed_rect_height": (kinds.INTEGER,)},
     ),
     BlockSpec(  # e.g. every crop's classification or OCR text of a frame, as one list
         names=("roboflow_core/dimension_collapse@v1", "DimensionCollapse"),

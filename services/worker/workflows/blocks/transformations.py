@@ -1,5 +1,6 @@
-"""transformations blocks: crops, image slicer, detection offset, detections merge, detections stitch, dimension
-collapse, classes replacement and consensus (see ``transforms/``)."""
+"""transformations blocks: crops, image slicer, image preprocessing, detection offset, detections merge,
+perspective correction, detections stitch, dimension collapse, classes replacement and consensus (see
+``transforms/``)."""
 
 from services.worker.workflows.blocks.base import BlockFactory
 from services.worker.workflows.blocks.transforms.classes_replacement import DetectionsClassesReplacement
@@ -8,6 +9,8 @@ from services.worker.workflows.blocks.transforms.consensus import DetectionsCons
 from services.worker.workflows.blocks.transforms.crops import AbsoluteStaticCrop, DynamicCrop, RelativeStaticCrop
 from services.worker.workflows.blocks.transforms.merge import DetectionsMerge
 from services.worker.workflows.blocks.transforms.offset import DetectionOffset
+from services.worker.workflows.blocks.transforms.perspective import PerspectiveCorrection
+from services.worker.workflows.blocks.transforms.preprocessing import ImagePreprocessing
 from services.worker.workflows.blocks.transforms.slicer import ImageSlicer, ImageSlicerV2
 from services.worker.workflows.blocks.transforms.stitch import DetectionsStitch
 
@@ -17,9 +20,11 @@ BLOCKS: dict[str, BlockFactory] = {
     "roboflow_core/relative_static_crop@v1": RelativeStaticCrop,
     "roboflow_core/image_slicer@v1": ImageSlicer,
     "roboflow_core/image_slicer@v2": ImageSlicerV2,
+    "roboflow_core/image_preprocessing@v1": ImagePreprocessing,
     "roboflow_core/detections_stitch@v1": DetectionsStitch,
     "roboflow_core/detection_offset@v1": DetectionOffset,
     "roboflow_core/detections_merge@v1": DetectionsMerge,
+    "roboflow_core/perspective_correction@v1": PerspectiveCorrection,
     "roboflow_core/dimension_collapse@v1": DimensionCollapse,
     "roboflow_core/detections_classes_replacement@v1": DetectionsClassesReplacement,
     "roboflow_core/detections_consensus@v1": DetectionsConsensus,
