@@ -161,6 +161,34 @@ def test_track_class_lock_holds_each_tracks_class_and_confidence(stack: Stack, c
     assert any(len({conf for _, conf in raw[track][2:]}) > 1 for track in long_tracks)  # the model's vary
 
 
+def test_stabilize_detections_steadies_the_tracked_boxes_and_keeps_their_ids(stack: Stack, clip: str) -> None:
+    _, outputs = run_to_end(stack, wf.init(clip, wf.stabilized()))
+
+    assert len(outputs) == 150 and not [o for o in outputs if "workflow_errors" in o]
+    last_seen: dict[int, tuple[int, str]] = {}  # tracker id -> (frame, detection id) of its last detection
+    changes: dict[str, list[float]] = {"tracked": [], "stable": []}  # |size change| of a track seen on both frames
+    filled_in = 0
+    for frame, output in enumerate(outputs):
+        raw, stable = output["tracked"]["predictions"], output["stable"]["predictions"]
+        # The frame's detections first, in their order, every field but the box kept.
+        assert [(p["tracker_id"], p["detection_id"], p["class"], p["confidence"]) for p in stable[:len(raw)]] == [
+            (p["tracker_id"], p["detection_id"], p["class"], p["confidence"]) for p in raw]
+        for p in stable[len(raw):]:  # then the tracks missed lately (within the window of 3), as last seen
+            seen_on, detection_id = last_seen[p["tracker_id"]]
+            assert 1 <= frame - seen_on <= 3 and p["detection_id"] == detection_id, (frame, p)
+            filled_in += 1
+        if frame:
+            for key, now in (("tracked", raw), ("stable", stable[:len(raw)])):
+                before = {p["tracker_id"]: p for p in outputs[frame - 1][key]["predictions"]}
+                changes[key].extend(abs(p[size] - before[p["tracker_id"]][size]) for p in now
+                                    if last_seen.get(p["tracker_id"], (-1, ""))[0] == frame - 1
+                                    for size in ("width", "height"))
+        last_seen.update({p["tracker_id"]: (frame, p["detection_id"]) for p in raw})
+    raw_jitter, stable_jitter = (float(np.mean(changes[key])) for key in ("tracked", "stable"))
+    assert len(changes["tracked"]) >= 500 and filled_in >= 1, (len(changes["tracked"]), filled_in)
+    assert stable_jitter < 0.85 * raw_jitter, (stable_jitter, raw_jitter)  # boxes averaged with their previous
+
+
 def test_two_models_combined_then_filtered_per_class(stack: Stack, short_clip: str) -> None:
     _, outputs = run_to_end(stack, wf.init(short_clip, wf.combined_and_filtered()))
 

@@ -325,6 +325,24 @@ def class_lock() -> dict[str, Any]:
     }
 
 
+def stabilized() -> dict[str, Any]:
+    """detect people -> ByteTrack -> stabilize_detections (defaults: each box averaged with its previous one, a
+    track missed for a frame or two filled in where its velocity takes it)."""
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE],
+        "steps": [
+            detect(confidence=0.3, class_filter=["person"]),
+            {"type": "roboflow_core/byte_tracker@v3", "name": "tracker", "image": "$inputs.image",
+             "detections": "$steps.model.predictions"},
+            {"type": "roboflow_core/stabilize_detections@v1", "name": "stabilizer", "image": "$inputs.image",
+             "detections": "$steps.tracker.tracked_detections"},
+        ],
+        "outputs": [{"type": "JsonField", "name": "tracked", "selector": "$steps.tracker.tracked_detections"},
+                    {"type": "JsonField", "name": "stable", "selector": "$steps.stabilizer.tracked_detections"}],
+    }
+
+
 def combined_and_filtered() -> dict[str, Any]:
     """Two models' detections combined, then a confidence threshold per class (people 0.6, others 0.3)."""
     return {

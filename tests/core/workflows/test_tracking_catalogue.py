@@ -198,3 +198,42 @@ def test_tracker_refuses_classifications() -> None:
                 "images": "$inputs.image", "model_id": "m/1"}
     message = refusal(definition(classify, tracker("v2", detections="$steps.classify.predictions")))
     assert "'workflow.steps[2].detections'" in message and "classification_prediction" in message
+
+
+def stabilizer(**fields: Any) -> dict[str, Any]:
+    return {"type": "roboflow_core/stabilize_detections@v1", "name": "stabilize", "image": "$inputs.image",
+            "detections": "$steps.track.tracked_detections", **fields}
+
+
+def test_stabilize_detections_defaults_are_the_manifests_and_it_feeds_a_counter() -> None:
+    plan = compile_workflow(definition(
+        tracker("v3"), stabilizer(),
+        {"type": "roboflow_core/line_counter@v2", "name": "count", "image": "$inputs.image",
+         "detections": "$steps.stabilize.tracked_detections", "line_segment": [[0, 10], [100, 10]]},
+        outputs=[{"type": "JsonField", "name": "steady", "selector": "$steps.stabilize.tracked_detections"}]))
+    params = plan.step("stabilize").params
+    assert {k: v for k, v in params.items() if k not in ("image", "detections")} == {
+        "smoothing_window_size": 3, "bbox_smoothing_coefficient": 0.2}
+
+
+@pytest.mark.parametrize(("field", "value", "expected"), [
+    ("smoothing_window_size", 0, "a positive integer"),
+    ("smoothing_window_size", 2.5, "a positive integer"),
+    ("smoothing_window_size", "$inputs.image", "gives image, but the field takes integer"),
+    ("bbox_smoothing_coefficient", 1.2, "a number between 0 and 1"),
+    ("bbox_smoothing_coefficient", -0.1, "a number between 0 and 1"),
+    ("detections", "$inputs.video_metadata", "video_metadata"),
+])
+def test_stabilize_detections_refuses_bad_values_with_their_path(field: str, value: Any, expected: str) -> None:
+    message = refusal(definition(tracker("v3"), stabilizer(**{field: value})))
+    assert f"'workflow.steps[2].{field}'" in message and expected in message, message
+
+
+def test_stabilize_detections_checks_workflow_parameters_and_takes_no_images_alias() -> None:
+    parameters = [{"type": "WorkflowParameter", "name": "alpha", "default_value": 1.5}]
+    message = refusal(definition(tracker("v3"), stabilizer(bbox_smoothing_coefficient="$inputs.alpha"),
+                                 parameters=parameters))
+    assert "'workflow.steps[2].bbox_smoothing_coefficient'" in message and "between 0 and 1" in message
+    step = stabilizer()
+    step["images"] = step.pop("image")
+    assert "'workflow.steps[2].image' is required" in refusal(definition(tracker("v3"), step))

@@ -1,9 +1,11 @@
 """Tracking blocks: ByteTrack v1/v2/v3 (supervision-style), the roboflow ``trackers`` package's
-ByteTrack, SORT, OC-SORT and BoT-SORT v1, and track_class_lock v1 (a track's class by vote).
+ByteTrack, SORT, OC-SORT and BoT-SORT v1, track_class_lock v1 (a track's class by vote), and
+stabilize_detections v1 (tracked boxes smoothed, briefly missed tracks filled in).
 
 Field names, defaults and outputs follow the reference's manifests
 (``transformations/byte_tracker/v*.py``, ``trackers/{bytetrack,sort,ocsort,botsort}/v1.py``,
-``trackers/_base.py``, ``transformations/track_class_lock/v1.py``).
+``trackers/_base.py``, ``transformations/track_class_lock/v1.py``,
+``transformations/stabilize_detections/v1.py``).
 """
 
 from collections.abc import Mapping
@@ -154,5 +156,16 @@ BLOCKS = (
         ),
         outputs={_TRACKED: _TRACKER_KINDS},
         check=check_reattach_window,
+    ),
+    BlockSpec(  # tracked boxes steadied across frames, a briefly missed track filled in where it was heading
+        names=("roboflow_core/stabilize_detections@v1",),
+        family="tracking",
+        fields=(
+            _IMAGE,
+            Field("detections", kinds=_BOXES, literal=None),
+            Field("smoothing_window_size", kinds=(kinds.INTEGER,), literal="positive_int", default=3),
+            _unit("bbox_smoothing_coefficient", 0.2),
+        ),
+        outputs={_TRACKED: _BOXES},
     ),
 )

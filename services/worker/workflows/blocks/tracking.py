@@ -20,6 +20,7 @@ from services.worker.workflows.blocks.base import BlockEnvironment, BlockFactory
 from services.worker.workflows.blocks.video.bytetrack import SupervisionByteTrack
 from services.worker.workflows.blocks.video.class_lock import TrackClassLock
 from services.worker.workflows.blocks.video.package_tracker import InstanceCache, PackageTracker, Tracker
+from services.worker.workflows.blocks.video.stabilize import StabilizeDetections
 from services.worker.workflows.values import VideoMetadata, WorkflowImage
 
 TRACKED = "tracked_detections"
@@ -142,4 +143,5 @@ BLOCKS: dict[str, BlockFactory] = {
     "roboflow_core/trackers_ocsort@v1": TrackersOcSortV1,
     "roboflow_core/trackers_botsort@v1": TrackersBotSortV1,
     "roboflow_core/track_class_lock@v1": TrackClassLock,
+    "roboflow_core/stabilize_detections@v1": StabilizeDetections,
 }
