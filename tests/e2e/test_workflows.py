@@ -12,9 +12,11 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 import pytest
+import zxingcpp
 
 from tests.manager.fakes import call
 from tests.support import workflow_definitions as wf
+from tests.support.codes import box_of, linear_code, paste, qr_code
 from tests.support.pipelines import write_clip
 from tests.support.redis_server import RedisServer
 from tests.support.stack import Stack, running_stack
@@ -273,6 +275,37 @@ def test_motion_detection_finds_the_walking_people(stack: Stack, short_clip: str
         assert bool(moving) == output["motion"]
         assert all(m["class"] == "motion" and m["class_id"] == 0 and m["confidence"] == 1.0 for m in moving)
         assert not moving or any(overlap(m, person) for m in moving for person in people), "motion is people walking"
+
+
+def test_qr_codes_and_barcodes_read_on_a_moving_label_and_the_qr_code_boxed(
+        stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
+    url, ean = "https://example.com/line/7", "4006381333931"
+    qr, bars = qr_code(url, 6), linear_code(zxingcpp.BarcodeFormat.EAN13, ean, module=3, height=90)
+    clip = tmp_path_factory.mktemp("clips") / "codes-20.mp4"
+    pasted: list[dict[str, tuple[float, float, float, float]]] = []  # per frame: text -> where it was drawn
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"mp4v"), 10.0, (640, 480))
+    try:
+        for index in range(20):  # the QR code moves right, the barcode left, 5 px a frame
+            frame = np.full((480, 640, 3), 255, np.uint8)
+            pasted.append({url: paste(frame, qr, 40 + 5 * index, 40), ean: paste(frame, bars, 280 - 5 * index, 330)})
+            writer.write(frame)
+    finally:
+        writer.release()
+    _, outputs = run_to_end(stack, wf.init(str(clip), wf.codes()))
+
+    assert len(outputs) == 20 and not [o for o in outputs if "workflow_errors" in o]
+    for output, drawn in zip(outputs, pasted, strict=True):
+        [found] = output["qr"]["predictions"]
+        assert (found["data"], found["class"], found["confidence"]) == (url, "qr_code", 1.0)
+        assert box_of(found) == pytest.approx(drawn[url], abs=3)
+        read = {p["data"]: p for p in output["barcodes"]["predictions"]}  # every format: the QR code too
+        assert set(read) == {url, ean} and {p["class"] for p in read.values()} == {"barcode"}
+        assert box_of(read[ean])[:3] == pytest.approx(drawn[ean][:3], abs=3)  # the bottom: rows it was read on
+        boxed = cv2.imdecode(np.frombuffer(base64.b64decode(output["boxed"]["value"]), np.uint8), cv2.IMREAD_COLOR)
+        colour = boxed.max(axis=2).astype(int) - boxed.min(axis=2) > 60  # the box's colour, not black or white
+        x1, y1, x2, y2 = (round(v) for v in drawn[url])
+        assert colour[y1 - 1:y1 + 2, x1:x2].mean() > 0.9 and colour[y1 + 10:y2 - 10, x1 + 10:x2 - 10].mean() < 0.01
+        assert colour[330:420, 280 - 95:640].mean() < 0.01, "the barcode is not drawn"
 
 
 def test_path_deviation_its_reference_path_drawn_padded_and_merged_boxes(stack: Stack, short_clip: str) -> None:

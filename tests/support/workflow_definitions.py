@@ -81,6 +81,25 @@ def motion(history: int) -> dict[str, Any]:
     }
 
 
+def codes() -> dict[str, Any]:
+    """QR codes and barcodes read on every frame (no model), the QR codes boxed on the frame."""
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE],
+        "steps": [
+            {"type": "roboflow_core/qr_code_detector@v1", "name": "qr", "images": "$inputs.image"},
+            {"type": "roboflow_core/barcode_detector@v1", "name": "barcodes", "images": "$inputs.image"},
+            {"type": "roboflow_core/bounding_box_visualization@v1", "name": "boxes", "image": "$inputs.image",
+             "predictions": "$steps.qr.predictions", "thickness": 4},
+        ],
+        "outputs": [
+            {"type": "JsonField", "name": "qr", "selector": "$steps.qr.predictions"},
+            {"type": "JsonField", "name": "barcodes", "selector": "$steps.barcodes.predictions"},
+            {"type": "JsonField", "name": "boxed", "selector": "$steps.boxes.image"},
+        ],
+    }
+
+
 def path_deviation(path: list[list[int]]) -> dict[str, Any]:
     """Track people, measure how far each one's path is from ``path`` (Fréchet distance), draw the path, and pad
     each person's box by 10 px left and right, 5 px up and down (detection_offset), and one box around them all

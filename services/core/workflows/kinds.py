@@ -32,6 +32,8 @@ INSTANCE_SEGMENTATION = "instance_segmentation_prediction"
 RLE_INSTANCE_SEGMENTATION = "rle_instance_segmentation_prediction"
 KEYPOINT_DETECTION = "keypoint_detection_prediction"
 CLASSIFICATION = "classification_prediction"
+QR_CODE_DETECTION = "qr_code_detection"
+BAR_CODE_DETECTION = "bar_code_detection"
 PREDICTION_TYPE = "prediction_type"
 PARENT_ID = "parent_id"
 INFERENCE_ID = "inference_id"
@@ -42,6 +44,10 @@ NUMPY_ARRAY = "numpy_array"
 _WIDENS_TO = {
     INTEGER: {FLOAT},
     FLOAT_ZERO_TO_ONE: {FLOAT},
+    # Decoded codes are boxes like a detector's (one more data field, the text): unlike the reference, whose
+    # manifests name no block that takes them, they feed whatever takes object detections (filters, drawing).
+    QR_CODE_DETECTION: {OBJECT_DETECTION},
+    BAR_CODE_DETECTION: {OBJECT_DETECTION},
 }
 
 DETECTIONS = (OBJECT_DETECTION, INSTANCE_SEGMENTATION, KEYPOINT_DETECTION)

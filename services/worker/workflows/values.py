@@ -37,9 +37,10 @@ VELOCITY = "velocity"
 SPEED = "speed"
 SMOOTHED_VELOCITY = "smoothed_velocity"
 SMOOTHED_SPEED = "smoothed_speed"
+DETECTED_CODE = "data"  # the text a QR code or barcode decodes to
 
 # Per-detection data keys that appear in serialised predictions, in this order, after parent_id.
-EXTRA_FIELDS = (TIME_IN_ZONE, PATH_DEVIATION, VELOCITY, SPEED, SMOOTHED_VELOCITY, SMOOTHED_SPEED)
+EXTRA_FIELDS = (TIME_IN_ZONE, PATH_DEVIATION, DETECTED_CODE, VELOCITY, SPEED, SMOOTHED_VELOCITY, SMOOTHED_SPEED)
 
 
 @dataclass(frozen=True, slots=True)

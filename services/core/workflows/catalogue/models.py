@@ -1,4 +1,5 @@
-"""Model blocks: object detection (v1, v2, v3 and the legacy names) and classification (v1, v2, v3)."""
+"""Model blocks: object detection (v1, v2, v3 and the legacy names) and classification (v1, v2, v3); the QR code
+and barcode detectors (no model: OpenCV and zxing-cpp decode the codes, so no ``model_id``)."""
 
 from services.core.workflows import kinds
 from services.core.workflows.blocks import BlockSpec, Field, image_field
@@ -78,5 +79,17 @@ BLOCKS = (
             *_ACTIVE_LEARNING,
         ),
         outputs={**_CLASSIFICATION_OUTPUTS_V1, "model_id": (kinds.MODEL_ID,)},
+    ),
+    BlockSpec(
+        names=("roboflow_core/qr_code_detector@v1", "QRCodeDetector", "QRCodeDetection"),
+        family="models",
+        fields=(image_field("images", ("image",)),),
+        outputs={"predictions": (kinds.QR_CODE_DETECTION,)},
+    ),
+    BlockSpec(
+        names=("roboflow_core/barcode_detector@v1", "BarcodeDetector", "BarcodeDetection"),
+        family="models",
+        fields=(image_field("images", ("image",)),),
+        outputs={"predictions": (kinds.BAR_CODE_DETECTION,)},
     ),
 )

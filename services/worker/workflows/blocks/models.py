@@ -1,10 +1,12 @@
-"""Model blocks: object detection (v1, v2, v3) and classification (v1, v2, v3) on the worker's models."""
+"""Model blocks: object detection (v1, v2, v3) and classification (v1, v2, v3) on the worker's models; the QR code
+and barcode detectors, which decode codes with no model (:mod:`services.worker.workflows.blocks.codes`)."""
 
 import uuid
 from typing import Any
 
 from services.core.workflows.plan import PlanStep
 from services.worker.workflows.blocks.base import BlockEnvironment, BlockFactory
+from services.worker.workflows.blocks.codes import BarcodeDetectorV1, QRCodeDetectorV1
 from services.worker.workflows.values import WorkflowImage
 
 DEFAULT_CONFIDENCE = 0.4  # the reference's default, and ours for confidence_mode "best"/"default"
@@ -70,4 +72,6 @@ BLOCKS: dict[str, BlockFactory] = {
     "roboflow_core/roboflow_classification_model@v1": ClassificationV1,
     "roboflow_core/roboflow_classification_model@v2": Classification,
     "roboflow_core/roboflow_classification_model@v3": Classification,
+    "roboflow_core/qr_code_detector@v1": QRCodeDetectorV1,
+    "roboflow_core/barcode_detector@v1": BarcodeDetectorV1,
 }
