@@ -6,6 +6,7 @@ import http.server
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -542,6 +543,24 @@ def test_a_gated_branch_merged_by_first_non_empty_or_default(stack: Stack, short
     for size, output in zip(sizes, outputs, strict=True):
         assert output["counted"] == (size if size >= crowd else None)  # the gated step ran on crowded frames only
         assert output["crowd_size"] == (size if size >= crowd else 0)  # merged: the count, else the default
+
+
+def test_switch_case_picks_the_message_template_by_crowd_level(stack: Stack, short_clip: str) -> None:
+    crowd = 4  # the first 20 frames of vtest.avi show 1 to 4 people at confidence 0.3
+    started = datetime.now(UTC)
+    _, outputs = run_to_end(stack, wf.init(short_clip, wf.crowd_message(), crowd=crowd, timezone="Asia/Kolkata"))
+
+    assert len(outputs) == 20 and not [o for o in outputs if "workflow_errors" in o]
+    sizes = [len(output["people"]["predictions"]) for output in outputs]
+    assert min(sizes) < crowd <= max(sizes), f"the clip should have frames on both branches: {sizes}"
+    for size, output in zip(sizes, outputs, strict=True):
+        now = datetime.fromisoformat(output["now"])
+        assert now.utcoffset() == timedelta(hours=5, minutes=30)  # current_time in the timezone asked for
+        assert started - timedelta(seconds=5) <= now <= datetime.now(UTC), "the wall clock while the frame ran"
+        crowded = size >= crowd
+        message = f"{'CROWDED' if crowded else 'quiet'}: {size} people at {now:%H:%M:%S}"  # the time there
+        assert output["message"] == message
+        assert (output["alert"], output["note"]) == ((message, None) if crowded else (None, message))
 
 
 def test_a_failing_step_reports_per_frame_and_the_pipeline_keeps_running(stack: Stack, clip: str) -> None:

@@ -448,6 +448,47 @@ def crowd_or_zero() -> dict[str, Any]:
     }
 
 
+def crowd_message() -> dict[str, Any]:
+    """Count people; an expression names the level ("crowded" from ``crowd`` people, else "quiet");
+    switch_case runs that level's string_template ("{status}: {count} people at {time}", the time from
+    current_time in ``timezone``); first_non_empty_or_default gives the message of whichever branch ran."""
+    at_least_crowd = {"type": "StatementGroup", "statements": [{
+        "type": "BinaryStatement", "left_operand": {"type": "DynamicOperand", "operand_name": "count"},
+        "comparator": {"type": "(Number) >="}, "right_operand": {"type": "DynamicOperand", "operand_name": "crowd"}}]}
+    message_data = {"status": "$steps.level.output", "count": "$steps.count.output", "time": "$steps.now.time"}
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE, {"type": "WorkflowParameter", "name": "crowd", "default_value": 5},
+                   {"type": "WorkflowParameter", "name": "timezone", "default_value": "Europe/Berlin"}],
+        "steps": [
+            detect(confidence=0.3, class_filter=["person"]),
+            {"type": "roboflow_core/property_definition@v1", "name": "count", "data": "$steps.model.predictions",
+             "operations": [{"type": "SequenceLength"}]},
+            {"type": "roboflow_core/expression@v1", "name": "level",
+             "data": {"count": "$steps.count.output", "crowd": "$inputs.crowd"},
+             "switch": {"type": "CasesDefinition", "cases": [{
+                 "type": "CaseDefinition", "condition": at_least_crowd,
+                 "result": {"type": "StaticCaseResult", "value": "crowded"}}],
+                 "default": {"type": "StaticCaseResult", "value": "quiet"}}},
+            {"type": "roboflow_core/current_time@v1", "name": "now", "timezone": "$inputs.timezone"},
+            {"type": "roboflow_core/switch_case@v1", "name": "route", "value": "$steps.level.output",
+             "cases": {"crowded": "$steps.alert"}, "default_next_steps": ["$steps.note"]},
+            {"type": "roboflow_core/string_template@v1", "name": "alert",
+             "template": "{status}: {count} people at {time}", "data": message_data,
+             "data_operations": {"status": [{"type": "StringToUpperCase"}]}},
+            {"type": "roboflow_core/string_template@v1", "name": "note",
+             "template": "{status}: {count} people at {time}", "data": message_data},
+            {"type": "roboflow_core/first_non_empty_or_default@v1", "name": "message",
+             "data": ["$steps.alert.output", "$steps.note.output"]},
+        ],
+        "outputs": [{"type": "JsonField", "name": "people", "selector": "$steps.model.predictions"},
+                    {"type": "JsonField", "name": "alert", "selector": "$steps.alert.output"},
+                    {"type": "JsonField", "name": "note", "selector": "$steps.note.output"},
+                    {"type": "JsonField", "name": "message", "selector": "$steps.message.output"},
+                    {"type": "JsonField", "name": "now", "selector": "$steps.now.iso_string"}],
+    }
+
+
 def failing_step() -> dict[str, Any]:
     """A line counter fed untracked detections: fails on every frame with people, the rest still runs."""
     return {

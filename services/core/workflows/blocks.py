@@ -78,7 +78,8 @@ class Field:
     of a check in :data:`LITERALS` (None: selectors only). ``choices``: the allowed literal values.
     ``nested``: a list or object whose items may each be a selector (``data``, ``predictions_batches``).
     ``batch``: takes all the items of a one-deeper input at once (e.g. detections_stitch).
-    ``steps``: step references (``next_steps`` of flow control): ``$steps.<name>`` strings.
+    ``steps``: step references (``next_steps`` of flow control): ``$steps.<name>`` strings, a list of them or
+    an object of them (switch_case's ``cases``); compiled to the step names.
     """
 
     name: str
@@ -120,6 +121,14 @@ class BlockSpec:
 
     def outputs_of(self, step: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
         return self.dynamic_outputs(step) if self.dynamic_outputs is not None else self.outputs
+
+    def gated_steps(self, params: Mapping[str, Any]) -> list[str]:
+        """The step names a flow-control step's compiled ``steps`` fields name (the steps it gates)."""
+        names: list[str] = []
+        for spec_field in self.fields:
+            value = params.get(spec_field.name) if spec_field.steps else None
+            names.extend(value.values() if isinstance(value, dict) else value or [])
+        return names
 
     @property
     def name(self) -> str:

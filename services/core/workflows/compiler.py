@@ -79,7 +79,7 @@ def compile_workflow(
         name: _compile_step(context, steps[index], name, f"{where}.steps[{index}]")
         for index, name in enumerate(context.blocks)
     }
-    ordered = in_dependency_order(context.where, compiled)
+    ordered = in_dependency_order(context.where, compiled, context.blocks)
     outputs = [
         _compile_output(context, item, f"{where}.outputs[{index}]")
         for index, item in enumerate(list_at(definition.get("outputs", []), f"{where}.outputs"))
@@ -247,18 +247,23 @@ def _step_output_kinds(context: _Context, selector: Selector, text: str, path: s
     return outputs[selector.output]
 
 
-def _step_references(context: _Context, value: Any, path: str, step: str) -> list[str]:
+def _step_references(context: _Context, value: Any, path: str, step: str) -> list[str] | dict[str, str]:
+    """The step names of a flow-control field: a reference or a list of them (a list), or an object of them."""
+    if isinstance(value, dict):
+        return {key: _step_reference(context, reference, f"{path}.{key}", step) for key, reference in value.items()}
     references = value if isinstance(value, list) else [value]
-    for index, reference in enumerate(references):
-        item_path = f"{path}[{index}]"
-        if not isinstance(reference, str):
-            raise InvalidPayloadError(f"field '{item_path}' must be a step reference '$steps.<name>'")
-        selector = Selector.parse(reference, item_path)
-        if selector.source != "steps" or selector.output is not None or selector.name not in context.blocks:
-            raise InvalidPayloadError(f"field '{item_path}': {reference!r} names no step of the workflow")
-        if selector.name == step:
-            raise InvalidPayloadError(f"field '{item_path}': step {step!r} cannot gate itself")
-    return [Selector.parse(r, path).name for r in references]
+    return [_step_reference(context, reference, f"{path}[{index}]", step) for index, reference in enumerate(references)]
+
+
+def _step_reference(context: _Context, reference: Any, path: str, step: str) -> str:
+    if not isinstance(reference, str):
+        raise InvalidPayloadError(f"field '{path}' must be a step reference '$steps.<name>'")
+    selector = Selector.parse(reference, path)
+    if selector.source != "steps" or selector.output is not None or selector.name not in context.blocks:
+        raise InvalidPayloadError(f"field '{path}': {reference!r} names no step of the workflow")
+    if selector.name == step:
+        raise InvalidPayloadError(f"field '{path}': step {step!r} cannot gate itself")
+    return selector.name
 
 
 def _literal(spec_field: Field, value: Any, path: str) -> Any:

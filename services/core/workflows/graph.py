@@ -1,9 +1,10 @@
 """The step graph of a workflow: dependency order (with flow-control gates) and each step's level.
 
 A step depends on every step a selector of its names (``$steps.<name>...``) and on the flow-control
-steps that list it in their ``next_steps`` (its gates). Its level is how many list levels deep it
-runs: the deepest level of what it reads, one less through a ``batch`` field; a block with
-``dimensionality`` +1 (crops, slices) puts its outputs one level deeper than it runs.
+steps that name it in their step-reference fields (``next_steps``, switch_case's ``cases``: its gates).
+Its level is how many list levels deep it runs: the deepest level of what it reads, one less through
+a ``batch`` field; a block with ``dimensionality`` +1 (crops, slices) puts its outputs one level deeper
+than it runs.
 """
 
 from collections.abc import Iterator, Mapping
@@ -26,11 +27,12 @@ def step_references(value: Any) -> Iterator[str]:
             yield from step_references(item)
 
 
-def in_dependency_order(where: str, compiled: Mapping[str, PlanStep]) -> list[PlanStep]:
+def in_dependency_order(where: str, compiled: Mapping[str, PlanStep], blocks: Mapping[str, BlockSpec]
+                        ) -> list[PlanStep]:
     """Steps after everything they read and their gates (definition order where free); a cycle is an error."""
     gates: dict[str, list[str]] = {name: [] for name in compiled}
     for name, step in compiled.items():
-        for gated in step.params.get("next_steps") or []:
+        for gated in blocks[name].gated_steps(step.params):
             gates[gated].append(name)
     needs = {name: set(step_references(step.params)) | set(gates[name]) for name, step in compiled.items()}
     ordered: list[str] = []

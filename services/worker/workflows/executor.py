@@ -76,7 +76,7 @@ class WorkflowExecutor:
     # ------------------------------------------------------------------ steps
 
     def _run_step(self, step: PlanStep, frame: "_Frame", errors: list[StepError]) -> Any:
-        if any(frame.outputs.get(gate) is not _OPEN for gate in step.gates):
+        if not all(_lets_through(frame.outputs.get(gate), step.name) for gate in step.gates):
             return _SKIPPED
         nulls = CATALOGUE[step.type].accepts_empty
         try:
@@ -87,7 +87,7 @@ class WorkflowExecutor:
         if result is _SKIPPED:
             return _SKIPPED
         if CATALOGUE[step.type].flow_control:
-            return _OPEN if _proceeds(result) else _CLOSED
+            return _verdict(result)
         return result
 
     def _call(self, step: PlanStep, inputs: dict[str, "_Value"], level: int, errors: list[StepError]) -> Any:
@@ -141,11 +141,17 @@ class _NullInput(Exception):
     """A selector read a value that is None on this frame: the step is skipped."""
 
 
+@dataclass(frozen=True, slots=True)
 class _Gate:
-    pass
+    """A flow-control step's verdict on this frame: the steps it lets through (None: all it gates)."""
+
+    opens: frozenset[str] | None
+
+    def lets_through(self, step: str) -> bool:
+        return self.opens is None or step in self.opens
 
 
-_OPEN, _CLOSED = _Gate(), _Gate()
+_OPEN, _CLOSED = _Gate(None), _Gate(frozenset())
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,12 +259,20 @@ def _leaves(value: _Value) -> list[_Value]:
     return [value]
 
 
-def _proceeds(result: Any) -> bool:
+def _lets_through(gate: Any, step: str) -> bool:
+    """Whether a gate's verdict (a skipped gate has none) lets ``step`` run."""
+    return isinstance(gate, _Gate) and gate.lets_through(step)
+
+
+def _verdict(result: Any) -> _Gate:
     if isinstance(result, FlowDecision):
-        return result.proceed
-    if isinstance(result, list):  # a flow step on crops: open when any item lets through
-        return any(_proceeds(item) for item in result if item is not None)
-    return False
+        return _CLOSED if not result.proceed else _Gate(result.only)
+    if isinstance(result, list):  # a flow step on crops: a step runs when any item lets it through
+        verdicts = [_verdict(item) for item in result if item is not None]
+        if any(verdict.opens is None for verdict in verdicts):
+            return _OPEN
+        return _Gate(frozenset().union(*(verdict.opens or () for verdict in verdicts)))
+    return _CLOSED
 
 
 def _in_parent_coordinates(value: Any) -> Any:

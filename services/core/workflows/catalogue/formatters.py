@@ -1,21 +1,37 @@
-"""Formatter blocks: property_definition, expression (switch-case), csv_formatter and
-first_non_empty_or_default.
+"""Formatter blocks: property_definition, expression (switch-case), csv_formatter,
+first_non_empty_or_default, string_template and current_time.
 
 ``CHECKS``: the checks of their literal fields (the query language's, mostly), ``(block, field) -> check(value, path)``.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from services.core.errors import InvalidPayloadError
 from services.core.workflows import kinds
 from services.core.workflows.blocks import BlockSpec, Field
 from services.core.workflows.query_language import validate_operations, validate_operations_map, validate_switch
+from services.core.workflows.string_templates import TemplateError, check_declared
 
 PROPERTY_DEFINITION = "roboflow_core/property_definition@v1"
 EXPRESSION = "roboflow_core/expression@v1"
 CSV_FORMATTER = "roboflow_core/csv_formatter@v1"
 FIRST_NON_EMPTY = "roboflow_core/first_non_empty_or_default@v1"
+STRING_TEMPLATE = "roboflow_core/string_template@v1"
+CURRENT_TIME = "roboflow_core/current_time@v1"
+# current_time's timezones: the reference's curated IANA names (its manifest refuses any other).
+TIMEZONES = (
+    "Etc/GMT+12", "Pacific/Pago_Pago", "Pacific/Honolulu", "Pacific/Marquesas", "America/Anchorage",
+    "Pacific/Gambier", "America/Los_Angeles", "America/Denver", "America/Phoenix", "America/Chicago",
+    "America/Mexico_City", "America/New_York", "America/Bogota", "America/Halifax", "America/Puerto_Rico",
+    "America/St_Johns", "America/Sao_Paulo", "Atlantic/South_Georgia", "Atlantic/Azores", "Atlantic/Cape_Verde",
+    "UTC", "Europe/London", "Europe/Berlin", "Africa/Lagos", "Europe/Kyiv", "Africa/Cairo", "Africa/Johannesburg",
+    "Europe/Moscow", "Europe/Istanbul", "Africa/Nairobi", "Asia/Tehran", "Asia/Dubai", "Asia/Kabul", "Asia/Karachi",
+    "Asia/Kolkata", "Asia/Kathmandu", "Asia/Dhaka", "Asia/Yangon", "Asia/Bangkok", "Asia/Shanghai",
+    "Australia/Eucla", "Asia/Tokyo", "Australia/Darwin", "Australia/Adelaide", "Australia/Sydney",
+    "Pacific/Port_Moresby", "Australia/Lord_Howe", "Pacific/Guadalcanal", "Pacific/Norfolk", "Pacific/Fiji",
+    "Pacific/Auckland", "Pacific/Chatham", "Pacific/Tongatapu", "Pacific/Apia", "Pacific/Kiritimati",
+)
 CSV_TIMESTAMP = "timestamp"  # the column csv_formatter adds itself (reserved)
 
 
@@ -32,6 +48,28 @@ def check_not_empty(value: Any, path: str) -> None:
 def check_columns_operations(value: Any, path: str) -> None:
     check_no_timestamp_column(value, path)
     validate_operations_map(value, path)
+
+
+def check_timezone(value: Any, path: str) -> None:
+    if value not in TIMEZONES:
+        raise InvalidPayloadError(f"field '{path}': {value!r} is not one of the supported timezones "
+                                  "(the reference's curated IANA names, e.g. 'UTC', 'Europe/Berlin')")
+
+
+def check_string_template(params: Mapping[str, Any], path: str) -> None:
+    """Operations only for declared variables; a literal template that parses and reads only declared ones
+    (one fed by a step is checked on each frame instead)."""
+    declared = params["data"]
+    for name in params["data_operations"]:
+        if name not in declared:
+            raise InvalidPayloadError(f"field '{path}.data_operations.{name}': operations are given for {name!r}, "
+                                      f"which data does not declare (declared: {sorted(declared)})")
+    template = params["template"]
+    if not template.startswith("$"):
+        try:
+            check_declared(template, declared)
+        except TemplateError as exc:
+            raise InvalidPayloadError(f"field '{path}.template': {exc}") from exc
 
 
 BLOCKS = (
@@ -76,6 +114,25 @@ BLOCKS = (
         outputs={"output": (kinds.WILDCARD,)},
         accepts_empty=True,
     ),
+    BlockSpec(
+        names=(STRING_TEMPLATE,),
+        family="formatters",
+        fields=(
+            Field("template", kinds=(kinds.STRING,), literal="str"),
+            # variable -> selector or literal; an object as written, never one selector for the whole
+            Field("data", literal="dict", default={}, nested=True),
+            Field("data_operations", literal="dict", default={}),
+        ),
+        outputs={"output": (kinds.STRING,)},
+        check=check_string_template,
+    ),
+    BlockSpec(
+        names=(CURRENT_TIME,),
+        family="formatters",
+        fields=(Field("timezone", kinds=(kinds.STRING,), literal="str", default="UTC"),),
+        outputs={"timestamp": (kinds.TIMESTAMP,), "iso_string": (kinds.STRING,), "date": (kinds.STRING,),
+                 "time": (kinds.STRING,)},
+    ),
 )
 
 CHECKS: dict[tuple[str, str], Callable[[Any, str], None]] = {
@@ -85,4 +142,6 @@ CHECKS: dict[tuple[str, str], Callable[[Any, str], None]] = {
     (CSV_FORMATTER, "columns_data"): check_no_timestamp_column,
     (CSV_FORMATTER, "columns_operations"): check_columns_operations,
     (FIRST_NON_EMPTY, "data"): check_not_empty,
+    (STRING_TEMPLATE, "data_operations"): validate_operations_map,
+    (CURRENT_TIME, "timezone"): check_timezone,
 }

@@ -19,9 +19,13 @@ from services.core.workflows.plan import PlanStep
 
 @dataclass(frozen=True, slots=True)
 class FlowDecision:
-    """A flow-control block's verdict for this frame: let its ``next_steps`` run, or not."""
+    """A flow-control block's verdict for this frame: let the steps it gates run, or not.
+
+    ``only``: when proceeding, just these of them (switch_case's matched branch); None: all of them.
+    """
 
     proceed: bool
+    only: frozenset[str] | None = None
 
 
 NETWORKS_SETTING = "WORKER_WORKFLOW_ALLOWED_NETWORKS"

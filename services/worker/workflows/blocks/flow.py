@@ -1,7 +1,8 @@
-"""Flow-control blocks: continue_if, rate_limiter and delta_filter.
+"""Flow-control blocks: continue_if, rate_limiter, delta_filter and switch_case.
 
-Each returns a :class:`FlowDecision` for its ``next_steps``. Their state (the last time a branch
-ran, the last value seen) lives on the instance, so it is per video source.
+Each returns a :class:`FlowDecision` for the steps it gates (``next_steps``; switch_case's cases and
+default). Their state (the last time a branch ran, the last value seen) lives on the instance, so it
+is per video source.
 """
 
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import numpy as np
 import supervision as sv
 
-from services.core.workflows.catalogue.flow import CONTINUE_IF, DELTA_FILTER, RATE_LIMITER
+from services.core.workflows.catalogue.flow import CONTINUE_IF, DELTA_FILTER, RATE_LIMITER, SWITCH_CASE
 from services.core.workflows.plan import PlanStep
 from services.worker.workflows.blocks.base import BlockEnvironment, BlockFactory, FlowDecision
 from services.worker.workflows.operations import evaluate_statement
@@ -85,4 +86,25 @@ def same(old: Any, new: Any) -> bool:
         return False
 
 
-BLOCKS: dict[str, BlockFactory] = {CONTINUE_IF: ContinueIf, RATE_LIMITER: RateLimiter, DELTA_FILTER: DeltaFilter}
+class SwitchCase:
+    """Lets through the step of the case that ``str(value)`` names (ignoring letter case when asked), else
+    ``default_next_steps``; when neither, none of its steps."""
+
+    def __init__(self, step: PlanStep, env: BlockEnvironment) -> None:
+        pass
+
+    def run(self, value: Any, cases: dict[str, str], case_insensitive: bool, default_next_steps: list[str]
+            ) -> FlowDecision:
+        key = str(value)
+        if case_insensitive:
+            key = key.lower()
+            matched = next((target for case, target in cases.items() if case.lower() == key), None)
+        else:
+            matched = cases.get(key)
+        if matched is not None:
+            return FlowDecision(True, frozenset({matched}))
+        return FlowDecision(bool(default_next_steps), frozenset(default_next_steps))
+
+
+BLOCKS: dict[str, BlockFactory] = {CONTINUE_IF: ContinueIf, RATE_LIMITER: RateLimiter, DELTA_FILTER: DeltaFilter,
+                                   SWITCH_CASE: SwitchCase}

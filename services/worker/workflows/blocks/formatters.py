@@ -1,19 +1,25 @@
-"""Formatter blocks: property_definition, expression (switch-case), csv_formatter, first_non_empty_or_default."""
+"""Formatter blocks: property_definition, expression (switch-case), csv_formatter, first_non_empty_or_default,
+string_template and current_time."""
 
 import csv
 import io
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from services.core.workflows.catalogue.formatters import (
     CSV_FORMATTER,
     CSV_TIMESTAMP,
+    CURRENT_TIME,
     EXPRESSION,
     FIRST_NON_EMPTY,
     PROPERTY_DEFINITION,
+    STRING_TEMPLATE,
+    TIMEZONES,
 )
 from services.core.workflows.plan import PlanStep
+from services.core.workflows.string_templates import render
 from services.worker.workflows.blocks.base import BlockEnvironment, BlockFactory
 from services.worker.workflows.operations import apply_operations, evaluate_statement
 
@@ -105,9 +111,47 @@ class FirstNonEmptyOrDefault:
         return {"output": next((value for value in data if value is not None), default)}
 
 
+class StringTemplate:
+    """``template``'s ``{name}`` placeholders filled from ``data``, each value after its ``data_operations``."""
+
+    def __init__(self, step: PlanStep, env: BlockEnvironment) -> None:
+        pass
+
+    def run(self, template: Any, data: dict[str, Any], data_operations: dict[str, list[dict[str, Any]]]
+            ) -> dict[str, Any]:
+        if not isinstance(template, str):  # a selector may give anything
+            raise ValueError(f"template must be a string, got {type(template).__name__}")
+        return {"output": render(template, transformed(data, data_operations))}
+
+
+class CurrentTime:
+    """The wall-clock time now (``env.clock``) in one of the curated timezones: a timezone-aware datetime,
+    its ISO 8601 string, and its date (YYYY-MM-DD) and time (HH:MM:SS) there."""
+
+    def __init__(self, step: PlanStep, env: BlockEnvironment) -> None:
+        self._clock = env.clock
+
+    def run(self, timezone: Any) -> dict[str, Any]:
+        now = datetime.fromtimestamp(self._clock(), tz=zone(timezone))
+        return {"timestamp": now, "iso_string": now.isoformat(), "date": now.strftime("%Y-%m-%d"),
+                "time": now.strftime("%H:%M:%S")}
+
+
+def zone(name: Any) -> ZoneInfo:
+    """The curated timezone ``name`` (a literal was checked at INIT; a step's output is checked here)."""
+    if name not in TIMEZONES:
+        raise ValueError(f"timezone {name!r} is not one of the supported timezones (e.g. 'UTC', 'Europe/Berlin')")
+    try:
+        return ZoneInfo(name)
+    except ZoneInfoNotFoundError as exc:
+        raise ValueError(f"timezone {name!r}: no time zone data for it on this worker (install tzdata)") from exc
+
+
 BLOCKS: dict[str, BlockFactory] = {
     PROPERTY_DEFINITION: PropertyDefinition,
     EXPRESSION: Expression,
     CSV_FORMATTER: CSVFormatter,
     FIRST_NON_EMPTY: FirstNonEmptyOrDefault,
+    STRING_TEMPLATE: StringTemplate,
+    CURRENT_TIME: CurrentTime,
 }
