@@ -229,6 +229,82 @@ def test_an_upside_down_camera_turned_upright_sees_what_an_upright_one_sees(
     assert total >= 40 and matched >= 0.8 * total, (matched, total)  # the same people where they are upright
 
 
+def test_classical_cv_counts_the_shapes_and_the_moving_blobs_opencv_finds(stack: Stack, short_clip: str) -> None:
+    """Grayscale -> blur -> Otsu -> contours and background subtraction -> morphology -> contours, no model: the
+    counts are OpenCV's on the same decoded frames, the threshold and the mask images are those masks."""
+    _, outputs = run_to_end(stack, wf.init(short_clip, wf.classical_cv_shapes_and_motion()))
+
+    assert len(outputs) == 20 and not [o for o in outputs if "workflow_errors" in o]
+    capture = cv2.VideoCapture(short_clip)
+    background = cv2.createBackgroundSubtractorMOG2(history=30, varThreshold=16, detectShadows=True)
+    kernel = np.ones((5, 5), np.uint8)
+    try:
+        for index, output in enumerate(outputs):
+            ok, frame = capture.read()
+            assert ok
+            gray = cv2.GaussianBlur(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), (5, 5), 0)
+            binary = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)[1]
+            shapes = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0]
+            mask = background.apply(frame)
+            cleaned = cv2.morphologyEx(cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel), cv2.MORPH_CLOSE, kernel)
+            moving = cv2.findContours(cleaned, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0]
+            assert (output["shapes"], output["moving"]) == (len(shapes), len(moving)), index
+            assert output["shapes"] > 0 and (index == 0 or output["moving"] > 0)  # people walk in every frame
+            drawn = {name: cv2.imdecode(np.frombuffer(base64.b64decode(output[name]["value"]), np.uint8),
+                                        cv2.IMREAD_GRAYSCALE) for name in ("binary", "mask")}
+            assert drawn["binary"].shape == (576, 768)
+            assert ((drawn["binary"] < 40) | (drawn["binary"] > 215)).mean() > 0.99  # black and white (a JPEG)
+            assert (np.abs(drawn["binary"].astype(int) - binary) > 127).mean() < 0.005
+            assert np.abs(drawn["mask"].astype(int) - mask).mean() < 2.0
+    finally:
+        capture.release()
+
+
+def test_camera_focus_dominant_colour_and_the_gap_between_two_people_are_opencv_s(
+        stack: Stack, short_clip: str) -> None:
+    """camera_focus v2 (per person too), dominant_color -> pixel_color_count, distance_measurement between the two
+    most confident people: the values are those computed here with OpenCV on the same decoded frames (a frame
+    with fewer than two people fails the distance step, as the reference, and only it)."""
+    _, outputs = run_to_end(stack, wf.init(short_clip, wf.camera_checks()))
+
+    assert len(outputs) == 20
+    capture = cv2.VideoCapture(short_clip)
+    try:
+        for index, output in enumerate(outputs):
+            ok, frame = capture.read()
+            assert ok
+            gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+            sharpness = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3) ** 2
+            sharpness += cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3) ** 2
+            assert output["focus"] == pytest.approx(float(sharpness.mean()), rel=1e-5), index
+            people = [[p["x"] - p["width"] / 2, p["y"] - p["height"] / 2, p["x"] + p["width"] / 2,
+                       p["y"] + p["height"] / 2] for p in output["people"]["predictions"]]
+            assert len(output["people_focus"]) == len(people) >= 1
+            for (x1, y1, x2, y2), measured in zip(people, output["people_focus"], strict=True):
+                region = sharpness[max(0, int(y1)):int(y2), max(0, int(x1)):int(x2)]
+                assert measured == pytest.approx(float(region.mean()), rel=0.02), index
+            red, green, blue = output["colour"]
+            lower = np.clip(np.array([blue, green, red]) - 10, 0, 255).astype(float)
+            upper = np.clip(np.array([blue, green, red]) + 10, 0, 255).astype(float)
+            expected_pixels = cv2.countNonZero(cv2.inRange(frame, lower, upper))
+            assert output["colour_pixels"] == expected_pixels and expected_pixels > 0.02 * 768 * 576, index
+            aids = cv2.imdecode(np.frombuffer(base64.b64decode(output["aids"]["value"]), np.uint8), cv2.IMREAD_COLOR)
+            assert aids.shape == frame.shape and aids[288, 384].min() > 200  # the white centre cross
+            if len(people) < 2:
+                [error] = output["workflow_errors"]
+                assert error["step"] == "gap" and "not found" in error["error_message"] and output["gap_px"] is None
+                continue
+            assert "workflow_errors" not in output, index
+            first, second = (np.round(box).astype(int).tolist() for box in people[:2])
+            overlap = not (first[2] < second[0] or second[2] < first[0] or first[3] < second[1]
+                           or second[3] < first[1])
+            gap = 0 if overlap else max(second[0] - first[2], first[0] - second[2], 0)
+            assert output["gap_px"] == gap and output["gap_cm"] == pytest.approx(gap / 10), index
+    finally:
+        capture.release()
+    assert sum(o["gap_px"] is not None for o in outputs) >= 10 and any(o["gap_px"] for o in outputs)
+
+
 def test_excluded_fields_drop_the_image_output(stack: Stack, clip: str) -> None:
     pipeline_id = call(stack.port, wf.init(clip, wf.counting(LINE)))["pipeline_id"]
     found: list[dict[str, Any]] = []

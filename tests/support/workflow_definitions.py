@@ -394,6 +394,64 @@ def upside_down_camera() -> dict[str, Any]:
     }
 
 
+def classical_cv_shapes_and_motion() -> dict[str, Any]:
+    """No model: grayscale -> blur -> Otsu threshold -> contours (counted); and background subtraction -> opening
+    then closing -> contours (the moving blobs, counted)."""
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE],
+        "steps": [
+            {"type": "roboflow_core/convert_grayscale@v1", "name": "gray", "image": "$inputs.image"},
+            {"type": "roboflow_core/image_blur@v1", "name": "blur", "image": "$steps.gray.image",
+             "blur_type": "gaussian", "kernel_size": 5},
+            {"type": "roboflow_core/threshold@v1", "name": "binary", "image": "$steps.blur.image",
+             "threshold_type": "otsu", "thresh_value": 127},
+            {"type": "roboflow_core/contours_detection@v1", "name": "shapes", "image": "$steps.binary.image"},
+            {"type": "roboflow_core/background_subtraction@v1", "name": "background", "image": "$inputs.image",
+             "threshold": 16, "history": 30},
+            {"type": "roboflow_core/morphological_transformation@v2", "name": "cleaned",
+             "image": "$steps.background.image", "kernel_size": 5},
+            {"type": "roboflow_core/contours_detection@v1", "name": "moving", "image": "$steps.cleaned.image"},
+        ],
+        "outputs": [
+            {"type": "JsonField", "name": "shapes", "selector": "$steps.shapes.number_contours"},
+            {"type": "JsonField", "name": "binary", "selector": "$steps.binary.image"},
+            {"type": "JsonField", "name": "mask", "selector": "$steps.background.image"},
+            {"type": "JsonField", "name": "moving", "selector": "$steps.moving.number_contours"},
+        ],
+    }
+
+
+def camera_checks() -> dict[str, Any]:
+    """No model but the detector: how sharp the camera is (overall and on each person), the frame's dominant
+    colour and how many pixels have it, and the gap between the two most confident people."""
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE],
+        "steps": [
+            detect(confidence=0.3, class_filter=["person"]),
+            {"type": "roboflow_core/camera_focus@v2", "name": "focus", "image": "$inputs.image",
+             "detections": "$steps.model.predictions"},
+            {"type": "roboflow_core/dominant_color@v1", "name": "dominant", "image": "$inputs.image"},
+            {"type": "roboflow_core/pixel_color_count@v1", "name": "dominant_pixels", "image": "$inputs.image",
+             "target_color": "$steps.dominant.rgb_color", "tolerance": 10},
+            {"type": "roboflow_core/distance_measurement@v1", "name": "gap", "predictions": "$steps.model.predictions",
+             "object_1_class_name": "person", "object_2_class_name": "person", "reference_axis": "horizontal",
+             "calibration_method": "pixel to centimeter", "pixel_ratio": 10},
+        ],
+        "outputs": [
+            {"type": "JsonField", "name": "focus", "selector": "$steps.focus.focus_measure"},
+            {"type": "JsonField", "name": "people_focus", "selector": "$steps.focus.bbox_focus_measures"},
+            {"type": "JsonField", "name": "aids", "selector": "$steps.focus.image"},
+            {"type": "JsonField", "name": "colour", "selector": "$steps.dominant.rgb_color"},
+            {"type": "JsonField", "name": "colour_pixels", "selector": "$steps.dominant_pixels.matching_pixels_count"},
+            {"type": "JsonField", "name": "gap_px", "selector": "$steps.gap.distance_pixel"},
+            {"type": "JsonField", "name": "gap_cm", "selector": "$steps.gap.distance_cm"},
+            {"type": "JsonField", "name": "people", "selector": "$steps.model.predictions"},
+        ],
+    }
+
+
 def classify_crops(version: int = 2) -> dict[str, Any]:
     """Detect people -> crop each one -> classify each crop's dominant colour (a model per crop) -> each person
     takes its crop's colour as its class (the two-stage workflow of the reference's gallery)."""

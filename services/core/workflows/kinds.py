@@ -39,6 +39,8 @@ PARENT_ID = "parent_id"
 INFERENCE_ID = "inference_id"
 IMAGE_METADATA = "image_metadata"
 NUMPY_ARRAY = "numpy_array"
+CONTOURS = "contours"  # OpenCV contours: a list of (N, 1, 2) point arrays (contours_detection)
+IMAGE_KEYPOINTS = "image_keypoints"  # SIFT keypoints: a list of {pt, size, angle, response, octave, class_id}
 
 # Numbers widen: an integer is a valid float, a float in [0, 1] is a valid float.
 _WIDENS_TO = {

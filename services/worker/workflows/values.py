@@ -38,9 +38,11 @@ SPEED = "speed"
 SMOOTHED_VELOCITY = "smoothed_velocity"
 SMOOTHED_SPEED = "smoothed_speed"
 DETECTED_CODE = "data"  # the text a QR code or barcode decodes to
+NEAREST_TARGET_DISTANCE = "nearest_target_distance"  # px to the nearest target (detections_nearest_neighbor)
 
 # Per-detection data keys that appear in serialised predictions, in this order, after parent_id.
-EXTRA_FIELDS = (TIME_IN_ZONE, PATH_DEVIATION, DETECTED_CODE, VELOCITY, SPEED, SMOOTHED_VELOCITY, SMOOTHED_SPEED)
+EXTRA_FIELDS = (TIME_IN_ZONE, PATH_DEVIATION, DETECTED_CODE, VELOCITY, SPEED, SMOOTHED_VELOCITY, SMOOTHED_SPEED,
+                NEAREST_TARGET_DISTANCE)
 
 
 @dataclass(frozen=True, slots=True)

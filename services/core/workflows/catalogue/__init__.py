@@ -7,6 +7,7 @@ from services.core.workflows.blocks import BlockSpec
 from services.core.workflows.catalogue import (
     aggregation,
     analytics,
+    classical_cv,
     detections_ops,
     flow,
     formatters,
@@ -18,7 +19,7 @@ from services.core.workflows.catalogue import (
 )
 
 FAMILIES = (models, tracking, analytics, transformations, formatters, flow, visualization, sinks,
-            detections_ops, aggregation)
+            detections_ops, aggregation, classical_cv)
 # Their module names: the worker's implementations live in modules of the same names.
 FAMILY_NAMES: tuple[str, ...] = tuple(family.__name__.rsplit(".", 1)[1] for family in FAMILIES)
 

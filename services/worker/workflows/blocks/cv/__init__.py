@@ -1,0 +1,1 @@
+"""Classical computer vision blocks (OpenCV, no model)."""
