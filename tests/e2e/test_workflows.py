@@ -609,6 +609,38 @@ def test_a_classification_model_runs_on_every_crop_and_its_class_replaces_the_de
             assert colour["parent_id"] == person["detection_id"]
 
 
+def test_the_background_painted_around_people_with_the_frame_s_class_and_their_count(
+        stack: Stack, short_clip: str) -> None:
+    _, outputs = run_to_end(stack, wf.init(short_clip, wf.painted_background_and_labels()))
+
+    assert len(outputs) == 20 and not [o for o in outputs if "workflow_errors" in o]
+    magenta = np.array([255, 0, 255])
+    for output in outputs[::4]:
+        drawn, frame = (cv2.imdecode(np.frombuffer(base64.b64decode(output[name]["value"]), np.uint8),
+                                     cv2.IMREAD_COLOR).astype(int) for name in ("drawn", "frame"))
+        assert output["colour"]["top"] in ("red", "green", "blue")
+        label, count = (slice(0, 50), slice(0, 260)), (slice(576 - 80, 576), slice(768 - 260, 768))
+        elsewhere = np.ones((576, 768), dtype=bool)
+        elsewhere[label] = elsewhere[count] = False
+        near, people = np.zeros((576, 768), dtype=bool), np.zeros((576, 768), dtype=bool)
+        for person in output["people"]["predictions"]:
+            x1, y1 = int(person["x"] - person["width"] / 2), int(person["y"] - person["height"] / 2)
+            x2, y2 = int(person["x"] + person["width"] / 2), int(person["y"] + person["height"] / 2)
+            near[max(0, y1 - 16):y2 + 16, max(0, x1 - 16):x2 + 16] = True
+            people[y1 + 10:y2 - 10, x1 + 10:x2 - 10] = True  # well inside the box (JPEG blurs its edges)
+        assert people.any()
+        far = elsewhere & ~near
+        painted = np.abs(drawn[far] - magenta).max(axis=1)
+        assert far.mean() > 0.5 and (painted < 40).mean() > 0.99, (far.mean(), (painted < 40).mean())
+        kept = people & elsewhere
+        assert np.abs(drawn[kept] - frame[kept]).mean() < 6, np.abs(drawn[kept] - frame[kept]).mean()
+        # the label: white text on its class's colour band, not magenta; the count: black text on white
+        band = drawn[label]
+        assert (band > 200).all(axis=2).sum() > 30 and (np.abs(band - magenta).max(axis=2) < 40).mean() < 0.5
+        box = drawn[576 - 75:576 - 10, 768 - 150:768 - 10]
+        assert (box > 200).all(axis=2).mean() > 0.6 and (box < 60).all(axis=2).sum() > 30
+
+
 def test_a_gated_branch_merged_by_first_non_empty_or_default(stack: Stack, short_clip: str) -> None:
     crowd = 4  # the first 20 frames of vtest.avi show 1 to 4 people at confidence 0.3
     _, outputs = run_to_end(stack, wf.init(short_clip, wf.crowd_or_zero(), crowd=crowd))

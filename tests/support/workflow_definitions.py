@@ -478,6 +478,33 @@ def classify_crops(version: int = 2) -> dict[str, Any]:
     }
 
 
+def painted_background_and_labels() -> dict[str, Any]:
+    """Detect people -> everything but them painted magenta (background_color) -> the frame's dominant colour
+    (a classifier on the whole frame) as a label at the top left -> the people count as text at the bottom right."""
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE],
+        "steps": [
+            detect(confidence=0.3, class_filter=["person"]),
+            {"type": "roboflow_core/background_color_visualization@v1", "name": "background",
+             "image": "$inputs.image", "predictions": "$steps.model.predictions", "color": "#FF00FF", "opacity": 1.0},
+            {"type": "roboflow_core/roboflow_classification_model@v2", "name": "colour", "images": "$inputs.image",
+             "model_id": CLASSIFIER},
+            {"type": "roboflow_core/classification_label_visualization@v1", "name": "label",
+             "image": "$steps.background.image", "predictions": "$steps.colour.predictions",
+             "text": "Class and Confidence"},
+            {"type": "roboflow_core/text_display@v1", "name": "count", "image": "$steps.label.image",
+             "text": "people: {{ $parameters.people }}", "text_parameters": {"people": "$steps.model.predictions"},
+             "text_parameters_operations": {"people": [{"type": "SequenceLength"}]}, "text_color": "BLACK",
+             "background_color": "WHITE", "anchor": "bottom_right", "offset_x": -10, "offset_y": -10},
+        ],
+        "outputs": [{"type": "JsonField", "name": "drawn", "selector": "$steps.count.image"},
+                    {"type": "JsonField", "name": "frame", "selector": "$inputs.image"},
+                    {"type": "JsonField", "name": "people", "selector": "$steps.model.predictions"},
+                    {"type": "JsonField", "name": "colour", "selector": "$steps.colour.predictions"}],
+    }
+
+
 def crowd_or_zero() -> dict[str, Any]:
     """Detect people; only on frames with at least ``crowd`` of them (continue_if) count them; merge that gated
     branch with first_non_empty_or_default: the count on a crowded frame, 0 on the others."""

@@ -129,11 +129,14 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "roboflow_core/heatmap_visualization@v1": {
         "metadata": None, "position": "BOTTOM_CENTER", "opacity": 0.2, "radius": 40, "kernel_size": 25, "top_hue": 0,
         "low_hue": 125, "ignore_stationary": True, "motion_threshold": 25},
+    "roboflow_core/background_color_visualization@v1": {"color": "BLACK", "opacity": 0.5},
 }
 LEGACY = {"BoundingBoxVisualization", "LabelVisualization", "BlurVisualization", "PixelateVisualization",
           "DotVisualization", "EllipseVisualization", "HaloVisualization", "CornerVisualization",
           "TriangleVisualization", "CircleVisualization", "ColorVisualization", "CropVisualization",
-          "HeatmapVisualization"}
+          "HeatmapVisualization", "BackgroundColorVisualization"}
+# Their manifests' own image fields: grid_visualization's ``images`` only, text_display's ``image`` only.
+OWN_IMAGE_FIELDS = {"roboflow_core/grid_visualization@v1", "roboflow_core/text_display@v1"}
 
 
 @pytest.mark.parametrize("block_type", sorted(DEFAULTS))
@@ -145,11 +148,12 @@ def test_defaults_are_the_manifests(block_type: str) -> None:
 
 def test_every_name_and_legacy_name() -> None:
     names = {name for spec in BLOCKS for name in spec.names}
-    assert names >= LEGACY and len(BLOCKS) == 20
+    assert names >= LEGACY and len(BLOCKS) == 24
     for spec in BLOCKS:
         assert all(CATALOGUE[name] is spec for name in spec.names)
         assert spec.outputs == {"image": ("image",)}
-        assert spec.field("images") is spec.field("image") is not None
+        if spec.name not in OWN_IMAGE_FIELDS:
+            assert spec.field("images") is spec.field("image") is not None
 
 
 @pytest.mark.parametrize(("fields", "path", "expected"), [
@@ -235,3 +239,93 @@ def test_reference_path_visualization_takes_the_manifest_defaults_and_a_path() -
         wrong = {**step, field: value} if value is not None else {k: v for k, v in step.items() if k != field}
         message = refusal(definition(wrong))
         assert f"'workflow.steps[1].{field}'" in message and expected in message, message
+
+
+CLASSIFY = {"type": "roboflow_core/roboflow_classification_model@v2", "name": "classify", "images": "$inputs.image",
+            "model_id": "demo-colours/1"}
+
+
+def test_classification_label_takes_a_classifier_s_predictions_with_the_manifest_defaults() -> None:
+    label = {"type": "roboflow_core/classification_label_visualization@v1", "name": "label", "image": "$inputs.image",
+             "predictions": "$steps.classify.predictions"}
+    params = compile_workflow(definition(CLASSIFY, label)).step("label").params
+    assert params == {"image": "$inputs.image", "predictions": "$steps.classify.predictions", "copy_image": True,
+                      **COLORABLE, "text": "Class", "text_position": "TOP_LEFT", "text_color": "WHITE",
+                      "text_scale": 1.0, "text_thickness": 1, "text_padding": 10, "border_radius": 0}
+    for fields, path, expected in (
+            ({"predictions": "$steps.detect.predictions"}, "predictions", "gives object_detection_prediction"),
+            ({"text": "Tracker Id"}, "text", "is not one of 'Class', 'Confidence', 'Class and Confidence'"),
+            ({"text_position": "CENTER_OF_MASS"}, "text_position", "is not one of"),
+            ({"text_padding": -1}, "text_padding", "an integer >= 0")):
+        message = refusal(definition(CLASSIFY, {**label, **fields}))
+        assert f"'workflow.steps[2].{path}'" in message and expected in message, message
+
+
+def test_background_color_refuses_an_opacity_above_one() -> None:
+    message = refusal(definition(draw("BackgroundColorVisualization", opacity=1.5)))
+    assert "'workflow.steps[1].opacity'" in message and "a number between 0 and 1" in message
+
+
+def _grid(images: Any, **fields: Any) -> dict[str, Any]:
+    return {"type": "roboflow_core/grid_visualization@v1", "name": "grid", "images": images, **fields}
+
+
+def test_grid_takes_selectors_of_images_and_lists_of_images() -> None:
+    crops = {"type": "roboflow_core/dynamic_crop@v1", "name": "crops", "images": "$inputs.image",
+             "predictions": "$steps.detect.predictions"}
+    collapse = {"type": "roboflow_core/dimension_collapse@v1", "name": "collapse", "data": "$steps.crops.crops"}
+    grid = _grid(["$inputs.image", "$steps.collapse.output"])
+    plan = compile_workflow(definition(crops, collapse, grid))
+    assert plan.step("grid").params == {"images": ["$inputs.image", "$steps.collapse.output"], "width": 2560,
+                                        "height": 1440}
+    assert plan.step("grid").dimensionality == 0  # one grid a frame
+    single = compile_workflow(definition(crops, collapse, _grid("$steps.collapse.output", width=640, height=480)))
+    assert single.step("grid").params == {"images": "$steps.collapse.output", "width": 640, "height": 480}
+
+
+@pytest.mark.parametrize(("images", "fields", "path", "expected"), [
+    ([], {}, "images", "must be a selector or a non-empty list of selectors"),
+    ({"first": "$inputs.image"}, {}, "images", "must be a selector or a non-empty list of selectors"),
+    (["$inputs.image", "frame.jpg"], {}, "images[1]", "expected a selector of an image"),
+    ("$steps.detect.predictions", {}, "images", "gives object_detection_prediction"),
+    (["$inputs.image"], {"width": 0}, "width", "an integer from 1 to 8192"),
+    (["$inputs.image"], {"height": 10_000}, "height", "an integer from 1 to 8192"),
+])
+def test_grid_refusals(images: Any, fields: dict[str, Any], path: str, expected: str) -> None:
+    message = refusal(definition(_grid(images, **fields)))
+    assert f"'workflow.steps[1].{path}'" in message and expected in message, message
+
+
+TEXT = {"type": "roboflow_core/text_display@v1", "name": "text", "image": "$inputs.image",
+        "text": "{{ $parameters.count }} people", "text_parameters": {"count": "$steps.detect.predictions"},
+        "text_parameters_operations": {"count": [{"type": "SequenceLength"}]}}
+
+
+def test_text_display_keeps_its_parameters_selectors_and_takes_the_manifest_defaults() -> None:
+    params = compile_workflow(definition(TEXT)).step("text").params
+    assert params == {
+        "image": "$inputs.image", "text": "{{ $parameters.count }} people",
+        "text_parameters": {"count": "$steps.detect.predictions"},
+        "text_parameters_operations": {"count": [{"type": "SequenceLength"}]}, "text_color": "WHITE",
+        "background_color": "BLACK", "background_opacity": 1.0, "font_scale": 1.0, "font_thickness": 2,
+        "padding": 10, "text_align": "left", "border_radius": 0, "position_mode": "relative", "position_x": 0,
+        "position_y": 0, "anchor": "top_left", "offset_x": 10, "offset_y": 10, "copy_image": True}
+
+
+@pytest.mark.parametrize(("fields", "path", "expected"), [
+    ({"text": None}, "text", "is required"),
+    ({"text": "$inputs.image"}, "text", "takes a literal value"),
+    ({"text_parameters_operations": {"count": [{"type": "NoSuchOperation"}]}}, "text_parameters_operations",
+     "NoSuchOperation"),
+    ({"font_scale": 20}, "font_scale", "a number from 0.1 to 10.0"),
+    ({"font_thickness": 0}, "font_thickness", "an integer from 1 to 10"),
+    ({"anchor": "middle"}, "anchor", "is not one of 'center', 'top_left'"),
+    ({"text_align": "justify"}, "text_align", "is not one of 'left', 'center', 'right'"),
+    ({"position_mode": "fixed"}, "position_mode", "is not one of 'absolute', 'relative'"),
+    ({"background_opacity": -0.1}, "background_opacity", "a number between 0 and 1"),
+    ({"image": None, "images": "$inputs.image"}, "image", "is required"),  # no 'images' alias in its manifest
+])
+def test_text_display_refusals(fields: dict[str, Any], path: str, expected: str) -> None:
+    step = {key: value for key, value in {**TEXT, **fields}.items() if value is not None}
+    message = refusal(definition(step))
+    assert f"'workflow.steps[1].{path}" in message and expected in message, message

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import supervision as sv
 
+from services.core.workflows import kinds
+from services.core.workflows.catalogue import CATALOGUE
 from services.core.workflows.compiler import compile_workflow
 from services.worker.workflows.blocks import REGISTRY
 from services.worker.workflows.blocks.base import BlockEnvironment
@@ -57,6 +59,8 @@ def definition(step: dict[str, Any]) -> dict[str, Any]:
         "steps": [
             {"type": "roboflow_core/roboflow_object_detection_model@v2", "name": "detect",
              "images": "$inputs.image", "model_id": "coco/3"},
+            {"type": "roboflow_core/roboflow_classification_model@v2", "name": "classify",
+             "images": "$inputs.image", "model_id": "demo-colours/1"},
             {"name": "draw", "image": "$inputs.image", **step},
         ],
         "outputs": [{"type": "JsonField", "name": "drawn", "selector": "$steps.draw.image"}],
@@ -67,11 +71,10 @@ class Step:
     """A compiled visualization step's block, called with the step's literal fields plus ``inputs``."""
 
     def __init__(self, block_type: str, source_id: int = 0, **fields: Any) -> None:
-        if block_type not in ("roboflow_core/line_counter_visualization@v1",
-                              "roboflow_core/polygon_zone_visualization@v1",
-                              "roboflow_core/model_comparison_visualization@v1",
-                              "roboflow_core/reference_path_visualization@v1"):
-            fields.setdefault("predictions", "$steps.detect.predictions")
+        predictions = CATALOGUE[block_type].field("predictions")
+        if predictions is not None:  # the classifier's for a classification's label, else the detector's
+            source = "classify" if kinds.CLASSIFICATION in predictions.kinds else "detect"
+            fields.setdefault("predictions", f"$steps.{source}.predictions")
         step = compile_workflow(definition({"type": block_type, **fields})).step("draw")
         self.params = {name: value for name, value in step.params.items()
                        if not (isinstance(value, str) and value.startswith("$"))}

@@ -4,12 +4,20 @@ Every visualization takes ``image`` (alias ``images``) and ``copy_image`` (defau
 ``image``; "predictions" visualizations also take ``predictions``; "colorable" ones add the
 ``color_palette`` / ``palette_size`` / ``custom_colors`` / ``color_axis`` options. Fields, defaults
 and legacy names follow the reference's manifests (``core_steps/visualizations/<block>/v<n>.py``).
+grid_visualization (``images`` only) and text_display (``image`` only, no ``images`` alias) have their own fields.
 """
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from services.core.errors import InvalidPayloadError
 from services.core.workflows import kinds
-from services.core.workflows.blocks import BlockSpec, Field, image_field
+from services.core.workflows.blocks import BlockSpec, Field, image_field, is_int, is_number, register_literals
+from services.core.workflows.query_language import validate_operations_map
 
 FAMILY = "visualization"
+TEXT_DISPLAY = "roboflow_core/text_display@v1"
+GRID = "roboflow_core/grid_visualization@v1"
 
 # The manifest's palettes; a string selector may name any "Matplotlib <colormap>" at run time.
 COLOR_PALETTES = (
@@ -22,6 +30,16 @@ COLOR_PALETTES = (
 COLOR_AXES = ("INDEX", "CLASS", "TRACK")
 POSITIONS = ("CENTER", "CENTER_LEFT", "CENTER_RIGHT", "TOP_CENTER", "TOP_LEFT", "TOP_RIGHT",
              "BOTTOM_LEFT", "BOTTOM_CENTER", "BOTTOM_RIGHT", "CENTER_OF_MASS")
+# Every anchor but the centre of mass (the heatmap's and classification_label's manifests).
+EDGE_POSITIONS = tuple(position for position in POSITIONS if position != "CENTER_OF_MASS")
+CLASSIFICATION_TEXTS = ("Class", "Confidence", "Class and Confidence")
+TEXT_ANCHORS = ("center", "top_left", "top_center", "top_right", "bottom_left", "bottom_center", "bottom_right",
+                "center_left", "center_right")
+TEXT_ALIGNMENTS = ("left", "center", "right")
+POSITION_MODES = ("absolute", "relative")
+FONT_SCALE_RANGE = (0.1, 10.0)  # text_display's manifest bounds
+FONT_THICKNESS_RANGE = (1, 10)
+MAX_GRID_SIDE = 8192  # pixels: a grid's width or height (not bounded by the reference; a guard on memory)
 LABEL_TEXTS = ("Class", "Confidence", "Class and Confidence", "Index", "Dimensions", "Area", "Area (mask)",
                "Area (converted)", "Tracker Id", "Time In Zone")
 TEXT_SIZE_MODES = ("Manual", "Automatic")
@@ -90,10 +108,52 @@ _HALO_FIELDS = (
     _unit("opacity", 0.8),
     _int("kernel_size", 40, "positive_int"),
 )
-# The heatmap's manifest lists every anchor but the centre of mass.
-_HEATMAP_POSITIONS = tuple(position for position in POSITIONS if position != "CENTER_OF_MASS")
 _ZONE = Field("zone", kinds=(kinds.LIST_OF_VALUES,), literal="list")
 _ZONE_COLOR = _text("color", "#5bb573")
+
+register_literals({
+    "text_display_font_scale": (lambda v: is_number(v) and FONT_SCALE_RANGE[0] <= v <= FONT_SCALE_RANGE[1],
+                                f"a number from {FONT_SCALE_RANGE[0]} to {FONT_SCALE_RANGE[1]}"),
+    "text_display_font_thickness": (lambda v: is_int(v) and FONT_THICKNESS_RANGE[0] <= v <= FONT_THICKNESS_RANGE[1],
+                                    f"an integer from {FONT_THICKNESS_RANGE[0]} to {FONT_THICKNESS_RANGE[1]}"),
+    "grid_side": (lambda v: is_int(v) and 0 < v <= MAX_GRID_SIDE, f"an integer from 1 to {MAX_GRID_SIDE} (pixels)"),
+})
+
+
+def _check_grid_images(params: Mapping[str, Any], path: str) -> None:
+    """grid_visualization's ``images``: one selector, or a non-empty list of selectors (images or lists of them)."""
+    images = params["images"]
+    if isinstance(images, str):
+        return
+    if not isinstance(images, list) or not images:
+        raise InvalidPayloadError(f"field '{path}.images' must be a selector or a non-empty list of selectors")
+    for index, item in enumerate(images):
+        if not (isinstance(item, str) and item.startswith("$")):
+            raise InvalidPayloadError(f"field '{path}.images[{index}]': expected a selector of an image or a list "
+                                      f"of images, got {item!r}")
+
+
+_TEXT_DISPLAY_FIELDS = (
+    image_field("image", ()),
+    Field("text", literal="str"),  # with {{ $parameters.<name> }} placeholders
+    Field("text_parameters", literal="dict", default={}, nested=True),  # name -> selector or literal
+    Field("text_parameters_operations", literal="dict", default={}),
+    _text("text_color", "WHITE"),
+    _text("background_color", "BLACK"),  # or "transparent"
+    _unit("background_opacity", 1.0),
+    Field("font_scale", kinds=(kinds.FLOAT,), literal="text_display_font_scale", default=1.0),
+    Field("font_thickness", kinds=(kinds.INTEGER,), literal="text_display_font_thickness", default=2),
+    _int("padding", 10),
+    _text("text_align", "left", TEXT_ALIGNMENTS),
+    _int("border_radius", 0),
+    _text("position_mode", "relative", POSITION_MODES),
+    _int("position_x", 0, "int"),
+    _int("position_y", 0, "int"),
+    _text("anchor", "top_left", TEXT_ANCHORS),
+    _int("offset_x", 10, "int"),
+    _int("offset_y", 10, "int"),
+    _BASE[1],  # copy_image
+)
 
 BLOCKS: tuple[BlockSpec, ...] = (
     _colorable(("roboflow_core/bounding_box_visualization@v1", "BoundingBoxVisualization"),
@@ -125,7 +185,7 @@ BLOCKS: tuple[BlockSpec, ...] = (
     _predictions_block(  # heat accumulated over the frames (per video source), hot where detections keep moving
         ("roboflow_core/heatmap_visualization@v1", "HeatmapVisualization"),
         Field("metadata", kinds=(kinds.VIDEO_METADATA,), literal=None, default=None),
-        _text("position", "BOTTOM_CENTER", _HEATMAP_POSITIONS), _unit("opacity", 0.2),
+        _text("position", "BOTTOM_CENTER", EDGE_POSITIONS), _unit("opacity", 0.2),
         _int("radius", 40, "positive_int"), _int("kernel_size", 25, "positive_int"), _int("top_hue", 0),
         _int("low_hue", 125), Field("ignore_stationary", kinds=(kinds.BOOLEAN,), literal="bool", default=True),
         _int("motion_threshold", 25)),
@@ -158,4 +218,27 @@ BLOCKS: tuple[BlockSpec, ...] = (
                 _text("background_color", "BLACK"), _unit("opacity", 0.7)),
         outputs=_OUTPUTS,
     ),
+    _colorable(  # the top class of a classification of the whole image, at an edge or the centre of the image
+        ("roboflow_core/classification_label_visualization@v1",),
+        _text("text", "Class", CLASSIFICATION_TEXTS), _text("text_position", "TOP_LEFT", EDGE_POSITIONS),
+        _text("text_color", "WHITE"), *_LABEL_STYLE,
+        predictions=Field("predictions", kinds=(kinds.CLASSIFICATION,), literal=None),
+    ),
+    _predictions_block(  # everything outside the detections' boxes (or masks) painted ``color`` at ``opacity``
+        ("roboflow_core/background_color_visualization@v1", "BackgroundColorVisualization"),
+        _text("color", "BLACK"), _unit("opacity", 0.5)),
+    BlockSpec(  # the images (and lists of images) tiled into one canvas, a square grid of cells
+        names=(GRID,),
+        family=FAMILY,
+        fields=(Field("images", kinds=(kinds.IMAGE, kinds.LIST_OF_VALUES), literal=None, nested=True),
+                Field("width", kinds=(kinds.INTEGER,), literal="grid_side", default=2560),
+                Field("height", kinds=(kinds.INTEGER,), literal="grid_side", default=1440)),
+        outputs=_OUTPUTS,
+        check=_check_grid_images,
+    ),
+    BlockSpec(names=(TEXT_DISPLAY,), family=FAMILY, fields=_TEXT_DISPLAY_FIELDS, outputs=_OUTPUTS),
 )
+
+CHECKS: dict[tuple[str, str], Callable[[Any, str], None]] = {
+    (TEXT_DISPLAY, "text_parameters_operations"): validate_operations_map,
+}

@@ -3,14 +3,23 @@
 Each block returns the image with the same lineage and new pixels (``copy_image`` true leaves the
 input as it was). The modules: ``colours`` (palette options), ``labels`` (label texts),
 ``annotators`` (the box and label configuration the dashboard's preview shares), ``base`` (the
-annotator cache and canvas), ``shapes``, ``label``, ``regions``, ``heatmap``, ``zones`` and ``comparison``.
+annotator cache and canvas), ``shapes``, ``label``, ``regions``, ``heatmap``, ``zones``, ``comparison``,
+``grid`` (images tiled into one) and ``text`` (text_display).
 """
 
 from services.worker.workflows.blocks.base import BlockFactory
 from services.worker.workflows.blocks.visualization.comparison import ModelComparison
+from services.worker.workflows.blocks.visualization.grid import Grid
 from services.worker.workflows.blocks.visualization.heatmap import Heatmap
-from services.worker.workflows.blocks.visualization.label import LabelV1, LabelV2
-from services.worker.workflows.blocks.visualization.regions import Blur, ColorFill, Crop, Halo, Pixelate
+from services.worker.workflows.blocks.visualization.label import ClassificationLabel, LabelV1, LabelV2
+from services.worker.workflows.blocks.visualization.regions import (
+    BackgroundColor,
+    Blur,
+    ColorFill,
+    Crop,
+    Halo,
+    Pixelate,
+)
 from services.worker.workflows.blocks.visualization.shapes import (
     BoundingBox,
     Circle,
@@ -20,6 +29,7 @@ from services.worker.workflows.blocks.visualization.shapes import (
     Trace,
     Triangle,
 )
+from services.worker.workflows.blocks.visualization.text import TextDisplay
 from services.worker.workflows.blocks.visualization.zones import LineCounterZone, PolygonZone, ReferencePath
 
 BLOCKS: dict[str, BlockFactory] = {
@@ -43,4 +53,8 @@ BLOCKS: dict[str, BlockFactory] = {
     "roboflow_core/polygon_zone_visualization@v1": PolygonZone,
     "roboflow_core/reference_path_visualization@v1": ReferencePath,
     "roboflow_core/model_comparison_visualization@v1": ModelComparison,
+    "roboflow_core/classification_label_visualization@v1": ClassificationLabel,
+    "roboflow_core/background_color_visualization@v1": BackgroundColor,
+    "roboflow_core/grid_visualization@v1": Grid,
+    "roboflow_core/text_display@v1": TextDisplay,
 }

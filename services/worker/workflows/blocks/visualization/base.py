@@ -96,6 +96,13 @@ class ColorableVisualization(PredictionsVisualization):
         return config
 
 
+def opacity_value(value: Any, name: str = "opacity") -> float:
+    """An opacity from 0 (invisible) to 1 (opaque); a selector may feed any number, hence the check."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a number between 0 and 1, got {value!r}")
+    return float(value)
+
+
 def masks_from_boxes(detections: sv.Detections, height: int, width: int) -> np.ndarray:
     """One boolean mask per detection filling its box (clipped to the image)."""
     masks = np.zeros((len(detections), height, width), dtype=bool)

@@ -1,4 +1,5 @@
-"""Visualizations that change each detection's region: colour it, halo it, blur or pixelate it, or show it zoomed."""
+"""Visualizations that change each detection's region: colour it, halo it, blur or pixelate it, or show it zoomed;
+or paint everything outside the regions (background_color)."""
 
 from collections.abc import Mapping
 from dataclasses import replace
@@ -12,8 +13,9 @@ from services.worker.workflows.blocks.visualization.base import (
     ColorableVisualization,
     PredictionsVisualization,
     masks_from_boxes,
+    opacity_value,
 )
-from services.worker.workflows.blocks.visualization.colours import Colours
+from services.worker.workflows.blocks.visualization.colours import Colours, parse_color
 
 
 class ColorFill(ColorableVisualization):
@@ -56,3 +58,13 @@ class Blur(PredictionsVisualization):
 class Pixelate(PredictionsVisualization):
     def build(self, pixel_size: int) -> Any:
         return sv.PixelateAnnotator(pixel_size=pixel_size)
+
+
+class BackgroundColor(PredictionsVisualization):
+    """Everything outside the detections' boxes (masks, when they have them) blended with ``color`` at ``opacity``.
+
+    With no detections the whole image is painted, as the reference.
+    """
+
+    def build(self, color: str, opacity: float) -> Any:
+        return sv.BackgroundOverlayAnnotator(color=parse_color(color), opacity=opacity_value(opacity))
