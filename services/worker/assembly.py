@@ -42,7 +42,7 @@ from services.worker.models.repository import ModelRepository
 from services.worker.preview import PreviewPublisher
 from services.worker.settings import WorkerSettings
 from services.worker.workflows.background import BackgroundRunner
-from services.worker.workflows.blocks.base import BlockEnvironment, SinkSettings
+from services.worker.workflows.blocks.base import BlockEnvironment, EnvironmentSecrets, SinkSettings
 from services.worker.workflows.models import ModelService
 from services.worker.workflows.processor import WorkflowProcessor, model_tasks
 
@@ -193,10 +193,11 @@ def _processor(spec: PipelineSpec, settings: WorkerSettings, watchdog: Watchdog,
     sinks = SinkSettings(file_root=settings.workflow_file_root, allowed_hosts=settings.sink_hosts(),
                          allowed_networks=settings.workflow_networks(), slack_api_url=settings.workflow_slack_api_url,
                          twilio_api_url=settings.workflow_twilio_api_url)
+    environment_secrets = EnvironmentSecrets(frozenset(settings.workflow_secrets), settings.workflow_secret_values())
 
     def environment(source_id: int) -> BlockEnvironment:
         return BlockEnvironment(source_id=source_id, models=models, background=background, sinks=sinks,
-                                secrets=list(spec.secrets()))
+                                secrets=list(spec.secrets()), environment_secrets=environment_secrets)
 
     return WorkflowProcessor(spec.workflow, models, environment, background=background,
                              on_step_errors=lambda errors: watchdog.on_step_errors([e.step for e in errors]),

@@ -1,15 +1,17 @@
 """The worker's settings, read once from the environment (prefix ``WORKER_``) in ``__main__``."""
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.core.logs import LogFormat
 from services.core.networks import LOOPBACK_NETWORKS, NetworkPolicy, normalise_entries
 from services.core.settings_values import comma_list
+from services.core.workflows.secrets import is_variable_name
 from services.infra.redis_connect import RedisTarget, parse_redis_url
 
 Device = Literal["cpu", "gpu", "jetson"]
@@ -84,6 +86,11 @@ class WorkerSettings(BaseSettings):
     # Where a pipeline's udp_sink may send results, checked when the pipeline starts (the manager checked
     # the INIT against MANAGER_UDP_SINK_ALLOWED_NETWORKS; this worker's resolver and rules decide again).
     udp_sink_allowed_networks: Annotated[tuple[str, ...], NoDecode] = LOOPBACK_NETWORKS
+    # Environment variables workflows' environment_secrets_store blocks may read, comma-separated names (empty:
+    # none), e.g. "SLACK_TOKEN,SMTP_PASSWORD". Their values are taken when the worker starts; a workflow naming
+    # any other variable fails that step. The worker's own settings (WORKER_*) may not be listed.
+    workflow_secrets: Annotated[tuple[str, ...], NoDecode] = ()
+    _workflow_secret_values: dict[str, SecretStr] = PrivateAttr(default_factory=dict)
 
     # The per-device inference service (services.worker.inference): one process beside the worker that
     # loads each model once and batches the frames of all its pipelines. false: every pipeline loads
@@ -129,6 +136,26 @@ class WorkerSettings(BaseSettings):
             setting = f"WORKER_{str(info.field_name).upper()}"
             raise ValueError(f"{setting} must be an http:// or https:// URL, got {value!r}")
         return value.rstrip("/")
+
+    @field_validator("workflow_secrets", mode="before")
+    @classmethod
+    def _secret_names(cls, value: Any) -> Any:
+        names = comma_list(value)
+        for name in names if isinstance(names, tuple | list) else ():
+            if not is_variable_name(name):
+                raise ValueError(f"WORKER_WORKFLOW_SECRETS: {name!r} is not an environment variable name")
+            if name.upper().startswith("WORKER_"):
+                raise ValueError(f"WORKER_WORKFLOW_SECRETS: {name!r} is one of the worker's own settings")
+        return names
+
+    def model_post_init(self, context: Any) -> None:
+        """Takes the allowed secrets' values from the environment, once, as the settings themselves are read."""
+        self._workflow_secret_values = {name: SecretStr(os.environ[name])
+                                        for name in self.workflow_secrets if name in os.environ}
+
+    def workflow_secret_values(self) -> dict[str, str]:
+        """The variables of ``WORKER_WORKFLOW_SECRETS`` that were set when these settings were read, by name."""
+        return {name: value.get_secret_value() for name, value in self._workflow_secret_values.items()}
 
     @field_validator("workflow_allowed_networks", "udp_sink_allowed_networks", mode="before")
     @classmethod

@@ -32,6 +32,7 @@ from tests.worker.workflows.sink_support import (
 
 VTEST = Path("data/media/vtest.avi")
 LINE = [[0, 300], [768, 300]]  # across the whole frame: vtest's people walk up and down through it
+ENV_SLACK_TOKEN = "xoxb-e2e-from-the-workers-environment"  # the worker's E2E_SLACK_TOKEN (WORKER_WORKFLOW_SECRETS)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,8 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory, c
         running.start_manager(MANAGER_FILE_ROOTS=f"data,{tmp_path_factory.getbasetemp()}")
         running.start_worker_with_env("cpu", "pipelines.cpu", concurrency=2, env={
             "SSL_CERT_FILE": str(certificate.cert), "WORKER_WORKFLOW_FILE_ROOT": str(file_root),
-            "WORKER_WORKFLOW_SLACK_API_URL": f"{slack.url}/api", "WORKER_WORKFLOW_TWILIO_API_URL": twilio.url})
+            "WORKER_WORKFLOW_SLACK_API_URL": f"{slack.url}/api", "WORKER_WORKFLOW_TWILIO_API_URL": twilio.url,
+            "WORKER_WORKFLOW_SECRETS": "E2E_SLACK_TOKEN", "E2E_SLACK_TOKEN": ENV_SLACK_TOKEN})
         yield running
 
 
@@ -515,6 +517,52 @@ def test_a_slack_notification_posts_the_count_and_a_csv_file(stack: Stack, short
     assert all(c.headers.get("authorization") == f"Bearer {token}" for c in calls if c.path.startswith("/api/"))
     status = call(stack.port, {"type": "status", "pipeline_id": pipeline_id})
     assert token not in json.dumps(status) and token not in json.dumps(outputs)
+
+
+def test_a_token_from_the_workers_environment_reaches_slack_beside_buffered_counts(
+        stack: Stack, short_clip: str, slack: FakeSlack) -> None:
+    workflow = {
+        "version": "1.0",
+        "inputs": [{"type": "WorkflowImage", "name": "image"}],
+        "steps": [
+            {"type": "roboflow_core/environment_secrets_store@v1", "name": "vault",
+             "variables_storing_secrets": ["E2E_SLACK_TOKEN"]},
+            {"type": "roboflow_core/roboflow_object_detection_model@v2", "name": "model", "images": "$inputs.image",
+             "model_id": "yolov3-tiny/coco-416", "confidence": 0.3, "class_filter": ["person"]},
+            {"type": "roboflow_core/property_definition@v1", "name": "people", "data": "$steps.model.predictions",
+             "operations": [{"type": "SequenceLength"}]},
+            {"type": "roboflow_core/cache_get@v1", "name": "previous", "image": "$inputs.image", "key": "people"},
+            {"type": "roboflow_core/cache_set@v1", "name": "remember", "image": "$inputs.image", "key": "people",
+             "value": "$steps.people.output"},
+            {"type": "roboflow_core/buffer@v1", "name": "last_counts", "data": "$steps.people.output", "length": 3},
+            {"type": "roboflow_core/slack_notification@v1", "name": "notify",
+             "slack_token": "$steps.vault.e2e_slack_token", "channel": "C0ENVSECRET",
+             "message": "{{ $parameters.people }} people at the entrance",
+             "message_parameters": {"people": "$steps.people.output"}, "fire_and_forget": False,
+             "cooldown_seconds": 600, "cooldown_session_key": "entrance"},
+        ],
+        "outputs": [
+            {"type": "JsonField", "name": "people", "selector": "$steps.people.output"},
+            {"type": "JsonField", "name": "previous", "selector": "$steps.previous.output"},
+            {"type": "JsonField", "name": "last_counts", "selector": "$steps.last_counts.output"},
+            {"type": "JsonField", "name": "slack", "selector": "$steps.notify.message"},
+            {"type": "JsonField", "name": "token", "selector": "$steps.vault.e2e_slack_token"},
+        ],
+    }
+    pipeline_id, outputs = run_to_end(stack, wf.init(short_clip, workflow))
+
+    assert len(outputs) == 20 and not [o for o in outputs if "workflow_errors" in o], outputs[0]
+    counts = [o["people"] for o in outputs]
+    assert max(counts) >= 1
+    assert [o["last_counts"] for o in outputs] == [counts[index::-1][:3] for index in range(20)]
+    assert [o["previous"] for o in outputs] == [False, *counts[:-1]]  # read before this frame's count is stored
+    assert [o["slack"] for o in outputs] == ["Notification sent successfully"] + ["Sink cooldown applies"] * 19
+    assert {o["token"] for o in outputs} == {"***"}
+    [post] = [r for r in slack.requests if r.path == "/api/chat.postMessage" and r.json()["channel"] == "C0ENVSECRET"]
+    assert post.headers["authorization"] == f"Bearer {ENV_SLACK_TOKEN}"
+    assert post.json()["text"] == f"{counts[0]} people at the entrance"
+    status = call(stack.port, {"type": "status", "pipeline_id": pipeline_id})
+    assert ENV_SLACK_TOKEN not in json.dumps(status) + json.dumps(outputs)
 
 
 def test_a_twilio_sms_carries_the_count_once(stack: Stack, short_clip: str, twilio: HttpRecorder) -> None:

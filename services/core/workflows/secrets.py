@@ -24,6 +24,15 @@ _AUTH_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*\s+(?P<credential>\S.*)$")
 _MAPPINGS = ("headers", "query_parameters")
 
 
+# The names environment_secrets_store may ask for and WORKER_WORKFLOW_SECRETS may list (POSIX shell names).
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def is_variable_name(name: object) -> bool:
+    """Whether ``name`` is an environment variable's name as a shell writes it (``SLACK_TOKEN``)."""
+    return isinstance(name, str) and _VARIABLE_NAME.fullmatch(name) is not None
+
+
 def is_secret_name(name: str) -> bool:
     return _SECRET_NAME.search(name) is not None
 

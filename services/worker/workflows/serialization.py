@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import supervision as sv
 
+from services.core.redaction import REDACTED
 from services.worker.workflows import values as v
 
 JPEG_QUALITY = 90
@@ -25,7 +26,9 @@ _ORIGIN_KEYS = ((v.PARENT_COORDINATES, v.PARENT_DIMENSIONS, "parent_origin"),
 
 
 def serialise(value: Any) -> Any:
-    """A JSON-ready copy of any value a block may output."""
+    """A JSON-ready copy of any value a block may output (a secret as ``***``)."""
+    if isinstance(value, v.SecretText):
+        return REDACTED
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, sv.Detections):

@@ -201,3 +201,13 @@ class Classification:
     @property
     def top_confidence(self) -> float:
         return float(np.max(self.confidences)) if len(self.confidences) else 0.0
+
+
+class SecretText(str):
+    """A secret environment_secrets_store read: a plain string to the blocks it feeds (a Slack token, a password),
+    but ``***`` in a frame's serialised outputs and in its ``repr``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'***'"

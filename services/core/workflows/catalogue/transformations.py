@@ -1,7 +1,7 @@
 """Transformation and fusion blocks: crops (dynamic, absolute, relative), the image slicer (v1, v2), image
 preprocessing (resize, rotate, flip), detection offset, detections merge, perspective correction, detections
-stitch, dimension collapse, detections classes replacement and detections consensus, with the reference's
-names, aliases and defaults.
+stitch, dimension collapse, detections classes replacement and detections consensus, and the fusion blocks
+buffer, frame_delay, detections_difference and overlap_analysis, with the reference's names, aliases and defaults.
 
 Dynamic crop and the slicer output one item per crop/slice (dimensionality +1); stitch, dimension collapse
 and classes replacement take the whole list of per-slice or per-crop results at once (a ``batch`` field),
@@ -82,12 +82,32 @@ def is_rotation(value: Any) -> bool:
     return is_int(value) and -360 <= value <= 360
 
 
+# The most values buffer keeps and the most frames frame_delay looks back (the reference's bound for frame_delay):
+# every one may be a whole frame, so a stream's history stays within a few hundred frames.
+MAX_HISTORY = 256
+
+
+def is_history_length(value: Any) -> bool:
+    return is_int(value) and 1 <= value <= MAX_HISTORY
+
+
+def is_frame_offset(value: Any) -> bool:
+    return is_int(value) and -MAX_HISTORY <= value <= 0
+
+
+def is_optional_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, bool | int | float | str)
+
+
 # Literal checks only this family needs, registered when the catalogue is imported.
 _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "colour": (is_colour, "a colour: '#rgb', '#rrggbb', '(r, g, b)' or [r, g, b]"),
     "overlap_ratio": (is_overlap_ratio, "a number >= 0 and < 1"),
     "rotation": (is_rotation, "an integer between -360 and 360"),
     "required_objects": (is_required_objects, "a positive integer or an object of class name -> positive integer"),
+    "history_length": (is_history_length, f"an integer between 1 and {MAX_HISTORY}"),
+    "frame_offset": (is_frame_offset, f"an integer between -{MAX_HISTORY} and 0 (frames into the past)"),
+    "optional_scalar": (is_optional_scalar, "a boolean, a number, a string or null"),
     "perspective_polygons": (is_perspective_polygons, "a convex quadrilateral [[x, y], ...] (4 points), or a list of "
                              "polygons whose 4-point ones (at least one) are convex"),
 }
@@ -256,5 +276,53 @@ BLOCKS = (
             "object_present": (kinds.BOOLEAN, kinds.DICTIONARY),
             "presence_confidence": (kinds.FLOAT_ZERO_TO_ONE, kinds.DICTIONARY),
         },
+    ),
+    BlockSpec(  # the last ``length`` values of a selector on this source, newest first
+        names=("roboflow_core/buffer@v1", "Buffer"),
+        family="transformations",
+        fields=(
+            Field("data", kinds=(kinds.WILDCARD, kinds.LIST_OF_VALUES, kinds.IMAGE), literal=None),
+            Field("length", literal="history_length"),
+            Field("pad", literal="bool", default=False),
+        ),
+        outputs={"output": (kinds.LIST_OF_VALUES,)},
+    ),
+    BlockSpec(  # a value as it was ``-offset`` frames ago on this source
+        names=("roboflow_core/frame_delay@v1", "FrameDelay", "roboflow_core/time_travel@v1", "TimeTravel"),
+        family="transformations",
+        fields=(
+            image_field("image", ()),
+            Field("data", kinds=(kinds.WILDCARD, kinds.LIST_OF_VALUES, kinds.IMAGE, *kinds.DETECTIONS), literal=None),
+            Field("offset", kinds=(kinds.INTEGER,), literal="frame_offset"),
+            Field("default_value", literal="optional_scalar", default=None),
+        ),
+        outputs={"output": (kinds.WILDCARD,), "is_available": (kinds.BOOLEAN,),
+                 "reference_frame_number": (kinds.INTEGER,)},
+    ),
+    BlockSpec(  # before / after: which detections were removed, persisted, or are new (one-to-one matching)
+        names=("roboflow_core/detections_difference@v1", "DetectionsDifference"),
+        family="transformations",
+        fields=(
+            Field("reference_predictions", kinds=(kinds.OBJECT_DETECTION,), literal=None),
+            Field("candidate_predictions", kinds=(kinds.OBJECT_DETECTION,), literal=None),
+            Field("spatial_weight", kinds=(kinds.FLOAT_ZERO_TO_ONE,), literal="unit", default=0.4),
+            Field("class_mismatch_penalty", kinds=(kinds.FLOAT,), literal="non_negative_number", default=0.15),
+            Field("reject_cost", kinds=(kinds.FLOAT,), literal="non_negative_number", default=0.75),
+            Field("class_strict", kinds=(kinds.BOOLEAN,), literal="bool", default=False),
+            Field("min_removed_to_verify", kinds=(kinds.INTEGER,), literal="positive_int", default=1),
+        ),
+        outputs={"removed_detections": (kinds.OBJECT_DETECTION,), "persisted_detections": (kinds.OBJECT_DETECTION,),
+                 "new_detections": (kinds.OBJECT_DETECTION,), "removed_count": (kinds.INTEGER,),
+                 "new_count": (kinds.INTEGER,), "verified": (kinds.BOOLEAN,)},
+    ),
+    BlockSpec(  # each (reference, candidate) pair whose intersection covers min_overlap of the reference's box
+        names=("roboflow_core/overlap_analysis@v1", "OverlapAnalysis"),
+        family="transformations",
+        fields=(
+            Field("reference_predictions", kinds=_SEGMENTS, literal=None),
+            Field("candidate_predictions", kinds=_SEGMENTS, literal=None),
+            Field("min_overlap", kinds=(kinds.FLOAT_ZERO_TO_ONE,), literal="unit", default=0.1),
+        ),
+        outputs={"overlaps": (kinds.DETECTIONS_OVERLAPS,)},
     ),
 )

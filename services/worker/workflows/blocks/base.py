@@ -48,6 +48,18 @@ class SinkSettings:
     twilio_api_url: str = "https://api.twilio.com"
 
 
+SECRETS_SETTING = "WORKER_WORKFLOW_SECRETS"
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentSecrets:
+    """The worker's environment variables its operator lets workflows read (``WORKER_WORKFLOW_SECRETS``), and
+    the values of those that were set when the worker started (environment_secrets_store)."""
+
+    allowed: frozenset[str] = frozenset()
+    values: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+
 class ModelRunner(Protocol):
     """How blocks ask for model predictions (implemented by ``services.worker.workflows.models``)."""
 
@@ -73,6 +85,10 @@ class BlockEnvironment:
     clock: Callable[[], float] = time.time  # wall clock (cooldowns, rate limits, csv timestamps)
     # Strings that must never reach logs, status or metrics (api keys, passwords in sink fields).
     secrets: list[str] = field(default_factory=list)
+    environment_secrets: EnvironmentSecrets = field(default_factory=EnvironmentSecrets)
+    # State the steps of one workflow share on this source, by the name of the blocks that keep it there
+    # (cache_set and cache_get's key-value cache).
+    shared: dict[str, Any] = field(default_factory=dict)
 
 
 class Block(Protocol):

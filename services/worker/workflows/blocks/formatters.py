@@ -1,5 +1,6 @@
 """Formatter blocks: property_definition, expression (switch-case), csv_formatter, first_non_empty_or_default,
-string_template and current_time."""
+string_template and current_time; json_parser, environment_secrets_store, cache_set and cache_get (one module each
+beside this one)."""
 
 import csv
 import io
@@ -9,11 +10,15 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from services.core.workflows.catalogue.formatters import (
+    CACHE_GET,
+    CACHE_SET,
     CSV_FORMATTER,
     CSV_TIMESTAMP,
     CURRENT_TIME,
+    ENVIRONMENT_SECRETS_STORE,
     EXPRESSION,
     FIRST_NON_EMPTY,
+    JSON_PARSER,
     PROPERTY_DEFINITION,
     STRING_TEMPLATE,
     TIMEZONES,
@@ -21,6 +26,9 @@ from services.core.workflows.catalogue.formatters import (
 from services.core.workflows.plan import PlanStep
 from services.core.workflows.string_templates import render
 from services.worker.workflows.blocks.base import BlockEnvironment, BlockFactory
+from services.worker.workflows.blocks.cache import CacheGet, CacheSet
+from services.worker.workflows.blocks.environment_secrets import EnvironmentSecretsStore
+from services.worker.workflows.blocks.json_parser import JsonParser
 from services.worker.workflows.operations import apply_operations, evaluate_statement
 
 CSV_INJECTION_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet would run such a cell as a formula
@@ -154,4 +162,8 @@ BLOCKS: dict[str, BlockFactory] = {
     FIRST_NON_EMPTY: FirstNonEmptyOrDefault,
     STRING_TEMPLATE: StringTemplate,
     CURRENT_TIME: CurrentTime,
+    JSON_PARSER: JsonParser,
+    ENVIRONMENT_SECRETS_STORE: EnvironmentSecretsStore,
+    CACHE_SET: CacheSet,
+    CACHE_GET: CacheGet,
 }

@@ -1,14 +1,17 @@
 """transformations blocks: crops, image slicer, image preprocessing, detection offset, detections merge,
-perspective correction, detections stitch, dimension collapse, classes replacement and consensus (see
-``transforms/``)."""
+perspective correction, detections stitch, dimension collapse, classes replacement and consensus; the fusion blocks
+buffer, frame_delay, detections_difference and overlap_analysis (see ``transforms/``)."""
 
 from services.worker.workflows.blocks.base import BlockFactory
 from services.worker.workflows.blocks.transforms.classes_replacement import DetectionsClassesReplacement
 from services.worker.workflows.blocks.transforms.collapse import DimensionCollapse
 from services.worker.workflows.blocks.transforms.consensus import DetectionsConsensus
 from services.worker.workflows.blocks.transforms.crops import AbsoluteStaticCrop, DynamicCrop, RelativeStaticCrop
+from services.worker.workflows.blocks.transforms.difference import DetectionsDifference
+from services.worker.workflows.blocks.transforms.history import Buffer, FrameDelay
 from services.worker.workflows.blocks.transforms.merge import DetectionsMerge
 from services.worker.workflows.blocks.transforms.offset import DetectionOffset
+from services.worker.workflows.blocks.transforms.overlap_analysis import OverlapAnalysis
 from services.worker.workflows.blocks.transforms.perspective import PerspectiveCorrection
 from services.worker.workflows.blocks.transforms.preprocessing import ImagePreprocessing
 from services.worker.workflows.blocks.transforms.slicer import ImageSlicer, ImageSlicerV2
@@ -28,4 +31,8 @@ BLOCKS: dict[str, BlockFactory] = {
     "roboflow_core/dimension_collapse@v1": DimensionCollapse,
     "roboflow_core/detections_classes_replacement@v1": DetectionsClassesReplacement,
     "roboflow_core/detections_consensus@v1": DetectionsConsensus,
+    "roboflow_core/buffer@v1": Buffer,
+    "roboflow_core/frame_delay@v1": FrameDelay,
+    "roboflow_core/detections_difference@v1": DetectionsDifference,
+    "roboflow_core/overlap_analysis@v1": OverlapAnalysis,
 }
