@@ -1,9 +1,11 @@
-"""Fixtures shared by the sink tests: a fake wall clock and a block environment on it."""
+"""Fixtures shared by the sink tests: a fake wall clock, a block environment on it, a Slack Web API of our own."""
+
+from collections.abc import Iterator
 
 import pytest
 
 from services.worker.workflows.blocks.base import BlockEnvironment
-from tests.worker.workflows.sink_support import FakeClock, make_env
+from tests.worker.workflows.sink_support import FakeClock, FakeSlack, make_env
 
 
 @pytest.fixture
@@ -14,3 +16,10 @@ def clock() -> FakeClock:
 @pytest.fixture
 def env(clock: FakeClock) -> BlockEnvironment:
     return make_env(clock)
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    server = FakeSlack()
+    yield server
+    server.close()

@@ -6,7 +6,7 @@ errors, sink messages and logs show ``***``."""
 import dataclasses
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -23,13 +23,6 @@ from tests.worker.workflows.sink_support import FakeSlack, make_env
 
 TOKEN = "xoxb-env-SECRET-7"
 REDIS_PASSWORD = "redis-PASSWORD-9"
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    server = FakeSlack()
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ of messages and logs, cooldown, fire-and-forget, and the operator's networks."""
 
 import logging
 import re
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,13 +17,6 @@ from tests.worker.workflows.sink_support import FakeClock, FakeSlack, build, mak
 TOKEN = "xoxb-1234-secret-token"
 SENT = "Notification sent successfully"
 SECRET_INPUT = {"type": "WorkflowParameter", "name": "slack_token"}
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    server = FakeSlack()
-    yield server
-    server.close()
 
 
 @pytest.fixture
