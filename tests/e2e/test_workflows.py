@@ -262,6 +262,37 @@ def test_classical_cv_counts_the_shapes_and_the_moving_blobs_opencv_finds(stack:
         capture.release()
 
 
+def test_a_frame_undistorted_its_halves_stitched_and_a_qr_code_made(stack: Stack, short_clip: str) -> None:
+    """camera-calibration gives OpenCV's undistortion of the frame, stitch_images puts the frame's left and right
+    60 % back together at the frame's width, qr_code_generator's image reads back as its text."""
+    _, outputs = run_to_end(stack, wf.init(short_clip, wf.imaging("https://roboflow.com/workflows")))
+
+    assert len(outputs) == 20 and not [o for o in outputs if "workflow_errors" in o]
+    camera = np.array([[700.0, 0, 384.0], [0, 700.0, 288.0], [0, 0, 1]])
+    distortion = np.array([-0.1, 0.01, 0.0, 0.0, 0.0])
+    new_camera = cv2.getOptimalNewCameraMatrix(camera, distortion, (768, 576), 1, (768, 576))[0]
+    capture = cv2.VideoCapture(short_clip)
+    try:
+        for index, output in enumerate(outputs):
+            ok, frame = capture.read()
+            assert ok
+            image = {name: cv2.imdecode(np.frombuffer(base64.b64decode(output[name]["value"]), np.uint8),
+                                        cv2.IMREAD_COLOR) for name in ("calibrated", "stitched", "qr_code")}
+            expected = cv2.undistort(frame, camera, distortion, None, new_camera)
+            assert image["calibrated"].shape == (576, 768, 3)
+            assert np.abs(image["calibrated"].astype(int) - expected).mean() < 3, index
+            assert np.abs(image["calibrated"].astype(int) - frame).mean() > 3 * np.abs(
+                image["calibrated"].astype(int) - expected).mean()  # the undistortion changed the frame
+            height, width = image["stitched"].shape[:2]
+            assert abs(width - 768) <= 8 and abs(height - 576) <= 8, (index, width, height)
+            assert [code.text for code in zxingcpp.read_barcodes(image["qr_code"])] == [
+                "https://roboflow.com/workflows"]
+            assert output["qr_code"]["video_metadata"]["frame_number"] == output["calibrated"]["video_metadata"][
+                "frame_number"]
+    finally:
+        capture.release()
+
+
 def test_camera_focus_dominant_colour_and_the_gap_between_two_people_are_opencv_s(
         stack: Stack, short_clip: str) -> None:
     """camera_focus v2 (per person too), dominant_color -> pixel_color_count, distance_measurement between the two

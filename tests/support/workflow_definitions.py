@@ -394,6 +394,29 @@ def upside_down_camera() -> dict[str, Any]:
     }
 
 
+def imaging(text: str) -> dict[str, Any]:
+    """The frame's lens distortion removed, its left and right 60 % stitched back together, a QR code of ``text``."""
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE],
+        "steps": [
+            {"type": "roboflow_core/camera-calibration@v1", "name": "calibration", "image": "$inputs.image",
+             "fx": 700.0, "fy": 700.0, "cx": 384.0, "cy": 288.0, "k1": -0.1, "k2": 0.01, "k3": 0.0, "p1": 0.0,
+             "p2": 0.0},
+            {"type": "roboflow_core/relative_static_crop@v1", "name": "left", "image": "$inputs.image",
+             "x_center": 0.3, "y_center": 0.5, "width": 0.6, "height": 1.0},
+            {"type": "roboflow_core/relative_static_crop@v1", "name": "right", "image": "$inputs.image",
+             "x_center": 0.7, "y_center": 0.5, "width": 0.6, "height": 1.0},
+            {"type": "roboflow_core/stitch_images@v1", "name": "stitch", "image1": "$steps.left.crops",
+             "image2": "$steps.right.crops"},
+            {"type": "roboflow_core/qr_code_generator@v1", "name": "qr", "text": text},
+        ],
+        "outputs": [{"type": "JsonField", "name": "calibrated", "selector": "$steps.calibration.calibrated_image"},
+                    {"type": "JsonField", "name": "stitched", "selector": "$steps.stitch.stitched_image"},
+                    {"type": "JsonField", "name": "qr_code", "selector": "$steps.qr.qr_code"}],
+    }
+
+
 def classical_cv_shapes_and_motion() -> dict[str, Any]:
     """No model: grayscale -> blur -> Otsu threshold -> contours (counted); and background subtraction -> opening
     then closing -> contours (the moving blobs, counted)."""

@@ -68,6 +68,7 @@ class WorkflowExecutor:
     def run(self, image: WorkflowImage) -> tuple[dict[str, Any], list[StepError]]:
         """The frame's serialised outputs (by output name) and the steps that failed on it."""
         frame = _Frame(self._plan, image)
+        self._env.video = image.video
         errors: list[StepError] = []
         for step in self._plan.steps:
             frame.outputs[step.name] = self._run_step(step, frame, errors)

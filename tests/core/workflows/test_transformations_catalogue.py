@@ -297,3 +297,59 @@ def test_image_preprocessing_feeds_a_model_with_the_manifest_defaults() -> None:
 ])
 def test_image_preprocessing_refusals(fields: dict[str, Any], message: str) -> None:
     assert message in refusal(preprocessing(**fields))
+
+
+CALIBRATION = {"fx": 700.0, "fy": 700.0, "cx": 384.0, "cy": 288.0, "k1": -0.1, "k2": 0.01, "k3": 0.0, "p1": 0.0,
+               "p2": 0.0}
+
+
+def imaging(**fields: dict[str, Any]) -> dict[str, Any]:
+    """camera-calibration, two crops stitched, a QR code: each block's ``fields`` added to its step."""
+    return {"version": "1.0", "inputs": [IMAGE], "steps": [
+        {"type": "roboflow_core/camera-calibration@v1", "name": "calibration", "image": "$inputs.image",
+         **CALIBRATION, **fields.get("calibration", {})},
+        {"type": "roboflow_core/relative_static_crop@v1", "name": "left", "image": "$inputs.image",
+         "x_center": 0.3, "y_center": 0.5, "width": 0.6, "height": 1.0},
+        {"type": "roboflow_core/relative_static_crop@v1", "name": "right", "image": "$inputs.image",
+         "x_center": 0.7, "y_center": 0.5, "width": 0.6, "height": 1.0},
+        {"type": "roboflow_core/stitch_images@v1", "name": "stitch", "image1": "$steps.left.crops",
+         "image2": "$steps.right.crops", **fields.get("stitch", {})},
+        {"type": "QRCodeGenerator", "name": "qr", "text": "https://roboflow.com", **fields.get("qr", {})},
+    ], "outputs": [{"type": "JsonField", "name": "stitched", "selector": "$steps.stitch.stitched_image"}]}
+
+
+def test_imaging_blocks_with_the_manifest_defaults() -> None:
+    plan = compile_workflow(imaging())
+    assert plan.step("calibration").params == {"image": "$inputs.image", **CALIBRATION, "use_fisheye_model": False}
+    assert plan.step("stitch").params == {"image1": "$steps.left.crops", "image2": "$steps.right.crops",
+                                          "max_allowed_reprojection_error": 3,
+                                          "count_of_best_matches_per_query_descriptor": 2}
+    assert plan.step("qr").type == "roboflow_core/qr_code_generator@v1"
+    assert plan.step("qr").params == {"text": "https://roboflow.com", "error_correct": "Medium (~15% word recovery)",
+                                      "border": 4, "fill_color": "BLACK", "back_color": "WHITE"}
+    assert {step.name: step.dimensionality for step in plan.steps}["stitch"] == 0
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"calibration": {"k3": "0.1"}}, "field 'workflow.steps[0].k3': expected a number"),
+    ({"calibration": {"fx": 0}}, "field 'workflow.steps[0].fx': expected a positive number"),
+    ({"calibration": {"use_fisheye_model": "yes"}}, "field 'workflow.steps[0].use_fisheye_model': expected true or"),
+    ({"stitch": {"count_of_best_matches_per_query_descriptor": 1}},
+     "field 'workflow.steps[3].count_of_best_matches_per_query_descriptor': expected an integer >= 2"),
+    ({"stitch": {"max_allowed_reprojection_error": -1}},
+     "field 'workflow.steps[3].max_allowed_reprojection_error': expected a positive number"),
+    ({"qr": {"error_correct": "L"}}, "'L' is not one of 'Low (~7% word recovery / highest data capacity)'"),
+    ({"qr": {"border": -1}}, "field 'workflow.steps[4].border': expected an integer >= 0"),
+    ({"qr": {"text": 42}}, "field 'workflow.steps[4].text': expected a string"),
+])
+def test_imaging_refusals(fields: dict[str, Any], message: str) -> None:
+    assert message in refusal(imaging(**fields))
+
+
+def test_imaging_required_fields() -> None:
+    definition = imaging()
+    del definition["steps"][0]["cy"]
+    del definition["steps"][4]["text"]
+    assert "field 'workflow.steps[0].cy' is required by roboflow_core/camera-calibration@v1" in refusal(definition)
+    definition["steps"][0]["cy"] = 288.0
+    assert "field 'workflow.steps[4].text' is required by roboflow_core/qr_code_generator@v1" in refusal(definition)

@@ -1,7 +1,8 @@
 """Transformation and fusion blocks: crops (dynamic, absolute, relative), the image slicer (v1, v2), image
 preprocessing (resize, rotate, flip), detection offset, detections merge, perspective correction, detections
 stitch, dimension collapse, detections classes replacement and detections consensus, and the fusion blocks
-buffer, frame_delay, detections_difference and overlap_analysis, with the reference's names, aliases and defaults.
+buffer, frame_delay, detections_difference and overlap_analysis, and the imaging blocks camera calibration, stitch
+images and the QR code generator, with the reference's names, aliases and defaults.
 
 Dynamic crop and the slicer output one item per crop/slice (dimensionality +1); stitch, dimension collapse
 and classes replacement take the whole list of per-slice or per-crop results at once (a ``batch`` field),
@@ -108,6 +109,8 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "history_length": (is_history_length, f"an integer between 1 and {MAX_HISTORY}"),
     "frame_offset": (is_frame_offset, f"an integer between -{MAX_HISTORY} and 0 (frames into the past)"),
     "optional_scalar": (is_optional_scalar, "a boolean, a number, a string or null"),
+    "matches_per_descriptor": (lambda v: is_int(v) and v >= 2, "an integer >= 2 (Lowe's ratio test compares the "
+                               "two best matches)"),
     "perspective_polygons": (is_perspective_polygons, "a convex quadrilateral [[x, y], ...] (4 points), or a list of "
                              "polygons whose 4-point ones (at least one) are convex"),
 }
@@ -144,6 +147,54 @@ _IMAGE_PREPROCESSING = BlockSpec(  # resize, rotate or flip an image (a camera m
               choices=("vertical", "horizontal", "both")),
     ),
     outputs={"image": (kinds.IMAGE,)},
+)
+
+
+def _coefficient(name: str, literal: str = "number") -> Field:
+    return Field(name, kinds=(kinds.FLOAT,), literal=literal)
+
+
+_CAMERA_CALIBRATION = BlockSpec(  # lens distortion removed with the camera's intrinsics and distortion coefficients
+    names=("roboflow_core/camera-calibration@v1",),
+    family="transformations",
+    fields=(
+        image_field("image", ("images",)),
+        *(_coefficient(name, "positive_number") for name in ("fx", "fy")),
+        *(_coefficient(name) for name in ("cx", "cy", "k1", "k2", "k3", "p1", "p2")),
+        Field("use_fisheye_model", kinds=(kinds.BOOLEAN,), literal="bool", default=False),
+    ),
+    outputs={"calibrated_image": (kinds.IMAGE,)},
+)
+_STITCH_IMAGES = BlockSpec(  # two overlapping images as one (a homography from their matched features)
+    names=("roboflow_core/stitch_images@v1",),
+    family="transformations",
+    fields=(
+        image_field("image1", ()),
+        image_field("image2", ()),
+        Field("max_allowed_reprojection_error", kinds=(kinds.FLOAT_ZERO_TO_ONE, kinds.FLOAT),
+              literal="positive_number", default=3),
+        Field("count_of_best_matches_per_query_descriptor", kinds=(kinds.INTEGER,), literal="matches_per_descriptor",
+              default=2),
+    ),
+    outputs={"stitched_image": (kinds.IMAGE,)},
+)
+QR_ERROR_CORRECTION = (
+    "Low (~7% word recovery / highest data capacity)",
+    "Medium (~15% word recovery)",
+    "Quartile (~25% word recovery)",
+    "High (~30% word recovery / lowest data capacity)",
+)
+_QR_CODE_GENERATOR = BlockSpec(  # a QR code image of a text (a URL, an id): no input image
+    names=("roboflow_core/qr_code_generator@v1", "QRCodeGenerator"),
+    family="transformations",
+    fields=(
+        Field("text", kinds=(kinds.STRING,), literal="str"),
+        Field("error_correct", literal="str", default="Medium (~15% word recovery)", choices=QR_ERROR_CORRECTION),
+        Field("border", kinds=(kinds.INTEGER,), literal="non_negative_int", default=4),
+        Field("fill_color", kinds=(kinds.STRING,), literal="str", default="BLACK"),
+        Field("back_color", kinds=(kinds.STRING,), literal="str", default="WHITE"),
+    ),
+    outputs={"qr_code": (kinds.IMAGE,)},
 )
 
 
@@ -325,4 +376,7 @@ BLOCKS = (
         ),
         outputs={"overlaps": (kinds.DETECTIONS_OVERLAPS,)},
     ),
+    _CAMERA_CALIBRATION,
+    _STITCH_IMAGES,
+    _QR_CODE_GENERATOR,
 )

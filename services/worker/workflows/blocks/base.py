@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from services.core.networks import NetworkPolicy
 from services.core.workflows.plan import PlanStep
+from services.worker.workflows.values import VideoMetadata
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +90,9 @@ class BlockEnvironment:
     # State the steps of one workflow share on this source, by the name of the blocks that keep it there
     # (cache_set and cache_get's key-value cache).
     shared: dict[str, Any] = field(default_factory=dict)
+    # The video metadata of the frame being run (the executor sets it before each frame's steps): for the blocks
+    # that make a new image of no input image (qr_code_generator).
+    video: VideoMetadata | None = None
 
 
 class Block(Protocol):

@@ -1,6 +1,7 @@
 """transformations blocks: crops, image slicer, image preprocessing, detection offset, detections merge,
 perspective correction, detections stitch, dimension collapse, classes replacement and consensus; the fusion blocks
-buffer, frame_delay, detections_difference and overlap_analysis (see ``transforms/``)."""
+buffer, frame_delay, detections_difference and overlap_analysis; camera calibration, stitch images and the QR code
+generator (see ``transforms/``)."""
 
 from services.worker.workflows.blocks.base import BlockFactory
 from services.worker.workflows.blocks.transforms.classes_replacement import DetectionsClassesReplacement
@@ -9,6 +10,7 @@ from services.worker.workflows.blocks.transforms.consensus import DetectionsCons
 from services.worker.workflows.blocks.transforms.crops import AbsoluteStaticCrop, DynamicCrop, RelativeStaticCrop
 from services.worker.workflows.blocks.transforms.difference import DetectionsDifference
 from services.worker.workflows.blocks.transforms.history import Buffer, FrameDelay
+from services.worker.workflows.blocks.transforms.imaging import CameraCalibration, QRCodeGenerator, StitchImages
 from services.worker.workflows.blocks.transforms.merge import DetectionsMerge
 from services.worker.workflows.blocks.transforms.offset import DetectionOffset
 from services.worker.workflows.blocks.transforms.overlap_analysis import OverlapAnalysis
@@ -35,4 +37,7 @@ BLOCKS: dict[str, BlockFactory] = {
     "roboflow_core/frame_delay@v1": FrameDelay,
     "roboflow_core/detections_difference@v1": DetectionsDifference,
     "roboflow_core/overlap_analysis@v1": OverlapAnalysis,
+    "roboflow_core/camera-calibration@v1": CameraCalibration,
+    "roboflow_core/stitch_images@v1": StitchImages,
+    "roboflow_core/qr_code_generator@v1": QRCodeGenerator,
 }
