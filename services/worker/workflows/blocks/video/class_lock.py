@@ -119,16 +119,6 @@ class _Track:
         self.challenger, self.streak, self.streak_confidence = None, 0, 0.0
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    intersection = float(width * height)
-    union = float((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])) - intersection
-    return intersection / union if union > 0 else 0.0
-
-
 class TrackClassLock:
     """``roboflow_core/track_class_lock@v1`` for one video source."""
 
@@ -189,7 +179,7 @@ class TrackClassLock:
             gap = self._frame - track.last_seen
             if track_id in active or track.locked is None or not 1 <= gap <= rules.reattach_window:
                 continue
-            iou = box_iou(box, track.last_box)
+            iou = float(sv.box_iou_batch(box[None, :], track.last_box[None, :])[0, 0])
             if iou >= rules.reattach_iou and iou > best_iou:
                 best, best_iou = track_id, iou
         return best
