@@ -158,7 +158,7 @@ class StreamManagerServer:
         self._metrics.watch_connections(lambda: self._admitted)
         self._server: asyncio.Server | None = None  # with TLS or close_after_reply off: asyncio accepts
         self._listeners: list[socket.socket] = []  # else the listening sockets this server accepts from itself
-        self._one_shots: set[asyncio.Task[None]] = set()  # new connections being answered or handed over
+        self._one_shots: dict[asyncio.Task[None], socket.socket] = {}  # new connections answered or handed over
         self._connections: set[_Connection] = set()
         self._admitted = 0  # connections being served (refused ones are not counted)
         self._sweeper: asyncio.TimerHandle | None = None
@@ -193,7 +193,7 @@ class StreamManagerServer:
     async def close(self, grace: float = 2.0) -> None:
         """Stops accepting, cancels the requests being answered (waiting at most ``grace`` s: a
         cancellation inside a redis.asyncio call may be swallowed on Python 3.11), then closes every
-        connection."""
+        connection, those whose request is still being answered included: none outlives the server."""
         if self._server is None and not self._listeners:
             return
         if self._server is not None:
@@ -212,6 +212,8 @@ class StreamManagerServer:
             task.cancel()
         if busy:
             await asyncio.wait(busy, timeout=grace)
+        for sock in self._one_shots.values():  # a task that swallowed its cancellation: its reply finds it closed
+            sock.close()
         for connection in list(self._connections):
             connection.finish()
         self._server = None
@@ -304,11 +306,11 @@ class StreamManagerServer:
         if admitted:
             self._admitted += 1
         task = self.loop.create_task(work)
-        self._one_shots.add(task)
+        self._one_shots[task] = sock
         task.add_done_callback(functools.partial(self._spawned, sock, admitted))
 
     def _spawned(self, sock: socket.socket, admitted: bool, task: "asyncio.Task[None]") -> None:
-        self._one_shots.discard(task)
+        self._one_shots.pop(task, None)
         if admitted:
             self._admitted -= 1
         if task.cancelled() or task.exception() is not None:

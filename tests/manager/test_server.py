@@ -1,6 +1,8 @@
 """The TCP endpoint: framing, bad input, several requests per connection, concurrency."""
 
+import asyncio
 import json
+import logging
 import re
 import socket
 import struct
@@ -12,6 +14,9 @@ import redis
 
 from services.core import keys
 from services.core.framing import encode_message
+from services.manager.handlers import Reply
+from services.manager.server import StreamManagerServer
+from services.manager.settings import ManagerSettings
 from tests.manager.conftest import ManagerFactory, RunningManager
 from tests.manager.fakes import Client, FakeWorker, call, register_worker
 from tests.support.redis_server import RedisServer, commands_run
@@ -384,3 +389,46 @@ def test_list_is_answered_from_memory_until_the_index_changes(start_manager: Man
     listing = {"status": "success", "pipelines": ["elsewhere", created]}
     assert body == json.dumps({"request_id": json.loads(body)["request_id"], "response": listing,
                                "pipeline_id": None}).encode()
+
+
+class _StubbornHandlers:
+    """Answers every request later, and swallows the first cancellation of its answer for ``stubborn`` s, as a
+    redis.asyncio call may on Python 3.11."""
+
+    def __init__(self, stubborn: float) -> None:
+        self.stubborn = stubborn
+        self.answered = asyncio.Event()
+
+    def answer_at_once(self, request: object) -> None:
+        return None
+
+    async def handle(self, request: object, request_id: str) -> Reply:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            await asyncio.sleep(self.stubborn)
+        self.answered.set()
+        return Reply({"status": "success"}, None)
+
+
+def test_closing_the_server_closes_a_connection_whose_answer_ignores_the_cancellation(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # Its socket closed when close() returns (it used to stay open, owned by the task, and leak if the loop ended
+    # first); the late answer then finds it closed and hands nothing over.
+    async def scenario() -> None:
+        handlers = _StubbornHandlers(stubborn=1.5)
+        server = StreamManagerServer(ManagerSettings(host="127.0.0.1", port=0), handlers)  # type: ignore[arg-type]
+        await server.start()
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        try:
+            writer.write(encode_message({"type": "status", "pipeline_id": "x"}))
+            await asyncio.sleep(0.2)  # the answer has begun
+            await server.close(grace=0.1)
+            assert await asyncio.wait_for(reader.read(), 1.0) == b""  # closed, with no reply
+            await asyncio.wait_for(handlers.answered.wait(), 5)
+            await asyncio.sleep(0.05)  # the answer's task has ended
+        finally:
+            writer.close()
+    with caplog.at_level(logging.WARNING, logger="services.manager.server"):
+        asyncio.run(scenario())
+    assert caplog.records == []
