@@ -688,6 +688,93 @@ def test_a_classification_model_runs_on_every_crop_and_its_class_replaces_the_de
             assert colour["parent_id"] == person["detection_id"]
 
 
+def _corners(prediction: dict[str, Any]) -> tuple[float, float, float, float]:
+    half_width, half_height = prediction["width"] / 2, prediction["height"] / 2
+    return (prediction["x"] - half_width, prediction["y"] - half_height, prediction["x"] + half_width,
+            prediction["y"] + half_height)
+
+
+def _inside(inner: tuple[float, ...], outer: tuple[float, ...]) -> bool:
+    return outer[0] - 0.01 <= inner[0] and outer[1] - 0.01 <= inner[1] and inner[2] <= outer[2] + 0.01 and \
+        inner[3] <= outer[3] + 0.01
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    shared = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    return shared / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - shared)
+
+
+def test_people_s_colours_read_as_text_and_the_people_found_on_their_crops_rolled_up_onto_the_frame(
+        stack: Stack, short_clip: str) -> None:
+    """stitch_ocr_detections reads the classifier's colour of each person (detections_classes_replacement) as text:
+    v1 left to right by each box's left edge in whole pixels, v2 (collimate) right to left by box centre.
+    detections_list_rollup puts the people the second model found on each person's crop back onto the frame: each
+    rolled-up box is the box around the crop detections it merged (as the engine itself places them on the frame),
+    and lands on a person the full-frame model found; its crop zones are the people's boxes."""
+    _, outputs = run_to_end(stack, wf.init(short_clip, wf.colours_read_and_people_rolled_up()))
+
+    assert len(outputs) == 20 and not [o for o in outputs if "workflow_errors" in o]
+    texts, landed, rolled_up = set(), 0, 0
+    for output in outputs:
+        coloured = output["coloured"]["predictions"]
+        by_left_edge = sorted(range(len(coloured)), key=lambda i: (round(_corners(coloured[i])[0]), i))
+        assert output["left_to_right"] == " ".join(coloured[i]["class"] for i in by_left_edge)
+        by_centre = sorted(coloured, key=lambda p: p["x"], reverse=True)
+        assert output["right_to_left"] == " ".join(p["class"] for p in by_centre)
+        texts.add(output["left_to_right"])
+
+        people = [_corners(p) for p in output["people"]["predictions"]]
+        assert [[tuple(corner) for corner in zone] for zone in output["zones"]] == [
+            [(x1, y1), (x2, y1), (x2, y2), (x1, y2)] for x1, y1, x2, y2 in people]
+        found = [_corners(p) for crop in output["on_crops"] if crop for p in crop["predictions"]]  # on the frame
+        rolled = output["rolled_up"]
+        boxes = [_corners(p) for p in rolled["predictions"]]
+        assert rolled["image"] == {"width": 768, "height": 576}
+        assert all(any(_inside(f, box) for box in boxes) for f in found)  # none lost
+        for box in boxes:
+            merged = [f for f in found if _inside(f, box)]
+            assert merged and np.allclose([min(f[0] for f in merged), min(f[1] for f in merged),
+                                           max(f[2] for f in merged), max(f[3] for f in merged)], box, atol=0.01)
+            landed += max((_iou(box, person) for person in people), default=0.0) >= 0.5
+        rolled_up += len(boxes)
+    assert len(texts) >= 3 and any(len(set(text.split())) >= 2 for text in texts)  # colours change, and differ
+    assert rolled_up >= 40 and landed >= 0.9 * rolled_up, (landed, rolled_up)
+
+
+def test_a_frame_turned_10_degrees_comes_back_upright(stack: Stack, short_clip: str) -> None:
+    """image_preprocessing turns each frame 10° counter-clockwise onto a larger canvas; auto_rotate_on_edges finds
+    the turn back. vtest's own lines lie 0.5° to 2.5° off the horizontal (the frame's own angle): the turned frame's
+    straight edges (its content's border, its floor) give back -10° within that. The image it returns is the frame
+    turned by the rest, 10° + angle (computed here with OpenCV), on a canvas grown twice."""
+    _, outputs = run_to_end(stack, wf.init(short_clip, wf.deskewed(10)))
+
+    assert len(outputs) == 20 and not [o for o in outputs if "workflow_errors" in o]
+    capture = cv2.VideoCapture(short_clip)
+
+    def middle(pixels: np.ndarray) -> np.ndarray:
+        y, x = pixels.shape[0] // 2, pixels.shape[1] // 2
+        return pixels[y - 150:y + 150, x - 200:x + 200].astype(int)
+
+    def turned(pixels: np.ndarray, degrees: float) -> np.ndarray:
+        return cv2.warpAffine(pixels, cv2.getRotationMatrix2D((384, 288), degrees, 1.0), (768, 576))
+
+    try:
+        for index, output in enumerate(outputs):
+            ok, frame = capture.read()
+            assert ok
+            angle = output["angle"]
+            assert abs(angle + 10) < 1.6 and 0 <= output["frame_angle"] < 2.5, (index, angle, output["frame_angle"])
+            image = cv2.imdecode(np.frombuffer(base64.b64decode(output["image"]["value"]), np.uint8),
+                                 cv2.IMREAD_COLOR)
+            sin, cos = abs(np.sin(np.radians(angle))), abs(np.cos(np.radians(angle)))
+            assert image.shape == (int(700 * cos + 856 * sin), int(700 * sin + 856 * cos), 3)  # 768 x 576 turned 10°
+            assert np.abs(middle(image) - middle(turned(frame, 10 + angle))).mean() < 6, index
+            assert np.abs(middle(turned(frame, 10)) - middle(frame)).mean() > 20
+    finally:
+        capture.release()
+    assert sum(abs(o["angle"] + 10) < 0.6 for o in outputs) >= 15
+
+
 def test_the_background_painted_around_people_with_the_frame_s_class_and_their_count(
         stack: Stack, short_clip: str) -> None:
     _, outputs = run_to_end(stack, wf.init(short_clip, wf.painted_background_and_labels()))

@@ -597,6 +597,78 @@ def crowd_message() -> dict[str, Any]:
     }
 
 
+def colours_read_and_people_rolled_up() -> dict[str, Any]:
+    """Detect people -> crop each one -> classify each crop's colour and detect people again on each crop (the
+    320 model: a crop is small). Each person takes its crop's colour as its class (detections_classes_replacement),
+    and the colours are read as one text: left to right (stitch_ocr_detections v1, one line at tolerance 2000), right
+    to left (v2's collimation). The crops' people are rolled up into the frame (detections_list_rollup; boxes of IoU
+    0.5 or more merged)."""
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE],
+        "steps": [
+            detect(confidence=0.3, class_filter=["person"]),
+            {"type": "roboflow_core/dynamic_crop@v1", "name": "crops", "images": "$inputs.image",
+             "predictions": "$steps.model.predictions"},
+            {"type": "roboflow_core/roboflow_classification_model@v2", "name": "colour",
+             "images": "$steps.crops.crops", "model_id": CLASSIFIER},
+            {"type": "roboflow_core/detections_classes_replacement@v1", "name": "coloured",
+             "object_detection_predictions": "$steps.model.predictions",
+             "classification_predictions": "$steps.colour.predictions"},
+            {"type": "roboflow_core/stitch_ocr_detections@v1", "name": "left_to_right",
+             "predictions": "$steps.coloured.predictions", "reading_direction": "left_to_right", "tolerance": 2000,
+             "delimiter": " "},
+            {"type": "roboflow_core/stitch_ocr_detections@v2", "name": "right_to_left",
+             "predictions": "$steps.coloured.predictions", "stitching_algorithm": "collimate",
+             "reading_direction": "right_to_left", "collimate_tolerance": 1000, "delimiter": " "},
+            detect("on_crops", SMALL_MODEL, images="$steps.crops.crops", confidence=0.3, class_filter=["person"]),
+            {"type": "roboflow_core/dimension_collapse@v1", "name": "collapse", "data": "$steps.on_crops.predictions"},
+            {"type": "roboflow_core/detections_list_rollup@v1", "name": "rollup",
+             "parent_detection": "$steps.model.predictions", "child_detections": "$steps.collapse.output",
+             "overlap_threshold": 0.5},
+        ],
+        "outputs": [{"type": "JsonField", "name": "coloured", "selector": "$steps.coloured.predictions"},
+                    {"type": "JsonField", "name": "left_to_right", "selector": "$steps.left_to_right.ocr_text"},
+                    {"type": "JsonField", "name": "right_to_left", "selector": "$steps.right_to_left.ocr_text"},
+                    {"type": "JsonField", "name": "people", "selector": "$steps.model.predictions"},
+                    {"type": "JsonField", "name": "on_crops", "selector": "$steps.on_crops.predictions"},
+                    {"type": "JsonField", "name": "rolled_up", "selector": "$steps.rollup.rolled_up_detections"},
+                    {"type": "JsonField", "name": "zones", "selector": "$steps.rollup.crop_zones"}],
+    }
+
+
+def deskewed(degrees: int) -> dict[str, Any]:
+    """Each frame turned ``degrees`` (image_preprocessing), then auto_rotate_on_edges on it and on the frame itself
+    (vtest's dominant edges are horizontal: the floor, the walls' tops)."""
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE],
+        "steps": [
+            {"type": "roboflow_core/image_preprocessing@v1", "name": "turned", "image": "$inputs.image",
+             "task_type": "rotate", "rotation_degrees": degrees},
+            {"type": "roboflow_core/auto_rotate_on_edges@v1", "name": "deskewed", "image": "$steps.turned.image",
+             "target_orientation": "horizontal"},
+            {"type": "roboflow_core/auto_rotate_on_edges@v1", "name": "frame_deskewed", "image": "$inputs.image",
+             "target_orientation": "horizontal"},
+        ],
+        "outputs": [{"type": "JsonField", "name": "angle", "selector": "$steps.deskewed.angle"},
+                    {"type": "JsonField", "name": "image", "selector": "$steps.deskewed.image"},
+                    {"type": "JsonField", "name": "frame_angle", "selector": "$steps.frame_deskewed.angle"}],
+    }
+
+
+def plate_reading(text_detection: str = "small") -> dict[str, Any]:
+    """PP-OCR on the frame: its text and one prediction per text box (the box's text as its class)."""
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE],
+        "steps": [{"type": "roboflow_core/pp_ocr@v1", "name": "ocr", "images": "$inputs.image",
+                   "text_detection": text_detection, "text_recognition": "small"}],
+        "outputs": [{"type": "JsonField", "name": "text", "selector": "$steps.ocr.result"},
+                    {"type": "JsonField", "name": "predictions", "selector": "$steps.ocr.predictions"}],
+    }
+
+
 def failing_step() -> dict[str, Any]:
     """A line counter fed untracked detections: fails on every frame with people, the rest still runs."""
     return {

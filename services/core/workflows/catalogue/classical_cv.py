@@ -17,7 +17,7 @@ from services.core.workflows.blocks import (
 from services.core.workflows.catalogue.geometry import ANCHORS
 
 # ---------------------------------------------------------------- image operations (worker: blocks/cv/images.py,
-# background.py): each takes an image and gives one in its place, 3-channel BGR like every image here.
+# background.py, deskew.py): each takes an image and gives one in its place, 3-channel BGR like every image here.
 
 _IMAGE_LITERALS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "cv_pixel_value": (lambda v: is_int(v) and 0 <= v <= 255, "an integer between 0 and 255"),
@@ -33,6 +33,7 @@ BLUR_TYPES = ("average", "gaussian", "median", "bilateral")
 MORPHOLOGY_OPERATIONS = ("Erosion", "Dilation", "Opening", "Closing", "Gradient", "Top Hat", "Black Hat")
 OPENING_THEN_CLOSING = "Opening then Closing"  # v2 only
 EQUALIZATION_TYPES = ("Contrast Stretching", "Histogram Equalization", "Adaptive Equalization")
+TARGET_ORIENTATIONS = ("vertical", "horizontal", "either")  # auto_rotate_on_edges: what the dominant edges become
 _IMAGE_OUTPUT: dict[str, tuple[str, ...]] = {"image": (kinds.IMAGE,)}
 
 
@@ -79,6 +80,14 @@ _IMAGE_OPERATIONS: tuple[BlockSpec, ...] = (
     ),
     # A source's moving pixels (MOG2, state per source): the foreground mask as an image.
     _image_operation("roboflow_core/background_subtraction@v1", _integer("threshold", 16), _integer("history", 30)),
+    # Deskew: turned so that the dominant straight edges are vertical / horizontal, and the angle it took.
+    _image_operation(
+        "roboflow_core/auto_rotate_on_edges@v1", _choice("target_orientation", "vertical", TARGET_ORIENTATIONS),
+        Field("skip_below_degrees", kinds=(kinds.FLOAT,), literal="number", default=0.4),
+        Field("max_correction_degrees", kinds=(kinds.FLOAT,), literal="number", default=90.0),
+        _integer("internal_resolution", 1000),
+        outputs={"image": (kinds.IMAGE,), "angle": (kinds.FLOAT,)},
+    ),
 )
 
 # ---------------------------------------------------------------- measurements (worker: blocks/cv/measurements.py,

@@ -1,8 +1,9 @@
 """Transformation and fusion blocks: crops (dynamic, absolute, relative), the image slicer (v1, v2), image
 preprocessing (resize, rotate, flip), detection offset, detections merge, perspective correction, detections
-stitch, dimension collapse, detections classes replacement and detections consensus, and the fusion blocks
-buffer, frame_delay, detections_difference and overlap_analysis, and the imaging blocks camera calibration, stitch
-images and the QR code generator, with the reference's names, aliases and defaults.
+stitch, dimension collapse, detections classes replacement and detections consensus, stitch OCR detections (v1,
+v2), and the fusion blocks buffer, frame_delay, detections_difference, overlap_analysis and detections_list_rollup,
+and the imaging blocks camera calibration, stitch images and the QR code generator, with the reference's names,
+aliases and defaults.
 
 Dynamic crop and the slicer output one item per crop/slice (dimensionality +1); stitch, dimension collapse
 and classes replacement take the whole list of per-slice or per-crop results at once (a ``batch`` field),
@@ -122,6 +123,10 @@ _AGGREGATION = ("average", "max", "min")
 # Which points of the detections perspective_correction extends its polygon to contain: none (""), a box's four
 # corners ("ALL"), or one anchor.
 PERSPECTIVE_ANCHORS = ("", "ALL", *ANCHORS)
+# stitch_ocr_detections: how character (or word) detections are read, and v2's ways of grouping them.
+READING_DIRECTIONS = ("left_to_right", "right_to_left", "vertical_top_to_bottom", "vertical_bottom_to_top", "auto")
+STITCHING_ALGORITHMS = ("tolerance", "otsu", "collimate")
+CONFIDENCE_STRATEGIES = ("max", "mean", "min")  # detections_list_rollup: a merged group's confidence
 
 
 def _static_crop(names: tuple[str, ...], kind: str, literal: str) -> BlockSpec:
@@ -212,6 +217,42 @@ def _image_slicer(version: int) -> BlockSpec:
         outputs={"slices": (kinds.IMAGE,)},
         dimensionality=1,
     )
+
+
+def _stitch_ocr_detections(version: int) -> BlockSpec:
+    """Character (or word) detections read as one text (v2: by tolerance, Otsu's word gaps or collimation)."""
+    v2 = (
+        Field("otsu_threshold_multiplier", kinds=(kinds.FLOAT,), literal="number", default=1.0),
+        Field("collimate_tolerance", kinds=(kinds.INTEGER,), literal="int", default=10),
+    ) if version == 2 else ()
+    return BlockSpec(
+        names=(f"roboflow_core/stitch_ocr_detections@v{version}",),
+        family="transformations",
+        fields=(
+            *((Field("stitching_algorithm", literal="str", choices=STITCHING_ALGORITHMS),) if version == 2 else ()),
+            Field("predictions", kinds=(kinds.OBJECT_DETECTION,), literal=None),
+            Field("reading_direction", literal="str", choices=READING_DIRECTIONS),
+            Field("tolerance", kinds=(kinds.INTEGER,), literal="positive_int", default=10),
+            Field("delimiter", kinds=(kinds.STRING,), literal="str", default=""),
+            *v2,
+        ),
+        outputs={"ocr_text": (kinds.STRING,)},
+    )
+
+
+_DETECTIONS_LIST_ROLLUP = BlockSpec(  # a second model's detections on each crop, back in the parent image, merged
+    names=("roboflow_core/detections_list_rollup@v1", "DetectionsListRollUp"),
+    family="transformations",
+    fields=(
+        detections_field("parent_detection"),
+        Field("child_detections", kinds=(kinds.LIST_OF_VALUES,), literal=None),
+        Field("confidence_strategy", kinds=(kinds.LIST_OF_VALUES,), literal="str", default="max",
+              choices=CONFIDENCE_STRATEGIES),
+        Field("overlap_threshold", kinds=(kinds.FLOAT_ZERO_TO_ONE,), literal="unit", default=0.0),
+        Field("keypoint_merge_threshold", kinds=(kinds.FLOAT,), literal="non_negative_number", default=10.0),
+    ),
+    outputs={"rolled_up_detections": kinds.DETECTIONS, "crop_zones": (kinds.LIST_OF_VALUES,)},
+)
 
 
 def _aggregation(name: str, default: str, choices: tuple[str, ...] = _AGGREGATION) -> Field:
@@ -379,4 +420,7 @@ BLOCKS = (
     _CAMERA_CALIBRATION,
     _STITCH_IMAGES,
     _QR_CODE_GENERATOR,
+    _stitch_ocr_detections(1),
+    _stitch_ocr_detections(2),
+    _DETECTIONS_LIST_ROLLUP,
 )

@@ -2,6 +2,7 @@
 
 from services.worker.workflows.blocks.base import BlockFactory
 from services.worker.workflows.blocks.cv.background import BackgroundSubtraction
+from services.worker.workflows.blocks.cv.deskew import AutoRotateOnEdges
 from services.worker.workflows.blocks.cv.features import (
     SiftComparisonV1,
     SiftComparisonV2,
@@ -27,7 +28,7 @@ from services.worker.workflows.blocks.cv.measurements import (
     SizeMeasurement,
 )
 
-# Image operations (cv/images.py, cv/background.py).
+# Image operations (cv/images.py, cv/background.py, cv/deskew.py).
 _IMAGE_OPERATIONS: dict[str, BlockFactory] = {
     "roboflow_core/convert_grayscale@v1": ConvertGrayscale,
     "roboflow_core/image_blur@v1": ImageBlur,
@@ -38,6 +39,7 @@ _IMAGE_OPERATIONS: dict[str, BlockFactory] = {
     "roboflow_core/contrast_enhancement@v1": ContrastEnhancement,
     "roboflow_core/contours_detection@v1": ContoursDetection,
     "roboflow_core/background_subtraction@v1": BackgroundSubtraction,
+    "roboflow_core/auto_rotate_on_edges@v1": AutoRotateOnEdges,
 }
 
 # Measurements (cv/measurements.py, cv/focus.py, cv/features.py).

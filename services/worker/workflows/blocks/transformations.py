@@ -1,7 +1,7 @@
 """transformations blocks: crops, image slicer, image preprocessing, detection offset, detections merge,
-perspective correction, detections stitch, dimension collapse, classes replacement and consensus; the fusion blocks
-buffer, frame_delay, detections_difference and overlap_analysis; camera calibration, stitch images and the QR code
-generator (see ``transforms/``)."""
+perspective correction, detections stitch, dimension collapse, classes replacement and consensus, stitch OCR
+detections (v1, v2); the fusion blocks buffer, frame_delay, detections_difference, overlap_analysis and
+detections_list_rollup; camera calibration, stitch images and the QR code generator (see ``transforms/``)."""
 
 from services.worker.workflows.blocks.base import BlockFactory
 from services.worker.workflows.blocks.transforms.classes_replacement import DetectionsClassesReplacement
@@ -16,8 +16,10 @@ from services.worker.workflows.blocks.transforms.offset import DetectionOffset
 from services.worker.workflows.blocks.transforms.overlap_analysis import OverlapAnalysis
 from services.worker.workflows.blocks.transforms.perspective import PerspectiveCorrection
 from services.worker.workflows.blocks.transforms.preprocessing import ImagePreprocessing
+from services.worker.workflows.blocks.transforms.rollup import DetectionsListRollUp
 from services.worker.workflows.blocks.transforms.slicer import ImageSlicer, ImageSlicerV2
 from services.worker.workflows.blocks.transforms.stitch import DetectionsStitch
+from services.worker.workflows.blocks.transforms.stitch_ocr import StitchOCRDetectionsV1, StitchOCRDetectionsV2
 
 BLOCKS: dict[str, BlockFactory] = {
     "roboflow_core/dynamic_crop@v1": DynamicCrop,
@@ -40,4 +42,7 @@ BLOCKS: dict[str, BlockFactory] = {
     "roboflow_core/camera-calibration@v1": CameraCalibration,
     "roboflow_core/stitch_images@v1": StitchImages,
     "roboflow_core/qr_code_generator@v1": QRCodeGenerator,
+    "roboflow_core/stitch_ocr_detections@v1": StitchOCRDetectionsV1,
+    "roboflow_core/stitch_ocr_detections@v2": StitchOCRDetectionsV2,
+    "roboflow_core/detections_list_rollup@v1": DetectionsListRollUp,
 }
