@@ -130,27 +130,6 @@ def path_deviation(path: list[list[int]]) -> dict[str, Any]:
     }
 
 
-def heatmap() -> dict[str, Any]:
-    """Track people and draw where they walked as a heatmap (people standing still add no heat), beside the
-    frame as it came and the tracked people."""
-    return {
-        "version": "1.0",
-        "inputs": [IMAGE, {"type": "WorkflowVideoMetadata", "name": "video_metadata"}],
-        "steps": [
-            detect(confidence=0.3, class_filter=["person"]),
-            {"type": "roboflow_core/byte_tracker@v3", "name": "tracker", "image": "$inputs.image",
-             "detections": "$steps.model.predictions"},
-            {"type": "roboflow_core/heatmap_visualization@v1", "name": "heatmap", "image": "$inputs.image",
-             "predictions": "$steps.tracker.tracked_detections", "metadata": "$inputs.video_metadata"},
-        ],
-        "outputs": [
-            {"type": "JsonField", "name": "heat", "selector": "$steps.heatmap.image"},
-            {"type": "JsonField", "name": "frame", "selector": "$inputs.image"},
-            {"type": "JsonField", "name": "tracked", "selector": "$steps.tracker.tracked_detections"},
-        ],
-    }
-
-
 def speed_estimation(road: list[list[int]], width: int, length: int) -> dict[str, Any]:
     """Speed estimation: track people, move them from the image onto the ``road`` quadrilateral's rectangle of
     ``width`` x ``length`` metres (perspective_correction), and measure their velocity there, in metres a second."""
@@ -325,12 +304,14 @@ def trackers_side_by_side() -> dict[str, Any]:
     }
 
 
-def class_lock() -> dict[str, Any]:
-    """detect -> ByteTrack -> track_class_lock: each track's class and confidence held once it has 3 votes (no
-    re-attachment: a new id starts its own votes)."""
+def tracked_three_ways() -> dict[str, Any]:
+    """detect -> ByteTrack, then three blocks on the tracks: track_class_lock (each track's class and confidence
+    held once it has 3 votes; no re-attachment: a new id starts its own votes), stabilize_detections (defaults:
+    each box averaged with its previous one, a track missed for a frame or two filled in where its velocity takes
+    it) and heatmap_visualization (where they walked; what stands still adds no heat), beside the frame as it came."""
     return {
         "version": "1.0",
-        "inputs": [IMAGE],
+        "inputs": [IMAGE, {"type": "WorkflowVideoMetadata", "name": "video_metadata"}],
         "steps": [
             detect(confidence=0.3),
             {"type": "roboflow_core/byte_tracker@v3", "name": "tracker", "image": "$inputs.image",
@@ -338,27 +319,18 @@ def class_lock() -> dict[str, Any]:
             {"type": "roboflow_core/track_class_lock@v1", "name": "class_lock", "image": "$inputs.image",
              "detections": "$steps.tracker.tracked_detections", "min_votes": 3, "lead_margin": 0,
              "vote_confidence": 0.3, "reattach_window": 0},
-        ],
-        "outputs": [{"type": "JsonField", "name": "tracked", "selector": "$steps.tracker.tracked_detections"},
-                    {"type": "JsonField", "name": "locked", "selector": "$steps.class_lock.tracked_detections"}],
-    }
-
-
-def stabilized() -> dict[str, Any]:
-    """detect people -> ByteTrack -> stabilize_detections (defaults: each box averaged with its previous one, a
-    track missed for a frame or two filled in where its velocity takes it)."""
-    return {
-        "version": "1.0",
-        "inputs": [IMAGE],
-        "steps": [
-            detect(confidence=0.3, class_filter=["person"]),
-            {"type": "roboflow_core/byte_tracker@v3", "name": "tracker", "image": "$inputs.image",
-             "detections": "$steps.model.predictions"},
             {"type": "roboflow_core/stabilize_detections@v1", "name": "stabilizer", "image": "$inputs.image",
              "detections": "$steps.tracker.tracked_detections"},
+            {"type": "roboflow_core/heatmap_visualization@v1", "name": "heatmap", "image": "$inputs.image",
+             "predictions": "$steps.tracker.tracked_detections", "metadata": "$inputs.video_metadata"},
         ],
-        "outputs": [{"type": "JsonField", "name": "tracked", "selector": "$steps.tracker.tracked_detections"},
-                    {"type": "JsonField", "name": "stable", "selector": "$steps.stabilizer.tracked_detections"}],
+        "outputs": [
+            {"type": "JsonField", "name": "tracked", "selector": "$steps.tracker.tracked_detections"},
+            {"type": "JsonField", "name": "locked", "selector": "$steps.class_lock.tracked_detections"},
+            {"type": "JsonField", "name": "stable", "selector": "$steps.stabilizer.tracked_detections"},
+            {"type": "JsonField", "name": "heat", "selector": "$steps.heatmap.image"},
+            {"type": "JsonField", "name": "frame", "selector": "$inputs.image"},
+        ],
     }
 
 
