@@ -11,11 +11,13 @@ WORKFLOW ?=
 PYTEST_ARGS ?=
 SOAK ?= 600
 LOAD_SECONDS ?= 60
+OCR_MODELS := data/models/pp-ocr/det-small/model.onnx data/models/pp-ocr/rec-small/model.onnx \
+              data/models/pp-ocr/cls-small/model.onnx
 
 .PHONY: setup run test bench lint clean
 
 setup: $(STAMP) data/media/vtest.avi data/media/bikes.mp4 data/models/$(MODEL_ID)/model.onnx data/models/yolov3-tiny/coco-320/model.onnx \
-       data/models/demo-colours/1/model.onnx
+       data/models/demo-colours/1/model.onnx $(OCR_MODELS)
 
 $(STAMP): pyproject.toml compose/docker/no-deps-requirements.txt tools/install_system_deps.sh
 	tools/install_system_deps.sh
@@ -40,6 +42,11 @@ data/models/yolov3-tiny/coco-320/model.onnx: | $(STAMP)
 data/models/demo-colours/1/model.onnx: | $(STAMP)
 	$(PY) -m services.worker.models build-demo-classifier --repository data/models
 
+# The OCR models of pp_ocr / ocr_model (PP-OCRv4 mobile text detection and recognition, PP-OCR's line orientation
+# classifier), read out of the rapidocr-onnxruntime wheel from PyPI, every file checked against its pinned SHA-256.
+$(OCR_MODELS) &: | $(STAMP)
+	$(PY) -m services.worker.models build-ocr --repository data/models --downloads data/downloads
+
 # The source named with VIDEO= (a file anywhere, a camera index, a URL) is allowed for this run's manager only;
 # a permanent error (no such file, a refused source) stops the run at once with status 1 (tools/run_stack.py).
 run: setup
@@ -56,6 +63,7 @@ test: setup data/opencv4/requirements.txt
 bench: setup
 	$(PY) -m tests.benchmarks.engine --output docs/benchmarks.md --soak-seconds $(SOAK)
 	$(PY) -m tests.benchmarks.workflows --output docs/benchmarks.md
+	$(PY) -m tests.benchmarks.block_costs --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.decode --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.streams --output docs/benchmarks.md
 	$(PY) -m tests.benchmarks.idle --output docs/benchmarks.md

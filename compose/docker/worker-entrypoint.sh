@@ -1,5 +1,5 @@
 #!/bin/sh
-# Entry point of the worker images: puts the models the image ships (the default COCO detector,
+# Entry point of the worker images: puts the models the image ships (the default COCO detector, the OCR models,
 # built when the image was built) into the model repository volume where they are missing, then
 # runs the command (default: python -m services.worker). A model already in the repository is never
 # touched, so models added or rebuilt there survive image upgrades. Each model is copied into a

@@ -326,9 +326,9 @@ def test_a_named_workflow_resolving_to_an_unsupported_one() -> None:
     del payload["processing_configuration"]["workflow_specification"]
 
     def resolve(workspace: str, workflow_id: str) -> dict[str, Any]:
-        return detection_workflow(type="roboflow_core/ocr_model@v1")
+        return detection_workflow(type="roboflow_core/sam3@v1")
 
-    with pytest.raises(InvalidPayloadError, match=r"'roboflow_core/ocr_model@v1' at 'workflow\(acme/ocr\)"):
+    with pytest.raises(InvalidPayloadError, match=r"'roboflow_core/sam3@v1' at 'workflow\(acme/ocr\)"):
         compile_init(payload, resolve_workflow=resolve)
 
 
@@ -342,8 +342,8 @@ def _image_output() -> dict[str, Any]:
     ("workflow", "message"),
     [
         (
-            detection_workflow(type="roboflow_core/ocr_model@v1"),
-            "unsupported workflow block type 'roboflow_core/ocr_model@v1' at "
+            detection_workflow(type="roboflow_core/sam3@v1"),
+            "unsupported workflow block type 'roboflow_core/sam3@v1' at "
             "'processing_configuration.workflow_specification.steps[0].type'; supported: "
             "roboflow_core/roboflow_object_detection_model@v1",
         ),

@@ -283,9 +283,11 @@ def test_the_requirements_script_runs_on_a_bare_interpreter(tmp_path: Path) -> N
 
 
 def test_the_model_is_built_in_a_stage_no_image_keeps() -> None:
-    """The converter (onnx) builds the default model at image build time; images take only its output."""
+    """The converter (onnx) builds the default model, and the OCR models are read out of their wheel, at image build
+    time; images take only their output."""
     stages = _stages()
-    assert "build-default --repository /seed-models" in " ".join(stages["models"].all("RUN"))
+    built = " ".join(stages["models"].all("RUN"))
+    assert "build-default --repository /seed-models" in built and "build-ocr --repository /seed-models" in built
     for image in IMAGES:
         for arguments in stages[image].all("COPY"):
             if arguments.startswith("--from=models"):

@@ -15,10 +15,12 @@ import numpy as np
 import pytest
 import zxingcpp
 
+from services.worker.models.ocr_build import build_ocr_models
 from tests.manager.fakes import call
+from tests.support import ocr as plates
 from tests.support import workflow_definitions as wf
 from tests.support.codes import box_of, linear_code, paste, qr_code
-from tests.support.pipelines import write_clip
+from tests.support.pipelines import read_frames, write_clip
 from tests.support.redis_server import RedisServer
 from tests.support.stack import Stack, running_stack
 from tests.support.waiting import wait_until
@@ -424,6 +426,43 @@ def test_qr_codes_and_barcodes_read_on_a_moving_label_and_the_qr_code_boxed(
         x1, y1, x2, y2 = (round(v) for v in drawn[url])
         assert colour[y1 - 1:y1 + 2, x1:x2].mean() > 0.9 and colour[y1 + 10:y2 - 10, x1 + 10:x2 - 10].mean() < 0.01
         assert colour[330:420, 280 - 95:640].mean() < 0.01, "the barcode is not drawn"
+
+
+def test_a_licence_plate_is_read_by_pp_ocr_on_every_frame(
+        stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
+    build_ocr_models(Path("data/models"), Path("data/downloads"))  # make setup's: cached, the worker's repository
+    clip = tmp_path_factory.mktemp("clips") / "plate-8.mp4"
+    inks = []  # per frame: where the plate's text was drawn
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"mp4v"), 10.0, (768, 576))
+    try:
+        for index, frame in enumerate(read_frames(VTEST, 8)):  # the plate moves right, 8 px a frame
+            inks.append(plates.paste(frame, plates.plate("KX 4821"), 100 + 8 * index, 300))
+            writer.write(frame)
+    finally:
+        writer.release()
+    _, outputs = run_to_end(stack, wf.init(str(clip), wf.plate_reading()))  # about 0.3 s a frame on 2 cores
+
+    assert len(outputs) == 8 and not [o for o in outputs if "workflow_errors" in o]
+    for output, ink in zip(outputs, inks, strict=True):
+        # The plate is a line of its own. vtest has no text, but the detector sometimes boxes a walking person
+        # (at x > 500 in these frames), which the recogniser reads as a character, e.g. 人 ("person").
+        assert "KX 4821" in output["text"].split("\n"), output["text"]
+        [found] = [p for p in output["predictions"]["predictions"] if p["class"] == "KX 4821"]
+        assert found["class_id"] == 0 and 0.5 < found["confidence"] <= 1
+        assert plates.iou(box_of(found), ink) > 0.6
+        assert all(p["x"] > 500 for p in output["predictions"]["predictions"] if p is not found)
+
+
+def test_an_ocr_size_whose_model_is_not_registered_is_refused_at_init_naming_it(stack: Stack) -> None:
+    before = _ok(call(stack.port, {"type": "list_pipelines"}))["pipelines"]
+
+    reply = call(stack.port, wf.init(str(VTEST), wf.plate_reading(text_detection="medium")))
+
+    assert reply["response"]["status"] == "failure" and reply["response"]["error_type"] == "not_found", reply
+    message = reply["response"]["error_message"]
+    assert "model 'pp-ocr/det-medium' is not in the repository" in message, message
+    assert "python -m services.worker.models register-ocr pp-ocr/det-medium <model.onnx>" in message
+    assert _ok(call(stack.port, {"type": "list_pipelines"}))["pipelines"] == before
 
 
 def test_path_deviation_its_reference_path_drawn_padded_and_merged_boxes(stack: Stack, short_clip: str) -> None:

@@ -2,9 +2,10 @@
 
 ``model.json`` is written last (temp file + rename), so a model is visible only once complete;
 an interrupted registration leaves at most an orphan ``.tmp`` file, never a half model.
-A model is an object detector (its output layout known) or a multi-class classifier (its
-normalisation and whether it outputs logits or probabilities); ``task_type`` says which, and
-metadata written before classifiers existed reads as an object detector.
+A model is an object detector (its output layout known), a multi-class classifier (its
+normalisation and whether it outputs logits or probabilities) or one of OCR's three models (text
+detection, recognition, line orientation); ``task_type`` says which, and metadata written before
+classifiers existed reads as an object detector.
 """
 
 import json
@@ -28,7 +29,14 @@ log = logging.getLogger(__name__)
 
 TASK_DETECTION = "object-detection"
 TASK_CLASSIFICATION = "classification"
-TASKS = (TASK_DETECTION, TASK_CLASSIFICATION)
+# The three models of OCR (PP-OCR's): a text detector (an [B, 1, H, W] probability map of text), a text line
+# recogniser ([B, T, 1 + len(class_names)] per-step probabilities, class 0 the CTC blank) and a text line orientation
+# classifier ([B, len(class_names)]: upright or upside down). Their inputs may have any size (0 in the metadata).
+TASK_OCR_DETECTION = "ocr-detection"
+TASK_OCR_RECOGNITION = "ocr-recognition"
+TASK_OCR_ORIENTATION = "ocr-orientation"
+OCR_TASKS = (TASK_OCR_DETECTION, TASK_OCR_RECOGNITION, TASK_OCR_ORIENTATION)
+TASKS = (TASK_DETECTION, TASK_CLASSIFICATION, *OCR_TASKS)
 MODEL_FILE = "model.onnx"
 METADATA_FILE = "model.json"
 _SEGMENT = re.compile(r"[A-Za-z0-9_.-]+")
@@ -155,6 +163,52 @@ class ModelRepository:
         spec = ModelSpec(
             model_id, directory / MODEL_FILE, tuple(class_names), input_name, width, height, None,
             color, scale, source, source_sha256, _now(), TASK_CLASSIFICATION, mean, std, logits,
+        )
+        _check_normalisation(spec)
+        return self._store(spec, onnx_bytes)
+
+    def register_ocr(
+        self,
+        model_id: str,
+        onnx_bytes: bytes,
+        *,
+        task: str,
+        class_names: Sequence[str],
+        source: str,
+        source_sha256: str,
+        input_width: int = 0,
+        input_height: int = 0,
+        color: str = "BGR",
+        scale: float = 1 / 255,
+        mean: tuple[float, float, float] = (0.5, 0.5, 0.5),
+        std: tuple[float, float, float] = (0.5, 0.5, 0.5),
+    ) -> ModelSpec:
+        """Store one of OCR's ONNX models (``task`` one of :data:`OCR_TASKS`): one image input [B, 3, H, W] and one
+        output as the task says (see :data:`TASK_OCR_DETECTION`). ``input_width`` / ``input_height``: the size the
+        engine resizes to (0: any); a fixed size in the graph must match it. ``class_names``: a recogniser's
+        characters (class i > 0 is ``class_names[i - 1]``), an orientation classifier's angles ("0", "180")."""
+        if task not in OCR_TASKS:
+            raise InvalidModelError(f"task {task!r} is not one of {', '.join(OCR_TASKS)}")
+        directory = self._directory(model_id)
+        session = _inspection_session(onnx_bytes)
+        inputs, outputs = session.get_inputs(), session.get_outputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] != 3:
+            raise InvalidModelError(f"expected one [B, 3, H, W] image input, got {[i.shape for i in inputs]}")
+        for fixed, wanted, name in ((inputs[0].shape[2], input_height, "height"),
+                                    (inputs[0].shape[3], input_width, "width")):
+            if isinstance(fixed, int) and fixed != wanted:
+                raise InvalidModelError(f"the graph's input {name} is {fixed}, not {wanted}")
+        shape = outputs[0].shape if len(outputs) == 1 else []
+        expected = {TASK_OCR_DETECTION: (4, 1, "[B, 1, H, W] (a probability map)"),
+                    TASK_OCR_RECOGNITION: (3, len(class_names) + 1, f"[B, T, {len(class_names) + 1}] (CTC)"),
+                    TASK_OCR_ORIENTATION: (2, len(class_names), f"[B, {len(class_names)}] (one score per angle)")}
+        rank, classes, described = expected[task]
+        class_axis = 1 if task == TASK_OCR_DETECTION else rank - 1
+        if len(outputs) != 1 or len(shape) != rank or shape[class_axis] != classes:
+            raise InvalidModelError(f"expected one output {described}, got {[o.shape for o in outputs]}")
+        spec = ModelSpec(
+            model_id, directory / MODEL_FILE, tuple(class_names), inputs[0].name, input_width, input_height, None,
+            color, scale, source, source_sha256, _now(), task, mean, std,
         )
         _check_normalisation(spec)
         return self._store(spec, onnx_bytes)

@@ -8,7 +8,8 @@ crops and slices run inline, when the graph reaches them.
 
 With an :class:`~services.worker.inference.client.InferenceClient` the models' ``session.run`` goes
 to the worker's inference service (loaded once per worker, batched across its pipelines); without
-one each process opens its own sessions.
+one each process opens its own sessions. OCR's models (:mod:`services.worker.ocr`) always open their own,
+on the pipeline's device and threads: their inputs take each image's size.
 """
 
 import threading
@@ -22,10 +23,13 @@ import supervision as sv
 from services.worker.detection.detector import DetectionParams, Detector
 from services.worker.detection.letterbox import LetterboxTransform
 from services.worker.inference.client import InferenceClient, RemoteRunner
-from services.worker.models.repository import ModelRepository
+from services.worker.models.errors import ModelNotFoundError
+from services.worker.models.repository import OCR_TASKS, ModelRepository
+from services.worker.ocr.engine import OCR_MODELS, OcrEngine, OcrModel, ocr_engine
 from services.worker.workflows.values import Classification, WorkflowImage, detections_on
 
-_LOADED: dict[tuple[str, str, int, str], Any] = {}  # (model_id, device, threads, service) -> Detector / Classifier
+# (model_id, device, threads, service) -> Detector / Classifier / OcrModel
+_LOADED: dict[tuple[str, str, int, str], Any] = {}
 _LOADING = threading.Lock()
 
 
@@ -46,6 +50,10 @@ class ModelService:
 
     def classifier(self, model_id: str) -> Any:
         return self._load(model_id, "classification")
+
+    def ocr(self, text_detection: str, text_recognition: str) -> OcrEngine:
+        """The OCR engine of a pp_ocr step's stage sizes (its models loaded once per process)."""
+        return ocr_engine(text_detection, text_recognition, self._load)
 
     def preload(self, model_ids: Mapping[str, str]) -> None:
         """Load every model now (model_id -> task): a missing or wrong model fails the INIT, not a frame."""
@@ -101,6 +109,16 @@ class ModelService:
         return model
 
     def _build(self, model_id: str, task: str) -> Any:
+        if task in OCR_TASKS:
+            try:
+                spec = self._repository.resolve(model_id, task)
+            except ModelNotFoundError as exc:
+                raise ModelNotFoundError(
+                    f"{exc}: this worker has only the small PP-OCR models (make setup registers them). Register a "
+                    f"PP-OCR {task} model as {model_id!r} with `python -m services.worker.models register-ocr "
+                    f"{model_id} <model.onnx>` (on the worker's model repository), or choose the size 'small'"
+                ) from None
+            return OCR_MODELS[task](spec, self._device, self._threads)
         spec = self._repository.resolve(model_id)
         runner = None
         if self._client is not None:
@@ -113,4 +131,6 @@ class ModelService:
 
 
 def _task_of(model: Any) -> str:
+    if isinstance(model, OcrModel):
+        return model.task
     return "object-detection" if isinstance(model, Detector) else "classification"

@@ -13,8 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from services.core.workflows.ocr import OCR_BLOCKS, ocr_stages
 from services.core.workflows.plan import WorkflowPlan
 from services.worker.engine.frames import VideoFrame
+from services.worker.ocr.engine import ocr_tasks
 from services.worker.workflows.background import BackgroundRunner
 from services.worker.workflows.blocks import REGISTRY
 from services.worker.workflows.blocks.base import BlockEnvironment, BlockFactory
@@ -38,12 +40,17 @@ def models_ahead(plan: WorkflowPlan) -> list[str]:
 
 
 def model_tasks(plan: WorkflowPlan) -> dict[str, str]:
-    """model_id -> the task its steps need (for loading and checking every model before the start)."""
-    return {
+    """model_id -> the task its steps need (for loading and checking every model before the start); OCR steps
+    need the models their stage sizes name."""
+    tasks = {
         step.params["model_id"]: "classification" if "classification" in step.type else "object-detection"
         for step in plan.steps
         if "model_id" in step.params and isinstance(step.params["model_id"], str)
     }
+    for step in plan.steps:
+        if step.type in OCR_BLOCKS:
+            tasks.update(ocr_tasks(*ocr_stages(step.type, step.params)))
+    return tasks
 
 
 class WorkflowProcessor:

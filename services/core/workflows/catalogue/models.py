@@ -1,7 +1,12 @@
 """Model blocks: object detection (v1, v2, v3 and the legacy names) and classification (v1, v2, v3); the QR code
-and barcode detectors (no model: OpenCV and zxing-cpp decode the codes, so no ``model_id``)."""
+and barcode detectors (no model: OpenCV and zxing-cpp decode the codes, so no ``model_id``); OCR: pp_ocr and
+ocr_model (the models their stage sizes name: :mod:`services.core.workflows.ocr`)."""
 
-from services.core.workflows import kinds
+from collections.abc import Mapping
+from typing import Any
+
+from services.core.errors import InvalidPayloadError
+from services.core.workflows import kinds, ocr
 from services.core.workflows.blocks import BlockSpec, Field, image_field
 
 _MODEL_ID = Field("model_id", kinds=(kinds.MODEL_ID, kinds.STRING), literal="str")
@@ -26,6 +31,22 @@ _CLASSIFICATION_OUTPUTS_V1: dict[str, tuple[str, ...]] = {
     "inference_id": (kinds.INFERENCE_ID,),
     "predictions": (kinds.CLASSIFICATION,),
 }
+_OCR_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "result": (kinds.STRING,),
+    "predictions": (kinds.OBJECT_DETECTION,),
+    "parent_id": (kinds.PARENT_ID,),
+    "root_parent_id": (kinds.PARENT_ID,),
+    "prediction_type": (kinds.PREDICTION_TYPE,),
+}
+
+
+def check_ocr_stages(params: Mapping[str, Any], path: str) -> None:
+    """pp_ocr: detection, recognition or both (the manifest's validator)."""
+    if params.get("text_detection") == ocr.NONE and params.get("text_recognition") == ocr.NONE:
+        raise InvalidPayloadError(
+            f"field '{path}.text_detection': PP-OCR requires at least one of text detection or text recognition "
+            "to be enabled; both are 'none'"
+        )
 
 BLOCKS = (
     BlockSpec(
@@ -91,5 +112,20 @@ BLOCKS = (
         family="models",
         fields=(image_field("images", ("image",)),),
         outputs={"predictions": (kinds.BAR_CODE_DETECTION,)},
+    ),
+    BlockSpec(
+        names=(ocr.PP_OCR,),
+        family="models",
+        fields=(image_field("images", ("image",)), *(
+            Field(name, kinds=(), literal="str", default=ocr.DEFAULT_SIZE, choices=ocr.SIZES)
+            for name in ("text_detection", "text_recognition"))),
+        outputs=_OCR_OUTPUTS,
+        check=check_ocr_stages,
+    ),
+    BlockSpec(  # DocTR in the reference; the same PP-OCR small models as pp_ocr's defaults here
+        names=(ocr.OCR_MODEL, "OCRModel"),
+        family="models",
+        fields=(image_field("images", ("image",)),),
+        outputs=_OCR_OUTPUTS,
     ),
 )

@@ -68,6 +68,8 @@ class ModelRunner(Protocol):
 
     def classify(self, model_id: str, image: Any, confidence: float) -> Any: ...
 
+    def ocr(self, text_detection: str, text_recognition: str) -> Any: ...
+
 
 class Background(Protocol):
     """Runs fire-and-forget work off the frame path; False when too much is already waiting."""

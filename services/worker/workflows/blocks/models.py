@@ -1,5 +1,6 @@
 """Model blocks: object detection (v1, v2, v3) and classification (v1, v2, v3) on the worker's models; the QR code
-and barcode detectors, which decode codes with no model (:mod:`services.worker.workflows.blocks.codes`)."""
+and barcode detectors, which decode codes with no model (:mod:`services.worker.workflows.blocks.codes`); OCR
+(:mod:`services.worker.workflows.blocks.ocr`)."""
 
 import uuid
 from typing import Any
@@ -7,6 +8,7 @@ from typing import Any
 from services.core.workflows.plan import PlanStep
 from services.worker.workflows.blocks.base import BlockEnvironment, BlockFactory
 from services.worker.workflows.blocks.codes import BarcodeDetectorV1, QRCodeDetectorV1
+from services.worker.workflows.blocks.ocr import PPOCRV1, OCRModelV1
 from services.worker.workflows.values import WorkflowImage
 
 DEFAULT_CONFIDENCE = 0.4  # the reference's default, and ours for confidence_mode "best"/"default"
@@ -74,4 +76,6 @@ BLOCKS: dict[str, BlockFactory] = {
     "roboflow_core/roboflow_classification_model@v3": Classification,
     "roboflow_core/qr_code_detector@v1": QRCodeDetectorV1,
     "roboflow_core/barcode_detector@v1": BarcodeDetectorV1,
+    "roboflow_core/pp_ocr@v1": PPOCRV1,
+    "roboflow_core/ocr_model@v1": OCRModelV1,
 }
