@@ -362,7 +362,8 @@ def _compile_workflow_payload(payload: Mapping[str, Any], resolve: WorkflowResol
     for key, value in names.items():
         if value is not None and not isinstance(value, str):
             raise InvalidPayloadError(f"field 'processing_configuration.{key}' must be a string")
-    plan = compile_workflow(workflow, where, parameters, image_input_name=names["image_input_name"] or "image")
+    plan = compile_workflow(workflow, where, parameters, image_input_name=names["image_input_name"] or "image",
+                            resolve=resolve)
     for model_id in plan.model_ids():
         try:
             check_model_id(model_id)

@@ -17,12 +17,14 @@ from services.core.errors import InvalidPayloadError, NotFoundError, OperationEr
 from services.core.plan import WorkflowResolver
 from services.core.workflows import compile_workflow
 from services.core.workflows.compiler import IMAGE_INPUTS
+from services.core.workflows.inner import MAX_DEPTH, referenced_workflows
 from services.manager.workflow_directory import WorkflowDirectory
 from services.manager.workflow_store import StoredWorkflow, WorkflowEntry, WorkflowStore
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
 # The one compile error a stored definition may have: INIT supplies the value (workflows_parameters).
 MISSING_PARAMETER = "has no default_value and is missing"
+MAX_REFERENCED = 8 * MAX_DEPTH  # workflows read for one INIT's inner workflows by reference, at most
 
 
 def check_name(value: str, field: str) -> str:
@@ -53,7 +55,16 @@ class WorkflowRegistry:
         if size > self._max_bytes:
             raise InvalidPayloadError(f"field 'specification': the definition is {size} bytes, over the limit of "
                                       f"{self._max_bytes} (MANAGER_MAX_WORKFLOW_BYTES)")
-        check_definition(specification)
+        found = await self._fetched([], [specification])
+        found[workspace_name, workflow_id] = specification  # a reference to itself: the cycle is found now
+
+        def resolve(referenced_workspace: str, referenced_id: str) -> dict[str, Any]:
+            _check_names(referenced_workspace, referenced_id)
+            if (referenced_workspace, referenced_id) not in found:
+                raise not_found(referenced_workspace, referenced_id)
+            return found[referenced_workspace, referenced_id]
+
+        check_definition(specification, resolve)
         updated_at = datetime.now(UTC).isoformat()
         created = await self._store.put(workspace_name, workflow_id, text, updated_at)
         return StoredWorkflow(workspace_name, workflow_id, specification, updated_at), created
@@ -93,26 +104,47 @@ class WorkflowRegistry:
         resolver then checks the names (reporting them at their INIT path) and answers from that read.
         """
         named = _named_workflow(payload)
-        found: dict[tuple[str, str], dict[str, Any]] = {}
-        if named is not None:
-            with contextlib.suppress(NotFoundError):  # the resolver reports it, when compile_init asks
-                found[named] = (await self.get(*named)).specification
+        processing = payload.get("processing_configuration")
+        inline = processing.get("workflow_specification") if isinstance(processing, Mapping) else None
+        found = await self._fetched([named] if named is not None else [], [inline])
+        top = (processing.get("workspace_name"), processing.get("workflow_id")) if isinstance(processing, Mapping) \
+            else None  # as given: an invalid name is reported at its INIT path
 
         def resolve(workspace_name: str, workflow_id: str) -> dict[str, Any]:
-            _check_names(workspace_name, workflow_id, "processing_configuration.")
+            _check_names(workspace_name, workflow_id, "processing_configuration." if
+                         (workspace_name, workflow_id) == top else "")
             if (workspace_name, workflow_id) not in found:
                 raise not_found(workspace_name, workflow_id)
             return found[workspace_name, workflow_id]
 
         return resolve
 
+    async def _fetched(self, names: list[tuple[str, str]],
+                       definitions: list[Any]) -> dict[tuple[str, str], dict[str, Any]]:
+        """The workflows ``names`` name and those their inner workflows name by reference, and so on (at most
+        ``MAX_REFERENCED`` reads): ``compile_init`` is synchronous, so they are read here first. A name that is
+        missing or invalid is left out: the resolver reports it, at its path, when the compiler asks."""
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        pending = list(names) + [name for definition in definitions for name in referenced_workflows(definition)]
+        tried: set[tuple[str, str]] = set()
+        while pending and len(tried) < MAX_REFERENCED:
+            name = pending.pop(0)
+            if name in tried:
+                continue
+            tried.add(name)
+            with contextlib.suppress(NotFoundError, InvalidPayloadError):
+                found[name] = (await self.get(*name)).specification
+                pending.extend(referenced_workflows(found[name]))
+        return found
 
-def check_definition(specification: dict[str, Any]) -> None:
+
+def check_definition(specification: dict[str, Any], resolve: WorkflowResolver | None = None) -> None:
     """Compiles the definition as an INIT would, but for what only an INIT can supply: the values of
-    parameters without a default, and which image input receives the frames (any one will do)."""
+    parameters without a default, and which image input receives the frames (any one will do); ``resolve``
+    returns the workflows its inner workflows name."""
     try:
         compile_workflow(specification, where="specification", parameters=None,
-                         image_input_name=_first_image_input(specification))
+                         image_input_name=_first_image_input(specification), resolve=resolve)
     except InvalidPayloadError as exc:
         if MISSING_PARAMETER not in str(exc):
             raise

@@ -884,6 +884,26 @@ def test_switch_case_picks_the_message_template_by_crowd_level(stack: Stack, sho
         assert (output["alert"], output["note"]) == ((message, None) if crowded else (None, message))
 
 
+def test_an_inner_workflow_runs_as_its_steps_written_out_would(stack: Stack, short_clip: str) -> None:
+    """A saved workflow pasted into another (inner_workflow): the same tracked people as its steps written out flat
+    beside it on the same frames, with its bound confidence and its default class filter; the parent draws them."""
+    _, outputs = run_to_end(stack, wf.init(short_clip, wf.people_tracker_as_inner_workflow()))
+
+    assert len(outputs) == 20 and not [o for o in outputs if "workflow_errors" in o]
+
+    def seen(predictions: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return [(p["class"], p["confidence"], p["x"], p["y"], p["width"], p["height"], p["tracker_id"])
+                for p in predictions]
+
+    for output in outputs:
+        assert seen(output["people"]["predictions"]) == seen(output["flat"]["predictions"])
+        drawn = cv2.imdecode(np.frombuffer(base64.b64decode(output["drawn"]["value"]), np.uint8), cv2.IMREAD_COLOR)
+        assert drawn.shape == (576, 768, 3)
+    people = [p for o in outputs for p in o["people"]["predictions"]]
+    assert len(people) >= 40 and all(p["class"] == "person" and p["confidence"] >= 0.6 for p in people)
+    assert len({p["tracker_id"] for p in people}) >= 3
+
+
 def test_a_failing_step_reports_per_frame_and_the_pipeline_keeps_running(stack: Stack, short_clip: str) -> None:
     pipeline_id, outputs = run_to_end(stack, wf.init(short_clip, wf.failing_step()))
 

@@ -291,3 +291,44 @@ def test_init_resolves_a_named_workflow_from_redis_then_the_directory(
     assert missing["response"]["error_type"] == "not_found" and "acme/ghost" in missing["response"]["error_message"]
     assert escaping["response"]["error_type"] == "invalid_payload"
     assert "processing_configuration.workspace_name" in escaping["response"]["error_message"]
+
+
+def inner(workflow_id: str = "people", workspace: str = "acme") -> dict[str, Any]:
+    """A workflow whose one step is the workflow ``workspace/workflow_id`` of this manager, by reference."""
+    return {
+        "version": "1.0",
+        "inputs": [{"type": "WorkflowImage", "name": "image"}],
+        "steps": [{"type": "roboflow_core/inner_workflow@v1", "name": "counted", "workflow_workspace_id": workspace,
+                   "workflow_id": workflow_id, "parameter_bindings": {"image": "$inputs.image"}}],
+        "outputs": [{"type": "JsonField", "name": "predictions", "selector": "$steps.counted.predictions"}],
+    }
+
+
+def test_inner_workflows_by_reference_name_this_manager_s_workflows(
+    start_manager: ManagerFactory, fake_worker: FakeWorker, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    (tmp_path / "acme").mkdir()
+    (tmp_path / "acme" / "people.json").write_text(json.dumps(detection(0.41)))  # a file of the directory
+    manager = start_manager(workflows_directory=tmp_path)
+    register_worker(redis_client)
+
+    assert put(manager.port, inner(), workflow_id="outer")["response"]["status"] == "success"
+    middle = inner("outer")  # a reference to a workflow that itself refers to another
+    assert put(manager.port, middle, workflow_id="outermost")["response"]["status"] == "success"
+    by_name = call(manager.port, named_init(workflow_id="outermost"))
+    inline = call(manager.port, {**named_init(), "processing_configuration": {
+        "type": "WorkflowConfiguration", "workflow_specification": inner()}})
+    missing = put(manager.port, inner("ghost"), workflow_id="broken")
+    put(manager.port, inner("loop_b"), workflow_id="loop_a")  # refused: loop_b is not there yet
+    cycle = put(manager.port, inner("loop_a"), workflow_id="loop_a")
+
+    assert [reply["response"]["status"] for reply in (by_name, inline)] == ["success", "success"]
+    specs = [dispatched["spec"] for dispatched in fake_worker.calls]
+    steps = [step["name"] for step in specs[0]["workflow"]["steps"]]
+    assert steps == ["counted__counted__model"]  # outermost -> outer -> people, inlined innermost first
+    assert '"confidence": 0.41' in json.dumps(specs[0]) and '"confidence": 0.41' in json.dumps(specs[1])
+    assert missing["response"]["error_type"] == "not_found"
+    assert "acme/ghost" in missing["response"]["error_message"]
+    assert "specification.steps[0]" in missing["response"]["error_message"]
+    assert cycle["response"]["error_type"] == "invalid_payload"
+    assert "cycle (acme/loop_a -> acme/loop_a)" in cycle["response"]["error_message"]

@@ -641,6 +641,42 @@ def plate_reading(text_detection: str = "small") -> dict[str, Any]:
     }
 
 
+def people_tracker_as_inner_workflow() -> dict[str, Any]:
+    """A saved "people tracker" workflow pasted whole into another as an inner_workflow (its image input bound to
+    the frame, its confidence to 0.6, its class filter left at its default) and drawn by the parent; beside it the
+    same steps written out flat, on the same frames."""
+    tracker = {
+        "version": "1.0",
+        "inputs": [{"type": "WorkflowImage", "name": "picture"},
+                   {"type": "WorkflowParameter", "name": "confidence", "default_value": 0.4},
+                   {"type": "WorkflowParameter", "name": "classes", "default_value": ["person"]}],
+        "steps": [
+            {"type": "roboflow_core/roboflow_object_detection_model@v2", "name": "model",
+             "images": "$inputs.picture", "model_id": MODEL, "confidence": "$inputs.confidence",
+             "class_filter": "$inputs.classes"},
+            {"type": "roboflow_core/byte_tracker@v3", "name": "tracker", "image": "$inputs.picture",
+             "detections": "$steps.model.predictions"},
+        ],
+        "outputs": [{"type": "JsonField", "name": "people", "selector": "$steps.tracker.tracked_detections"}],
+    }
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE],
+        "steps": [
+            {"type": "roboflow_core/inner_workflow@v1", "name": "people_tracker", "workflow_definition": tracker,
+             "parameter_bindings": {"picture": "$inputs.image", "confidence": 0.6}},
+            {"type": "roboflow_core/bounding_box_visualization@v1", "name": "boxes", "image": "$inputs.image",
+             "predictions": "$steps.people_tracker.people"},
+            detect("flat_model", confidence=0.6, class_filter=["person"]),
+            {"type": "roboflow_core/byte_tracker@v3", "name": "flat_tracker", "image": "$inputs.image",
+             "detections": "$steps.flat_model.predictions"},
+        ],
+        "outputs": [{"type": "JsonField", "name": "people", "selector": "$steps.people_tracker.people"},
+                    {"type": "JsonField", "name": "drawn", "selector": "$steps.boxes.image"},
+                    {"type": "JsonField", "name": "flat", "selector": "$steps.flat_tracker.tracked_detections"}],
+    }
+
+
 def failing_step() -> dict[str, Any]:
     """A line counter fed untracked detections: fails on every frame with people, the rest still runs."""
     return {

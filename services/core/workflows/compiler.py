@@ -16,6 +16,7 @@ from services.core.workflows import kinds
 from services.core.workflows.blocks import LITERALS, BlockSpec, Field
 from services.core.workflows.catalogue import CATALOGUE, CHECKS, supported_types
 from services.core.workflows.graph import in_dependency_order, with_levels
+from services.core.workflows.inner import Resolver, inline_inner_workflows
 from services.core.workflows.plan import PlanOutput, PlanStep, WorkflowPlan
 
 IMAGE_INPUTS = ("WorkflowImage", "InferenceImage")
@@ -66,17 +67,19 @@ def compile_workflow(
     parameters: Mapping[str, Any] | None = None,
     image_input_name: str = "image",
     video_metadata_input_name: str = "video_metadata",
+    resolve: Resolver | None = None,
 ) -> WorkflowPlan:
-    """The plan of one definition; ``parameters`` are the INIT's ``workflows_parameters``."""
-    definition = object_at(definition, where)
+    """The plan of one definition; ``parameters`` are the INIT's ``workflows_parameters``; ``resolve`` returns a
+    workflow an inner workflow step names (:mod:`services.core.workflows.inner`)."""
+    definition, step_paths = inline_inner_workflows(object_at(definition, where), where, resolve)
     context = _Context(where, parameters or {})
     _declare_inputs(context, list_at(definition.get("inputs", []), f"{where}.inputs"))
     steps = list_at(definition.get("steps", []), f"{where}.steps")
-    _declare_steps(context, steps)
+    _declare_steps(context, steps, step_paths)
     image_input = _frame_input(context, image_input_name)
     del video_metadata_input_name  # every WorkflowVideoMetadata input gets the frame's metadata
     compiled = {
-        name: _compile_step(context, steps[index], name, f"{where}.steps[{index}]")
+        name: _compile_step(context, steps[index], name, step_paths[index])
         for index, name in enumerate(context.blocks)
     }
     ordered = in_dependency_order(context.where, compiled, context.blocks)
@@ -147,9 +150,9 @@ def _parameter(context: _Context, name: str, path: str) -> Any:
 # ---------------------------------------------------------------------------- steps
 
 
-def _declare_steps(context: _Context, steps: list[Any]) -> None:
-    for index, step in enumerate(steps):
-        path = f"{context.where}.steps[{index}]"
+def _declare_steps(context: _Context, steps: list[Any], paths: list[str]) -> None:
+    """``paths``: each step's JSON path as written (an inner workflow's inlined steps are inside it)."""
+    for step, path in zip(steps, paths, strict=True):
         step = object_at(step, path)
         kind = step.get("type")
         spec = CATALOGUE.get(kind) if isinstance(kind, str) else None
