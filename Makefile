@@ -17,7 +17,7 @@ OCR_MODELS := data/models/pp-ocr/det-small/model.onnx data/models/pp-ocr/rec-sma
 .PHONY: setup run test bench lint clean
 
 setup: $(STAMP) data/media/vtest.avi data/media/bikes.mp4 data/models/$(MODEL_ID)/model.onnx data/models/yolov3-tiny/coco-320/model.onnx \
-       data/models/demo-colours/1/model.onnx $(OCR_MODELS)
+       data/models/demo-colours/1/model.onnx data/models/demo-colours-present/1/model.onnx $(OCR_MODELS)
 
 $(STAMP): pyproject.toml compose/docker/no-deps-requirements.txt tools/install_system_deps.sh
 	tools/install_system_deps.sh
@@ -41,6 +41,10 @@ data/models/yolov3-tiny/coco-320/model.onnx: | $(STAMP)
 # A small real classification model (dominant colour: red/green/blue) for classification workflows.
 data/models/demo-colours/1/model.onnx: | $(STAMP)
 	$(PY) -m services.worker.models build-demo-classifier --repository data/models
+
+# Its multi-label sibling (which of red/green/blue are present) for multi-label classification workflows.
+data/models/demo-colours-present/1/model.onnx: | $(STAMP)
+	$(PY) -m services.worker.models build-demo-multi-label --repository data/models
 
 # The OCR models of pp_ocr / ocr_model (PP-OCRv4 mobile text detection and recognition, PP-OCR's line orientation
 # classifier), read out of the rapidocr-onnxruntime wheel from PyPI, every file checked against its pinned SHA-256.

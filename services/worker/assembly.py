@@ -192,7 +192,11 @@ def _processor(spec: PipelineSpec, settings: WorkerSettings, watchdog: Watchdog,
     background = BackgroundRunner(max_pending=settings.workflow_max_pending_deliveries, secrets=spec.secrets())
     sinks = SinkSettings(file_root=settings.workflow_file_root, allowed_hosts=settings.sink_hosts(),
                          allowed_networks=settings.workflow_networks(), slack_api_url=settings.workflow_slack_api_url,
-                         twilio_api_url=settings.workflow_twilio_api_url)
+                         twilio_api_url=settings.workflow_twilio_api_url,
+                         openai_api_url=settings.workflow_openai_api_url,
+                         anthropic_api_url=settings.workflow_anthropic_api_url,
+                         gemini_api_url=settings.workflow_gemini_api_url,
+                         llm_api_timeout=settings.workflow_llm_api_timeout)
     environment_secrets = EnvironmentSecrets(frozenset(settings.workflow_secrets), settings.workflow_secret_values())
 
     def environment(source_id: int) -> BlockEnvironment:

@@ -20,6 +20,7 @@ from tests.manager.fakes import call
 from tests.support import ocr as plates
 from tests.support import workflow_definitions as wf
 from tests.support.codes import box_of, linear_code, paste, qr_code
+from tests.support.llm_providers import FakeLlmApis
 from tests.support.pipelines import read_frames, write_clip
 from tests.support.redis_server import RedisServer
 from tests.support.stack import Stack, running_stack
@@ -67,14 +68,23 @@ def twilio() -> Iterator[HttpRecorder]:
 
 
 @pytest.fixture(scope="module")
+def llm_apis() -> Iterator[FakeLlmApis]:
+    """OpenAI's, Anthropic's and Gemini's APIs of our own on 127.0.0.1 (WORKER_WORKFLOW_*_API_URL)."""
+    server = FakeLlmApis()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
 def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory, certificate: Certificate,
-          file_root: Path, slack: FakeSlack, twilio: HttpRecorder) -> Iterator[Stack]:
+          file_root: Path, slack: FakeSlack, twilio: HttpRecorder, llm_apis: FakeLlmApis) -> Iterator[Stack]:
     with running_stack(redis_server.url) as running:
         running.start_manager(MANAGER_FILE_ROOTS=f"data,{tmp_path_factory.getbasetemp()}")
         running.start_worker_with_env("cpu", "pipelines.cpu", concurrency=2, env={
             "SSL_CERT_FILE": str(certificate.cert), "WORKER_WORKFLOW_FILE_ROOT": str(file_root),
             "WORKER_WORKFLOW_SLACK_API_URL": f"{slack.url}/api", "WORKER_WORKFLOW_TWILIO_API_URL": twilio.url,
-            "WORKER_WORKFLOW_SECRETS": "E2E_SLACK_TOKEN", "E2E_SLACK_TOKEN": ENV_SLACK_TOKEN})
+            "WORKER_WORKFLOW_SECRETS": "E2E_SLACK_TOKEN", "E2E_SLACK_TOKEN": ENV_SLACK_TOKEN,
+            **{f"WORKER_WORKFLOW_{name.upper()}": url for name, url in llm_apis.settings().items()}})
         yield running
 
 
@@ -643,6 +653,62 @@ def test_a_token_from_the_workers_environment_reaches_slack_beside_buffered_coun
     assert ENV_SLACK_TOKEN not in json.dumps(status) + json.dumps(outputs)
 
 
+def test_hosted_llms_classify_a_rate_limited_frame_as_pasted(stack: Stack, short_clip: str,
+                                                              llm_apis: FakeLlmApis) -> None:
+    """open_ai@v2, anthropic_claude@v1 and google_gemini@v2, gated by a rate limiter, each get the frame's JPEG
+    and their answer reaches the outputs (json_parser reads OpenAI's); the keys never do."""
+    llm_apis.text["openai"] = '```json\n{"class_name": "people", "confidence": 0.9}\n```'
+    keys = {"openai": "sk-e2e-openai-secret", "anthropic": "sk-ant-e2e-secret", "gemini": "AIza-e2e-secret"}
+    common = {"images": "$inputs.image", "task_type": "classification", "classes": ["people", "empty"]}
+    workflow = {
+        "version": "1.0",
+        "inputs": [{"type": "WorkflowImage", "name": "image"},
+                   *({"type": "WorkflowParameter", "name": f"{name}_key"} for name in keys)],
+        "steps": [
+            {"type": "roboflow_core/rate_limiter@v1", "name": "limit", "cooldown_seconds": 3600,
+             "depends_on": "$inputs.image", "next_steps": ["$steps.gpt", "$steps.claude", "$steps.gemini"]},
+            {"type": "roboflow_core/open_ai@v2", "name": "gpt", **common, "api_key": "$inputs.openai_key",
+             "model_version": "gpt-4o-mini"},
+            {"type": "roboflow_core/anthropic_claude@v1", "name": "claude", **common,
+             "api_key": "$inputs.anthropic_key"},
+            {"type": "roboflow_core/google_gemini@v2", "name": "gemini", **common, "api_key": "$inputs.gemini_key",
+             "model_version": "gemini-2.5-flash"},
+            {"type": "roboflow_core/json_parser@v1", "name": "parsed", "raw_json": "$steps.gpt.output",
+             "expected_fields": ["class_name"]},
+        ],
+        "outputs": [{"type": "JsonField", "name": name, "selector": f"$steps.{name}.output"}
+                    for name in ("gpt", "claude", "gemini")] + [
+            {"type": "JsonField", "name": "classes", "selector": "$steps.gpt.classes"},
+            {"type": "JsonField", "name": "class_name", "selector": "$steps.parsed.class_name"}],
+    }
+    before = len(llm_apis.requests)
+    pipeline_id, outputs = run_to_end(stack, wf.init(short_clip, workflow,
+                                                     **{f"{name}_key": key for name, key in keys.items()}))
+
+    assert len(outputs) == 20 and not [o for o in outputs if "workflow_errors" in o], outputs[0]
+    first, *rest = outputs
+    assert (first["gpt"], first["claude"], first["gemini"]) == (llm_apis.text["openai"], "claude says hi",
+                                                                  "gemini hi")
+    assert first["classes"] == ["people", "empty"] and first["class_name"] == "people"
+    assert all(o["gpt"] is None and o["claude"] is None and o["gemini"] is None for o in rest), "rate limited"
+    requests = llm_apis.requests[before:]
+    assert sorted(r.provider for r in requests) == ["anthropic", "gemini", "openai"]
+    by = {r.provider: r for r in requests}
+    assert by["openai"].headers["authorization"] == f"Bearer {keys['openai']}"
+    assert by["anthropic"].headers["x-api-key"] == keys["anthropic"]
+    assert by["gemini"].headers["x-goog-api-key"] == keys["gemini"]
+    frame = next(read_frames(Path(short_clip), 1))
+    images = [by["openai"].json()["messages"][1]["content"][1]["image_url"]["url"].removeprefix(
+                  "data:image/jpeg;base64,"),
+              by["anthropic"].json()["messages"][0]["content"][0]["source"]["data"],
+              by["gemini"].json()["contents"]["parts"][0]["inline_data"]["data"]]
+    for data in images:  # the first frame, as a JPEG
+        sent = cv2.imdecode(np.frombuffer(base64.b64decode(data), np.uint8), cv2.IMREAD_COLOR)
+        assert sent.shape == frame.shape and float(np.abs(sent.astype(int) - frame.astype(int)).mean()) < 4
+    status = json.dumps(call(stack.port, {"type": "status", "pipeline_id": pipeline_id}))
+    assert not [key for key in keys.values() if key in status or key in json.dumps(outputs)]
+
+
 def test_a_twilio_sms_carries_the_count_once(stack: Stack, short_clip: str, twilio: HttpRecorder) -> None:
     pipeline_id, outputs = run_to_end(stack, wf.init(short_clip, wf.sms(), sid="AC-e2e", token="twilio-e2e-secret"))
 
@@ -733,6 +799,89 @@ def test_a_classification_model_runs_on_every_crop_and_its_class_replaces_the_de
             assert (colour["image"]["width"], colour["image"]["height"]) == (
                 pytest.approx(person["width"], abs=2), pytest.approx(person["height"], abs=2))
             assert colour["parent_id"] == person["detection_id"]
+
+
+def _presence(bgr: np.ndarray) -> dict[str, float]:
+    """The multi-label demo model's scores, computed here: sigmoid(10 x (mean - 0.5)) of each RGB channel of the
+    image stretched to 64 x 64 (as the classifier's input)."""
+    means = cv2.resize(bgr, (64, 64), interpolation=cv2.INTER_LINEAR).reshape(-1, 3).mean(axis=0)[::-1] / 255
+    colours = ("red", "green", "blue")
+    return {name: float(1 / (1 + np.exp(-10 * (mean - 0.5)))) for name, mean in zip(colours, means, strict=True)}
+
+
+def _check_tags(tags: dict[str, Any], expected: dict[str, float], threshold: float) -> None:
+    for name, score in expected.items():
+        assert tags["predictions"][name]["confidence"] == pytest.approx(score, abs=0.02)
+        if abs(score - threshold) > 0.05:  # a crop a pixel off does not move it across the threshold
+            assert (name in tags["predicted_classes"]) == (score > threshold), (name, score, tags)
+
+
+def test_a_multi_label_model_tags_the_frame_and_every_person_s_crop(stack: Stack, short_clip: str) -> None:
+    _, outputs = run_to_end(stack, wf.init(short_clip, wf.colour_tags(0.5)))
+
+    assert len(outputs) == 20
+    predicted: set[str] = set()
+    for output, frame in zip(outputs, read_frames(Path(short_clip), 20), strict=True):
+        _check_tags(output["frame_tags"], _presence(frame), 0.5)
+        assert output["frame_tags"]["prediction_type"] == "classification"
+        people, tags = output["people"]["predictions"], output["tags"]
+        tagged = {p["detection_id"]: p for p in output["tagged"]["predictions"]}
+        assert len(tags) == len(people) > 0
+        for person, crop_tags in zip(people, tags, strict=True):
+            x1, y1, x2, y2 = (round(v) for v in _corners(person))
+            _check_tags(crop_tags, _presence(frame[max(y1, 0):y2, max(x1, 0):x2]), 0.5)
+            assert crop_tags["parent_id"] == person["detection_id"]  # the crop of this person
+            assert set(crop_tags["predictions"]) == {"red", "green", "blue"}
+            predicted |= set(crop_tags["predicted_classes"])
+            if crop_tags["predicted_classes"]:  # detections_classes_replacement: the crop's most confident class
+                best = max(crop_tags["predictions"], key=lambda name: crop_tags["predictions"][name]["confidence"])
+                [relabelled] = [p for p in tagged.values() if (p["x"], p["y"]) == (person["x"], person["y"])]
+                assert (relabelled["class"], relabelled["class_id"]) == (
+                    best, crop_tags["predictions"][best]["class_id"])
+                assert relabelled["confidence"] == pytest.approx(crop_tags["predictions"][best]["confidence"],
+                                                                 abs=1e-4)
+        assert len(tagged) == sum(1 for crop_tags in tags if crop_tags["predicted_classes"])
+    assert predicted, "some crop has a colour above half its range"
+
+
+# Gemini's answer: fractions of the image in a Markdown block; the bag is unsure and filtered out.
+VLM_ANSWER = ('Here are the objects:\n```json\n{"detections": [{"x_min": 0.25, "y_min": 0.5, "x_max": 0.5, '
+              '"y_max": 0.75, "class_name": "person", "confidence": 0.875}, {"x_min": 0.125, "y_min": 0.125, '
+              '"x_max": 0.25, "y_max": 0.25, "class_name": "bag", "confidence": 0.25}]}\n```')
+
+
+def test_a_vlm_s_answers_are_parsed_into_detections_drawn_and_filtered_and_into_tags(
+        stack: Stack, short_clip: str) -> None:
+    tags = '{"predicted_classes": [{"class": "crowded", "confidence": 0.75}, {"class": "rainy", "confidence": 0.5}]}'
+    _, outputs = run_to_end(stack, wf.init(short_clip, wf.vlm_answers_parsed(), answer=VLM_ANSWER, tags=tags))
+
+    assert len(outputs) == 20
+    frames = read_frames(Path(short_clip), 20)
+    for output, frame in zip(outputs, frames, strict=True):
+        height, width = frame.shape[:2]
+        assert output["error_status"] is False
+        parsed = output["parsed"]
+        assert parsed["image"] == {"width": width, "height": height}
+        assert [(p["class"], p["class_id"], p["confidence"], p["x"], p["y"], p["width"], p["height"])
+                for p in parsed["predictions"]] == [
+            ("person", 0, 0.875, 0.375 * width, 0.625 * height, 0.25 * width, 0.25 * height),
+            ("bag", 1, 0.25, 0.1875 * width, 0.1875 * height, 0.125 * width, 0.125 * height)]
+        [person] = output["confident"]["predictions"]
+        assert person["detection_id"] == parsed["predictions"][0]["detection_id"]
+        drawn = cv2.imdecode(np.frombuffer(base64.b64decode(output["annotated"]["value"]), np.uint8),
+                             cv2.IMREAD_COLOR).astype(int)
+        top, left, right = int(0.5 * height), int(0.25 * width), int(0.5 * width)
+        edge = drawn[top:top + 3, left + 5:right - 5]  # the person's box: green (BGR 0, 255, 0), 4 px thick
+        assert edge[..., 1].mean() > 200 and edge[..., [0, 2]].mean() < 80
+        bag = drawn[int(0.125 * height):int(0.125 * height) + 3, int(0.125 * width) + 5:int(0.25 * width) - 5]
+        original = frame[int(0.125 * height):int(0.125 * height) + 3, int(0.125 * width) + 5:int(0.25 * width) - 5]
+        assert np.abs(bag - original.astype(int)).mean() < 10  # not drawn: filtered out
+        scene = output["scene"]
+        assert scene["predicted_classes"] == ["crowded", "rainy"] == output["scene_tags"]
+        assert scene["predictions"] == {"crowded": {"confidence": 0.75, "class_id": 0},
+                                        "empty": {"confidence": 0.0, "class_id": 1},
+                                        "night": {"confidence": 0.0, "class_id": 2},
+                                        "rainy": {"confidence": 0.5, "class_id": -1}}
 
 
 def _corners(prediction: dict[str, Any]) -> tuple[float, float, float, float]:

@@ -7,6 +7,7 @@ from services.client.payloads import detection_step, workflow_init
 MODEL = "yolov3-tiny/coco-416"
 SMALL_MODEL = "yolov3-tiny/coco-320"
 CLASSIFIER = "demo-colours/1"  # make setup builds it (python -m services.worker.models build-demo-classifier)
+MULTI_LABEL = "demo-colours-present/1"  # make setup builds it (... build-demo-multi-label): which of R/G/B are present
 IMAGE = {"type": "WorkflowImage", "name": "image"}
 
 
@@ -689,6 +690,69 @@ def failing_step() -> dict[str, Any]:
         ],
         "outputs": [{"type": "JsonField", "name": "predictions", "selector": "$steps.model.predictions"},
                     {"type": "JsonField", "name": "count_in", "selector": "$steps.broken.count_in"}],
+    }
+
+
+def colour_tags(confidence: float = 0.5) -> dict[str, Any]:
+    """Which of red, green and blue each detected person's crop has (a multi-label model per crop) and the frame
+    has (v3, a custom threshold); each person takes its crop's most confident tag as its class."""
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE],
+        "steps": [
+            detect(confidence=0.3, class_filter=["person"]),
+            {"type": "roboflow_core/dynamic_crop@v1", "name": "crops", "images": "$inputs.image",
+             "predictions": "$steps.model.predictions"},
+            {"type": "roboflow_core/roboflow_multi_label_classification_model@v2", "name": "tags",
+             "images": "$steps.crops.crops", "model_id": MULTI_LABEL, "confidence": confidence},
+            {"type": "roboflow_core/roboflow_multi_label_classification_model@v3", "name": "frame_tags",
+             "images": "$inputs.image", "model_id": MULTI_LABEL, "confidence_mode": "custom",
+             "custom_confidence": confidence},
+            {"type": "roboflow_core/detections_classes_replacement@v1", "name": "tagged",
+             "object_detection_predictions": "$steps.model.predictions",
+             "classification_predictions": "$steps.tags.predictions"},
+        ],
+        "outputs": [{"type": "JsonField", "name": "people", "selector": "$steps.model.predictions"},
+                    {"type": "JsonField", "name": "tags", "selector": "$steps.tags.predictions"},
+                    {"type": "JsonField", "name": "frame_tags", "selector": "$steps.frame_tags.predictions"},
+                    {"type": "JsonField", "name": "tagged", "selector": "$steps.tagged.predictions"}],
+    }
+
+
+def vlm_answers_parsed() -> dict[str, Any]:
+    """A VLM's answers (workflow parameters here: no VLM block runs) parsed as Gemini's detections, the confident
+    ones kept and boxed, and as a multi-label classification whose tags are read out."""
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE, {"type": "WorkflowParameter", "name": "answer"},
+                   {"type": "WorkflowParameter", "name": "tags", "default_value": ""}],
+        "steps": [
+            {"type": "roboflow_core/vlm_as_detector@v2", "name": "parsed", "image": "$inputs.image",
+             "vlm_output": "$inputs.answer", "classes": ["person", "bag"], "model_type": "google-gemini",
+             "task_type": "object-detection"},
+            {"type": "roboflow_core/detections_filter@v1", "name": "confident",
+             "predictions": "$steps.parsed.predictions",
+             "operations": [{"type": "DetectionsFilter", "filter_operation": {
+                 "type": "StatementGroup", "statements": [{
+                     "type": "BinaryStatement",
+                     "left_operand": {"type": "DynamicOperand", "operations": [
+                         {"type": "ExtractDetectionProperty", "property_name": "confidence"}]},
+                     "comparator": {"type": "(Number) >="},
+                     "right_operand": {"type": "StaticOperand", "value": 0.5}}]}}]},
+            {"type": "roboflow_core/bounding_box_visualization@v1", "name": "boxes", "image": "$inputs.image",
+             "predictions": "$steps.confident.predictions", "color_palette": "CUSTOM", "custom_colors": ["#00FF00"],
+             "thickness": 4},
+            {"type": "roboflow_core/vlm_as_classifier@v2", "name": "scene", "image": "$inputs.image",
+             "vlm_output": "$inputs.tags", "classes": ["crowded", "empty", "night"]},
+            {"type": "roboflow_core/property_definition@v1", "name": "scene_tags", "data": "$steps.scene.predictions",
+             "operations": [{"type": "ClassificationPropertyExtract", "property_name": "top_class"}]},
+        ],
+        "outputs": [{"type": "JsonField", "name": "parsed", "selector": "$steps.parsed.predictions"},
+                    {"type": "JsonField", "name": "error_status", "selector": "$steps.parsed.error_status"},
+                    {"type": "JsonField", "name": "confident", "selector": "$steps.confident.predictions"},
+                    {"type": "JsonField", "name": "annotated", "selector": "$steps.boxes.image"},
+                    {"type": "JsonField", "name": "scene", "selector": "$steps.scene.predictions"},
+                    {"type": "JsonField", "name": "scene_tags", "selector": "$steps.scene_tags.output"}],
     }
 
 

@@ -14,3 +14,18 @@ def test_allowed_sink_hosts_come_from_a_comma_separated_setting(monkeypatch: pyt
     assert settings.sink_hosts() == ("hooks.example.com", "smtp.example.com")
     assert str(settings.workflow_file_root) == "/srv/sink-files"
     assert WorkerSettings(workflow_allowed_hosts="").sink_hosts() == ()
+
+
+def test_the_hosted_llm_apis_are_the_operator_s(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = WorkerSettings()
+    assert (defaults.workflow_openai_api_url, defaults.workflow_anthropic_api_url, defaults.workflow_gemini_api_url,
+            defaults.workflow_llm_api_timeout) == ("https://api.openai.com/v1", "https://api.anthropic.com",
+                                                   "https://generativelanguage.googleapis.com", 60.0)
+    monkeypatch.setenv("WORKER_WORKFLOW_OPENAI_API_URL", "http://gateway.internal:8080/openai/v1/")
+    monkeypatch.setenv("WORKER_WORKFLOW_LLM_API_TIMEOUT", "15")
+    settings = WorkerSettings()
+    assert (settings.workflow_openai_api_url, settings.workflow_llm_api_timeout) == (
+        "http://gateway.internal:8080/openai/v1", 15.0)
+    monkeypatch.setenv("WORKER_WORKFLOW_GEMINI_API_URL", "generativelanguage.googleapis.com")
+    with pytest.raises(ValueError, match="WORKER_WORKFLOW_GEMINI_API_URL must be an http:// or https:// URL"):
+        WorkerSettings()

@@ -1,8 +1,9 @@
-"""The classifier: one onnxruntime session for one registered multi-class classification model.
+"""The classifier: one onnxruntime session for one registered multi-class or multi-label classification model.
 
 ``classify`` = ``preprocess`` (stretch to the model's input size, channel order, scale, mean/std)
--> ``infer`` (session.run on a batch) -> probabilities per class (softmax when the model outputs
-logits). The image is stretched, not letterboxed, as classifiers are trained on resized crops.
+-> ``infer`` (session.run on a batch) -> probabilities per class (when the model outputs logits: their softmax
+for a multi-class model, each one's sigmoid for a multi-label one). The image is stretched, not letterboxed,
+as classifiers are trained on resized crops.
 """
 
 from typing import Any
@@ -12,13 +13,21 @@ import numpy as np
 
 from services.worker.detection.detector import ModelHost
 from services.worker.models.errors import InvalidModelError
-from services.worker.models.repository import TASK_CLASSIFICATION, ModelSpec
+from services.worker.models.repository import CLASSIFIER_TASKS, TASK_MULTI_LABEL_CLASSIFICATION, ModelSpec
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax of a [B, C] array (shifted by the row maximum, so large logits do not overflow)."""
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return np.asarray(shifted / shifted.sum(axis=-1, keepdims=True), dtype=np.float32)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Element-wise logistic function, without overflow for large negative logits."""
+    logits = np.asarray(logits, dtype=np.float64)
+    positive = logits >= 0
+    exp = np.exp(np.where(positive, -logits, logits))
+    return np.asarray(np.where(positive, 1.0 / (1.0 + exp), exp / (1.0 + exp)), dtype=np.float32)
 
 
 class Classifier(ModelHost):
@@ -33,7 +42,11 @@ class Classifier(ModelHost):
 
     @staticmethod
     def accepts(model: ModelSpec) -> bool:
-        return model.task_type == TASK_CLASSIFICATION
+        return model.task_type in CLASSIFIER_TASKS
+
+    @property
+    def multi_label(self) -> bool:
+        return self.model.task_type == TASK_MULTI_LABEL_CLASSIFICATION
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         """A BGR uint8 HxWx3 image as the model's [1, 3, H, W] float32 input."""
@@ -54,7 +67,9 @@ class Classifier(ModelHost):
             raise InvalidModelError(
                 f"{self.model.model_id}: the model gave {scores.shape[1]} scores for {self.model.num_classes} classes"
             )
-        return softmax(scores) if self.model.logits else scores
+        if not self.model.logits:
+            return scores
+        return sigmoid(scores) if self.multi_label else softmax(scores)
 
     def classify(self, image: np.ndarray) -> np.ndarray:
         """Probability per class (in ``class_names`` order) of one BGR uint8 image."""

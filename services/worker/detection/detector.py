@@ -25,7 +25,7 @@ from services.worker.detection.layouts import OutputLayout, decode, detect_layou
 from services.worker.detection.letterbox import LetterboxTransform, as_tensor, letterbox_image
 from services.worker.detection.nms import suppress
 from services.worker.models.errors import InferenceDeviceError, InvalidModelError
-from services.worker.models.repository import TASK_CLASSIFICATION, TASK_DETECTION, ModelSpec
+from services.worker.models.repository import CLASSIFIER_TASKS, TASK_DETECTION, ModelSpec
 
 if TYPE_CHECKING:  # onnxruntime is imported where a session is opened: pipelines fed by the service never load it
     import onnxruntime as ort
@@ -222,7 +222,7 @@ def check_graph(session: "ort.InferenceSession", model: ModelSpec) -> None:
     fixed = all(dim == want for dim, want in zip(model_input.shape[2:], expected, strict=True) if isinstance(dim, int))
     if model_input.name != model.input_name or not fixed:
         raise InvalidModelError(f"{model.model_id}: the ONNX input does not match its metadata")
-    if model.task_type == TASK_CLASSIFICATION:
+    if model.task_type in CLASSIFIER_TASKS:
         matches = len(outputs) == 1 and outputs[0].shape[-1] == model.num_classes
     else:
         matches = (len(outputs) == 1 and model.layout is not None

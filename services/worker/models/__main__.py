@@ -1,10 +1,12 @@
 """Model command line: ``build-default`` converts and registers YOLOv3-tiny, ``build-demo-classifier``
-builds and registers the red/green/blue demo classifier, ``build-ocr`` registers the small PP-OCR models
+builds and registers the red/green/blue demo classifier, ``build-demo-multi-label`` its multi-label sibling
+(which of red/green/blue are present), ``build-ocr`` registers the small PP-OCR models
 (text detection, recognition, line orientation), ``register-ocr`` registers another PP-OCR model from its ONNX
 file (e.g. ``pp-ocr/det-medium`` for a pp_ocr step's ``text_detection: medium``), ``list`` shows the repository.
 
 Usage: ``python -m services.worker.models build-default [--repository DIR] [--downloads DIR] [--size 416]``,
 ``python -m services.worker.models build-demo-classifier [--repository DIR]``,
+``python -m services.worker.models build-demo-multi-label [--repository DIR]``,
 ``python -m services.worker.models build-ocr [--repository DIR] [--downloads DIR]``,
 ``python -m services.worker.models register-ocr MODEL_ID ONNX_FILE [--characters FILE] [--repository DIR]``
 and ``python -m services.worker.models list [--repository DIR]``.
@@ -21,7 +23,7 @@ from services.worker.models.build import (
     DEFAULT_SIZE,
     build_default_model,
 )
-from services.worker.models.classification_demo import build_demo_classifier
+from services.worker.models.classification_demo import build_demo_classifier, build_demo_multi_label
 from services.worker.models.errors import ModelError
 from services.worker.models.ocr_build import build_ocr_models, register_ocr_model
 from services.worker.models.repository import ModelRepository
@@ -38,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo = commands.add_parser("build-demo-classifier", help="build and register the red/green/blue classifier")
     demo.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    multi = commands.add_parser("build-demo-multi-label",
+                                help="build and register the multi-label classifier (which colours are present)")
+    multi.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
     ocr = commands.add_parser("build-ocr", help="fetch and register the small PP-OCR models")
     ocr.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
     ocr.add_argument("--downloads", type=Path, default=DEFAULT_DOWNLOADS)
@@ -60,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{spec.model_id}\t{spec.onnx_path}")
         elif args.command == "build-demo-classifier":
             spec = build_demo_classifier(args.repository)
+            print(f"{spec.model_id}\t{spec.onnx_path}")
+        elif args.command == "build-demo-multi-label":
+            spec = build_demo_multi_label(args.repository)
             print(f"{spec.model_id}\t{spec.onnx_path}")
         elif args.command == "build-ocr":
             for spec in build_ocr_models(args.repository, args.downloads):

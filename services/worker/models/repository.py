@@ -2,7 +2,7 @@
 
 ``model.json`` is written last (temp file + rename), so a model is visible only once complete;
 an interrupted registration leaves at most an orphan ``.tmp`` file, never a half model.
-A model is an object detector (its output layout known), a multi-class classifier (its
+A model is an object detector (its output layout known), a multi-class or multi-label classifier (its
 normalisation and whether it outputs logits or probabilities) or one of OCR's three models (text
 detection, recognition, line orientation); ``task_type`` says which, and metadata written before
 classifiers existed reads as an object detector.
@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 TASK_DETECTION = "object-detection"
 TASK_CLASSIFICATION = "classification"
+# A multi-label classifier: one independent score per class (a sigmoid's), every class above the threshold predicted.
+TASK_MULTI_LABEL_CLASSIFICATION = "multi-label-classification"
+CLASSIFIER_TASKS = (TASK_CLASSIFICATION, TASK_MULTI_LABEL_CLASSIFICATION)
 # The three models of OCR (PP-OCR's): a text detector (an [B, 1, H, W] probability map of text), a text line
 # recogniser ([B, T, 1 + len(class_names)] per-step probabilities, class 0 the CTC blank) and a text line orientation
 # classifier ([B, len(class_names)]: upright or upside down). Their inputs may have any size (0 in the metadata).
@@ -36,7 +39,7 @@ TASK_OCR_DETECTION = "ocr-detection"
 TASK_OCR_RECOGNITION = "ocr-recognition"
 TASK_OCR_ORIENTATION = "ocr-orientation"
 OCR_TASKS = (TASK_OCR_DETECTION, TASK_OCR_RECOGNITION, TASK_OCR_ORIENTATION)
-TASKS = (TASK_DETECTION, TASK_CLASSIFICATION, *OCR_TASKS)
+TASKS = (TASK_DETECTION, *CLASSIFIER_TASKS, *OCR_TASKS)
 MODEL_FILE = "model.onnx"
 METADATA_FILE = "model.json"
 _SEGMENT = re.compile(r"[A-Za-z0-9_.-]+")
@@ -148,9 +151,13 @@ class ModelRepository:
         mean: tuple[float, float, float] = (0.0, 0.0, 0.0),
         std: tuple[float, float, float] = (1.0, 1.0, 1.0),
         logits: bool = False,
+        task: str = TASK_CLASSIFICATION,
     ) -> ModelSpec:
-        """Store an ONNX multi-class classifier: one image input [B, 3, H, W] of a fixed size and one
-        output [B, C] (C = number of classes) of ``logits`` or probabilities."""
+        """Store an ONNX classifier: one image input [B, 3, H, W] of a fixed size and one output [B, C]
+        (C = number of classes) of ``logits`` or probabilities. ``task``: a multi-class classifier (softmax over
+        the classes) or a multi-label one (:data:`TASK_MULTI_LABEL_CLASSIFICATION`: a sigmoid per class)."""
+        if task not in CLASSIFIER_TASKS:
+            raise InvalidModelError(f"task {task!r} is not one of {', '.join(CLASSIFIER_TASKS)}")
         directory = self._directory(model_id)
         session = _inspection_session(onnx_bytes)
         input_name, width, height = _image_input(session)
@@ -162,7 +169,7 @@ class ModelRepository:
             )
         spec = ModelSpec(
             model_id, directory / MODEL_FILE, tuple(class_names), input_name, width, height, None,
-            color, scale, source, source_sha256, _now(), TASK_CLASSIFICATION, mean, std, logits,
+            color, scale, source, source_sha256, _now(), task, mean, std, logits,
         )
         _check_normalisation(spec)
         return self._store(spec, onnx_bytes)

@@ -24,7 +24,13 @@ from services.worker.detection.detector import DetectionParams, Detector
 from services.worker.detection.letterbox import LetterboxTransform
 from services.worker.inference.client import InferenceClient, RemoteRunner
 from services.worker.models.errors import ModelNotFoundError
-from services.worker.models.repository import OCR_TASKS, ModelRepository
+from services.worker.models.repository import (
+    CLASSIFIER_TASKS,
+    OCR_TASKS,
+    TASK_CLASSIFICATION,
+    TASK_MULTI_LABEL_CLASSIFICATION,
+    ModelRepository,
+)
 from services.worker.ocr.engine import OCR_MODELS, OcrEngine, OcrModel, ocr_engine
 from services.worker.workflows.values import Classification, WorkflowImage, detections_on
 
@@ -48,8 +54,9 @@ class ModelService:
     def detector(self, model_id: str) -> Detector:
         return self._load(model_id, "object-detection")  # type: ignore[no-any-return]
 
-    def classifier(self, model_id: str) -> Any:
-        return self._load(model_id, "classification")
+    def classifier(self, model_id: str, task: str = TASK_CLASSIFICATION) -> Any:
+        """A classifier of ``task``: multi-class (the default) or multi-label."""
+        return self._load(model_id, task)
 
     def ocr(self, text_detection: str, text_recognition: str) -> OcrEngine:
         """The OCR engine of a pp_ocr step's stage sizes (its models loaded once per process)."""
@@ -95,6 +102,15 @@ class ModelService:
         return Classification(image, tuple(classifier.class_names), np.asarray(probabilities, dtype=np.float32),
                               str(uuid.uuid4()), confidence)
 
+    def classify_multi_label(self, model_id: str, image: WorkflowImage, confidence: float) -> Classification:
+        """Every class of a multi-label model whose score is above ``confidence`` (strictly, as the reference's)."""
+        classifier = self.classifier(model_id, TASK_MULTI_LABEL_CLASSIFICATION)
+        scores = np.asarray(classifier.classify(image.image), dtype=np.float32)
+        names = tuple(classifier.class_names)
+        predicted = tuple(name for name, score in zip(names, scores.tolist(), strict=True) if score > confidence)
+        return Classification(image, names, scores, str(uuid.uuid4()), confidence, multi_label=True,
+                              predicted=predicted)
+
     def _load(self, model_id: str, task: str) -> Any:
         key = (model_id, self._device, self._threads, str(self._client.path) if self._client else "")
         with _LOADING:
@@ -123,7 +139,7 @@ class ModelService:
         runner = None
         if self._client is not None:
             runner = RemoteRunner(self._client, model_id, self._client.load(model_id))
-        if getattr(spec, "task_type", "object-detection") == "classification":
+        if getattr(spec, "task_type", "object-detection") in CLASSIFIER_TASKS:
             from services.worker.detection.classifier import Classifier
 
             return Classifier(spec, device=self._device, intra_op_threads=self._threads, runner=runner)
@@ -133,4 +149,6 @@ class ModelService:
 def _task_of(model: Any) -> str:
     if isinstance(model, OcrModel):
         return model.task
-    return "object-detection" if isinstance(model, Detector) else "classification"
+    if isinstance(model, Detector):
+        return "object-detection"
+    return str(getattr(getattr(model, "model", None), "task_type", TASK_CLASSIFICATION))  # a classifier's task

@@ -43,7 +43,7 @@ def model_tasks(plan: WorkflowPlan) -> dict[str, str]:
     """model_id -> the task its steps need (for loading and checking every model before the start); OCR steps
     need the models their stage sizes name."""
     tasks = {
-        step.params["model_id"]: "classification" if "classification" in step.type else "object-detection"
+        step.params["model_id"]: _model_task(step.type)
         for step in plan.steps
         if "model_id" in step.params and isinstance(step.params["model_id"], str)
     }
@@ -51,6 +51,12 @@ def model_tasks(plan: WorkflowPlan) -> dict[str, str]:
         if step.type in OCR_BLOCKS:
             tasks.update(ocr_tasks(*ocr_stages(step.type, step.params)))
     return tasks
+
+
+def _model_task(step_type: str) -> str:
+    if "multi_label_classification" in step_type:
+        return "multi-label-classification"
+    return "classification" if "classification" in step_type else "object-detection"
 
 
 class WorkflowProcessor:

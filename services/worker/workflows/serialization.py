@@ -146,17 +146,29 @@ def jpeg_base64(pixels: np.ndarray) -> str:
 
 
 def serialise_classification(result: v.Classification) -> dict[str, Any]:
+    """The reference's single-label prediction (``predictions`` a list, most confident first, ``top``,
+    ``confidence``) or multi-label one (``predictions`` by class name, ``predicted_classes``)."""
+    image = {"width": result.image.width, "height": result.image.height}
+    lineage = {"prediction_type": "classification", "parent_id": result.image.parent_id,
+               "root_parent_id": result.image.root_origin.parent_id}
+    if result.multi_label:
+        return {
+            "inference_id": result.inference_id,
+            "image": image,
+            "predictions": {name: {"confidence": float(result.confidences[i]), "class_id": result.class_id(i)}
+                            for i, name in enumerate(result.class_names)},
+            "predicted_classes": list(result.predicted),
+            **lineage,
+        }
     order = np.argsort(-result.confidences, kind="stable")
     return {
         "inference_id": result.inference_id,
-        "image": {"width": result.image.width, "height": result.image.height},
+        "image": image,
         "predictions": [
-            {"class": result.class_names[i], "class_id": int(i), "confidence": float(result.confidences[i])}
+            {"class": result.class_names[i], "class_id": result.class_id(i), "confidence": float(result.confidences[i])}
             for i in order.tolist()
         ],
         "top": result.top,
         "confidence": result.top_confidence,
-        "prediction_type": "classification",
-        "parent_id": result.image.parent_id,
-        "root_parent_id": result.image.root_origin.parent_id,
+        **lineage,
     }

@@ -186,21 +186,47 @@ def to_root_coordinates(detections: sv.Detections) -> sv.Detections:
 
 @dataclass(frozen=True, slots=True)
 class Classification:
-    """A multi-class classification of one image (the reference's classification prediction)."""
+    """A classification of one image (the reference's classification prediction): single-label (one top class)
+    or multi-label (``predicted``: every class the image has, e.g. each class a sigmoid scores above the
+    threshold, or the classes a VLM listed).
+
+    ``class_ids``: each class's id (empty: its position; a VLM's answer may name a class outside the list it was
+    given, id -1). ``top_index``: the single-label top class when it is not simply the most confident (a VLM's
+    answer names it)."""
 
     image: WorkflowImage
     class_names: tuple[str, ...]
     confidences: np.ndarray  # per class, same order as class_names
     inference_id: str
     threshold: float = 0.4
+    multi_label: bool = False
+    predicted: tuple[str, ...] = ()
+    class_ids: tuple[int, ...] = ()
+    top_index: int | None = None
+
+    def class_id(self, index: int) -> int:
+        return self.class_ids[index] if self.class_ids else index
+
+    @property
+    def leading_index(self) -> int | None:
+        """The index of the top class: single-label, the chosen or most confident class; multi-label, the most
+        confident predicted class. None when there is none (no classes, nothing predicted)."""
+        if not len(self.confidences):
+            return None
+        if not self.multi_label:
+            return self.top_index if self.top_index is not None else int(np.argmax(self.confidences))
+        predicted = [index for index, name in enumerate(self.class_names) if name in self.predicted]
+        return max(predicted, key=lambda index: float(self.confidences[index]), default=None)
 
     @property
     def top(self) -> str:
-        return self.class_names[int(np.argmax(self.confidences))] if len(self.confidences) else ""
+        index = self.leading_index
+        return self.class_names[index] if index is not None else ""
 
     @property
     def top_confidence(self) -> float:
-        return float(np.max(self.confidences)) if len(self.confidences) else 0.0
+        index = self.leading_index
+        return float(self.confidences[index]) if index is not None else 0.0
 
 
 class SecretText(str):

@@ -11,6 +11,7 @@ from services.core.workflows.catalogue import (
     detections_ops,
     flow,
     formatters,
+    llm,
     models,
     sinks,
     tracking,
@@ -19,7 +20,7 @@ from services.core.workflows.catalogue import (
 )
 
 FAMILIES = (models, tracking, analytics, transformations, formatters, flow, visualization, sinks,
-            detections_ops, aggregation, classical_cv)
+            detections_ops, aggregation, classical_cv, llm)
 # Their module names: the worker's implementations live in modules of the same names.
 FAMILY_NAMES: tuple[str, ...] = tuple(family.__name__.rsplit(".", 1)[1] for family in FAMILIES)
 

@@ -1,5 +1,6 @@
 """Formatter blocks: property_definition, expression (switch-case), csv_formatter,
-first_non_empty_or_default, string_template, current_time and json_parser; beside them the blocks that hand
+first_non_empty_or_default, string_template, current_time, json_parser, vlm_as_classifier and vlm_as_detector;
+beside them the blocks that hand
 values to other steps: environment_secrets_store (the worker's allowed environment variables as secrets) and
 cache_set / cache_get (a key-value cache the steps of a workflow share on one video source).
 
@@ -15,6 +16,7 @@ from services.core.workflows.blocks import BlockSpec, Field, image_field
 from services.core.workflows.query_language import validate_operations, validate_operations_map, validate_switch
 from services.core.workflows.secrets import is_variable_name
 from services.core.workflows.string_templates import TemplateError, check_declared
+from services.core.workflows.vlm import VLM_BLOCKS
 
 PROPERTY_DEFINITION = "roboflow_core/property_definition@v1"
 EXPRESSION = "roboflow_core/expression@v1"
@@ -213,6 +215,7 @@ BLOCKS = (
         fields=(image_field("image", ()), Field("key", kinds=(kinds.STRING,), literal="str")),
         outputs={"output": (kinds.WILDCARD,)},
     ),
+    *VLM_BLOCKS,  # vlm_as_classifier, vlm_as_detector: services.core.workflows.vlm
 )
 
 CHECKS: dict[tuple[str, str], Callable[[Any, str], None]] = {

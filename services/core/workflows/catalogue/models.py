@@ -1,4 +1,5 @@
-"""Model blocks: object detection (v1, v2, v3 and the legacy names) and classification (v1, v2, v3); the QR code
+"""Model blocks: object detection (v1, v2, v3 and the legacy names), classification and multi-label classification
+(v1, v2, v3); the QR code
 and barcode detectors (no model: OpenCV and zxing-cpp decode the codes, so no ``model_id``); OCR: pp_ocr and
 ocr_model (the models their stage sizes name: :mod:`services.core.workflows.ocr`)."""
 
@@ -96,6 +97,33 @@ BLOCKS = (
             # No "best" here, as in the reference's manifest: the top class decides a single-label result.
             Field("confidence_mode", kinds=(kinds.STRING,), literal="str", default="default",
                   choices=("default", "custom")),
+            Field("custom_confidence", kinds=(kinds.FLOAT_ZERO_TO_ONE,), literal="unit", default=0.4),
+            *_ACTIVE_LEARNING,
+        ),
+        outputs={**_CLASSIFICATION_OUTPUTS_V1, "model_id": (kinds.MODEL_ID,)},
+    ),
+    # Multi-label classification (a sigmoid per class; every class scoring above the threshold is predicted).
+    BlockSpec(
+        names=("roboflow_core/roboflow_multi_label_classification_model@v1", "RoboflowMultiLabelClassificationModel",
+               "MultiLabelClassificationModel"),
+        family="models",
+        fields=(image_field("images", ("image",)), _MODEL_ID, _CONFIDENCE, *_ACTIVE_LEARNING),
+        outputs={"predictions": (kinds.CLASSIFICATION,), "inference_id": (kinds.STRING,)},
+    ),
+    BlockSpec(
+        names=("roboflow_core/roboflow_multi_label_classification_model@v2",),
+        family="models",
+        fields=(image_field("images", ("image",)), _MODEL_ID, _CONFIDENCE, *_ACTIVE_LEARNING),
+        outputs={**_CLASSIFICATION_OUTPUTS_V1, "model_id": (kinds.MODEL_ID,)},
+    ),
+    BlockSpec(
+        names=("roboflow_core/roboflow_multi_label_classification_model@v3",),
+        family="models",
+        fields=(
+            image_field("images", ("image",)), _MODEL_ID,
+            # "best": the reference's F1-optimal per-model thresholds; ours carry none, so 0.4 as "default".
+            Field("confidence_mode", kinds=(kinds.STRING,), literal="str", default="best",
+                  choices=("best", "default", "custom")),
             Field("custom_confidence", kinds=(kinds.FLOAT_ZERO_TO_ONE,), literal="unit", default=0.4),
             *_ACTIVE_LEARNING,
         ),

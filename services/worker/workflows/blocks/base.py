@@ -47,6 +47,13 @@ class SinkSettings:
     slack_api_url: str = "https://slack.com/api"
     # The Twilio REST API's (twilio_sms_notification): <base>/2010-04-01/Accounts/<sid>/Messages.json
     twilio_api_url: str = "https://api.twilio.com"
+    # The hosted LLM APIs the open_ai, anthropic_claude and google_gemini blocks call (their paths below these:
+    # <openai>/chat/completions, <anthropic>/v1/messages, <gemini>/v1beta/models/<model>:generateContent), and how
+    # long one of their requests may take before the step fails on that frame.
+    openai_api_url: str = "https://api.openai.com/v1"
+    anthropic_api_url: str = "https://api.anthropic.com"
+    gemini_api_url: str = "https://generativelanguage.googleapis.com"
+    llm_api_timeout: float = 60.0
 
 
 SECRETS_SETTING = "WORKER_WORKFLOW_SECRETS"
@@ -67,6 +74,8 @@ class ModelRunner(Protocol):
     def detect(self, model_id: str, image: Any, params: Mapping[str, Any]) -> Any: ...
 
     def classify(self, model_id: str, image: Any, confidence: float) -> Any: ...
+
+    def classify_multi_label(self, model_id: str, image: Any, confidence: float) -> Any: ...
 
     def ocr(self, text_detection: str, text_recognition: str) -> Any: ...
 

@@ -29,6 +29,7 @@ from services.worker.workflows.blocks.base import BlockEnvironment, BlockFactory
 from services.worker.workflows.blocks.cache import CacheGet, CacheSet
 from services.worker.workflows.blocks.environment_secrets import EnvironmentSecretsStore
 from services.worker.workflows.blocks.json_parser import JsonParser
+from services.worker.workflows.blocks.vlm_parsers import VLM_BLOCKS
 from services.worker.workflows.operations import apply_operations, evaluate_statement
 
 CSV_INJECTION_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet would run such a cell as a formula
@@ -166,4 +167,5 @@ BLOCKS: dict[str, BlockFactory] = {
     ENVIRONMENT_SECRETS_STORE: EnvironmentSecretsStore,
     CACHE_SET: CacheSet,
     CACHE_GET: CacheGet,
+    **VLM_BLOCKS,  # vlm_as_classifier, vlm_as_detector
 }

@@ -18,13 +18,19 @@ from services.worker.workflows.blocks.base import BlockEnvironment
 MARKDOWN_JSON = re.compile(r"```json([\s\S]*?)```", re.IGNORECASE)
 
 
-def parse_fields(text: str, expected_fields: list[str]) -> tuple[bool, dict[str, Any]]:
-    """(whether any expected field is missing, field -> its value or None)."""
+def load_answer(text: str) -> Any:
+    """The JSON of an LLM's answer: its first ```json block when it has one, else the whole text; None when that
+    is not JSON (vlm_as_classifier and vlm_as_detector read answers this way too)."""
     blocks = MARKDOWN_JSON.findall(text)
     try:
-        parsed = json.loads(blocks[0] if blocks else text)
+        return json.loads(blocks[0] if blocks else text)
     except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
-        parsed = None
+        return None
+
+
+def parse_fields(text: str, expected_fields: list[str]) -> tuple[bool, dict[str, Any]]:
+    """(whether any expected field is missing, field -> its value or None)."""
+    parsed = load_answer(text)
     if not isinstance(parsed, dict):
         return True, dict.fromkeys(expected_fields)
     return not all(name in parsed for name in expected_fields), {name: parsed.get(name) for name in expected_fields}

@@ -1,4 +1,5 @@
-"""Model blocks: object detection (v1, v2, v3) and classification (v1, v2, v3) on the worker's models; the QR code
+"""Model blocks: object detection (v1, v2, v3), classification and multi-label classification (v1, v2, v3) on the
+worker's models; the QR code
 and barcode detectors, which decode codes with no model (:mod:`services.worker.workflows.blocks.codes`); OCR
 (:mod:`services.worker.workflows.blocks.ocr`)."""
 
@@ -12,6 +13,7 @@ from services.worker.workflows.blocks.ocr import PPOCRV1, OCRModelV1
 from services.worker.workflows.values import WorkflowImage
 
 DEFAULT_CONFIDENCE = 0.4  # the reference's default, and ours for confidence_mode "best"/"default"
+MULTI_LABEL_DEFAULT_CONFIDENCE = 0.5  # the reference's multi-label threshold when a request gives none
 
 
 class ObjectDetection:
@@ -58,6 +60,32 @@ class ClassificationV1(Classification):
         super().__init__(step, env, echo_model_id=False)
 
 
+class MultiLabelClassification:
+    """``predictions``: every class of ``model_id`` (a multi-label model) scoring above the threshold; v2+ also
+    echo ``model_id``. v3's "best" and "default" mean 0.5: the reference's threshold when none is given (our models
+    carry no tuned per-class thresholds)."""
+
+    def __init__(self, step: PlanStep, env: BlockEnvironment, echo_model_id: bool = True) -> None:
+        self._models = env.models
+        self._echo = echo_model_id
+
+    def run(self, images: WorkflowImage, model_id: str, confidence: float = DEFAULT_CONFIDENCE,
+            **params: Any) -> dict[str, Any]:
+        if "confidence_mode" in params:  # v3
+            mode = params["confidence_mode"]
+            confidence = float(params["custom_confidence"]) if mode == "custom" else MULTI_LABEL_DEFAULT_CONFIDENCE
+        result = self._models.classify_multi_label(model_id, images, confidence)
+        outputs: dict[str, Any] = {"inference_id": result.inference_id, "predictions": result}
+        if self._echo:
+            outputs["model_id"] = model_id
+        return outputs
+
+
+class MultiLabelClassificationV1(MultiLabelClassification):
+    def __init__(self, step: PlanStep, env: BlockEnvironment) -> None:
+        super().__init__(step, env, echo_model_id=False)
+
+
 def _v3_confidence(mode: str, custom: float) -> float:
     """Our models carry no tuned threshold, so "best" (detection only) and "default" both mean the reference's 0.4."""
     return float(custom) if mode == "custom" else DEFAULT_CONFIDENCE
@@ -74,6 +102,9 @@ BLOCKS: dict[str, BlockFactory] = {
     "roboflow_core/roboflow_classification_model@v1": ClassificationV1,
     "roboflow_core/roboflow_classification_model@v2": Classification,
     "roboflow_core/roboflow_classification_model@v3": Classification,
+    "roboflow_core/roboflow_multi_label_classification_model@v1": MultiLabelClassificationV1,
+    "roboflow_core/roboflow_multi_label_classification_model@v2": MultiLabelClassification,
+    "roboflow_core/roboflow_multi_label_classification_model@v3": MultiLabelClassification,
     "roboflow_core/qr_code_detector@v1": QRCodeDetectorV1,
     "roboflow_core/barcode_detector@v1": BarcodeDetectorV1,
     "roboflow_core/pp_ocr@v1": PPOCRV1,

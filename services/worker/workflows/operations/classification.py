@@ -26,6 +26,12 @@ def extract_property(value: Any, operation: Operation, context: Context) -> Any:
 
 
 def _from_result(result: Classification, name: str) -> Any:
+    if result.multi_label and name in ("top_class", "top_class_confidence", "top_class_confidence_single"):
+        # As from the reference's multi-label dict: the predicted classes, their confidences, or the highest.
+        found = [float(result.confidences[result.class_names.index(c)]) for c in result.predicted]
+        if name == "top_class":
+            return list(result.predicted)
+        return found if name == "top_class_confidence" else max(found, default=0.0)
     if name == "top_class":
         return result.top
     if name in ("top_class_confidence", "top_class_confidence_single"):

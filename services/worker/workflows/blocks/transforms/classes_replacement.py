@@ -9,6 +9,8 @@ in the reference: the block runs when a selector gives null (``accepts_empty``),
 give null.
 A classification without any class (a classifier with no classes) gives ``fallback_class_name`` with
 ``fallback_class_id`` (``sys.maxsize`` when unset or negative) and confidence 0, or is left out too.
+A multi-label classification gives its most confident class (of all its classes, as the reference), with that
+class's id and confidence; one that predicts no class, or whose confidences are all 0, is left out (no fallback).
 
 Strings instead of classifications (a class name per crop, e.g. a property extracted from each crop's
 result) are matched by position: the i-th string is the i-th detection's class, class id 0, confidence
@@ -78,15 +80,29 @@ def _by_parent(detections: sv.Detections, results: list[Any], fallback: _Class |
         if not isinstance(result, Classification):
             raise ValueError("classification_predictions must all be classifications, or all class names "
                              f"(strings), got {type(result).__name__}")
-        by_detection[result.image.parent_id] = _top(result) if len(result.class_names) else fallback
+        if result.multi_label:
+            by_detection[result.image.parent_id] = _most_confident(result)
+        else:
+            by_detection[result.image.parent_id] = _top(result) if len(result.class_names) else fallback
     ids = detections.data.get(values.DETECTION_ID, [])
     chosen = {index: by_detection.get(str(detection_id)) for index, detection_id in enumerate(ids)}
     return {index: new for index, new in chosen.items() if new is not None}
 
 
 def _top(result: Classification) -> _Class:
+    index = result.leading_index
+    assert index is not None  # a single-label result with classes has a top class
+    return result.class_names[index], result.class_id(index), float(result.confidences[index])
+
+
+def _most_confident(result: Classification) -> _Class | None:
+    """A multi-label result's class, as the reference's: its most confident class of all, none when nothing is
+    predicted or every confidence is 0 (no fallback then)."""
+    if not result.predicted or not len(result.confidences):
+        return None
     index = int(np.argmax(result.confidences))
-    return result.class_names[index], index, float(result.confidences[index])
+    confidence = float(result.confidences[index])
+    return (result.class_names[index], result.class_id(index), confidence) if confidence else None
 
 
 def _by_position(count: int, results: list[Any], fallback: _Class | None) -> dict[int, _Class]:

@@ -71,11 +71,12 @@ class ClassificationLabel(LabelV1):
 
 
 def top_class(result: Classification) -> sv.Detections:
-    """The top class of ``result`` as one detection (no box yet) that the label annotator can draw; none
-    when the classifier has no classes. Its tracker id is 0, so the TRACK colour axis works as the reference's."""
-    if not len(result.confidences):
+    """The top class of ``result`` as one detection (no box yet) that the label annotator can draw (of a
+    multi-label result, its most confident predicted class); none when the classifier has no classes (or nothing
+    is predicted). Its tracker id is 0, so the TRACK colour axis works as the reference's."""
+    index = result.leading_index
+    if index is None:
         return sv.Detections.empty()
-    index = int(np.argmax(result.confidences))
     return sv.Detections(xyxy=np.zeros((1, 4), dtype=np.float32),
                          confidence=np.array([result.confidences[index]], dtype=np.float32),
                          class_id=np.array([index]), tracker_id=np.array([0]),

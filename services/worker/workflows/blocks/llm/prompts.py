@@ -1,0 +1,100 @@
+"""What each task type asks a hosted model: a system instruction and a text beside the image, as the reference's
+prompt builders write them for each provider (their wording differs a little: OpenAI's JSON answers come in
+Markdown code blocks, Gemini gets a text with every image, Claude's detection prompt reminds it to close the JSON).
+
+The texts are the reference's, word for word (its typos too: the model reads them, so changing one changes the
+answers users get compared with the reference).
+"""
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from services.core.workflows.catalogue import llm as catalogue
+
+Dialect = Literal["openai", "claude", "gemini"]
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """``system``: the system instruction (None: none). ``text``: the user's text beside the image (None: the image
+    alone). ``json_answer``: the task expects JSON (Gemini is asked for an ``application/json`` answer)."""
+
+    system: str | None
+    text: str | None
+    json_answer: bool = False
+
+
+_OCR = ("You act as OCR model. Your task is to read text from the image and return it in paragraphs representing "
+        "the structure of texts in the image. You should only return recognised text, nothing else.")
+# (sic: "questionsubmitted")
+_VQA = ("You act as Visual Question Answering model. Your task is to provide answer to questionsubmitted by user. "
+        "If this is open-question - answer with few sentences, for ABCD question, return only the indicator of the "
+        "answer.")
+_CAPTION = "You act as image caption model. Your task is to provide description of the image. "
+_ONLY_JSON = "You are only allowed to produce JSON document. "
+_CLASSIFICATION = (
+    "You act as single-class classification model. You must provide reasonable predictions. {json_rule}"
+    'Expected structure of json: {{"class_name": "class-name", "confidence": 0.4}}. '
+    "`class-name` must be one of the class names defined by user. You are only allowed to return single JSON "
+    "document, even if there are potentially multiple classes. You are not allowed to return list."
+)
+_MULTI_LABEL = (
+    "You act as multi-label classification model. You must provide reasonable predictions. {json_rule}"
+    'Expected structure of json: {{"predicted_classes": [{{"class": "class-name-1", "confidence": 0.9}}, '
+    '{{"class": "class-name-2", "confidence": 0.7}}]}}.{gap}'
+    "`class-name-X` must be one of the class names defined by user and `confidence` is a float value in range "
+    "0.0-1.0 that {represent} how sure you are that the class is present in the image. Only return class names that "
+    "are visible."
+)
+_STRUCTURED_OPENAI = (
+    "You are supposed to produce responses in JSON wrapped in Markdown markers: ```json\nyour-response\n```. "
+    "User is to provide you dictionary with keys and values. Each key must be present in your response. Values in "
+    "user dictionary represent descriptions for JSON fields to be generated. Provide only JSON Markdown in response."
+)
+_STRUCTURED = (
+    "You are supposed to produce responses in JSON. User is to provide you dictionary with keys and values. Each key "
+    "must be present in your response. Values in user dictionary represent descriptions for JSON fields to be "
+    "generated. Provide only JSON in response."
+)
+_DETECTION = (
+    "You act as object-detection model. You must provide reasonable predictions. You are only allowed to produce "
+    'JSON document. Expected structure of json: {{"detections": [{{"x_min": 0.1, "y_min": 0.2, "x_max": 0.3, '
+    '"y_max": 0.4, "class_name": "my-class-X", "confidence": 0.7}}]}}{close}'
+    "`my-class-X` must be one of the class names defined by user. All coordinates must be in range 0.0-1.0, "
+    "representing percentage of image dimensions. `confidence` is a value in range 0.0-1.0 representing your "
+    "confidence in prediction. You should detect all instances of classes provided by user."
+)
+
+
+def build(dialect: Dialect, task_type: str, prompt: str | None, classes: list[str] | None,
+          output_structure: dict[str, Any] | None) -> Prompt:
+    """The prompt of ``task_type`` for one provider (its inputs already checked: what the task needs is there)."""
+    gemini, openai = dialect == "gemini", dialect == "openai"
+    listed = f"List of all classes to be recognised by model: {', '.join(classes or [])}"
+    if task_type == catalogue.UNCONSTRAINED:
+        return Prompt(None, prompt)
+    if task_type == catalogue.VQA:
+        return Prompt(_VQA, f"Question: {prompt}")
+    if task_type == catalogue.OCR:
+        return Prompt(_OCR, "Read the text" if gemini else None)
+    if task_type in (catalogue.CAPTION, catalogue.DETAILED_CAPTION):
+        detail = "short" if task_type == catalogue.CAPTION else "extensive"
+        return Prompt(f"{_CAPTION}Caption should be {detail}.", "Caption the image" if gemini else None)
+    if task_type == catalogue.CLASSIFICATION:
+        rule = "You are only allowed to produce JSON document in Markdown ```json [...]``` markers. " if openai \
+            else _ONLY_JSON
+        return Prompt(_CLASSIFICATION.format(json_rule=rule), listed, json_answer=True)
+    if task_type == catalogue.MULTI_LABEL:
+        rule = "You are only allowed to produce JSON document in Markdown ```json``` markers. " if openai \
+            else _ONLY_JSON
+        system = _MULTI_LABEL.format(json_rule=rule, gap="" if dialect == "claude" else " ",
+                                     represent="represent" if openai else "represents")
+        return Prompt(system, listed, json_answer=True)
+    if task_type == catalogue.STRUCTURED:
+        text = f"Specification of requirements regarding output fields: \n{json.dumps(output_structure, indent=4)}"
+        return Prompt(_STRUCTURED_OPENAI if openai else _STRUCTURED, text, json_answer=True)
+    if task_type == catalogue.OBJECT_DETECTION and not openai:
+        close = " - remember to close top-level dictionary at the end. " if dialect == "claude" else ". "
+        return Prompt(_DETECTION.format(close=close), listed, json_answer=True)
+    raise ValueError(f"task_type {task_type!r} is not supported by this block")

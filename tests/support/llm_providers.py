@@ -1,0 +1,126 @@
+"""A fake of the three hosted LLM APIs on 127.0.0.1, answering as the real ones do: OpenAI's chat completions
+(``/v1/chat/completions``), Anthropic's messages (``/v1/messages``) and Gemini's ``generateContent``
+(``/v1beta/models/<model>:generateContent``). It records every request; the test sets the answer's text, an HTTP
+error status (answered with the provider's error object, which echoes the key as some providers do), a raw body
+(malformed JSON) or a delay (a timeout)."""
+
+import json
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class LlmRequest:
+    provider: str  # "openai", "anthropic", "gemini"
+    path: str
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def provider_of(path: str) -> str | None:
+    if path == "/v1/chat/completions":
+        return "openai"
+    if path == "/v1/messages":
+        return "anthropic"
+    if path.startswith("/v1beta/models/") and path.endswith(":generateContent"):
+        return "gemini"
+    return None
+
+
+def answer(provider: str, text: str, stop: str | None = None) -> dict[str, Any]:
+    """A successful answer with ``text``, as each API writes it (``stop``: its stop / finish reason)."""
+    if provider == "openai":
+        return {"id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                             "finish_reason": stop or "stop"}]}
+    if provider == "anthropic":
+        return {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
+                "content": [{"type": "thinking", "thinking": "hmm", "signature": "x"}, {"type": "text", "text": text}]
+                if stop == "thinking" else [{"type": "text", "text": text}],
+                "stop_reason": "end_turn" if stop in (None, "thinking") else stop}
+    return {"candidates": [{"content": {"parts": [{"text": text}], "role": "model"},
+                            "finishReason": stop or "STOP", "index": 0}]}
+
+
+def error_body(provider: str, status: int, key: str) -> dict[str, Any]:
+    message = f"Incorrect API key provided: {key}" if status == 401 else f"error {status}"
+    if provider == "anthropic":
+        return {"type": "error", "error": {"type": "authentication_error", "message": message}}
+    if provider == "gemini":
+        return {"error": {"code": status, "message": message, "status": "UNAUTHENTICATED"}}
+    return {"error": {"message": message, "type": "invalid_request_error", "code": "invalid_api_key"}}
+
+
+class FakeLlmApis:
+    def __init__(self) -> None:
+        self.requests: list[LlmRequest] = []
+        self.text: dict[str, str] = {"openai": "openai says hi", "anthropic": "claude says hi", "gemini": "gemini hi"}
+        self.stop: str | None = None
+        self.status = 200
+        self.raw: bytes | None = None
+        self.delay = 0.0
+        self._release = threading.Event()
+        self._received = threading.Condition()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                provider = provider_of(self.path.split("?", 1)[0])
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                with fake._received:  # recorded before the answer: the client sees it once answered
+                    fake.requests.append(LlmRequest(provider or "?", self.path, headers, body))
+                    fake._received.notify_all()
+                if fake.delay:
+                    fake._release.wait(fake.delay)
+                if provider is None:
+                    status, reply = 404, b"{}"
+                elif fake.raw is not None:
+                    status, reply = fake.status, fake.raw
+                elif fake.status >= 400:
+                    key = headers.get("x-api-key") or headers.get("x-goog-api-key") or \
+                        headers.get("authorization", "").removeprefix("Bearer ")
+                    status, reply = fake.status, json.dumps(error_body(provider, fake.status, key)).encode()
+                else:
+                    status, reply = 200, json.dumps(answer(provider, fake.text[provider], fake.stop)).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(reply)))
+                    self.end_headers()
+                    self.wfile.write(reply)
+                except OSError:
+                    pass  # the client gave up (a timeout test)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def settings(self) -> dict[str, str]:
+        """The worker's settings pointing each provider here (SinkSettings field -> URL)."""
+        return {"openai_api_url": f"{self.url}/v1", "anthropic_api_url": self.url, "gemini_api_url": self.url}
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[LlmRequest]:
+        with self._received:
+            assert self._received.wait_for(lambda: len(self.requests) >= count, timeout), self.requests
+            return list(self.requests)
+
+    def close(self) -> None:
+        self._release.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
