@@ -39,7 +39,7 @@ PARENT_ID = "parent_id"
 INFERENCE_ID = "inference_id"
 IMAGE_METADATA = "image_metadata"
 NUMPY_ARRAY = "numpy_array"
-LANGUAGE_MODEL_OUTPUT = "language_model_output"  # an LLM's text answer (json_parser reads it; no block here makes it)
+LANGUAGE_MODEL_OUTPUT = "language_model_output"  # an LLM's text answer (open_ai, anthropic_claude, google_gemini)
 CONTOURS = "contours"  # OpenCV contours: a list of (N, 1, 2) point arrays (contours_detection)
 IMAGE_KEYPOINTS = "image_keypoints"  # SIFT keypoints: a list of {pt, size, angle, response, octave, class_id}
 
