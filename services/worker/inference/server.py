@@ -40,6 +40,10 @@ from services.worker.models.errors import InferenceDeviceError, InvalidModelErro
 log = logging.getLogger(__name__)
 
 MAX_BUFFER_BYTES = 1 << 30
+# The longest the serving (main) thread stays in accept(): a SIGTERM the kernel delivers to another of the process's
+# threads (onnxruntime's, a runner) does not interrupt accept(), and Python runs its handler only in the main thread,
+# once it is back in the interpreter: without a wake-up the service never stopped (measured).
+ACCEPT_WAKE = 0.5
 _BATCH_DTYPES: dict[str, np.dtype[Any]] = {np.dtype(dtype).str: np.dtype(dtype) for dtype in (np.float32, np.uint8)}
 
 
@@ -79,9 +83,12 @@ class InferenceServer:
 
     def serve_forever(self) -> None:
         assert self._listener is not None, "bind() first"
+        self._listener.settimeout(ACCEPT_WAKE)  # the accepted connections stay blocking
         while not self._closed.is_set():
             try:
                 connection, _ = self._listener.accept()
+            except TimeoutError:
+                continue  # back in the interpreter: a pending signal's handler runs now
             except OSError:
                 if self._closed.is_set():
                     return
