@@ -57,10 +57,10 @@ def test_a_muted_pipelines_stage_threads_sleep(running: list[InferencePipeline],
     assert pipeline.state is StreamState.MUTED
     # The sources keep grabbing (50 frames a second each, all dropped as muted), so the collector
     # waits for the first frame of a round with the longest bound (``WAIT``, 1 s): 2 wake-ups in
-    # 2 s, each of which may have to wait for the GIL once more (6 with that margin). The other
-    # stages wait on queues nobody fills: none. Polling stop flags every 50 ms made 40 (one source)
-    # and 198 (two) for the collector.
-    assert woke["collector"] <= 6, woke
+    # 2 s, each of which may have to wait for the GIL once more, more than once on a loaded host (CI
+    # saw 7 once: 12 allowed). The other stages wait on queues nobody fills: none. Polling stop flags
+    # every 50 ms made 40 (one source) and 198 (two) for the collector.
+    assert woke["collector"] <= 12, woke
     assert all(count <= 1 for name, count in woke.items() if name != "collector"), woke
     pipeline.resume()
     seen = len(sink.rounds)
