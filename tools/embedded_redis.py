@@ -51,14 +51,16 @@ class RedisServer:
         )
         deadline = time.monotonic() + timeout
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        while time.monotonic() < deadline:
-            with contextlib.suppress(redis.ConnectionError):
-                if client.ping():
-                    client.close()
-                    return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
+        try:  # the probe's connection is closed on every way out (a timeout is no ConnectionError)
+            while time.monotonic() < deadline:
+                with contextlib.suppress(redis.ConnectionError):
+                    if client.ping():
+                        return
+                if self.process.poll() is not None:
+                    break
+                time.sleep(0.05)
+        finally:
+            client.close()
         raise RuntimeError(f"redis-server did not start on port {self.port}: see {self.directory}/redis.log")
 
     def stop(self) -> None:
