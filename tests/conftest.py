@@ -7,6 +7,16 @@ import pytest
 import redis
 
 from tests.support.redis_server import RedisServer, running_redis
+from tests.support.socket_origins import SocketOrigins
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _name_where_open_sockets_were_made() -> Iterator[None]:
+    """A socket finalised open fails a test naming its addresses only: this adds the thread and stack that made it."""
+    origins = SocketOrigins()
+    origins.install()  # after pytest's own unraisable hook, which it wraps
+    yield
+    origins.uninstall()
 
 
 @pytest.fixture(scope="session")

@@ -89,6 +89,7 @@ class TrackedKeys:
         self._subscribed = False  # Redis confirmed the subscription on the current connection
         self._heard_at = 0.0  # time.monotonic() of Redis's last word on the current connection
         self._task: asyncio.Task[None] | None = None
+        self._closed = False  # aclose() was called: no connection is kept or made again
         self._messages: _Messages | None = None
         self._failing = False  # the last session failed (logged once per outage)
 
@@ -107,6 +108,9 @@ class TrackedKeys:
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"tracking {self._prefix}")
 
     async def aclose(self) -> None:
+        """Ends the tracking connection and its task. The task ends even where a cancellation is swallowed
+        inside a redis.asyncio call (Python 3.11): it connects no more once closed."""
+        self._closed = True
         task, self._task = self._task, None
         self._drop()
         if task is not None:
@@ -115,7 +119,7 @@ class TrackedKeys:
 
     async def _run(self) -> None:
         pause = RECONNECT_PAUSE[0]
-        while True:
+        while not self._closed:
             started = time.monotonic()
             try:
                 await self._session()
@@ -126,6 +130,8 @@ class TrackedKeys:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
+                if self._closed:
+                    return
                 if not self._failing:
                     logger.warning("the tracking connection for %s failed (%s: %s); reading Redis on every request "
                                    "until it is back", self._prefix, type(exc).__name__, redact_text(str(exc)))
@@ -140,7 +146,8 @@ class TrackedKeys:
     async def _session(self) -> None:
         """One tracking connection, from connecting to losing it."""
         messages = self._messages = await take_over(
-            self._pool, lambda connection, writer: _Messages(self, connection, writer), self._track)
+            self._pool, lambda connection, writer: _Messages(self, connection, writer), self._track,
+            closed=lambda: self._closed)
         # Subscribed only now, once the transport is read here: no message can be left in redis-py's reader.
         assert messages.transport is not None
         messages.transport.write(_SUBSCRIBE)

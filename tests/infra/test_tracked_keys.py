@@ -282,3 +282,34 @@ def test_over_tls_with_a_password_and_a_database_and_across_a_restart(tmp_path: 
 
     with redis_over(tmp_path, *arguments) as server:
         asyncio.run(scenario(server))
+
+
+def test_closing_ends_the_tracking_task_even_where_its_connect_swallows_the_cancellation(
+        redis_server: RedisServer, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # A cancellation landing inside a redis.asyncio call can be swallowed on Python 3.11: the task used to go on
+    # connecting and tracking, and aclose() waited for it for ever. Closed, it connects no more.
+    caplog.set_level(logging.WARNING, "services.infra.tracked_keys")
+    connect = tracked_keys.take_over
+
+    async def stubborn(*args: Any, **kwargs: Any) -> Any:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.1)  # swallowed
+        return await connect(*args, **kwargs)
+
+    monkeypatch.setattr(tracked_keys, "take_over", stubborn)
+    before = {client["id"] for client in redis_client.client_list()}
+
+    async def scenario() -> None:
+        client = Redis.from_url(redis_server.url, socket_timeout=2, socket_connect_timeout=2)
+        watched = TrackedKeys(client.connection_pool, PREFIX)
+        watched.start()
+        await asyncio.sleep(0.1)  # connecting
+        await asyncio.wait_for(watched.aclose(), 5)
+        await client.aclose()
+
+    asyncio.run(scenario())
+    assert [client for client in redis_client.client_list() if client["id"] not in before] == []
+    assert caplog.records == []

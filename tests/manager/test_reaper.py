@@ -12,6 +12,7 @@ import redis
 from services.core import keys
 from services.core.records import WORKER_SHUTDOWN, PipelineRecord
 from services.infra import registry
+from services.manager import service
 from services.manager.reaper import Reaper
 from tests.manager.conftest import ManagerFactory, RunningManager
 from tests.manager.fakes import FakeWorker, call, register_worker
@@ -403,3 +404,28 @@ def test_a_manager_stopping_mid_sweep_leaves_no_redis_connection_open(
     assert redis_client.exists(keys.reaper_lease()) == 0, "the lease was released"
     left = [client for client in redis_client.client_list() if client["id"] not in before]
     assert left == [], left  # none of the manager's connections is still open (the manager object is alive)
+
+
+def test_a_reaper_that_swallows_its_cancellation_has_ended_before_the_manager_stops(
+        start_manager: ManagerFactory, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A cancellation landing inside a redis.asyncio call can be swallowed on Python 3.11: the reaper then runs on
+    # past the stop's two waits. It used to be left running while the manager closed its Redis clients, and its
+    # lease release opened a connection anew that nothing closed (an unclosed socket in a loaded CI run). The stop
+    # now cancels it again until it has ended.
+    monkeypatch.setattr(service, "STOP_GRACE", 0.3)
+
+    async def stubborn_sweep(self: Reaper) -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            await asyncio.sleep(1.0)  # swallowed, and longer than both waits
+
+    monkeypatch.setattr(Reaper, "sweep", stubborn_sweep)
+    before = {client["id"] for client in redis_client.client_list()}
+    manager = start_manager(reaper_interval=0.1)
+    wait_until(lambda: redis_client.exists(keys.reaper_lease()) == 1, timeout=5)  # holds the lease, sweeping
+    manager.stop()
+
+    assert redis_client.exists(keys.reaper_lease()) == 0, "the lease was released"
+    left = [client for client in redis_client.client_list() if client["id"] not in before]
+    assert left == [], left
