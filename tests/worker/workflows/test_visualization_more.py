@@ -155,6 +155,37 @@ def test_classification_label_positions_are_the_image_s_edges_and_middle(frame: 
         assert abs((y1 + y2) / 2 - HEIGHT / 2) <= 1
 
 
+@pytest.mark.parametrize("position", ["TOP_LEFT", "BOTTOM_RIGHT", "CENTER_LEFT", "CENTER"])
+def test_classification_label_stacks_every_predicted_class_of_a_multi_label_result(frame: np.ndarray,
+                                                                                  position: str) -> None:
+    # The reference stacks a multi-label result's predicted classes, most confident on top: blue, then red;
+    # green (not predicted) is not drawn.
+    image = workflow_image(frame)
+    result = Classification(image, ("red", "green", "blue"), np.array([0.6, 0.8, 0.9], np.float32), "i", 0.5,
+                            multi_label=True, predicted=("red", "blue"))
+    drawn = Step(CLASSIFICATION_LABEL, text_position=position)(image=image, predictions=result).image
+    line = 20 + 2 * 10 + 2 * 1 + 5
+    height = _label_size("blue")[1]
+    row, _, side = position.partition("_")
+    if row == "TOP":  # each label's bottom a line further down
+        tops = [line - height, 2 * line - height]
+    elif row == "BOTTOM":  # the last label's top a line above the bottom edge, the first a line higher
+        tops = [HEIGHT - 2 * line, HEIGHT - line]
+    else:  # the two lines centred on the middle row
+        tops = [round(HEIGHT / 2 - line / 2 - height / 2), round(HEIGHT / 2 + line / 2 - height / 2)]
+    widest = _label_size("blue")[0]  # "blue" and "red": the middle row's lines end where the widest does
+    for top, name in zip(tops, ("blue", "red"), strict=True):
+        width = _label_size(name)[0]
+        left = {"LEFT": widest - width if row == "CENTER" else 0, "RIGHT": WIDTH - width}.get(
+            side, WIDTH // 2 - width // 2)
+        band = changed(frame, drawn)[top + 3:top + height - 3, left + 2:left + width - 2]
+        assert band.all(), (name, top, left)  # the label's whole band is drawn there
+        colour = sv.ColorPalette.DEFAULT.by_idx(("red", "green", "blue").index(name)).as_bgr()
+        assert tuple(drawn[top + 3, left + 3].tolist()) == colour, name
+    labelled_rows = np.nonzero(changed(frame, drawn).any(axis=1))[0]
+    assert len(labelled_rows) <= 2 * height + 2  # two labels only: green is not drawn
+
+
 def test_classification_label_colours_by_index_and_without_classes_draws_nothing(frame: np.ndarray) -> None:
     image = workflow_image(frame)
     drawn = Step(CLASSIFICATION_LABEL, color_axis="INDEX", color_palette="CUSTOM", custom_colors=["#00FF00"])(
