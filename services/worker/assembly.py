@@ -196,6 +196,8 @@ def _processor(spec: PipelineSpec, settings: WorkerSettings, watchdog: Watchdog,
                          openai_api_url=settings.workflow_openai_api_url,
                          anthropic_api_url=settings.workflow_anthropic_api_url,
                          gemini_api_url=settings.workflow_gemini_api_url,
+                         openrouter_api_url=settings.workflow_openrouter_api_url,
+                         google_vision_api_url=settings.workflow_google_vision_api_url,
                          llm_api_timeout=settings.workflow_llm_api_timeout)
     environment_secrets = EnvironmentSecrets(frozenset(settings.workflow_secrets), settings.workflow_secret_values())
 

@@ -76,12 +76,16 @@ class WorkerSettings(BaseSettings):
     # call (others for a compatible gateway or a test).
     workflow_slack_api_url: str = "https://slack.com/api"
     workflow_twilio_api_url: str = "https://api.twilio.com"
-    # The hosted LLM APIs the open_ai, anthropic_claude and google_gemini blocks call (others for a compatible
-    # gateway or a test; the workflow never chooses), and the seconds one of their requests may take before the
-    # step fails on that frame.
+    # The hosted LLM APIs the open_ai, anthropic_claude and google_gemini blocks call, and OpenRouter's (the
+    # llama_3_2_vision, llama_vision, openrouter, kimi_openrouter and qwen3_*_openrouter blocks; others for a
+    # compatible gateway or a test; the workflow never chooses), and the seconds one of their requests may take
+    # before the step fails on that frame.
     workflow_openai_api_url: str = "https://api.openai.com/v1"
     workflow_anthropic_api_url: str = "https://api.anthropic.com"
     workflow_gemini_api_url: str = "https://generativelanguage.googleapis.com"
+    workflow_openrouter_api_url: str = "https://openrouter.ai/api/v1"
+    # Google Cloud Vision's, which google_vision_ocr blocks call (within the same timeout).
+    workflow_google_vision_api_url: str = "https://vision.googleapis.com"
     workflow_llm_api_timeout: float = Field(default=60.0, gt=0, le=600)
     # Hosts webhook, email, Slack and Twilio sinks may reach, comma-separated (empty: any name). A worker on a private
     # network can keep users' workflows from calling its neighbours.
@@ -136,7 +140,8 @@ class WorkerSettings(BaseSettings):
     webrtc_negotiation_timeout: float = Field(default=10.0, gt=0)
 
     @field_validator("workflow_slack_api_url", "workflow_twilio_api_url", "workflow_openai_api_url",
-                     "workflow_anthropic_api_url", "workflow_gemini_api_url")
+                     "workflow_anthropic_api_url", "workflow_gemini_api_url", "workflow_google_vision_api_url",
+                     "workflow_openrouter_api_url")
     @classmethod
     def _api_url(cls, value: str, info: ValidationInfo) -> str:
         parts = urlsplit(value)

@@ -20,6 +20,7 @@ from tests.manager.fakes import call
 from tests.support import ocr as plates
 from tests.support import workflow_definitions as wf
 from tests.support.codes import box_of, linear_code, paste, qr_code
+from tests.support.google_vision import TextBlock, annotate_response
 from tests.support.llm_providers import FakeLlmApis
 from tests.support.pipelines import read_frames, write_clip
 from tests.support.redis_server import RedisServer
@@ -475,6 +476,43 @@ def test_an_ocr_size_whose_model_is_not_registered_is_refused_at_init_naming_it(
     assert _ok(call(stack.port, {"type": "list_pipelines"}))["pipelines"] == before
 
 
+def test_google_vision_ocr_s_text_blocks_are_boxed_labelled_and_stitched(stack: Stack, short_clip: str,
+                                                                         llm_apis: FakeLlmApis) -> None:
+    """google_vision_ocr@v1 calls the operator's Vision API (a fake answering two text blocks, right one first) on
+    every frame: the text, its language and the blocks as detections that the visualisations draw and
+    stitch_ocr_detections reads left to right; the key only in the API's header, never in outputs or status."""
+    key = "AIza-e2e-vision-secret"
+    llm_apis.vision = annotate_response([TextBlock.box("4821", (330, 200, 420, 240)),
+                                         TextBlock.box("KX", (250, 200, 320, 240))], width=768, height=576)
+    before = len(llm_apis.requests)
+    try:
+        pipeline_id, outputs = run_to_end(stack, wf.init(short_clip, wf.google_vision_text(), api_key=key))
+    finally:
+        llm_apis.vision = {"responses": [{}]}
+
+    assert len(outputs) == 20 and not [o for o in outputs if "workflow_errors" in o], outputs[0]
+    assert {(o["extracted_text"], o["language"], o["line"]) for o in outputs} == {("4821\nKX\n", "en", "KX 4821")}
+    detections = outputs[0]["text_detections"]
+    assert detections["image"] == {"width": 768, "height": 576}
+    assert [(p["class"], p["class_id"], p["confidence"], p["x"], p["y"], p["width"], p["height"])
+            for p in detections["predictions"]] == [("4821", 0, 1.0, 375, 220, 90, 40),
+                                                    ("KX", 1, 1.0, 285, 220, 70, 40)]
+    requests = [r for r in llm_apis.requests[before:] if r.provider == "google_vision"]
+    assert len(requests) == 20 and {r.path for r in requests} == {"/v1/images:annotate"}
+    assert {r.headers["x-goog-api-key"] for r in requests} == {key}
+    [sent] = requests[0].json()["requests"]
+    assert (sent["features"], sent["imageContext"]) == ([{"type": "TEXT_DETECTION"}], {"languageHints": ["en"]})
+    frame = next(read_frames(Path(short_clip), 1)).astype(int)
+    image = cv2.imdecode(np.frombuffer(base64.b64decode(sent["image"]["content"]), np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == frame.shape and float(np.abs(image.astype(int) - frame).mean()) < 4, "the frame as a JPEG"
+    drawn = cv2.imdecode(np.frombuffer(base64.b64decode(outputs[0]["text_visualised"]["value"]), np.uint8),
+                         cv2.IMREAD_COLOR).astype(int)
+    assert float(np.abs(drawn[198:203, 250:420] - frame[198:203, 250:420]).mean()) > 20, "the blocks' top edges"
+    assert float(np.abs(drawn[400:500, 50:200] - frame[400:500, 50:200]).mean()) < 4, "nothing drawn elsewhere"
+    status = json.dumps(call(stack.port, {"type": "status", "pipeline_id": pipeline_id}))
+    assert key not in status and key not in json.dumps(outputs)
+
+
 def test_path_deviation_its_reference_path_drawn_padded_and_merged_boxes(stack: Stack, short_clip: str) -> None:
     path = [[40, 560], [40, 100], [720, 100]]  # down the left edge, then across the top
     _, outputs = run_to_end(stack, wf.init(short_clip, wf.path_deviation(path), path=path))
@@ -709,6 +747,64 @@ def test_hosted_llms_classify_a_rate_limited_frame_as_pasted(stack: Stack, short
     assert not [key for key in keys.values() if key in status or key in json.dumps(outputs)]
 
 
+def test_openrouter_vlms_classify_and_answer_a_rate_limited_frame_as_pasted(stack: Stack, short_clip: str,
+                                                                            llm_apis: FakeLlmApis) -> None:
+    """llama_3_2_vision@v1 (classification, into vlm_as_classifier@v2) and kimi_openrouter@v2 (structured answering,
+    into json_parser), gated by a rate limiter, call the operator's OpenRouter with the frame and each model's slug;
+    the key reaches neither outputs nor status."""
+    llm_apis.text["openrouter"] = '```json\n{"class_name": "people", "confidence": 0.8}\n```'
+    key = "sk-or-v1-e2e-secret"
+    workflow = {
+        "version": "1.0",
+        "inputs": [{"type": "WorkflowImage", "name": "image"}, {"type": "WorkflowParameter", "name": "api_key"},
+                   {"type": "WorkflowParameter", "name": "classes", "default_value": ["people", "empty"]}],
+        "steps": [
+            {"type": "roboflow_core/rate_limiter@v1", "name": "limit", "cooldown_seconds": 3600,
+             "depends_on": "$inputs.image", "next_steps": ["$steps.llama", "$steps.kimi"]},
+            {"type": "roboflow_core/llama_3_2_vision@v1", "name": "llama", "images": "$inputs.image",
+             "task_type": "classification", "classes": "$inputs.classes", "api_key": "$inputs.api_key",
+             "model_version": "11B (Regular) - OpenRouter"},
+            {"type": "roboflow_core/vlm_as_classifier@v2", "name": "parser", "image": "$inputs.image",
+             "vlm_output": "$steps.llama.output", "classes": "$steps.llama.classes"},
+            {"type": "roboflow_core/property_definition@v1", "name": "top_class", "data": "$steps.parser.predictions",
+             "operations": [{"type": "ClassificationPropertyExtract", "property_name": "top_class"}]},
+            {"type": "roboflow_core/kimi_openrouter@v2", "name": "kimi", "images": "$inputs.image",
+             "task_type": "structured-answering", "output_structure": {"class_name": "who is in the image"},
+             "api_key": "$inputs.api_key", "privacy_level": "zdr"},
+            {"type": "roboflow_core/json_parser@v1", "name": "parsed", "raw_json": "$steps.kimi.output",
+             "expected_fields": ["class_name"]},
+        ],
+        "outputs": [
+            {"type": "JsonField", "name": "llama", "selector": "$steps.llama.output"},
+            {"type": "JsonField", "name": "top_class", "selector": "$steps.top_class.output"},
+            {"type": "JsonField", "name": "parser_error", "selector": "$steps.parser.error_status"},
+            {"type": "JsonField", "name": "class_name", "selector": "$steps.parsed.class_name"},
+        ],
+    }
+    before = len(llm_apis.requests)
+    pipeline_id, outputs = run_to_end(stack, wf.init(short_clip, workflow, api_key=key))
+
+    assert len(outputs) == 20 and not [o for o in outputs if "workflow_errors" in o], outputs[0]
+    first, *rest = outputs
+    assert first["llama"] == llm_apis.text["openrouter"]
+    assert (first["top_class"], first["parser_error"], first["class_name"]) == ("people", False, "people")
+    assert all(o["llama"] is None and o["class_name"] is None for o in rest), "rate limited"
+    requests = [r for r in llm_apis.requests[before:] if r.provider == "openrouter"]
+    assert len(requests) == 2 and {r.path for r in requests} == {"/api/v1/chat/completions"}
+    by = {r.json()["model"]: r.json() for r in requests}
+    assert set(by) == {"meta-llama/llama-3.2-11b-vision-instruct", "moonshotai/kimi-k2.6"}
+    assert "provider" not in by["meta-llama/llama-3.2-11b-vision-instruct"]
+    assert by["moonshotai/kimi-k2.6"]["provider"] == {"data_collection": "deny", "zdr": True}
+    assert all(r.headers["authorization"] == f"Bearer {key}" for r in requests)
+    frame = next(read_frames(Path(short_clip), 1))
+    for body in by.values():  # the first frame, as a JPEG
+        data = body["messages"][1]["content"][-1]["image_url"]["url"].removeprefix("data:image/jpeg;base64,")
+        sent = cv2.imdecode(np.frombuffer(base64.b64decode(data), np.uint8), cv2.IMREAD_COLOR)
+        assert sent.shape == frame.shape and float(np.abs(sent.astype(int) - frame.astype(int)).mean()) < 4
+    status = json.dumps(call(stack.port, {"type": "status", "pipeline_id": pipeline_id}))
+    assert key not in status and key not in json.dumps(outputs)
+
+
 def test_a_twilio_sms_carries_the_count_once(stack: Stack, short_clip: str, twilio: HttpRecorder) -> None:
     pipeline_id, outputs = run_to_end(stack, wf.init(short_clip, wf.sms(), sid="AC-e2e", token="twilio-e2e-secret"))
 
@@ -740,6 +836,40 @@ def test_an_email_notification_reaches_a_real_smtp_server(stack: Stack, short_cl
     assert all(o["email"]["throttling_status"] for o in outputs[1:]), "a 60 s cooldown: one mail"
     report = _ok(call(stack.port, {"type": "status", "pipeline_id": pipeline_id}))["report"]
     assert "smtp-Pa55word" not in json.dumps(report) and "smtp-Pa55word" not in json.dumps(outputs)
+
+
+def test_an_html_email_v2_carries_the_annotated_frame_inline_and_attached(stack: Stack, short_clip: str,
+                                                                          certificate: Certificate) -> None:
+    server = SmtpRecorder(certificate, "tls", "alerts@example.com", "smtp-v2-Pa55word")
+    try:
+        pipeline_id, outputs = run_to_end(stack, wf.init(short_clip, wf.email_v2(server.port),
+                                                         password="smtp-v2-Pa55word"))
+        [mail] = server.wait_for(1)
+    finally:
+        server.close()
+    assert outputs[0]["email"] == {"error_status": False, "throttling_status": False,
+                                   "message": "Notification sent successfully"}
+    assert all(o["email"]["throttling_status"] for o in outputs[1:]), "a 60 s cooldown: one mail"
+    message = mail.message()
+    assert (mail.sender, mail.receivers, mail.tls) == ("alerts@example.com", ["ops@example.com"], True)
+    body = message.get_body(("html",))
+    assert body is not None and message["Subject"] == "People at the gate"
+    people = len(outputs[0]["people"]["predictions"])
+    assert f"<b>{people}</b> in view<br>" in body.get_content() and 'src="cid:image_view"' in body.get_content()
+    frame = next(read_frames(Path(short_clip), 1))
+    [inline] = [part for part in message.walk() if part["Content-ID"] == "<image_view>"]
+    [attached] = [part for part in message.iter_attachments() if part.get_filename() == "frame.jpg"]
+    for part in (inline, attached):
+        assert part.get_content_type() == "image/jpeg"
+        sent = cv2.imdecode(np.frombuffer(part.get_content(), np.uint8), cv2.IMREAD_COLOR)
+        assert sent.shape == frame.shape
+    report = _ok(call(stack.port, {"type": "status", "pipeline_id": pipeline_id}))["report"]
+    assert "smtp-v2-Pa55word" not in json.dumps(report) and "smtp-v2-Pa55word" not in json.dumps(outputs)
+    reply = call(stack.port, wf.init(short_clip, wf.email_v2(465, provider=None), password="x"))
+    assert reply["response"]["error_type"] == "invalid_payload" and (
+        "steps[2].email_provider': 'Roboflow Managed API Key' (the default) sends through Roboflow's hosted e-mail "
+        "proxy, which this manager does not have; set email_provider to 'Custom SMTP'") in reply["response"][
+        "error_message"], reply
 
 
 def test_csv_rows_are_written_by_a_local_file_sink_under_its_root(stack: Stack, short_clip: str,

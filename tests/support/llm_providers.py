@@ -1,8 +1,10 @@
-"""A fake of the three hosted LLM APIs on 127.0.0.1, answering as the real ones do: OpenAI's chat completions
+"""A fake of the hosted LLM APIs on 127.0.0.1, answering as the real ones do: OpenAI's chat completions
 (``/v1/chat/completions``), Anthropic's messages (``/v1/messages``) and Gemini's ``generateContent``
-(``/v1beta/models/<model>:generateContent``). It records every request; the test sets the answer's text, an HTTP
-error status (answered with the provider's error object, which echoes the key as some providers do), a raw body
-(malformed JSON) or a delay (a timeout)."""
+(``/v1beta/models/<model>:generateContent``), OpenRouter's chat completions (``/api/v1/chat/completions``),
+and Google Cloud Vision's ``/v1/images:annotate``. It records every
+request; the test sets the answer's text (Vision's: the whole answer, ``vision``), an HTTP error status (answered
+with the provider's error object, which echoes the key as some providers do), a raw body (malformed JSON) or a delay
+(a timeout)."""
 
 import json
 import threading
@@ -13,7 +15,7 @@ from typing import Any
 
 @dataclass
 class LlmRequest:
-    provider: str  # "openai", "anthropic", "gemini"
+    provider: str  # "openai", "anthropic", "gemini", "google_vision", "openrouter"
     path: str
     headers: dict[str, str]  # lower-case names
     body: bytes
@@ -25,10 +27,14 @@ class LlmRequest:
 def provider_of(path: str) -> str | None:
     if path == "/v1/chat/completions":
         return "openai"
+    if path == "/api/v1/chat/completions":
+        return "openrouter"
     if path == "/v1/messages":
         return "anthropic"
     if path.startswith("/v1beta/models/") and path.endswith(":generateContent"):
         return "gemini"
+    if path == "/v1/images:annotate":  # Google Cloud Vision (google_vision_ocr): answers FakeLlmApis.vision
+        return "google_vision"
     return None
 
 
@@ -36,6 +42,10 @@ def answer(provider: str, text: str, stop: str | None = None) -> dict[str, Any]:
     """A successful answer with ``text``, as each API writes it (``stop``: its stop / finish reason)."""
     if provider == "openai":
         return {"id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                             "finish_reason": stop or "stop"}]}
+    if provider == "openrouter":  # OpenAI's shape, with the upstream provider that served it
+        return {"id": "gen-1", "object": "chat.completion", "provider": "Moonshot AI", "model": "moonshotai/kimi-k2.6",
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                              "finish_reason": stop or "stop"}]}
     if provider == "anthropic":
@@ -51,16 +61,24 @@ def error_body(provider: str, status: int, key: str) -> dict[str, Any]:
     message = f"Incorrect API key provided: {key}" if status == 401 else f"error {status}"
     if provider == "anthropic":
         return {"type": "error", "error": {"type": "authentication_error", "message": message}}
-    if provider == "gemini":
+    if provider in ("gemini", "google_vision"):
         return {"error": {"code": status, "message": message, "status": "UNAUTHENTICATED"}}
+    if provider == "openrouter" and status != 401:  # an upstream provider's failure, in its own words
+        return {"error": {"code": status, "message": "Provider returned error",
+                          "metadata": {"provider_name": "Alibaba", "raw": f"upstream says {status} for key {key}"}}}
+    if provider == "openrouter":
+        return {"error": {"code": status, "message": message}}
     return {"error": {"message": message, "type": "invalid_request_error", "code": "invalid_api_key"}}
 
 
 class FakeLlmApis:
     def __init__(self) -> None:
         self.requests: list[LlmRequest] = []
-        self.text: dict[str, str] = {"openai": "openai says hi", "anthropic": "claude says hi", "gemini": "gemini hi"}
+        self.text: dict[str, str] = {"openai": "openai says hi", "anthropic": "claude says hi", "gemini": "gemini hi",
+                                     "openrouter": "openrouter says hi"}
         self.stop: str | None = None
+        # Google Cloud Vision's images:annotate answer (tests/support/google_vision.py builds them); no text here.
+        self.vision: dict[str, Any] = {"responses": [{}]}
         self.status = 200
         self.raw: bytes | None = None
         self.delay = 0.0
@@ -86,6 +104,8 @@ class FakeLlmApis:
                     key = headers.get("x-api-key") or headers.get("x-goog-api-key") or \
                         headers.get("authorization", "").removeprefix("Bearer ")
                     status, reply = fake.status, json.dumps(error_body(provider, fake.status, key)).encode()
+                elif provider == "google_vision":
+                    status, reply = 200, json.dumps(fake.vision).encode()
                 else:
                     status, reply = 200, json.dumps(answer(provider, fake.text[provider], fake.stop)).encode()
                 try:
@@ -112,7 +132,8 @@ class FakeLlmApis:
 
     def settings(self) -> dict[str, str]:
         """The worker's settings pointing each provider here (SinkSettings field -> URL)."""
-        return {"openai_api_url": f"{self.url}/v1", "anthropic_api_url": self.url, "gemini_api_url": self.url}
+        return {"openai_api_url": f"{self.url}/v1", "anthropic_api_url": self.url, "gemini_api_url": self.url,
+                "google_vision_api_url": self.url, "openrouter_api_url": f"{self.url}/api/v1"}
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[LlmRequest]:
         with self._received:

@@ -234,6 +234,34 @@ def email(smtp_port: int) -> dict[str, Any]:
     }
 
 
+def email_v2(smtp_port: int, provider: str | None = "Custom SMTP") -> dict[str, Any]:
+    """email_notification@v2 through the user's SMTP server (``provider`` None: the manifest's default, Roboflow's
+    managed proxy): an HTML mail counting the people in view, the annotated frame inline and attached, once a
+    minute, inline (not fire and forget)."""
+    notify = {"type": "roboflow_core/email_notification@v2", "name": "notify", "subject": "People at the gate",
+              "receiver_email": ["ops@example.com"],
+              "message": "<b>{{ $parameters.people }}</b> in view\n{{ $parameters.view }}",
+              "message_parameters": {"people": "$steps.model.predictions", "view": "$steps.boxes.image"},
+              "message_parameters_operations": {"people": [{"type": "SequenceLength"}]},
+              "attachments": {"frame": "$steps.boxes.image"}, "sender_email": "alerts@example.com",
+              "smtp_server": "127.0.0.1", "smtp_port": smtp_port, "sender_email_password": "$inputs.password",
+              "fire_and_forget": False, "cooldown_seconds": 60}
+    if provider is not None:
+        notify["email_provider"] = provider
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE, {"type": "WorkflowParameter", "name": "password"}],
+        "steps": [
+            detect(confidence=0.3, class_filter=["person"]),
+            {"type": "roboflow_core/bounding_box_visualization@v1", "name": "boxes", "image": "$inputs.image",
+             "predictions": "$steps.model.predictions"},
+            notify,
+        ],
+        "outputs": [{"type": "JsonField", "name": "email", "selector": "$steps.notify.*"},
+                    {"type": "JsonField", "name": "people", "selector": "$steps.model.predictions"}],
+    }
+
+
 def csv_log(directory: str) -> dict[str, Any]:
     """One CSV row per frame (people in view, wall-clock timestamp) appended to a log file."""
     return {
@@ -639,6 +667,33 @@ def plate_reading(text_detection: str = "small") -> dict[str, Any]:
                    "text_detection": text_detection, "text_recognition": "small"}],
         "outputs": [{"type": "JsonField", "name": "text", "selector": "$steps.ocr.result"},
                     {"type": "JsonField", "name": "predictions", "selector": "$steps.ocr.predictions"}],
+    }
+
+
+def google_vision_text() -> dict[str, Any]:
+    """Google Cloud Vision's OCR on the frame (its key the ``api_key`` parameter), its text blocks boxed and labelled
+    as the reference's gallery example does, and read left to right as one line by stitch_ocr_detections."""
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE, {"type": "WorkflowParameter", "name": "api_key"}],
+        "steps": [
+            {"type": "roboflow_core/google_vision_ocr@v1", "name": "google_vision_ocr", "image": "$inputs.image",
+             "ocr_type": "text_detection", "api_key": "$inputs.api_key", "language_hints": ["en"]},
+            {"type": "roboflow_core/bounding_box_visualization@v1", "name": "bounding_box_visualization",
+             "predictions": "$steps.google_vision_ocr.predictions", "image": "$inputs.image"},
+            {"type": "roboflow_core/label_visualization@v1", "name": "label_visualization",
+             "predictions": "$steps.google_vision_ocr.predictions", "image": "$steps.bounding_box_visualization.image"},
+            {"type": "roboflow_core/stitch_ocr_detections@v1", "name": "line",
+             "predictions": "$steps.google_vision_ocr.predictions", "reading_direction": "left_to_right",
+             "delimiter": " "},
+        ],
+        "outputs": [
+            {"type": "JsonField", "name": "extracted_text", "selector": "$steps.google_vision_ocr.text"},
+            {"type": "JsonField", "name": "language", "selector": "$steps.google_vision_ocr.language"},
+            {"type": "JsonField", "name": "text_detections", "selector": "$steps.google_vision_ocr.predictions"},
+            {"type": "JsonField", "name": "line", "selector": "$steps.line.ocr_text"},
+            {"type": "JsonField", "name": "text_visualised", "selector": "$steps.label_visualization.image"},
+        ],
     }
 
 

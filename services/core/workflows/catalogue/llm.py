@@ -1,5 +1,7 @@
 """Hosted LLM / VLM blocks: ``open_ai`` v2 and v3 (OpenAI's chat completions), ``anthropic_claude`` v1 and v2
-(Anthropic's messages API) and ``google_gemini`` v1 and v2 (Gemini's ``generateContent``).
+(Anthropic's messages API), ``google_gemini`` v1 and v2 (Gemini's ``generateContent``), and the blocks served by
+OpenRouter (OpenAI-style chat completions): ``llama_3_2_vision@v1``, ``llama_vision@v2``, ``openrouter@v1``,
+``kimi_openrouter`` v1 and v2, ``qwen3_5_openrouter@v1`` and ``qwen3_6_openrouter@v1``.
 
 Field names, defaults, choices and outputs follow the reference's manifests
 (``core_steps/models/foundation/{openai,anthropic_claude,google_gemini}``). Each task type needs what the
@@ -9,7 +11,11 @@ a selector counts as given (the worker checks its value on each frame).
 There is no Roboflow API here, so the reference's proxy (an ``api_key`` of the form ``rf_key:account`` or
 ``rf_key:user:<id>``, open_ai@v3's default) cannot be used: such a key is refused at INIT, naming the field
 (one fed by a selector fails the step on that frame instead). The URL each provider is called at is the worker
-operator's (``WORKER_WORKFLOW_{OPENAI,ANTHROPIC,GEMINI}_API_URL``), never the workflow's.
+operator's (``WORKER_WORKFLOW_{OPENAI,ANTHROPIC,GEMINI,OPENROUTER}_API_URL``), never the workflow's.
+
+The OpenRouter blocks of the reference's second generation (``llama_vision@v2``, ``kimi_openrouter@v2``,
+``openrouter@v1``) default ``api_key`` to that proxy (``rf_key:account``): here a key must be given. Their
+``privacy_level`` (``allow``, ``deny``, ``zdr``) becomes OpenRouter's provider preferences in the request.
 """
 
 from collections.abc import Mapping
@@ -25,6 +31,13 @@ CLAUDE_V1 = "roboflow_core/anthropic_claude@v1"
 CLAUDE_V2 = "roboflow_core/anthropic_claude@v2"
 GEMINI_V1 = "roboflow_core/google_gemini@v1"
 GEMINI_V2 = "roboflow_core/google_gemini@v2"
+LLAMA_V1 = "roboflow_core/llama_3_2_vision@v1"
+LLAMA_V2 = "roboflow_core/llama_vision@v2"  # (sic) the reference's v2 changed the name, not just the version
+OPENROUTER_V1 = "roboflow_core/openrouter@v1"
+KIMI_V1 = "roboflow_core/kimi_openrouter@v1"
+KIMI_V2 = "roboflow_core/kimi_openrouter@v2"
+QWEN3_5_V1 = "roboflow_core/qwen3_5_openrouter@v1"
+QWEN3_6_V1 = "roboflow_core/qwen3_6_openrouter@v1"
 
 UNCONSTRAINED = "unconstrained"
 OCR = "ocr"
@@ -101,6 +114,45 @@ GEMINI_MODEL_ALIASES = {
     "gemini-2.5-pro-preview-03-25": "gemini-2.5-pro",
 }
 
+# The OpenRouter blocks: the manifests' model names -> OpenRouter's model slugs.
+LLAMA_V1_MODELS: dict[str, str] = {
+    "11B (Free) - OpenRouter": "meta-llama/llama-3.2-11b-vision-instruct:free",
+    "11B (Regular) - OpenRouter": "meta-llama/llama-3.2-11b-vision-instruct",
+    "90B (Free) - OpenRouter": "meta-llama/llama-3.2-90b-vision-instruct:free",
+    "90B (Regular) - OpenRouter": "meta-llama/llama-3.2-90b-vision-instruct",
+}
+LLAMA_V2_MODELS: dict[str, str] = {"11B - OpenRouter": "meta-llama/llama-3.2-11b-vision-instruct"}
+KIMI_MODELS: dict[str, str] = {  # v1 and v2
+    "Kimi K2.5 - OpenRouter": "moonshotai/kimi-k2.5",
+    "Kimi K2.6 - OpenRouter": "moonshotai/kimi-k2.6",
+}
+QWEN3_5_MODELS: dict[str, str] = {
+    "Qwen 3.5 9B - OpenRouter": "qwen/qwen3.5-9b",
+    "Qwen 3.5 27B - OpenRouter": "qwen/qwen3.5-27b",
+    "Qwen 3.5 122B A10B - OpenRouter": "qwen/qwen3.5-122b-a10b",
+    "Qwen 3.5 397B A17B - OpenRouter": "qwen/qwen3.5-397b-a17b",
+    "Qwen 3.5 Flash 02-23 - OpenRouter": "qwen/qwen3.5-flash-02-23",
+    "Qwen 3.5 Plus 20260420 - OpenRouter": "qwen/qwen3.5-plus-20260420",
+}
+QWEN3_6_MODELS: dict[str, str] = {
+    "Qwen 3.6 27B - OpenRouter": "qwen/qwen3.6-27b",
+    "Qwen 3.6 35B A3B - OpenRouter": "qwen/qwen3.6-35b-a3b",
+    "Qwen 3.6 Flash - OpenRouter": "qwen/qwen3.6-flash",
+    "Qwen 3.6 Plus - OpenRouter": "qwen/qwen3.6-plus",
+    "Qwen 3.6 Max Preview - OpenRouter": "qwen/qwen3.6-max-preview",
+}
+# Each OpenRouter block's model table (openrouter@v1 has none: its model_id is OpenRouter's slug as given).
+OPENROUTER_MODELS: dict[str, dict[str, str]] = {
+    LLAMA_V1: LLAMA_V1_MODELS, LLAMA_V2: LLAMA_V2_MODELS, KIMI_V1: KIMI_MODELS, KIMI_V2: KIMI_MODELS,
+    QWEN3_5_V1: QWEN3_5_MODELS, QWEN3_6_V1: QWEN3_6_MODELS,
+}
+# The second generation's privacy_level -> OpenRouter's provider preferences (None: none sent).
+PRIVACY_LEVELS: dict[str, dict[str, Any] | None] = {
+    "allow": None,
+    "deny": {"data_collection": "deny"},
+    "zdr": {"data_collection": "deny", "zdr": True},
+}
+
 
 def is_output_structure(value: Any) -> bool:
     return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
@@ -118,6 +170,9 @@ register_literals({
                             f"an integer >= {CLAUDE_MIN_THINKING_BUDGET} or null"),
     "llm_optional_positive_int": (lambda value: value is None or (is_int(value) and value > 0),
                                   "a positive integer or null"),
+    # The OpenRouter blocks' manifests: max_tokens > 1, a temperature that is never null.
+    "llm_max_tokens_over_1": (lambda value: is_int(value) and value > 1, "an integer greater than 1"),
+    "llm_temperature_2_required": (lambda value: is_number(value) and 0 <= value <= 2, "a number from 0.0 to 2.0"),
 })
 
 
@@ -202,6 +257,53 @@ def _openai(name: str, models: tuple[str, ...], default_model: str, api_key_defa
     )
 
 
+def _openrouter(name: str, tasks: tuple[str, ...], model: Field, managed: bool,
+                key_kinds: tuple[str, ...] = (kinds.STRING, kinds.SECRET)) -> BlockSpec:
+    """An OpenRouter block. ``managed``: the reference's second generation (its key defaults to Roboflow's proxy,
+    refused here; ``privacy_level`` picks the providers that may serve the request)."""
+    key = (Field("api_key", kinds=key_kinds, literal="str", default="rf_key:account") if managed else
+           Field("api_key", kinds=key_kinds, literal="str"))
+    privacy = (Field("privacy_level", literal="str", default="deny", choices=tuple(PRIVACY_LEVELS)),) if managed else ()
+    return BlockSpec(
+        names=(name,),
+        family="llm",
+        fields=(
+            image_field("images", ("image",)),
+            model,
+            Field("task_type", literal="str", default=UNCONSTRAINED, choices=tasks),
+            Field("prompt", kinds=(kinds.STRING,), literal="optional_str", default=None),
+            Field("output_structure", literal="llm_output_structure", default=None),
+            Field("classes", kinds=(kinds.LIST_OF_VALUES,), literal="str_list", default=None),
+            key,
+            *privacy,
+            Field("max_tokens", literal="llm_max_tokens_over_1", default=500),
+            Field("temperature", kinds=(kinds.FLOAT,), literal="llm_temperature_2_required", default=0.1),
+            _CONCURRENCY,
+        ),
+        outputs=_OUTPUTS,
+        check=_task_requirements("OpenRouter"),
+    )
+
+
+def _model_name(models: dict[str, str], default: str) -> Field:
+    return _model(tuple(models), default)
+
+
+OPENROUTER_BLOCKS = (
+    # llama_3_2_vision@v1 has no object detection, and its api_key takes a string only (no secret kind).
+    _openrouter(LLAMA_V1, OPENAI_TASKS, _model_name(LLAMA_V1_MODELS, "11B (Free) - OpenRouter"), managed=False,
+                key_kinds=(kinds.STRING,)),
+    _openrouter(LLAMA_V2, TASKS_WITH_DETECTION, _model_name(LLAMA_V2_MODELS, "11B - OpenRouter"), managed=True),
+    _openrouter(OPENROUTER_V1, TASKS_WITH_DETECTION, Field("model_id", kinds=(kinds.STRING,), literal="str"),
+                managed=True),
+    _openrouter(KIMI_V1, TASKS_WITH_DETECTION, _model_name(KIMI_MODELS, "Kimi K2.6 - OpenRouter"), managed=False),
+    _openrouter(KIMI_V2, TASKS_WITH_DETECTION, _model_name(KIMI_MODELS, "Kimi K2.6 - OpenRouter"), managed=True),
+    _openrouter(QWEN3_5_V1, TASKS_WITH_DETECTION, _model_name(QWEN3_5_MODELS, "Qwen 3.5 27B - OpenRouter"),
+                managed=False),
+    _openrouter(QWEN3_6_V1, TASKS_WITH_DETECTION, _model_name(QWEN3_6_MODELS, "Qwen 3.6 35B A3B - OpenRouter"),
+                managed=False),
+)
+
 BLOCKS = (
     _openai(OPEN_AI_V2, OPENAI_V2_MODELS, "gpt-4o"),
     # v3's default key is the reference's proxy ("rf_key:account"): refused here, so a key must be given.
@@ -264,4 +366,5 @@ BLOCKS = (
         outputs=_OUTPUTS,
         check=_task_requirements("Google Gemini"),
     ),
+    *OPENROUTER_BLOCKS,
 )

@@ -1,7 +1,8 @@
 """Model blocks: object detection (v1, v2, v3 and the legacy names), classification and multi-label classification
 (v1, v2, v3); the QR code
 and barcode detectors (no model: OpenCV and zxing-cpp decode the codes, so no ``model_id``); OCR: pp_ocr and
-ocr_model (the models their stage sizes name: :mod:`services.core.workflows.ocr`)."""
+ocr_model (the models their stage sizes name: :mod:`services.core.workflows.ocr`), and google_vision_ocr (Google
+Cloud Vision's ``images:annotate`` at the worker operator's address; no model here)."""
 
 from collections.abc import Mapping
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from services.core.errors import InvalidPayloadError
 from services.core.workflows import kinds, ocr
 from services.core.workflows.blocks import BlockSpec, Field, image_field
+from services.core.workflows.catalogue.llm import is_proxy_key, proxy_key_refusal
 
 _MODEL_ID = Field("model_id", kinds=(kinds.MODEL_ID, kinds.STRING), literal="str")
 _ACTIVE_LEARNING = (
@@ -48,6 +50,20 @@ def check_ocr_stages(params: Mapping[str, Any], path: str) -> None:
             f"field '{path}.text_detection': PP-OCR requires at least one of text detection or text recognition "
             "to be enabled; both are 'none'"
         )
+
+
+GOOGLE_VISION_OCR = "roboflow_core/google_vision_ocr@v1"
+# ocr_type -> the Vision API feature it asks for (the manifest's two choices).
+GOOGLE_VISION_FEATURES = {"text_detection": "TEXT_DETECTION", "ocr_text_detection": "DOCUMENT_TEXT_DETECTION"}
+GOOGLE_VISION_PROVIDER = "Google Cloud Vision"
+
+
+def check_google_vision_key(params: Mapping[str, Any], path: str) -> None:
+    """The reference's default key (``rf_key:account``) and ``rf_key:user:<id>`` ask for Roboflow's API proxy, which
+    is not here: refused, naming the field (a selector's value is checked by the worker on each frame)."""
+    if is_proxy_key(params.get("api_key")):
+        raise InvalidPayloadError(f"field '{path}.api_key': {proxy_key_refusal(GOOGLE_VISION_PROVIDER)}")
+
 
 BLOCKS = (
     BlockSpec(
@@ -155,5 +171,17 @@ BLOCKS = (
         family="models",
         fields=(image_field("images", ("image",)),),
         outputs=_OCR_OUTPUTS,
+    ),
+    BlockSpec(  # a hosted API (services.worker.workflows.blocks.google_vision): the key must be the step's own
+        names=(GOOGLE_VISION_OCR,),
+        family="models",
+        fields=(
+            image_field("image", ("images",)),
+            Field("ocr_type", kinds=(), literal="str", choices=tuple(GOOGLE_VISION_FEATURES)),
+            Field("api_key", kinds=(kinds.STRING, kinds.SECRET), literal="str", default="rf_key:account"),
+            Field("language_hints", kinds=(), literal="str_list", default=None),
+        ),
+        outputs={"text": (kinds.STRING,), "language": (kinds.STRING,), "predictions": (kinds.OBJECT_DETECTION,)},
+        check=check_google_vision_key,
     ),
 )

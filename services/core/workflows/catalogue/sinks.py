@@ -3,11 +3,19 @@
 Field names, defaults and outputs follow the reference's manifests (``core_steps/sinks/...``).
 E-mail receivers are checked by a literal check registered here; ``CHECKS`` holds the query-language
 checks of the ``*_operations`` fields, ``(block, field) -> check(value, path)``.
+
+The v2 e-mail and SMS blocks choose a provider (``email_provider``, ``sms_provider``) whose default,
+"Roboflow Managed API Key", sends through Roboflow's hosted e-mail / SMS proxy. There is no such proxy
+here: that provider, given or left as the default, is refused at INIT, naming the field and what to give
+instead ("Custom SMTP" / "Custom Twilio" and their fields). The custom provider's fields are optional in
+the manifests but required by it: one left out (or given as null or "") is refused at INIT; one fed by a
+step's output is checked when the step runs (the reference's ``error_status`` and message).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from services.core.errors import InvalidPayloadError
 from services.core.workflows import kinds
 from services.core.workflows.blocks import BlockSpec, Field, is_int, register_literals
 from services.core.workflows.query_language import validate_operations_map
@@ -15,9 +23,22 @@ from services.core.workflows.query_language import validate_operations_map
 WEBHOOK_SINK = "roboflow_core/webhook_sink@v1"
 LOCAL_FILE_SINK = "roboflow_core/local_file_sink@v1"
 EMAIL_NOTIFICATION = "roboflow_core/email_notification@v1"
+EMAIL_NOTIFICATION_V2 = "roboflow_core/email_notification@v2"
 SLACK_NOTIFICATION = "roboflow_core/slack_notification@v1"
 TWILIO_SMS_NOTIFICATION = "roboflow_core/twilio_sms_notification@v1"
-MAX_COOLDOWN_S = 900  # the Slack and Twilio manifests' bound (their cache keeps a cooldown 15 minutes)
+TWILIO_SMS_NOTIFICATION_V2 = "roboflow_core/twilio_sms_notification@v2"
+MAX_COOLDOWN_S = 900  # the Slack and Twilio v1 manifests' bound (their cache keeps a cooldown 15 minutes)
+MANAGED_PROVIDER = "Roboflow Managed API Key"  # the v2 blocks' default: Roboflow's hosted proxy, not here
+CUSTOM_SMTP = "Custom SMTP"
+CUSTOM_TWILIO = "Custom Twilio"
+SMTP_FIELDS = ("sender_email", "smtp_server", "sender_email_password")  # what Custom SMTP needs
+TWILIO_FIELDS = ("twilio_account_sid", "twilio_auth_token", "sender_number")  # what Custom Twilio needs
+
+
+def is_media_urls(value: Any) -> bool:
+    """twilio_sms_notification@v2's literal ``media_url``: null, a URL or a list of them."""
+    items = [value] if isinstance(value, str) else value
+    return value is None or (isinstance(items, list) and all(isinstance(item, str) for item in items))
 
 
 def is_addresses(value: Any) -> bool:
@@ -32,10 +53,12 @@ _LITERAL_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
                                  "an e-mail address, a non-empty list of them or null"),
     "bounded_cooldown": (lambda value: is_int(value) and 0 <= value <= MAX_COOLDOWN_S,
                          f"an integer from 0 to {MAX_COOLDOWN_S} (seconds)"),
+    "optional_media_urls": (is_media_urls, "a URL, a list of URLs or null"),
 }
 register_literals(_LITERAL_CHECKS)
 
 _RECIPIENT_KINDS = (kinds.STRING, kinds.LIST_OF_VALUES)
+_CREDENTIAL_KINDS = (kinds.STRING, kinds.SECRET)
 
 
 def _mapping(name: str) -> Field:
@@ -46,6 +69,48 @@ def _mapping(name: str) -> Field:
 def _operations(name: str) -> Field:
     return Field(name, literal="dict", default={})
 
+
+def is_missing(value: Any) -> bool:
+    """A custom provider's field the step does not give (a selector's value is checked when the step runs)."""
+    return value is None or value == ""
+
+
+def _custom_provider_only(field: str, custom: str, needed: tuple[str, ...],
+                          service: str) -> Callable[[Mapping[str, Any], str], None]:
+    def check(params: Mapping[str, Any], path: str) -> None:
+        if params[field] != custom:  # the field's choices leave only the managed provider
+            raise InvalidPayloadError(
+                f"field '{path}.{field}': {MANAGED_PROVIDER!r} (the default) sends through Roboflow's hosted {service} "
+                f"proxy, which this manager does not have; set {field} to {custom!r} and give {_listed(needed)}")
+        for name in needed:
+            if is_missing(params[name]):
+                raise InvalidPayloadError(f"field '{path}.{name}' is required when {field} is {custom!r} "
+                                          f"(give {_listed(needed)})")
+    return check
+
+
+def _listed(names: tuple[str, ...]) -> str:
+    return f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _provider(name: str, custom: str) -> Field:
+    return Field(name, literal="str", default=MANAGED_PROVIDER, choices=(MANAGED_PROVIDER, custom))
+
+
+def _optional(name: str, field_kinds: tuple[str, ...]) -> Field:
+    """A custom provider's field: optional in the manifest, required by the provider (``_custom_provider_only``)."""
+    return Field(name, kinds=field_kinds, literal="optional_str", default=None)
+
+
+# A notification's text: ``{{ $parameters.x }}`` placeholders filled from the parameters, after their operations.
+_MESSAGE = (Field("message", literal="str"), _mapping("message_parameters"),
+            _operations("message_parameters_operations"))
+_RECEIVER = Field("receiver_email", kinds=_RECIPIENT_KINDS, literal="email_addresses")
+_CC_BCC = (
+    Field("cc_receiver_email", kinds=_RECIPIENT_KINDS, literal="optional_email_addresses", default=None),
+    Field("bcc_receiver_email", kinds=_RECIPIENT_KINDS, literal="optional_email_addresses", default=None),
+)
+_SMTP_PORT = Field("smtp_port", literal="positive_int", default=465)
 
 _NOTIFICATION_CONTROL = (
     Field("fire_and_forget", kinds=(kinds.BOOLEAN,), literal="bool", default=True),
@@ -106,29 +171,43 @@ BLOCKS = (
         fields=(
             Field("subject", literal="str"),
             Field("sender_email", kinds=(kinds.STRING,), literal="str"),
-            Field("receiver_email", kinds=_RECIPIENT_KINDS, literal="email_addresses"),
-            Field("cc_receiver_email", kinds=_RECIPIENT_KINDS, literal="optional_email_addresses", default=None),
-            Field("bcc_receiver_email", kinds=_RECIPIENT_KINDS, literal="optional_email_addresses", default=None),
-            Field("message", literal="str"),
-            _mapping("message_parameters"),
-            _operations("message_parameters_operations"),
+            _RECEIVER,
+            *_CC_BCC,
+            *_MESSAGE,
             _mapping("attachments"),  # name -> selector of a string or bytes
             Field("smtp_server", kinds=(kinds.STRING,), literal="str"),
-            Field("sender_email_password", kinds=(kinds.STRING, kinds.SECRET), literal="str"),
-            Field("smtp_port", literal="positive_int", default=465),
+            Field("sender_email_password", kinds=_CREDENTIAL_KINDS, literal="str"),
+            _SMTP_PORT,
             *_NOTIFICATION_CONTROL,
         ),
         outputs=_NOTIFICATION_OUTPUTS,
     ),
     BlockSpec(
+        names=(EMAIL_NOTIFICATION_V2,),
+        family="sinks",
+        fields=(
+            _provider("email_provider", CUSTOM_SMTP),
+            Field("subject", literal="str"),
+            _RECEIVER,
+            *_MESSAGE,
+            _optional("sender_email", (kinds.STRING,)),
+            _optional("smtp_server", (kinds.STRING,)),
+            _optional("sender_email_password", _CREDENTIAL_KINDS),
+            *_CC_BCC,
+            _SMTP_PORT,
+            _mapping("attachments"),  # name -> selector of a string, bytes or an image (sent as JPEG)
+            *_NOTIFICATION_CONTROL,
+        ),
+        outputs=_NOTIFICATION_OUTPUTS,
+        check=_custom_provider_only("email_provider", CUSTOM_SMTP, SMTP_FIELDS, "e-mail"),
+    ),
+    BlockSpec(
         names=(SLACK_NOTIFICATION,),
         family="sinks",
         fields=(
-            Field("slack_token", kinds=(kinds.STRING, kinds.SECRET), literal="str"),
+            Field("slack_token", kinds=_CREDENTIAL_KINDS, literal="str"),
             Field("channel", kinds=(kinds.STRING,), literal="str"),
-            Field("message", literal="str"),
-            _mapping("message_parameters"),
-            _operations("message_parameters_operations"),
+            *_MESSAGE,
             _mapping("attachments"),  # file name -> selector of a string or bytes (a CSV formatter's output)
             *_BOUNDED_CONTROL,
         ),
@@ -138,17 +217,33 @@ BLOCKS = (
         names=(TWILIO_SMS_NOTIFICATION,),
         family="sinks",
         fields=(
-            Field("twilio_account_sid", kinds=(kinds.STRING, kinds.SECRET), literal="str"),
-            Field("twilio_auth_token", kinds=(kinds.STRING, kinds.SECRET), literal="str"),
-            Field("message", literal="str"),
+            Field("twilio_account_sid", kinds=_CREDENTIAL_KINDS, literal="str"),
+            Field("twilio_auth_token", kinds=_CREDENTIAL_KINDS, literal="str"),
             Field("sender_number", kinds=(kinds.STRING,), literal="str"),
             Field("receiver_number", kinds=(kinds.STRING,), literal="str"),
-            _mapping("message_parameters"),
-            _operations("message_parameters_operations"),
+            *_MESSAGE,
             *_BOUNDED_CONTROL,
             Field("length_limit", kinds=(kinds.INTEGER,), literal="positive_int", default=160),
         ),
         outputs=_NOTIFICATION_OUTPUTS,
+    ),
+    BlockSpec(
+        names=(TWILIO_SMS_NOTIFICATION_V2,),
+        family="sinks",
+        fields=(
+            _provider("sms_provider", CUSTOM_TWILIO),
+            Field("receiver_number", kinds=(kinds.STRING,), literal="str"),
+            *_MESSAGE,
+            # MMS media: URLs Twilio fetches (an image is refused when the step runs: see the worker's block).
+            Field("media_url", kinds=(kinds.STRING, kinds.LIST_OF_VALUES, kinds.IMAGE), literal="optional_media_urls",
+                  default=None),
+            _optional("twilio_account_sid", _CREDENTIAL_KINDS),
+            _optional("twilio_auth_token", _CREDENTIAL_KINDS),
+            _optional("sender_number", (kinds.STRING,)),
+            *_NOTIFICATION_CONTROL,  # v2's cooldown has no upper bound and no session key
+        ),
+        outputs=_NOTIFICATION_OUTPUTS,
+        check=_custom_provider_only("sms_provider", CUSTOM_TWILIO, TWILIO_FIELDS, "SMS"),
     ),
 )
 
@@ -156,7 +251,7 @@ CHECKS: dict[tuple[str, str], Callable[[Any, str], None]] = {
     (WEBHOOK_SINK, "json_payload_operations"): validate_operations_map,
     (WEBHOOK_SINK, "multi_part_encoded_files_operations"): validate_operations_map,
     (WEBHOOK_SINK, "form_data_operations"): validate_operations_map,
-    (EMAIL_NOTIFICATION, "message_parameters_operations"): validate_operations_map,
-    (SLACK_NOTIFICATION, "message_parameters_operations"): validate_operations_map,
-    (TWILIO_SMS_NOTIFICATION, "message_parameters_operations"): validate_operations_map,
+    **{(block, "message_parameters_operations"): validate_operations_map
+       for block in (EMAIL_NOTIFICATION, EMAIL_NOTIFICATION_V2, SLACK_NOTIFICATION, TWILIO_SMS_NOTIFICATION,
+                     TWILIO_SMS_NOTIFICATION_V2)},
 }

@@ -53,6 +53,10 @@ class SinkSettings:
     openai_api_url: str = "https://api.openai.com/v1"
     anthropic_api_url: str = "https://api.anthropic.com"
     gemini_api_url: str = "https://generativelanguage.googleapis.com"
+    # OpenRouter's (OpenAI's chat completions: <openrouter>/chat/completions), for the blocks it serves.
+    openrouter_api_url: str = "https://openrouter.ai/api/v1"
+    # Google Cloud Vision's (google_vision_ocr: <base>/v1/images:annotate), within the same timeout.
+    google_vision_api_url: str = "https://vision.googleapis.com"
     llm_api_timeout: float = 60.0
 
 

@@ -1,7 +1,8 @@
 """Model blocks: object detection (v1, v2, v3), classification and multi-label classification (v1, v2, v3) on the
 worker's models; the QR code
 and barcode detectors, which decode codes with no model (:mod:`services.worker.workflows.blocks.codes`); OCR
-(:mod:`services.worker.workflows.blocks.ocr`)."""
+(:mod:`services.worker.workflows.blocks.ocr`) and Google Cloud Vision's
+(:mod:`services.worker.workflows.blocks.google_vision`)."""
 
 import uuid
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from services.core.workflows.plan import PlanStep
 from services.worker.workflows.blocks.base import BlockEnvironment, BlockFactory
 from services.worker.workflows.blocks.codes import BarcodeDetectorV1, QRCodeDetectorV1
+from services.worker.workflows.blocks.google_vision import GoogleVisionOcrV1
 from services.worker.workflows.blocks.ocr import PPOCRV1, OCRModelV1
 from services.worker.workflows.values import WorkflowImage
 
@@ -109,4 +111,5 @@ BLOCKS: dict[str, BlockFactory] = {
     "roboflow_core/barcode_detector@v1": BarcodeDetectorV1,
     "roboflow_core/pp_ocr@v1": PPOCRV1,
     "roboflow_core/ocr_model@v1": OCRModelV1,
+    "roboflow_core/google_vision_ocr@v1": GoogleVisionOcrV1,
 }

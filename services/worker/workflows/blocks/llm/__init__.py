@@ -1,11 +1,20 @@
-"""Hosted LLM / VLM blocks: OpenAI, Anthropic Claude and Google Gemini (``client``: what they share; ``prompts``:
-what each task type asks)."""
+"""Hosted LLM / VLM blocks: OpenAI, Anthropic Claude, Google Gemini and the models OpenRouter serves (``client``:
+what they share; ``prompts``: what each task type asks)."""
 
 from services.core.workflows.catalogue import llm as catalogue
 from services.worker.workflows.blocks.base import BlockFactory
 from services.worker.workflows.blocks.llm.anthropic import ClaudeBlockV1, ClaudeBlockV2
 from services.worker.workflows.blocks.llm.gemini import GeminiBlockV1, GeminiBlockV2
 from services.worker.workflows.blocks.llm.openai import OpenAiBlock, OpenAiBlockV3
+from services.worker.workflows.blocks.llm.openrouter import (
+    KimiBlockV1,
+    KimiBlockV2,
+    LlamaVisionBlockV1,
+    LlamaVisionBlockV2,
+    OpenRouterAnyModelBlock,
+    Qwen35Block,
+    Qwen36Block,
+)
 
 BLOCKS: dict[str, BlockFactory] = {
     catalogue.OPEN_AI_V2: OpenAiBlock,
@@ -14,4 +23,11 @@ BLOCKS: dict[str, BlockFactory] = {
     catalogue.CLAUDE_V2: ClaudeBlockV2,
     catalogue.GEMINI_V1: GeminiBlockV1,
     catalogue.GEMINI_V2: GeminiBlockV2,
+    catalogue.LLAMA_V1: LlamaVisionBlockV1,
+    catalogue.LLAMA_V2: LlamaVisionBlockV2,
+    catalogue.OPENROUTER_V1: OpenRouterAnyModelBlock,
+    catalogue.KIMI_V1: KimiBlockV1,
+    catalogue.KIMI_V2: KimiBlockV2,
+    catalogue.QWEN3_5_V1: Qwen35Block,
+    catalogue.QWEN3_6_V1: Qwen36Block,
 }

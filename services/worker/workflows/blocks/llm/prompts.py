@@ -1,6 +1,9 @@
 """What each task type asks a hosted model: a system instruction and a text beside the image, as the reference's
 prompt builders write them for each provider (their wording differs a little: OpenAI's JSON answers come in
 Markdown code blocks, Gemini gets a text with every image, Claude's detection prompt reminds it to close the JSON).
+The OpenRouter blocks ask as OpenAI's do, and forbid discussing a JSON answer; the reference's first-generation
+OpenRouter blocks (``openrouter_v1``: llama_3_2_vision@v1, kimi_openrouter@v1, qwen3_5/qwen3_6_openrouter@v1) keep
+the VQA instruction's "questionsubmitted", which its shared OpenRouter prompts (``openrouter``) corrected.
 
 The texts are the reference's, word for word (its typos too: the model reads them, so changing one changes the
 answers users get compared with the reference).
@@ -12,7 +15,9 @@ from typing import Any, Literal
 
 from services.core.workflows.catalogue import llm as catalogue
 
-Dialect = Literal["openai", "claude", "gemini"]
+Dialect = Literal["openai", "claude", "gemini", "openrouter", "openrouter_v1"]
+_MARKDOWN_JSON = frozenset({"openai", "openrouter", "openrouter_v1"})  # JSON answers in Markdown code blocks
+_OPENROUTER = frozenset({"openrouter", "openrouter_v1"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +36,12 @@ _OCR = ("You act as OCR model. Your task is to read text from the image and retu
 _VQA = ("You act as Visual Question Answering model. Your task is to provide answer to questionsubmitted by user. "
         "If this is open-question - answer with few sentences, for ABCD question, return only the indicator of the "
         "answer.")
+# (the OpenRouter blocks' shared prompts: "question submitted")
+_VQA_SPACED = _VQA.replace("questionsubmitted", "question submitted")
+_NO_DISCUSSION = " You cannot discuss the result, you are only allowed to return JSON document."
 _CAPTION = "You act as image caption model. Your task is to provide description of the image. "
 _ONLY_JSON = "You are only allowed to produce JSON document. "
+_MARKDOWN_ONLY_JSON = "You are only allowed to produce JSON document in Markdown ```json``` markers. "
 _CLASSIFICATION = (
     "You act as single-class classification model. You must provide reasonable predictions. {json_rule}"
     'Expected structure of json: {{"class_name": "class-name", "confidence": 0.4}}. '
@@ -58,8 +67,8 @@ _STRUCTURED = (
     "generated. Provide only JSON in response."
 )
 _DETECTION = (
-    "You act as object-detection model. You must provide reasonable predictions. You are only allowed to produce "
-    'JSON document. Expected structure of json: {{"detections": [{{"x_min": 0.1, "y_min": 0.2, "x_max": 0.3, '
+    "You act as object-detection model. You must provide reasonable predictions. {json_rule}"
+    'Expected structure of json: {{"detections": [{{"x_min": 0.1, "y_min": 0.2, "x_max": 0.3, '
     '"y_max": 0.4, "class_name": "my-class-X", "confidence": 0.7}}]}}{close}'
     "`my-class-X` must be one of the class names defined by user. All coordinates must be in range 0.0-1.0, "
     "representing percentage of image dimensions. `confidence` is a value in range 0.0-1.0 representing your "
@@ -70,31 +79,32 @@ _DETECTION = (
 def build(dialect: Dialect, task_type: str, prompt: str | None, classes: list[str] | None,
           output_structure: dict[str, Any] | None) -> Prompt:
     """The prompt of ``task_type`` for one provider (its inputs already checked: what the task needs is there)."""
-    gemini, openai = dialect == "gemini", dialect == "openai"
+    gemini, markdown = dialect == "gemini", dialect in _MARKDOWN_JSON
+    tail = _NO_DISCUSSION if dialect in _OPENROUTER else ""
     listed = f"List of all classes to be recognised by model: {', '.join(classes or [])}"
     if task_type == catalogue.UNCONSTRAINED:
         return Prompt(None, prompt)
     if task_type == catalogue.VQA:
-        return Prompt(_VQA, f"Question: {prompt}")
+        return Prompt(_VQA_SPACED if dialect == "openrouter" else _VQA, f"Question: {prompt}")
     if task_type == catalogue.OCR:
         return Prompt(_OCR, "Read the text" if gemini else None)
     if task_type in (catalogue.CAPTION, catalogue.DETAILED_CAPTION):
         detail = "short" if task_type == catalogue.CAPTION else "extensive"
         return Prompt(f"{_CAPTION}Caption should be {detail}.", "Caption the image" if gemini else None)
     if task_type == catalogue.CLASSIFICATION:
-        rule = "You are only allowed to produce JSON document in Markdown ```json [...]``` markers. " if openai \
+        rule = "You are only allowed to produce JSON document in Markdown ```json [...]``` markers. " if markdown \
             else _ONLY_JSON
-        return Prompt(_CLASSIFICATION.format(json_rule=rule), listed, json_answer=True)
+        return Prompt(_CLASSIFICATION.format(json_rule=rule) + tail, listed, json_answer=True)
     if task_type == catalogue.MULTI_LABEL:
-        rule = "You are only allowed to produce JSON document in Markdown ```json``` markers. " if openai \
-            else _ONLY_JSON
+        rule = _MARKDOWN_ONLY_JSON if markdown else _ONLY_JSON
         system = _MULTI_LABEL.format(json_rule=rule, gap="" if dialect == "claude" else " ",
-                                     represent="represent" if openai else "represents")
-        return Prompt(system, listed, json_answer=True)
+                                     represent="represent" if markdown else "represents")
+        return Prompt(system + tail, listed, json_answer=True)
     if task_type == catalogue.STRUCTURED:
         text = f"Specification of requirements regarding output fields: \n{json.dumps(output_structure, indent=4)}"
-        return Prompt(_STRUCTURED_OPENAI if openai else _STRUCTURED, text, json_answer=True)
-    if task_type == catalogue.OBJECT_DETECTION and not openai:
+        return Prompt(_STRUCTURED_OPENAI if markdown else _STRUCTURED, text, json_answer=True)
+    if task_type == catalogue.OBJECT_DETECTION and dialect != "openai":
         close = " - remember to close top-level dictionary at the end. " if dialect == "claude" else ". "
-        return Prompt(_DETECTION.format(close=close), listed, json_answer=True)
+        rule = _MARKDOWN_ONLY_JSON if markdown else _ONLY_JSON
+        return Prompt(_DETECTION.format(json_rule=rule, close=close) + tail, listed, json_answer=True)
     raise ValueError(f"task_type {task_type!r} is not supported by this block")

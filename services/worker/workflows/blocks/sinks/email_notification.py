@@ -1,4 +1,4 @@
-"""``roboflow_core/email_notification@v1``: sends an e-mail through the user's SMTP server.
+"""``roboflow_core/email_notification@v1`` (and v2, below): sends an e-mail through the user's SMTP server.
 
 As the reference: ``disable_sink``, cooldown, then the message with its placeholders filled, sent
 inline or in the background (``fire_and_forget``), after logging in with ``sender_email`` and
@@ -14,6 +14,12 @@ to a later answer of the name's DNS. TLS still verifies the certificate against 
 
 Unlike the reference, Cc and Bcc receivers do get the message (the reference gives only the ``To``
 addresses to the server) and Bcc addresses are not written in its headers.
+
+``roboflow_core/email_notification@v2`` sends the same way with ``email_provider`` "Custom SMTP" (the
+only one here: "Roboflow Managed API Key", Roboflow's hosted e-mail proxy, is refused at INIT), as HTML
+with inline pictures and image attachments (``email_message``). A ``sender_email``, ``smtp_server`` or
+``sender_email_password`` fed by a step's output that turns out empty is the reference's ``error_status``
+("Custom SMTP requires ..."), after ``disable_sink`` and the cooldown, which it does not start.
 """
 
 import smtplib
@@ -24,39 +30,69 @@ from functools import partial
 from typing import Any
 
 from services.core.networks import NetworkPolicy
+from services.core.workflows.catalogue.sinks import CUSTOM_SMTP, SMTP_FIELDS
 from services.infra.destinations import connect_checked
 from services.worker.workflows.blocks.sinks import inputs
-from services.worker.workflows.blocks.sinks.email_message import compose, render_message
+from services.worker.workflows.blocks.sinks.email_message import (
+    Attachment,
+    Body,
+    attachments_of,
+    compose,
+    html_body,
+    render_message,
+)
 from services.worker.workflows.blocks.sinks.notification import NotificationSink, check_destination
 
 STARTTLS_PORTS = frozenset({25, 587})
 SMTP_TIMEOUT_S = 10.0  # the reference waits forever; a frame sent inline waits at most this per step
 
 
-class EmailNotification(NotificationSink):
+class _EmailSink(NotificationSink):
     what = "e-mail"
     secret_fields = ("sender_email_password",)
 
-    def run(self, *, subject: Any, sender_email: Any, receiver_email: Any, cc_receiver_email: Any,
-            bcc_receiver_email: Any, message: Any, message_parameters: Any, message_parameters_operations: Any,
-            attachments: Any, smtp_server: Any, sender_email_password: Any, smtp_port: Any, fire_and_forget: Any,
-            disable_sink: Any, cooldown_seconds: Any) -> dict[str, Any]:
-        self.register_secrets(sender_email_password)
-        skipped = self.gate(disable_sink, cooldown_seconds)
-        if skipped is not None:
-            return skipped
+    def _send(self, body: Body, attachments: list[Attachment], *, subject: Any, sender_email: Any,
+              receiver_email: Any, cc_receiver_email: Any, bcc_receiver_email: Any, smtp_server: Any,
+              sender_email_password: Any, smtp_port: Any, fire_and_forget: Any) -> dict[str, Any]:
+        """Composes the mail and sends it (inline or in the background) once the server is checked; the
+        keywords are the step's fields both versions share (``run``'s ``**mail``)."""
         to = inputs.as_addresses(receiver_email, "receiver_email", required=True)
         cc = inputs.as_addresses(cc_receiver_email, "cc_receiver_email", required=False)
         bcc = inputs.as_addresses(bcc_receiver_email, "bcc_receiver_email", required=False)
         sender = inputs.as_str(sender_email, "sender_email")
-        body = render_message(message, message_parameters, message_parameters_operations)
-        mail = compose(sender, to, cc, inputs.as_str(subject, "subject"), body,
-                       inputs.as_mapping(attachments, "attachments"))
+        mail = compose(sender, to, cc, inputs.as_str(subject, "subject"), body, attachments)
         server = SmtpServer(inputs.as_str(smtp_server, "smtp_server"), _port(smtp_port),
                             sender, inputs.as_str(sender_email_password, "sender_email_password"),
                             self._env.sinks.allowed_networks)
         check_destination(server.host, server.port, self._env.sinks)
         return self.deliver(partial(server.send, mail, [*to, *cc, *bcc]), fire_and_forget)
+
+
+class EmailNotification(_EmailSink):
+    """v1: a plain-text mail. ``mail``: subject, the sender and receivers, the SMTP server, its port and
+    password, and ``fire_and_forget`` (``_send``)."""
+
+    def run(self, *, message: Any, message_parameters: Any, message_parameters_operations: Any, attachments: Any,
+            disable_sink: Any, cooldown_seconds: Any, **mail: Any) -> dict[str, Any]:
+        self.register_secrets(mail["sender_email_password"])
+        skipped = self.gate(disable_sink, cooldown_seconds)
+        if skipped is not None:
+            return skipped
+        body = Body(render_message(message, message_parameters, message_parameters_operations))
+        return self._send(body, attachments_of(attachments, images=False), **mail)
+
+
+class EmailNotificationV2(_EmailSink):
+    """v2 with "Custom SMTP": an HTML mail, its pictures inline, images as JPEG attachments (``mail``: as v1's)."""
+
+    def run(self, *, email_provider: Any, message: Any, message_parameters: Any, message_parameters_operations: Any,
+            attachments: Any, disable_sink: Any, cooldown_seconds: Any, **mail: Any) -> dict[str, Any]:
+        skipped = self.gate_custom("email_provider", email_provider, CUSTOM_SMTP,
+                                   {name: mail[name] for name in SMTP_FIELDS}, disable_sink, cooldown_seconds)
+        if skipped is not None:
+            return skipped
+        body = html_body(message, message_parameters, message_parameters_operations)
+        return self._send(body, attachments_of(attachments, images=True), **mail)
 
 
 class SmtpServer:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
+from services.core.workflows.catalogue.sinks import is_missing
 from services.core.workflows.plan import PlanStep
 from services.infra.destinations import resolve_checked
 from services.worker.workflows.blocks.base import BlockEnvironment, SinkSettings
@@ -63,6 +64,16 @@ class NotificationSink:
             return outcome(False, True, THROTTLED)
         return None
 
+    def gate_custom(self, field: str, provider: Any, custom: str, needed: Mapping[str, Any], disable_sink: Any,
+                    cooldown_seconds: Any) -> dict[str, Any] | None:
+        """A v2 block's ``gate``: its provider ``field`` must be ``custom`` (the compiler refuses the managed one),
+        the credentials among ``needed`` (the fields that provider needs, name -> value) are registered, then
+        ``gate``, then :func:`missing_fields`."""
+        if provider != custom:
+            raise ValueError(f"{field} must be {custom!r} here, got {provider!r}")
+        self.register_secrets(*(needed[name] for name in self.secret_fields))
+        return self.gate(disable_sink, cooldown_seconds) or missing_fields(custom, needed)
+
     def deliver(self, delivery: Delivery, fire_and_forget: Any) -> dict[str, Any]:
         now = self._env.clock()
         if inputs.as_bool(fire_and_forget, "fire_and_forget"):
@@ -88,6 +99,15 @@ class NotificationSink:
             log.warning("%s", message)
             return message
         return None
+
+
+def missing_fields(provider: str, values: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The reference's outcome when a field the custom ``provider`` needs (``values``: name -> value) is empty:
+    fed by a step's output, it could not be checked at INIT. Nothing is sent and no cooldown starts."""
+    if not any(is_missing(value) for value in values.values()):
+        return None
+    *first, last = values
+    return outcome(True, False, f"{provider} requires {', '.join(first)}, and {last}")
 
 
 def describe(error: BaseException) -> str:

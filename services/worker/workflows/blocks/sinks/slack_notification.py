@@ -24,7 +24,7 @@ import httpx
 
 from services.worker.workflows.blocks.base import SinkSettings
 from services.worker.workflows.blocks.sinks import inputs
-from services.worker.workflows.blocks.sinks.email_message import attachment_bytes, render_message
+from services.worker.workflows.blocks.sinks.email_message import attachments_of, render_message
 from services.worker.workflows.blocks.sinks.notification import NotificationSink, check_destination
 from services.worker.workflows.blocks.sinks.webhook_request import OperatorApi
 
@@ -44,8 +44,7 @@ class SlackNotification(NotificationSink):
         if skipped is not None:
             return skipped
         text = render_message(message, message_parameters, message_parameters_operations)
-        files = {name: attachment_bytes(name, content)
-                 for name, content in inputs.as_mapping(attachments, "attachments").items()}
+        files = {file.name: file.content for file in attachments_of(attachments, images=False)}
         api = SlackApi(self._env.sinks, inputs.as_str(slack_token, "slack_token"))
         check_destination(api.host, api.port, self._env.sinks)
         return self.deliver(partial(api.post, inputs.as_str(channel, "channel"), text, files), fire_and_forget)

@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-import cv2
 import httpcore
 import httpx
 
 from services.core.networks import NetworkPolicy
 from services.infra.destinations import resolve_checked
 from services.worker.workflows.blocks.base import SinkSettings
+from services.worker.workflows.blocks.sinks.images import jpeg_bytes
 from services.worker.workflows.blocks.sinks.notification import check_host
 from services.worker.workflows.serialization import serialise
 from services.worker.workflows.values import WorkflowImage
@@ -203,8 +203,5 @@ def _file_content(value: Any) -> bytes:
     if isinstance(value, str):
         return value.encode("utf-8")
     if isinstance(value, WorkflowImage):
-        ok, encoded = cv2.imencode(".jpg", value.image)
-        if not ok:
-            raise ValueError("the image cannot be encoded as JPEG")
-        return bytes(encoded.tobytes())
+        return jpeg_bytes(value)
     return json.dumps(serialise(value)).encode("utf-8")
