@@ -12,10 +12,16 @@ the error is reported with the frame's outputs and its readers see ``None``.
 
 Blocks are built once per source, so what they keep between frames (tracks, counts, cooldowns) is
 per source. State lives in this process: a re-dispatched pipeline starts its blocks afresh.
+
+A block that waits on a remote service (a hosted LLM) names the field that bounds its concurrent calls
+(``concurrency_field``, the manifests' ``max_concurrent_requests``): its items (a crop per person) are then called
+that many at a time, in threads, as the reference does; their results and errors keep the items' order.
 """
 
 import logging
+import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +40,9 @@ log = logging.getLogger(__name__)
 ERRORS_KEY = RESERVED_OUTPUT  # the frame output key listing failed steps
 _LOGGED_FAILURES = (1, 10, 100)  # a step's failures that are logged (then every _LOG_EVERY-th)
 _LOG_EVERY = 1000
+# Items of one step called at once when its concurrency field is null: the reference's default
+# (WORKFLOWS_REMOTE_EXECUTION_MAX_STEP_CONCURRENT_REQUESTS).
+DEFAULT_CONCURRENT_CALLS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +73,7 @@ class WorkflowExecutor:
         self._env = env
         self._blocks: dict[str, Block] = {step.name: registry[step.type](step, env) for step in plan.steps}
         self._failures: dict[str, int] = {}
+        self._failures_lock = threading.Lock()  # a step's items may fail in several threads at once
 
     def run(self, image: WorkflowImage) -> tuple[dict[str, Any], list[StepError]]:
         """The frame's serialised outputs (by output name) and the steps that failed on it."""
@@ -107,20 +117,39 @@ class WorkflowExecutor:
         except ValueError as exc:
             errors.append(self._error(step, exc))
             return _SKIPPED
-        results: list[Any] = []
         nulls = CATALOGUE[step.type].accepts_empty
+        calls: dict[int, dict[str, _Value]] = {}  # the items called, by index (an item with a null is not)
         for index in range(length):
             items = {name: value.item(index, level) for name, value in inputs.items()}
-            if not nulls and any(item.is_null() for item in items.values()):
-                results.append(None)
-                continue
-            result = self._call(step, items, level - 1, errors)
-            results.append(None if result is _SKIPPED else result)
-        return results
+            if nulls or not any(item.is_null() for item in items.values()):
+                calls[index] = items
+        width = self._concurrency(step, inputs) if level == 1 else 1
+        if width > 1 and len(calls) > 1:
+            own_errors: dict[int, list[StepError]] = {index: [] for index in calls}  # merged in the items' order
+            with ThreadPoolExecutor(max_workers=min(width, len(calls)), thread_name_prefix=f"step-{step.name}") as pool:
+                futures = {index: pool.submit(self._call, step, items, 0, own_errors[index])
+                           for index, items in calls.items()}
+            outcomes = {index: future.result() for index, future in futures.items()}
+            for index in calls:
+                errors.extend(own_errors[index])
+        else:
+            outcomes = {index: self._call(step, items, level - 1, errors) for index, items in calls.items()}
+        return [None if outcomes.get(index, _SKIPPED) is _SKIPPED else outcomes[index] for index in range(length)]
+
+    def _concurrency(self, step: PlanStep, inputs: Mapping[str, "_Value"]) -> int:
+        """How many items of ``step`` may be called at once: 1 unless its block names a concurrency field, then
+        that field's value (null or below 1: ``DEFAULT_CONCURRENT_CALLS``)."""
+        field = getattr(self._blocks[step.name], "concurrency_field", None)
+        if field is None or field not in inputs:
+            return 1
+        value = inputs[field].get()
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 \
+            else DEFAULT_CONCURRENT_CALLS
 
     def _error(self, step: PlanStep, exc: Exception) -> StepError:
         message = redact_text(str(exc), tuple(self._env.secrets))
-        failures = self._failures[step.name] = self._failures.get(step.name, 0) + 1
+        with self._failures_lock:
+            failures = self._failures[step.name] = self._failures.get(step.name, 0) + 1
         if failures in _LOGGED_FAILURES or failures % _LOG_EVERY == 0:  # a step failing on every frame
             log.warning("workflow step %s (%s) failed (%d times on source %d): %s: %s", step.name, step.type,
                         failures, self._env.source_id, type(exc).__name__, message)

@@ -1,6 +1,7 @@
 """The executor's semantics with small fake blocks: order, levels (crops/slices), null propagation,
 per-frame step failures, flow-control gates, nested fields on lists, and state per instance."""
 
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -227,3 +228,78 @@ def test_a_block_type_without_implementation_is_refused_at_construction(missing:
     registry = {name: block for name, block in REGISTRY.items() if name != missing}
     with pytest.raises(ValueError, match=f"no implementation for block type\\(s\\) {missing}"):
         WorkflowExecutor(plan, registry, BlockEnvironment(0, models=None, background=None))  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- concurrent items
+
+OPEN_AI = "roboflow_core/open_ai@v2"
+
+
+class Asker:
+    """Asks a 'remote model' about each slice: records how many calls run at once; the calls on the slices named in
+    ``together`` wait for each other (a barrier), so they can only complete if they run at the same time."""
+
+    concurrency_field: str | None = "max_concurrent_requests"
+    together: tuple[int, ...] = ()
+    active = peak = 0
+    lock = threading.Lock()
+    barrier: threading.Barrier | None = None
+
+    def __init__(self, step: PlanStep, env: BlockEnvironment) -> None:
+        pass
+
+    def run(self, images: WorkflowImage, **_: Any) -> dict[str, Any]:
+        cls = type(self)
+        with cls.lock:
+            cls.active += 1
+            cls.peak = max(cls.peak, cls.active)
+        try:
+            if images.width in cls.together:
+                assert cls.barrier is not None
+                cls.barrier.wait(timeout=10)
+            if images.width == 20:
+                raise ValueError("twenty is a bad width")
+            return {"output": f"{images.width} px", "classes": None}
+        finally:
+            with cls.lock:
+                cls.active -= 1
+
+
+def asking(concurrency: Any, block: type = Asker, together: tuple[int, ...] = (10, 20, 30)) -> WorkflowExecutor:
+    block.active = block.peak = 0
+    block.together = together
+    block.barrier = threading.Barrier(len(together)) if together else None
+    plan = compile_workflow({"version": "1.0", "inputs": [IMAGE], "steps": [
+        {"type": SLICER, "name": "slicer", "image": "$inputs.image"},
+        {"type": OPEN_AI, "name": "ask", "images": "$steps.slicer.slices", "task_type": "ocr", "api_key": "k",
+         "max_concurrent_requests": concurrency}],
+        "outputs": [{"type": "JsonField", "name": "answers", "selector": "$steps.ask.output"}]})
+    return WorkflowExecutor(plan, {SLICER: Slicer, OPEN_AI: block},
+                            BlockEnvironment(0, models=None, background=None))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("concurrency", [3, None])  # null: the reference's default, 8
+def test_a_remote_block_asks_about_a_batch_s_items_at_once_and_keeps_their_order(concurrency: Any) -> None:
+    outputs, errors = asking(concurrency).run(frame())  # the three slices wait for each other: all at once
+
+    assert Asker.peak == 3
+    assert outputs == {"answers": ["10 px", None, "30 px"]}
+    assert [(e.step, e.error_message) for e in errors] == [("ask", "twenty is a bad width")]
+
+
+def test_a_remote_block_asks_no_more_items_at_once_than_its_field_allows() -> None:
+    outputs, errors = asking(2, together=(10, 20)).run(frame())  # the first two at once, the third after
+
+    assert Asker.peak == 2
+    assert outputs == {"answers": ["10 px", None, "30 px"]} and len(errors) == 1
+
+
+class SequentialAsker(Asker):
+    concurrency_field = None
+
+
+def test_a_block_naming_no_concurrency_field_is_called_one_item_at_a_time() -> None:
+    outputs, _ = asking(3, SequentialAsker, together=()).run(frame())
+
+    assert SequentialAsker.peak == 1
+    assert outputs == {"answers": ["10 px", None, "30 px"]}

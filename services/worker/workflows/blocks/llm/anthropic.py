@@ -60,7 +60,7 @@ class ClaudeBlockV1(HostedModelBlock):
     def run(self, *, images: Any, task_type: str, prompt: Any, output_structure: Any, classes: Any, api_key: Any,
             model_version: Any, max_tokens: Any, temperature: Any, max_image_size: Any,
             max_concurrent_requests: Any) -> dict[str, Any]:
-        del max_concurrent_requests  # one image per request, one request per step and frame
+        del max_concurrent_requests  # the executor calls a batch's items this many at a time
         key = self._key(api_key)
         task = self._task(task_type, catalogue.TASKS_WITH_DETECTION, prompt, classes, output_structure)
         name = text(model_version, "model_version")
@@ -85,7 +85,7 @@ class ClaudeBlockV2(HostedModelBlock):
     def run(self, *, images: Any, task_type: str, prompt: Any, output_structure: Any, classes: Any, api_key: Any,
             model_version: Any, extended_thinking: Any, thinking_budget_tokens: Any, max_tokens: Any,
             temperature: Any, max_image_size: Any, max_concurrent_requests: Any) -> dict[str, Any]:
-        del max_concurrent_requests  # one image per request, one request per step and frame
+        del max_concurrent_requests  # the executor calls a batch's items this many at a time
         key = self._key(api_key)
         task = self._task(task_type, catalogue.TASKS_WITH_DETECTION, prompt, classes, output_structure)
         name = text(model_version, "model_version")

@@ -99,6 +99,8 @@ class HostedModelBlock:
 
     provider: ClassVar[str] = "hosted model"  # "OpenAI": in every message
     url_setting: ClassVar[str] = ""  # the SinkSettings field of its base URL
+    # A batch's items (crops) are asked this field's number at a time (services.worker.workflows.executor).
+    concurrency_field: ClassVar[str | None] = "max_concurrent_requests"
 
     def __init__(self, step: PlanStep, env: BlockEnvironment) -> None:
         self._env = env

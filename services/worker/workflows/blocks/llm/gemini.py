@@ -69,7 +69,7 @@ class GeminiBlockV1(HostedModelBlock):
 
     def run(self, *, images: Any, task_type: str, prompt: Any, output_structure: Any, classes: Any, api_key: Any,
             model_version: Any, max_tokens: Any, temperature: Any, max_concurrent_requests: Any) -> dict[str, Any]:
-        del max_concurrent_requests  # one image per request, one request per step and frame
+        del max_concurrent_requests  # the executor calls a batch's items this many at a time
         key = self._key(api_key)
         task = self._task(task_type, catalogue.TASKS_WITH_DETECTION, prompt, classes, output_structure)
         config: dict[str, Any] = {"max_output_tokens": positive_int(max_tokens, "max_tokens")}
@@ -89,7 +89,7 @@ class GeminiBlockV2(HostedModelBlock):
     def run(self, *, images: Any, task_type: str, prompt: Any, output_structure: Any, classes: Any, api_key: Any,
             model_version: Any, thinking_level: Any, temperature: Any, max_tokens: Any,
             max_concurrent_requests: Any) -> dict[str, Any]:
-        del max_concurrent_requests  # one image per request, one request per step and frame
+        del max_concurrent_requests  # the executor calls a batch's items this many at a time
         key = self._key(api_key)
         task = self._task(task_type, catalogue.TASKS_WITH_DETECTION, prompt, classes, output_structure)
         model = _model(model_version)

@@ -54,7 +54,7 @@ class OpenAiBlock(HostedModelBlock):
     def run(self, *, images: Any, task_type: str, prompt: Any, output_structure: Any, classes: Any, api_key: Any,
             model_version: Any, image_detail: Any, max_tokens: Any, temperature: Any,
             max_concurrent_requests: Any) -> dict[str, Any]:
-        del max_concurrent_requests  # one image per request, one request per step and frame
+        del max_concurrent_requests  # the executor calls a batch's items this many at a time
         key = self._key(api_key)
         task = self._task(task_type, catalogue.OPENAI_TASKS, prompt, classes, output_structure)
         if image_detail not in IMAGE_DETAILS:

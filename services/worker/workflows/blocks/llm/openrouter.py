@@ -132,7 +132,7 @@ class OpenRouterModelBlock(_OpenRouterBlock):
     def run(self, *, images: Any, task_type: str, prompt: Any, output_structure: Any, classes: Any, api_key: Any,
             model_version: Any, max_tokens: Any, temperature: Any, max_concurrent_requests: Any,
             privacy_level: Any = None) -> dict[str, Any]:
-        del max_concurrent_requests  # one image per request, one request per step and frame
+        del max_concurrent_requests  # the executor calls a batch's items this many at a time
         name = text(model_version, "model_version")
         if name not in self.models:
             raise ValueError(f"model_version must be one of {', '.join(self.models)}, got {name!r}")
@@ -188,6 +188,6 @@ class OpenRouterAnyModelBlock(_OpenRouterBlock):
     def run(self, *, images: Any, model_id: Any, task_type: str, prompt: Any, output_structure: Any, classes: Any,
             api_key: Any, privacy_level: Any, max_tokens: Any, temperature: Any,
             max_concurrent_requests: Any) -> dict[str, Any]:
-        del max_concurrent_requests  # one image per request, one request per step and frame
+        del max_concurrent_requests  # the executor calls a batch's items this many at a time
         return self._ask(images, task_type, prompt, output_structure, classes, api_key, text(model_id, "model_id"),
                          max_tokens, temperature, privacy_level)
