@@ -359,6 +359,46 @@ def test_camera_focus_dominant_colour_and_the_gap_between_two_people_are_opencv_
     assert sum(o["gap_px"] is not None for o in outputs) >= 10 and any(o["gap_px"] for o in outputs)
 
 
+def test_people_s_areas_and_ground_positions_and_the_last_frames_stacked(stack: Stack, short_clip: str) -> None:
+    """mask_area_measurement on the detector's boxes (px², and m² at 50 px per metre), geotag_detection of each
+    person under a camera 30 m up facing east at the parameters' position (worked out here from the camera's
+    geometry), image_stack's last 3 frames at half size, newest first (against the same decoded frames)."""
+    latitude, longitude = 51.5, -0.12
+    _, outputs = run_to_end(stack, wf.init(short_clip, wf.areas_places_and_frames(), latitude=latitude,
+                                           longitude=longitude))
+
+    assert len(outputs) == 20 and not [o for o in outputs if "workflow_errors" in o]
+    ground_width = 2 * 30 * np.tan(np.radians(73.7) / 2)  # metres across the 768 px frame
+    frames = list(read_frames(Path(short_clip), 20))
+    for index, output in enumerate(outputs):
+        people = output["people"]["predictions"]
+        for person in people:
+            assert person["area_px"] == pytest.approx(person["width"] * person["height"], rel=1e-9), index
+            assert person["area_converted"] == pytest.approx(person["area_px"] / 2500, rel=1e-9), index
+        assert len(output["places"]) == len(people)
+        for place, person in zip(output["places"], people, strict=True):
+            right = (person["x"] - 384) / 768 * ground_width
+            up = (288 - person["y"]) / 576 * ground_width * 576 / 768
+            # Facing east: the image's top is east, its right south.
+            expected = (latitude - right / 111320, longitude + up / (111320 * np.cos(np.radians(latitude))))
+            assert (place["lat"], place["lon"]) == (pytest.approx(expected[0], abs=1e-7),
+                                                    pytest.approx(expected[1], abs=1e-7)), index
+            assert (place["class"], place["confidence"], place["pixel_x"], place["pixel_y"]) == (
+                "person", round(person["confidence"], 4), round(person["x"], 1), round(person["y"], 1))
+        assert output["geojson"]["features"] == [
+            {"type": "Feature", "geometry": {"type": "Point", "coordinates": [p["lon"], p["lat"]]},
+             "properties": {"class": "person", "confidence": p["confidence"]}} for p in output["places"]]
+        stacked = [cv2.imdecode(np.frombuffer(base64.b64decode(blob), np.uint8), cv2.IMREAD_COLOR)
+                   for blob in output["frames"]]
+        assert output["frames_count"] == len(stacked) == min(index + 1, 3)
+        for age, image in enumerate(stacked):  # each the frame it should be (a JPEG of quality 75 of it), not another
+            errors = [np.abs(image.astype(int) - cv2.resize(frame, (384, 288), interpolation=cv2.INTER_AREA)).mean()
+                      for frame in frames]
+            assert image.shape == (288, 384, 3) and int(np.argmin(errors)) == index - age, (index, age)
+            assert errors[index - age] < 5, (index, age)
+    assert sum(len(o["places"]) for o in outputs) >= 40  # vtest's people walk through every frame
+
+
 def test_excluded_fields_drop_the_image_output(stack: Stack, clip: str) -> None:
     pipeline_id = call(stack.port, wf.init(clip, wf.counting(LINE)))["pipeline_id"]
     found: list[dict[str, Any]] = []
@@ -805,6 +845,60 @@ def test_openrouter_vlms_classify_and_answer_a_rate_limited_frame_as_pasted(stac
     assert key not in status and key not in json.dumps(outputs)
 
 
+def test_an_openai_compatible_server_named_by_the_workflow_answers_into_a_parser(stack: Stack, short_clip: str,
+                                                                                llm_apis: FakeLlmApis) -> None:
+    """openai_compatible@v1, gated by a rate limiter, calls the base URL the workflow names (a loopback server: the
+    worker's default WORKER_WORKFLOW_ALLOWED_NETWORKS) with the frame and its filled-in instruction; json_parser reads
+    the answer; the key reaches neither outputs nor status."""
+    llm_apis.text["openai_compatible"] = '```json\n{"count": 4}\n```'
+    key = "sk-vllm-e2e-secret"
+    workflow = {
+        "version": "1.0",
+        "inputs": [{"type": "WorkflowImage", "name": "image"}, {"type": "WorkflowParameter", "name": "server"},
+                   {"type": "WorkflowParameter", "name": "api_key"}],
+        "steps": [
+            {"type": "roboflow_core/rate_limiter@v1", "name": "limit", "cooldown_seconds": 3600,
+             "depends_on": "$inputs.image", "next_steps": ["$steps.vlm"]},
+            {"type": "roboflow_core/openai_compatible@v1", "name": "vlm", "base_url": "$inputs.server",
+             "model_name": "Qwen/Qwen2.5-VL-7B-Instruct", "api_key": "$inputs.api_key",
+             "system_prompt": "Answer in JSON.",
+             "prompt": "Count the {{ $parameters.subject }} in this frame. {{ $parameters.frame }}",
+             "prompt_parameters": {"subject": "people", "frame": "$inputs.image"},
+             "prompt_parameters_operations": {"subject": [{"type": "StringToUpperCase"}]},
+             "extra_body": {"chat_template_kwargs": {"enable_thinking": False}}},
+            {"type": "roboflow_core/json_parser@v1", "name": "parsed", "raw_json": "$steps.vlm.output",
+             "expected_fields": ["count"]},
+        ],
+        "outputs": [{"type": "JsonField", "name": "answer", "selector": "$steps.vlm.output"},
+                    {"type": "JsonField", "name": "error", "selector": "$steps.vlm.error_status"},
+                    {"type": "JsonField", "name": "count", "selector": "$steps.parsed.count"}],
+    }
+    before = len(llm_apis.requests)
+    pipeline_id, outputs = run_to_end(stack, wf.init(short_clip, workflow, server=llm_apis.compatible_url,
+                                                     api_key=key))
+
+    assert len(outputs) == 20 and not [o for o in outputs if "workflow_errors" in o], outputs[0]
+    first, *rest = outputs
+    assert first == {"answer": llm_apis.text["openai_compatible"], "error": "", "count": 4}
+    assert all(o["answer"] is None and o["count"] is None for o in rest), "rate limited"
+    [request] = [r for r in llm_apis.requests[before:] if r.provider == "openai_compatible"]
+    assert request.path == "/compatible/v1/chat/completions"
+    assert request.headers["authorization"] == f"Bearer {key}"
+    body = request.json()
+    assert (body["model"], body["max_tokens"], body["chat_template_kwargs"]) == (
+        "Qwen/Qwen2.5-VL-7B-Instruct", 500, {"enable_thinking": False})
+    system, user = body["messages"]
+    assert system == {"role": "system", "content": "Answer in JSON."}
+    text, picture = user["content"]
+    assert text == {"type": "text", "text": "Count the PEOPLE in this frame."}
+    data = picture["image_url"]["url"].removeprefix("data:image/jpeg;base64,")
+    sent = cv2.imdecode(np.frombuffer(base64.b64decode(data), np.uint8), cv2.IMREAD_COLOR)
+    frame = next(read_frames(Path(short_clip), 1))
+    assert sent.shape == frame.shape and float(np.abs(sent.astype(int) - frame.astype(int)).mean()) < 4
+    status = json.dumps(call(stack.port, {"type": "status", "pipeline_id": pipeline_id}))
+    assert key not in status and key not in json.dumps(outputs)
+
+
 def test_a_twilio_sms_carries_the_count_once(stack: Stack, short_clip: str, twilio: HttpRecorder) -> None:
     pipeline_id, outputs = run_to_end(stack, wf.init(short_clip, wf.sms(), sid="AC-e2e", token="twilio-e2e-secret"))
 
@@ -1207,6 +1301,11 @@ def test_a_failing_step_reports_per_frame_and_the_pipeline_keeps_running(stack: 
         (lambda w: w["steps"][1].update(detections="$steps.nowhere.predictions"),
          "selector '$steps.nowhere.predictions' names no step"),
         (lambda w: w["steps"][0].update(images="$steps.labels.image"), "has a cycle among steps"),
+        # CogVLM ran on Roboflow's own inference server: refused, naming the field
+        (lambda w: w["steps"].append({"type": "LMM", "name": "lmm", "images": "$inputs.image", "prompt": "Who?",
+                                      "lmm_type": "cog_vlm"}),
+         "field 'processing_configuration.workflow_specification.steps[5].lmm_type': 'cog_vlm' (CogVLM) ran on "
+         "Roboflow's own inference server, which this manager does not have"),
     ],
 )
 def test_bad_definitions_are_refused_at_init_and_leave_nothing(stack: Stack, mutate: Any, message: str) -> None:

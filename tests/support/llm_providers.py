@@ -1,6 +1,7 @@
 """A fake of the hosted LLM APIs on 127.0.0.1, answering as the real ones do: OpenAI's chat completions
 (``/v1/chat/completions``), Anthropic's messages (``/v1/messages``) and Gemini's ``generateContent``
 (``/v1beta/models/<model>:generateContent``), OpenRouter's chat completions (``/api/v1/chat/completions``),
+an OpenAI-compatible server's (``/compatible/v1/chat/completions``: ``compatible_url`` is its base URL),
 and Google Cloud Vision's ``/v1/images:annotate``. It records every
 request; the test sets the answer's text (Vision's: the whole answer, ``vision``), an HTTP error status (answered
 with the provider's error object, which echoes the key as some providers do), a raw body (malformed JSON) or a delay
@@ -15,7 +16,7 @@ from typing import Any
 
 @dataclass
 class LlmRequest:
-    provider: str  # "openai", "anthropic", "gemini", "google_vision", "openrouter"
+    provider: str  # "openai", "anthropic", "gemini", "google_vision", "openrouter", "openai_compatible"
     path: str
     headers: dict[str, str]  # lower-case names
     body: bytes
@@ -29,6 +30,8 @@ def provider_of(path: str) -> str | None:
         return "openai"
     if path == "/api/v1/chat/completions":
         return "openrouter"
+    if path == "/compatible/v1/chat/completions":  # an OpenAI-compatible server (openai_compatible's base_url)
+        return "openai_compatible"
     if path == "/v1/messages":
         return "anthropic"
     if path.startswith("/v1beta/models/") and path.endswith(":generateContent"):
@@ -40,7 +43,7 @@ def provider_of(path: str) -> str | None:
 
 def answer(provider: str, text: str, stop: str | None = None) -> dict[str, Any]:
     """A successful answer with ``text``, as each API writes it (``stop``: its stop / finish reason)."""
-    if provider == "openai":
+    if provider in ("openai", "openai_compatible"):
         return {"id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o",
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                              "finish_reason": stop or "stop"}]}
@@ -75,7 +78,7 @@ class FakeLlmApis:
     def __init__(self) -> None:
         self.requests: list[LlmRequest] = []
         self.text: dict[str, str] = {"openai": "openai says hi", "anthropic": "claude says hi", "gemini": "gemini hi",
-                                     "openrouter": "openrouter says hi"}
+                                     "openrouter": "openrouter says hi", "openai_compatible": "compatible says hi"}
         self.stop: str | None = None
         # Google Cloud Vision's images:annotate answer (tests/support/google_vision.py builds them); no text here.
         self.vision: dict[str, Any] = {"responses": [{}]}
@@ -129,6 +132,11 @@ class FakeLlmApis:
     def url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    @property
+    def compatible_url(self) -> str:
+        """An OpenAI-compatible server's base URL here (openai_compatible@v1's ``base_url``; no operator setting)."""
+        return f"{self.url}/compatible/v1"
 
     def settings(self) -> dict[str, str]:
         """The worker's settings pointing each provider here (SinkSettings field -> URL)."""

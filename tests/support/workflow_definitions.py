@@ -811,5 +811,31 @@ def vlm_answers_parsed() -> dict[str, Any]:
     }
 
 
+def areas_places_and_frames() -> dict[str, Any]:
+    """No model but the detector: each person's area (their box: px², and m² at 50 px per metre), where each
+    stands on the ground under a drone camera 30 m up facing east (its position from parameters), and this
+    source's last 3 frames at half size as JPEGs."""
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE, {"type": "WorkflowParameter", "name": "latitude", "default_value": 47.428681},
+                   {"type": "WorkflowParameter", "name": "longitude", "default_value": -105.279125}],
+        "steps": [
+            detect(confidence=0.3, class_filter=["person"]),
+            {"type": "roboflow_core/mask_area_measurement@v1", "name": "areas",
+             "predictions": "$steps.model.predictions", "pixels_per_unit": 50},
+            {"type": "roboflow_core/geotag_detection@v1", "name": "geotag", "image": "$inputs.image",
+             "predictions": "$steps.areas.predictions", "latitude": "$inputs.latitude",
+             "longitude": "$inputs.longitude", "altitude": 30, "heading": 90},
+            {"type": "roboflow_core/image_stack@v1", "name": "stack", "image": "$inputs.image", "stack_size": 3,
+             "resolution_width": 384},
+        ],
+        "outputs": [{"type": "JsonField", "name": "people", "selector": "$steps.areas.predictions"},
+                    {"type": "JsonField", "name": "places", "selector": "$steps.geotag.geo_detections"},
+                    {"type": "JsonField", "name": "geojson", "selector": "$steps.geotag.geojson"},
+                    {"type": "JsonField", "name": "frames", "selector": "$steps.stack.frames"},
+                    {"type": "JsonField", "name": "frames_count", "selector": "$steps.stack.frames_count"}],
+    }
+
+
 def init(video: str, workflow: dict[str, Any], **parameters: Any) -> dict[str, Any]:
     return workflow_init({"video_reference": video}, workflow, {"results_buffer_size": 5000}, parameters)

@@ -42,6 +42,7 @@ NUMPY_ARRAY = "numpy_array"
 LANGUAGE_MODEL_OUTPUT = "language_model_output"  # an LLM's text answer (open_ai, anthropic_claude, google_gemini)
 CONTOURS = "contours"  # OpenCV contours: a list of (N, 1, 2) point arrays (contours_detection)
 IMAGE_KEYPOINTS = "image_keypoints"  # SIFT keypoints: a list of {pt, size, angle, response, octave, class_id}
+EMBEDDING = "embedding"  # a feature vector (a list of numbers): identify_changes / identify_outliers read them
 
 # Numbers widen: an integer is a valid float, a float in [0, 1] is a valid float.
 _WIDENS_TO = {

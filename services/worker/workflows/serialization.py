@@ -80,6 +80,8 @@ def serialise_detections(detections: sv.Detections) -> dict[str, Any]:
         for key in v.EXTRA_FIELDS:
             if key in data:
                 item[key] = serialise(data[key][index])
+        if all(key in data for key in v.RECT_FIELDS):  # bounding_rect's: its width and height replace the box's
+            item.update({key: serialise(data[key][index]) for key in v.RECT_FIELDS})
         predictions.append(item)
     return {"image": _image_size(detections), "predictions": predictions}
 

@@ -39,10 +39,19 @@ SMOOTHED_VELOCITY = "smoothed_velocity"
 SMOOTHED_SPEED = "smoothed_speed"
 DETECTED_CODE = "data"  # the text a QR code or barcode decodes to
 NEAREST_TARGET_DISTANCE = "nearest_target_distance"  # px to the nearest target (detections_nearest_neighbor)
+AREA_PX = "area_px"  # mask_area_measurement: px², and px² / pixels_per_unit²
+AREA_CONVERTED = "area_converted"
+# bounding_rect: the minimum-area rectangle's corners (4 x 2), its sides and angle (OpenCV's minAreaRect). Serialised
+# as the reference does: "rect" and "angle" added, and "width" / "height" then the rectangle's own sides.
+RECT = "rect"
+RECT_WIDTH = "width"
+RECT_HEIGHT = "height"
+RECT_ANGLE = "angle"
+RECT_FIELDS = (RECT_ANGLE, RECT, RECT_HEIGHT, RECT_WIDTH)
 
 # Per-detection data keys that appear in serialised predictions, in this order, after parent_id.
 EXTRA_FIELDS = (TIME_IN_ZONE, PATH_DEVIATION, DETECTED_CODE, VELOCITY, SPEED, SMOOTHED_VELOCITY, SMOOTHED_SPEED,
-                NEAREST_TARGET_DISTANCE)
+                AREA_PX, AREA_CONVERTED, NEAREST_TARGET_DISTANCE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from services.core.workflows.catalogue import (
     formatters,
     llm,
     models,
+    sampling,
     sinks,
     tracking,
     transformations,
@@ -20,7 +21,7 @@ from services.core.workflows.catalogue import (
 )
 
 FAMILIES = (models, tracking, analytics, transformations, formatters, flow, visualization, sinks,
-            detections_ops, aggregation, classical_cv, llm)
+            detections_ops, aggregation, classical_cv, llm, sampling)
 # Their module names: the worker's implementations live in modules of the same names.
 FAMILY_NAMES: tuple[str, ...] = tuple(family.__name__.rsplit(".", 1)[1] for family in FAMILIES)
 

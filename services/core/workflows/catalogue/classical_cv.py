@@ -91,7 +91,8 @@ _IMAGE_OPERATIONS: tuple[BlockSpec, ...] = (
 )
 
 # ---------------------------------------------------------------- measurements (worker: blocks/cv/measurements.py,
-# focus.py, features.py): colours, camera focus, template matching, SIFT, distances, sizes, nearest neighbours.
+# focus.py, features.py, areas.py): colours, camera focus, template matching, SIFT, distances, sizes, nearest
+# neighbours, areas.
 
 
 def is_reference_dimensions(value: Any) -> bool:
@@ -250,6 +251,12 @@ _MEASUREMENTS: tuple[BlockSpec, ...] = (
         outputs={"dimensions": (kinds.LIST_OF_VALUES,)},
     ),
     _nearest_neighbour(),
+    _measurement(  # each detection's area: its mask's pixels, else its box's; and in units² by pixels_per_unit
+        "roboflow_core/mask_area_measurement@v1",
+        Field("predictions", kinds=_BOXES, literal=None),
+        Field("pixels_per_unit", kinds=(kinds.FLOAT,), literal="number", default=1.0),
+        outputs={"predictions": _BOXES},
+    ),
 )
 
 BLOCKS: tuple[BlockSpec, ...] = (*_IMAGE_OPERATIONS, *_MEASUREMENTS)

@@ -16,14 +16,27 @@ operator's (``WORKER_WORKFLOW_{OPENAI,ANTHROPIC,GEMINI,OPENROUTER}_API_URL``), n
 The OpenRouter blocks of the reference's second generation (``llama_vision@v2``, ``kimi_openrouter@v2``,
 ``openrouter@v1``) default ``api_key`` to that proxy (``rf_key:account``): here a key must be given. Their
 ``privacy_level`` (``allow``, ``deny``, ``zdr``) becomes OpenRouter's provider preferences in the request.
+
+The first generation (``open_ai@v1``, ``lmm@v1``, ``lmm_for_classification@v1``: the reference's legacy GPT-4V
+blocks, with their ``OpenAI``, ``LMM`` and ``LMMForClassification`` names) asks OpenAI with a free prompt and gives
+the answer as ``raw_output``, its JSON fields (``json_output_format`` / ``json_output``) as outputs of their own, and
+the image's lineage. ``lmm_type`` once also offered ``cog_vlm``, which ran on Roboflow's own inference server: that
+choice is refused at INIT, naming the field (a step's output giving it fails the step on that frame).
+
+``openai_compatible@v1`` calls any OpenAI-compatible chat completions API (vLLM, Ollama, LM Studio, a gateway) at the
+workflow's own ``base_url``: unlike the other blocks' URLs, the workflow names it, so every request goes through the
+sinks' outbound network policy (``WORKER_WORKFLOW_ALLOWED_HOSTS`` / ``_NETWORKS``: loopback only unless the
+operator allows more). A literal ``base_url`` must be an http(s) URL with a host and no query or fragment.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from services.core.errors import InvalidPayloadError
 from services.core.workflows import kinds
 from services.core.workflows.blocks import BlockSpec, Field, image_field, is_int, is_number, register_literals
+from services.core.workflows.query_language import validate_operations_map
 
 OPEN_AI_V2 = "roboflow_core/open_ai@v2"
 OPEN_AI_V3 = "roboflow_core/open_ai@v3"
@@ -38,6 +51,10 @@ KIMI_V1 = "roboflow_core/kimi_openrouter@v1"
 KIMI_V2 = "roboflow_core/kimi_openrouter@v2"
 QWEN3_5_V1 = "roboflow_core/qwen3_5_openrouter@v1"
 QWEN3_6_V1 = "roboflow_core/qwen3_6_openrouter@v1"
+OPEN_AI_V1 = "roboflow_core/open_ai@v1"
+LMM_V1 = "roboflow_core/lmm@v1"
+LMM_CLASSIFIER_V1 = "roboflow_core/lmm_for_classification@v1"
+OPENAI_COMPATIBLE_V1 = "roboflow_core/openai_compatible@v1"
 
 UNCONSTRAINED = "unconstrained"
 OCR = "ocr"
@@ -153,9 +170,47 @@ PRIVACY_LEVELS: dict[str, dict[str, Any] | None] = {
     "zdr": {"data_collection": "deny", "zdr": True},
 }
 
+# The first generation (open_ai@v1, lmm@v1, lmm_for_classification@v1).
+OPENAI_V1_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-5.4", "gpt-5.4-mini", "gpt-5.4-nano", "gpt-5.5")
+IMAGE_DETAILS = ("auto", "high", "low")
+GPT_4V = "gpt_4v"
+COG_VLM = "cog_vlm"  # the reference's removed second LMM: refused
+LMM_TYPES = (GPT_4V, COG_VLM)
+# lmm_config's fields and their defaults (the reference's LMMConfig; other keys are ignored, as there).
+LMM_CONFIG_DEFAULTS: dict[str, Any] = {"max_tokens": 450, "gpt_image_detail": "auto", "gpt_model_version": "gpt-4o"}
+COG_VLM_REFUSAL = ("'cog_vlm' (CogVLM) ran on Roboflow's own inference server, which this manager does not have "
+                   "(the reference has removed it too); use 'gpt_4v' with an OpenAI API key in remote_api_key, or "
+                   "roboflow_core/openai_compatible@v1 with a model server of your own")
+# open_ai@v1's and lmm@v1's own outputs; each field of their JSON format adds one more.
+LEGACY_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "parent_id": (kinds.PARENT_ID,),
+    "root_parent_id": (kinds.PARENT_ID,),
+    "image": (kinds.IMAGE_METADATA,),
+    "structured_output": (kinds.DICTIONARY,),
+    "raw_output": (kinds.STRING,),
+}
+LMM_CLASSIFIER_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "raw_output": (kinds.STRING,),
+    "top": (kinds.TOP_CLASS,),
+    "parent_id": (kinds.PARENT_ID,),
+    "root_parent_id": (kinds.PARENT_ID,),
+    "image": (kinds.IMAGE_METADATA,),
+    "prediction_type": (kinds.PREDICTION_TYPE,),
+}
+
 
 def is_output_structure(value: Any) -> bool:
     return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
+
+def lmm_config(value: Any) -> dict[str, Any] | None:
+    """``lmm_config`` with the reference's defaults filled in, or None when it is not one (its fields' types)."""
+    if not isinstance(value, dict):
+        return None
+    config = {name: value.get(name, default) for name, default in LMM_CONFIG_DEFAULTS.items()}
+    tokens, detail, model = config["max_tokens"], config["gpt_image_detail"], config["gpt_model_version"]
+    ok = is_int(tokens) and tokens > 0 and detail in IMAGE_DETAILS and isinstance(model, str) and model != ""
+    return config if ok else None
 
 
 register_literals({
@@ -173,6 +228,11 @@ register_literals({
     # The OpenRouter blocks' manifests: max_tokens > 1, a temperature that is never null.
     "llm_max_tokens_over_1": (lambda value: is_int(value) and value > 1, "an integer greater than 1"),
     "llm_temperature_2_required": (lambda value: is_number(value) and 0 <= value <= 2, "a number from 0.0 to 2.0"),
+    # The first generation's.
+    "lmm_type": (lambda value: value in LMM_TYPES, f"{GPT_4V!r}"),
+    "lmm_config": (lambda value: lmm_config(value) is not None,
+                   "an object of max_tokens (a positive integer), gpt_image_detail ('low', 'high' or 'auto') and "
+                   "gpt_model_version (a model name)"),
 })
 
 
@@ -304,6 +364,120 @@ OPENROUTER_BLOCKS = (
                 managed=False),
 )
 
+def _legacy_outputs(format_field: str) -> Callable[[Mapping[str, Any]], dict[str, tuple[str, ...]]]:
+    """open_ai@v1's and lmm@v1's outputs: their own, then one of any kind per field of their JSON format."""
+    def outputs(step: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+        expected = step.get(format_field)
+        names = [name for name in expected if isinstance(name, str)] if isinstance(expected, dict) else []
+        return {**LEGACY_OUTPUTS, **{name: (kinds.WILDCARD,) for name in names if name not in LEGACY_OUTPUTS}}
+    return outputs
+
+
+def _legacy_check(format_field: str | None) -> Callable[[Mapping[str, Any], str], None]:
+    """The first generation's rules: ``cog_vlm`` refused, a key for ``gpt_4v``, no JSON field named as one of the
+    block's own outputs (the reference would give two outputs one name)."""
+    def check(params: Mapping[str, Any], path: str) -> None:
+        lmm_type = params.get("lmm_type", GPT_4V)
+        if lmm_type == COG_VLM:
+            raise InvalidPayloadError(f"field '{path}.lmm_type': {COG_VLM_REFUSAL}")
+        if "remote_api_key" in params and lmm_type == GPT_4V and params["remote_api_key"] is None:
+            raise InvalidPayloadError(f"field '{path}.remote_api_key' is required for lmm_type {GPT_4V!r} (your "
+                                      "OpenAI API key)")
+        expected = params.get(format_field) if format_field is not None else None
+        for name in expected or {}:
+            if name in LEGACY_OUTPUTS:
+                raise InvalidPayloadError(f"field '{path}.{format_field}.{name}': {name!r} is one of the block's own "
+                                          f"outputs ({', '.join(LEGACY_OUTPUTS)}); name the JSON field otherwise")
+    return check
+
+
+_LMM_FIELDS = (
+    Field("lmm_type", kinds=(kinds.STRING,), literal="lmm_type"),
+    Field("lmm_config", literal="lmm_config", default=LMM_CONFIG_DEFAULTS),
+    Field("remote_api_key", kinds=(kinds.STRING, kinds.SECRET), literal="optional_str", default=None),
+)
+
+FIRST_GENERATION_BLOCKS = (
+    BlockSpec(
+        names=(OPEN_AI_V1, "OpenAI"),
+        family="llm",
+        fields=(
+            image_field("images", ("image",)),
+            Field("prompt", kinds=(kinds.STRING,), literal="str"),
+            # required, as the manifest's (which lets null through to fail on each frame: refused here)
+            Field("openai_api_key", kinds=(kinds.STRING, kinds.SECRET), literal="str"),
+            Field("openai_model", kinds=(kinds.STRING,), literal="str", default="gpt-4o", choices=OPENAI_V1_MODELS),
+            Field("json_output_format", literal="llm_output_structure", default=None),
+            Field("image_detail", kinds=(kinds.STRING,), literal="str", default="auto", choices=IMAGE_DETAILS),
+            Field("max_tokens", literal="positive_int", default=450),
+        ),
+        dynamic_outputs=_legacy_outputs("json_output_format"),
+        check=_legacy_check("json_output_format"),
+    ),
+    BlockSpec(
+        names=(LMM_V1, "LMM"),
+        family="llm",
+        fields=(
+            image_field("images", ("image",)),
+            Field("prompt", kinds=(kinds.STRING,), literal="str"),
+            *_LMM_FIELDS,
+            Field("json_output", literal="llm_output_structure", default=None),
+        ),
+        dynamic_outputs=_legacy_outputs("json_output"),
+        check=_legacy_check("json_output"),
+    ),
+    BlockSpec(
+        names=(LMM_CLASSIFIER_V1, "LMMForClassification"),
+        family="llm",
+        fields=(
+            image_field("images", ("image",)),
+            Field("classes", kinds=(kinds.LIST_OF_VALUES,), literal="str_list"),
+            *_LMM_FIELDS,
+        ),
+        outputs=LMM_CLASSIFIER_OUTPUTS,
+        check=_legacy_check(None),
+    ),
+)
+
+
+def _check_base_url(params: Mapping[str, Any], path: str) -> None:
+    """openai_compatible@v1: a literal base URL is an http(s) URL with a host (one a step gives: on each frame)."""
+    url = params["base_url"]
+    if url.startswith("$"):
+        return
+    try:
+        parts = urlsplit(url)
+        has_host = bool(parts.hostname)
+    except ValueError:
+        parts, has_host = None, False
+    if parts is None or parts.scheme not in ("http", "https") or not has_host:
+        raise InvalidPayloadError(f"field '{path}.base_url': expected an http:// or https:// URL with a host, e.g. "
+                                  "'http://localhost:8000/v1'")
+    if parts.query or parts.fragment:
+        raise InvalidPayloadError(f"field '{path}.base_url': the URL of the API's root (requests go to "
+                                  "<base_url>/chat/completions) takes no query or fragment")
+
+
+OPENAI_COMPATIBLE = BlockSpec(
+    names=(OPENAI_COMPATIBLE_V1,),
+    family="llm",
+    fields=(
+        Field("base_url", kinds=(kinds.STRING,), literal="str"),
+        Field("model_name", kinds=(kinds.STRING,), literal="str"),
+        Field("api_key", kinds=(kinds.STRING, kinds.SECRET), literal="optional_str", default=None),
+        Field("system_prompt", kinds=(kinds.STRING,), literal="optional_str", default=None),
+        Field("prompt", kinds=(kinds.STRING,), literal="str"),
+        # name -> a selector (an image, a list of images, anything else as text) or a literal
+        Field("prompt_parameters", literal="dict", default={}, nested=True),
+        Field("prompt_parameters_operations", literal="dict", default={}),
+        Field("max_tokens", literal="llm_max_tokens_over_1", default=500),
+        Field("temperature", kinds=(kinds.FLOAT,), literal="llm_temperature_2", default=None),
+        Field("extra_body", literal="optional_dict", default=None),
+    ),
+    outputs={"output": (kinds.STRING, kinds.LANGUAGE_MODEL_OUTPUT), "error_status": (kinds.STRING,)},
+    check=_check_base_url,
+)
+
 BLOCKS = (
     _openai(OPEN_AI_V2, OPENAI_V2_MODELS, "gpt-4o"),
     # v3's default key is the reference's proxy ("rf_key:account"): refused here, so a key must be given.
@@ -367,4 +541,10 @@ BLOCKS = (
         check=_task_requirements("Google Gemini"),
     ),
     *OPENROUTER_BLOCKS,
+    *FIRST_GENERATION_BLOCKS,
+    OPENAI_COMPATIBLE,
 )
+
+CHECKS: dict[tuple[str, str], Callable[[Any, str], None]] = {
+    (OPENAI_COMPATIBLE_V1, "prompt_parameters_operations"): validate_operations_map,
+}

@@ -1,9 +1,9 @@
 """Transformation and fusion blocks: crops (dynamic, absolute, relative), the image slicer (v1, v2), image
 preprocessing (resize, rotate, flip), detection offset, detections merge, perspective correction, detections
 stitch, dimension collapse, detections classes replacement and detections consensus, stitch OCR detections (v1,
-v2), and the fusion blocks buffer, frame_delay, detections_difference, overlap_analysis and detections_list_rollup,
-and the imaging blocks camera calibration, stitch images and the QR code generator, with the reference's names,
-aliases and defaults.
+v2), bounding_rect and geotag_detection, and the fusion blocks buffer, frame_delay, detections_difference,
+overlap_analysis, detections_list_rollup and image_stack, and the imaging blocks camera calibration, stitch images
+and the QR code generator, with the reference's names, aliases and defaults.
 
 Dynamic crop and the slicer output one item per crop/slice (dimensionality +1); stitch, dimension collapse
 and classes replacement take the whole list of per-slice or per-crop results at once (a ``batch`` field),
@@ -255,6 +255,53 @@ _DETECTIONS_LIST_ROLLUP = BlockSpec(  # a second model's detections on each crop
 )
 
 
+# image_stack@v1: the most frames it keeps, and the largest frame it stores (a larger one is scaled down to fit).
+MAX_STACK_SIZE = 64
+MAX_STACK_WIDTH, MAX_STACK_HEIGHT = 1920, 1080
+MIN_STACK_RESOLUTION = 64
+register_literals({
+    "image_stack_size": (lambda v: is_int(v) and 1 <= v <= MAX_STACK_SIZE,
+                         f"an integer between 1 and {MAX_STACK_SIZE}"),
+    "image_stack_width": (lambda v: is_int(v) and MIN_STACK_RESOLUTION <= v <= MAX_STACK_WIDTH,
+                          f"an integer between {MIN_STACK_RESOLUTION} and {MAX_STACK_WIDTH}"),
+    "image_stack_height": (lambda v: is_int(v) and MIN_STACK_RESOLUTION <= v <= MAX_STACK_HEIGHT,
+                           f"an integer between {MIN_STACK_RESOLUTION} and {MAX_STACK_HEIGHT}"),
+})
+
+_IMAGE_STACK = BlockSpec(  # the last frames of this source as JPEG bytes, newest first (e.g. for a VLM)
+    names=("roboflow_core/image_stack@v1",),
+    family="transformations",
+    fields=(
+        image_field("image", ()),
+        Field("stack_size", kinds=(kinds.INTEGER,), literal="image_stack_size", default=10),
+        Field("resolution_width", kinds=(kinds.INTEGER,), literal="image_stack_width", default=MAX_STACK_WIDTH),
+        Field("resolution_height", kinds=(kinds.INTEGER,), literal="image_stack_height", default=MAX_STACK_HEIGHT),
+        Field("clear", kinds=(kinds.BOOLEAN,), literal="bool", default=False),
+    ),
+    outputs={"frames": (kinds.LIST_OF_VALUES,), "frames_count": (kinds.INTEGER,)},
+)
+_BOUNDING_RECT = BlockSpec(  # each mask's minimum-area rotated rectangle, as the detection's mask and box
+    names=("roboflow_core/bounding_rect@v1",),
+    family="transformations",
+    fields=(Field("predictions", kinds=(kinds.INSTANCE_SEGMENTATION,), literal=None),),
+    outputs={"detections_with_rect": (kinds.INSTANCE_SEGMENTATION,)},
+)
+_GEOTAG_DETECTION = BlockSpec(  # each box centre projected to latitude / longitude under a nadir camera
+    names=("roboflow_core/geotag_detection@v1",),
+    family="transformations",
+    fields=(
+        image_field("image", ()),
+        Field("predictions", kinds=_SEGMENTS, literal=None),
+        Field("latitude", kinds=(kinds.FLOAT,), literal="number"),
+        Field("longitude", kinds=(kinds.FLOAT,), literal="number"),
+        Field("altitude", kinds=(kinds.FLOAT,), literal="number"),
+        Field("horizontal_fov", kinds=(kinds.FLOAT,), literal="number", default=73.7),
+        Field("heading", kinds=(kinds.FLOAT,), literal="number", default=0.0),
+    ),
+    outputs={"geo_detections": (kinds.LIST_OF_VALUES,), "geojson": (kinds.DICTIONARY,)},
+)
+
+
 def _aggregation(name: str, default: str, choices: tuple[str, ...] = _AGGREGATION) -> Field:
     return Field(name, literal="str", default=default, choices=choices)
 
@@ -423,4 +470,7 @@ BLOCKS = (
     _stitch_ocr_detections(1),
     _stitch_ocr_detections(2),
     _DETECTIONS_LIST_ROLLUP,
+    _IMAGE_STACK,
+    _BOUNDING_RECT,
+    _GEOTAG_DETECTION,
 )

@@ -1,6 +1,7 @@
 """Classical computer vision blocks, by canonical name (implementations under ``blocks/cv/``)."""
 
 from services.worker.workflows.blocks.base import BlockFactory
+from services.worker.workflows.blocks.cv.areas import MaskAreaMeasurement
 from services.worker.workflows.blocks.cv.background import BackgroundSubtraction
 from services.worker.workflows.blocks.cv.deskew import AutoRotateOnEdges
 from services.worker.workflows.blocks.cv.features import (
@@ -42,7 +43,7 @@ _IMAGE_OPERATIONS: dict[str, BlockFactory] = {
     "roboflow_core/auto_rotate_on_edges@v1": AutoRotateOnEdges,
 }
 
-# Measurements (cv/measurements.py, cv/focus.py, cv/features.py).
+# Measurements (cv/measurements.py, cv/focus.py, cv/features.py, cv/areas.py).
 _MEASUREMENTS: dict[str, BlockFactory] = {
     "roboflow_core/dominant_color@v1": DominantColor,
     "roboflow_core/pixel_color_count@v1": PixelColorCount,
@@ -55,6 +56,7 @@ _MEASUREMENTS: dict[str, BlockFactory] = {
     "roboflow_core/distance_measurement@v1": DistanceMeasurement,
     "roboflow_core/size_measurement@v1": SizeMeasurement,
     "roboflow_core/detections_nearest_neighbor@v1": DetectionsNearestNeighbor,
+    "roboflow_core/mask_area_measurement@v1": MaskAreaMeasurement,
 }
 
 BLOCKS: dict[str, BlockFactory] = {**_IMAGE_OPERATIONS, **_MEASUREMENTS}

@@ -1,15 +1,19 @@
 """transformations blocks: crops, image slicer, image preprocessing, detection offset, detections merge,
 perspective correction, detections stitch, dimension collapse, classes replacement and consensus, stitch OCR
-detections (v1, v2); the fusion blocks buffer, frame_delay, detections_difference, overlap_analysis and
-detections_list_rollup; camera calibration, stitch images and the QR code generator (see ``transforms/``)."""
+detections (v1, v2), bounding_rect and geotag_detection; the fusion blocks buffer, frame_delay, detections_difference,
+overlap_analysis, detections_list_rollup and image_stack; camera calibration, stitch images and the QR code generator
+(see ``transforms/``)."""
 
 from services.worker.workflows.blocks.base import BlockFactory
+from services.worker.workflows.blocks.transforms.bounding_rect import BoundingRect
 from services.worker.workflows.blocks.transforms.classes_replacement import DetectionsClassesReplacement
 from services.worker.workflows.blocks.transforms.collapse import DimensionCollapse
 from services.worker.workflows.blocks.transforms.consensus import DetectionsConsensus
 from services.worker.workflows.blocks.transforms.crops import AbsoluteStaticCrop, DynamicCrop, RelativeStaticCrop
 from services.worker.workflows.blocks.transforms.difference import DetectionsDifference
+from services.worker.workflows.blocks.transforms.geotag import GeotagDetection
 from services.worker.workflows.blocks.transforms.history import Buffer, FrameDelay
+from services.worker.workflows.blocks.transforms.image_stack import ImageStack
 from services.worker.workflows.blocks.transforms.imaging import CameraCalibration, QRCodeGenerator, StitchImages
 from services.worker.workflows.blocks.transforms.merge import DetectionsMerge
 from services.worker.workflows.blocks.transforms.offset import DetectionOffset
@@ -45,4 +49,7 @@ BLOCKS: dict[str, BlockFactory] = {
     "roboflow_core/stitch_ocr_detections@v1": StitchOCRDetectionsV1,
     "roboflow_core/stitch_ocr_detections@v2": StitchOCRDetectionsV2,
     "roboflow_core/detections_list_rollup@v1": DetectionsListRollUp,
+    "roboflow_core/image_stack@v1": ImageStack,
+    "roboflow_core/bounding_rect@v1": BoundingRect,
+    "roboflow_core/geotag_detection@v1": GeotagDetection,
 }

@@ -1,11 +1,14 @@
 """Hosted LLM / VLM blocks: OpenAI, Anthropic Claude, Google Gemini and the models OpenRouter serves (``client``:
-what they share; ``prompts``: what each task type asks)."""
+what they share; ``prompts``: what each task type asks), the first-generation GPT-4V blocks (``legacy``) and any
+OpenAI-compatible server the workflow names (``openai_compatible``)."""
 
 from services.core.workflows.catalogue import llm as catalogue
 from services.worker.workflows.blocks.base import BlockFactory
 from services.worker.workflows.blocks.llm.anthropic import ClaudeBlockV1, ClaudeBlockV2
 from services.worker.workflows.blocks.llm.gemini import GeminiBlockV1, GeminiBlockV2
+from services.worker.workflows.blocks.llm.legacy import LmmBlockV1, LmmForClassificationBlockV1, OpenAiBlockV1
 from services.worker.workflows.blocks.llm.openai import OpenAiBlock, OpenAiBlockV3
+from services.worker.workflows.blocks.llm.openai_compatible import OpenAiCompatibleBlock
 from services.worker.workflows.blocks.llm.openrouter import (
     KimiBlockV1,
     KimiBlockV2,
@@ -30,4 +33,8 @@ BLOCKS: dict[str, BlockFactory] = {
     catalogue.KIMI_V2: KimiBlockV2,
     catalogue.QWEN3_5_V1: Qwen35Block,
     catalogue.QWEN3_6_V1: Qwen36Block,
+    catalogue.OPEN_AI_V1: OpenAiBlockV1,
+    catalogue.LMM_V1: LmmBlockV1,
+    catalogue.LMM_CLASSIFIER_V1: LmmForClassificationBlockV1,
+    catalogue.OPENAI_COMPATIBLE_V1: OpenAiCompatibleBlock,
 }
