@@ -36,7 +36,7 @@ from services.worker.workflows.values import (
 )
 from tests.support.google_vision import TextBlock, annotate_response
 from tests.support.llm_providers import FakeLlmApis
-from tests.worker.workflows.sink_support import InlineBackground, NoModels
+from tests.worker.workflows.hosted_support import build_step, make_env
 from tests.worker.workflows.visualization_support import workflow_image
 
 KEY = "AIza-test-0123456789-secret"
@@ -54,11 +54,6 @@ def apis() -> Iterator[FakeLlmApis]:
     server.close()
 
 
-def make_env(apis: FakeLlmApis, **settings: Any) -> BlockEnvironment:
-    return BlockEnvironment(source_id=0, models=NoModels(), background=InlineBackground(),
-                            sinks=SinkSettings(**{**apis.settings(), **settings}))
-
-
 @pytest.fixture
 def env(apis: FakeLlmApis) -> BlockEnvironment:
     return make_env(apis)
@@ -72,13 +67,7 @@ def frame() -> WorkflowImage:
 
 
 def build(step: dict[str, Any], env: BlockEnvironment, **parameters: Any) -> tuple[Any, dict[str, Any]]:
-    inputs = [{"type": "WorkflowImage", "name": "image"},
-              *({"type": "WorkflowParameter", "name": name} for name in parameters)]
-    definition = {"version": "1.0", "inputs": inputs,
-                  "steps": [{"type": TYPE, "name": "vision", "image": "$inputs.image", **step}],
-                  "outputs": [{"type": "JsonField", "name": "text", "selector": "$steps.vision.text"}]}
-    planned = compile_workflow(definition, parameters=parameters).step("vision")
-    return REGISTRY[planned.type](planned, env), dict(planned.params)
+    return build_step({"type": TYPE, "image": "$inputs.image", **step}, env, "vision", "text", **parameters)
 
 
 def run(step: dict[str, Any], env: BlockEnvironment, picture: WorkflowImage, **values: Any) -> dict[str, Any]:

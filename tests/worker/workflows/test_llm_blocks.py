@@ -16,14 +16,11 @@ import numpy as np
 import pytest
 
 from services.core.networks import DestinationRefusedError, NetworkPolicy
-from services.core.workflows.compiler import compile_workflow
-from services.worker.workflows.blocks import REGISTRY
-from services.worker.workflows.blocks.base import BlockEnvironment, SinkSettings
+from services.worker.workflows.blocks.base import BlockEnvironment
 from services.worker.workflows.blocks.llm.client import ProviderError
 from services.worker.workflows.values import WorkflowImage
 from tests.support.llm_providers import FakeLlmApis, LlmRequest
-from tests.worker.workflows.sink_support import InlineBackground, NoModels
-from tests.worker.workflows.visualization_support import workflow_image
+from tests.worker.workflows.hosted_support import build_step, make_env, orange_block_frame
 
 KEY = "sk-test-0123456789abcdef-secret"
 OPENAI_CLASSIFICATION = (
@@ -50,25 +47,13 @@ def env(apis: FakeLlmApis) -> BlockEnvironment:
     return make_env(apis)
 
 
-def make_env(apis: FakeLlmApis, **settings: Any) -> BlockEnvironment:
-    return BlockEnvironment(source_id=0, models=NoModels(), background=InlineBackground(),
-                            sinks=SinkSettings(**{**apis.settings(), **settings}))
-
-
 @pytest.fixture
 def frame() -> WorkflowImage:
-    pixels = np.zeros((480, 640, 3), np.uint8)
-    cv2.rectangle(pixels, (100, 100), (300, 400), (0, 200, 255), -1)
-    return workflow_image(pixels)
+    return orange_block_frame()
 
 
 def build(step: dict[str, Any], env: BlockEnvironment, **parameters: Any) -> tuple[Any, dict[str, Any]]:
-    inputs = [{"type": "WorkflowImage", "name": "image"},
-              *({"type": "WorkflowParameter", "name": name} for name in parameters)]
-    definition = {"version": "1.0", "inputs": inputs, "steps": [{"name": "llm", "images": "$inputs.image", **step}],
-                  "outputs": [{"type": "JsonField", "name": "output", "selector": "$steps.llm.output"}]}
-    planned = compile_workflow(definition, parameters=parameters).step("llm")
-    return REGISTRY[planned.type](planned, env), dict(planned.params)
+    return build_step({"images": "$inputs.image", **step}, env, **parameters)
 
 
 def run(step: dict[str, Any], env: BlockEnvironment, frame: WorkflowImage, **values: Any) -> dict[str, Any]:
