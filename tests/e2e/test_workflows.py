@@ -787,6 +787,59 @@ def test_hosted_llms_classify_a_rate_limited_frame_as_pasted(stack: Stack, short
     assert not [key for key in keys.values() if key in status or key in json.dumps(outputs)]
 
 
+def test_open_ai_v4_with_its_own_key_asks_the_responses_api_into_a_classifier(stack: Stack, short_clip: str,
+                                                                              llm_apis: FakeLlmApis) -> None:
+    """open_ai@v4 (OpenAI's Responses API), with the user's own key (its default, Roboflow's proxy, is refused) and a
+    reasoning effort, gated by a rate limiter, gets the frame's JPEG; vlm_as_classifier@v2 reads its answer; the key
+    reaches neither outputs nor status."""
+    llm_apis.text["openai_responses"] = '```json\n{"class_name": "people", "confidence": 0.7}\n```'
+    key = "sk-proj-e2e-responses-secret"
+    workflow = {
+        "version": "1.0",
+        "inputs": [{"type": "WorkflowImage", "name": "image"}, {"type": "WorkflowParameter", "name": "openai_key"}],
+        "steps": [
+            {"type": "roboflow_core/rate_limiter@v1", "name": "limit", "cooldown_seconds": 3600,
+             "depends_on": "$inputs.image", "next_steps": ["$steps.gpt"]},
+            {"type": "roboflow_core/open_ai@v4", "name": "gpt", "images": "$inputs.image",
+             "task_type": "classification", "classes": ["people", "empty"], "api_key": "$inputs.openai_key",
+             "reasoning_effort": "low", "max_tokens": 300},
+            {"type": "roboflow_core/vlm_as_classifier@v2", "name": "parser", "image": "$inputs.image",
+             "vlm_output": "$steps.gpt.output", "classes": "$steps.gpt.classes"},
+            {"type": "roboflow_core/property_definition@v1", "name": "top_class", "data": "$steps.parser.predictions",
+             "operations": [{"type": "ClassificationPropertyExtract", "property_name": "top_class"}]},
+        ],
+        "outputs": [{"type": "JsonField", "name": "answer", "selector": "$steps.gpt.output"},
+                    {"type": "JsonField", "name": "top_class", "selector": "$steps.top_class.output"},
+                    {"type": "JsonField", "name": "parser_error", "selector": "$steps.parser.error_status"}],
+    }
+    refused = call(stack.port, wf.init(short_clip, {**workflow, "steps": [  # api_key left to its default
+        {k: v for k, v in step.items() if k != "api_key"} for step in workflow["steps"]]}))["response"]
+    assert (refused["status"], refused["error_type"]) == ("failure", "invalid_payload"), refused
+    assert refused["error_message"].startswith("field 'processing_configuration.workflow_specification.steps[1]"
+                                               ".api_key': an api_key of the form 'rf_key:...' asks for Roboflow's "
+                                               "API proxy"), refused
+    before = len(llm_apis.requests)
+    pipeline_id, outputs = run_to_end(stack, wf.init(short_clip, workflow, openai_key=key))
+
+    assert len(outputs) == 20 and not [o for o in outputs if "workflow_errors" in o], outputs[0]
+    first, *rest = outputs
+    assert first == {"answer": llm_apis.text["openai_responses"], "top_class": "people", "parser_error": False}
+    assert all(o["answer"] is None and o["top_class"] is None for o in rest), "rate limited"
+    [request] = [r for r in llm_apis.requests[before:] if r.provider == "openai_responses"]
+    assert request.path == "/v1/responses" and request.headers["authorization"] == f"Bearer {key}"
+    body = request.json()
+    assert (body["model"], body["reasoning"], body["max_output_tokens"]) == ("gpt-5.1", {"effort": "low"}, 300)
+    assert body["instructions"].startswith("You act as single-class classification model.")
+    text, picture = body["input"][0]["content"]
+    assert text == {"type": "input_text", "text": "List of all classes to be recognised by model: people, empty"}
+    data = picture["image_url"].removeprefix("data:image/jpeg;base64,")
+    sent = cv2.imdecode(np.frombuffer(base64.b64decode(data), np.uint8), cv2.IMREAD_COLOR)
+    frame = next(read_frames(Path(short_clip), 1))
+    assert sent.shape == frame.shape and float(np.abs(sent.astype(int) - frame.astype(int)).mean()) < 4
+    status = json.dumps(call(stack.port, {"type": "status", "pipeline_id": pipeline_id}))
+    assert key not in status and key not in json.dumps(outputs)
+
+
 def test_openrouter_vlms_classify_and_answer_a_rate_limited_frame_as_pasted(stack: Stack, short_clip: str,
                                                                             llm_apis: FakeLlmApis) -> None:
     """llama_3_2_vision@v1 (classification, into vlm_as_classifier@v2) and kimi_openrouter@v2 (structured answering,
@@ -897,6 +950,83 @@ def test_an_openai_compatible_server_named_by_the_workflow_answers_into_a_parser
     assert sent.shape == frame.shape and float(np.abs(sent.astype(int) - frame.astype(int)).mean()) < 4
     status = json.dumps(call(stack.port, {"type": "status", "pipeline_id": pipeline_id}))
     assert key not in status and key not in json.dumps(outputs)
+
+
+def test_claude_v3_and_gemini_v4_with_own_keys_answer_into_a_classifier_and_a_detector(
+        stack: Stack, short_clip: str, llm_apis: FakeLlmApis) -> None:
+    """anthropic_claude@v3 (classification, thinking) into vlm_as_classifier@v2 and google_gemini@v4 (its own
+    box_2d detection, code execution) into vlm_as_detector@v2, gated by a rate limiter: each is called with the
+    user's own key (their default, Roboflow's proxy, is refused), and neither key reaches outputs or status."""
+    keys = {"claude_key": "sk-ant-e2e-v3-secret", "gemini_key": "AIza-e2e-v4-secret"}
+    workflow = {
+        "version": "1.0",
+        "inputs": [{"type": "WorkflowImage", "name": "image"},
+                   *({"type": "WorkflowParameter", "name": name} for name in keys)],
+        "steps": [
+            {"type": "roboflow_core/rate_limiter@v1", "name": "limit", "cooldown_seconds": 3600,
+             "depends_on": "$inputs.image", "next_steps": ["$steps.claude", "$steps.gemini"]},
+            {"type": "roboflow_core/anthropic_claude@v3", "name": "claude", "images": "$inputs.image",
+             "task_type": "classification", "classes": ["people", "empty"], "api_key": "$inputs.claude_key",
+             "model_version": "claude-opus-4-1", "extended_thinking": True},
+            {"type": "roboflow_core/vlm_as_classifier@v2", "name": "scene", "image": "$inputs.image",
+             "vlm_output": "$steps.claude.output", "classes": "$steps.claude.classes"},
+            {"type": "roboflow_core/property_definition@v1", "name": "top_class", "data": "$steps.scene.predictions",
+             "operations": [{"type": "ClassificationPropertyExtract", "property_name": "top_class"}]},
+            {"type": "roboflow_core/google_gemini@v4", "name": "gemini", "images": "$inputs.image",
+             "task_type": "object-detection", "classes": ["person", "bag"], "api_key": "$inputs.gemini_key",
+             "model_version": "gemini-3-flash-preview", "thinking_level": "low", "google_code_execution": True},
+            {"type": "roboflow_core/vlm_as_detector@v2", "name": "boxes", "image": "$inputs.image",
+             "vlm_output": "$steps.gemini.output", "classes": "$steps.gemini.classes",
+             "model_type": "google-gemini", "task_type": "object-detection"},
+        ],
+        "outputs": [{"type": "JsonField", "name": "claude", "selector": "$steps.claude.output"},
+                    {"type": "JsonField", "name": "top_class", "selector": "$steps.top_class.output"},
+                    {"type": "JsonField", "name": "boxes", "selector": "$steps.boxes.predictions"},
+                    {"type": "JsonField", "name": "boxes_error", "selector": "$steps.boxes.error_status"}],
+    }
+    refused = call(stack.port, wf.init(short_clip, workflow, claude_key="rf_key:account",
+                                       gemini_key=keys["gemini_key"]))["response"]
+    assert (refused["status"], refused["error_type"]) == ("failure", "invalid_payload"), refused
+    assert refused["error_message"].startswith("field 'processing_configuration.workflow_specification.steps[1]"
+                                               ".api_key': an api_key of the form 'rf_key:...' asks for Roboflow's "
+                                               "API proxy"), refused
+    texts = dict(llm_apis.text)
+    llm_apis.text["anthropic"] = '{"class_name": "people", "confidence": 0.9}'
+    llm_apis.text["gemini"] = '[{"box_2d": [125, 250, 625, 500], "label": "person"}]'
+    before = len(llm_apis.requests)
+    try:
+        pipeline_id, outputs = run_to_end(stack, wf.init(short_clip, workflow, **keys))
+    finally:
+        llm_apis.text.update(texts)
+
+    assert len(outputs) == 20 and not [o for o in outputs if "workflow_errors" in o], outputs[0]
+    first, *rest = outputs
+    assert (first["claude"], first["top_class"], first["boxes_error"]) == (
+        '{"class_name": "people", "confidence": 0.9}', "people", False)
+    width, height = first["boxes"]["image"]["width"], first["boxes"]["image"]["height"]
+    [person] = first["boxes"]["predictions"]
+    assert (person["class"], person["class_id"], person["x"], person["y"], person["width"], person["height"]) == (
+        "person", 0, 0.375 * width, 0.375 * height, 0.25 * width, 0.5 * height)
+    assert all(o["claude"] is None and o["boxes"] is None for o in rest), "rate limited"
+    by = {r.provider: r for r in llm_apis.requests[before:]}
+    assert len(llm_apis.requests) - before == 2 and set(by) == {"anthropic", "gemini"}
+    assert by["anthropic"].headers["x-api-key"] == keys["claude_key"]
+    claude = by["anthropic"].json()
+    assert (claude["model"], claude["max_tokens"], claude["thinking"]) == (
+        "claude-opus-4-1-20250805", 32000, {"type": "enabled", "budget_tokens": 16000})
+    assert by["gemini"].path == "/v1beta/models/gemini-3-flash-preview:generateContent"
+    assert by["gemini"].headers["x-goog-api-key"] == keys["gemini_key"]
+    gemini = by["gemini"].json()
+    assert gemini["tools"] == [{"code_execution": {}}] and "systemInstruction" not in gemini
+    assert gemini["generationConfig"]["thinking_config"] == {"thinking_level": "low"}
+    assert gemini["generationConfig"]["response_schema"]["items"]["properties"]["label"]["enum"] == ["person", "bag"]
+    frame = next(read_frames(Path(short_clip), 1))
+    for data in (claude["messages"][0]["content"][0]["source"]["data"],
+                 gemini["contents"]["parts"][0]["inline_data"]["data"]):  # the first frame (Claude's: at most 1024)
+        sent = cv2.imdecode(np.frombuffer(base64.b64decode(data), np.uint8), cv2.IMREAD_COLOR)
+        assert sent.shape == frame.shape and float(np.abs(sent.astype(int) - frame.astype(int)).mean()) < 4
+    status = json.dumps(call(stack.port, {"type": "status", "pipeline_id": pipeline_id}))
+    assert not [key for key in keys.values() if key in status or key in json.dumps(outputs)]
 
 
 def test_a_twilio_sms_carries_the_count_once(stack: Stack, short_clip: str, twilio: HttpRecorder) -> None:

@@ -1,5 +1,7 @@
 """A fake of the hosted LLM APIs on 127.0.0.1, answering as the real ones do: OpenAI's chat completions
-(``/v1/chat/completions``), Anthropic's messages (``/v1/messages``) and Gemini's ``generateContent``
+(``/v1/chat/completions``) and Responses API (``/v1/responses``: provider ``openai_responses``, answering with
+``output`` items, as the REST API does, without the SDK's ``output_text`` convenience), Anthropic's messages
+(``/v1/messages``) and Gemini's ``generateContent``
 (``/v1beta/models/<model>:generateContent``), OpenRouter's chat completions (``/api/v1/chat/completions``),
 an OpenAI-compatible server's (``/compatible/v1/chat/completions``: ``compatible_url`` is its base URL),
 and Google Cloud Vision's ``/v1/images:annotate``. It records every
@@ -16,7 +18,8 @@ from typing import Any
 
 @dataclass
 class LlmRequest:
-    provider: str  # "openai", "anthropic", "gemini", "google_vision", "openrouter", "openai_compatible"
+    provider: str  # "openai", "anthropic", "gemini", "google_vision", "openrouter", "openai_compatible",
+    # "openai_responses"
     path: str
     headers: dict[str, str]  # lower-case names
     body: bytes
@@ -28,6 +31,8 @@ class LlmRequest:
 def provider_of(path: str) -> str | None:
     if path == "/v1/chat/completions":
         return "openai"
+    if path == "/v1/responses":  # OpenAI's Responses API (open_ai v4/v5)
+        return "openai_responses"
     if path == "/api/v1/chat/completions":
         return "openrouter"
     if path == "/compatible/v1/chat/completions":  # an OpenAI-compatible server (openai_compatible's base_url)
@@ -51,6 +56,17 @@ def answer(provider: str, text: str, stop: str | None = None) -> dict[str, Any]:
         return {"id": "gen-1", "object": "chat.completion", "provider": "Moonshot AI", "model": "moonshotai/kimi-k2.6",
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                              "finish_reason": stop or "stop"}]}
+    if provider == "openai_responses":  # a reasoning item, then the message ("split": its text in two parts);
+        # stop "failed": a failed response; any other: incomplete for that reason (e.g. "max_output_tokens")
+        half = len(text) // 2
+        parts = [text[:half], text[half:]] if stop == "split" else [text]
+        status = "completed" if stop in (None, "split") else "failed" if stop == "failed" else "incomplete"
+        return {"id": "resp_1", "object": "response", "model": "gpt-5.1", "status": status,
+                "error": {"code": "server_error", "message": "The model failed"} if status == "failed" else None,
+                "incomplete_details": {"reason": stop} if status == "incomplete" else None,
+                "output": [{"id": "rs_1", "type": "reasoning", "summary": []},
+                           {"id": "msg_1", "type": "message", "status": "completed", "role": "assistant",
+                            "content": [{"type": "output_text", "text": part, "annotations": []} for part in parts]}]}
     if provider == "anthropic":
         return {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
                 "content": [{"type": "thinking", "thinking": "hmm", "signature": "x"}, {"type": "text", "text": text}]
@@ -79,6 +95,7 @@ class FakeLlmApis:
         self.requests: list[LlmRequest] = []
         self.text: dict[str, str] = {"openai": "openai says hi", "anthropic": "claude says hi", "gemini": "gemini hi",
                                      "openrouter": "openrouter says hi", "openai_compatible": "compatible says hi"}
+        self.text["openai_responses"] = "responses says hi"
         self.stop: str | None = None
         # Google Cloud Vision's images:annotate answer (tests/support/google_vision.py builds them); no text here.
         self.vision: dict[str, Any] = {"responses": [{}]}

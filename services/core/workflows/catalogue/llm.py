@@ -1,4 +1,5 @@
-"""Hosted LLM / VLM blocks: ``open_ai`` v2 and v3 (OpenAI's chat completions), ``anthropic_claude`` v1 and v2
+"""Hosted LLM / VLM blocks: ``open_ai`` v2 and v3 (OpenAI's chat completions), v4 and v5 (OpenAI's Responses API:
+``reasoning_effort`` per model, ``max_tokens`` from 16 or null), ``anthropic_claude`` v1 and v2
 (Anthropic's messages API), ``google_gemini`` v1 and v2 (Gemini's ``generateContent``), and the blocks served by
 OpenRouter (OpenAI-style chat completions): ``llama_3_2_vision@v1``, ``llama_vision@v2``, ``openrouter@v1``,
 ``kimi_openrouter`` v1 and v2, ``qwen3_5_openrouter@v1`` and ``qwen3_6_openrouter@v1``.
@@ -9,13 +10,17 @@ reference's validator asks for (``prompt``, ``classes`` or ``output_structure``)
 a selector counts as given (the worker checks its value on each frame).
 
 There is no Roboflow API here, so the reference's proxy (an ``api_key`` of the form ``rf_key:account`` or
-``rf_key:user:<id>``, open_ai@v3's default) cannot be used: such a key is refused at INIT, naming the field
-(one fed by a selector fails the step on that frame instead). The URL each provider is called at is the worker
+``rf_key:user:<id>``, open_ai v3's, v4's and v5's default) cannot be used: such a key is refused at INIT, naming
+the field (one fed by a selector fails the step on that frame instead). The URL each provider is called at is the worker
 operator's (``WORKER_WORKFLOW_{OPENAI,ANTHROPIC,GEMINI,OPENROUTER}_API_URL``), never the workflow's.
 
 The OpenRouter blocks of the reference's second generation (``llama_vision@v2``, ``kimi_openrouter@v2``,
 ``openrouter@v1``) default ``api_key`` to that proxy (``rf_key:account``): here a key must be given. Their
 ``privacy_level`` (``allow``, ``deny``, ``zdr``) becomes OpenRouter's provider preferences in the request.
+
+``anthropic_claude@v3`` is v2's manifest, and ``google_gemini@v3`` / ``@v4`` are v2's with newer Gemini models and
+``google_code_execution``, each with ``api_key`` defaulting to that proxy (``rf_key:account``): refused here, so
+the user's own key must be given (the reference calls the provider directly with one, as here).
 
 The first generation (``open_ai@v1``, ``lmm@v1``, ``lmm_for_classification@v1``: the reference's legacy GPT-4V
 blocks, with their ``OpenAI``, ``LMM`` and ``LMMForClassification`` names) asks OpenAI with a free prompt and gives
@@ -40,10 +45,15 @@ from services.core.workflows.query_language import validate_operations_map
 
 OPEN_AI_V2 = "roboflow_core/open_ai@v2"
 OPEN_AI_V3 = "roboflow_core/open_ai@v3"
+OPEN_AI_V4 = "roboflow_core/open_ai@v4"  # v4 and v5: OpenAI's Responses API
+OPEN_AI_V5 = "roboflow_core/open_ai@v5"
 CLAUDE_V1 = "roboflow_core/anthropic_claude@v1"
 CLAUDE_V2 = "roboflow_core/anthropic_claude@v2"
+CLAUDE_V3 = "roboflow_core/anthropic_claude@v3"
 GEMINI_V1 = "roboflow_core/google_gemini@v1"
 GEMINI_V2 = "roboflow_core/google_gemini@v2"
+GEMINI_V3 = "roboflow_core/google_gemini@v3"
+GEMINI_V4 = "roboflow_core/google_gemini@v4"
 LLAMA_V1 = "roboflow_core/llama_3_2_vision@v1"
 LLAMA_V2 = "roboflow_core/llama_vision@v2"  # (sic) the reference's v2 changed the name, not just the version
 OPENROUTER_V1 = "roboflow_core/openrouter@v1"
@@ -79,6 +89,19 @@ OPENAI_V2_MODELS = ("gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o", "gpt-4o
                     "gpt-5.4-mini", "gpt-5.4-nano", "gpt-5.5")
 OPENAI_V3_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-5", "gpt-5-mini", "gpt-5-nano",
                     "gpt-5.4", "gpt-5.4-mini", "gpt-5.4-nano", "gpt-5.5", "o3", "o4-mini")
+# open_ai v4/v5 (the Responses API): each model, in the manifests' order -> the reasoning efforts it takes (none:
+# it does not reason, and a reasoning_effort given is not sent, as the reference does).
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")  # the manifests' choices
+_EFFORTS_XHIGH = ("none", "low", "medium", "high", "xhigh")  # gpt-5.2 and newer
+_EFFORTS_GPT_5 = ("minimal", "low", "medium", "high")  # the gpt-5 generation
+OPENAI_RESPONSES_MODELS: dict[str, tuple[str, ...]] = {
+    "gpt-5.6-sol": _EFFORTS_XHIGH, "gpt-5.6-terra": _EFFORTS_XHIGH, "gpt-5.6-luna": _EFFORTS_XHIGH,
+    "gpt-5.5": _EFFORTS_XHIGH, "gpt-5.4": _EFFORTS_XHIGH, "gpt-5.4-mini": _EFFORTS_XHIGH,
+    "gpt-5.4-nano": _EFFORTS_XHIGH, "gpt-5.2": _EFFORTS_XHIGH, "gpt-5.1": ("none", "low", "medium", "high"),
+    "gpt-5": _EFFORTS_GPT_5, "gpt-5-mini": _EFFORTS_GPT_5, "gpt-5-nano": _EFFORTS_GPT_5,
+    "gpt-4.1": (), "gpt-4.1-mini": (), "gpt-4.1-nano": (), "gpt-4o": (), "gpt-4o-mini": (),
+}
+OPENAI_RESPONSES_MIN_TOKENS = 16  # the manifests' max_tokens minimum (null: the model's own limit)
 # Claude v1: the manifest's names -> the model ids Anthropic's API takes (a few legacy names map to newer ones,
 # as the reference's table does).
 CLAUDE_V1_MODELS: dict[str, str] = {
@@ -124,7 +147,13 @@ GEMINI_V1_MODELS = ("gemini-3.1-pro-preview", "gemini-2.5-pro", "gemini-2.5-flas
 GEMINI_V2_THINKING_MODELS = ("gemini-3.5-flash", "gemini-3.1-pro-preview", "gemini-3.1-flash-lite",
                              "gemini-3-flash-preview")
 GEMINI_V2_MODELS = (*GEMINI_V2_THINKING_MODELS, "gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite")
-# Older preview names both Gemini versions accept and send as the model they became.
+# Gemini v3 and v4: the models that take a thinking level; the reference marks the same ones as running code
+# natively (google_code_execution: a code_execution tool is sent to them only).
+GEMINI_V3_THINKING_MODELS = ("gemini-3.7-flash", "gemini-3.6-flash", "gemini-3.5-flash", "gemini-3.5-flash-lite",
+                             "gemini-3.1-pro-preview", "gemini-3.1-flash-lite", "gemini-3-flash-preview")
+GEMINI_V3_CODE_EXECUTION_MODELS = GEMINI_V3_THINKING_MODELS
+GEMINI_V3_MODELS = (*GEMINI_V3_THINKING_MODELS, "gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite")
+# Older preview names every Gemini version accepts and sends as the model they became.
 GEMINI_MODEL_ALIASES = {
     "gemini-2.5-pro-preview-06-05": "gemini-2.5-pro",
     "gemini-2.5-pro-preview-05-06": "gemini-2.5-pro",
@@ -317,6 +346,53 @@ def _openai(name: str, models: tuple[str, ...], default_model: str, api_key_defa
     )
 
 
+register_literals({
+    "llm_max_output_tokens": (
+        lambda value: value is None or (is_int(value) and value >= OPENAI_RESPONSES_MIN_TOKENS),
+        f"an integer >= {OPENAI_RESPONSES_MIN_TOKENS} or null"),
+})
+
+
+def reasoning_effort_refusal(model: Any, effort: Any) -> str | None:
+    """Why open_ai v4/v5 cannot send ``effort`` to ``model`` (None: it can, or the model does not reason or is not
+    listed, and the effort is then not sent). The reference raises this on each request; a literal pair fails INIT."""
+    efforts = OPENAI_RESPONSES_MODELS.get(model) if isinstance(model, str) else None
+    if effort is None or not efforts or effort in efforts:
+        return None
+    return f"model {model!r} does not take reasoning_effort {effort!r} (it takes {', '.join(efforts)})"
+
+
+def _openai_responses(name: str) -> BlockSpec:
+    """open_ai v4 / v5: the same manifest (v5 differs in how it asks for object detection, in the worker)."""
+    requirements = _task_requirements("OpenAI")
+
+    def check(params: Mapping[str, Any], path: str) -> None:
+        requirements(params, path)
+        effort = params["reasoning_effort"]  # a step's output ("$steps...") is checked on each frame
+        refusal = None if isinstance(effort, str) and effort.startswith("$") else \
+            reasoning_effort_refusal(params["model_version"], effort)
+        if refusal is not None:
+            raise InvalidPayloadError(f"field '{path}.reasoning_effort': {refusal}")
+
+    return BlockSpec(
+        names=(name,),
+        family="llm",
+        fields=(
+            *_common(TASKS_WITH_DETECTION, "rf_key:account"),  # the proxy's key by default: refused here
+            _model(tuple(OPENAI_RESPONSES_MODELS), "gpt-5.1"),
+            Field("reasoning_effort", kinds=(kinds.STRING,), literal="optional_str", default=None,
+                  choices=REASONING_EFFORTS),
+            Field("image_detail", kinds=(kinds.STRING,), literal="str", default="auto",
+                  choices=("auto", "high", "low")),
+            Field("max_tokens", literal="llm_max_output_tokens", default=None),
+            Field("temperature", kinds=(kinds.FLOAT,), literal="llm_temperature_2", default=None),
+            _CONCURRENCY,
+        ),
+        outputs=_OUTPUTS,
+        check=check,
+    )
+
+
 def _openrouter(name: str, tasks: tuple[str, ...], model: Field, managed: bool,
                 key_kinds: tuple[str, ...] = (kinds.STRING, kinds.SECRET)) -> BlockSpec:
     """An OpenRouter block. ``managed``: the reference's second generation (its key defaults to Roboflow's proxy,
@@ -478,10 +554,55 @@ OPENAI_COMPATIBLE = BlockSpec(
     check=_check_base_url,
 )
 
+
+def _claude_v2(name: str, api_key_default: Any = None) -> BlockSpec:
+    """anthropic_claude v2 and v3: one manifest (v3's ``api_key`` defaults to Roboflow's proxy, refused here)."""
+    return BlockSpec(
+        names=(name,),
+        family="llm",
+        fields=(
+            *_common(TASKS_WITH_DETECTION, api_key_default),
+            _model(tuple(CLAUDE_V2_MODELS), "claude-sonnet-4-5"),
+            Field("extended_thinking", literal="llm_optional_bool", default=None),
+            Field("thinking_budget_tokens", literal="llm_thinking_budget", default=None),
+            Field("max_tokens", literal="llm_optional_positive_int", default=None),
+            Field("temperature", kinds=(kinds.FLOAT,), literal="llm_temperature_1", default=None),
+            Field("max_image_size", kinds=(kinds.INTEGER,), literal="positive_int", default=1024),
+            _CONCURRENCY,
+        ),
+        outputs=_OUTPUTS,
+        check=_task_requirements("Anthropic"),
+    )
+
+
+def _gemini_v2(name: str, models: tuple[str, ...], current: bool = False) -> BlockSpec:
+    """google_gemini v2, v3 and v4. ``current`` (v3, v4): ``api_key`` defaults to Roboflow's proxy (refused here)
+    and ``google_code_execution`` is added."""
+    code_execution = (Field("google_code_execution", kinds=(kinds.BOOLEAN,), literal="llm_optional_bool",
+                            default=False),) if current else ()
+    return BlockSpec(
+        names=(name,),
+        family="llm",
+        fields=(
+            *_common(TASKS_WITH_DETECTION, "rf_key:account" if current else None),
+            _model((*models, *GEMINI_MODEL_ALIASES), "gemini-3.1-pro-preview"),
+            Field("thinking_level", kinds=(kinds.STRING,), literal="optional_str", default=None,
+                  choices=("low", "high")),
+            Field("temperature", kinds=(kinds.FLOAT,), literal="llm_temperature_2", default=None),
+            Field("max_tokens", literal="llm_optional_positive_int", default=None),
+            *code_execution,
+            _CONCURRENCY,
+        ),
+        outputs=_OUTPUTS,
+        check=_task_requirements("Google Gemini"),
+    )
+
 BLOCKS = (
     _openai(OPEN_AI_V2, OPENAI_V2_MODELS, "gpt-4o"),
     # v3's default key is the reference's proxy ("rf_key:account"): refused here, so a key must be given.
     _openai(OPEN_AI_V3, OPENAI_V3_MODELS, "gpt-5", api_key_default="rf_key:account"),
+    _openai_responses(OPEN_AI_V4),
+    _openai_responses(OPEN_AI_V5),
     BlockSpec(
         names=(CLAUDE_V1,),
         family="llm",
@@ -496,22 +617,8 @@ BLOCKS = (
         outputs=_OUTPUTS,
         check=_task_requirements("Anthropic"),
     ),
-    BlockSpec(
-        names=(CLAUDE_V2,),
-        family="llm",
-        fields=(
-            *_common(TASKS_WITH_DETECTION),
-            _model(tuple(CLAUDE_V2_MODELS), "claude-sonnet-4-5"),
-            Field("extended_thinking", literal="llm_optional_bool", default=None),
-            Field("thinking_budget_tokens", literal="llm_thinking_budget", default=None),
-            Field("max_tokens", literal="llm_optional_positive_int", default=None),
-            Field("temperature", kinds=(kinds.FLOAT,), literal="llm_temperature_1", default=None),
-            Field("max_image_size", kinds=(kinds.INTEGER,), literal="positive_int", default=1024),
-            _CONCURRENCY,
-        ),
-        outputs=_OUTPUTS,
-        check=_task_requirements("Anthropic"),
-    ),
+    _claude_v2(CLAUDE_V2),
+    _claude_v2(CLAUDE_V3, api_key_default="rf_key:account"),
     BlockSpec(
         names=(GEMINI_V1,),
         family="llm",
@@ -525,21 +632,9 @@ BLOCKS = (
         outputs=_OUTPUTS,
         check=_task_requirements("Google Gemini"),
     ),
-    BlockSpec(
-        names=(GEMINI_V2,),
-        family="llm",
-        fields=(
-            *_common(TASKS_WITH_DETECTION),
-            _model((*GEMINI_V2_MODELS, *GEMINI_MODEL_ALIASES), "gemini-3.1-pro-preview"),
-            Field("thinking_level", kinds=(kinds.STRING,), literal="optional_str", default=None,
-                  choices=("low", "high")),
-            Field("temperature", kinds=(kinds.FLOAT,), literal="llm_temperature_2", default=None),
-            Field("max_tokens", literal="llm_optional_positive_int", default=None),
-            _CONCURRENCY,
-        ),
-        outputs=_OUTPUTS,
-        check=_task_requirements("Google Gemini"),
-    ),
+    _gemini_v2(GEMINI_V2, GEMINI_V2_MODELS),
+    _gemini_v2(GEMINI_V3, GEMINI_V3_MODELS, current=True),
+    _gemini_v2(GEMINI_V4, GEMINI_V3_MODELS, current=True),
     *OPENROUTER_BLOCKS,
     *FIRST_GENERATION_BLOCKS,
     OPENAI_COMPATIBLE,

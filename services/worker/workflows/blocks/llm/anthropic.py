@@ -8,7 +8,7 @@ v2 sends ``max_tokens`` or, when not given, the model's most output tokens; ``ex
 the first text block (thinking blocks skipped) and fails the step when the model stopped at ``max_tokens`` or for a
 reason other than the end of its turn, as the reference's v2 does. The reference's v2 streams the answer (its SDK
 refuses long non-streamed requests); here it is one request whose answer is the same final message, bounded by
-the operator's timeout.
+the operator's timeout. v3 is v2 whose ``api_key`` defaults to Roboflow's proxy (refused: the user's own key).
 """
 
 from typing import Any
@@ -108,3 +108,8 @@ class ClaudeBlockV2(HostedModelBlock):
             if isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str):
                 return self._outputs(block["text"], classes)
         raise ProviderError("Anthropic API answered with no text content")
+
+
+class ClaudeBlockV3(ClaudeBlockV2):
+    """``anthropic_claude@v3``: v2's request and answer with the user's own key, as the reference's direct path; its
+    default key (Roboflow's proxy, ``rf_key:account``) is refused (at INIT, or here when a selector gives one)."""

@@ -15,8 +15,10 @@ from typing import Any, Literal
 
 from services.core.workflows.catalogue import llm as catalogue
 
-Dialect = Literal["openai", "claude", "gemini", "openrouter", "openrouter_v1"]
-_MARKDOWN_JSON = frozenset({"openai", "openrouter", "openrouter_v1"})  # JSON answers in Markdown code blocks
+Dialect = Literal["openai", "claude", "gemini", "openrouter", "openrouter_v1", "openai_responses"]
+# (openai_responses: open_ai v4/v5, OpenAI's wording with "question submitted" and plain JSON for detection)
+_MARKDOWN_JSON = frozenset({"openai", "openrouter", "openrouter_v1", "openai_responses"})  # JSON in Markdown blocks
+_VQA_SPACED_DIALECTS = frozenset({"openrouter", "openai_responses"})
 _OPENROUTER = frozenset({"openrouter", "openrouter_v1"})
 
 
@@ -85,7 +87,7 @@ def build(dialect: Dialect, task_type: str, prompt: str | None, classes: list[st
     if task_type == catalogue.UNCONSTRAINED:
         return Prompt(None, prompt)
     if task_type == catalogue.VQA:
-        return Prompt(_VQA_SPACED if dialect == "openrouter" else _VQA, f"Question: {prompt}")
+        return Prompt(_VQA_SPACED if dialect in _VQA_SPACED_DIALECTS else _VQA, f"Question: {prompt}")
     if task_type == catalogue.OCR:
         return Prompt(_OCR, "Read the text" if gemini else None)
     if task_type in (catalogue.CAPTION, catalogue.DETAILED_CAPTION):
@@ -105,6 +107,6 @@ def build(dialect: Dialect, task_type: str, prompt: str | None, classes: list[st
         return Prompt(_STRUCTURED_OPENAI if markdown else _STRUCTURED, text, json_answer=True)
     if task_type == catalogue.OBJECT_DETECTION and dialect != "openai":
         close = " - remember to close top-level dictionary at the end. " if dialect == "claude" else ". "
-        rule = _MARKDOWN_ONLY_JSON if markdown else _ONLY_JSON
+        rule = _MARKDOWN_ONLY_JSON if markdown and dialect != "openai_responses" else _ONLY_JSON
         return Prompt(_DETECTION.format(json_rule=rule, close=close) + tail, listed, json_answer=True)
     raise ValueError(f"task_type {task_type!r} is not supported by this block")
