@@ -193,10 +193,12 @@ def _processor(spec: PipelineSpec, settings: WorkerSettings, watchdog: Watchdog,
     sinks = SinkSettings(file_root=settings.workflow_file_root, allowed_hosts=settings.sink_hosts(),
                          allowed_networks=settings.workflow_networks(), slack_api_url=settings.workflow_slack_api_url,
                          twilio_api_url=settings.workflow_twilio_api_url,
+                         s3_endpoint_url=settings.workflow_s3_endpoint_url, s3_region=settings.workflow_s3_region,
                          openai_api_url=settings.workflow_openai_api_url,
                          anthropic_api_url=settings.workflow_anthropic_api_url,
                          gemini_api_url=settings.workflow_gemini_api_url,
                          openrouter_api_url=settings.workflow_openrouter_api_url,
+                         xai_api_url=settings.workflow_xai_api_url,
                          google_vision_api_url=settings.workflow_google_vision_api_url,
                          llm_api_timeout=settings.workflow_llm_api_timeout)
     environment_secrets = EnvironmentSecrets(frozenset(settings.workflow_secrets), settings.workflow_secret_values())

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from services.core.logs import LogFormat
 from services.core.networks import LOOPBACK_NETWORKS, NetworkPolicy, normalise_entries
 from services.core.settings_values import comma_list
+from services.core.workflows.catalogue.sinks import S3_REGION
 from services.core.workflows.secrets import is_variable_name
 from services.infra.redis_connect import RedisTarget, parse_redis_url
 
@@ -76,14 +77,20 @@ class WorkerSettings(BaseSettings):
     # call (others for a compatible gateway or a test).
     workflow_slack_api_url: str = "https://slack.com/api"
     workflow_twilio_api_url: str = "https://api.twilio.com"
+    # The S3 endpoint s3_sink blocks upload to, path style (<url>/<bucket>/<key>): an S3-compatible store's (MinIO,
+    # Ceph, ...) or a test's; empty: AWS's, https://s3.<region>.amazonaws.com. The region when a step names none.
+    workflow_s3_endpoint_url: str = ""
+    workflow_s3_region: str = "us-east-1"
     # The hosted LLM APIs the open_ai, anthropic_claude and google_gemini blocks call, and OpenRouter's (the
-    # llama_3_2_vision, llama_vision, openrouter, kimi_openrouter and qwen3_*_openrouter blocks; others for a
+    # llama_3_2_vision, llama_vision, openrouter, kimi_openrouter, qwen3_*_openrouter and meta_vlm blocks; others for a
     # compatible gateway or a test; the workflow never chooses), and the seconds one of their requests may take
     # before the step fails on that frame.
     workflow_openai_api_url: str = "https://api.openai.com/v1"
     workflow_anthropic_api_url: str = "https://api.anthropic.com"
     workflow_gemini_api_url: str = "https://generativelanguage.googleapis.com"
     workflow_openrouter_api_url: str = "https://openrouter.ai/api/v1"
+    # xAI's (the spacexai block: its Responses API, <url>/responses), within the same timeout.
+    workflow_xai_api_url: str = "https://api.x.ai/v1"
     # Google Cloud Vision's, which google_vision_ocr blocks call (within the same timeout).
     workflow_google_vision_api_url: str = "https://vision.googleapis.com"
     workflow_llm_api_timeout: float = Field(default=60.0, gt=0, le=600)
@@ -141,7 +148,7 @@ class WorkerSettings(BaseSettings):
 
     @field_validator("workflow_slack_api_url", "workflow_twilio_api_url", "workflow_openai_api_url",
                      "workflow_anthropic_api_url", "workflow_gemini_api_url", "workflow_google_vision_api_url",
-                     "workflow_openrouter_api_url")
+                     "workflow_openrouter_api_url", "workflow_xai_api_url")
     @classmethod
     def _api_url(cls, value: str, info: ValidationInfo) -> str:
         parts = urlsplit(value)
@@ -149,6 +156,23 @@ class WorkerSettings(BaseSettings):
             setting = f"WORKER_{str(info.field_name).upper()}"
             raise ValueError(f"{setting} must be an http:// or https:// URL, got {value!r}")
         return value.rstrip("/")
+
+    @field_validator("workflow_s3_endpoint_url")
+    @classmethod
+    def _s3_endpoint(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if value and (parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc
+                      or parts.query or parts.fragment):
+            raise ValueError("WORKER_WORKFLOW_S3_ENDPOINT_URL must be an http:// or https:// URL with a host (no "
+                             f"credentials, query or fragment), or empty for AWS's; got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("workflow_s3_region")
+    @classmethod
+    def _s3_region(cls, value: str) -> str:
+        if S3_REGION.fullmatch(value) is None:
+            raise ValueError(f"WORKER_WORKFLOW_S3_REGION must be a region name such as 'us-east-1', got {value!r}")
+        return value
 
     @field_validator("workflow_secrets", mode="before")
     @classmethod

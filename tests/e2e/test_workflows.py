@@ -24,6 +24,7 @@ from tests.support.google_vision import TextBlock, annotate_response
 from tests.support.llm_providers import FakeLlmApis
 from tests.support.pipelines import read_frames, write_clip
 from tests.support.redis_server import RedisServer
+from tests.support.s3_server import FakeS3
 from tests.support.stack import Stack, running_stack
 from tests.support.waiting import wait_until
 from tests.worker.workflows.sink_support import (
@@ -37,6 +38,7 @@ from tests.worker.workflows.sink_support import (
 VTEST = Path("data/media/vtest.avi")
 LINE = [[0, 300], [768, 300]]  # across the whole frame: vtest's people walk up and down through it
 ENV_SLACK_TOKEN = "xoxb-e2e-from-the-workers-environment"  # the worker's E2E_SLACK_TOKEN (WORKER_WORKFLOW_SECRETS)
+S3_KEY_ID, S3_SECRET = "AKIDE2ES3SINK", "e2e-s3-Secret/Access+Key"  # the one key the test's S3 endpoint knows
 
 
 @pytest.fixture(scope="module")
@@ -77,13 +79,23 @@ def llm_apis() -> Iterator[FakeLlmApis]:
 
 
 @pytest.fixture(scope="module")
+def s3() -> Iterator[FakeS3]:
+    """An S3 endpoint of our own on 127.0.0.1 (the worker's WORKER_WORKFLOW_S3_ENDPOINT_URL)."""
+    server = FakeS3(S3_KEY_ID, ("camera-results",))
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
 def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory, certificate: Certificate,
-          file_root: Path, slack: FakeSlack, twilio: HttpRecorder, llm_apis: FakeLlmApis) -> Iterator[Stack]:
+          file_root: Path, slack: FakeSlack, twilio: HttpRecorder, llm_apis: FakeLlmApis,
+          s3: FakeS3) -> Iterator[Stack]:
     with running_stack(redis_server.url) as running:
         running.start_manager(MANAGER_FILE_ROOTS=f"data,{tmp_path_factory.getbasetemp()}")
         running.start_worker_with_env("cpu", "pipelines.cpu", concurrency=2, env={
             "SSL_CERT_FILE": str(certificate.cert), "WORKER_WORKFLOW_FILE_ROOT": str(file_root),
             "WORKER_WORKFLOW_SLACK_API_URL": f"{slack.url}/api", "WORKER_WORKFLOW_TWILIO_API_URL": twilio.url,
+            "WORKER_WORKFLOW_S3_ENDPOINT_URL": s3.url,
             "WORKER_WORKFLOW_SECRETS": "E2E_SLACK_TOKEN", "E2E_SLACK_TOKEN": ENV_SLACK_TOKEN,
             **{f"WORKER_WORKFLOW_{name.upper()}": url for name, url in llm_apis.settings().items()}})
         yield running
@@ -1029,6 +1041,86 @@ def test_claude_v3_and_gemini_v4_with_own_keys_answer_into_a_classifier_and_a_de
     assert not [key for key in keys.values() if key in status or key in json.dumps(outputs)]
 
 
+def test_meta_vlm_detects_and_spacexai_classifies_a_rate_limited_frame_into_parsers(
+        stack: Stack, short_clip: str, llm_apis: FakeLlmApis) -> None:
+    """meta_vlm@v1 (Muse object detection through the operator's OpenRouter, into vlm_as_detector@v2's muse parser)
+    and spacexai@v1 (classification through the operator's xAI, WORKER_WORKFLOW_XAI_API_URL, into
+    vlm_as_classifier@v2), gated by a rate limiter, each with the user's own key: Roboflow's proxy key is refused at
+    INIT naming the field, and neither key reaches outputs or status."""
+    keys = {"muse_key": "sk-or-v1-e2e-muse-secret", "grok_key": "xai-e2e-grok-secret"}
+    workflow = {
+        "version": "1.0",
+        "inputs": [{"type": "WorkflowImage", "name": "image"},
+                   *({"type": "WorkflowParameter", "name": name} for name in keys)],
+        "steps": [
+            {"type": "roboflow_core/rate_limiter@v1", "name": "limit", "cooldown_seconds": 3600,
+             "depends_on": "$inputs.image", "next_steps": ["$steps.muse", "$steps.grok"]},
+            {"type": "roboflow_core/meta_vlm@v1", "name": "muse", "images": "$inputs.image",
+             "task_type": "object-detection", "classes": ["person", "bag"], "api_key": "$inputs.muse_key"},
+            {"type": "roboflow_core/vlm_as_detector@v2", "name": "boxes", "image": "$inputs.image",
+             "vlm_output": "$steps.muse.output", "classes": "$steps.muse.classes", "model_type": "muse",
+             "task_type": "object-detection"},
+            {"type": "roboflow_core/spacexai@v1", "name": "grok", "images": "$inputs.image",
+             "task_type": "classification", "classes": ["people", "empty"], "api_key": "$inputs.grok_key",
+             "reasoning_effort": "low"},
+            {"type": "roboflow_core/vlm_as_classifier@v2", "name": "scene", "image": "$inputs.image",
+             "vlm_output": "$steps.grok.output", "classes": "$steps.grok.classes"},
+            {"type": "roboflow_core/property_definition@v1", "name": "top_class", "data": "$steps.scene.predictions",
+             "operations": [{"type": "ClassificationPropertyExtract", "property_name": "top_class"}]},
+        ],
+        "outputs": [{"type": "JsonField", "name": "boxes", "selector": "$steps.boxes.predictions"},
+                    {"type": "JsonField", "name": "thinking", "selector": "$steps.muse.thinking"},
+                    {"type": "JsonField", "name": "grok", "selector": "$steps.grok.output"},
+                    {"type": "JsonField", "name": "top_class", "selector": "$steps.top_class.output"}],
+    }
+    refused = call(stack.port, wf.init(short_clip, workflow, muse_key=keys["muse_key"],
+                                       grok_key="rf_key:account"))["response"]
+    assert (refused["status"], refused["error_type"]) == ("failure", "invalid_payload"), refused
+    assert refused["error_message"].startswith("field 'processing_configuration.workflow_specification.steps[3]"
+                                               ".api_key': an api_key of the form 'rf_key:...' asks for Roboflow's "
+                                               "API proxy"), refused
+    assert "give your own xAI API key" in refused["error_message"]
+    texts = dict(llm_apis.text)
+    llm_apis.text["openrouter"] = '[{"label": "person", "x_min": 100, "y_min": 200, "x_max": 400, "y_max": 900}]'
+    llm_apis.text["xai"] = '```json\n{"class_name": "people", "confidence": 0.9}\n```'
+    before = len(llm_apis.requests)
+    try:
+        pipeline_id, outputs = run_to_end(stack, wf.init(short_clip, workflow, **keys))
+    finally:
+        llm_apis.text.update(texts)
+
+    assert len(outputs) == 20 and not [o for o in outputs if "workflow_errors" in o], outputs[0]
+    first, *rest = outputs
+    assert (first["grok"], first["top_class"], first["thinking"]) == (
+        '```json\n{"class_name": "people", "confidence": 0.9}\n```', "people", "")
+    width, height = first["boxes"]["image"]["width"], first["boxes"]["image"]["height"]
+    [person] = first["boxes"]["predictions"]  # 0-1000 of the frame
+    assert (person["class"], person["class_id"]) == ("person", 0)
+    assert (person["x"], person["y"], person["width"], person["height"]) == pytest.approx(
+        (0.25 * width, 0.55 * height, 0.3 * width, 0.7 * height), abs=1)
+    assert all(o["boxes"] is None and o["grok"] is None for o in rest), "rate limited"
+    by = {r.provider: r for r in llm_apis.requests[before:]}
+    assert len(llm_apis.requests) - before == 2 and set(by) == {"openrouter", "xai"}
+    assert by["openrouter"].headers["authorization"] == f"Bearer {keys['muse_key']}"
+    muse = by["openrouter"].json()
+    assert (muse["model"], muse["reasoning"], muse["max_tokens"], muse["provider"]) == (
+        "meta/muse-spark-1.2", {"effort": "low"}, 2048, {"data_collection": "deny"})
+    picture, asked = muse["messages"][0]["content"]
+    assert asked["text"].startswith("You are an object grounding expert. Detect all objects in this image matching "
+                                    "these labels: person, bag.")
+    assert (by["xai"].path, by["xai"].headers["authorization"]) == ("/xai/v1/responses", f"Bearer {keys['grok_key']}")
+    grok = by["xai"].json()
+    assert (grok["model"], grok["store"], grok["reasoning"]) == ("grok-4.6", False, {"effort": "low"})
+    assert grok["instructions"].startswith("You act as single-class classification model.")
+    frame = next(read_frames(Path(short_clip), 1))
+    for url in (picture["image_url"]["url"], grok["input"][0]["content"][1]["image_url"]):  # the first frame
+        data = url.removeprefix("data:image/jpeg;base64,")
+        sent = cv2.imdecode(np.frombuffer(base64.b64decode(data), np.uint8), cv2.IMREAD_COLOR)
+        assert sent.shape == frame.shape and float(np.abs(sent.astype(int) - frame.astype(int)).mean()) < 4
+    status = json.dumps(call(stack.port, {"type": "status", "pipeline_id": pipeline_id}))
+    assert not [key for key in keys.values() if key in status or key in json.dumps(outputs)]
+
+
 def test_a_twilio_sms_carries_the_count_once(stack: Stack, short_clip: str, twilio: HttpRecorder) -> None:
     pipeline_id, outputs = run_to_end(stack, wf.init(short_clip, wf.sms(), sid="AC-e2e", token="twilio-e2e-secret"))
 
@@ -1105,6 +1197,33 @@ def test_csv_rows_are_written_by_a_local_file_sink_under_its_root(stack: Stack, 
     rows = written.read_text().splitlines()
     assert rows[0].split(",") == ["people", "timestamp"] and len(rows) == 1 + len(outputs)
     assert all(int(row.split(",")[0]) >= 1 for row in rows[1:])
+
+
+def test_annotated_frames_and_detections_are_uploaded_to_an_s3_bucket(stack: Stack, short_clip: str,
+                                                                      s3: FakeS3) -> None:
+    pipeline_id, outputs = run_to_end(stack, wf.init(short_clip, wf.s3_upload(), bucket="camera-results",
+                                                     key_id=S3_KEY_ID, secret=S3_SECRET))
+
+    assert len(outputs) == 20 and not [o for o in outputs if "workflow_errors" in o], outputs[0]
+    assert s3.refusals == [], s3.refusals[:1]
+    frames = s3.objects("camera-results", "gate/frames/")
+    assert [o["frames"] for o in outputs] == [
+        {"error_status": False, "message": f"Data saved successfully to s3://camera-results/{key}"}
+        for key in sorted(frames)], "one JPEG object per frame, in frame order"
+    shape = next(read_frames(Path(short_clip), 1)).shape
+    for stored in frames.values():
+        assert stored.key.startswith("gate/frames/frame_") and stored.headers["content-type"] == "image/jpeg"
+        assert cv2.imdecode(np.frombuffer(stored.body, np.uint8), cv2.IMREAD_COLOR).shape == shape
+    logs = s3.objects("camera-results", "gate/results/")
+    assert len(logs) == 2 and all(key.endswith(".jsonl") for key in logs), "a new log object every 10 frames"
+    lines = [json.loads(line) for key in sorted(logs) for line in logs[key].body.decode().splitlines()]
+    assert [len(line["predictions"]) for line in lines] == [len(o["people"]["predictions"]) for o in outputs]
+    assert sum(len(line["predictions"]) for line in lines) > 0
+    assert all(o["log"]["error_status"] is False for o in outputs)
+    for put in s3.puts:  # every request signed for the step's region with the parameters' key
+        assert (put.authorization["key_id"], put.authorization["region"]) == (S3_KEY_ID, "eu-west-1")
+    report = json.dumps(call(stack.port, {"type": "status", "pipeline_id": pipeline_id}))
+    assert not any(secret in report + json.dumps(outputs) for secret in (S3_KEY_ID, S3_SECRET))
 
 
 def test_slicer_and_stitch(stack: Stack, short_clip: str) -> None:

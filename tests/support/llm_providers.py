@@ -4,10 +4,11 @@
 (``/v1/messages``) and Gemini's ``generateContent``
 (``/v1beta/models/<model>:generateContent``), OpenRouter's chat completions (``/api/v1/chat/completions``),
 an OpenAI-compatible server's (``/compatible/v1/chat/completions``: ``compatible_url`` is its base URL),
-and Google Cloud Vision's ``/v1/images:annotate``. It records every
+Google Cloud Vision's ``/v1/images:annotate`` and xAI's Responses API (``/xai/v1/responses``: answered as OpenAI's,
+its errors as xAI writes them: ``{"code", "error": "<message>"}``). It records every
 request; the test sets the answer's text (Vision's: the whole answer, ``vision``), an HTTP error status (answered
-with the provider's error object, which echoes the key as some providers do), a raw body (malformed JSON) or a delay
-(a timeout)."""
+with the provider's error object, which echoes the key as some providers do), a raw body (malformed JSON), a delay
+(a timeout) or the next few answers (``replies``: e.g. a refusal, then an answer)."""
 
 import json
 import threading
@@ -19,7 +20,7 @@ from typing import Any
 @dataclass
 class LlmRequest:
     provider: str  # "openai", "anthropic", "gemini", "google_vision", "openrouter", "openai_compatible",
-    # "openai_responses"
+    # "openai_responses", "xai"
     path: str
     headers: dict[str, str]  # lower-case names
     body: bytes
@@ -35,6 +36,8 @@ def provider_of(path: str) -> str | None:
         return "openai_responses"
     if path == "/api/v1/chat/completions":
         return "openrouter"
+    if path == "/xai/v1/responses":  # xAI's Responses API (spacexai; its base URL ends in /v1 as xAI's does)
+        return "xai"
     if path == "/compatible/v1/chat/completions":  # an OpenAI-compatible server (openai_compatible's base_url)
         return "openai_compatible"
     if path == "/v1/messages":
@@ -56,7 +59,7 @@ def answer(provider: str, text: str, stop: str | None = None) -> dict[str, Any]:
         return {"id": "gen-1", "object": "chat.completion", "provider": "Moonshot AI", "model": "moonshotai/kimi-k2.6",
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                              "finish_reason": stop or "stop"}]}
-    if provider == "openai_responses":  # a reasoning item, then the message ("split": its text in two parts);
+    if provider in ("openai_responses", "xai"):  # a reasoning item, then the message ("split": its text in two parts);
         # stop "failed": a failed response; any other: incomplete for that reason (e.g. "max_output_tokens")
         half = len(text) // 2
         parts = [text[:half], text[half:]] if stop == "split" else [text]
@@ -87,6 +90,8 @@ def error_body(provider: str, status: int, key: str) -> dict[str, Any]:
                           "metadata": {"provider_name": "Alibaba", "raw": f"upstream says {status} for key {key}"}}}
     if provider == "openrouter":
         return {"error": {"code": status, "message": message}}
+    if provider == "xai":
+        return {"code": "Client specified an invalid argument", "error": message}
     return {"error": {"message": message, "type": "invalid_request_error", "code": "invalid_api_key"}}
 
 
@@ -96,11 +101,14 @@ class FakeLlmApis:
         self.text: dict[str, str] = {"openai": "openai says hi", "anthropic": "claude says hi", "gemini": "gemini hi",
                                      "openrouter": "openrouter says hi", "openai_compatible": "compatible says hi"}
         self.text["openai_responses"] = "responses says hi"
+        self.text["xai"] = "grok says hi"
         self.stop: str | None = None
         # Google Cloud Vision's images:annotate answer (tests/support/google_vision.py builds them); no text here.
         self.vision: dict[str, Any] = {"responses": [{}]}
         self.status = 200
         self.raw: bytes | None = None
+        # Answers given first, one per request, before any of the above: (HTTP status, JSON body).
+        self.replies: list[tuple[int, Any]] = []
         self.delay = 0.0
         self._release = threading.Event()
         self._received = threading.Condition()
@@ -118,6 +126,9 @@ class FakeLlmApis:
                     fake._release.wait(fake.delay)
                 if provider is None:
                     status, reply = 404, b"{}"
+                elif fake.replies:
+                    status, canned = fake.replies.pop(0)
+                    reply = json.dumps(canned).encode()
                 elif fake.raw is not None:
                     status, reply = fake.status, fake.raw
                 elif fake.status >= 400:
@@ -158,7 +169,8 @@ class FakeLlmApis:
     def settings(self) -> dict[str, str]:
         """The worker's settings pointing each provider here (SinkSettings field -> URL)."""
         return {"openai_api_url": f"{self.url}/v1", "anthropic_api_url": self.url, "gemini_api_url": self.url,
-                "google_vision_api_url": self.url, "openrouter_api_url": f"{self.url}/api/v1"}
+                "google_vision_api_url": self.url, "openrouter_api_url": f"{self.url}/api/v1",
+                "xai_api_url": f"{self.url}/xai/v1"}
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[LlmRequest]:
         with self._received:

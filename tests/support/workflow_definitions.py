@@ -280,6 +280,32 @@ def csv_log(directory: str) -> dict[str, Any]:
     }
 
 
+def s3_upload() -> dict[str, Any]:
+    """To an S3 bucket: each frame with its people boxed, as a JPEG object, and each frame's detections as a JSON
+    line of an append log (a new object every 10 frames); the bucket and the keys are parameters."""
+    store = {"bucket_name": "$inputs.bucket", "aws_access_key_id": "$inputs.key_id",
+             "aws_secret_access_key": "$inputs.secret", "aws_region": "eu-west-1"}
+    return {
+        "version": "1.0",
+        "inputs": [IMAGE, *({"type": "WorkflowParameter", "name": name} for name in ("bucket", "key_id", "secret"))],
+        "steps": [
+            detect(confidence=0.3, class_filter=["person"]),
+            {"type": "roboflow_core/bounding_box_visualization@v1", "name": "boxes", "image": "$inputs.image",
+             "predictions": "$steps.model.predictions"},
+            {"type": "roboflow_core/property_definition@v1", "name": "results", "data": "$steps.model.predictions",
+             "operations": [{"type": "DetectionsToDictionary"}, {"type": "ConvertDictionaryToJSON"}]},
+            {"type": "roboflow_core/s3_sink@v1", "name": "frames", "content": "$steps.boxes.image",
+             "output_mode": "separate_files", "s3_prefix": "gate/frames", "file_name_prefix": "frame", **store},
+            {"type": "roboflow_core/s3_sink@v1", "name": "log", "content": "$steps.results.output", "file_type": "json",
+             "output_mode": "append_log", "max_entries_per_file": 10, "s3_prefix": "gate/results/",
+             "file_name_prefix": "people", **store},
+        ],
+        "outputs": [{"type": "JsonField", "name": "frames", "selector": "$steps.frames.*"},
+                    {"type": "JsonField", "name": "log", "selector": "$steps.log.*"},
+                    {"type": "JsonField", "name": "people", "selector": "$steps.model.predictions"}],
+    }
+
+
 def sahi() -> dict[str, Any]:
     """image_slicer -> detection on every slice -> detections_stitch (NMS) back onto the frame."""
     return {

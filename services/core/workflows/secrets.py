@@ -16,7 +16,8 @@ from urllib.parse import parse_qsl, urlsplit
 from services.core.workflows.plan import WorkflowPlan
 
 _SECRET_NAME = re.compile(
-    r"auth|api[-_]?key|apikey|token|secret|passw|pwd|signature|cookie|credential|session|private[-_]?key|account[-_]?sid",
+    r"auth|api[-_]?key|apikey|token|secret|passw|pwd|signature|cookie|credential|session|private[-_]?key|account[-_]?sid"
+    r"|access[-_]?key",  # s3_sink's aws_access_key_id: half of the key pair, kept out of views as the rest
     re.IGNORECASE,
 )
 # "Bearer abc", "Basic abc", "Token abc": the credential after the scheme is a secret on its own too.

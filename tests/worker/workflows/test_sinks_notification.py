@@ -48,6 +48,8 @@ def test_a_refused_background_job_is_reported() -> None:
     ("Authorization", True), ("X-Api-Key", True), ("api_key", True), ("apikey", True), ("X-Auth-Token", True),
     ("client_secret", True), ("password", True), ("Cookie", True), ("X-Source", False), ("camera", False),
     ("slack_token", True), ("twilio_account_sid", True), ("twilio_auth_token", True), ("inside", False),
+    ("aws_access_key_id", True), ("aws_secret_access_key", True), ("aws_session_token", True), ("aws_region", False),
+    ("X-Access-Key", True), ("bucket_name", False),
 ])
 def test_credential_names(name: str, secret: bool) -> None:
     assert credentials.is_secret_name(name) is secret

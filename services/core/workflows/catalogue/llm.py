@@ -2,7 +2,9 @@
 ``reasoning_effort`` per model, ``max_tokens`` from 16 or null), ``anthropic_claude`` v1 and v2
 (Anthropic's messages API), ``google_gemini`` v1 and v2 (Gemini's ``generateContent``), and the blocks served by
 OpenRouter (OpenAI-style chat completions): ``llama_3_2_vision@v1``, ``llama_vision@v2``, ``openrouter@v1``,
-``kimi_openrouter`` v1 and v2, ``qwen3_5_openrouter@v1`` and ``qwen3_6_openrouter@v1``.
+``kimi_openrouter`` v1 and v2, ``qwen3_5_openrouter@v1``, ``qwen3_6_openrouter@v1`` and ``meta_vlm@v1`` (Meta's
+Muse models: a reasoning effort always sent, ``thinking`` output); ``spacexai@v1`` (xAI's Grok models, xAI's
+Responses API with the user's own key).
 
 Field names, defaults, choices and outputs follow the reference's manifests
 (``core_steps/models/foundation/{openai,anthropic_claude,google_gemini}``). Each task type needs what the
@@ -12,7 +14,7 @@ a selector counts as given (the worker checks its value on each frame).
 There is no Roboflow API here, so the reference's proxy (an ``api_key`` of the form ``rf_key:account`` or
 ``rf_key:user:<id>``, open_ai v3's, v4's and v5's default) cannot be used: such a key is refused at INIT, naming
 the field (one fed by a selector fails the step on that frame instead). The URL each provider is called at is the worker
-operator's (``WORKER_WORKFLOW_{OPENAI,ANTHROPIC,GEMINI,OPENROUTER}_API_URL``), never the workflow's.
+operator's (``WORKER_WORKFLOW_{OPENAI,ANTHROPIC,GEMINI,OPENROUTER,XAI}_API_URL``), never the workflow's.
 
 The OpenRouter blocks of the reference's second generation (``llama_vision@v2``, ``kimi_openrouter@v2``,
 ``openrouter@v1``) default ``api_key`` to that proxy (``rf_key:account``): here a key must be given. Their
@@ -61,6 +63,8 @@ KIMI_V1 = "roboflow_core/kimi_openrouter@v1"
 KIMI_V2 = "roboflow_core/kimi_openrouter@v2"
 QWEN3_5_V1 = "roboflow_core/qwen3_5_openrouter@v1"
 QWEN3_6_V1 = "roboflow_core/qwen3_6_openrouter@v1"
+META_VLM_V1 = "roboflow_core/meta_vlm@v1"  # Meta's Muse models, through OpenRouter
+SPACEXAI_V1 = "roboflow_core/spacexai@v1"  # xAI's Grok models, through xAI's Responses API
 OPEN_AI_V1 = "roboflow_core/open_ai@v1"
 LMM_V1 = "roboflow_core/lmm@v1"
 LMM_CLASSIFIER_V1 = "roboflow_core/lmm_for_classification@v1"
@@ -192,6 +196,18 @@ OPENROUTER_MODELS: dict[str, dict[str, str]] = {
     LLAMA_V1: LLAMA_V1_MODELS, LLAMA_V2: LLAMA_V2_MODELS, KIMI_V1: KIMI_MODELS, KIMI_V2: KIMI_MODELS,
     QWEN3_5_V1: QWEN3_5_MODELS, QWEN3_6_V1: QWEN3_6_MODELS,
 }
+# meta_vlm@v1: the manifest's Muse names -> OpenRouter's slugs; its reasoning efforts (Muse models refuse to answer
+# without reasoning, so one is always sent) and max_tokens' default (null: that default too).
+META_MODELS: dict[str, str] = {
+    "Muse Spark 1.1": "meta/muse-spark-1.1",
+    "Muse Spark 1.2": "meta/muse-spark-1.2",
+    "Muse Glimmer": "meta/muse-glimmer-30b",
+}
+META_REASONING_EFFORTS = ("low", "medium", "high")
+META_DEFAULT_MAX_TOKENS = 2048
+# spacexai@v1: the Grok models (sent as named) and the reasoning efforts the manifest offers.
+XAI_MODELS = ("grok-4.6", "grok-4.5")
+XAI_REASONING_EFFORTS = ("low", "high")
 # The second generation's privacy_level -> OpenRouter's provider preferences (None: none sent).
 PRIVACY_LEVELS: dict[str, dict[str, Any] | None] = {
     "allow": None,
@@ -440,6 +456,48 @@ OPENROUTER_BLOCKS = (
                 managed=False),
 )
 
+# meta_vlm@v1 (Meta's Muse models through OpenRouter): the second generation's key and privacy_level, a reasoning
+# effort, max_tokens 2048 and no temperature unless given; ``thinking`` is the model's reasoning.
+META_VLM = BlockSpec(
+    names=(META_VLM_V1,),
+    family="llm",
+    fields=(
+        image_field("images", ("image",)),
+        _model_name(META_MODELS, "Muse Spark 1.2"),
+        Field("task_type", literal="str", default=UNCONSTRAINED, choices=TASKS_WITH_DETECTION),
+        Field("prompt", kinds=(kinds.STRING,), literal="optional_str", default=None),
+        Field("output_structure", literal="llm_output_structure", default=None),
+        Field("classes", kinds=(kinds.LIST_OF_VALUES,), literal="str_list", default=None),
+        Field("reasoning_effort", literal="str", default="low", choices=META_REASONING_EFFORTS),
+        Field("max_tokens", literal="llm_max_tokens_over_1", default=META_DEFAULT_MAX_TOKENS),  # null: the default
+        Field("temperature", kinds=(kinds.FLOAT,), literal="llm_temperature_2", default=None),
+        Field("api_key", kinds=(kinds.STRING, kinds.SECRET), literal="str", default="rf_key:account"),
+        Field("privacy_level", literal="str", default="deny", choices=tuple(PRIVACY_LEVELS)),
+        _CONCURRENCY,
+    ),
+    outputs={**_OUTPUTS, "thinking": (kinds.STRING,)},
+    check=_task_requirements("OpenRouter"),
+)
+
+# spacexai@v1 (xAI's Grok models, xAI's Responses API): a key of the user's own is required (the reference offers
+# Roboflow's proxy only where its operator enables it, off by default; refused here in any case).
+SPACEXAI = BlockSpec(
+    names=(SPACEXAI_V1,),
+    family="llm",
+    fields=(
+        *_common(TASKS_WITH_DETECTION),
+        _model(XAI_MODELS, "grok-4.6"),
+        Field("reasoning_effort", kinds=(kinds.STRING,), literal="optional_str", default=None,
+              choices=XAI_REASONING_EFFORTS),
+        Field("max_tokens", literal="llm_max_output_tokens", default=None),
+        Field("temperature", kinds=(kinds.FLOAT,), literal="llm_temperature_2", default=None),
+        _CONCURRENCY,
+    ),
+    outputs=_OUTPUTS,
+    check=_task_requirements("xAI"),
+)
+
+
 def _legacy_outputs(format_field: str) -> Callable[[Mapping[str, Any]], dict[str, tuple[str, ...]]]:
     """open_ai@v1's and lmm@v1's outputs: their own, then one of any kind per field of their JSON format."""
     def outputs(step: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
@@ -636,6 +694,8 @@ BLOCKS = (
     _gemini_v2(GEMINI_V3, GEMINI_V3_MODELS, current=True),
     _gemini_v2(GEMINI_V4, GEMINI_V3_MODELS, current=True),
     *OPENROUTER_BLOCKS,
+    META_VLM,
+    SPACEXAI,
     *FIRST_GENERATION_BLOCKS,
     OPENAI_COMPATIBLE,
 )

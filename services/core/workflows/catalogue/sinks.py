@@ -1,4 +1,4 @@
-"""Sink blocks: webhook, local file, e-mail (SMTP), Slack and Twilio SMS notifications.
+"""Sink blocks: webhook, local file, e-mail (SMTP), Slack and Twilio SMS notifications, S3 uploads.
 
 Field names, defaults and outputs follow the reference's manifests (``core_steps/sinks/...``).
 E-mail receivers are checked by a literal check registered here; ``CHECKS`` holds the query-language
@@ -10,8 +10,16 @@ here: that provider, given or left as the default, is refused at INIT, naming th
 instead ("Custom SMTP" / "Custom Twilio" and their fields). The custom provider's fields are optional in
 the manifests but required by it: one left out (or given as null or "") is refused at INIT; one fed by a
 step's output is checked when the step runs (the reference's ``error_status`` and message).
+
+``s3_sink@v1`` without ``aws_access_key_id`` or ``aws_secret_access_key`` would, in the reference, fall back to
+boto3's default credential chain (the server's environment, its ``~/.aws``, an instance role). There is none
+here: either left out (or given as null or "") is refused at INIT, naming the field; one fed by a step's output is
+checked when the step runs. Its ``content`` may also be an image (uploaded as a JPEG object), its bucket name and
+region are checked as S3 names them, and ``aws_session_token`` (not in the manifest) signs with temporary
+credentials.
 """
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -33,6 +41,13 @@ CUSTOM_SMTP = "Custom SMTP"
 CUSTOM_TWILIO = "Custom Twilio"
 SMTP_FIELDS = ("sender_email", "smtp_server", "sender_email_password")  # what Custom SMTP needs
 TWILIO_FIELDS = ("twilio_account_sid", "twilio_auth_token", "sender_number")  # what Custom Twilio needs
+S3_SINK = "roboflow_core/s3_sink@v1"
+S3_CREDENTIALS = ("aws_access_key_id", "aws_secret_access_key")  # what s3_sink needs (no default chain here)
+# S3's bucket names (3 to 63 characters, lower case, digits, dots, hyphens), widened to the legacy ones (up to
+# 255, upper case and underscores) some S3-compatible stores still accept; never a path's '/' or a dot segment.
+S3_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{2,254}")
+# A region as AWS (us-east-1) and S3-compatible stores (MinIO's us-east-1, R2's auto, Ceph's default) name it.
+S3_REGION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 def is_media_urls(value: Any) -> bool:
@@ -54,6 +69,10 @@ _LITERAL_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "bounded_cooldown": (lambda value: is_int(value) and 0 <= value <= MAX_COOLDOWN_S,
                          f"an integer from 0 to {MAX_COOLDOWN_S} (seconds)"),
     "optional_media_urls": (is_media_urls, "a URL, a list of URLs or null"),
+    "s3_bucket": (lambda value: isinstance(value, str) and S3_BUCKET.fullmatch(value) is not None,
+                  "an S3 bucket name (3 to 255 letters, digits, '.', '-' or '_', starting with a letter or digit)"),
+    "optional_s3_region": (lambda value: value is None or (isinstance(value, str) and (
+        value == "" or S3_REGION.fullmatch(value) is not None)), "a region name such as 'us-east-1', or null"),
 }
 register_literals(_LITERAL_CHECKS)
 
@@ -87,6 +106,15 @@ def _custom_provider_only(field: str, custom: str, needed: tuple[str, ...],
                 raise InvalidPayloadError(f"field '{path}.{name}' is required when {field} is {custom!r} "
                                           f"(give {_listed(needed)})")
     return check
+
+
+def _s3_credentials_given(params: Mapping[str, Any], path: str) -> None:
+    for name in S3_CREDENTIALS:
+        if is_missing(params[name]):
+            raise InvalidPayloadError(
+                f"field '{path}.{name}' is required here: this worker has no default AWS credential chain (the "
+                f"reference falls back to boto3's); give {_listed(S3_CREDENTIALS)}, e.g. from WorkflowParameters or "
+                "an environment_secrets_store step")
 
 
 def _listed(names: tuple[str, ...]) -> str:
@@ -244,6 +272,27 @@ BLOCKS = (
         ),
         outputs=_NOTIFICATION_OUTPUTS,
         check=_custom_provider_only("sms_provider", CUSTOM_TWILIO, TWILIO_FIELDS, "SMS"),
+    ),
+    BlockSpec(
+        names=(S3_SINK,),
+        family="sinks",
+        fields=(
+            # A string (a formatter's CSV or JSON, any text), or an image: one JPEG object (not in the manifest).
+            Field("content", kinds=(kinds.STRING, kinds.IMAGE), literal=None),
+            Field("file_type", literal="str", default="csv", choices=("csv", "json", "txt")),
+            Field("output_mode", literal="str", choices=("append_log", "separate_files")),
+            Field("bucket_name", kinds=(kinds.STRING,), literal="s3_bucket"),
+            Field("s3_prefix", kinds=(kinds.STRING,), literal="str", default=""),
+            Field("file_name_prefix", kinds=(kinds.STRING,), literal="str", default="workflow_output"),
+            # The manifest's selector takes the string kind here (sic), as local_file_sink's; the worker checks it.
+            Field("max_entries_per_file", kinds=(kinds.INTEGER, kinds.STRING), literal="positive_int", default=1024),
+            Field("aws_access_key_id", kinds=_CREDENTIAL_KINDS, literal="optional_str", default=None),
+            Field("aws_secret_access_key", kinds=_CREDENTIAL_KINDS, literal="optional_str", default=None),
+            Field("aws_region", kinds=(kinds.STRING,), literal="optional_s3_region", default=None),
+            Field("aws_session_token", kinds=_CREDENTIAL_KINDS, literal="optional_str", default=None),
+        ),
+        outputs=_FILE_OUTPUTS,
+        check=_s3_credentials_given,
     ),
 )
 

@@ -47,6 +47,11 @@ class SinkSettings:
     slack_api_url: str = "https://slack.com/api"
     # The Twilio REST API's (twilio_sms_notification): <base>/2010-04-01/Accounts/<sid>/Messages.json
     twilio_api_url: str = "https://api.twilio.com"
+    # The S3 endpoint s3_sink uploads to (path style: <endpoint>/<bucket>/<key>): an S3-compatible store's (MinIO,
+    # Ceph, ...); "" for AWS's regional endpoint, https://s3.<region>.amazonaws.com. The region a step gives
+    # (aws_region), else this one, names the endpoint and signs the requests.
+    s3_endpoint_url: str = ""
+    s3_region: str = "us-east-1"
     # The hosted LLM APIs the open_ai, anthropic_claude and google_gemini blocks call (their paths below these:
     # <openai>/chat/completions, <anthropic>/v1/messages, <gemini>/v1beta/models/<model>:generateContent), and how
     # long one of their requests may take before the step fails on that frame.
@@ -55,6 +60,8 @@ class SinkSettings:
     gemini_api_url: str = "https://generativelanguage.googleapis.com"
     # OpenRouter's (OpenAI's chat completions: <openrouter>/chat/completions), for the blocks it serves.
     openrouter_api_url: str = "https://openrouter.ai/api/v1"
+    # xAI's (its Responses API: <xai>/responses), for the spacexai block.
+    xai_api_url: str = "https://api.x.ai/v1"
     # Google Cloud Vision's (google_vision_ocr: <base>/v1/images:annotate), within the same timeout.
     google_vision_api_url: str = "https://vision.googleapis.com"
     llm_api_timeout: float = 60.0

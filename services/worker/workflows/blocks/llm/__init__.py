@@ -1,6 +1,7 @@
 """Hosted LLM / VLM blocks: OpenAI, Anthropic Claude, Google Gemini and the models OpenRouter serves (``client``:
-what they share; ``prompts``: what each task type asks; ``openai_responses``: open_ai v4/v5), the first-generation
-GPT-4V blocks (``legacy``) and any OpenAI-compatible server the workflow names (``openai_compatible``)."""
+what they share; ``prompts``: what each task type asks; ``openai_responses``: open_ai v4/v5; ``meta``: Meta's Muse
+models through OpenRouter; ``xai``: xAI's Grok models), the first-generation GPT-4V blocks (``legacy``) and any
+OpenAI-compatible server the workflow names (``openai_compatible``)."""
 
 from services.core.workflows.catalogue import llm as catalogue
 from services.worker.workflows.blocks.base import BlockFactory
@@ -8,6 +9,7 @@ from services.worker.workflows.blocks.llm.anthropic import ClaudeBlockV1, Claude
 from services.worker.workflows.blocks.llm.gemini import GeminiBlockV1, GeminiBlockV2
 from services.worker.workflows.blocks.llm.gemini_v3 import GeminiBlockV3, GeminiBlockV4
 from services.worker.workflows.blocks.llm.legacy import LmmBlockV1, LmmForClassificationBlockV1, OpenAiBlockV1
+from services.worker.workflows.blocks.llm.meta import MetaVlmBlock
 from services.worker.workflows.blocks.llm.openai import OpenAiBlock, OpenAiBlockV3
 from services.worker.workflows.blocks.llm.openai_compatible import OpenAiCompatibleBlock
 from services.worker.workflows.blocks.llm.openai_responses import OpenAiResponsesBlock, OpenAiResponsesBlockV5
@@ -20,6 +22,7 @@ from services.worker.workflows.blocks.llm.openrouter import (
     Qwen35Block,
     Qwen36Block,
 )
+from services.worker.workflows.blocks.llm.xai import SpaceXaiBlock
 
 BLOCKS: dict[str, BlockFactory] = {
     catalogue.OPEN_AI_V2: OpenAiBlock,
@@ -40,6 +43,8 @@ BLOCKS: dict[str, BlockFactory] = {
     catalogue.KIMI_V2: KimiBlockV2,
     catalogue.QWEN3_5_V1: Qwen35Block,
     catalogue.QWEN3_6_V1: Qwen36Block,
+    catalogue.META_VLM_V1: MetaVlmBlock,
+    catalogue.SPACEXAI_V1: SpaceXaiBlock,
     catalogue.OPEN_AI_V1: OpenAiBlockV1,
     catalogue.LMM_V1: LmmBlockV1,
     catalogue.LMM_CLASSIFIER_V1: LmmForClassificationBlockV1,

@@ -37,7 +37,21 @@ _DETAIL_CHARS = 300  # of the provider's own error message, in ours
 
 
 class ProviderError(RuntimeError):
-    """A hosted model's call failed (the message names the provider, never the key)."""
+    """A hosted model's call failed (the message names the provider, never the key). ``status``: the HTTP status
+    of an error answer (None: no such answer, e.g. a timeout)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def rejects_reasoning(error: ProviderError, markers: tuple[str, ...]) -> bool:
+    """Whether the API refused the request's ``reasoning`` (a client error, HTTP 4xx, whose message names reasoning
+    and one of ``markers``): the reference then asks once more without it. Never for a timeout or a server error,
+    where a second, billed request would be asked for a passing problem."""
+    message = str(error).lower()
+    return error.status is not None and 400 <= error.status < 500 and "reasoning" in message and any(
+        marker in message for marker in markers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +176,7 @@ class HostedApi(OperatorApi):
             raise self._error(f"could not be reached: {type(exc).__name__}: {exc}") from None
         if response.is_error:
             raise self._error(f"answered HTTP {response.status_code} {response.reason_phrase}"
-                              f"{self._detail(response)}")
+                              f"{self._detail(response)}", response.status_code)
         try:
             answer = response.json()
         except ValueError:
@@ -182,5 +196,5 @@ class HostedApi(OperatorApi):
             return ""
         return f": {message[:_DETAIL_CHARS]}"
 
-    def _error(self, what: str) -> ProviderError:
-        return ProviderError(redact_text(f"{self._provider} API {what}", (self._key,)))
+    def _error(self, what: str, status: int | None = None) -> ProviderError:
+        return ProviderError(redact_text(f"{self._provider} API {what}", (self._key,)), status)

@@ -160,25 +160,28 @@ def responses_request(key: str, model: str, instructions: str | None, content: l
     return ApiRequest("/responses", body, {"Authorization": f"Bearer {key}"})
 
 
-def answer_text(answer: dict[str, Any], key: str) -> str:
-    """The answer's text, or :class:`ProviderError` for an answer that did not finish or has none."""
+def answer_text(answer: dict[str, Any], key: str, provider: str = "OpenAI") -> str:
+    """The answer's text, or :class:`ProviderError` (naming ``provider``: xAI's API answers alike) for an answer that
+    did not finish or has none."""
     status = answer.get("status")
     if status == "failed":
         error = answer.get("error")
         error = error if isinstance(error, dict) else {}
         what = f"{error.get('code', 'unknown')}: {str(error.get('message', 'unknown error'))[:_MESSAGE_CHARS]}"
-        raise ProviderError(redact_text(f"OpenAI API request failed: {what}", (key,)))
+        raise ProviderError(redact_text(f"{provider} API request failed: {what}", (key,)))
     if status == "cancelled":
-        raise ProviderError("OpenAI API request was cancelled")
+        raise ProviderError(f"{provider} API request was cancelled")
     if status == "incomplete":
         details = answer.get("incomplete_details")
         reason = details.get("reason") if isinstance(details, dict) else None
         if reason == "max_output_tokens":
-            raise ProviderError("OpenAI API stopped the answer at the max_tokens limit: raise max_tokens for a "
+            raise ProviderError(f"{provider} API stopped the answer at the max_tokens limit: raise max_tokens for a "
                                 "complete answer")
-        raise ProviderError(redact_text(f"OpenAI API answered incompletely: {str(reason)[:_MESSAGE_CHARS]}", (key,)))
+        raise ProviderError(redact_text(f"{provider} API answered incompletely: {str(reason)[:_MESSAGE_CHARS]}",
+                                        (key,)))
     if status not in ("completed", "in_progress", "queued", None):
-        raise ProviderError(redact_text(f"OpenAI API answered with an unexpected status: {str(status)[:80]}", (key,)))
+        raise ProviderError(redact_text(f"{provider} API answered with an unexpected status: {str(status)[:80]}",
+                                        (key,)))
     items = answer.get("output")
     messages = [item for item in items if isinstance(item, dict) and item.get("type") == "message"] \
         if isinstance(items, list) else []
@@ -186,7 +189,7 @@ def answer_text(answer: dict[str, Any], key: str) -> str:
     joined = "".join(part["text"] for part in parts if part.get("type") == "output_text"
                      and isinstance(part.get("text"), str))
     if not joined:
-        raise ProviderError("OpenAI API answered with no text content")
+        raise ProviderError(f"{provider} API answered with no text content")
     return joined
 
 

@@ -4,6 +4,10 @@ Markdown code blocks, Gemini gets a text with every image, Claude's detection pr
 The OpenRouter blocks ask as OpenAI's do, and forbid discussing a JSON answer; the reference's first-generation
 OpenRouter blocks (``openrouter_v1``: llama_3_2_vision@v1, kimi_openrouter@v1, qwen3_5/qwen3_6_openrouter@v1) keep
 the VQA instruction's "questionsubmitted", which its shared OpenRouter prompts (``openrouter``) corrected.
+Two blocks ask for object detection in their own format: meta_vlm@v1 (``muse``: a JSON array of labels with corners
+on a 0-1000 scale; its other prompts are the OpenRouter ones, the instruction and the text joined by a blank line in
+one user text, no system message) and spacexai@v1 (``xai``: ``box_2d`` corners in percent; its other prompts are
+open_ai v4's).
 
 The texts are the reference's, word for word (its typos too: the model reads them, so changing one changes the
 answers users get compared with the reference).
@@ -15,10 +19,25 @@ from typing import Any, Literal
 
 from services.core.workflows.catalogue import llm as catalogue
 
-Dialect = Literal["openai", "claude", "gemini", "openrouter", "openrouter_v1", "openai_responses"]
+Dialect = Literal["openai", "claude", "gemini", "openrouter", "openrouter_v1", "openai_responses", "muse", "xai"]
 # (openai_responses: open_ai v4/v5, OpenAI's wording with "question submitted" and plain JSON for detection)
-_MARKDOWN_JSON = frozenset({"openai", "openrouter", "openrouter_v1", "openai_responses"})  # JSON in Markdown blocks
-_VQA_SPACED_DIALECTS = frozenset({"openrouter", "openai_responses"})
+_MARKDOWN_JSON = frozenset({"openai", "openrouter", "openrouter_v1", "openai_responses", "xai"})  # JSON in Markdown
+_VQA_SPACED_DIALECTS = frozenset({"openrouter", "openai_responses", "xai"})
+# The detection prompts of meta_vlm@v1 and spacexai@v1 (the user's text, no instruction), {class_list} filled in.
+MUSE_DETECTION = (
+    "You are an object grounding expert. Detect all objects in this image matching these labels: {class_list}. "
+    "Ensure the objects accurately match the request and do not miss any objects. For each object, answer in the "
+    'format {{"label": "<name>", "x_min": <int>, "y_min": <int>, "x_max": <int>, "y_max": <int>}}. The coordinates '
+    "should be in the 0-1000 range. Return a JSON array of results. If you cannot find an object, omit it from the "
+    "results."
+)
+XAI_DETECTION = (
+    'Detect all objects in this image. Output a JSON list where each entry contains the text label in the key "label" '
+    'and the 2D bounding box in the key "box_2d". The "box_2d" value must be [x_min, y_min, x_max, y_max] as '
+    "percentages of image width and height (floats between 0 and 100). Return only the JSON list, with no extra "
+    "text. Only use these labels: {class_list}"
+)
+_OWN_DETECTION = {"muse": MUSE_DETECTION, "xai": XAI_DETECTION}
 _OPENROUTER = frozenset({"openrouter", "openrouter_v1"})
 
 
@@ -81,6 +100,12 @@ _DETECTION = (
 def build(dialect: Dialect, task_type: str, prompt: str | None, classes: list[str] | None,
           output_structure: dict[str, Any] | None) -> Prompt:
     """The prompt of ``task_type`` for one provider (its inputs already checked: what the task needs is there)."""
+    if task_type == catalogue.OBJECT_DETECTION and dialect in _OWN_DETECTION:
+        return Prompt(None, _OWN_DETECTION[dialect].format(class_list=", ".join(classes or [])), json_answer=True)
+    if dialect == "muse":  # the OpenRouter prompt as one text
+        asked = build("openrouter", task_type, prompt, classes, output_structure)
+        parts = [part for part in (asked.system, asked.text) if part is not None]
+        return Prompt(None, "\n\n".join(parts), asked.json_answer)
     gemini, markdown = dialect == "gemini", dialect in _MARKDOWN_JSON
     tail = _NO_DISCUSSION if dialect in _OPENROUTER else ""
     listed = f"List of all classes to be recognised by model: {', '.join(classes or [])}"
