@@ -26,6 +26,15 @@ _NMS = (
     Field("max_candidates", kinds=(kinds.INTEGER,), literal="positive_int", default=3000),
 )
 _CONFIDENCE = Field("confidence", kinds=(kinds.FLOAT_ZERO_TO_ONE,), literal="unit", default=0.4)
+
+
+def _confidence_mode(*modes: str) -> tuple[Field, Field]:
+    """The v3 models' threshold fields: ``confidence_mode`` (``modes``, the first the default) and the threshold
+    its "custom" mode uses."""
+    return (Field("confidence_mode", kinds=(kinds.STRING,), literal="str", default=modes[0], choices=modes),
+            Field("custom_confidence", kinds=(kinds.FLOAT_ZERO_TO_ONE,), literal="unit", default=0.4))
+
+
 _DETECTION_OUTPUTS_V1: dict[str, tuple[str, ...]] = {
     "inference_id": (kinds.INFERENCE_ID,),
     "predictions": (kinds.OBJECT_DETECTION,),
@@ -85,10 +94,7 @@ BLOCKS = (
         fields=(
             image_field("images", ("image",)), _MODEL_ID,
             # "best": the model's own recommended threshold (ours: the model metadata's, else 0.4).
-            Field("confidence_mode", kinds=(kinds.STRING,), literal="str", default="best",
-                  choices=("best", "default", "custom")),
-            Field("custom_confidence", kinds=(kinds.FLOAT_ZERO_TO_ONE,), literal="unit", default=0.4),
-            *_NMS, *_ACTIVE_LEARNING,
+            *_confidence_mode("best", "default", "custom"), *_NMS, *_ACTIVE_LEARNING,
         ),
         outputs={**_DETECTION_OUTPUTS_V1, "model_id": (kinds.MODEL_ID,)},
     ),
@@ -111,10 +117,7 @@ BLOCKS = (
         fields=(
             image_field("images", ("image",)), _MODEL_ID,
             # No "best" here, as in the reference's manifest: the top class decides a single-label result.
-            Field("confidence_mode", kinds=(kinds.STRING,), literal="str", default="default",
-                  choices=("default", "custom")),
-            Field("custom_confidence", kinds=(kinds.FLOAT_ZERO_TO_ONE,), literal="unit", default=0.4),
-            *_ACTIVE_LEARNING,
+            *_confidence_mode("default", "custom"), *_ACTIVE_LEARNING,
         ),
         outputs={**_CLASSIFICATION_OUTPUTS_V1, "model_id": (kinds.MODEL_ID,)},
     ),
@@ -138,10 +141,7 @@ BLOCKS = (
         fields=(
             image_field("images", ("image",)), _MODEL_ID,
             # "best": the reference's F1-optimal per-model thresholds; ours carry none, so 0.4 as "default".
-            Field("confidence_mode", kinds=(kinds.STRING,), literal="str", default="best",
-                  choices=("best", "default", "custom")),
-            Field("custom_confidence", kinds=(kinds.FLOAT_ZERO_TO_ONE,), literal="unit", default=0.4),
-            *_ACTIVE_LEARNING,
+            *_confidence_mode("best", "default", "custom"), *_ACTIVE_LEARNING,
         ),
         outputs={**_CLASSIFICATION_OUTPUTS_V1, "model_id": (kinds.MODEL_ID,)},
     ),
