@@ -14,6 +14,16 @@ from tests.support.llm_providers import FakeLlmApis
 from tests.worker.workflows.sink_support import InlineBackground, NoModels
 from tests.worker.workflows.visualization_support import workflow_image
 
+# A field each task type needs, for steps built to test every task type.
+TASK_FIELDS: dict[str, dict[str, Any]] = {
+    "unconstrained": {"prompt": "How many people?"},
+    "visual-question-answering": {"prompt": "How many people?"},
+    "classification": {"classes": ["cat", "dog"]},
+    "multi-label-classification": {"classes": ["cat", "dog"]},
+    "object-detection": {"classes": ["cat", "dog"]},
+    "structured-answering": {"output_structure": {"count": "how many people"}},
+}
+
 
 def make_env(apis: FakeLlmApis, **settings: Any) -> BlockEnvironment:
     """A worker's environment calling ``apis`` (``settings``: other SinkSettings, e.g. the allowed networks)."""

@@ -8,7 +8,6 @@ import base64
 import json
 import logging
 import re
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -45,13 +44,6 @@ PLATE = TextBlock.box("KX 4821", (100, 300, 260, 340))
 CORNER = TextBlock.box("EXIT", (0, 0, 80, 30))  # its top-left vertex is {} in the API's JSON
 # A tilted block of two paragraphs: the box is the extent of its four corners.
 TILTED = TextBlock((("NO", "PARKING"), ("AT", "ANY", "TIME")), ((400, 100), (600, 140), (590, 200), (390, 160)))
-
-
-@pytest.fixture
-def apis() -> Iterator[FakeLlmApis]:
-    server = FakeLlmApis()
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import base64
 import json
 import logging
 import re
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -33,13 +32,6 @@ CLASSES_TEXT = "List of all classes to be recognised by model: cat, dog"
 PROVIDERS = {"openai": ("roboflow_core/open_ai@v2", "OpenAI"),
              "anthropic": ("roboflow_core/anthropic_claude@v1", "Anthropic"),
              "gemini": ("roboflow_core/google_gemini@v1", "Google Gemini")}
-
-
-@pytest.fixture
-def apis() -> Iterator[FakeLlmApis]:
-    server = FakeLlmApis()
-    yield server
-    server.close()
 
 
 @pytest.fixture

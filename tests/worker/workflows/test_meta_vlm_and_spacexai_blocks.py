@@ -9,7 +9,6 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import cv2
@@ -28,7 +27,7 @@ from services.worker.workflows.blocks.vlm_parsers import upload_size
 from services.worker.workflows.executor import WorkflowExecutor
 from services.worker.workflows.values import WorkflowImage
 from tests.support.llm_providers import FakeLlmApis
-from tests.worker.workflows.hosted_support import build_step, make_env, orange_block_frame
+from tests.worker.workflows.hosted_support import TASK_FIELDS, build_step, make_env, orange_block_frame
 from tests.worker.workflows.visualization_support import workflow_image
 
 META = "roboflow_core/meta_vlm@v1"
@@ -96,21 +95,6 @@ XAI_PROMPTS: dict[str, tuple[str | None, str | None]] = {
     "multi-label-classification": (MULTI_LABEL, CLASSES_TEXT),
     "structured-answering": (STRUCTURED, STRUCTURE_TEXT),
 }
-TASK_FIELDS: dict[str, dict[str, Any]] = {
-    "unconstrained": {"prompt": "How many people?"},
-    "visual-question-answering": {"prompt": "How many people?"},
-    "classification": {"classes": ["cat", "dog"]},
-    "multi-label-classification": {"classes": ["cat", "dog"]},
-    "object-detection": {"classes": ["cat", "dog"]},
-    "structured-answering": {"output_structure": {"count": "how many people"}},
-}
-
-
-@pytest.fixture
-def apis() -> Iterator[FakeLlmApis]:
-    server = FakeLlmApis()
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import base64
 import json
 import logging
 import re
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -29,13 +28,6 @@ COMPATIBLE = "roboflow_core/openai_compatible@v1"
 OPEN_AI_V1 = "roboflow_core/open_ai@v1"
 LMM = "roboflow_core/lmm@v1"
 LMM_CLASSIFIER = "roboflow_core/lmm_for_classification@v1"
-
-
-@pytest.fixture
-def apis() -> Iterator[FakeLlmApis]:
-    server = FakeLlmApis()
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import cv2
@@ -82,13 +81,6 @@ DETECTIONS_SCHEMA = {"format": {"type": "json_schema", "name": "detections", "st
                        "box_2d": {"type": "array", "items": {"type": "integer"}, "minItems": 4, "maxItems": 4}},
         "required": ["label", "box_2d"], "additionalProperties": False}}},
     "required": ["detections"], "additionalProperties": False}}}
-
-
-@pytest.fixture
-def apis() -> Iterator[FakeLlmApis]:
-    server = FakeLlmApis()
-    yield server
-    server.close()
 
 
 @pytest.fixture

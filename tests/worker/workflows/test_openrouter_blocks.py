@@ -8,7 +8,6 @@ import base64
 import json
 import logging
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import cv2
@@ -20,7 +19,7 @@ from services.worker.workflows.blocks.base import BlockEnvironment, SinkSettings
 from services.worker.workflows.blocks.llm.client import ProviderError
 from services.worker.workflows.values import WorkflowImage
 from tests.support.llm_providers import FakeLlmApis
-from tests.worker.workflows.hosted_support import build_step, make_env, orange_block_frame
+from tests.worker.workflows.hosted_support import TASK_FIELDS, build_step, make_env, orange_block_frame
 
 KEY = "sk-or-v1-test-0123456789abcdef-secret"
 LLAMA_V1 = "roboflow_core/llama_3_2_vision@v1"
@@ -79,21 +78,6 @@ REFERENCE_PROMPTS: dict[str, tuple[str | None, str | None]] = {
 # The first generation's copies keep a typo the shared prompts corrected.
 FIRST_GENERATION_VQA = REFERENCE_PROMPTS["visual-question-answering"][0].replace(  # type: ignore[union-attr]
     "question submitted", "questionsubmitted")
-TASK_FIELDS: dict[str, dict[str, Any]] = {
-    "unconstrained": {"prompt": "How many people?"},
-    "visual-question-answering": {"prompt": "How many people?"},
-    "classification": {"classes": ["cat", "dog"]},
-    "multi-label-classification": {"classes": ["cat", "dog"]},
-    "object-detection": {"classes": ["cat", "dog"]},
-    "structured-answering": {"output_structure": {"count": "how many people"}},
-}
-
-
-@pytest.fixture
-def apis() -> Iterator[FakeLlmApis]:
-    server = FakeLlmApis()
-    yield server
-    server.close()
 
 
 @pytest.fixture
